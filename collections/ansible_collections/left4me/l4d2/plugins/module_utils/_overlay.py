@@ -1,0 +1,845 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Instance overlay mounts: validation, mount state and the mount itself.
+
+Each left4me instance is a kernel overlayfs at
+``{state_dir}/runtime/{name}/merged`` whose lower layers are the instance's
+overlays (first wins) followed by the shared game installation, with its own
+``upper`` and ``work`` directories next to ``merged``.
+
+This file is standard library only. The collection's ``instance_mount`` module
+imports it, and the host role copies it verbatim to
+``/usr/local/libexec/left4me/left4me_overlay.py`` for the privileged
+``left4me-mount`` helper that the game unit runs in ``ExecStartPre=+`` and
+``ExecStopPost=+``.
+
+Instance env file (``{config_dir}/instances/{name}.env``): one ``KEY=value``
+per line, shell style. Blank lines and lines starting with ``#`` are ignored,
+an ``export`` prefix is accepted, values may be single- or double-quoted; the
+last assignment of a key wins. The mount reads ``LEFT4ME_LOWERDIRS``: the
+complete colon-separated lower layer list, first wins, normally ending with
+the shared installation, e.g.
+``LEFT4ME_LOWERDIRS=/var/lib/left4me/overlays/7:/var/lib/left4me/installation``.
+
+Mounting and unmounting happen in the mount namespace of PID 1 (the host's),
+because a caller inside a sandboxed unit would otherwise mount into a private
+namespace that the game unit never sees. ``setns(CLONE_NEWNS)`` only works in
+a single-threaded process: call these functions from a plain script or module,
+never from a process that has started threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import pwd
+import re
+import shlex
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_STATE_DIR = "/var/lib/left4me"
+DEFAULT_CONFIG_DIR = "/etc/left4me"
+DEFAULT_OWNER = "left4me"
+LOWERDIRS_KEY = "LEFT4ME_LOWERDIRS"
+ALLOWED_ROOT_NAMES = ("installation", "overlays", "workshop_cache")
+
+# The kernel's OVL_MAX_STACK: more lower layers fail with "too many lower directories".
+MAX_LAYERS = 500
+# fsconfig(2) copies a string value with strndup_user(value, 256), so a path
+# passed as one FSCONFIG_SET_STRING value has at most 255 bytes.
+MAX_FSCONFIG_STRING = 255
+# ':' separates layers in lowerdir=, ',' separates mount options, '\\' escapes
+# both, and a newline would corrupt the env file and mountinfo.
+FORBIDDEN_PATH_CHARS = (":", ",", "\\", "\n")
+FUSE_OVERLAYFS_XATTR_PREFIX = "user.fuseoverlayfs."
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OCTAL_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
+
+# Syscall numbers as on x86_64; syscalls added since 5.1 share one number on
+# every architecture but alpha.
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+CLONE_NEWNS = 0x00020000
+
+
+class OverlayError(Exception):
+    """Bad input or a host state we refuse; the message tells a person what to do."""
+
+
+# --- names and paths -------------------------------------------------------
+
+
+def validate_instance_name(name: object) -> str:
+    """Return ``name`` if it is a valid instance name, else raise OverlayError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise OverlayError(
+            f"invalid instance name {name!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class InstancePaths:
+    root: str
+    upper: str
+    work: str
+    merged: str
+
+
+def instance_paths(name: str, state_dir: str = DEFAULT_STATE_DIR) -> InstancePaths:
+    validate_instance_name(name)
+    if not os.path.isabs(state_dir):
+        raise OverlayError(f"state_dir must be an absolute path, got {state_dir!r}")
+    root = os.path.join(os.path.normpath(state_dir), "runtime", name)
+    return InstancePaths(
+        root=root,
+        upper=os.path.join(root, "upper"),
+        work=os.path.join(root, "work"),
+        merged=os.path.join(root, "merged"),
+    )
+
+
+def default_allowed_roots(state_dir: str = DEFAULT_STATE_DIR) -> list[str]:
+    return [os.path.join(os.path.normpath(state_dir), sub) for sub in ALLOWED_ROOT_NAMES]
+
+
+def env_file_path(name: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str:
+    validate_instance_name(name)
+    return os.path.join(config_dir, "instances", f"{name}.env")
+
+
+# --- lowerdir validation ---------------------------------------------------
+
+
+def _check_path_text(path: object, what: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise OverlayError(f"{what} must be a non-empty path string, got {path!r}")
+    bad = [c for c in FORBIDDEN_PATH_CHARS if c in path]
+    if bad:
+        raise OverlayError(
+            f"{what} {path!r} contains {', '.join(repr(c) for c in bad)};"
+            " overlayfs option strings cannot carry ':', ',', '\\' or newlines"
+        )
+    if not os.path.isabs(path):
+        raise OverlayError(f"{what} {path!r} is not an absolute path")
+    if ".." in path.split("/"):
+        raise OverlayError(f"{what} {path!r} contains a '..' component; give the real path")
+    return path
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -> list[str]:
+    """Check the lower layers and return them resolved (realpath), in order.
+
+    Each layer must be an absolute path to an existing directory that lies,
+    after resolving symlinks, under one of ``allowed_roots``; at most
+    MAX_LAYERS layers, no duplicates.
+    """
+    if isinstance(lowerdirs, str) or not isinstance(lowerdirs, Sequence):
+        raise OverlayError("lowerdirs must be a list of paths")
+    if not lowerdirs:
+        raise OverlayError("no lower layers given: an instance needs at least one lowerdir")
+    if len(lowerdirs) > MAX_LAYERS:
+        raise OverlayError(
+            f"{len(lowerdirs)} lower layers given; the kernel allows at most {MAX_LAYERS}"
+            " lowerdirs per overlay mount"
+        )
+    roots = [os.path.realpath(_check_path_text(r, "allowed root")) for r in allowed_roots]
+    if not roots:
+        raise OverlayError("allowed_roots is empty: no lowerdir can be accepted")
+    resolved: list[str] = []
+    seen: dict[str, int] = {}
+    for index, given in enumerate(lowerdirs, start=1):
+        what = f"lowerdir #{index}"
+        _check_path_text(given, what)
+        real = os.path.realpath(given)
+        if not any(_is_within(real, root) for root in roots):
+            shown = given if real == os.path.normpath(given) else f"{given} (-> {real})"
+            raise OverlayError(f"{what} {shown} is outside the allowed roots {', '.join(roots)}")
+        if not os.path.isdir(real):
+            raise OverlayError(f"{what} {given} does not exist or is not a directory")
+        _check_path_text(real, what)
+        if len(real.encode()) > MAX_FSCONFIG_STRING:
+            raise OverlayError(
+                f"{what} {real} is {len(real.encode())} bytes long;"
+                f" the kernel takes at most {MAX_FSCONFIG_STRING} per layer"
+            )
+        if real in seen:
+            raise OverlayError(
+                f"{what} {given} duplicates lowerdir #{seen[real]} ({real}); list each layer once"
+            )
+        seen[real] = index
+        resolved.append(real)
+    return resolved
+
+
+# --- env file --------------------------------------------------------------
+
+
+def parse_env(text: str, source: str = "env file") -> dict[str, str]:
+    """Parse shell-style ``KEY=value`` lines (quotes allowed, ``#`` comments)."""
+    env: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or not _ENV_KEY_RE.fullmatch(key):
+            raise OverlayError(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
+        try:
+            words = shlex.split(value, comments=True)
+        except ValueError as exc:
+            raise OverlayError(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
+        if len(words) > 1:
+            raise OverlayError(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
+        env[key] = words[0] if words else ""
+    return env
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise OverlayError(
+            f"instance env file {path} does not exist; create it with {LOWERDIRS_KEY}=..."
+        ) from None
+    except OSError as exc:
+        raise OverlayError(f"cannot read instance env file {path}: {exc.strerror}") from None
+    return parse_env(text, path)
+
+
+def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[str]:
+    value = env.get(LOWERDIRS_KEY, "")
+    if not value:
+        raise OverlayError(f"{source} does not set {LOWERDIRS_KEY} (colon-separated lowerdirs)")
+    layers = value.split(":")
+    if "" in layers:
+        raise OverlayError(f"{source}: {LOWERDIRS_KEY} has an empty entry ('::' or a stray ':')")
+    return layers
+
+
+# --- fuse-overlayfs leftovers ----------------------------------------------
+
+
+def _fuse_xattrs(path: str) -> list[str]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENOENT):
+            return []
+        raise
+    return [n for n in names if n.startswith(FUSE_OVERLAYFS_XATTR_PREFIX)]
+
+
+def find_fuse_taint(upper: str) -> tuple[str, str] | None:
+    """Return (path, xattr) of the first entry carrying a fuse-overlayfs xattr."""
+    if not os.path.isdir(upper):
+        return None
+    pending = [upper]
+    while pending:
+        directory = pending.pop()
+        found = _fuse_xattrs(directory)
+        if found:
+            return directory, found[0]
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                found = _fuse_xattrs(entry.path)
+                if found:
+                    return entry.path, found[0]
+    return None
+
+
+def check_upper_not_fuse_tainted(upper: str) -> None:
+    taint = find_fuse_taint(upper)
+    if taint:
+        path, xattr = taint
+        raise OverlayError(
+            f"upper dir {upper} was written by fuse-overlayfs ({path} has xattr {xattr});"
+            " kernel overlayfs would resurrect files deleted there. Stop the instance and move"
+            f" the upper dir aside (mv {upper} {upper}.fuse-old), then mount again"
+        )
+
+
+# --- mount state -----------------------------------------------------------
+
+
+def _unescape(text: str) -> str:
+    return _OCTAL_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+@dataclass(frozen=True)
+class MountInfoEntry:
+    mount_id: int
+    parent_id: int
+    mount_point: str
+    mount_options: tuple[str, ...]
+    fstype: str
+    source: str
+    super_options: tuple[str, ...]
+
+
+def parse_mountinfo(text: str) -> list[MountInfoEntry]:
+    """Parse /proc/PID/mountinfo (see proc_pid_mountinfo(5))."""
+    entries: list[MountInfoEntry] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        left, sep, right = line.partition(" - ")
+        fields = left.split(" ")
+        tail = right.split(" ")
+        if not sep or len(fields) < 6 or len(tail) < 3:
+            raise OverlayError(f"unexpected mountinfo line: {line!r}")
+        entries.append(
+            MountInfoEntry(
+                mount_id=int(fields[0]),
+                parent_id=int(fields[1]),
+                mount_point=_unescape(fields[4]),
+                mount_options=tuple(fields[5].split(",")),
+                fstype=tail[0],
+                source=_unescape(tail[1]),
+                super_options=tuple(_unescape(o) for o in " ".join(tail[2:]).split(",")),
+            )
+        )
+    return entries
+
+
+@dataclass(frozen=True)
+class MountState:
+    mounted: bool
+    fstype: str | None = None
+    lowerdirs: list[str] = field(default_factory=list)
+    upperdir: str | None = None
+    workdir: str | None = None
+
+
+def overlay_state_from_options(options: Sequence[str]) -> MountState:
+    """Lower/upper/work dirs from overlay super options.
+
+    A legacy mount shows one ``lowerdir=a:b:c``; a mount built with
+    ``lowerdir+`` (kernel >= 6.8) shows one ``lowerdir+=path`` per layer.
+    """
+    lowerdirs: list[str] = []
+    upper = work = None
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "lowerdir":
+            lowerdirs.extend(value.split(":"))
+        elif key == "lowerdir+":
+            lowerdirs.append(value)
+        elif key == "upperdir":
+            upper = value
+        elif key == "workdir":
+            work = value
+    return MountState(True, "overlay", lowerdirs, upper, work)
+
+
+def mount_state(merged: str, mountinfo_text: str) -> MountState:
+    """State of the topmost mount on ``merged``."""
+    top = None
+    for entry in parse_mountinfo(mountinfo_text):
+        if entry.mount_point == merged:
+            top = entry
+    if top is None:
+        return MountState(False)
+    if top.fstype != "overlay":
+        return MountState(True, top.fstype)
+    return overlay_state_from_options(top.super_options)
+
+
+def mountinfo_path(ns_pid: int = 1) -> str:
+    return f"/proc/{ns_pid}/mountinfo"
+
+
+def read_mount_state(merged: str, ns_pid: int = 1) -> MountState:
+    with open(mountinfo_path(ns_pid), encoding="utf-8", errors="surrogateescape") as handle:
+        return mount_state(merged, handle.read())
+
+
+# --- mount namespace -------------------------------------------------------
+
+_libc_handle: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _libc_handle
+    if _libc_handle is None:
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+        _libc_handle.syscall.restype = ctypes.c_long
+    return _libc_handle
+
+
+def _oserror(step: str, path: str | None = None, detail: str = "") -> OSError:
+    err = ctypes.get_errno()
+    message = f"{step}: {os.strerror(err)}"
+    if detail:
+        message += f" ({detail})"
+    return OSError(err, message, path)
+
+
+def _root_mount_id(mountinfo: str) -> int | None:
+    for entry in parse_mountinfo(mountinfo):
+        if entry.mount_point == "/":
+            return entry.mount_id
+    return None
+
+
+def in_mount_namespace_of(pid: int = 1) -> bool:
+    """True when this process already shares ``pid``'s mount namespace."""
+    try:
+        target = os.stat(f"/proc/{pid}/ns/mnt")
+        own = os.stat("/proc/self/ns/mnt")
+        return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
+    except PermissionError:
+        # Some sandboxes (e.g. a firecracker init as PID 1) refuse access to
+        # PID 1's namespace links even for root. Mount ids are unique across
+        # namespaces, so equal ids of the root mount mean the same namespace.
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            theirs = _root_mount_id(fh.read())
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            ours = _root_mount_id(fh.read())
+        return theirs is not None and theirs == ours
+
+
+def enter_mount_namespace(pid: int = 1) -> bool:
+    """Join ``pid``'s mount namespace unless already in it; True if it switched.
+
+    The process must be single-threaded (setns(2) refuses CLONE_NEWNS
+    otherwise). Afterwards the cwd and root are the namespace's root.
+    """
+    if in_mount_namespace_of(pid):
+        return False
+    ns_path = f"/proc/{pid}/ns/mnt"
+    try:
+        fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"open {ns_path} to enter PID {pid}'s mount namespace: {exc.strerror}"
+        ) from None
+    try:
+        if _libc().setns(fd, CLONE_NEWNS) != 0:
+            raise _oserror(
+                f"setns into PID {pid}'s mount namespace",
+                ns_path,
+                "the process must be single-threaded and have CAP_SYS_ADMIN",
+            )
+    finally:
+        os.close(fd)
+    os.chdir("/")
+    return True
+
+
+# --- mount and unmount ------------------------------------------------------
+
+
+def _fs_context_log(fs_fd: int) -> str:
+    """Messages the kernel queued on an fs context ("e overlayfs: ...")."""
+    lines = []
+    while True:
+        try:
+            message = os.read(fs_fd, 4096)
+        except OSError:
+            break
+        if not message:
+            break
+        lines.append(message.decode(errors="replace").strip())
+    return "; ".join(lines)
+
+
+class _LowerdirPlusUnsupported(Exception):
+    pass
+
+
+def _mount_new_api(
+    lowerdirs: Sequence[str], upper: str, work: str, merged: str, source: str
+) -> None:
+    libc = _libc()
+    fs_fd = libc.syscall(SYS_FSOPEN, ctypes.c_char_p(b"overlay"), ctypes.c_uint(FSOPEN_CLOEXEC))
+    if fs_fd < 0:
+        if ctypes.get_errno() == errno.ENOSYS:
+            raise _LowerdirPlusUnsupported()
+        raise _oserror('fsopen("overlay")', merged, "is the overlay module available?")
+    try:
+
+        def config(key: str, value: str | None, cmd: int = FSCONFIG_SET_STRING) -> None:
+            ret = libc.syscall(
+                SYS_FSCONFIG,
+                ctypes.c_int(fs_fd),
+                ctypes.c_uint(cmd),
+                ctypes.c_char_p(key.encode() if key else None),
+                ctypes.c_char_p(value.encode() if value is not None else None),
+                ctypes.c_int(0),
+            )
+            if ret < 0:
+                err = ctypes.get_errno()
+                step = f"fsconfig {key}={value}" if key else "fsconfig FSCONFIG_CMD_CREATE"
+                raise OSError(err, f"{step}: {os.strerror(err)} ({_fs_context_log(fs_fd)})", merged)
+
+        for index, layer in enumerate(lowerdirs):
+            try:
+                config("lowerdir+", layer)
+            except OSError as exc:
+                if index == 0 and exc.errno == errno.EINVAL:
+                    raise _LowerdirPlusUnsupported() from None
+                raise
+        config("source", source)
+        config("upperdir", upper)
+        config("workdir", work)
+        config("", None, FSCONFIG_CMD_CREATE)
+        mnt_fd = libc.syscall(
+            SYS_FSMOUNT,
+            ctypes.c_int(fs_fd),
+            ctypes.c_uint(FSMOUNT_CLOEXEC),
+            ctypes.c_uint(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV),
+        )
+        if mnt_fd < 0:
+            raise _oserror("fsmount overlay", merged, _fs_context_log(fs_fd))
+    finally:
+        os.close(fs_fd)
+    try:
+        ret = libc.syscall(
+            SYS_MOVE_MOUNT,
+            ctypes.c_int(mnt_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(merged.encode()),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+        )
+        if ret < 0:
+            raise _oserror(f"move_mount onto {merged}", merged)
+    finally:
+        os.close(mnt_fd)
+
+
+def legacy_mount_data(lowerdirs: Sequence[str], upper: str, work: str) -> str:
+    return f"lowerdir={':'.join(lowerdirs)},upperdir={upper},workdir={work}"
+
+
+def _mount_legacy(
+    lowerdirs: Sequence[str], upper: str, work: str, merged: str, source: str
+) -> None:
+    data = legacy_mount_data(lowerdirs, upper, work)
+    limit = os.sysconf("SC_PAGE_SIZE") - 1
+    if len(data.encode()) > limit:
+        raise OverlayError(
+            f"this kernel lacks lowerdir+ (needs >= 6.8) and the joined overlay options are"
+            f" {len(data.encode())} bytes, over the {limit}-byte limit of mount(2);"
+            " use fewer or shorter lowerdirs"
+        )
+    ret = _libc().mount(
+        ctypes.c_char_p(source.encode()),
+        ctypes.c_char_p(merged.encode()),
+        ctypes.c_char_p(b"overlay"),
+        ctypes.c_ulong(MS_NOSUID | MS_NODEV),
+        ctypes.c_char_p(data.encode()),
+    )
+    if ret != 0:
+        raise _oserror(f"mount(2) overlay on {merged}", merged, "see dmesg for overlayfs details")
+
+
+def mount_overlay(
+    lowerdirs: Sequence[str],
+    upper: str,
+    work: str,
+    merged: str,
+    *,
+    source: str = "overlay",
+    legacy: bool = False,
+) -> str:
+    """Mount an overlay in the current mount namespace; return the method used.
+
+    Uses fsopen/fsconfig(lowerdir+)/fsmount/move_mount, so neither the number
+    of layers nor their joined length hits a string limit. Falls back to
+    mount(2) when the kernel has no lowerdir+ (or ``legacy`` is set).
+    """
+    if not legacy:
+        try:
+            _mount_new_api(lowerdirs, upper, work, merged, source)
+            return "lowerdir+"
+        except _LowerdirPlusUnsupported:
+            pass
+    _mount_legacy(lowerdirs, upper, work, merged, source)
+    return "mount(2)"
+
+
+def mount_source(name: str) -> str:
+    """The mount's source field, so findmnt shows which instance it is."""
+    return f"left4me-{name}"
+
+
+def _links_under(pid: str, path: str) -> list[str]:
+    prefix = path.rstrip("/") + "/"
+    hits = []
+    base = f"/proc/{pid}"
+    candidates = ["cwd", "root"]
+    with contextlib.suppress(OSError):
+        candidates += [f"fd/{fd}" for fd in os.listdir(f"{base}/fd")]
+    for name in candidates:
+        try:
+            target = os.readlink(f"{base}/{name}")
+        except OSError:
+            continue
+        if target == path or target.startswith(prefix):
+            hits.append(name)
+    return hits
+
+
+def find_holders(path: str, mountinfo_text: str = "") -> list[str]:
+    """Describe what keeps ``path`` busy: processes inside it, mounts below it."""
+    holders = []
+    for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+        hits = _links_under(pid, path)
+        if hits:
+            try:
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    comm = fh.read().strip()
+            except OSError:
+                comm = "?"
+            holders.append(f"pid {pid} ({comm}: {', '.join(hits)})")
+    prefix = path.rstrip("/") + "/"
+    if mountinfo_text:
+        for entry in parse_mountinfo(mountinfo_text):
+            if entry.mount_point.startswith(prefix):
+                holders.append(f"mount {entry.mount_point}")
+    return holders
+
+
+def unmount_overlay(merged: str) -> bool:
+    """umount2(merged) in the current namespace; False if it was not mounted."""
+    if _libc().umount2(ctypes.c_char_p(merged.encode()), ctypes.c_int(0)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOENT):
+        return False
+    if err == errno.EBUSY:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+                holders = find_holders(merged, fh.read())
+        except OSError:
+            holders = []
+        held = "; ".join(holders) if holders else "no process found in this namespace"
+        raise OSError(
+            err,
+            f"umount {merged}: target busy, held by: {held}. Stop those (the game server of"
+            " this instance?) and unmount again",
+            merged,
+        )
+    raise _oserror(f"umount {merged}", merged)
+
+
+# --- directories -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: str
+    uid: int
+    gid: int
+    mode: int
+    # Only create when missing; its owner and mode belong to the host role.
+    create_only: bool = False
+
+
+def resolve_owner(owner: str) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise OverlayError(
+            f"runtime user {owner!r} does not exist; create it first or set owner"
+        ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
+    """Upper and merged belong to the runtime user (merged shows upper's root).
+
+    The kernel uses work/ with the mounter's (root's) credentials, so it
+    stays root-only.
+    """
+    return [
+        DirSpec(os.path.dirname(paths.root), 0, 0, 0o755, create_only=True),
+        DirSpec(paths.root, 0, 0, 0o755),
+        DirSpec(paths.upper, uid, gid, 0o755),
+        DirSpec(paths.work, 0, 0, 0o700),
+        DirSpec(paths.merged, uid, gid, 0o755),
+    ]
+
+
+def dir_changes(specs: Sequence[DirSpec], skip: Sequence[str] = ()) -> list[str]:
+    """What ensure_dirs would change, one line each; ``skip`` paths are mount points."""
+    changes = []
+    for spec in specs:
+        try:
+            st = os.lstat(spec.path)
+        except FileNotFoundError:
+            changes.append(f"create {spec.path}")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise OverlayError(f"{spec.path} exists but is not a directory; move it aside")
+        if spec.path in skip or spec.create_only:
+            continue
+        if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):
+            changes.append(f"chown {spec.uid}:{spec.gid} {spec.path}")
+        if stat.S_IMODE(st.st_mode) != spec.mode:
+            changes.append(f"chmod {spec.mode:04o} {spec.path}")
+    return changes
+
+
+def ensure_dirs(specs: Sequence[DirSpec], skip: Sequence[str] = ()) -> list[str]:
+    """Create/fix the directories; return the paths it created (for rollback)."""
+    created = []
+    for spec in specs:
+        try:
+            os.mkdir(spec.path, spec.mode)
+            created.append(spec.path)
+        except FileExistsError:
+            if spec.path in skip or spec.create_only:
+                continue
+        os.chown(spec.path, spec.uid, spec.gid, follow_symlinks=False)
+        os.chmod(spec.path, spec.mode)
+    return created
+
+
+def remove_created_dirs(created: Sequence[str]) -> None:
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+# --- plan and apply ----------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What to do for one instance, decided before anything changes."""
+
+    name: str
+    state: str
+    paths: InstancePaths
+    before: MountState
+    lowerdirs: list[str] = field(default_factory=list)
+    dirs: list[DirSpec] = field(default_factory=list)
+    dir_changes: list[str] = field(default_factory=list)
+    action: str = "none"  # none | mount | remount | unmount
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "none" or bool(self.dir_changes)
+
+
+def _same_mount(before: MountState, lowerdirs: Sequence[str], paths: InstancePaths) -> bool:
+    return (
+        before.fstype == "overlay"
+        and before.lowerdirs == list(lowerdirs)
+        and before.upperdir == paths.upper
+        and before.workdir == paths.work
+    )
+
+
+def plan_mount(
+    name: str,
+    lowerdirs: Sequence[str],
+    *,
+    state_dir: str = DEFAULT_STATE_DIR,
+    allowed_roots: Sequence[str] | None = None,
+    owner: str = DEFAULT_OWNER,
+    remount: bool = False,
+    ns_pid: int = 1,
+) -> Plan:
+    """Validate everything and decide; changes nothing on the host."""
+    paths = instance_paths(name, state_dir)
+    roots = default_allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
+    resolved = validate_lowerdirs(lowerdirs, roots)
+    uid, gid = resolve_owner(owner)
+    if not os.path.isdir(state_dir):
+        raise OverlayError(f"state dir {state_dir} does not exist; the host role creates it")
+    before = read_mount_state(paths.merged, ns_pid)
+    plan = Plan(name, "mounted", paths, before, resolved, instance_dir_specs(paths, uid, gid))
+    skip = [paths.merged] if before.mounted else []
+    plan.dir_changes = dir_changes(plan.dirs, skip)
+    if before.mounted and before.fstype != "overlay":
+        raise OverlayError(
+            f"{paths.merged} has a {before.fstype} mount on it, not an overlay; unmount it first"
+        )
+    if not before.mounted:
+        plan.action = "mount"
+    elif not _same_mount(before, resolved, paths):
+        if not remount:
+            raise OverlayError(
+                f"{paths.merged} is mounted with different layers"
+                f" ({':'.join(before.lowerdirs)}); stop the instance first or pass remount"
+            )
+        plan.action = "remount"
+    if plan.action != "none":
+        check_upper_not_fuse_tainted(paths.upper)
+        if (
+            os.path.isdir(paths.upper)
+            and os.path.isdir(paths.work)
+            and os.stat(paths.upper).st_dev != os.stat(paths.work).st_dev
+        ):
+            raise OverlayError(
+                f"{paths.work} and {paths.upper} are on different filesystems;"
+                " overlayfs needs them on the same one"
+            )
+    return plan
+
+
+def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> Plan:
+    paths = instance_paths(name, state_dir)
+    before = read_mount_state(paths.merged, ns_pid)
+    return Plan(name, "unmounted", paths, before, action="unmount" if before.mounted else "none")
+
+
+def apply_plan(plan: Plan) -> str:
+    """Carry out a plan in the current mount namespace; return what was done.
+
+    On a failed mount it removes the directories it created, and after a
+    failed remount it puts the previous layers back.
+    """
+    paths = plan.paths
+    if plan.action in ("unmount", "remount"):
+        unmount_overlay(paths.merged)
+    if plan.state == "unmounted":
+        return "unmounted" if plan.action == "unmount" else "none"
+    created = ensure_dirs(plan.dirs, [paths.merged] if plan.action == "none" else [])
+    if plan.action == "none":
+        return "none"
+    source = mount_source(plan.name)
+    try:
+        return mount_overlay(plan.lowerdirs, paths.upper, paths.work, paths.merged, source=source)
+    except (OSError, OverlayError):
+        remove_created_dirs(created)
+        if plan.action == "remount" and plan.before.lowerdirs:
+            with contextlib.suppress(OSError, OverlayError):
+                mount_overlay(
+                    plan.before.lowerdirs, paths.upper, paths.work, paths.merged, source=source
+                )
+        raise
