@@ -1,0 +1,325 @@
+"""The simulated server's state and its console commands (shared by cfg files and RCON)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from standins.srcds import gamedata
+from standins.srcds.cfg import split_commands
+from standins.srcds.cmdline import LaunchOptions
+from standins.srcds.console import say
+from standins.srcds.players import Player, account_id_for
+
+DEFAULT_CVARS = {
+    "hostname": "Left 4 Dead 2",
+    "sv_password": "",
+    "rcon_password": "",
+    "sv_tags": "",
+    "sv_maxplayers": "-1",
+    "sv_rcon_maxfailures": "10",
+    "sv_rcon_banpenalty": "0",
+    "sv_rcon_minfailures": "5",
+    "sv_rcon_minfailuretime": "30",
+    "mp_gamemode": "coop",
+    "z_difficulty": "Normal",
+    "sv_cheats": "0",
+    "sv_lan": "0",
+    "sv_region": "255",
+    "sv_steamgroup": "",
+    "sv_allow_lobby_connect_only": "1",
+    "sv_consistency": "1",
+    "motd_enabled": "1",
+}
+# Never reported through A2S_RULES: secrets, as srcds hides FCVAR_PROTECTED values.
+PROTECTED_CVARS = frozenset({"rcon_password", "sv_password"})
+MAX_EXEC_DEPTH = 32  # srcds stops runaway exec loops; so do we.
+
+
+@dataclass
+class InfoSnapshot:
+    """What A2S_INFO reports, captured under the lock."""
+
+    hostname: str
+    map_name: str
+    players: int
+    max_players: int
+    password_protected: bool
+    tags: str
+    version: str
+
+
+class GameServer:
+    def __init__(self, options: LaunchOptions, game_root: Path) -> None:
+        self.options = options
+        self.game_dir = game_root / options.game
+        self.lock = threading.RLock()
+        self.stop_requested = threading.Event()
+        self.exit_code = 0
+        self.cvars: dict[str, str] = dict(DEFAULT_CVARS)
+        self.cvars["maxplayers"] = str(options.maxplayers or 8)
+        self.map_name: str | None = None
+        self.players: list[Player] = []
+        self._next_userid = 2
+        self.version = gamedata.read_version(self.game_dir)
+        self._commands: dict[str, Callable[[list[str]], list[str]]] = {
+            "status": self._cmd_status,
+            "users": self._cmd_users,
+            "changelevel": self._cmd_changelevel,
+            "map": self._cmd_map,
+            "sm": self._cmd_sourcemod,
+            "say": self._cmd_say,
+            "kick": self._cmd_kick,
+            "kickid": self._cmd_kick,
+            "quit": self._cmd_quit,
+            "exit": self._cmd_quit,
+            "exec": self._cmd_exec,
+            "echo": lambda args: [" ".join(args)],
+            "sim_addplayer": self._cmd_sim_addplayer,
+            "sim_removeplayer": self._cmd_sim_removeplayer,
+            "sim_addons": self._cmd_sim_addons,
+        }
+
+    # ----- command execution -------------------------------------------------------------
+    def execute_text(self, text: str, *, from_cfg: bool = False, depth: int = 0) -> list[str]:
+        output: list[str] = []
+        for tokens in split_commands(text):
+            output.extend(self.execute(tokens, from_cfg=from_cfg, depth=depth))
+        return output
+
+    def execute(self, tokens: list[str], *, from_cfg: bool = False, depth: int = 0) -> list[str]:
+        name, args = tokens[0].lower(), tokens[1:]
+        with self.lock:
+            if name == "exec":
+                return self._exec_file(args, depth)
+            if name in self._commands:
+                return self._commands[name](args)
+            if name in self.cvars or (from_cfg and args):
+                # cfg files may set plugin cvars we do not know; accept them as srcds+plugin would.
+                return self._cvar(name, args)
+            return [f'Unknown command "{tokens[0]}"']
+
+    def _cvar(self, name: str, args: list[str]) -> list[str]:
+        if not args:
+            return [f'"{name}" = "{self.cvars[name]}"']
+        self.cvars[name] = " ".join(args)
+        return []
+
+    def cvar(self, name: str) -> str:
+        with self.lock:
+            return self.cvars.get(name, "")
+
+    def cvar_int(self, name: str, default: int) -> int:
+        try:
+            return int(float(self.cvar(name)))
+        except ValueError:
+            return default
+
+    # ----- config files ------------------------------------------------------------------
+    def _exec_file(self, args: list[str], depth: int) -> list[str]:
+        if not args:
+            return ["exec <filename>: execute a script file"]
+        name = args[0] if args[0].endswith(".cfg") else f"{args[0]}.cfg"
+        path = self.game_dir / "cfg" / name
+        if depth >= MAX_EXEC_DEPTH or not path.is_file():
+            return [f"exec: couldn't exec {args[0]}"]
+        text = path.read_text(errors="replace")
+        return self.execute_text(text, from_cfg=True, depth=depth + 1)
+
+    def _cmd_exec(self, args: list[str]) -> list[str]:
+        return self._exec_file(args, 0)
+
+    def exec_server_cfg(self) -> None:
+        """srcds executes server.cfg on every map load; its output goes to the console."""
+        say("Executing listen server config file")
+        for line in self._exec_file(["server.cfg"], 0):
+            say(line)
+
+    # ----- maps --------------------------------------------------------------------------
+    def load_map(self, name: str) -> bool:
+        with self.lock:
+            if not gamedata.map_exists(self.game_dir, name):
+                say(f"map load failed: {name} not found or invalid")
+                return False
+            say("---- Host_NewGame ----")
+            self.map_name = name
+            self.exec_server_cfg()
+            self._announce_addons()
+            say(f"Map {name} loaded ({self.player_count()} players stay connected)")
+            return True
+
+    def _announce_addons(self) -> None:
+        scan = gamedata.scan_addons(self.game_dir)
+        for name in scan.loaded:
+            say(f"Loaded add-on: addons/{name}")
+        for name in scan.missing:
+            say(f"Missing add-on: addons/{name} (file not found)")
+        for name in scan.invalid:
+            say(f"Skipping add-on addons/{name}: not a valid VPK")
+
+    def _cmd_changelevel(self, args: list[str]) -> list[str]:
+        if not args:
+            return ["changelevel <mapname>: changes the current map"]
+        if not gamedata.map_exists(self.game_dir, args[0]):
+            return [f"changelevel failed: {args[0]} not found"]
+        self.load_map(args[0])
+        return []
+
+    def _cmd_map(self, args: list[str]) -> list[str]:
+        if not args:
+            return [f"Current map: {self.map_name or ''}"]
+        if not gamedata.map_exists(self.game_dir, args[0]):
+            return [f"map load failed: {args[0]} not found or invalid"]
+        self.load_map(args[0])
+        return []
+
+    # ----- players -----------------------------------------------------------------------
+    def player_count(self) -> int:
+        with self.lock:
+            return len(self.players)
+
+    def max_players(self) -> int:
+        override = self.cvar_int("sv_maxplayers", -1)
+        return override if override >= 0 else self.cvar_int("maxplayers", 8)
+
+    def add_player(self, name: str, ping: int = 50) -> Player:
+        with self.lock:
+            userid = self._next_userid
+            self._next_userid += 1
+            address = f"127.0.0.{2 + userid % 250}:27005"
+            player = Player(userid, name, account_id_for(name), address, ping)
+            self.players.append(player)
+        say(f'Client "{name}" connected ({address}).')
+        return player
+
+    def find_player(self, selector: str) -> Player | None:
+        with self.lock:
+            if selector.startswith("#") and selector[1:].isdigit():
+                wanted = int(selector[1:])
+                return next((p for p in self.players if p.userid == wanted), None)
+            return next((p for p in self.players if p.name == selector), None)
+
+    def remove_player(self, player: Player, reason: str) -> None:
+        with self.lock:
+            if player in self.players:
+                self.players.remove(player)
+        say(f"Dropped {player.name} from server ({reason})")
+
+    def _cmd_kick(self, args: list[str]) -> list[str]:
+        if not args:
+            return ["Usage:  kick < name > | < #userid >"]
+        player = self.find_player(" ".join(args))
+        if player is None:
+            return [f'Can\'t kick "{" ".join(args)}", no such player']
+        self.remove_player(player, "Kicked from server")
+        return [f"Kicked {player.name}"]
+
+    def _cmd_sim_addplayer(self, args: list[str]) -> list[str]:
+        if not args:
+            return ["sim_addplayer <name> [ping]  (stand-in only)"]
+        ping = int(args[1]) if len(args) > 1 and args[1].isdigit() else 50
+        player = self.add_player(args[0], ping)
+        return [f'Added "{player.name}" as #{player.userid} ({player.steam2_id})']
+
+    def _cmd_sim_removeplayer(self, args: list[str]) -> list[str]:
+        player = self.find_player(" ".join(args)) if args else None
+        if player is None:
+            return ["sim_removeplayer <name>|#userid: no such player  (stand-in only)"]
+        self.remove_player(player, "Disconnect by user.")
+        return [f"Removed {player.name}"]
+
+    # ----- reports -----------------------------------------------------------------------
+    def _cmd_status(self, args: list[str]) -> list[str]:
+        address = f"{self.options.bind_ip}:{self.options.port}"
+        humans = len(self.players)
+        hibernation = "not hibernating" if humans else "hibernating"
+        secure = "insecure" if self.options.insecure else "secure"
+        lines = [
+            f"hostname: {self.cvars['hostname']}",
+            f"version : {self.version.patch} {self.version.server} {secure}",
+            f"udp/ip  : {address} [ public {address} ]",
+            "os      : Linux Dedicated",
+            f"map     : {self.map_name or ''}",
+            f"players : {humans} humans, 0 bots ({self.max_players()} max) "
+            f"({hibernation}) (unreserved)",
+            "",
+            "# userid name uniqueid connected ping loss state rate adr",
+        ]
+        lines.extend(_status_row(player) for player in self.players)
+        lines.append("#end")
+        return lines
+
+    def _cmd_users(self, args: list[str]) -> list[str]:
+        lines = ['<slot:userid:"name">']
+        lines.extend(f'{slot}:{p.userid}:"{p.name}"' for slot, p in enumerate(self.players))
+        lines.append(f"{len(self.players)} users")
+        return lines
+
+    def _cmd_say(self, args: list[str]) -> list[str]:
+        say(f"Console: {' '.join(args)}")
+        return []
+
+    def _cmd_quit(self, args: list[str]) -> list[str]:
+        self.exit_code = 0
+        self.stop_requested.set()
+        return []
+
+    def _cmd_sourcemod(self, args: list[str]) -> list[str]:
+        sm_dir = gamedata.sourcemod_dir(self.game_dir)
+        if sm_dir is None:
+            return ['Unknown command "sm"']
+        topic = " ".join(args[:2]).lower()
+        if topic == "plugins list":
+            plugins = gamedata.sourcemod_plugins(sm_dir)
+            lines = [f"[SM] Listing {len(plugins)} plugins:"]
+            lines += [f'  {i:02d} "{name}" (1.0) by unknown' for i, name in enumerate(plugins, 1)]
+            return lines
+        if topic == "exts list":
+            extensions = gamedata.sourcemod_extensions(sm_dir)
+            lines = [f"[SM] Displaying {len(extensions)} extensions:"]
+            lines += [f"[{i:02d}] {name} (1.0)" for i, name in enumerate(extensions, 1)]
+            return lines
+        return ["SourceMod Menu:", "Usage: sm <command> [arguments]"]
+
+    def _cmd_sim_addons(self, args: list[str]) -> list[str]:
+        scan = gamedata.scan_addons(self.game_dir)
+        lines = [f"loaded {name}" for name in scan.loaded]
+        lines += [f"missing {name}" for name in scan.missing]
+        lines += [f"invalid {name}" for name in scan.invalid]
+        return lines
+
+    def info_snapshot(self) -> InfoSnapshot:
+        with self.lock:
+            return InfoSnapshot(
+                hostname=self.cvars["hostname"],
+                map_name=self.map_name or "",
+                players=len(self.players),
+                max_players=self.max_players(),
+                password_protected=bool(self.cvars["sv_password"]),
+                tags=self.cvars["sv_tags"],
+                version=self.version.patch,
+            )
+
+    def public_rules(self) -> dict[str, str]:
+        with self.lock:
+            return {k: v for k, v in sorted(self.cvars.items()) if k not in PROTECTED_CVARS}
+
+    def player_rows(self) -> list[tuple[str, int, float]]:
+        with self.lock:
+            return [(p.name, p.score, p.connected_seconds) for p in self.players]
+
+
+def _format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _status_row(player: Player) -> str:
+    return (
+        f'# {player.userid:>2} "{player.name}" {player.steam2_id} '
+        f"{_format_duration(player.connected_seconds)} {player.ping} {player.loss} "
+        f"active 30000 {player.address}"
+    )

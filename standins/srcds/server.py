@@ -1,0 +1,151 @@
+"""Entry point: start-up sequence, sockets, fault switches, and clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from standins.srcds.a2s import QueryResponder, anonymous_server_steamid, serve_queries
+from standins.srcds.cmdline import LaunchOptions, parse_command_line
+from standins.srcds.console import say
+from standins.srcds.game import GameServer
+from standins.srcds.players import parse_schedule, random_name
+from standins.srcds.rcon import serve_rcon
+
+EXIT_BIND_FAILED = 1
+# Grace period so an RCON `quit` reply leaves the socket before the process ends.
+SHUTDOWN_GRACE = 0.2
+
+
+def _crash() -> None:
+    """Die like srcds_linux on a segfault: killed by SIGSEGV (shell status 139), no core file."""
+    say("Segmentation fault")
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _print_banner(options: LaunchOptions) -> None:
+    say("Console initialized.")
+    say("Using breakpad crash handler")
+    say("Setting breakpad minidump AppID = 222860")
+    say('Game.dll loaded for "Left 4 Dead 2"')
+    say(f"Stand-in srcds (tickrate {options.tickrate}) from {Path.cwd()}")
+
+
+def _open_sockets(options: LaunchOptions) -> tuple[socket.socket, socket.socket] | None:
+    """UDP for A2S and TCP for RCON on the same port number, as srcds does."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        if options.faults.bind_fail:
+            raise OSError("Address already in use (simulated)")
+        udp.bind((options.bind_ip, options.port))
+        tcp.bind((options.bind_ip, options.port))
+        tcp.listen(8)
+    except OSError as error:
+        udp.close()
+        tcp.close()
+        say(f"WARNING: UDP_OpenSocket: port: {options.port} bind: {error}")
+        say("WARNING: NET_OpenSockets: Couldn't allocate any server IP port")
+        say("Unable to open socket(s) for server, exiting.")
+        return None
+    return udp, tcp
+
+
+def _announce_steam(options: LaunchOptions) -> None:
+    steamid = anonymous_server_steamid(options.port)
+    say("Connection to Steam servers successful.")
+    say(f"   Public IP is {options.bind_ip}.")
+    say(f"Assigned anonymous gameserver Steam ID [A:1:{steamid & 0xFFFFFFFF}:1].")
+    if not options.insecure:
+        say("VAC secure mode is activated.")
+
+
+def _simulate_players(server: GameServer) -> None:
+    """Seeded joins and leaves, so player tracking has data without real clients."""
+    schedule = parse_schedule(server.options.player_schedule)
+    if schedule is None:
+        return
+    rng = random.Random(server.options.seed)
+    departures: dict[str, float] = {}
+    clock = 0.0
+    next_join = rng.expovariate(1 / schedule.mean_join_interval)
+    while not server.stop_requested.wait(min(1.0, max(0.05, next_join - clock))):
+        clock += min(1.0, max(0.05, next_join - clock))
+        for name, leave_at in list(departures.items()):
+            player = server.find_player(name)
+            if clock >= leave_at:
+                departures.pop(name)
+                if player is not None:
+                    server.remove_player(player, "Disconnect by user.")
+        if clock >= next_join:
+            next_join = clock + rng.expovariate(1 / schedule.mean_join_interval)
+            if len(departures) < min(schedule.max_players, server.max_players()):
+                taken = {p.name for p in server.players}
+                player = server.add_player(random_name(rng, taken), rng.randint(20, 150))
+                departures[player.name] = clock + rng.uniform(schedule.min_stay, schedule.max_stay)
+
+
+def _start_thread(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _install_signal_handlers(server: GameServer) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        server.exit_code = 0
+        server.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def _wait_for_stop(server: GameServer, crash_after: float | None) -> None:
+    if crash_after is not None and not server.stop_requested.wait(crash_after):
+        _crash()
+    server.stop_requested.wait()
+
+
+def run(options: LaunchOptions) -> int:
+    server = GameServer(options, Path.cwd())
+    _install_signal_handlers(server)
+    _print_banner(options)
+    if options.faults.crash_at_start:
+        _crash()
+    if options.faults.hang_at_start:
+        say("Waiting for Steam client initialisation...")  # and never gets further
+        server.stop_requested.wait()
+        return 0
+    for command in options.console_commands:
+        for line in server.execute(command):
+            say(line)
+    sockets = _open_sockets(options)
+    if sockets is None:
+        return EXIT_BIND_FAILED
+    udp, tcp = sockets
+    say(f"Network: IP {options.bind_ip}, mode MP, dedicated Yes, ports {options.port} SV")
+    server.load_map(options.map_name)
+    _announce_steam(options)
+    _start_thread(serve_queries, QueryResponder(server, udp), server.stop_requested)
+    _start_thread(serve_rcon, server, tcp)
+    _start_thread(_simulate_players, server)
+    _wait_for_stop(server, options.faults.crash_after)
+    server.stop_requested.wait(SHUTDOWN_GRACE)
+    say("Server shutting down.")
+    udp.close()
+    tcp.close()
+    return server.exit_code
+
+
+def main(argv: list[str]) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    return run(parse_command_line(argv))
