@@ -1,0 +1,382 @@
+"""Booted systemd test hosts: a copy of the image run by systemd-nspawn, reached over SSH on a veth.
+
+Each host NAME gets:
+- its own root filesystem (a plain directory: an overlayfs root would break overlay
+  mounts inside the host);
+- a network namespace `l4m-NAME` with a veth pair: `vl4m-NAME` here, `host0` inside,
+  addressed from 169.254.77.0/24 (a /30 each), an address range used only on these veths,
+  and no default route: nothing a test host sends can leave this machine;
+- a supervisor process that runs systemd-nspawn and starts it again after an in-host
+  reboot (nspawn exits 133 then), as systemd-nspawn@.service would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from testhosts import image, paths
+from testhosts.log import say
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,9}$")  # veth names stop at 15 characters
+NETWORK = ipaddress.ip_network("169.254.77.0/24")
+MAX_HOSTS = NETWORK.num_addresses // 4
+REBOOT_EXIT_CODE = 133
+BOOT_TIMEOUT = 90.0
+
+NSPAWN_ENV = {
+    # Pure cgroup v2 inside: without it IPAddressDeny= never takes effect.
+    "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1",
+}
+
+
+@dataclass(frozen=True)
+class TestHost:
+    name: str
+    index: int
+    address: str  # the host's own address, inside its namespace
+    gateway: str  # our end of the veth
+    user: str
+    identity_file: str
+    ssh_config: str
+
+    @property
+    def dir(self) -> Path:
+        return paths.host_dir(self.name)
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    def init_pid(self) -> int:
+        """PID (as seen here) of systemd inside the host; changes after a reboot."""
+        return _init_pid(_read_pid(self.dir / "nspawn.pid"))
+
+    def nsenter(self, *command: str, check: bool = True, timeout: float = 60) -> str:
+        """Run a command inside the host as root, outside SSH (for the harness's own checks)."""
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.init_pid()), "-m", "-u", "-i", "-n", "-p", *command],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed in {self.name}: {result.stderr}")
+        return result.stdout
+
+
+def netns_name(name: str) -> str:
+    return f"l4m-{name}"
+
+
+def veth_name(name: str) -> str:
+    return f"vl4m-{name}"
+
+
+def load(name: str) -> TestHost:
+    return TestHost(**json.loads((paths.host_dir(name) / "host.json").read_text()))
+
+
+def names() -> list[str]:
+    if not paths.hosts_dir().is_dir():
+        return []
+    return sorted(d.name for d in paths.hosts_dir().iterdir() if (d / "host.json").exists())
+
+
+def create(name: str, index: int | None = None) -> TestHost:
+    """Boot a fresh host NAME and return once it runs and answers SSH. Replaces a stale one."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"test host name {name!r} must match {NAME_PATTERN.pattern}")
+    if name in names() or paths.host_dir(name).exists():
+        destroy(name)
+    started = time.monotonic()
+    tarball = image.ensure_image()
+    host = _describe(name, _free_index() if index is None else index)
+    host.dir.mkdir(parents=True)
+    image.unpack(tarball, host.rootfs)
+    unpacked = time.monotonic()
+    _personalise(host)
+    _make_network(host)
+    (host.dir / "host.json").write_text(json.dumps(asdict(host), indent=2))
+    _write_known_hosts()
+    _start_supervisor(host)
+    wait_until_booted(host)
+    say(f"{name} is up at {host.address} (unpack {unpacked - started:.1f} s, "
+        f"boot+ssh {time.monotonic() - unpacked:.1f} s)")
+    return host
+
+
+def wait_until_booted(host: TestHost, timeout: float = BOOT_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = host.nsenter("systemctl", "is-system-running", "--wait",
+                                 check=False, timeout=timeout).strip()
+        except (OSError, RuntimeError, subprocess.TimeoutExpired):
+            state = "not started"
+        if state in ("running", "degraded"):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host.name} did not boot: system state {state!r}; "
+                               f"see {host.dir / 'console.log'}")
+        time.sleep(0.2)
+    while not _port_open(host.address, 22):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host.name} booted but SSH on {host.address}:22 never answered")
+        time.sleep(0.2)
+
+
+def destroy(name: str) -> None:
+    """Power the host off and remove every trace: processes, namespace, veth, files."""
+    hostdir = paths.host_dir(name)
+    supervisor = _read_pid(hostdir / "supervisor.pid")
+    if supervisor:
+        _stop_process_group(supervisor)
+    subprocess.run(["ip", "netns", "delete", netns_name(name)], capture_output=True)
+    subprocess.run(["ip", "link", "delete", veth_name(name)], capture_output=True)
+    for mountpoint in reversed(_mounts_under(hostdir)):
+        subprocess.run(["umount", "--lazy", mountpoint], capture_output=True)
+    shutil.rmtree(hostdir, ignore_errors=True)
+    _write_known_hosts()
+
+
+def leftovers(name: str) -> list[str]:
+    """What a destroyed host left behind; empty when teardown was clean."""
+    found = []
+    hostdir = str(paths.host_dir(name))
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if hostdir in cmdline or f"--machine={name} " in cmdline:
+            found.append(f"process {pid_dir.name}: {cmdline.strip()}")
+    found += [f"mount {m}" for m in _mounts_under(Path(hostdir))]
+    if Path(f"/run/netns/{netns_name(name)}").exists():
+        found.append(f"network namespace {netns_name(name)}")
+    if Path(f"/sys/class/net/{veth_name(name)}").exists():
+        found.append(f"veth {veth_name(name)}")
+    if Path(hostdir).exists():
+        found.append(f"directory {hostdir}")
+    return found
+
+
+def supervise(name: str) -> int:
+    """Run systemd-nspawn for NAME until it powers off; start it again after a reboot."""
+    host = load(name)
+    stopping = False
+    nspawn: subprocess.Popen[bytes] | None = None
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if nspawn and nspawn.poll() is None:
+            nspawn.terminate()  # systemd-nspawn powers the host off cleanly on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with open(host.dir / "console.log", "ab") as console:
+        while not stopping:
+            nspawn = subprocess.Popen(_nspawn_command(host), stdin=subprocess.DEVNULL,
+                                      stdout=console, stderr=console,
+                                      env={**os.environ, **NSPAWN_ENV})
+            (host.dir / "nspawn.pid").write_text(str(nspawn.pid))
+            returncode = nspawn.wait()
+            if returncode != REBOOT_EXIT_CODE:
+                return 0 if stopping else returncode
+    return 0
+
+
+def _nspawn_command(host: TestHost) -> list[str]:
+    return [
+        "systemd-nspawn", "--quiet",
+        "--register=no", "--keep-unit",  # there is no systemd or D-Bus on this side
+        f"--machine={host.name}", f"--directory={host.rootfs}",
+        f"--network-namespace-path=/run/netns/{netns_name(host.name)}",
+        "--system-call-filter=bpf",  # lets systemd inside use BPF firewalling and SocketBind
+        "--console=read-only", "--boot",
+    ]
+
+
+def _describe(name: str, index: int) -> TestHost:
+    if not 0 <= index < MAX_HOSTS:
+        raise ValueError(f"host index {index} is outside 0..{MAX_HOSTS - 1}")
+    base = int(NETWORK.network_address) + 4 * index
+    return TestHost(
+        name=name, index=index,
+        address=str(ipaddress.ip_address(base + 2)),
+        gateway=str(ipaddress.ip_address(base + 1)),
+        user=image.ADMIN_USER,
+        identity_file=str(paths.admin_key()),
+        ssh_config=str(paths.host_dir(name) / "ssh_config"),
+    )
+
+
+def _free_index() -> int:
+    # Index 0 is kept for the demo host, whose address the demo inventory names.
+    taken = {load(n).index for n in names()}
+    for index in range(1, MAX_HOSTS):
+        if index not in taken:
+            return index
+    raise RuntimeError(f"all {MAX_HOSTS - 1} test host slots are in use")
+
+
+def _personalise(host: TestHost) -> None:
+    root = host.rootfs
+    (root / "etc/hostname").write_text(f"{host.name}\n")
+    with open(root / "etc/hosts", "a") as hosts:
+        hosts.write(f"127.0.1.1 {host.name}\n")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host.name}",
+                    "-f", str(root / "etc/ssh/ssh_host_ed25519_key")], check=True)
+    _ensure_admin_key()
+    ssh_dir = root / "home" / image.ADMIN_USER / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    authorized = ssh_dir / "authorized_keys"
+    authorized.write_text(paths.admin_key().with_suffix(".pub").read_text())
+    authorized.chmod(0o600)
+    uid, gid = _passwd_ids(root, image.ADMIN_USER)
+    for path in (ssh_dir, authorized):
+        os.chown(path, uid, gid)
+    (host.dir / "ssh_config").write_text(
+        f"Host {host.name} {host.address}\n"
+        f"  HostName {host.address}\n"
+        f"  User {host.user}\n"
+        f"  IdentityFile {host.identity_file}\n"
+        f"  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {paths.known_hosts()}\n"
+        f"  StrictHostKeyChecking yes\n"
+    )
+    pubkey = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+    (host.dir / "host_key").write_text(f"{host.address} {pubkey[0]} {pubkey[1]}\n")
+
+
+def _ensure_admin_key() -> None:
+    key = paths.admin_key()
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "left4me-testhosts",
+                        "-f", str(key)], check=True)
+
+
+def _write_known_hosts() -> None:
+    if not paths.state_dir().exists():
+        return
+    lines = [(paths.host_dir(n) / "host_key").read_text() for n in names()
+             if (paths.host_dir(n) / "host_key").exists()]
+    paths.known_hosts().write_text("".join(lines))
+
+
+def _passwd_ids(root: Path, user: str) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    raise LookupError(f"user {user} is not in the image")
+
+
+def _make_network(host: TestHost) -> None:
+    netns, veth = netns_name(host.name), veth_name(host.name)
+    for command in (
+        ["ip", "netns", "add", netns],
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", netns],
+        ["ip", "addr", "add", f"{host.gateway}/30", "dev", veth],
+        ["ip", "link", "set", veth, "up"],
+        ["ip", "-n", netns, "addr", "add", f"{host.address}/30", "dev", "host0"],
+        ["ip", "-n", netns, "link", "set", "host0", "up"],
+        ["ip", "-n", netns, "link", "set", "lo", "up"],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+
+
+def _start_supervisor(host: TestHost) -> None:
+    package_parent = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "testhosts", "supervise", host.name],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(host.dir / "supervisor.log", "ab"),  # noqa: SIM115 - handed to the child
+        start_new_session=True, env=env,
+    )
+    (host.dir / "supervisor.pid").write_text(str(supervisor.pid))
+    deadline = time.monotonic() + 10
+    while not (host.dir / "nspawn.pid").exists():
+        if supervisor.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"systemd-nspawn for {host.name} did not start; "
+                               f"see {host.dir / 'supervisor.log'}")
+        time.sleep(0.05)
+
+
+def _init_pid(nspawn_pid: int | None) -> int:
+    if nspawn_pid is None:
+        raise RuntimeError("the host is not running")
+    for status_file in Path("/proc").glob("[0-9]*/status"):
+        try:
+            status = dict(line.split(":\t", 1) for line in status_file.read_text().splitlines()
+                          if ":\t" in line)
+        except OSError:
+            continue
+        innermost_pid = status.get("NSpid", "").split()[-1:]
+        if int(status.get("PPid", "0")) == nspawn_pid and innermost_pid == ["1"]:
+            return int(status["Pid"])
+    raise RuntimeError("systemd has not started inside the host yet")
+
+
+def _stop_process_group(leader: int, timeout: float = 20) -> None:
+    try:
+        os.kill(leader, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(leader):
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)  # anything left of the supervisor's session
+    while _alive(leader) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    return [p for p in points if p.startswith(prefix) or p == prefix.rstrip("/")]
+
+
+def _port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
