@@ -1,0 +1,818 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests for module_utils/_overlay.py and the left4me-mount helper.
+
+The pure helpers are tested everywhere. The mount tests make real kernel
+overlayfs mounts and are skipped unless we are root and overlayfs works; their
+state dirs live under /var/tmp because user xattrs need a disk filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+
+OverlayError = overlay.OverlayError
+COLLECTION = pathlib.Path(__file__).resolve().parents[4]
+HELPER = COLLECTION / "roles" / "host" / "files" / "left4me-mount"
+RUNTIME_USER = "nobody"
+
+
+# --- fixtures ----------------------------------------------------------------
+
+
+def unmount_below(base: str) -> None:
+    """Unmount every mount at or below ``base``, deepest first."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        points = [e.mount_point for e in overlay.parse_mountinfo(fh.read())]
+    for point in sorted((p for p in points if p.startswith(base)), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            overlay.unmount_overlay(point)
+
+
+@pytest.fixture
+def state_dir():
+    """A state dir with installation/, overlays/{a,b,c}/, workshop_cache/ and outside/."""
+    base = tempfile.mkdtemp(prefix="left4me-test-", dir="/var/tmp")
+    root = pathlib.Path(base, "state")
+    for sub in ("installation", "overlays/a", "overlays/b", "overlays/c", "workshop_cache"):
+        (root / sub).mkdir(parents=True)
+    pathlib.Path(base, "outside").mkdir()
+    os.chmod(base, 0o755)
+    try:
+        yield root
+    finally:
+        unmount_below(base)
+        shutil.rmtree(base)
+
+
+def overlay_works() -> str | None:
+    if os.geteuid() != 0:
+        return "real mounts need root"
+    try:
+        with open("/proc/filesystems", encoding="utf-8") as fh:
+            if "overlay" not in fh.read():
+                return "overlayfs is not available"
+    except OSError as exc:
+        return f"cannot read /proc/filesystems: {exc}"
+    try:
+        overlay.resolve_owner(RUNTIME_USER)
+    except OverlayError:
+        return f"user {RUNTIME_USER} missing"
+    return None
+
+
+needs_mount = pytest.mark.skipif(overlay_works() is not None, reason=str(overlay_works()))
+
+
+def layers(root: pathlib.Path, *names: str) -> list[str]:
+    return [str(root / "overlays" / n) for n in names] + [str(root / "installation")]
+
+
+def mount(root: pathlib.Path, name: str, lowerdirs: list[str], **kwargs) -> overlay.Plan:
+    plan = overlay.plan_mount(
+        name, lowerdirs, state_dir=str(root), owner=RUNTIME_USER, ns_pid=os.getpid(), **kwargs
+    )
+    overlay.apply_plan(plan)
+    return plan
+
+
+def current(root: pathlib.Path, name: str) -> overlay.MountState:
+    return overlay.read_mount_state(str(root / "runtime" / name / "merged"), os.getpid())
+
+
+# --- instance names and paths ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "0", "coop1", "a-b_c", "9lives", "a" * 64, "x-" * 32])
+def test_valid_instance_names(name):
+    assert overlay.validate_instance_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "-a", "_a", "A", "coOp", "a" * 65, "a/b", "a.b", "..", "a b", "a\n", "é", None, 5],
+)
+def test_invalid_instance_names(name):
+    with pytest.raises(OverlayError, match="invalid instance name"):
+        overlay.validate_instance_name(name)
+
+
+def test_instance_paths_default_state_dir():
+    paths = overlay.instance_paths("coop1")
+    assert paths.root == "/var/lib/left4me/runtime/coop1"
+    assert (paths.upper, paths.work, paths.merged) == (
+        "/var/lib/left4me/runtime/coop1/upper",
+        "/var/lib/left4me/runtime/coop1/work",
+        "/var/lib/left4me/runtime/coop1/merged",
+    )
+
+
+def test_instance_paths_custom_state_dir_and_errors():
+    assert overlay.instance_paths("x", "/srv/l4d//").merged == "/srv/l4d/runtime/x/merged"
+    with pytest.raises(OverlayError, match="absolute"):
+        overlay.instance_paths("x", "srv")
+    with pytest.raises(OverlayError, match="invalid instance name"):
+        overlay.instance_paths("../x")
+
+
+def test_default_allowed_roots_and_env_path():
+    assert overlay.default_allowed_roots("/s") == [
+        "/s/installation",
+        "/s/overlays",
+        "/s/workshop_cache",
+    ]
+    assert overlay.env_file_path("coop1") == "/etc/left4me/instances/coop1.env"
+    assert overlay.env_file_path("x", "/cfg") == "/cfg/instances/x.env"
+
+
+# --- lowerdir validation -------------------------------------------------------
+
+
+def roots_of(root: pathlib.Path) -> list[str]:
+    return overlay.default_allowed_roots(str(root))
+
+
+def test_lowerdirs_keep_order_and_resolve_symlinks_inside_roots(state_dir):
+    (state_dir / "overlays" / "link-to-b").symlink_to(state_dir / "overlays" / "b")
+    given = [
+        str(state_dir / "overlays" / "a"),
+        str(state_dir / "overlays" / "link-to-b") + "/",
+        str(state_dir / "workshop_cache"),
+        str(state_dir / "installation"),
+    ]
+    assert overlay.validate_lowerdirs(given, roots_of(state_dir)) == [
+        str(state_dir / "overlays" / "a"),
+        str(state_dir / "overlays" / "b"),
+        str(state_dir / "workshop_cache"),
+        str(state_dir / "installation"),
+    ]
+
+
+def make_bad_lowerdirs(root: pathlib.Path, case: str) -> list[str]:
+    inst = str(root / "installation")
+    outside = root.parent / "outside"
+    if case == "escape-symlink":
+        (root / "overlays" / "evil").symlink_to(outside)
+        return [str(root / "overlays" / "evil"), inst]
+    if case == "prefix-trick":
+        (root / "overlays-evil").mkdir()
+        return [str(root / "overlays-evil"), inst]
+    if case == "file":
+        (root / "overlays" / "f").write_text("x")
+        return [str(root / "overlays" / "f"), inst]
+    if case == "symlink-duplicate":
+        (root / "overlays" / "again").symlink_to(root / "installation")
+        return [inst, str(root / "overlays" / "again")]
+    if case == "too-long":
+        deep = root / "overlays" / ("d" * 120) / ("e" * 120)
+        deep.mkdir(parents=True)
+        return [str(deep), inst]
+    return {
+        "empty": [],
+        "relative": ["overlays/a", inst],
+        "dotdot": [str(root / "overlays" / ".." / "overlays" / "a"), inst],
+        "dotdot-escape": [str(root / "overlays" / ".." / ".." / "outside"), inst],
+        "colon": [str(root / "overlays" / "a:b"), inst],
+        "comma": [str(root / "overlays" / "a,b"), inst],
+        "backslash": [str(root / "overlays" / "a\\b"), inst],
+        "newline": [str(root / "overlays" / "a\nb"), inst],
+        "missing": [str(root / "overlays" / "nope"), inst],
+        "outside": [str(outside), inst],
+        "root-dir": ["/", inst],
+        "duplicate": [inst, inst],
+        "not-a-string": [None, inst],
+    }[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty", "at least one lowerdir"),
+        ("relative", "not an absolute path"),
+        ("dotdot", r"'\.\.' component"),
+        ("dotdot-escape", r"'\.\.' component"),
+        ("colon", "contains ':'"),
+        ("comma", "contains ','"),
+        ("backslash", r"contains '\\\\'"),
+        ("newline", r"contains '\\n'"),
+        ("missing", "does not exist"),
+        ("file", "not a directory"),
+        ("outside", "outside the allowed roots"),
+        ("root-dir", "outside the allowed roots"),
+        ("escape-symlink", r"evil \(-> .*/outside\) is outside the allowed roots"),
+        ("prefix-trick", "outside the allowed roots"),
+        ("duplicate", "duplicates lowerdir #1"),
+        ("symlink-duplicate", "duplicates lowerdir #1"),
+        ("too-long", "at most 255"),
+        ("not-a-string", "non-empty path string"),
+    ],
+)
+def test_bad_lowerdirs_are_refused(state_dir, case, message):
+    lowerdirs = make_bad_lowerdirs(state_dir, case)
+    with pytest.raises(OverlayError, match=message):
+        overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))
+
+
+def test_lowerdirs_must_be_a_list(state_dir):
+    with pytest.raises(OverlayError, match="list of paths"):
+        overlay.validate_lowerdirs(str(state_dir / "installation"), roots_of(state_dir))
+
+
+def test_empty_allowlist_accepts_nothing(state_dir):
+    with pytest.raises(OverlayError, match="allowed_roots is empty"):
+        overlay.validate_lowerdirs([str(state_dir / "installation")], [])
+
+
+def test_custom_allowlist(state_dir):
+    outside = str(state_dir.parent / "outside")
+    assert overlay.validate_lowerdirs([outside], [outside]) == [outside]
+    with pytest.raises(OverlayError, match="outside the allowed roots"):
+        overlay.validate_lowerdirs([str(state_dir / "installation")], [outside])
+
+
+def make_layers(root: pathlib.Path, count: int, stem: str = "l") -> list[str]:
+    made = []
+    for index in range(count):
+        path = root / "overlays" / f"{stem}{index:03d}"
+        path.mkdir()
+        made.append(str(path))
+    return made
+
+
+@pytest.mark.parametrize(("count", "ok"), [(1, True), (499, True), (500, True), (501, False)])
+def test_layer_limit(state_dir, count, ok):
+    lowerdirs = make_layers(state_dir, count)
+    if ok:
+        assert len(overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))) == count
+    else:
+        with pytest.raises(OverlayError, match="501 lower layers given.*at most 500"):
+            overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))
+
+
+# --- env file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A=1\n", {"A": "1"}),
+        ("A=/x:/y\nB=2", {"A": "/x:/y", "B": "2"}),
+        ('A="/x y:/z"\n', {"A": "/x y:/z"}),
+        ("A='it''s'\n", {"A": "its"}),
+        ("A='a \"b\"'\n", {"A": 'a "b"'}),
+        ("export A=1\n", {"A": "1"}),
+        ("# comment\n\n   \nA=1 # trailing\n", {"A": "1"}),
+        ("A=1\nA=2\n", {"A": "2"}),
+        ("A=\nB=''\n", {"A": "", "B": ""}),
+        ("  _K9=v  \n", {"_K9": "v"}),
+        ("", {}),
+    ],
+)
+def test_parse_env(text, expected):
+    assert overlay.parse_env(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("JUSTAWORD\n", r"env:1: expected KEY=value"),
+        ("A=1\n9A=2\n", r"env:2: expected KEY=value"),
+        ("A-B=1\n", "expected KEY=value"),
+        ("=1\n", "expected KEY=value"),
+        ('A="open\n', "cannot parse value of A"),
+        ("A=two words\n", "unquoted spaces"),
+    ],
+)
+def test_parse_env_errors(text, message):
+    with pytest.raises(OverlayError, match=message):
+        overlay.parse_env(text, "env")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LEFT4ME_LOWERDIRS": "/a"}, ["/a"]),
+        ({"LEFT4ME_LOWERDIRS": "/a:/b:/c", "OTHER": "x"}, ["/a", "/b", "/c"]),
+    ],
+)
+def test_lowerdirs_from_env(env, expected):
+    assert overlay.lowerdirs_from_env(env) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "does not set LEFT4ME_LOWERDIRS"),
+        ({"LEFT4ME_LOWERDIRS": ""}, "does not set LEFT4ME_LOWERDIRS"),
+        ({"LEFT4ME_LOWERDIRS": "/a::/b"}, "empty entry"),
+        ({"LEFT4ME_LOWERDIRS": "/a:"}, "empty entry"),
+    ],
+)
+def test_lowerdirs_from_env_errors(env, message):
+    with pytest.raises(OverlayError, match=message):
+        overlay.lowerdirs_from_env(env)
+
+
+def test_read_env_file(tmp_path):
+    path = tmp_path / "coop1.env"
+    path.write_text('# managed\nLEFT4ME_LOWERDIRS="/a:/b"\n')
+    assert overlay.read_env_file(str(path)) == {"LEFT4ME_LOWERDIRS": "/a:/b"}
+    with pytest.raises(OverlayError, match=r"nope.env does not exist; create it"):
+        overlay.read_env_file(str(tmp_path / "nope.env"))
+
+
+# --- mountinfo -----------------------------------------------------------------------
+
+ROOT_LINE = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard"
+# As kernel 6.18 shows a mount built with fsconfig(lowerdir+).
+PLUS_LINE = (
+    "48 27 0:40 / /s/runtime/t1/merged rw,nosuid,nodev,relatime - overlay left4me-t1"
+    " rw,lowerdir+=/s/overlays/a,lowerdir+=/s/overlays/b,lowerdir+=/s/installation,"
+    "upperdir=/s/runtime/t1/upper,workdir=/s/runtime/t1/work,uuid=on"
+)
+LEGACY_LINE = (
+    "49 27 0:41 / /s/runtime/t2/merged rw,relatime shared:5 - overlay overlay"
+    " rw,lowerdir=/s/overlays/a:/s/installation,upperdir=/s/runtime/t2/upper,"
+    "workdir=/s/runtime/t2/work"
+)
+ESCAPED_LINE = (
+    r"50 27 0:42 / /s\040x/runtime/t3/merged rw - overlay none"
+    r" rw,lowerdir+=/s\040x/installation,upperdir=/s\040x/runtime/t3/upper,"
+    r"workdir=/s\040x/runtime/t3/work"
+)
+TMPFS_LINE = "51 27 0:43 / /s/runtime/t4/merged rw - tmpfs tmpfs rw,size=4k"
+SAMPLE = "\n".join([ROOT_LINE, PLUS_LINE, LEGACY_LINE, ESCAPED_LINE, TMPFS_LINE]) + "\n"
+
+
+def test_parse_mountinfo_fields():
+    entries = overlay.parse_mountinfo(SAMPLE)
+    assert [e.mount_id for e in entries] == [27, 48, 49, 50, 51]
+    plus = entries[1]
+    assert plus.parent_id == 27
+    assert plus.mount_point == "/s/runtime/t1/merged"
+    assert plus.fstype == "overlay"
+    assert plus.source == "left4me-t1"
+    assert "nosuid" in plus.mount_options
+    assert entries[3].mount_point == "/s x/runtime/t3/merged"
+
+
+@pytest.mark.parametrize(
+    ("merged", "expected"),
+    [
+        (
+            "/s/runtime/t1/merged",
+            overlay.MountState(
+                True,
+                "overlay",
+                ["/s/overlays/a", "/s/overlays/b", "/s/installation"],
+                "/s/runtime/t1/upper",
+                "/s/runtime/t1/work",
+            ),
+        ),
+        (
+            "/s/runtime/t2/merged",
+            overlay.MountState(
+                True,
+                "overlay",
+                ["/s/overlays/a", "/s/installation"],
+                "/s/runtime/t2/upper",
+                "/s/runtime/t2/work",
+            ),
+        ),
+        (
+            "/s x/runtime/t3/merged",
+            overlay.MountState(
+                True,
+                "overlay",
+                ["/s x/installation"],
+                "/s x/runtime/t3/upper",
+                "/s x/runtime/t3/work",
+            ),
+        ),
+        ("/s/runtime/t4/merged", overlay.MountState(True, "tmpfs")),
+        ("/s/runtime/none/merged", overlay.MountState(False)),
+    ],
+)
+def test_mount_state(merged, expected):
+    assert overlay.mount_state(merged, SAMPLE) == expected
+
+
+def test_mount_state_uses_topmost_of_stacked_mounts():
+    stacked = SAMPLE + TMPFS_LINE.replace("t4", "t1").replace("51 27", "52 48") + "\n"
+    assert overlay.mount_state("/s/runtime/t1/merged", stacked) == overlay.MountState(True, "tmpfs")
+
+
+def test_parse_mountinfo_rejects_garbage():
+    with pytest.raises(OverlayError, match="unexpected mountinfo line"):
+        overlay.parse_mountinfo("this is not mountinfo\n")
+
+
+def test_legacy_mount_data():
+    assert overlay.legacy_mount_data(["/a", "/b"], "/u", "/w") == (
+        "lowerdir=/a:/b,upperdir=/u,workdir=/w"
+    )
+
+
+def test_we_share_our_own_mount_namespace():
+    assert overlay.in_mount_namespace_of(os.getpid())
+    assert overlay.enter_mount_namespace(os.getpid()) is False
+
+
+# --- fuse-overlayfs leftovers ---------------------------------------------------------
+
+
+def set_fuse_xattr(path: pathlib.Path) -> None:
+    try:
+        os.setxattr(path, "user.fuseoverlayfs.origin", b"x", follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            pytest.skip(f"user xattrs unsupported on {path}: {exc.strerror}")
+        raise
+
+
+@pytest.mark.parametrize("where", ["top", "nested-file", "nested-dir"])
+def test_fuse_taint_is_found(state_dir, where):
+    upper = state_dir / "upper"
+    (upper / "left4dead2" / "cfg").mkdir(parents=True)
+    (upper / "left4dead2" / "cfg" / "server.cfg").write_text("x")
+    target = {
+        "top": upper,
+        "nested-file": upper / "left4dead2" / "cfg" / "server.cfg",
+        "nested-dir": upper / "left4dead2" / "cfg",
+    }[where]
+    set_fuse_xattr(target)
+    assert overlay.find_fuse_taint(str(upper)) == (str(target), "user.fuseoverlayfs.origin")
+    with pytest.raises(OverlayError, match=rf"{target} has xattr.*mv {upper} {upper}.fuse-old"):
+        overlay.check_upper_not_fuse_tainted(str(upper))
+
+
+def test_fuse_taint_ignores_clean_trees_and_symlink_targets(state_dir):
+    upper = state_dir / "upper"
+    upper.mkdir()
+    tainted = state_dir.parent / "outside" / "tainted"
+    tainted.write_text("x")
+    set_fuse_xattr(tainted)
+    (upper / "link").symlink_to(tainted)
+    (upper / "dirlink").symlink_to(tainted.parent)
+    os.setxattr(upper, "user.left4me.note", b"fine")
+    assert overlay.find_fuse_taint(str(upper)) is None
+    assert overlay.find_fuse_taint(str(state_dir / "missing")) is None
+    overlay.check_upper_not_fuse_tainted(str(upper))
+
+
+# --- directories -----------------------------------------------------------------------
+
+
+def test_instance_dir_specs_and_changes(state_dir):
+    paths = overlay.instance_paths("t1", str(state_dir))
+    specs = overlay.instance_dir_specs(paths, 65534, 65534)
+    assert [(s.path, s.uid, s.mode, s.create_only) for s in specs] == [
+        (str(state_dir / "runtime"), 0, 0o755, True),
+        (paths.root, 0, 0o755, False),
+        (paths.upper, 65534, 0o755, False),
+        (paths.work, 0, 0o700, False),
+        (paths.merged, 65534, 0o755, False),
+    ]
+    assert overlay.dir_changes(specs) == [f"create {s.path}" for s in specs]
+    created = overlay.ensure_dirs(specs)
+    assert created == [s.path for s in specs]
+    assert overlay.dir_changes(specs) == []
+    os.chmod(paths.work, 0o755)
+    os.chown(paths.upper, 0, 0)
+    assert overlay.dir_changes(specs) == [
+        f"chown 65534:65534 {paths.upper}",
+        f"chmod 0700 {paths.work}",
+    ]
+    overlay.ensure_dirs(specs)
+    assert overlay.dir_changes(specs) == []
+    overlay.remove_created_dirs(created)
+    assert not (state_dir / "runtime").exists()
+
+
+def test_dir_in_the_way_is_refused(state_dir):
+    paths = overlay.instance_paths("t1", str(state_dir))
+    os.makedirs(paths.root)
+    pathlib.Path(paths.upper).write_text("not a dir")
+    with pytest.raises(OverlayError, match="exists but is not a directory"):
+        overlay.dir_changes(overlay.instance_dir_specs(paths, 0, 0))
+
+
+def test_unknown_owner_is_refused():
+    with pytest.raises(OverlayError, match="runtime user 'no-such-user-l4m' does not exist"):
+        overlay.resolve_owner("no-such-user-l4m")
+
+
+# --- real mounts ---------------------------------------------------------------------------
+
+
+@needs_mount
+def test_three_layers_first_wins_and_writes_land_in_upper(state_dir):
+    files = {
+        "a": {"motd.txt": "from a"},
+        "b": {"motd.txt": "from b", "only_b.txt": "b"},
+        "installation": {"motd.txt": "base", "only_b.txt": "base", "gameinfo.txt": "game"},
+    }
+    for layer, content in files.items():
+        layer_dir = state_dir / ("installation" if layer == "installation" else f"overlays/{layer}")
+        for name, text in content.items():
+            (layer_dir / name).write_text(text)
+    plan = mount(state_dir, "t1", layers(state_dir, "a", "b"))
+    assert plan.action == "mount"
+    merged = pathlib.Path(plan.paths.merged)
+    assert (merged / "motd.txt").read_text() == "from a"
+    assert (merged / "only_b.txt").read_text() == "b"
+    assert (merged / "gameinfo.txt").read_text() == "game"
+
+    (merged / "new.txt").write_text("written")
+    (merged / "gameinfo.txt").write_text("changed")
+    upper = pathlib.Path(plan.paths.upper)
+    assert (upper / "new.txt").read_text() == "written"
+    assert (upper / "gameinfo.txt").read_text() == "changed"
+    assert (state_dir / "installation" / "gameinfo.txt").read_text() == "game"
+    assert not (state_dir / "overlays" / "a" / "new.txt").exists()
+
+    nobody = overlay.resolve_owner(RUNTIME_USER)
+    for path, owner, mode in [
+        (plan.paths.upper, nobody, 0o755),
+        (plan.paths.work, (0, 0), 0o700),
+        (plan.paths.root, (0, 0), 0o755),
+    ]:
+        st = os.stat(path)
+        assert ((st.st_uid, st.st_gid), st.st_mode & 0o7777) == (owner, mode), path
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        entry = [e for e in overlay.parse_mountinfo(fh.read()) if e.mount_point == str(merged)]
+    assert entry[0].source == "left4me-t1"
+    assert {"nosuid", "nodev"} <= set(entry[0].mount_options)
+
+
+@needs_mount
+@pytest.mark.parametrize("count", [200, overlay.MAX_LAYERS])
+def test_many_long_layers_use_lowerdir_plus(state_dir, count):
+    """200 layers, and the kernel's maximum, far over any single option string."""
+    stem = "a-layer-name-long-enough-to-blow-every-option-string-limit-"
+    lowerdirs = make_layers(state_dir, count - 1, stem) + [str(state_dir / "installation")]
+    assert len(":".join(lowerdirs)) > 4096
+    (pathlib.Path(lowerdirs[-2]) / "deepest.txt").write_text("last overlay")
+    (pathlib.Path(lowerdirs[0]) / "top.txt").write_text("first overlay")
+    (pathlib.Path(lowerdirs[-2]) / "top.txt").write_text("hidden")
+    plan = mount(state_dir, "many", lowerdirs)
+    assert len(plan.lowerdirs) == count
+    merged = pathlib.Path(plan.paths.merged)
+    assert (merged / "deepest.txt").read_text() == "last overlay"
+    assert (merged / "top.txt").read_text() == "first overlay"
+    assert current(state_dir, "many").lowerdirs == lowerdirs
+
+
+@needs_mount
+def test_legacy_mount_is_understood_and_its_page_limit_enforced(state_dir):
+    paths = overlay.instance_paths("old", str(state_dir))
+    uid, gid = overlay.resolve_owner(RUNTIME_USER)
+    overlay.ensure_dirs(overlay.instance_dir_specs(paths, uid, gid))
+    lowerdirs = layers(state_dir, "a", "b")
+    method = overlay.mount_overlay(lowerdirs, paths.upper, paths.work, paths.merged, legacy=True)
+    assert method == "mount(2)"
+    assert current(state_dir, "old").lowerdirs == lowerdirs
+    again = overlay.plan_mount(
+        "old", lowerdirs, state_dir=str(state_dir), owner=RUNTIME_USER, ns_pid=os.getpid()
+    )
+    assert (again.action, again.changed) == ("none", False)
+    overlay.unmount_overlay(paths.merged)
+
+    long_layers = make_layers(state_dir, 60, "x" * 80)
+    with pytest.raises(OverlayError, match=r"lacks lowerdir\+.*over the \d+-byte limit"):
+        overlay.mount_overlay(long_layers, paths.upper, paths.work, paths.merged, legacy=True)
+    assert not current(state_dir, "old").mounted
+
+
+@needs_mount
+def test_mount_is_idempotent_and_layer_changes_need_remount(state_dir):
+    first = mount(state_dir, "t1", layers(state_dir, "a"))
+    assert first.changed
+    again = overlay.plan_mount(
+        "t1",
+        layers(state_dir, "a"),
+        state_dir=str(state_dir),
+        owner=RUNTIME_USER,
+        ns_pid=os.getpid(),
+    )
+    assert (again.action, again.dir_changes, again.changed) == ("none", [], False)
+    overlay.apply_plan(again)
+
+    with pytest.raises(OverlayError, match="mounted with different layers.*pass remount"):
+        mount(state_dir, "t1", layers(state_dir, "b"))
+    assert current(state_dir, "t1").lowerdirs == layers(state_dir, "a")
+
+    plan = mount(state_dir, "t1", layers(state_dir, "c", "b"), remount=True)
+    assert plan.action == "remount"
+    assert current(state_dir, "t1").lowerdirs == layers(state_dir, "c", "b")
+
+
+@needs_mount
+def test_failed_remount_restores_previous_layers(state_dir):
+    mount(state_dir, "t1", layers(state_dir, "a"))
+    plan = overlay.plan_mount(
+        "t1",
+        layers(state_dir, "b"),
+        state_dir=str(state_dir),
+        owner=RUNTIME_USER,
+        remount=True,
+        ns_pid=os.getpid(),
+    )
+    (state_dir / "overlays" / "b").rmdir()  # vanishes between plan and mount
+    with pytest.raises(OSError, match=r"fsconfig lowerdir\+=.*overlays/b"):
+        overlay.apply_plan(plan)
+    assert current(state_dir, "t1").lowerdirs == layers(state_dir, "a")
+
+
+@needs_mount
+def test_failed_first_mount_removes_the_dirs_it_created(state_dir):
+    plan = overlay.plan_mount(
+        "t1",
+        layers(state_dir, "a"),
+        state_dir=str(state_dir),
+        owner=RUNTIME_USER,
+        ns_pid=os.getpid(),
+    )
+    (state_dir / "overlays" / "a").rmdir()
+    with pytest.raises(OSError):
+        overlay.apply_plan(plan)
+    assert not (state_dir / "runtime").exists()
+
+
+@needs_mount
+def test_fuse_tainted_upper_is_refused_before_mounting(state_dir):
+    upper = state_dir / "runtime" / "t1" / "upper"
+    (upper / "addons").mkdir(parents=True)
+    (upper / "addons" / "map.vpk").write_text("x")
+    set_fuse_xattr(upper / "addons" / "map.vpk")
+    with pytest.raises(OverlayError, match=r"addons/map.vpk has xattr user\.fuseoverlayfs"):
+        mount(state_dir, "t1", layers(state_dir, "a"))
+    assert not current(state_dir, "t1").mounted
+    assert not (state_dir / "runtime" / "t1" / "merged").exists()
+
+
+@needs_mount
+def test_something_else_on_merged_is_refused(state_dir):
+    merged = state_dir / "runtime" / "t1" / "merged"
+    merged.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(merged)], check=True)
+    with pytest.raises(OverlayError, match="has a tmpfs mount on it"):
+        mount(state_dir, "t1", layers(state_dir, "a"))
+
+
+@needs_mount
+def test_unmount_twice_is_fine(state_dir):
+    mount(state_dir, "t1", layers(state_dir, "a"))
+    plan = overlay.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
+    assert plan.changed
+    assert overlay.apply_plan(plan) == "unmounted"
+    again = overlay.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
+    assert not again.changed
+    assert overlay.apply_plan(again) == "none"
+    assert overlay.unmount_overlay(again.paths.merged) is False
+    gone = overlay.plan_unmount("never", state_dir=str(state_dir), ns_pid=os.getpid())
+    assert not gone.changed
+    assert overlay.unmount_overlay(gone.paths.merged) is False
+
+
+@needs_mount
+def test_busy_unmount_names_the_holder(state_dir):
+    plan = mount(state_dir, "t1", layers(state_dir, "a"))
+    with open(os.path.join(plan.paths.merged, "held.txt"), "w") as held:
+        with pytest.raises(OSError, match=rf"target busy, held by: pid {os.getpid()} ") as exc:
+            overlay.unmount_overlay(plan.paths.merged)
+        assert exc.value.errno == errno.EBUSY
+        assert current(state_dir, "t1").mounted
+        held.write("x")
+    assert overlay.unmount_overlay(plan.paths.merged) is True
+
+
+@needs_mount
+def test_mount_from_a_private_namespace_lands_in_the_target_namespace(state_dir):
+    """What the helper does from a sandboxed unit: setns, then mount."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) missing")
+    module_dir = pathlib.Path(overlay.__file__).parent
+    script = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(module_dir)!r})\n"
+        "import _overlay as o\n"
+        f"assert not o.in_mount_namespace_of({os.getpid()})\n"
+        f"assert o.enter_mount_namespace({os.getpid()}) is True\n"
+        f"plan = o.plan_mount('t1', {layers(state_dir, 'a')!r}, state_dir={str(state_dir)!r},"
+        f" owner={RUNTIME_USER!r}, ns_pid={os.getpid()})\n"
+        "print(o.apply_plan(plan))\n"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lowerdir+"
+    assert current(state_dir, "t1").lowerdirs == layers(state_dir, "a")
+
+
+# --- the left4me-mount helper ---------------------------------------------------------------
+
+
+@pytest.fixture
+def helper(tmp_path):
+    """The helper installed as the role does: next to left4me_overlay.py."""
+    libexec = tmp_path / "libexec"
+    libexec.mkdir()
+    shutil.copy2(HELPER, libexec / "left4me-mount")
+    shutil.copy2(overlay.__file__, libexec / "left4me_overlay.py")
+    return libexec / "left4me-mount"
+
+
+def run_helper(helper, *args, env=None):
+    return subprocess.run(
+        [str(helper), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd="/tmp",
+    )
+
+
+def write_env(config: pathlib.Path, name: str, lowerdirs: list[str]) -> None:
+    (config / "instances").mkdir(parents=True, exist_ok=True)
+    (config / "instances" / f"{name}.env").write_text(
+        f'# managed by left4me\nLEFT4ME_LOWERDIRS="{":".join(lowerdirs)}"\n'
+    )
+
+
+@needs_mount
+def test_helper_mounts_and_unmounts_idempotently(state_dir, helper):
+    config = state_dir.parent / "etc"
+    write_env(config, "coop1", layers(state_dir, "a", "b"))
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config)]
+    for _ in range(2):
+        result = run_helper(helper, "mount", "coop1", *opts, "--owner", RUNTIME_USER)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert current(state_dir, "coop1").lowerdirs == layers(state_dir, "a", "b")
+
+    write_env(config, "coop1", layers(state_dir, "c"))  # changed while the server was stopped
+    result = run_helper(helper, "mount", "coop1", *opts, "--owner", RUNTIME_USER)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert current(state_dir, "coop1").lowerdirs == layers(state_dir, "c")
+
+    for _ in range(2):
+        result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir))
+        assert (result.returncode, result.stderr) == (0, "")
+        assert not current(state_dir, "coop1").mounted
+
+
+@needs_mount
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mount", "Bad/Name"], "invalid instance name 'Bad/Name'"),
+        (["umount", "x.y"], "invalid instance name"),
+        (["remount", "coop1"], "invalid choice: 'remount'"),
+        (["mount"], "the following arguments are required: name"),
+        (["mount", "coop1", "--lowerdir", "/"], "unrecognized arguments"),
+        (["mount", "missing"], "missing.env does not exist"),
+        (["mount", "outside"], "outside the allowed roots"),
+        (["mount", "empty"], "does not set LEFT4ME_LOWERDIRS"),
+    ],
+)
+def test_helper_errors_are_one_line_and_exit_1(state_dir, helper, args, message):
+    config = state_dir.parent / "etc"
+    write_env(config, "outside", [str(state_dir.parent / "outside")])
+    (config / "instances" / "empty.env").write_text("OTHER=1\n")
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
+    result = run_helper(helper, *args, *opts)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("left4me-mount: ")
+    assert message in result.stderr
+    assert not (state_dir / "runtime").exists()
+
+
+@needs_mount
+def test_helper_refuses_path_overrides_under_sudo(state_dir, helper):
+    env = dict(os.environ, SUDO_UID="1000")
+    result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir), env=env)
+    assert result.returncode == 1
+    assert "refused under sudo" in result.stderr
