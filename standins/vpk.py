@@ -52,3 +52,13 @@ def write_vpk(path: Path, seed: str, size: int) -> None:
     with path.open("wb") as handle:
         for chunk in vpk_bytes(seed, max(size, len(VPK_HEADER))):
             handle.write(chunk)
+
+
+def default_item_size(item_id: int) -> int:
+    """Size of a workshop item neither side was told about; shared so both sides agree."""
+    return 32 * 1024 + (item_id % 97) * 1024
+
+
+def item_seed(item_id: int, revision: int) -> str:
+    """Content identity of one revision of a workshop item (same bytes from steamcmd and API)."""
+    return f"workshop:{item_id}:{revision}"

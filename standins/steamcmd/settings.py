@@ -1,0 +1,83 @@
+"""What the fake steamcmd should do this run: env vars, overridden by an optional control file."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BUILDID = 16140412
+_SIZE_SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+KNOWN_FAULTS = frozenset(
+    {"disk_full", "timeout", "workshop_timeout", "invalid_password", "two_factor"}
+)
+
+
+def parse_size(text: str | int) -> int:
+    """`4096`, `64M`, `2G` → bytes."""
+    if isinstance(text, int):
+        return text
+    text = text.strip().lower().removesuffix("b")
+    if text and text[-1] in _SIZE_SUFFIXES:
+        return int(float(text[:-1]) * _SIZE_SUFFIXES[text[-1]])
+    return int(text)
+
+
+@dataclass
+class SimSettings:
+    buildid: int = DEFAULT_BUILDID
+    content_files: int = 24
+    content_bytes: int = 4 * 1024**2
+    faults: set[str] = field(default_factory=set)
+    owners: set[str] = field(default_factory=set)  # accounts that own L4D2 (may install linux)
+    delay: float = 0.0  # seconds spent "downloading", for timing-sensitive tests
+
+    @property
+    def steam_home(self) -> Path:
+        return Path(os.environ.get("STEAMCMD_SIM_HOME", Path.cwd()))
+
+
+def _split_list(value: str | list[str]) -> set[str]:
+    items = value if isinstance(value, list) else value.split(",")
+    return {item.strip() for item in items if item.strip()}
+
+
+def _apply(settings: SimSettings, values: dict[str, object]) -> None:
+    if "buildid" in values:
+        settings.buildid = int(str(values["buildid"]))
+    if "files" in values:
+        settings.content_files = max(1, int(str(values["files"])))
+    if "size" in values:
+        settings.content_bytes = parse_size(values["size"])  # type: ignore[arg-type]
+    if "fault" in values:
+        settings.faults = _split_list(values["fault"])  # type: ignore[arg-type]
+    if "owners" in values:
+        settings.owners = _split_list(values["owners"])  # type: ignore[arg-type]
+    if "delay" in values:
+        settings.delay = float(str(values["delay"]))
+
+
+def _from_environment() -> dict[str, object]:
+    names = ("buildid", "files", "size", "fault", "owners", "delay")
+    values: dict[str, object] = {}
+    for name in names:
+        env_value = os.environ.get(f"STEAMCMD_SIM_{name.upper()}")
+        if env_value is not None:
+            values[name] = env_value
+    return values
+
+
+def control_file_path(settings: SimSettings) -> Path:
+    explicit = os.environ.get("STEAMCMD_SIM_CONTROL")
+    return Path(explicit) if explicit else settings.steam_home / "standin-control.json"
+
+
+def load_settings() -> SimSettings:
+    """Defaults < STEAMCMD_SIM_* env < control file (tests edit it between runs)."""
+    settings = SimSettings()
+    _apply(settings, _from_environment())
+    path = control_file_path(settings)
+    if path.is_file():
+        _apply(settings, json.loads(path.read_text()))
+    return settings
