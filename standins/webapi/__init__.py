@@ -1,0 +1,1 @@
+"""Fake Steam Web API: workshop details, collections, player summaries, and the files."""

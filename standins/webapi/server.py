@@ -1,0 +1,329 @@
+"""HTTP front of the fake Web API, with an admin endpoint to inject faults and read counters."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from standins import vpk
+from standins.webapi.catalogue import Catalogue, generate_catalogue, load_catalogue
+
+DETAILS_PATH = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
+COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
+PLAYERS_PATH = "/ISteamUser/GetPlayerSummaries/v2/"
+_UGC_PATH = re.compile(r"^/ugc/(\d+)/(\d+)/[^/]+$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass
+class Faults:
+    """Faults armed through /_standin/*, consumed by the next non-admin requests."""
+
+    failures_left: int = 0
+    failure_status: int = 503
+    truncations_left: int = 0
+    latency: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_failure(self) -> int | None:
+        with self.lock:
+            if self.failures_left <= 0:
+                return None
+            self.failures_left -= 1
+            return self.failure_status
+
+    def take_truncation(self) -> bool:
+        with self.lock:
+            if self.truncations_left <= 0:
+                return False
+            self.truncations_left -= 1
+            return True
+
+
+@dataclass
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)
+    bytes_served: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, endpoint: str) -> None:
+        with self.lock:
+            self.requests[endpoint] += 1
+
+    def add_bytes(self, amount: int) -> None:
+        with self.lock:
+            self.bytes_served += amount
+
+    def snapshot(self) -> dict[str, object]:
+        with self.lock:
+            return {"requests": dict(self.requests), "bytes_served": self.bytes_served}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.bytes_served = 0
+
+
+class StandinServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], catalogue: Catalogue, public_url: str | None):
+        super().__init__(address, Handler)
+        self.catalogue = catalogue
+        self.faults = Faults()
+        self.stats = Stats()
+        host, port = self.server_address[:2]
+        self.base_url = public_url or f"http://{host}:{port}"
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """A single `bytes=` range as [start, end) or None when unsatisfiable."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        start, end = max(size - int(last), 0), size
+    else:
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    return (start, end) if start < end else None
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: StandinServer
+    server_version = "Stand-in Steam Web API"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        sys.stdout.write(f"{self.address_string()} {format % args}\n")
+        sys.stdout.flush()
+
+    # ----- plumbing ----------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, extra=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        if self.server.faults.take_truncation() and status < 300 and len(body) > 1:
+            # Promise the whole body, deliver half, hang up: what a dropped CDN link looks like.
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, payload: object, status: int = 200) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json; charset=UTF-8")
+
+    def _error(self, status: int, text: str) -> None:
+        body = f"<html><head><title>{text}</title></head><body><h1>{text}</h1></body></html>"
+        self._send(status, body.encode(), "text/html; charset=UTF-8")
+
+    def _form(self) -> dict[str, str]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        return {key: values[0] for key, values in parse_qs(raw).items()}
+
+    def _admit(self, endpoint: str) -> bool:
+        """Count, delay and maybe fail a request; False when a fault already answered it."""
+        self.server.stats.count(endpoint)
+        if self.server.faults.latency:
+            time.sleep(self.server.faults.latency)
+        status = self.server.faults.take_failure()
+        if status is not None:
+            self._error(status, "Service Unavailable" if status == 503 else "Server Error")
+            return False
+        return True
+
+    # ----- routing -----------------------------------------------------------------------
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/_standin/"):
+            self._admin_post(path.removeprefix("/_standin/"))
+        elif path == DETAILS_PATH:
+            form = self._form()
+            if self._admit("GetPublishedFileDetails"):
+                self._published_file_details(form)
+        elif path == COLLECTION_PATH:
+            form = self._form()
+            if self._admit("GetCollectionDetails"):
+                self._collection_details(form)
+        else:
+            self._error(404, "Not Found")
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/_standin/stats":
+            self._json(self.server.stats.snapshot())
+        elif url.path == "/_standin/catalogue":
+            self._json(self.server.catalogue.dump())
+        elif url.path == PLAYERS_PATH:
+            if self._admit("GetPlayerSummaries"):
+                self._player_summaries({k: v[0] for k, v in parse_qs(url.query).items()})
+        elif _UGC_PATH.match(url.path):
+            if self._admit("download"):
+                self._download(_UGC_PATH.match(url.path))  # type: ignore[arg-type]
+        elif url.path in (DETAILS_PATH, COLLECTION_PATH):
+            self._error(405, "Method Not Allowed")
+        else:
+            self._error(404, "Not Found")
+
+    do_HEAD = do_GET
+
+    # ----- Steam endpoints ---------------------------------------------------------------
+    def _ids(self, form: dict[str, str], count_key: str) -> list[int] | None:
+        try:
+            count = int(form[count_key])
+            return [int(form[f"publishedfileids[{index}]"]) for index in range(count)]
+        except (KeyError, ValueError):
+            return None
+
+    def _published_file_details(self, form: dict[str, str]) -> None:
+        ids = self._ids(form, "itemcount")
+        if ids is None:
+            self._error(400, "Bad Request")
+            return
+        catalogue, base = self.server.catalogue, self.server.base_url
+        details = [catalogue.details(item_id, base) for item_id in ids]
+        response = {"result": 1, "resultcount": len(details), "publishedfiledetails": details}
+        self._json({"response": response})
+
+    def _collection_details(self, form: dict[str, str]) -> None:
+        ids = self._ids(form, "collectioncount")
+        if ids is None:
+            self._error(400, "Bad Request")
+            return
+        details = [self.server.catalogue.collection_details(item_id) for item_id in ids]
+        response = {"result": 1, "resultcount": len(details), "collectiondetails": details}
+        self._json({"response": response})
+
+    def _player_summaries(self, query: dict[str, str]) -> None:
+        if not query.get("key"):
+            self._error(403, "Forbidden")  # Steam answers a missing/invalid key with HTML 403
+            return
+        steamids = [s for s in query.get("steamids", "").split(",") if s.isdigit()][:100]
+        players = [self._player(steamid) for steamid in steamids]
+        self._json({"response": {"players": players}})
+
+    def _player(self, steamid: str) -> dict[str, object]:
+        name = self.server.catalogue.player_names.get(steamid, f"Player{steamid[-4:]}")
+        avatar_hash = hashlib.sha1(steamid.encode()).hexdigest()  # stable across runs
+        avatar = f"{self.server.base_url}/avatars/{avatar_hash}"
+        return {
+            "steamid": steamid,
+            "communityvisibilitystate": 3,
+            "profilestate": 1,
+            "personaname": name,
+            "profileurl": f"https://steamcommunity.com/profiles/{steamid}/",
+            "avatar": f"{avatar}.jpg",
+            "avatarmedium": f"{avatar}_medium.jpg",
+            "avatarfull": f"{avatar}_full.jpg",
+            "avatarhash": avatar_hash,
+            "personastate": 0,
+        }
+
+    def _download(self, match: re.Match[str]) -> None:
+        item = self.server.catalogue.item(int(match.group(1)))
+        revision = int(match.group(2))
+        if item is None or item.removed or not 1 <= revision <= item.revision:
+            self._error(404, "Not Found")
+            return
+        seed, size = vpk.item_seed(item.publishedfileid, revision), item.file_size
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{seed}"'}
+        start, end, status = 0, size, 200
+        if self.headers.get("Range"):
+            wanted = _parse_range(self.headers["Range"], size)
+            if wanted is None:
+                self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
+                return
+            start, end, status = *wanted, 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        body = b"".join(vpk.vpk_bytes(seed, size, start, end))
+        self.server.stats.add_bytes(len(body))
+        self._send(status, body, "application/octet-stream", headers)
+
+    # ----- admin -------------------------------------------------------------------------
+    def _admin_post(self, action: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        server = self.server
+        faults = server.faults
+        with faults.lock:
+            if action == "fail":
+                faults.failures_left = int(payload.get("count", 1))
+                faults.failure_status = int(payload.get("status", 503))
+            elif action == "truncate":
+                faults.truncations_left = int(payload.get("count", 1))
+            elif action == "latency":
+                faults.latency = float(payload.get("seconds", 0))
+        result: object = {"ok": True}
+        if action == "item":
+            result = {"ok": True, "item": vars(server.catalogue.upsert_item(payload))}
+        elif action == "collection":
+            result = {"ok": True, "collection": vars(server.catalogue.upsert_collection(payload))}
+        elif action == "update":
+            bumped = server.catalogue.bump(int(payload["publishedfileid"]))
+            result = {"ok": bumped is not None}
+        elif action == "reset":
+            server.stats.reset()
+        elif action not in {"fail", "truncate", "latency"}:
+            self._error(404, "Not Found")
+            return
+        self._json(result)
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m standins.webapi", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--items-file", type=Path, help="JSON catalogue (see README)")
+    parser.add_argument("--generate", type=int, default=0, help="generate N items")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--public-url", help="base of file_url (default http://BIND:PORT)")
+    return parser.parse_args(argv)
+
+
+def build_catalogue(options: argparse.Namespace) -> Catalogue:
+    catalogue = load_catalogue(options.items_file) if options.items_file else Catalogue()
+    if options.generate:
+        generated = generate_catalogue(options.generate)
+        catalogue.items.update(generated.items)
+        catalogue.collections.update(generated.collections)
+    return catalogue
+
+
+def main(argv: list[str]) -> int:
+    options = parse_arguments(argv)
+    server = StandinServer(
+        (options.bind, options.port), build_catalogue(options), options.public_url
+    )
+    server.faults.latency = options.latency
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+    thread.start()
+    print(f"Stand-in Steam Web API listening on {server.base_url}", flush=True)
+    stop.wait()
+    server.shutdown()  # from this thread: shutdown() blocks until serve_forever returns
+    thread.join()
+    server.server_close()
+    print("Stand-in Steam Web API stopped", flush=True)
+    return 0
