@@ -1,0 +1,296 @@
+"""The simulated srcds, driven with python-a2s, the `rcon` client and raw sockets."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import time
+
+import a2s
+import pytest
+from rcon.exceptions import WrongPassword
+from rcon.source import Client
+from standin_harness import LOOPBACK, free_port, make_game_root
+
+from standins.vpk import VPK_HEADER
+
+SERVER_CFG = """// overlay-provided server.cfg
+hostname "Overlay Host" // trailing comment
+rcon_password "s3cret"; sv_tags "coop,left4me"
+exec nested/extra
+"""
+EXTRA_CFG = 'sv_password "letmein"\nmaxplayers 12\nsm_custom_cvar "plugin value"\n'
+
+
+@pytest.fixture
+def game_root(tmp_path):
+    root = make_game_root(tmp_path, SERVER_CFG)
+    nested = root / "left4dead2" / "cfg" / "nested"
+    nested.mkdir()
+    (nested / "extra.cfg").write_text(EXTRA_CFG)
+    return root
+
+
+def rcon(server, *command: str, password: str = "s3cret") -> str:
+    with Client(LOOPBACK, server.port, passwd=password, timeout=5) as client:
+        return client.run(*command)
+
+
+def test_a2s_info_reflects_cfg_files_and_command_line(start_srcds, game_root):
+    server = start_srcds(game_root, "+map", "c2m1_highway", "-tickrate", "60", "-usercon")
+    info = a2s.info(server.address, timeout=2)
+    assert (info.protocol, info.server_name, info.map_name) == (17, "Overlay Host", "c2m1_highway")
+    assert (info.folder, info.game, info.app_id) == ("left4dead2", "Left 4 Dead 2", 550)
+    assert (info.server_type, info.platform) == ("d", "l")
+    assert info.password_protected and info.vac_enabled
+    assert (info.player_count, info.max_players, info.bot_count) == (0, 12, 0)
+    assert (info.port, info.keywords, info.game_id) == (server.port, "coop,left4me", 550)
+    assert info.steam_id and info.version
+
+
+def test_a2s_info_demands_a_challenge_first(start_srcds, game_root):
+    server = start_srcds(game_root)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        query = b"\xff\xff\xff\xffTSource Engine Query\x00"
+        sock.sendto(query, server.address)
+        reply = sock.recv(1400)
+        assert reply[:5] == b"\xff\xff\xff\xff\x41" and len(reply) == 9
+        sock.sendto(query + reply[5:9], server.address)
+        assert sock.recv(1400)[4] == 0x49
+
+
+def test_a2s_rules_show_cvars_but_hide_secrets(start_srcds, game_root):
+    rules = a2s.rules(start_srcds(game_root).address, timeout=2)
+    assert rules["sv_tags"] == "coop,left4me"
+    assert rules["sm_custom_cvar"] == "plugin value"
+    assert "rcon_password" not in rules and "sv_password" not in rules
+
+
+def test_server_cfg_runs_at_map_load_after_command_line(start_srcds, game_root):
+    server = start_srcds(game_root, "+hostname", "From Cmdline", "+sv_tags", "cmdline")
+    info = a2s.info(server.address, timeout=2)
+    # srcds order: +commands at start-up, then server.cfg on map load overrides them.
+    assert info.server_name == "Overlay Host"
+    (game_root / "left4dead2" / "cfg" / "server.cfg").write_text('rcon_password "s3cret"\n')
+    other = start_srcds(game_root, "+hostname", "From Cmdline")
+    assert a2s.info(other.address, timeout=2).server_name == "From Cmdline"
+
+
+def test_addons_are_listed_and_dangling_links_reported(start_srcds, game_root, tmp_path):
+    addons = game_root / "left4dead2" / "addons"
+    real = tmp_path / "store" / "123.vpk"
+    real.parent.mkdir()
+    real.write_bytes(VPK_HEADER + b"data")
+    (addons / "linked.vpk").symlink_to(real)
+    (addons / "gone.vpk").symlink_to(tmp_path / "store" / "missing.vpk")
+    (addons / "junk.vpk").write_bytes(b"not a vpk")
+    server = start_srcds(game_root)
+    server.process.wait_for_line("Loaded add-on: addons/linked.vpk")
+    server.process.wait_for_line("Missing add-on: addons/gone.vpk")
+    listing = rcon(server, "sim_addons")
+    assert "loaded linked.vpk" in listing and "missing gone.vpk" in listing
+    assert "invalid junk.vpk" in listing
+
+
+def test_rcon_status_users_and_player_tracking(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert "Added" in rcon(server, "sim_addplayer", "Ellis", "42")
+    rcon(server, "sim_addplayer", "Rochelle")
+    server.process.wait_for_line('Client "Ellis" connected (')
+    status = rcon(server, "status")
+    lines = status.splitlines()
+    assert lines[0] == "hostname: Overlay Host"
+    assert lines[2].startswith(f"udp/ip  : {LOOPBACK}:{server.port}")
+    assert "players : 2 humans, 0 bots (12 max)" in status
+    assert "# userid name uniqueid connected ping loss state rate adr" in lines
+    ellis = next(line for line in lines if '"Ellis"' in line)
+    assert ellis.startswith('#  2 "Ellis" STEAM_1:') and " 42 0 active " in ellis
+    assert lines[-1] == "#end"
+    assert '0:2:"Ellis"' in rcon(server, "users")
+    names = sorted(p.name for p in a2s.players(server.address, timeout=2))
+    assert names == ["Ellis", "Rochelle"]
+    assert a2s.info(server.address, timeout=2).player_count == 2
+
+
+def test_rcon_kick_and_remove_players(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "sim_addplayer", "Nick")
+    rcon(server, "sim_addplayer", "Coach")
+    rcon(server, "kick", "#2")
+    server.process.wait_for_line("Dropped Nick from server (Kicked from server)")
+    rcon(server, "sim_removeplayer", "Coach")
+    server.process.wait_for_line("Dropped Coach from server (Disconnect by user.)")
+    assert a2s.players(server.address, timeout=2) == []
+    assert "no such player" in rcon(server, "kick", "Nobody")
+
+
+def test_rcon_cvars_and_unknown_commands(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert rcon(server, "hostname").strip() == '"hostname" = "Overlay Host"'
+    rcon(server, "hostname", "Renamed")
+    assert a2s.info(server.address, timeout=2).server_name == "Renamed"
+    assert rcon(server, "bogus_command").strip() == 'Unknown command "bogus_command"'
+    assert "couldn't exec" in rcon(server, "exec", "nope.cfg")
+    (game_root / "left4dead2" / "cfg" / "late.cfg").write_text('hostname "Late"')
+    rcon(server, "exec", "late")
+    assert a2s.info(server.address, timeout=2).server_name == "Late"
+    rcon(server, "say", "hello survivors")
+    server.process.wait_for_line("Console: hello survivors")
+
+
+def test_rcon_changelevel_checks_maps(start_srcds, game_root):
+    (game_root / "left4dead2" / "maps" / "custom_map.bsp").write_bytes(b"VBSP")
+    server = start_srcds(game_root)
+    rcon(server, "changelevel", "c5m1_waterfront")
+    assert a2s.info(server.address, timeout=2).map_name == "c5m1_waterfront"
+    rcon(server, "map", "custom_map")
+    assert a2s.info(server.address, timeout=2).map_name == "custom_map"
+    assert "not found" in rcon(server, "changelevel", "no_such_map")
+    assert a2s.info(server.address, timeout=2).map_name == "custom_map"
+
+
+def test_rcon_sourcemod_commands_need_sourcemod(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert rcon(server, "sm", "plugins", "list").strip() == 'Unknown command "sm"'
+    sourcemod = game_root / "left4dead2" / "addons" / "sourcemod"
+    (sourcemod / "plugins").mkdir(parents=True)
+    (sourcemod / "extensions").mkdir()
+    (sourcemod / "plugins" / "l4d2_stats.smx").write_bytes(b"FFSP")
+    (sourcemod / "extensions" / "left4downtown.ext.so").write_bytes(b"\x7fELF")
+    plugins = rcon(server, "sm", "plugins", "list")
+    assert "[SM] Listing 1 plugins:" in plugins and '"l4d2_stats"' in plugins
+    assert "[01] left4downtown" in rcon(server, "sm", "exts", "list")
+
+
+def test_rcon_bad_password_and_empty_password(start_srcds, game_root):
+    server = start_srcds(game_root)
+    with pytest.raises(WrongPassword):
+        rcon(server, "status", password="wrong")
+    server.process.wait_for_line("Bad Password")
+    (game_root / "left4dead2" / "cfg" / "server.cfg").write_text('hostname "No Rcon"\n')
+    unprotected = start_srcds(game_root)
+    with pytest.raises(WrongPassword):
+        rcon(unprotected, "status", password="")
+
+
+def test_rcon_bans_address_after_max_failures(start_srcds, game_root):
+    cfg = game_root / "left4dead2" / "cfg" / "server.cfg"
+    cfg.write_text(SERVER_CFG + "sv_rcon_maxfailures 3\nsv_rcon_banpenalty 5\n")
+    server = start_srcds(game_root)
+    for _ in range(3):
+        with pytest.raises(WrongPassword):
+            rcon(server, "status", password="guess")
+    server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
+    with pytest.raises((ConnectionError, OSError, WrongPassword)):
+        rcon(server, "status")  # even the right password is refused while banned
+    assert a2s.info(server.address, timeout=2).server_name == "Overlay Host"
+
+
+def test_rcon_long_output_spans_packets(start_srcds, game_root):
+    server = start_srcds(game_root)
+    with Client(LOOPBACK, server.port, passwd="s3cret", timeout=5) as client:
+        for index in range(120):
+            client.run("sim_addplayer", f"Survivor{index:03d}")
+        status = client.run("status")
+        assert client.run("hostname").strip() == '"hostname" = "Overlay Host"'
+    assert len(status.encode()) > 2 * 4096
+    assert status.count("STEAM_1:") == 120 and status.rstrip().endswith("#end")
+
+
+def _packet(request_id: int, kind: int, body: bytes = b"") -> bytes:
+    payload = struct.pack("<ii", request_id, kind) + body + b"\x00\x00"
+    return struct.pack("<i", len(payload)) + payload
+
+
+def _read_packet(sock: socket.socket) -> tuple[int, int, bytes]:
+    size = struct.unpack("<i", sock.recv(4, socket.MSG_WAITALL))[0]
+    payload = sock.recv(size, socket.MSG_WAITALL)
+    request_id, kind = struct.unpack("<ii", payload[:8])
+    return request_id, kind, payload[8:-2]
+
+
+def test_rcon_wire_format_terminator_trick(start_srcds, game_root):
+    server = start_srcds(game_root)
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(_packet(7, 3, b"s3cret"))
+        assert _read_packet(sock) == (7, 0, b"")  # empty RESPONSE_VALUE first, like srcds
+        assert _read_packet(sock) == (7, 2, b"")  # then AUTH_RESPONSE with our id
+        sock.sendall(_packet(8, 2, b"echo hi") + _packet(9, 0))
+        assert _read_packet(sock) == (8, 0, b"hi\n")
+        assert _read_packet(sock) == (9, 0, b"")  # mirrored empty packet
+        assert _read_packet(sock) == (9, 0, b"\x00\x01\x00\x00")  # srcds's junk packet
+        sock.sendall(_packet(10, 3, b"wrong"))
+        assert _read_packet(sock)[1] == 0
+        assert _read_packet(sock)[:2] == (-1, 2)
+
+
+def test_rcon_quit_exits_zero(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "quit")
+    assert server.process.wait() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly(start_srcds, game_root, sig):
+    server = start_srcds(game_root)
+    assert server.process.stop(sig) == 0
+    server.process.wait_for_line("Server shutting down.")
+
+
+def test_startup_console_lines(start_srcds, game_root):
+    server = start_srcds(game_root)
+    for line in (
+        "---- Host_NewGame ----",
+        "Executing listen server config file",
+        "Connection to Steam servers successful.",
+        "VAC secure mode is activated.",
+    ):
+        server.process.wait_for_line(line)
+
+
+def test_crash_after_seconds(start_srcds, game_root):
+    server = start_srcds(game_root, "-sim_crash_after", "0.5")
+    assert server.process.wait() == -signal.SIGSEGV
+
+
+def test_crash_at_start(start_srcds, game_root):
+    server = start_srcds(game_root, env={"SRCDS_SIM_CRASH_AT_START": "1"}, ready=False)
+    assert server.process.wait() == -signal.SIGSEGV
+    assert "Connection to Steam" not in server.process.output
+
+
+def test_fail_to_bind_switch(start_srcds, game_root):
+    server = start_srcds(game_root, env={"SRCDS_SIM_BIND_FAIL": "1"}, ready=False)
+    assert server.process.wait() == 1
+    assert "Couldn't allocate any server IP port" in server.process.output
+
+
+def test_port_really_in_use(start_srcds, game_root):
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, port))
+        server = start_srcds(game_root, port=port, ready=False)
+        assert server.process.wait() == 1
+    assert "UDP_OpenSocket: port" in server.process.output
+
+
+def test_hang_at_start_never_answers_but_stops(start_srcds, game_root):
+    server = start_srcds(game_root, "-sim_hang", ready=False)
+    server.process.wait_for_line("Waiting for Steam client")
+    with pytest.raises(TimeoutError):
+        a2s.info(server.address, timeout=0.5)
+    assert server.process.stop() == 0
+
+
+def test_seeded_player_schedule(start_srcds, game_root):
+    schedule = "join=0.1,stay=0.3-0.6,max=3"
+    server = start_srcds(game_root, "--seed", "7", "--player-schedule", schedule)
+    joined = server.process.wait_for_line('" connected (')
+    server.process.wait_for_line("(Disconnect by user.)")
+    deadline = time.monotonic() + 5
+    while not a2s.players(server.address, timeout=1) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling an observable state, bounded by the deadline
+    again = start_srcds(game_root, env={"SRCDS_SIM_SEED": "7", "SRCDS_SIM_PLAYERS": schedule})
+    assert again.process.wait_for_line('" connected (') == joined  # same seed, same player
