@@ -52,4 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, RuntimeError, TimeoutError, LookupError) as error:
+        print(f"testhosts: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,19 @@
+"""A converged host is left alone: a check-mode run of site.yml reports no change."""
+
+import os
+import re
+import subprocess
+
+
+def test_check_mode_on_converged_host_reports_no_change(host):
+    name = host.backend.get_hostname()
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    run = subprocess.run(
+        ["ansible-playbook", "--check", "--diff", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "--limit", name, "playbooks/site.yml"],
+        cwd=project, capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    recap = re.search(rf"^{re.escape(name)}\s+:.*$", run.stdout, re.MULTILINE)
+    assert recap, run.stdout[-3000:]
+    assert "changed=0" in recap.group(0) and "failed=0" in recap.group(0), recap.group(0)
