@@ -105,6 +105,8 @@ class Handler(BaseHTTPRequestHandler):
     server: StandinServer
     server_version = "Stand-in Steam Web API"
     protocol_version = "HTTP/1.1"
+    # Set per request by _admit: only Steam endpoints suffer injected faults, never /_standin/.
+    _faultable = False
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         sys.stdout.write(f"{self.address_string()} {format % args}\n")
@@ -116,7 +118,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         for name, value in (extra or {}).items():
             self.send_header(name, value)
-        if self.server.faults.take_truncation() and status < 300 and len(body) > 1:
+        truncate = self._faultable and status < 300 and len(body) > 1
+        if truncate and self.server.faults.take_truncation():
             # Promise the whole body, deliver half, hang up: what a dropped CDN link looks like.
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")
@@ -143,6 +146,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _admit(self, endpoint: str) -> bool:
         """Count, delay and maybe fail a request; False when a fault already answered it."""
+        self._faultable = True
         self.server.stats.count(endpoint)
         if self.server.faults.latency:
             time.sleep(self.server.faults.latency)
@@ -154,6 +158,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ----- routing -----------------------------------------------------------------------
     def do_POST(self) -> None:
+        self._faultable = False
         path = urlsplit(self.path).path
         if path.startswith("/_standin/"):
             self._admin_post(path.removeprefix("/_standin/"))
@@ -169,6 +174,7 @@ class Handler(BaseHTTPRequestHandler):
             self._error(404, "Not Found")
 
     def do_GET(self) -> None:
+        self._faultable = False
         url = urlsplit(self.path)
         if url.path == "/_standin/stats":
             self._json(self.server.stats.snapshot())

@@ -1,0 +1,180 @@
+"""The fake Steam Web API, queried with curl like any HTTP client would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from standins.vpk import VPK_HEADER
+
+ITEM = 1_000_000_001
+DETAILS = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
+COLLECTIONS = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["curl", "--silent", "--max-time", "10", *args],
+        capture_output=True,
+        check=False,
+        timeout=20,
+    )
+
+
+def curl_status(*args: str) -> tuple[int, bytes]:
+    result = curl("--write-out", "\n%{http_code}", *args)
+    body, _, status = result.stdout.rpartition(b"\n")
+    return int(status), body
+
+
+def post_form(api, path: str, fields: dict[str, object]) -> dict:
+    form = [arg for key, value in fields.items() for arg in ("--data-urlencode", f"{key}={value}")]
+    result = curl("--fail", *form, api.base_url + path)
+    assert result.returncode == 0, result
+    return json.loads(result.stdout)["response"]
+
+
+def details(api, *ids: int) -> list[dict]:
+    fields = {"itemcount": len(ids)} | {f"publishedfileids[{i}]": v for i, v in enumerate(ids)}
+    return post_form(api, DETAILS, fields)["publishedfiledetails"]
+
+
+def admin(api, action: str, payload: dict | None = None) -> dict:
+    body = json.dumps(payload or {})
+    result = curl("--fail", "-H", "Content-Type: application/json", "--data", body,
+                  f"{api.base_url}/_standin/{action}")  # fmt: skip
+    assert result.returncode == 0, result
+    return json.loads(result.stdout)
+
+
+def stats(api) -> dict:
+    return json.loads(curl("--fail", f"{api.base_url}/_standin/stats").stdout)["requests"]
+
+
+@pytest.fixture
+def api(start_webapi):
+    return start_webapi("--generate", "6")
+
+
+def test_published_file_details_shape(api):
+    response = post_form(api, DETAILS, {"itemcount": 1, "publishedfileids[0]": ITEM})
+    assert (response["result"], response["resultcount"]) == (1, 1)
+    item = response["publishedfiledetails"][0]
+    for key in (
+        "creator", "creator_app_id", "filename", "hcontent_file", "preview_url", "title",
+        "description", "time_created", "time_updated", "visibility", "banned", "ban_reason",
+        "subscriptions", "favorited", "lifetime_subscriptions", "lifetime_favorited", "views",
+    ):  # fmt: skip
+        assert key in item, key
+    assert (item["publishedfileid"], item["result"], item["consumer_app_id"]) == (str(ITEM), 1, 550)
+    assert item["file_url"].startswith(api.base_url) and item["tags"][0]["tag"]
+
+
+def test_download_matches_details_and_supports_ranges(api):
+    item = details(api, ITEM)[0]
+    whole = curl("--fail", item["file_url"]).stdout
+    assert len(whole) == item["file_size"] and whole.startswith(VPK_HEADER)
+    ranged = curl("--include", "--range", "100-199", item["file_url"]).stdout
+    head, _, body = ranged.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206")
+    assert f"Content-Range: bytes 100-199/{item['file_size']}".encode() in head
+    assert body == whole[100:200]
+    status, _ = curl_status("--range", f"{item['file_size'] + 5}-", item["file_url"])
+    assert status == 416
+
+
+def test_nested_collection(api):
+    response = post_form(
+        api, COLLECTIONS, {"collectioncount": 1, "publishedfileids[0]": 3_000_000_001}
+    )
+    outer = response["collectiondetails"][0]
+    assert outer["result"] == 1
+    filetypes = {child["publishedfileid"]: child["filetype"] for child in outer["children"]}
+    assert filetypes["3000000002"] == 2 and filetypes[str(ITEM)] == 0
+    assert [c["sortorder"] for c in outer["children"]] == list(range(1, len(outer["children"]) + 1))
+    inner = post_form(
+        api, COLLECTIONS, {"collectioncount": 1, "publishedfileids[0]": 3_000_000_002}
+    )
+    assert {c["filetype"] for c in inner["collectiondetails"][0]["children"]} == {0}
+
+
+def test_removed_banned_and_foreign_items(api):
+    admin(api, "item", {"publishedfileid": ITEM + 1, "removed": True})
+    admin(api, "item", {"publishedfileid": ITEM + 2, "banned": True, "ban_reason": "stolen"})
+    admin(api, "item", {"publishedfileid": ITEM + 3, "consumer_app_id": 730})
+    removed, banned, foreign, unknown = details(api, ITEM + 1, ITEM + 2, ITEM + 3, 42)
+    assert removed == {"publishedfileid": str(ITEM + 1), "result": 9}
+    assert (banned["banned"], banned["ban_reason"]) == (1, "stolen")
+    assert foreign["consumer_app_id"] == 730
+    assert unknown["result"] == 9
+
+
+def test_item_update_bumps_time_and_content(api):
+    before = details(api, ITEM)[0]
+    assert admin(api, "update", {"publishedfileid": ITEM})["ok"]
+    after = details(api, ITEM)[0]
+    assert after["time_updated"] > before["time_updated"]
+    assert after["file_url"] != before["file_url"]
+    assert after["hcontent_file"] != before["hcontent_file"]
+    assert curl("--fail", after["file_url"]).stdout != curl("--fail", before["file_url"]).stdout
+
+
+def test_server_errors_for_next_requests(api):
+    admin(api, "fail", {"count": 2, "status": 502})
+    fields = "itemcount=1&publishedfileids[0]=1000000001"
+    assert curl_status("--data", fields, api.base_url + DETAILS)[0] == 502
+    assert curl_status("--data", fields, api.base_url + DETAILS)[0] == 502
+    assert curl_status("--data", fields, api.base_url + DETAILS)[0] == 200
+
+
+def test_truncated_body(api):
+    url = details(api, ITEM)[0]["file_url"]
+    admin(api, "truncate", {"count": 1})
+    truncated = curl(url)
+    assert truncated.returncode == 18  # curl: "transfer closed with outstanding read data"
+    assert curl("--fail", url).returncode == 0
+
+
+def test_stats_count_each_endpoint(api):
+    details(api, ITEM, ITEM + 1)
+    assert stats(api) == {"GetPublishedFileDetails": 1}  # exactly one API call, no downloads
+    curl("--fail", details(api, ITEM)[0]["file_url"])
+    assert stats(api) == {"GetPublishedFileDetails": 2, "download": 1}
+    admin(api, "reset")
+    assert stats(api) == {}
+
+
+def test_player_summaries(api):
+    ids = "76561197960287930,76561197960287931"
+    result = curl("--fail", "--get", "--data", "key=TESTKEY", "--data", f"steamids={ids}",
+                  api.base_url + "/ISteamUser/GetPlayerSummaries/v2/")  # fmt: skip
+    players = json.loads(result.stdout)["response"]["players"]
+    assert [p["steamid"] for p in players] == ids.split(",")
+    for key in ("personaname", "avatar", "avatarmedium", "avatarfull", "profileurl"):
+        assert players[0][key]
+    status, _ = curl_status(api.base_url + f"/ISteamUser/GetPlayerSummaries/v2/?steamids={ids}")
+    assert status == 403
+
+
+def test_items_file_and_latency(start_webapi, tmp_path):
+    catalogue = {
+        "items": [{"publishedfileid": 555, "title": "Custom", "file_size": 70000}],
+        "collections": [{"publishedfileid": 777, "children": [555]}],
+        "players": {"76561197960287930": "Ellis"},
+    }
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(catalogue))
+    api = start_webapi("--items-file", str(path), "--latency", "0.3")
+    result = curl("--fail", "--write-out", "%{time_total}", "--data",
+                  "itemcount=1&publishedfileids[0]=555", api.base_url + DETAILS)  # fmt: skip
+    body, elapsed = result.stdout[:-8], float(result.stdout[-8:])
+    item = json.loads(body)["response"]["publishedfiledetails"][0]
+    assert (item["title"], item["file_size"]) == ("Custom", 70000)
+    assert elapsed >= 0.3
+
+
+def test_stops_cleanly_on_sigterm(api):
+    assert api.process.stop() == 0
+    assert "stopped" in api.process.output
