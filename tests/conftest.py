@@ -1,0 +1,44 @@
+"""Shared fixtures: booted systemd test hosts for tests outside molecule."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import testinfra
+
+from testhosts import enforcement, host
+
+UNENFORCED_REPORT: dict[str, list[enforcement.Finding]] = {}
+
+
+def _need_root_and_nspawn() -> None:
+    import os
+
+    if os.geteuid() != 0 or not shutil.which("systemd-nspawn"):
+        pytest.skip("test hosts need root and systemd-nspawn (scripts/test installs them)")
+
+
+@pytest.fixture(scope="session")
+def booted_host() -> Iterator[host.TestHost]:
+    """A real systemd host (trixie under systemd-nspawn), destroyed at the end of the session."""
+    _need_root_and_nspawn()
+    booted = host.create("pytest-1")
+    UNENFORCED_REPORT[booted.name] = [f for f in enforcement.probe(booted) if not f.enforced]
+    yield booted
+    host.destroy(booted.name)
+
+
+@pytest.fixture(scope="session")
+def booted_testinfra(booted_host: host.TestHost) -> testinfra.host.Host:
+    """testinfra over SSH (key auth, sudo), the way an operator reaches a production host."""
+    return testinfra.get_host(f"ssh://{booted_host.name}", ssh_config=booted_host.ssh_config,
+                              sudo=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, findings in UNENFORCED_REPORT.items():
+        terminalreporter.section(f"directives test host {name} cannot enforce (not proven here)")
+        for finding in findings:
+            terminalreporter.line(f"NOT ENFORCED  {finding.directive}: {finding.evidence}")

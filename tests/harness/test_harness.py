@@ -1,0 +1,90 @@
+"""The test-host harness itself: real systemd hosts, reached like production, torn down clean."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from testhosts import host, paths
+
+
+def ssh(target: host.TestHost, command: str, **options: str) -> subprocess.CompletedProcess[str]:
+    extra = [arg for key, value in options.items() for arg in ("-o", f"{key}={value}")]
+    return subprocess.run(
+        ["ssh", "-F", target.ssh_config, *extra, target.name, command],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_host_runs_systemd_as_pid_1(booted_testinfra):
+    assert booted_testinfra.check_output("ps -o comm= -p 1") == "systemd"
+    state = booted_testinfra.run("systemctl is-system-running").stdout.strip()
+    assert state in ("running", "degraded")
+    assert booted_testinfra.check_output("systemctl --version").startswith("systemd 257")
+
+
+def test_ssh_takes_the_admin_key_and_sudo(booted_host):
+    result = ssh(booted_host, "sudo -n id -u")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_ssh_refuses_a_key_it_was_not_given(booted_host, tmp_path):
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    result = subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(stranger), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "IdentityAgent=none",
+         "-o", f"UserKnownHostsFile={paths.known_hosts()}", "-o", "StrictHostKeyChecking=yes",
+         f"{booted_host.user}@{booted_host.address}", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_host_has_no_route_off_this_machine(booted_testinfra):
+    routes = booted_testinfra.check_output("ip route show default")
+    assert routes == "", f"a test host must not route out: {routes}"
+
+
+def test_reboot_inside_brings_the_host_back(booted_host):
+    pid_before = booted_host.init_pid()
+    ssh(booted_host, "sudo systemctl reboot")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if booted_host.init_pid() != pid_before:
+                break
+        except RuntimeError:
+            pass  # between the old nspawn exiting and the new one starting
+        assert time.monotonic() < deadline, "the host did not come back after reboot"
+        time.sleep(0.2)
+    host.wait_until_booted(booted_host)
+    assert ssh(booted_host, "systemctl is-system-running --wait").stdout.strip() in (
+        "running", "degraded")
+
+
+@pytest.fixture
+def second_host(booted_host):
+    extra = host.create("pytest-2")
+    yield extra
+    host.destroy(extra.name)
+
+
+def test_two_hosts_run_side_by_side(booted_host, second_host):
+    assert booted_host.address != second_host.address
+    for target in (booted_host, second_host):
+        result = ssh(target, "hostname")
+        assert result.stdout.strip() == target.name, result.stderr
+
+
+def test_teardown_leaves_nothing_behind(booted_host):
+    doomed = host.create("pytest-3")
+    assert host.leftovers("pytest-3"), "a live host should be visible to the leak check"
+    host.destroy(doomed.name)
+    assert host.leftovers("pytest-3") == []
+    assert ssh(booted_host, "true").returncode == 0, "destroying one host left others alone"
