@@ -350,7 +350,7 @@ def overlay_state_from_options(options: Sequence[str]) -> MountState:
     lowerdirs: list[str] = []
     upper = work = None
     for option in options:
-        key, _, value = option.partition("=")
+        key, _sep, value = option.partition("=")
         if key == "lowerdir":
             lowerdirs.extend(value.split(":"))
         elif key == "lowerdir+":

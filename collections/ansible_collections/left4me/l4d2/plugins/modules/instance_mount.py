@@ -28,7 +28,7 @@ description:
   - Everything is validated before anything is created; a failed mount removes the
     directories this run created, and a failed remount restores the previous layers.
 author:
-  - left4me developers
+  - left4me developers (@left4me)
 options:
   name:
     description:

@@ -744,8 +744,10 @@ def helper(tmp_path):
 
 
 def run_helper(helper, *args, env=None):
+    """Run the helper the way the game unit does: /usr/bin/python3 -I HELPER ..."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     return subprocess.run(
-        [str(helper), *args],
+        [python, "-I", str(helper), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -766,7 +768,7 @@ def test_helper_mounts_and_unmounts_idempotently(state_dir, helper):
     config = state_dir.parent / "etc"
     write_env(config, "coop1", layers(state_dir, "a", "b"))
     opts = ["--state-dir", str(state_dir), "--config-dir", str(config)]
-    for _ in range(2):
+    for _attempt in range(2):
         result = run_helper(helper, "mount", "coop1", *opts, "--owner", RUNTIME_USER)
         assert (result.returncode, result.stderr) == (0, "")
         assert current(state_dir, "coop1").lowerdirs == layers(state_dir, "a", "b")
@@ -776,7 +778,7 @@ def test_helper_mounts_and_unmounts_idempotently(state_dir, helper):
     assert (result.returncode, result.stderr) == (0, "")
     assert current(state_dir, "coop1").lowerdirs == layers(state_dir, "c")
 
-    for _ in range(2):
+    for _attempt in range(2):
         result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir))
         assert (result.returncode, result.stderr) == (0, "")
         assert not current(state_dir, "coop1").mounted

@@ -120,7 +120,7 @@ def test_check_mode_predicts_and_changes_nothing(host, capsys):
     check_again = run_module(capsys, _ansible_check_mode=True, **args)
     assert check_again["changed"] is False
 
-    other = dict(args, lowerdirs=layers(state, "b", "a"), remount=True)
+    other = {**args, "lowerdirs": layers(state, "b", "a"), "remount": True}
     predicted = run_module(capsys, _ansible_check_mode=True, _ansible_diff=True, **other)
     assert predicted["changed"] is True
     assert predicted["diff"]["before"]["lowerdirs"] == layers(state, "a")
@@ -240,7 +240,7 @@ def test_adhoc_run_through_ansible(host):
         "-m", "left4me.l4d2.instance_mount", "-a", args,
     ]  # fmt: skip
     results = []
-    for _ in range(2):
+    for _attempt in range(2):
         proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         results.append(proc.stdout)
