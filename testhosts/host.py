@@ -13,6 +13,7 @@ Each host NAME gets:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,6 +76,11 @@ class TestHost:
         return result.stdout
 
 
+def unique_name(prefix: str) -> str:
+    """A host name unique to this process (prefix + PID), so parallel test runs never collide."""
+    return f"{prefix}{os.getpid() % 100000}"
+
+
 def netns_name(name: str) -> str:
     return f"l4m-{name}"
 
@@ -100,14 +107,16 @@ def create(name: str, index: int | None = None) -> TestHost:
         destroy(name)
     started = time.monotonic()
     tarball = image.ensure_image()
-    host = _describe(name, _free_index() if index is None else index)
-    host.dir.mkdir(parents=True)
+    with _registry_lock():  # concurrent creates must not pick the same address slot
+        host = _describe(name, _free_index() if index is None else index)
+        host.dir.mkdir(parents=True)
+        (host.dir / "host.json").write_text(json.dumps(asdict(host), indent=2))
     image.unpack(tarball, host.rootfs)
     unpacked = time.monotonic()
     _personalise(host)
     _make_network(host)
-    (host.dir / "host.json").write_text(json.dumps(asdict(host), indent=2))
-    _write_known_hosts()
+    with _registry_lock():
+        _write_known_hosts()
     _start_supervisor(host)
     wait_until_booted(host)
     say(f"{name} is up at {host.address} (unpack {unpacked - started:.1f} s, "
@@ -146,7 +155,8 @@ def destroy(name: str) -> None:
     for mountpoint in reversed(_mounts_under(hostdir)):
         subprocess.run(["umount", "--lazy", mountpoint], capture_output=True)
     shutil.rmtree(hostdir, ignore_errors=True)
-    _write_known_hosts()
+    with _registry_lock():
+        _write_known_hosts()
 
 
 def leftovers(name: str) -> list[str]:
@@ -237,7 +247,8 @@ def _personalise(host: TestHost) -> None:
         hosts.write(f"127.0.1.1 {host.name}\n")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host.name}",
                     "-f", str(root / "etc/ssh/ssh_host_ed25519_key")], check=True)
-    _ensure_admin_key()
+    with _registry_lock():
+        _ensure_admin_key()
     ssh_dir = root / "home" / image.ADMIN_USER / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     authorized = ssh_dir / "authorized_keys"
@@ -257,6 +268,14 @@ def _personalise(host: TestHost) -> None:
     )
     pubkey = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
     (host.dir / "host_key").write_text(f"{host.address} {pubkey[0]} {pubkey[1]}\n")
+
+
+@contextlib.contextmanager
+def _registry_lock() -> Iterator[None]:
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    with open(paths.state_dir() / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _ensure_admin_key() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -14,8 +15,6 @@ UNENFORCED_REPORT: dict[str, list[enforcement.Finding]] = {}
 
 
 def _need_root_and_nspawn() -> None:
-    import os
-
     if os.geteuid() != 0 or not shutil.which("systemd-nspawn"):
         pytest.skip("test hosts need root and systemd-nspawn (scripts/test installs them)")
 
@@ -24,7 +23,7 @@ def _need_root_and_nspawn() -> None:
 def booted_host() -> Iterator[host.TestHost]:
     """A real systemd host (trixie under systemd-nspawn), destroyed at the end of the session."""
     _need_root_and_nspawn()
-    booted = host.create("pytest-1")
+    booted = host.create(host.unique_name("pt"))
     UNENFORCED_REPORT[booted.name] = [f for f in enforcement.probe(booted) if not f.enforced]
     yield booted
     host.destroy(booted.name)

@@ -70,7 +70,7 @@ def test_reboot_inside_brings_the_host_back(booted_host):
 
 @pytest.fixture
 def second_host(booted_host):
-    extra = host.create("pytest-2")
+    extra = host.create(host.unique_name("pb"))
     yield extra
     host.destroy(extra.name)
 
@@ -83,8 +83,8 @@ def test_two_hosts_run_side_by_side(booted_host, second_host):
 
 
 def test_teardown_leaves_nothing_behind(booted_host):
-    doomed = host.create("pytest-3")
-    assert host.leftovers("pytest-3"), "a live host should be visible to the leak check"
+    doomed = host.create(host.unique_name("pc"))
+    assert host.leftovers(doomed.name), "a live host should be visible to the leak check"
     host.destroy(doomed.name)
-    assert host.leftovers("pytest-3") == []
+    assert host.leftovers(doomed.name) == []
     assert ssh(booted_host, "true").returncode == 0, "destroying one host left others alone"

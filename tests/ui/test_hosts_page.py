@@ -1,0 +1,56 @@
+"""The Hosts page lists the inventory's hosts and tells reachable from unreachable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from left4me_ui import runner
+
+UI = Path(__file__).resolve().parents[2] / "ui"
+
+
+@pytest.fixture
+def inventory(booted_host, tmp_path: Path) -> Path:
+    """The booted host, plus one whose SSH port is closed (on loopback: nothing leaves)."""
+    path = tmp_path / "hosts.yml"
+    path.write_text(f"""
+l4d2_hosts:
+  hosts:
+    {booted_host.name}:
+      ansible_host: {booted_host.address}
+      ansible_user: {booted_host.user}
+      ansible_ssh_private_key_file: {booted_host.identity_file}
+      ansible_ssh_common_args: -F {booted_host.ssh_config}
+    closed-port:
+      ansible_host: 127.0.0.1
+      ansible_port: 1
+""")
+    return path
+
+
+def test_reachability_tells_the_booted_host_from_a_closed_port(booted_host, inventory):
+    by_host = {r.host: r for r in runner.check_reachability(inventory)}
+    assert set(by_host) == {booted_host.name, "closed-port"}
+    assert by_host[booted_host.name].reachable
+    assert not by_host["closed-port"].reachable
+    assert "refused" in by_host["closed-port"].detail.lower()
+
+
+def test_hosts_page_shows_each_host_and_its_state(booted_host, inventory, monkeypatch):
+    monkeypatch.setenv("LEFT4ME_INVENTORY", str(inventory))
+    page = AppTest.from_file(str(UI / "pages/hosts.py"), default_timeout=120).run()
+    assert not page.exception
+    table = page.dataframe[0].value
+    states = dict(zip(table["host"], table["reachable"], strict=True))
+    assert states == {booted_host.name: "yes", "closed-port": "no"}
+    assert page.markdown[-1].value == "1 of 2 hosts reachable."
+
+
+def test_app_routes_to_the_hosts_page(booted_host, inventory, monkeypatch):
+    monkeypatch.setenv("LEFT4ME_INVENTORY", str(inventory))
+    app = AppTest.from_file(str(UI / "app.py"), default_timeout=120).run()
+    assert not app.exception
+    assert app.title[0].value == "Hosts"

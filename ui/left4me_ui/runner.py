@@ -1,0 +1,71 @@
+"""ansible-runner adapter: inventory reads and ad-hoc runs, with no Streamlit in sight."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ansible_runner
+
+from left4me_ui.settings import PROJECT_DIR
+
+
+@dataclass(frozen=True)
+class Reachability:
+    host: str
+    reachable: bool
+    detail: str
+
+
+def _envvars() -> dict[str, str]:
+    # ansible-runner finds ansible-playbook & co. through PATH: use the ones installed
+    # beside this interpreter (the project's virtualenv), even when it is not activated.
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg")}
+
+
+def inventory_hosts(inventory: Path) -> list[str]:
+    """Every host the inventory names, sorted."""
+    out, err = ansible_runner.get_inventory(
+        action="list", inventories=[str(inventory)], response_format="json",
+        envvars=_envvars(), quiet=True,
+    )
+    listing = out if isinstance(out, dict) else json.loads(out or "{}")
+    if not listing:
+        raise RuntimeError(f"could not read inventory {inventory}: {err}")
+    return sorted(listing.get("_meta", {}).get("hostvars", {}))
+
+
+def check_reachability(inventory: Path, timeout: int = 10) -> list[Reachability]:
+    """Log in to every host (SSH, become) with ansible.builtin.ping and report who answered."""
+    results: dict[str, Reachability] = {}
+    with tempfile.TemporaryDirectory(prefix="left4me-ui-") as private_data_dir:
+        ansible_runner.run(
+            private_data_dir=private_data_dir, inventory=str(inventory), host_pattern="all",
+            module="ansible.builtin.ping", cmdline=f"--become --timeout {timeout}",
+            envvars=_envvars(), quiet=True,
+            event_handler=lambda event: _record(event, results) or True,
+        )
+    hosts = inventory_hosts(inventory)
+    return [results.get(h, Reachability(h, False, "no answer")) for h in hosts]
+
+
+def _record(event: dict, results: dict[str, Reachability]) -> None:
+    data = event.get("event_data", {})
+    host = data.get("host")
+    outcome = {
+        "runner_on_ok": True,
+        "runner_on_unreachable": False,
+        "runner_on_failed": False,
+    }.get(event.get("event", ""))
+    if host is None or outcome is None:
+        return
+    result = data.get("res", {})
+    detail = "answered" if outcome else str(result.get("msg", "failed")).strip()
+    results[host] = Reachability(host, outcome, detail)
