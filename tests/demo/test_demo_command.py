@@ -1,0 +1,47 @@
+"""The README's first command: scripts/demo works twice in a row and tears down clean.
+
+It replaces a demo that is already running on this machine (same host name, same port).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from testhosts import host
+
+PROJECT = Path(__file__).resolve().parents[2]
+UI_HEALTH = "http://127.0.0.1:8501/_stcore/health"
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PROJECT / "scripts/demo"), *args], capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+def ui_answers() -> bool:
+    try:
+        with urllib.request.urlopen(UI_HEALTH, timeout=5) as response:
+            return response.read() == b"ok"
+    except OSError:
+        return False
+
+
+def test_demo_runs_twice_then_tears_down_without_leftovers():
+    try:
+        for attempt in (1, 2):
+            demo = run_demo()
+            output = demo.stdout[-3000:] + demo.stderr[-3000:]
+            assert demo.returncode == 0, f"run {attempt}:\n{output}"
+            assert "http://127.0.0.1:8501/" in demo.stdout
+            assert "failed=0" in demo.stdout
+            assert ui_answers(), f"run {attempt}: the UI does not answer"
+            assert "demo" in host.names()
+        assert subprocess.run(["pgrep", "-f", "streamlit run ui/app.py"],
+                              capture_output=True).stdout.count(b"\n") == 1, "one UI, not two"
+    finally:
+        down = run_demo("down")
+    assert down.returncode == 0, down.stderr
+    assert host.leftovers("demo") == []
+    assert not ui_answers()
