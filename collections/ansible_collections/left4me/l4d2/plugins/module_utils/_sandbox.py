@@ -1,0 +1,591 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Script-built overlays: the build sandbox, the staging tree and the atomic swap.
+
+A user script populates ``{state_dir}/overlays/{id}/``. It runs as a transient
+systemd service (``systemd-run --pipe --wait --collect --quiet``) in
+``l4d2-build.slice``, as the unprivileged runtime user, in a sandbox whose
+property list :func:`sandbox_properties` builds. The script sees its output
+directory at ``/overlay``; that bind mount is a *staging* directory beside the
+overlay, which replaces the overlay (``renameat2(RENAME_EXCHANGE)``) only when
+the script succeeded and the tree differs. See ``docs/sandbox.md`` for why
+each directive is there.
+
+Layout of one build (``.`` prefixed names are never valid overlay ids)::
+
+    {state_dir}/overlays/.{id}.lock            root 0600, flock held for the whole build
+    {state_dir}/overlays/.{id}.build-{token}/  root 0700
+        overlay/      runtime user 0755: bound read-write at /overlay
+        script        runtime user 0500: bound read-only at /run/left4me-build/script
+        resolv.conf   root 0644: bound read-only over /etc/resolv.conf
+        environment   root 0600: read by systemd as root (EnvironmentFile=), never argv
+
+How the build ended (``$SERVICE_RESULT``: success, exit-code, timeout,
+oom-kill, signal) is printed by ``ExecStopPost=`` as the last output line,
+tagged with the build's random token, which the script cannot see.
+
+Standard library only: the ``script_build`` module imports it on the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
+    OverlayError,
+    overlay_state_from_options,
+    parse_mountinfo,
+)
+
+DEFAULT_STATE_DIR = "/var/lib/left4me"
+DEFAULT_CONFIG_DIR = "/etc/left4me"
+DEFAULT_USER = "left4me"
+BUILD_SLICE = "l4d2-build.slice"
+OVERLAY_MOUNT = "/overlay"
+SCRIPT_MOUNT = "/run/left4me-build/script"
+
+# Egress the sandbox must never reach: anything on this host or a private
+# network behind it. The public internet stays reachable. Never combine with
+# IPAddressAllow=any: on systemd 257 that made the deny list a no-op.
+DENIED_NETWORKS: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "this network"),
+    ("127.0.0.0/8", "IPv4 loopback"),
+    ("::1/128", "IPv6 loopback"),
+    ("169.254.0.0/16", "IPv4 link-local (cloud metadata at 169.254.169.254)"),
+    ("fe80::/10", "IPv6 link-local"),
+    ("224.0.0.0/4", "IPv4 multicast"),
+    ("ff00::/8", "IPv6 multicast"),
+    ("10.0.0.0/8", "RFC1918"),
+    ("172.16.0.0/12", "RFC1918"),
+    ("192.168.0.0/16", "RFC1918"),
+    ("100.64.0.0/10", "CGNAT (RFC6598)"),
+    ("fc00::/7", "IPv6 unique local (ULA)"),
+    ("::ffff:0:0/96", "IPv4-mapped IPv6 (would smuggle the IPv4 ranges)"),
+)
+
+# Public resolvers for the sandbox's own resolv.conf: the host's resolver is
+# usually on loopback or a private network, which the deny list blocks.
+DEFAULT_RESOLVERS = ("1.1.1.1", "9.9.9.9", "2606:4700:4700::1111", "2620:fe::fe")
+
+DEFAULT_MEMORY_MAX = "2G"
+DEFAULT_TASKS_MAX = 256
+DEFAULT_CPU_QUOTA = "100%"
+DEFAULT_RUNTIME_MAX_SEC = 3600
+
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MEMORY_RE = re.compile(r"(?:[1-9][0-9]*[KMGT]?|infinity)")
+_CPU_QUOTA_RE = re.compile(r"[1-9][0-9]{0,4}%")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+class SandboxError(Exception):
+    """Bad input or a host state we refuse; the message tells a person what to do."""
+
+
+# --- input validation --------------------------------------------------------
+
+
+def validate_overlay_id(overlay_id: object) -> str:
+    if not isinstance(overlay_id, str) or not _ID_RE.fullmatch(overlay_id):
+        raise SandboxError(
+            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and"
+            " '-', starting with a letter or digit"
+        )
+    return overlay_id
+
+
+def validate_user(name: object, what: str = "user") -> str:
+    if not isinstance(name, str) or not _USER_RE.fullmatch(name):
+        raise SandboxError(f"invalid {what} name {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Limits:
+    """cgroup and wall-time limits of one build."""
+
+    memory_max: str = DEFAULT_MEMORY_MAX
+    tasks_max: int = DEFAULT_TASKS_MAX
+    cpu_quota: str = DEFAULT_CPU_QUOTA
+    runtime_max_sec: int = DEFAULT_RUNTIME_MAX_SEC
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.memory_max, str) or not _MEMORY_RE.fullmatch(self.memory_max):
+            raise SandboxError(
+                f"memory_max {self.memory_max!r} must be bytes with an optional K, M, G or T"
+                " suffix (e.g. 2G), or 'infinity'"
+            )
+        if not isinstance(self.tasks_max, int) or not 1 <= self.tasks_max <= 1_000_000:
+            raise SandboxError(f"tasks_max {self.tasks_max!r} must be an integer 1..1000000")
+        if not isinstance(self.cpu_quota, str) or not _CPU_QUOTA_RE.fullmatch(self.cpu_quota):
+            raise SandboxError(
+                f"cpu_quota {self.cpu_quota!r} must be a percentage of one CPU, e.g. 100%"
+            )
+        if not isinstance(self.runtime_max_sec, int) or not 1 <= self.runtime_max_sec <= 86400:
+            raise SandboxError(
+                f"runtime_max_sec {self.runtime_max_sec!r} must be 1..86400 seconds"
+            )
+
+
+def validate_environment(environment: Mapping[str, object] | None) -> dict[str, str]:
+    """Return the environment as str -> str; keys are shell-style names."""
+    result: dict[str, str] = {}
+    for key, value in (environment or {}).items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
+            raise SandboxError(
+                f"environment key {key!r} must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+        text = value if isinstance(value, str) else str(value)
+        if "\0" in text:
+            raise SandboxError(f"environment value of {key} contains a NUL byte")
+        result[key] = text
+    return result
+
+
+def validate_resolvers(resolvers: Sequence[str]) -> list[str]:
+    if not resolvers:
+        raise SandboxError("give at least one public DNS resolver")
+    checked = []
+    for resolver in resolvers:
+        try:
+            address = ipaddress.ip_address(resolver)
+        except ValueError as exc:
+            raise SandboxError(f"resolver {resolver!r} is not an IP address") from exc
+        if denied_network_of(address):
+            raise SandboxError(
+                f"resolver {resolver} is in {denied_network_of(address)}, which the sandbox"
+                " cannot reach; give a public resolver"
+            )
+        checked.append(str(address))
+    return checked
+
+
+def denied_network_of(address: object) -> str | None:
+    """The DENIED_NETWORKS entry covering ``address``, or None when it is reachable."""
+    ip = ipaddress.ip_address(address)
+    for network, _why in DENIED_NETWORKS:
+        net = ipaddress.ip_network(network)
+        if ip.version == net.version and ip in net:
+            return network
+    return None
+
+
+# --- paths --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    overlays: str
+    overlay: str
+    lock: str
+    build_dir: str
+    staging: str
+    script: str
+    resolv_conf: str
+    environment: str
+    token: str
+
+
+def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
+                token: str = "0") -> BuildPaths:
+    validate_overlay_id(overlay_id)
+    if not os.path.isabs(state_dir):
+        raise SandboxError(f"state_dir must be an absolute path, got {state_dir!r}")
+    if not re.fullmatch(r"[A-Za-z0-9]{1,32}", token):
+        raise SandboxError(f"invalid build token {token!r}")
+    overlays = os.path.join(os.path.normpath(state_dir), "overlays")
+    build_dir = os.path.join(overlays, f".{overlay_id}.build-{token}")
+    return BuildPaths(
+        overlays=overlays,
+        overlay=os.path.join(overlays, overlay_id),
+        lock=os.path.join(overlays, f".{overlay_id}.lock"),
+        build_dir=build_dir,
+        staging=os.path.join(build_dir, "overlay"),
+        script=os.path.join(build_dir, "script"),
+        resolv_conf=os.path.join(build_dir, "resolv.conf"),
+        environment=os.path.join(build_dir, "environment"),
+        token=token,
+    )
+
+
+def unit_name(overlay_id: str) -> str:
+    """One unit name per overlay: systemd refuses a second concurrent build of it."""
+    return f"left4me-build-{validate_overlay_id(overlay_id)}.service"
+
+
+# --- the sandbox --------------------------------------------------------------
+
+
+def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
+                       masked_paths: Sequence[str] = (DEFAULT_CONFIG_DIR,),
+                       state_dir: str = DEFAULT_STATE_DIR,
+                       slice_name: str = BUILD_SLICE,
+                       with_environment: bool = False) -> list[tuple[str, str]]:
+    """The unit properties of a build, as (name, value) pairs in systemd-run order.
+
+    ``docs/sandbox.md`` explains each one. The same list feeds ``systemd-run -p``
+    (:func:`systemd_run_argv`) and a unit file for ``systemd-analyze security``
+    (:func:`render_unit`), so what is scored is what runs.
+    """
+    validate_user(user)
+    validate_user(group, "group")
+    masks = _mask_list(state_dir, masked_paths)
+    props: list[tuple[str, str]] = [
+        ("Description", f"left4me overlay build {os.path.basename(paths.overlay)}"),
+        ("Slice", slice_name),
+        ("User", user),
+        ("Group", group),
+        # Identity and privileges
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("PrivateUsers", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        # File system: everything read-only, only the staging dir writable at /overlay
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("TemporaryFileSystem", " ".join(masks)),
+        ("BindPaths", f"{paths.staging}:{OVERLAY_MOUNT}"),
+        ("BindReadOnlyPaths", f"{paths.script}:{SCRIPT_MOUNT}"),
+        ("BindReadOnlyPaths", f"{paths.resolv_conf}:/etc/resolv.conf"),
+        ("UMask", "0022"),
+        # Kernel, processes and IPC
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("PrivateIPC", "yes"),
+        ("RemoveIPC", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallFilter", "~@privileged @resources"),
+        ("SystemCallErrorNumber", "EPERM"),
+        # Network: public internet only
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("IPAddressDeny", " ".join(network for network, _why in DENIED_NETWORKS)),
+        # Resources and wall time
+        ("MemoryMax", limits.memory_max),
+        ("MemorySwapMax", "0"),
+        ("TasksMax", str(limits.tasks_max)),
+        ("CPUQuota", limits.cpu_quota),
+        ("RuntimeMaxSec", str(limits.runtime_max_sec)),
+        # How the build ended (timeout, oom-kill, signal...): a last output line the
+        # script cannot forge, because it does not know the token
+        ("ExecStopPost", f"/bin/sh -c 'echo {result_marker(paths.token)} $$SERVICE_RESULT'"),
+    ]
+    if with_environment:
+        props.append(("EnvironmentFile", paths.environment))
+    return props
+
+
+def _mask_list(state_dir: str, masked_paths: Sequence[str]) -> list[str]:
+    # /var/lib holds the state database and other services' data; /run holds
+    # sockets of host daemons. ProtectSystem=strict only makes them read-only.
+    masks = ["/var/lib", "/run", os.path.normpath(state_dir)]
+    for path in masked_paths:
+        if not isinstance(path, str) or not os.path.isabs(path) or any(c in path for c in " :\n"):
+            raise SandboxError(f"masked path {path!r} must be absolute, without spaces or ':'")
+        masks.append(os.path.normpath(path))
+    unique: list[str] = []
+    for path in masks:
+        if path not in unique and not any(_within(path, kept) for kept in unique):
+            unique.append(path)
+    return unique
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def exec_command() -> list[str]:
+    """ExecStart of a build: run the script by its #! line, or with /bin/sh without one."""
+    # sh's exec falls back to interpreting the file itself when execve() says ENOEXEC.
+    return ["/bin/sh", "-c", f"exec {SCRIPT_MOUNT}"]
+
+
+def systemd_run_argv(properties: Iterable[tuple[str, str]], unit: str) -> list[str]:
+    argv = ["systemd-run", "--pipe", "--wait", "--collect", "--quiet", f"--unit={unit}"]
+    for name, value in properties:
+        argv.append(f"--property={name}={value}")
+    argv.append("--")
+    argv.extend(exec_command())
+    return argv
+
+
+def render_unit(properties: Iterable[tuple[str, str]],
+                command: Sequence[str] | None = None) -> str:
+    """A service unit file with the same properties, e.g. for systemd-analyze."""
+    unit_keys = {"Description"}
+    unit_lines = ["[Unit]"]
+    service_lines = ["[Service]", "Type=exec"]
+    for name, value in properties:
+        (unit_lines if name in unit_keys else service_lines).append(f"{name}={value}")
+    argv = list(command) if command is not None else exec_command()
+    service_lines.append("ExecStart=" + " ".join(_quote_exec_arg(a) for a in argv))
+    return "\n".join(unit_lines + [""] + service_lines) + "\n"
+
+
+def _quote_exec_arg(arg: str) -> str:
+    if arg and not any(c in arg for c in " \t\"'\\;$"):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
+
+
+# --- files handed to the sandbox ---------------------------------------------
+
+
+def resolv_conf_text(resolvers: Sequence[str]) -> str:
+    lines = ["# left4me build sandbox: public resolvers only (private ranges are blocked)"]
+    lines += [f"nameserver {r}" for r in resolvers]
+    lines.append("options edns0 timeout:2 attempts:2")
+    return "\n".join(lines) + "\n"
+
+
+def environment_file_text(environment: Mapping[str, str]) -> str:
+    """systemd EnvironmentFile= syntax: double-quoted values, \\ " $ ` escaped."""
+    lines = []
+    for key, value in sorted(environment.items()):
+        quoted = "".join("\\" + c if c in '\\"$`' else c for c in value)
+        lines.append(f'{key}="{quoted}"')
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def result_marker(token: str) -> str:
+    return f"left4me-build-result:{token}"
+
+
+def split_result(output: str, token: str) -> tuple[str, str]:
+    """(output without the marker line, $SERVICE_RESULT or '' when the unit never ran)."""
+    marker = result_marker(token) + " "
+    kept, service_result = [], ""
+    for line in output.splitlines(keepends=True):
+        if line.startswith(marker):
+            service_result = line[len(marker):].strip()
+        else:
+            kept.append(line)
+    return "".join(kept), service_result
+
+
+def output_tail(text: str, max_lines: int) -> list[str]:
+    lines = text.splitlines()
+    return lines[-max_lines:] if max_lines > 0 else []
+
+
+# --- the tree -----------------------------------------------------------------
+
+
+def tree_manifest(root: str) -> dict[str, str]:
+    """relative path -> description (type, mode, content hash or link target).
+
+    Never follows symlinks and never opens anything but regular files, so a
+    hostile tree (FIFOs, links to /etc/shadow) cannot block or leak through it.
+    """
+    manifest: dict[str, str] = {}
+    if not os.path.isdir(root):
+        return manifest
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            mode = f"{stat.S_IMODE(st.st_mode):04o}"
+            if stat.S_ISLNK(st.st_mode):
+                manifest[rel] = f"link {os.readlink(full)}"
+            elif stat.S_ISDIR(st.st_mode):
+                manifest[rel] = f"dir {mode}"
+            elif stat.S_ISREG(st.st_mode):
+                manifest[rel] = f"file {mode} {_file_sha256(full)}"
+            else:
+                manifest[rel] = f"special {stat.S_IFMT(st.st_mode):o} {mode}"
+    return manifest
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(manifest):
+        digest.update(f"{rel}\0{manifest[rel]}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def manifest_text(manifest: Mapping[str, str], max_lines: int = 500) -> str:
+    """A readable listing for --diff, short hashes, capped."""
+    lines = []
+    for rel in sorted(manifest)[:max_lines]:
+        kind, *rest = manifest[rel].split(" ")
+        if kind == "file":
+            rest[-1] = rest[-1][:12]
+        lines.append(f"{rel}  {kind} {' '.join(rest)}")
+    if len(manifest) > max_lines:
+        lines.append(f"... and {len(manifest) - max_lines} more entries")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def world_readable_mode(mode: int, is_dir: bool) -> int:
+    """o+r for files, o+rx for directories; other bits kept."""
+    return mode | (0o005 if is_dir else 0o004)
+
+
+def make_world_readable(root: str) -> int:
+    """Apply world_readable_mode below ``root`` (symlinks untouched); count of changes.
+
+    Called after the sandbox has ended: no process of the build is left to swap
+    an entry for a symlink between lstat() and chmod().
+    """
+    changed = _chmod_readable(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            changed += _chmod_readable(os.path.join(dirpath, name))
+    return changed
+
+
+def _chmod_readable(path: str) -> int:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return 0
+    mode = stat.S_IMODE(st.st_mode)
+    wanted = world_readable_mode(mode, stat.S_ISDIR(st.st_mode))
+    if wanted == mode:
+        return 0
+    os.chmod(path, wanted)
+    return 1
+
+
+# --- the swap -----------------------------------------------------------------
+
+
+def exchange(first: str, second: str) -> None:
+    """Atomically swap two paths on one file system (renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = libc.renameat2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second),
+                 RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"renameat2(RENAME_EXCHANGE) failed: {os.strerror(err)}", first)
+
+
+def swap_into_place(staging: str, overlay: str, retired: str) -> None:
+    """Make ``staging`` the overlay; the previous overlay (if any) ends at ``retired``.
+
+    Readers see the old tree or the new one, never a mix or nothing.
+    """
+    if not os.path.lexists(overlay):
+        os.rename(staging, overlay)
+        return
+    try:
+        exchange(staging, overlay)
+        os.rename(staging, retired)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
+        # File systems without RENAME_EXCHANGE: two renames, a short window without it.
+        os.rename(overlay, retired)
+        os.rename(staging, overlay)
+
+
+def remove_tree(path: str) -> None:
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def overlay_lock(lock_path: str):
+    """Hold an exclusive lock for one overlay's build; fail at once if another holds it."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise SandboxError(
+                f"another build of this overlay is running (lock {lock_path}); wait for it"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def stale_build_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
+    """Build dirs of this overlay left by an interrupted run (call with the lock held)."""
+    prefix = f".{validate_overlay_id(overlay_id)}.build-"
+    try:
+        names = os.listdir(overlays_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(overlays_dir, n) for n in names if n.startswith(prefix))
+
+
+def retired_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
+    """Previous trees kept because a mounted instance still used them."""
+    prefix = f".{validate_overlay_id(overlay_id)}.retired-"
+    try:
+        names = os.listdir(overlays_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(overlays_dir, n) for n in names if n.startswith(prefix))
+
+
+def mounts_using(overlay: str, mountinfo_text: str) -> list[str]:
+    """Mount points of overlayfs mounts that have ``overlay`` as a lower layer.
+
+    Such a mount keeps the directory it resolved at mount time, so after a swap
+    a running server still reads the previous tree: it must not be deleted.
+    """
+    try:
+        entries = parse_mountinfo(mountinfo_text)
+    except OverlayError as exc:
+        raise SandboxError(str(exc)) from exc
+    wanted = {os.path.normpath(overlay), os.path.realpath(overlay)}
+    return [
+        entry.mount_point for entry in entries
+        if entry.fstype == "overlay"
+        and wanted & set(overlay_state_from_options(entry.super_options).lowerdirs)
+    ]
+
+
+def describe_result(service_result: str, rc: int, runtime_max_sec: int) -> str:
+    """A sentence for a failed build from systemd's $SERVICE_RESULT and the exit code."""
+    if service_result == "timeout":
+        return f"killed after RuntimeMaxSec={runtime_max_sec}s"
+    if service_result == "oom-kill":
+        return "killed by the out-of-memory killer (MemoryMax)"
+    if service_result == "signal":
+        return "killed by a signal"
+    if service_result in ("exit-code", "success", ""):
+        return f"exited with status {rc}"
+    return f"ended with result {service_result} (rc {rc})"

@@ -1,0 +1,473 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: script_build
+short_description: Build a left4me overlay by running a user script in a hardened sandbox
+version_added: 0.1.0
+description:
+  - Runs a user script that populates the overlay C({state_dir}/overlays/{name}/), for
+    example a map sync or a config pack, as a transient systemd service
+    (C(systemd-run --pipe --wait --collect --quiet)) in C(l4d2-build.slice), as the
+    unprivileged runtime user.
+  - The script writes to C(/overlay). That is a staging directory beside the overlay, on
+    the same file system; only when the script exits 0 is the staged tree made
+    world-readable (files o+r, directories o+rx), compared with the current overlay by a
+    content hash and, when it differs, swapped in with one atomic
+    C(renameat2(RENAME_EXCHANGE)). A failed, timed-out or killed build leaves the
+    previous overlay untouched and its staging directory is removed.
+  - "The sandbox: only C(/overlay) is writable (C(ProtectSystem=strict), C(ProtectHome),
+    C(PrivateTmp), C(PrivateDevices)); C(/var/lib), C(/run), O(state_dir) and
+    O(masked_paths) are replaced by empty tmpfs (C(TemporaryFileSystem=)), so the script
+    cannot read the state database, instance settings or other overlays; no
+    capabilities, C(NoNewPrivileges), C(PrivateUsers), C(RestrictSUIDSGID),
+    C(RestrictNamespaces), C(LockPersonality), C(MemoryDenyWriteExecute), a system call
+    allow list (C(@system-service) minus C(@privileged) and C(@resources)), kernel,
+    clock, hostname, cgroup and /proc protections."
+  - "Network: IPv4, IPv6 and Unix sockets only; C(IPAddressDeny=) blocks loopback,
+    link-local (cloud metadata), multicast, RFC1918, CGNAT and ULA ranges, so the
+    script reaches the public internet and nothing on the host or behind it. There is
+    deliberately no C(IPAddressAllow=) (on systemd 257 C(IPAddressAllow=any) turned the
+    deny list into a no-op). A resolv.conf naming O(resolvers) is bound over
+    C(/etc/resolv.conf), because the host's resolver usually sits on a blocked address."
+  - Limits C(MemoryMax=), C(TasksMax=), C(CPUQuota=) and a wall-time kill
+    C(RuntimeMaxSec=) come from O(memory_max), O(tasks_max), O(cpu_quota) and
+    O(runtime_max_sec).
+  - The script runs by its C(#!) line, or with C(/bin/sh) when it has none; its standard
+    input is empty and its standard output and error are returned (the last
+    O(output_lines) lines). O(environment) reaches it through a root-only
+    C(EnvironmentFile=), never a command line, and is hidden from logs.
+  - Builds of one overlay are serialised by a lock; build directories left by an
+    interrupted run are removed by the next build.
+  - When a mounted instance uses the overlay as a lower layer, that mount keeps reading
+    the previous tree until it is remounted; the previous tree is then kept as
+    C(.{name}.retired-*) and removed by the first build after no mount uses it.
+  - See C(docs/sandbox.md) for the reason behind every directive.
+author:
+  - left4me developers (@left4me)
+options:
+  name:
+    description:
+      - Overlay id, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting with
+        a letter or digit. The overlay is C({state_dir}/overlays/{name}/).
+    type: str
+    required: true
+  script:
+    description:
+      - Path of the build script on the managed host. Mutually exclusive with O(content).
+    type: path
+  content:
+    description:
+      - The build script itself. Mutually exclusive with O(script).
+    type: str
+  environment:
+    description:
+      - Environment variables for the script (for example a download token). Names are
+        shell variable names; values are strings.
+      - Handed over in a root-only file read by systemd; never logged or put on a
+        command line.
+    type: dict
+  incremental:
+    description:
+      - Start the staging directory as a copy of the current overlay, so a sync script
+        only fetches what changed and reconciles the rest.
+      - With V(false) every build starts from an empty directory.
+    type: bool
+    default: true
+  state_dir:
+    description: Runtime state root; overlays live in C(overlays/) below it. Masked in the sandbox.
+    type: path
+    default: /var/lib/left4me
+  masked_paths:
+    description:
+      - Further directories replaced by an empty tmpfs inside the sandbox, in addition
+        to C(/var/lib), C(/run) and O(state_dir).
+    type: list
+    elements: path
+    default: [/etc/left4me]
+  user:
+    description: Runtime user the script runs as; it owns the overlay.
+    type: str
+    default: left4me
+  group:
+    description: Group of the script and the overlay; defaults to the primary group of O(user).
+    type: str
+  resolvers:
+    description:
+      - Public DNS resolvers written to the sandbox's C(/etc/resolv.conf). Addresses the
+        sandbox may not reach are refused.
+    type: list
+    elements: str
+    default: [1.1.1.1, 9.9.9.9, 2606:4700:4700::1111, 2620:fe::fe]
+  memory_max:
+    description: C(MemoryMax=) of the build, bytes with an optional K, M, G or T suffix.
+    type: str
+    default: 2G
+  tasks_max:
+    description: C(TasksMax=) of the build (processes and threads).
+    type: int
+    default: 256
+  cpu_quota:
+    description: C(CPUQuota=) of the build, a percentage of one CPU.
+    type: str
+    default: 100%
+  runtime_max_sec:
+    description: Wall-time limit in seconds (C(RuntimeMaxSec=)); the build is killed after it.
+    type: int
+    default: 3600
+  output_lines:
+    description: How many of the last lines of the script's output to return.
+    type: int
+    default: 50
+  slice:
+    description: Slice the build runs in.
+    type: str
+    default: l4d2-build.slice
+attributes:
+  check_mode:
+    description:
+      - Runs nothing. Reports a change only when the overlay does not exist yet; for an
+        existing overlay the result of the script cannot be known without running it, so
+        it reports no change and RV(built) is false.
+    support: full
+  diff_mode:
+    description: Lists the overlay's entries (type, mode, short content hash) before and after.
+    support: full
+notes:
+  - Needs root and systemd (v257 or later for every property) on the target, with
+    C(systemd-run) and a kernel that supports C(renameat2(RENAME_EXCHANGE)) on the
+    state file system (ext4, xfs and btrfs do).
+  - "Resource limits only bite where cgroup controllers are delegated to the host's
+    systemd: not in an unprivileged container."
+seealso:
+  - name: systemd.exec(5)
+    description: The sandboxing directives used here.
+    link: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html
+  - name: systemd.resource-control(5)
+    description: IPAddressDeny=, MemoryMax=, TasksMax=, CPUQuota=.
+    link: https://www.freedesktop.org/software/systemd/man/latest/systemd.resource-control.html
+"""
+
+EXAMPLES = r"""
+- name: Build the tickrate overlay from a script shipped with the collection
+  left4me.l4d2.script_build:
+    name: tickrate
+    content: "{{ lookup('ansible.builtin.file', 'scripts/tickrate-pack.sh') }}"
+    environment:
+      TICKRATE: "100"
+
+- name: Sync the l4d2center maps with a token and a tighter memory limit
+  left4me.l4d2.script_build:
+    name: l4d2center-maps
+    script: /usr/local/share/left4me/scripts/l4d2center-maps.sh
+    environment:
+      L4D2CENTER_TOKEN: "{{ vault_l4d2center_token }}"
+    memory_max: 1G
+    runtime_max_sec: 7200
+
+- name: Rebuild a config pack from scratch
+  left4me.l4d2.script_build:
+    name: competitive
+    content: |
+      #!/bin/sh
+      set -eu
+      mkdir -p /overlay/left4dead2/cfg
+      curl -fsS https://example.org/competitive/server.cfg -o /overlay/left4dead2/cfg/server.cfg
+    incremental: false
+"""
+
+RETURN = r"""
+path:
+  description: The overlay directory.
+  returned: always
+  type: str
+  sample: /var/lib/left4me/overlays/tickrate
+built:
+  description: Whether the script ran (false in check mode).
+  returned: always
+  type: bool
+  sample: true
+rc:
+  description: Exit status of the build (systemd-run's); absent when nothing ran.
+  returned: when the script ran
+  type: int
+  sample: 0
+service_result:
+  description:
+    - systemd's result for the build unit, such as C(success), C(exit-code), C(timeout),
+      C(oom-kill) or C(signal).
+  returned: when the script ran
+  type: str
+  sample: success
+output:
+  description: The last O(output_lines) lines of the script's standard output and error.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: ["fetched 3 maps", "done"]
+digest:
+  description: SHA-256 over the overlay's entries (paths, types, modes, contents, link targets).
+  returned: always
+  type: str
+  sample: 6f1c0c8b2a1e0b4c6b5e2b2d7c1f9b1a4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b
+entries:
+  description: Number of files, directories and links in the overlay.
+  returned: always
+  type: int
+  sample: 42
+retired:
+  description: Where the previous tree was kept because a mounted instance still used it.
+  returned: when the previous tree is still in use
+  type: str
+  sample: /var/lib/left4me/overlays/.maps.retired-3f2a9c0d1e2b4a5c
+"""
+
+import grp  # noqa: E402
+import os  # noqa: E402
+import pwd  # noqa: E402
+import secrets  # noqa: E402
+import subprocess  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
+    Limits,
+    SandboxError,
+    build_paths,
+    describe_result,
+    environment_file_text,
+    make_world_readable,
+    manifest_digest,
+    manifest_text,
+    mounts_using,
+    output_tail,
+    overlay_lock,
+    remove_tree,
+    resolv_conf_text,
+    retired_dirs,
+    sandbox_properties,
+    split_result,
+    stale_build_dirs,
+    swap_into_place,
+    systemd_run_argv,
+    tree_manifest,
+    unit_name,
+    validate_environment,
+    validate_overlay_id,
+    validate_resolvers,
+    validate_user,
+)
+
+# How long after RuntimeMaxSec= we stop waiting for systemd-run itself.
+WAIT_GRACE_SEC = 120
+
+
+def read_script(params) -> str:
+    if params["content"] is not None:
+        text = params["content"]
+    else:
+        try:
+            with open(params["script"], encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise SandboxError(f"cannot read the build script {params['script']}: "
+                               f"{exc.strerror}") from exc
+    if not text.strip():
+        raise SandboxError("the build script is empty")
+    return text
+
+
+def resolve_identity(user: str, group: str | None) -> tuple[int, int, str]:
+    validate_user(user)
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError as exc:
+        raise SandboxError(f"runtime user {user!r} does not exist; create it first "
+                           "(role left4me.l4d2.game_host)") from exc
+    if group is None:
+        return entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name
+    validate_user(group, "group")
+    try:
+        return entry.pw_uid, grp.getgrnam(group).gr_gid, group
+    except KeyError as exc:
+        raise SandboxError(f"group {group!r} does not exist") from exc
+
+
+def write_file(path: str, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(text)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def run_command(argv: list[str]) -> tuple[int, str, str]:
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            errors="replace", env={**os.environ, "LANG": "C", "LC_ALL": "C"},
+                            check=False)
+    return result.returncode, result.stdout, result.stderr
+
+
+def prepare(paths, script_text: str, environment: dict[str, str], resolvers: list[str],
+            uid: int, gid: int, incremental: bool) -> None:
+    os.mkdir(paths.build_dir, 0o700)
+    os.chmod(paths.build_dir, 0o700)
+    if incremental and os.path.isdir(paths.overlay):
+        rc, _out, err = run_command(["cp", "-a", "--reflink=auto", "--",
+                                     paths.overlay, paths.staging])
+        if rc != 0:
+            raise SandboxError(f"copying {paths.overlay} into the staging directory failed: "
+                               f"{err.strip()}")
+    else:
+        os.mkdir(paths.staging)
+    os.chown(paths.staging, uid, gid)
+    os.chmod(paths.staging, 0o755)
+    write_file(paths.script, script_text, 0o500, uid, gid)
+    write_file(paths.resolv_conf, resolv_conf_text(resolvers), 0o644)
+    if environment:
+        write_file(paths.environment, environment_file_text(environment), 0o600)
+
+
+def run_build(module, paths, properties, limits: Limits) -> dict:
+    argv = systemd_run_argv(properties, unit_name(os.path.basename(paths.overlay)))
+    try:
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, "LANG": "C", "LC_ALL": "C"},
+            timeout=limits.runtime_max_sec + WAIT_GRACE_SEC, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
+                           f"RuntimeMaxSec={limits.runtime_max_sec}; check "
+                           f"'systemctl status {unit_name(os.path.basename(paths.overlay))}'"
+                           ) from exc
+    output, service_result = split_result(result.stdout.decode("utf-8", "replace"),
+                                          paths.token)
+    return dict(rc=result.returncode, service_result=service_result,
+                output=output_tail(output, module.params["output_lines"]))
+
+
+def build(module, paths, limits: Limits, properties, script_text, environment, resolvers,
+          uid, gid) -> dict:
+    """Run one build with the overlay lock held; returns the exit_json fields."""
+    params = module.params
+    overlay_id = params["name"]
+    with overlay_lock(paths.lock):
+        for leftover in stale_build_dirs(paths.overlays, overlay_id):
+            remove_tree(leftover)
+        if not _overlay_in_use(paths.overlay):
+            for retired in retired_dirs(paths.overlays, overlay_id):
+                remove_tree(retired)
+        before_manifest = tree_manifest(paths.overlay)
+        try:
+            prepare(paths, script_text, environment, resolvers, uid, gid, params["incremental"])
+            ran = run_build(module, paths, properties, limits)
+            if ran["rc"] != 0 or ran["service_result"] not in ("success", ""):
+                why = ("systemd-run failed before the script started"
+                       if not ran["service_result"]
+                       else describe_result(ran["service_result"], ran["rc"],
+                                            limits.runtime_max_sec))
+                module.fail_json(
+                    msg=f"build script of overlay {overlay_id} {why}; the previous content "
+                        f"of {paths.overlay} is untouched",
+                    path=paths.overlay, built=True, changed=False, **ran)
+            make_world_readable(paths.staging)
+            after_manifest = tree_manifest(paths.staging)
+            result = dict(ran, built=True, path=paths.overlay,
+                          digest=manifest_digest(after_manifest), entries=len(after_manifest))
+            changed = (not os.path.isdir(paths.overlay)
+                       or manifest_digest(before_manifest) != result["digest"])
+            if changed:
+                retired = os.path.join(paths.build_dir, "previous")
+                swap_into_place(paths.staging, paths.overlay, retired)
+                if os.path.lexists(retired) and _overlay_in_use(paths.overlay):
+                    kept = os.path.join(paths.overlays,
+                                        f".{overlay_id}.retired-{secrets.token_hex(8)}")
+                    os.rename(retired, kept)
+                    result["retired"] = kept
+                    module.warn(f"a mounted instance still uses the previous tree of overlay "
+                                f"{overlay_id}; it sees the new one after a restart")
+            result["changed"] = changed
+            if module._diff:
+                result["diff"] = dict(
+                    before_header=f"{paths.overlay} (before)",
+                    before=manifest_text(before_manifest),
+                    after_header=f"{paths.overlay} (after)", after=manifest_text(after_manifest))
+            return result
+        finally:
+            remove_tree(paths.build_dir)
+
+
+def _overlay_in_use(overlay: str) -> bool:
+    with open("/proc/1/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+        return bool(mounts_using(overlay, fh.read()))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            script=dict(type="path"),
+            content=dict(type="str"),
+            environment=dict(type="dict", no_log=True),
+            incremental=dict(type="bool", default=True),
+            state_dir=dict(type="path", default="/var/lib/left4me"),
+            masked_paths=dict(type="list", elements="path", default=["/etc/left4me"]),
+            user=dict(type="str", default="left4me"),
+            group=dict(type="str"),
+            resolvers=dict(type="list", elements="str",
+                           default=["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111",
+                                    "2620:fe::fe"]),
+            memory_max=dict(type="str", default="2G"),
+            tasks_max=dict(type="int", default=256),
+            cpu_quota=dict(type="str", default="100%"),
+            runtime_max_sec=dict(type="int", default=3600),
+            output_lines=dict(type="int", default=50),
+            slice=dict(type="str", default="l4d2-build.slice"),
+        ),
+        mutually_exclusive=[("script", "content")],
+        required_one_of=[("script", "content")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        validate_overlay_id(params["name"])
+        if not params["slice"].endswith(".slice") or "/" in params["slice"]:
+            raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
+        limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],
+                        params["runtime_max_sec"])
+        environment = validate_environment(params["environment"])
+        resolvers = validate_resolvers(params["resolvers"])
+        script_text = read_script(params)
+        uid, gid, group = resolve_identity(params["user"], params["group"])
+        paths = build_paths(params["name"], params["state_dir"], secrets.token_hex(8))
+        if not os.path.isdir(paths.overlays):
+            raise SandboxError(f"{paths.overlays} does not exist; converge the game host first")
+        properties = sandbox_properties(
+            paths, params["user"], group, limits, masked_paths=params["masked_paths"],
+            state_dir=params["state_dir"], slice_name=params["slice"],
+            with_environment=bool(environment))
+    except (SandboxError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+
+    if module.check_mode:
+        before_manifest = tree_manifest(paths.overlay)
+        module.exit_json(changed=not os.path.isdir(paths.overlay), built=False,
+                         path=paths.overlay, digest=manifest_digest(before_manifest),
+                         entries=len(before_manifest))
+    try:
+        result = build(module, paths, limits, properties, script_text, environment, resolvers,
+                       uid, gid)
+    except (SandboxError, OSError) as exc:
+        module.fail_json(msg=f"build of overlay {params['name']} failed: {exc}; the previous "
+                             f"content of {paths.overlay} is untouched", path=paths.overlay)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
