@@ -1,0 +1,713 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Workshop overlays: resolve Steam Workshop items, cache their .vpk files, link them.
+
+A workshop overlay is ``{state_dir}/overlays/{id}/`` holding one symlink per item,
+``left4dead2/addons/{publishedfileid}.vpk``, pointing at the item's file in the
+shared cache ``{state_dir}/workshop_cache/{publishedfileid}.vpk``. Names are the
+numeric item ids, not the uploader's file names: ids are unique, stable across
+updates and safe as paths, while two uploaders may pick the same file name.
+
+One run (``sync_overlay``):
+
+1. expands collections (nested ones too, each fetched once, so cycles end) with
+   ``ISteamRemoteStorage/GetCollectionDetails/v1`` and reads the items with
+   ``GetPublishedFileDetails/v1``, both in batches of at most 100 ids per POST;
+2. sorts out items Steam will not serve: removed (result 9), banned, made for
+   another app than Left 4 Dead 2 (550), or without a file;
+3. downloads what the cache lacks or holds in an older version (``time_updated``
+   or ``file_size`` differ from the cache index ``workshop_cache/index.json``)
+   with a few threads, each through a temp file in the cache dir renamed into
+   place after its size checked out, so no partial file is ever visible;
+4. only when every download succeeded, and every item is usable unless
+   ``fail_on_item_error`` is off, points the overlay's links at the cache and
+   removes the links it made earlier for items no longer wanted. Files and links
+   it did not make (anything not pointing into the cache) are left alone.
+
+A failed run leaves the overlay as the previous run left it: an instance never
+mounts a half-built overlay. A refresh of cached, unchanged items makes one
+details request per 100 items (plus one per collection nesting level) and
+downloads nothing. Progress lines go to ``workshop_cache/fetch.log`` (and to
+any ``progress`` callback), because an Ansible module cannot stream output.
+
+This file is standard library only. The ``workshop_fetch`` module imports it and
+the overlays role copies it to ``/usr/local/libexec/left4me/left4me_workshop.py``
+for the daily ``left4me-workshop-refresh`` service.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import re
+import stat
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+DEFAULT_API_URL = "https://api.steampowered.com"
+DEFAULT_STATE_DIR = "/var/lib/left4me"
+L4D2_APP_ID = 550
+BATCH_SIZE = 100  # GetPublishedFileDetails/GetCollectionDetails take at most 100 ids
+DETAILS_PATH = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
+COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
+INDEX_NAME = "index.json"
+LOG_NAME = "fetch.log"
+LOCK_NAME = ".lock"
+RESULT_OK = 1
+RESULT_FILE_NOT_FOUND = 9
+FILETYPE_COLLECTION = 2
+CHUNK = 256 * 1024
+USER_AGENT = "left4me-workshop/0.1"
+
+# Plain urllib, not ansible.module_utils.urls: this file also runs outside Ansible, as the
+# refresh service's library. The default opener honours https_proxy and verifies TLS.
+OPENER = urllib.request.build_opener()
+
+_OVERLAY_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_ITEM_ID_RE = re.compile(r"[1-9][0-9]{0,19}")
+
+
+class WorkshopError(Exception):
+    """Bad input, an API failure or a host state we refuse; the message says what to do."""
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def validate_overlay_id(overlay_id: object) -> str:
+    if not isinstance(overlay_id, str) or not _OVERLAY_ID_RE.fullmatch(overlay_id):
+        raise WorkshopError(
+            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
+            " starting with a letter or digit"
+        )
+    return overlay_id
+
+
+def validate_item_ids(ids: Iterable[object], what: str) -> list[str]:
+    """Workshop ids as canonical decimal strings, duplicates dropped, order kept."""
+    seen: dict[str, None] = {}
+    for raw in ids:
+        text = str(raw).strip()
+        if not _ITEM_ID_RE.fullmatch(text):
+            raise WorkshopError(f"{what}: {raw!r} is not a Workshop id (a positive number)")
+        seen.setdefault(text, None)
+    return list(seen)
+
+
+def chunks(values: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
+    return [list(values[start:start + size]) for start in range(0, len(values), size)]
+
+
+# --- Web API client -------------------------------------------------------------------
+
+
+class SteamApi:
+    """POSTs form-encoded requests to the Steam Web API with a bounded retry.
+
+    Connection errors, timeouts, cut-off bodies, HTTP 429 and 5xx are retried up to
+    ``attempts`` times in total, waiting ``retry_delay`` seconds, doubled each time.
+    Other HTTP errors fail at once. ``calls`` counts requests sent, retries included.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API_URL,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        attempts: int = 3,
+        retry_delay: float = 1.0,
+    ) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise WorkshopError(f"api_url {base_url!r} must be an http:// or https:// URL")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key or None
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.retry_delay = retry_delay
+        self.calls = 0
+
+    def post(self, path: str, form: dict[str, str]) -> dict[str, object]:
+        if self.api_key:
+            form = {"key": self.api_key, **form}
+        body = urllib.parse.urlencode(form).encode()
+        url = self.base_url + path
+        name = path.strip("/").split("/")[1]
+
+        def once() -> bytes:
+            self.calls += 1
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "User-Agent": USER_AGENT,
+                },
+            )
+            with OPENER.open(request, timeout=self.timeout) as response:
+                return response.read()
+
+        raw = with_retries(once, f"Steam Web API {name}", self.attempts, self.retry_delay)
+        try:
+            payload = json.loads(raw)
+            response = payload["response"]
+            if not isinstance(response, dict):
+                raise TypeError("response is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WorkshopError(f"Steam Web API {name} answered something that is not its"
+                                f" JSON ({exc}); check api_url") from exc
+        return response
+
+    def collection_details(self, ids: Sequence[str]) -> list[dict[str, object]]:
+        form = {"collectioncount": str(len(ids))}
+        form.update({f"publishedfileids[{i}]": value for i, value in enumerate(ids)})
+        return _entries(self.post(COLLECTION_PATH, form), "collectiondetails")
+
+    def published_file_details(self, ids: Sequence[str]) -> list[dict[str, object]]:
+        form = {"itemcount": str(len(ids))}
+        form.update({f"publishedfileids[{i}]": value for i, value in enumerate(ids)})
+        return _entries(self.post(DETAILS_PATH, form), "publishedfiledetails")
+
+
+def _entries(response: dict[str, object], key: str) -> list[dict[str, object]]:
+    entries = response.get(key, [])
+    if not isinstance(entries, list):
+        raise WorkshopError(f"Steam Web API answer has no {key} list")
+    return [entry for entry in entries if isinstance(entry, dict)]
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    return isinstance(exc, (urllib.error.URLError, http.client.HTTPException, OSError,
+                            TransientError))
+
+
+class TransientError(Exception):
+    """A download that ended early or came back the wrong size: worth another try."""
+
+
+def with_retries(action: Callable[[], bytes], what: str, attempts: int, delay: float):
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - sorted into retryable or not just below
+            if not _retryable(exc):
+                if isinstance(exc, urllib.error.HTTPError):
+                    raise WorkshopError(f"{what} failed: HTTP {exc.code} {exc.reason}") from exc
+                raise
+            if attempt == attempts:
+                raise WorkshopError(
+                    f"{what} failed after {attempts} attempts: {describe_error(exc)}"
+                ) from exc
+            time.sleep(delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot connect ({exc.reason})"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection closed after {len(exc.partial)} bytes"
+    return str(exc) or type(exc).__name__
+
+
+# --- resolving items ------------------------------------------------------------------
+
+
+@dataclass
+class ItemResult:
+    """What happened to one Workshop id (an item, or a collection that failed)."""
+
+    publishedfileid: str
+    status: str = "pending"  # cached | downloaded | would_download | error
+    title: str = ""
+    filename: str = ""
+    file_size: int = 0
+    time_updated: int = 0
+    file_url: str = ""
+    error: str = ""
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def report(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("file_url")
+        return data
+
+
+def resolve_collections(
+    api: SteamApi, collection_ids: Sequence[str]
+) -> tuple[list[str], dict[str, str], list[str]]:
+    """Expand collections into item ids: (items in order, errors by id, collections seen).
+
+    Each level of nesting is one batch of requests; a collection already seen is not
+    fetched again, so a collection that contains itself (directly or not) ends.
+    """
+    items: dict[str, None] = {}
+    errors: dict[str, str] = {}
+    seen: dict[str, None] = {}
+    pending = list(collection_ids)
+    while pending:
+        level = [cid for cid in dict.fromkeys(pending) if cid not in seen]
+        pending = []
+        for batch in chunks(level):
+            seen.update(dict.fromkeys(batch))
+            answers = {str(e.get("publishedfileid")): e for e in api.collection_details(batch)}
+            for cid in batch:
+                entry = answers.get(cid)
+                if entry is None or entry.get("result") != RESULT_OK:
+                    result = None if entry is None else entry.get("result")
+                    errors[cid] = (f"collection {cid} was not found or was removed"
+                                   f" (result {result})")
+                    continue
+                children = entry.get("children") or []
+                ordered = sorted(children, key=lambda child: int(child.get("sortorder", 0)))
+                for child in ordered:
+                    child_id = str(child.get("publishedfileid", ""))
+                    if not _ITEM_ID_RE.fullmatch(child_id):
+                        continue
+                    if int(child.get("filetype", 0)) == FILETYPE_COLLECTION:
+                        pending.append(child_id)
+                    else:
+                        items.setdefault(child_id, None)
+    return list(items), errors, list(seen)
+
+
+def item_problem(entry: dict[str, object] | None, app_id: int = L4D2_APP_ID) -> str | None:
+    """Why Steam will not give us this item's file, or None when it will."""
+    if entry is None:
+        return "missing from the Steam Web API answer"
+    result = entry.get("result")
+    if result != RESULT_OK:
+        if result == RESULT_FILE_NOT_FOUND:
+            return "removed, private or never existed (Steam result 9, file not found)"
+        return f"Steam answered result {result} instead of 1 (OK)"
+    consumer = entry.get("consumer_app_id")
+    if consumer != app_id:
+        return (f"made for app {consumer}, not Left 4 Dead 2 ({app_id});"
+                " check the id")
+    if entry.get("banned"):
+        reason = entry.get("ban_reason") or "no reason given"
+        return f"banned by Steam ({reason})"
+    if entry.get("creator_app_id") == 766 or not entry.get("file_url"):
+        return "has no file to download (a collection? list it under collections)"
+    url = str(entry.get("file_url"))
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return f"file_url {url!r} is not http(s)"
+    try:
+        if int(entry.get("file_size", 0)) <= 0:  # type: ignore[arg-type]
+            return "has an empty file"
+    except (TypeError, ValueError):
+        return f"has a bad file_size {entry.get('file_size')!r}"
+    return None
+
+
+def describe_items(
+    api: SteamApi, item_ids: Sequence[str], app_id: int = L4D2_APP_ID
+) -> list[ItemResult]:
+    """Details of every item, one request per 100 ids; unusable items carry an error."""
+    results: list[ItemResult] = []
+    for batch in chunks(item_ids):
+        answers = {str(e.get("publishedfileid")): e for e in api.published_file_details(batch)}
+        for item_id in batch:
+            entry = answers.get(item_id)
+            problem = item_problem(entry, app_id)
+            result = ItemResult(item_id)
+            if entry is not None:
+                result.title = str(entry.get("title") or "")
+                result.filename = str(entry.get("filename") or "")
+            if problem or entry is None:
+                result.status, result.error = "error", f"item {item_id}: {problem}"
+            else:
+                result.file_size = int(entry["file_size"])  # type: ignore[call-overload]
+                result.time_updated = int(entry.get("time_updated") or 0)  # type: ignore[call-overload]
+                result.file_url = str(entry["file_url"])
+            results.append(result)
+    return results
+
+
+# --- cache ----------------------------------------------------------------------------
+
+
+def cache_file(cache_dir: str, item_id: str) -> str:
+    return os.path.join(cache_dir, f"{item_id}.vpk")
+
+
+def read_index(cache_dir: str) -> dict[str, dict[str, object]]:
+    try:
+        with open(os.path.join(cache_dir, INDEX_NAME), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {}  # a damaged index only costs downloads; they rebuild it
+    items = data.get("items") if isinstance(data, dict) else None
+    return {str(k): v for k, v in items.items() if isinstance(v, dict)} if isinstance(
+        items, dict) else {}
+
+
+def is_cached(cache_dir: str, index: dict[str, dict[str, object]], item: ItemResult) -> bool:
+    """The cache holds this version: same time_updated and size, and the file is there."""
+    entry = index.get(item.publishedfileid)
+    if not entry or entry.get("time_updated") != item.time_updated:
+        return False
+    if entry.get("file_size") != item.file_size:
+        return False
+    try:
+        info = os.lstat(cache_file(cache_dir, item.publishedfileid))
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == item.file_size
+
+
+def write_json_atomic(path: str, data: object, owner: tuple[int, int] | None) -> None:
+    directory = os.path.dirname(path)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temp, 0o644)
+        if owner:
+            os.chown(temp, *owner)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def download(
+    item: ItemResult,
+    cache_dir: str,
+    owner: tuple[int, int] | None,
+    timeout: float,
+    attempts: int,
+    retry_delay: float,
+) -> None:
+    """Fetch one item into the cache through a temp file in the same directory.
+
+    The temp file lives in the cache dir, so the final rename never crosses a
+    filesystem (EXDEV); the rename only happens once the size matches file_size.
+    """
+    started = time.monotonic()
+    final = cache_file(cache_dir, item.publishedfileid)
+
+    def once() -> bytes:
+        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
+                                    suffix=".part")
+        try:
+            received = 0
+            request = urllib.request.Request(item.file_url, headers={"User-Agent": USER_AGENT})
+            with os.fdopen(fd, "wb") as out, OPENER.open(request, timeout=timeout) as response:
+                while True:
+                    block = response.read(CHUNK)
+                    if not block:
+                        break
+                    received += len(block)
+                    if received > item.file_size:
+                        raise TransientError(
+                            f"received more than the {item.file_size} bytes Steam announced")
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if received != item.file_size:
+                raise TransientError(
+                    f"received {received} of {item.file_size} bytes (download cut off)")
+            os.chmod(temp, 0o644)
+            if owner:
+                os.chown(temp, *owner)
+            os.replace(temp, final)
+            item.bytes += received
+            return b""
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+    try:
+        with_retries(once, f"download of item {item.publishedfileid}", attempts, retry_delay)
+        item.status = "downloaded"
+    except Exception as exc:  # noqa: BLE001 - every failure becomes this item's error
+        item.status = "error"
+        text = str(exc) if isinstance(exc, WorkshopError) else describe_error(exc)
+        item.error = f"item {item.publishedfileid}: {text}; the cache keeps its previous copy"
+    finally:
+        item.seconds = round(time.monotonic() - started, 3)
+
+
+# --- overlay links --------------------------------------------------------------------
+
+
+@dataclass
+class OverlayPaths:
+    overlays: str
+    root: str
+    game: str
+    addons: str
+    cache: str
+
+
+def overlay_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR) -> OverlayPaths:
+    validate_overlay_id(overlay_id)
+    if not os.path.isabs(state_dir):
+        raise WorkshopError(f"state_dir must be an absolute path, got {state_dir!r}")
+    state = os.path.normpath(state_dir)
+    root = os.path.join(state, "overlays", overlay_id)
+    game = os.path.join(root, "left4dead2")
+    return OverlayPaths(
+        overlays=os.path.join(state, "overlays"),
+        root=root,
+        game=game,
+        addons=os.path.join(game, "addons"),
+        cache=os.path.join(state, "workshop_cache"),
+    )
+
+
+def check_real_dir(path: str) -> bool:
+    """True if ``path`` is a directory (not a symlink to one), False if it is missing."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise WorkshopError(f"{path} must be a real directory, not a symlink or a file;"
+                            " move it away and run again")
+    return True
+
+
+@dataclass
+class LinkPlan:
+    create: dict[str, str] = field(default_factory=dict)  # link name -> target
+    remove: list[str] = field(default_factory=list)
+    before: list[str] = field(default_factory=list)  # names of our links before the run
+    foreign: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.create or self.remove)
+
+
+def plan_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
+    """Links to create or repoint and our stale links to remove; foreign entries stay.
+
+    A link is ours when it points into the workshop cache. A wanted name taken by
+    a foreign file is an error, because the game would load that file instead.
+    """
+    wanted = {f"{item_id}.vpk": cache_file(paths.cache, item_id) for item_id in item_ids}
+    plan = LinkPlan()
+    existing: dict[str, str | None] = {}
+    if check_real_dir(paths.addons):
+        for name in sorted(os.listdir(paths.addons)):
+            full = os.path.join(paths.addons, name)
+            existing[name] = os.readlink(full) if os.path.islink(full) else None
+    for name, target in existing.items():
+        ours = target is not None and os.path.dirname(target) == paths.cache
+        if ours:
+            plan.before.append(name)
+            if name not in wanted:
+                plan.remove.append(name)
+        else:
+            plan.foreign.append(name)
+            if name in wanted:
+                raise WorkshopError(
+                    f"{os.path.join(paths.addons, name)} exists and is not a link into"
+                    f" {paths.cache}; remove it so the Workshop item can take its place"
+                )
+    for name, target in wanted.items():
+        if existing.get(name) != target:
+            plan.create[name] = target
+    return plan
+
+
+def apply_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | None) -> None:
+    for directory in (paths.root, paths.game, paths.addons):
+        if not check_real_dir(directory):
+            os.mkdir(directory, 0o755)
+            os.chmod(directory, 0o755)
+            if owner:
+                os.chown(directory, *owner)
+    for name, target in plan.create.items():
+        temp = os.path.join(paths.addons, f".{name}.tmp-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        os.symlink(target, temp)
+        if owner:
+            os.lchown(temp, *owner)
+        os.replace(temp, os.path.join(paths.addons, name))
+    for name in plan.remove:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(paths.addons, name))
+
+
+# --- one overlay, end to end ----------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    overlay_id: str
+    path: str
+    items: list[ItemResult]
+    links: LinkPlan
+    collections: list[str]
+    changed: bool = False
+    failed: bool = False
+    msg: str = ""
+    bytes_fetched: int = 0
+    api_calls: int = 0
+
+    @property
+    def errors(self) -> list[str]:
+        return [item.error for item in self.items if item.status == "error"]
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: str, owner: tuple[int, int] | None):
+    """Serialise runs (Ansible and the refresh timer) that share the cache."""
+    path = os.path.join(cache_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        if owner:
+            os.fchown(fd, *owner)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class ProgressLog:
+    """Appends timestamped progress lines to fetch.log and passes them to a callback."""
+
+    def __init__(self, path: str | None, owner: tuple[int, int] | None,
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.path, self.owner, self.echo = path, owner, echo
+
+    def __call__(self, line: str) -> None:
+        stamped = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}"
+        if self.echo:
+            self.echo(line)
+        if not self.path:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o644)
+        try:
+            if self.owner:
+                os.fchown(fd, *self.owner)
+            os.write(fd, (stamped + "\n").encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+
+def sync_overlay(
+    overlay_id: str,
+    items: Iterable[object] = (),
+    collections: Iterable[object] = (),
+    *,
+    api: SteamApi,
+    state_dir: str = DEFAULT_STATE_DIR,
+    owner: tuple[int, int] | None = None,
+    fail_on_item_error: bool = True,
+    workers: int = 4,
+    check_mode: bool = False,
+    attempts: int = 3,
+    retry_delay: float = 1.0,
+    timeout: float = 60.0,
+    echo: Callable[[str], None] | None = None,
+) -> SyncResult:
+    """Bring one workshop overlay to the wanted items; see the module docstring."""
+    paths = overlay_paths(overlay_id, state_dir)
+    item_ids = validate_item_ids(items, "items")
+    collection_ids = validate_item_ids(collections, "collections")
+    if not item_ids and not collection_ids:
+        raise WorkshopError(f"overlay {overlay_id}: give at least one item or collection")
+    for directory in (paths.overlays, paths.cache):
+        if not check_real_dir(directory):
+            raise WorkshopError(f"{directory} is missing; the game_host role creates it")
+    check_real_dir(paths.root)
+    check_real_dir(paths.game)
+
+    from_collections, collection_errors, seen = resolve_collections(api, collection_ids)
+    wanted = list(dict.fromkeys([*item_ids, *from_collections]))
+    results = describe_items(api, wanted) if wanted else []
+    for cid, error in collection_errors.items():
+        results.append(ItemResult(cid, status="error", error=error))
+    result = SyncResult(overlay_id, paths.root, results, LinkPlan(), seen,
+                        api_calls=api.calls)
+    if result.errors and fail_on_item_error:
+        result.failed = True
+        result.msg = (f"overlay {overlay_id}: {len(result.errors)} Workshop id(s) unusable,"
+                      f" overlay left as it was (set fail_on_item_error=false to build it"
+                      f" without them): {'; '.join(result.errors)}")
+        return result
+
+    usable = [item for item in results if item.status != "error"]
+    index = read_index(paths.cache)
+    missing: list[ItemResult] = []
+    for item in usable:
+        if is_cached(paths.cache, index, item):
+            item.status = "cached"
+        else:
+            item.status = "would_download"
+            missing.append(item)
+    result.links = plan_links(paths, [item.publishedfileid for item in usable])
+    result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
+    if check_mode or not result.changed:
+        return result
+
+    log = ProgressLog(os.path.join(paths.cache, LOG_NAME), owner, echo)
+    with cache_lock(paths.cache, owner):
+        if missing:
+            log(f"overlay={overlay_id} downloading {len(missing)} of {len(usable)} item(s)")
+        done = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {
+                pool.submit(download, item, paths.cache, owner, timeout, attempts, retry_delay):
+                item for item in missing
+            }
+            for future in concurrent.futures.as_completed(futures):
+                item = futures[future]
+                future.result()
+                done += 1
+                if item.status == "downloaded":
+                    index[item.publishedfileid] = {
+                        "time_updated": item.time_updated,
+                        "file_size": item.file_size,
+                        "filename": item.filename,
+                        "title": item.title,
+                    }
+                    log(f"overlay={overlay_id} item={item.publishedfileid} downloaded"
+                        f" {item.bytes} bytes in {item.seconds:.2f} s [{done}/{len(missing)}]")
+                else:
+                    log(f"overlay={overlay_id} {item.error} [{done}/{len(missing)}]")
+        if missing:
+            write_json_atomic(os.path.join(paths.cache, INDEX_NAME),
+                              {"version": 1, "items": index}, owner)
+        result.bytes_fetched = sum(item.bytes for item in usable)
+        result.api_calls = api.calls
+        failed_downloads = [item.error for item in missing if item.status == "error"]
+        if failed_downloads:
+            result.failed = True
+            result.msg = (f"overlay {overlay_id}: {len(failed_downloads)} download(s) failed,"
+                          f" overlay links left as they were: {'; '.join(failed_downloads)}")
+            log(f"overlay={overlay_id} not updated: {len(failed_downloads)} download(s) failed")
+            return result
+        apply_links(result.links, paths, owner)
+        log(f"overlay={overlay_id} linked {len(usable)} item(s):"
+            f" {len(result.links.create)} link(s) set, {len(result.links.remove)} removed")
+    return result

@@ -1,0 +1,302 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: workshop_fetch
+short_description: Build a left4me overlay from Steam Workshop items and collections
+version_added: 0.1.0
+description:
+  - Makes C({state_dir}/overlays/{id}/left4dead2/addons/) hold one symlink per Workshop item,
+    named C({publishedfileid}.vpk) and pointing at the item's file in the shared cache
+    C({state_dir}/workshop_cache/{publishedfileid}.vpk). Ids name the files because they are
+    unique and stable; uploaders' file names are neither.
+  - Collections, nested ones too, are expanded with C(ISteamRemoteStorage/GetCollectionDetails/v1);
+    a collection seen once is not fetched again, so cycles end. Item details come from
+    C(GetPublishedFileDetails/v1), one form-encoded POST per 100 ids.
+  - An item is downloaded only when the cache lacks it or holds another version (its
+    C(time_updated) or C(file_size) differ from the cache index C(workshop_cache/index.json)).
+    A refresh of unchanged items therefore makes one details request per 100 items (plus one
+    per collection nesting level) and downloads nothing.
+  - Downloads run in O(workers) threads, each into a temp file inside the cache directory
+    (same filesystem, so the rename cannot fail with EXDEV), checked against the announced
+    size and only then renamed into place; no partial file is ever visible.
+  - Links change only after every download succeeded, so a failed run leaves the overlay as
+    the previous run left it and an instance never mounts a partial overlay. Links this module
+    made (those pointing into the cache) that are no longer wanted are removed; any other file
+    or link in C(addons/) is left alone, and one standing where an item's link must go is an error.
+  - Removed (Steam result 9), banned, non-Left 4 Dead 2 (app 550) and file-less ids are per-item
+    errors; O(fail_on_item_error) decides whether they fail the whole overlay.
+  - Progress lines (one per download with bytes and seconds) are appended to
+    C(workshop_cache/fetch.log), because a module cannot stream its output; RV(items) carries the
+    same timings.
+  - Runs hold an exclusive lock on C(workshop_cache/.lock), so the daily refresh service and an
+    Ansible run never download into the cache at the same time.
+author:
+  - left4me developers (@left4me)
+options:
+  id:
+    description:
+      - Overlay id, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting with a letter
+        or digit. It becomes the directory C({state_dir}/overlays/{id}).
+    type: str
+    required: true
+  items:
+    description: Workshop item ids (app 550).
+    type: list
+    elements: str
+    default: []
+  collections:
+    description: Workshop collection ids; their items, and those of nested collections, are added.
+    type: list
+    elements: str
+    default: []
+  fail_on_item_error:
+    description:
+      - When true, one unusable id (removed, banned, another app, no file, unknown collection)
+        fails the run and nothing changes.
+      - When false, the overlay is built from the usable items and the errors are reported in
+        RV(items) and as warnings.
+      - A failed download always fails the run and leaves the links unchanged.
+    type: bool
+    default: true
+  state_dir:
+    description: Runtime state root holding C(overlays/) and C(workshop_cache/).
+    type: path
+    default: /var/lib/left4me
+  owner:
+    description: Runtime user owning the overlay directories, links and cache files.
+    type: str
+    default: left4me
+  group:
+    description: Group of those files; defaults to the primary group of O(owner).
+    type: str
+  api_url:
+    description: Base URL of the Steam Web API (a stand-in in tests).
+    type: str
+    default: https://api.steampowered.com
+  api_key:
+    description: Steam Web API key, sent in the POST body. The endpoints used work without one.
+    type: str
+  workers:
+    description: Parallel downloads.
+    type: int
+    default: 4
+  attempts:
+    description:
+      - Tries per request before giving up, for connection errors, cut-off downloads, HTTP 429
+        and 5xx. Waits O(retry_delay) seconds, doubled after each try.
+    type: int
+    default: 3
+  retry_delay:
+    description: Seconds before the first retry.
+    type: float
+    default: 1.0
+  timeout:
+    description: Socket timeout in seconds for each request.
+    type: float
+    default: 60.0
+attributes:
+  check_mode:
+    description:
+      - Calls the Web API read-only (collection and item details) to predict downloads and link
+        changes; never downloads, links, locks or writes anything.
+    support: full
+  diff_mode:
+    description: Shows the overlay's Workshop links (file names) before and after.
+    support: full
+notes:
+  - Needs outbound HTTPS to api.steampowered.com and Steam's download hosts.
+  - Runs as root to set O(owner); the refresh service runs the same code as the runtime user.
+seealso:
+  - name: ISteamRemoteStorage
+    description: Steam Web API documentation of the two endpoints used.
+    link: https://partner.steamgames.com/doc/webapi/ISteamRemoteStorage
+"""
+
+EXAMPLES = r"""
+- name: Build the campaign overlay from a collection and two items
+  left4me.l4d2.workshop_fetch:
+    id: campaigns
+    collections: ["3000000001"]
+    items: ["1000000001", "1000000002"]
+
+- name: Build an overlay, skipping items Steam has removed or banned
+  left4me.l4d2.workshop_fetch:
+    id: community-maps
+    collections: ["3000000001"]
+    fail_on_item_error: false
+  register: maps
+
+- name: Show items Steam refused
+  ansible.builtin.debug:
+    msg: "{{ maps['items'] | selectattr('status', 'eq', 'error') | map(attribute='error') }}"
+"""
+
+RETURN = r"""
+path:
+  description: The overlay directory.
+  returned: always
+  type: str
+  sample: /var/lib/left4me/overlays/campaigns
+items:
+  description:
+    - One entry per Workshop id (items, and collections that failed), with C(publishedfileid),
+      C(status) (C(cached), C(downloaded), C(would_download) in check mode, or C(error)),
+      C(title), C(filename), C(file_size), C(time_updated), C(bytes) fetched, C(seconds) spent
+      downloading and C(error).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - publishedfileid: "1000000001"
+      status: downloaded
+      title: Stand-in add-on 1000000001
+      filename: 1000000001.vpk
+      file_size: 65536
+      time_updated: 1600000000
+      bytes: 65536
+      seconds: 0.031
+      error: ""
+collections:
+  description: Collection ids that were expanded, nested ones included.
+  returned: always
+  type: list
+  elements: str
+  sample: ["3000000001", "3000000002"]
+bytes_fetched:
+  description: Bytes downloaded by this run.
+  returned: always
+  type: int
+  sample: 65536
+downloaded:
+  description: Number of items downloaded (or that would be, in check mode).
+  returned: always
+  type: int
+  sample: 1
+links_set:
+  description: Link names created or repointed (or that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [1000000001.vpk]
+links_removed:
+  description: Stale link names removed (or that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [1000000009.vpk]
+api_calls:
+  description: Web API requests sent, retries included (downloads not counted).
+  returned: always
+  type: int
+  sample: 2
+log:
+  description: The progress log of the cache.
+  returned: always
+  type: str
+  sample: /var/lib/left4me/workshop_cache/fetch.log
+"""
+
+import grp  # noqa: E402
+import pwd  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._workshop import (  # noqa: E402
+    LOG_NAME,
+    SteamApi,
+    WorkshopError,
+    sync_overlay,
+)
+
+
+def owner_ids(owner, group):
+    try:
+        user = pwd.getpwnam(owner)
+    except KeyError:
+        raise WorkshopError(
+            f"owner {owner!r} does not exist; create the runtime user first"
+        ) from None
+    if group is None:
+        return user.pw_uid, user.pw_gid
+    try:
+        return user.pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise WorkshopError(f"group {group!r} does not exist") from None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            id=dict(type="str", required=True),
+            items=dict(type="list", elements="str", default=[]),
+            collections=dict(type="list", elements="str", default=[]),
+            fail_on_item_error=dict(type="bool", default=True),
+            state_dir=dict(type="path", default="/var/lib/left4me"),
+            owner=dict(type="str", default="left4me"),
+            group=dict(type="str"),
+            api_url=dict(type="str", default="https://api.steampowered.com"),
+            api_key=dict(type="str", no_log=True),
+            workers=dict(type="int", default=4),
+            attempts=dict(type="int", default=3),
+            retry_delay=dict(type="float", default=1.0),
+            timeout=dict(type="float", default=60.0),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        api = SteamApi(params["api_url"], params["api_key"], timeout=params["timeout"],
+                       attempts=params["attempts"], retry_delay=params["retry_delay"])
+        sync = sync_overlay(
+            params["id"],
+            params["items"],
+            params["collections"],
+            api=api,
+            state_dir=params["state_dir"],
+            owner=owner_ids(params["owner"], params["group"]),
+            fail_on_item_error=params["fail_on_item_error"],
+            workers=params["workers"],
+            check_mode=module.check_mode,
+            attempts=params["attempts"],
+            retry_delay=params["retry_delay"],
+            timeout=params["timeout"],
+        )
+    except (WorkshopError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+
+    links = sync.links
+    after = sorted((set(links.before) - set(links.remove)) | set(links.create))
+    result = dict(
+        changed=sync.changed and not sync.failed,
+        path=sync.path,
+        items=[item.report() for item in sync.items],
+        collections=sync.collections,
+        bytes_fetched=sync.bytes_fetched,
+        downloaded=sum(item.status in ("downloaded", "would_download") for item in sync.items),
+        links_set=sorted(links.create),
+        links_removed=sorted(links.remove),
+        api_calls=sync.api_calls,
+        log=f"{params['state_dir'].rstrip('/')}/workshop_cache/{LOG_NAME}",
+    )
+    if module._diff:
+        result["diff"] = dict(
+            before="".join(f"{name}\n" for name in links.before),
+            after="".join(f"{name}\n" for name in after),
+            before_header=f"{sync.path}/left4dead2/addons (Workshop links)",
+            after_header=f"{sync.path}/left4dead2/addons (Workshop links)",
+        )
+    if sync.failed:
+        result["changed"] = sync.bytes_fetched > 0  # the cache may have gained files
+        module.fail_json(msg=sync.msg, **result)
+    for error in sync.errors:
+        module.warn(error)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

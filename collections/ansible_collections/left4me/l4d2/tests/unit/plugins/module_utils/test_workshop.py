@@ -1,0 +1,301 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests for module_utils/_workshop.py against the fake Steam Web API (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import urllib.request
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _workshop as workshop
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _workshop as workshop
+
+REPO = pathlib.Path(__file__).resolve().parents[8]
+sys.path.insert(0, str(REPO / "tests" / "standins"))
+from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
+
+GEN = 1_000_000_000  # generated items are GEN+1 ... GEN+N
+OUTER, INNER = "3000000001", "3000000002"
+
+
+def ids(*numbers: int) -> list[str]:
+    return [str(GEN + n) for n in numbers]
+
+
+class Admin:
+    """The stand-in's admin endpoint: faults, catalogue edits, counters."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def post(self, action: str, **payload: object) -> dict:
+        request = urllib.request.Request(
+            f"{self.base_url}/_standin/{action}", data=json.dumps(payload).encode(),
+            method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.base_url}/_standin/stats", timeout=10) as response:
+            return json.load(response)["requests"]
+
+
+@pytest.fixture
+def steam(start_webapi):  # noqa: F811 - the imported fixture
+    server = start_webapi("--generate", "150")
+    return Admin(server.base_url)
+
+
+@pytest.fixture
+def state(tmp_path: pathlib.Path) -> pathlib.Path:
+    for sub in ("overlays", "workshop_cache"):
+        (tmp_path / "state" / sub).mkdir(parents=True)
+    return tmp_path / "state"
+
+
+class TruncatingApi(workshop.SteamApi):
+    """Arms the stand-in's truncation once item details are in, so only downloads are cut."""
+
+    def __init__(self, steam: Admin, count: int) -> None:
+        super().__init__(steam.base_url, retry_delay=0.01)
+        self.steam, self.count = steam, count
+
+    def published_file_details(self, ids):
+        answer = super().published_file_details(ids)
+        self.steam.post("truncate", count=self.count)
+        return answer
+
+
+def sync(steam: Admin, state: pathlib.Path, overlay="maps", items=(), collections=(), api=None,
+         **kw):
+    api = api or workshop.SteamApi(steam.base_url, retry_delay=0.01)
+    return workshop.sync_overlay(overlay, items, collections, api=api, state_dir=str(state),
+                                 retry_delay=0.01, **kw)
+
+
+def addons(state: pathlib.Path, overlay="maps") -> pathlib.Path:
+    return state / "overlays" / overlay / "left4dead2" / "addons"
+
+
+def cache_files(state: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in (state / "workshop_cache").iterdir())
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "Maps", "-maps", "a/b", "..", "x" * 65, "a b", None])
+def test_overlay_id_is_validated(bad):
+    with pytest.raises(workshop.WorkshopError, match="invalid overlay id"):
+        workshop.validate_overlay_id(bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "12a", "1.5", "", "../1"])
+def test_item_ids_are_validated(bad):
+    with pytest.raises(workshop.WorkshopError, match="not a Workshop id"):
+        workshop.validate_item_ids([bad], "items")
+
+
+def test_item_ids_are_deduplicated_in_order():
+    assert workshop.validate_item_ids([3, "1", " 3", 2], "items") == ["3", "1", "2"]
+
+
+def test_chunks_of_at_most_100():
+    assert [len(c) for c in workshop.chunks([str(n) for n in range(250)])] == [100, 100, 50]
+
+
+def test_api_url_must_be_http():
+    with pytest.raises(workshop.WorkshopError, match="http"):
+        workshop.SteamApi("file:///etc/passwd")
+
+
+# --- against the stand-in -------------------------------------------------------------
+
+
+def test_first_build_downloads_links_and_indexes(steam, state):
+    result = sync(steam, state, items=ids(1, 2, 3))
+    assert result.changed and not result.failed
+    assert [i.status for i in result.items] == ["downloaded"] * 3
+    links = sorted(p.name for p in addons(state).iterdir())
+    assert links == [f"{i}.vpk" for i in ids(1, 2, 3)]
+    for name in links:
+        target = addons(state) / name
+        assert target.is_symlink() and target.resolve().parent == state / "workshop_cache"
+        assert target.read_bytes()[:4] == bytes.fromhex("3412aa55")  # VPK signature
+    assert result.bytes_fetched == sum(i.file_size for i in result.items)
+    assert all(i.seconds >= 0 for i in result.items)
+    index = json.loads((state / "workshop_cache" / "index.json").read_text())
+    assert sorted(index["items"]) == ids(1, 2, 3)
+    log = (state / "workshop_cache" / "fetch.log").read_text()
+    assert log.count("downloaded") == 3 and "[3/3]" in log
+
+
+def test_150_items_take_two_detail_requests(steam, state):
+    result = sync(steam, state, items=ids(*range(1, 151)), workers=8)
+    assert not result.failed
+    assert steam.stats()["GetPublishedFileDetails"] == 2
+    assert steam.stats()["download"] == 150
+    assert len(list(addons(state).iterdir())) == 150
+
+
+def test_refresh_of_100_cached_items_is_one_call_and_no_download(steam, state):
+    wanted = ids(*range(1, 101))
+    assert not sync(steam, state, items=wanted, workers=8).failed
+    steam.post("reset")
+    again = sync(steam, state, items=wanted)
+    assert not again.changed
+    assert {i.status for i in again.items} == {"cached"}
+    assert steam.stats() == {"GetPublishedFileDetails": 1}
+    assert again.bytes_fetched == 0
+
+
+def test_nested_collections_are_expanded_once(steam, state):
+    # OUTER holds items 1..75 and INNER (76..150); make INNER contain OUTER: a cycle.
+    steam.post("collection", publishedfileid=INNER, children=[*ids(*range(76, 151)), OUTER])
+    result = sync(steam, state, collections=[OUTER], items=ids(1))
+    assert not result.failed
+    assert sorted(result.collections) == [OUTER, INNER]
+    assert len(result.items) == 150
+    assert steam.stats()["GetCollectionDetails"] == 2  # one per nesting level, cycle ended
+
+
+def test_updated_item_is_downloaded_again(steam, state):
+    sync(steam, state, items=ids(1, 2))
+    before = (state / "workshop_cache" / f"{GEN + 1}.vpk").read_bytes()
+    steam.post("update", publishedfileid=GEN + 1)
+    steam.post("reset")
+    result = sync(steam, state, items=ids(1, 2))
+    assert result.changed
+    assert [i.status for i in result.items] == ["downloaded", "cached"]
+    assert steam.stats()["download"] == 1
+    assert (state / "workshop_cache" / f"{GEN + 1}.vpk").read_bytes() != before
+
+
+def test_cut_off_download_is_retried(steam, state):
+    result = sync(steam, state, items=ids(1), api=TruncatingApi(steam, 1))
+    assert not result.failed and result.items[0].status == "downloaded"
+
+
+def test_cut_off_download_leaves_no_partial_file_and_no_links(steam, state):
+    api = TruncatingApi(steam, 10)
+    result = sync(steam, state, items=ids(1, 2), workers=1, attempts=2, api=api)
+    assert result.failed
+    assert "download cut off" in result.msg or "connection closed" in result.msg
+    assert not addons(state).exists(), "no overlay an instance could mount"
+    assert not [n for n in cache_files(state) if n.endswith((".part", ".vpk"))]
+
+
+def test_failed_refresh_keeps_the_previous_overlay(steam, state):
+    sync(steam, state, items=ids(1))
+    steam.post("update", publishedfileid=GEN + 1)
+    steam.post("fail", count=50, status=503)
+    with pytest.raises(workshop.WorkshopError, match="503"):
+        sync(steam, state, items=ids(1, 2), attempts=2)
+    steam.post("fail", count=0)
+    result = sync(steam, state, items=ids(1, 2), attempts=2, api=TruncatingApi(steam, 10))
+    assert result.failed
+    assert [p.name for p in addons(state).iterdir()] == [f"{GEN + 1}.vpk"]
+    assert (addons(state) / f"{GEN + 1}.vpk").stat().st_size > 0  # old copy still served
+
+
+def test_5xx_is_retried_with_a_bound(steam, state):
+    steam.post("fail", count=2, status=502)
+    result = sync(steam, state, items=ids(1), attempts=3)
+    assert not result.failed
+    steam.post("reset")
+    steam.post("fail", count=5, status=503)
+    with pytest.raises(workshop.WorkshopError, match="after 3 attempts: HTTP 503"):
+        sync(steam, state, items=ids(1), attempts=3)
+    assert steam.stats()["GetPublishedFileDetails"] == 3
+
+
+def bad_items(steam: Admin) -> dict[str, str]:
+    steam.post("item", publishedfileid=GEN + 2, removed=True)
+    steam.post("item", publishedfileid=GEN + 3, banned=True, ban_reason="copyright")
+    steam.post("item", publishedfileid=GEN + 4, consumer_app_id=440)
+    return {str(GEN + 2): "result 9", str(GEN + 3): "banned by Steam (copyright)",
+            str(GEN + 4): "made for app 440"}
+
+
+def test_bad_items_fail_the_overlay_by_default(steam, state):
+    expected = bad_items(steam)
+    result = sync(steam, state, items=ids(1, 2, 3, 4))
+    assert result.failed and not result.changed
+    for item_id, text in expected.items():
+        assert f"item {item_id}" in result.msg and text in result.msg
+    assert not (state / "overlays" / "maps").exists()
+    assert steam.stats().get("download", 0) == 0
+
+
+def test_bad_items_are_skipped_when_allowed(steam, state):
+    expected = bad_items(steam)
+    result = sync(steam, state, items=ids(1, 2, 3, 4), fail_on_item_error=False)
+    assert not result.failed and result.changed
+    statuses = {i.publishedfileid: i.status for i in result.items}
+    assert statuses == {str(GEN + 1): "downloaded", **dict.fromkeys(expected, "error")}
+    assert len(result.errors) == 3
+    assert [p.name for p in addons(state).iterdir()] == [f"{GEN + 1}.vpk"]
+
+
+def test_unknown_collection_is_an_item_error(steam, state):
+    result = sync(steam, state, collections=["3000000099"], items=ids(1))
+    assert result.failed and "collection 3000000099 was not found" in result.msg
+
+
+def test_stale_links_go_foreign_files_stay(steam, state):
+    sync(steam, state, items=ids(1, 2, 3))
+    foreign_file = addons(state) / "my_map.vpk"
+    foreign_file.write_bytes(b"mine")
+    foreign_link = addons(state) / "elsewhere.vpk"
+    foreign_link.symlink_to("/dev/null")
+    result = sync(steam, state, items=ids(1, 3))
+    assert result.changed and result.links.remove == [f"{GEN + 2}.vpk"]
+    names = sorted(p.name for p in addons(state).iterdir())
+    assert names == sorted([f"{GEN + 1}.vpk", f"{GEN + 3}.vpk", "my_map.vpk", "elsewhere.vpk"])
+    assert (state / "workshop_cache" / f"{GEN + 2}.vpk").exists(), "cache is shared"
+
+
+def test_foreign_file_in_an_items_place_is_refused(steam, state):
+    addons(state).mkdir(parents=True)
+    (addons(state) / f"{GEN + 1}.vpk").write_bytes(b"mine")
+    with pytest.raises(workshop.WorkshopError, match="is not a link into"):
+        sync(steam, state, items=ids(1))
+    assert steam.stats().get("download", 0) == 0
+
+
+def test_symlinked_overlay_dir_is_refused(steam, state, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (state / "overlays" / "maps").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(workshop.WorkshopError, match="must be a real directory"):
+        sync(steam, state, items=ids(1))
+
+
+def test_rerun_is_unchanged_and_check_mode_changes_nothing(steam, state):
+    sync(steam, state, items=ids(1, 2))
+    assert not sync(steam, state, items=ids(1, 2)).changed
+    snapshot = sorted(os.listdir(addons(state))), cache_files(state)
+    steam.post("reset")
+    predicted = sync(steam, state, items=ids(2, 3), check_mode=True)
+    assert predicted.changed
+    assert [i.status for i in predicted.items] == ["cached", "would_download"]
+    new_link = f"{GEN + 3}.vpk"
+    assert predicted.links.create == {new_link: str(state / "workshop_cache" / new_link)}
+    assert predicted.links.remove == [f"{GEN + 1}.vpk"]
+    assert (sorted(os.listdir(addons(state))), cache_files(state)) == snapshot
+    assert "download" not in steam.stats()
+
+
+def test_damaged_index_only_costs_downloads(steam, state):
+    sync(steam, state, items=ids(1))
+    (state / "workshop_cache" / "index.json").write_text("{not json")
+    result = sync(steam, state, items=ids(1))
+    assert not result.failed and result.items[0].status == "downloaded"

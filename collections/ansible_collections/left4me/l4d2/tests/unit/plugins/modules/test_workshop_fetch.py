@@ -1,0 +1,69 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runs the workshop_fetch module in-process against the fake Steam Web API."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pwd
+import sys
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.modules import workshop_fetch
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.modules import workshop_fetch
+
+from ansible.module_utils.testing import patch_module_args
+
+REPO = pathlib.Path(__file__).resolve().parents[8]
+sys.path.insert(0, str(REPO / "tests" / "standins"))
+from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+def run(capsys, **args) -> dict:
+    with patch_module_args(args), pytest.raises(SystemExit):
+        workshop_fetch.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def setup(start_webapi, tmp_path):  # noqa: F811 - the imported fixture
+    for sub in ("overlays", "workshop_cache"):
+        (tmp_path / sub).mkdir()
+    api = start_webapi("--generate", "4")
+    return dict(id="maps", state_dir=str(tmp_path), owner=ME, api_url=api.base_url,
+                collections=["3000000001"], retry_delay=0.01)
+
+
+def test_build_rerun_check_mode_and_diff(capsys, setup, tmp_path):
+    first = run(capsys, _ansible_diff=True, **setup)
+    assert first["changed"] and first["downloaded"] == 4 and first["bytes_fetched"] > 0
+    assert first["collections"] == ["3000000001", "3000000002"]
+    assert first["diff"]["before"] == "" and first["diff"]["after"].count(".vpk") == 4
+    second = run(capsys, **setup)
+    assert not second["changed"] and second["downloaded"] == 0 and second["api_calls"] == 3
+    predicted = run(capsys, _ansible_check_mode=True, **{**setup, "items": ["1000000001"],
+                                                         "collections": []})
+    assert predicted["changed"] and len(predicted["links_removed"]) == 3
+    assert len(os.listdir(tmp_path / "overlays" / "maps" / "left4dead2" / "addons")) == 4
+
+
+def test_unusable_item_fails_with_per_item_results(capsys, setup):
+    result = run(capsys, **{**setup, "items": ["1000000099"], "collections": []})
+    assert result["failed"] and not result["changed"]
+    assert "item 1000000099" in result["msg"] and "result 9" in result["msg"]
+    assert result["items"][0]["status"] == "error"
+
+
+def test_unusable_item_is_a_warning_when_allowed(capsys, setup):
+    result = run(capsys, **{**setup, "items": ["1000000099"], "fail_on_item_error": False})
+    assert result["changed"] and not result.get("failed")
+    assert "item 1000000099: removed" in json.dumps(result["warnings"])
