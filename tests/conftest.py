@@ -9,9 +9,8 @@ from collections.abc import Iterator
 import pytest
 import testinfra
 
-from testhosts import enforcement, host
-
-UNENFORCED_REPORT: dict[str, list[enforcement.Finding]] = {}
+from testhosts import host
+from testhosts.pytest_report import pytest_terminal_summary, report_on  # noqa: F401 (hook)
 
 
 def _need_root_and_nspawn() -> None:
@@ -24,7 +23,7 @@ def booted_host() -> Iterator[host.TestHost]:
     """A real systemd host (trixie under systemd-nspawn), destroyed at the end of the session."""
     _need_root_and_nspawn()
     booted = host.create(host.unique_name("pt"))
-    UNENFORCED_REPORT[booted.name] = [f for f in enforcement.probe(booted) if not f.enforced]
+    report_on(booted)
     yield booted
     host.destroy(booted.name)
 
@@ -35,9 +34,3 @@ def booted_testinfra(booted_host: host.TestHost) -> testinfra.host.Host:
     return testinfra.get_host(f"ssh://{booted_host.name}", ssh_config=booted_host.ssh_config,
                               sudo=True)
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for name, findings in UNENFORCED_REPORT.items():
-        terminalreporter.section(f"directives test host {name} cannot enforce (not proven here)")
-        for finding in findings:
-            terminalreporter.line(f"NOT ENFORCED  {finding.directive}: {finding.evidence}")
