@@ -1,0 +1,83 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The left4me-workshop-refresh command, installed as the role installs it, run for real."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+COLLECTION = pathlib.Path(__file__).resolve().parents[4]
+REPO = pathlib.Path(__file__).resolve().parents[8]
+sys.path.insert(0, str(REPO / "tests" / "standins"))
+from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
+
+
+@pytest.fixture
+def host(tmp_path, start_webapi):  # noqa: F811 - the imported fixture
+    """libexec/ with the command and its library, a config dir and a state dir."""
+    libexec = tmp_path / "libexec"
+    libexec.mkdir()
+    shutil.copy(COLLECTION / "plugins" / "module_utils" / "_workshop.py",
+                libexec / "left4me_workshop.py")
+    shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh",
+                libexec / "left4me-workshop-refresh")
+    for sub in ("etc/overlays", "state/overlays", "state/workshop_cache"):
+        (tmp_path / sub).mkdir(parents=True)
+    api = start_webapi("--generate", "4")
+    return tmp_path, api.base_url
+
+
+def record(base: pathlib.Path, url: str, overlay: str, **definition) -> None:
+    definition = {"id": overlay, "api_url": url, **definition}
+    (base / "etc" / "overlays" / f"{overlay}.workshop.json").write_text(json.dumps(definition))
+
+
+def refresh(base: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-I", str(base / "libexec" / "left4me-workshop-refresh"),
+         "--config-dir", str(base / "etc"), "--state-dir", str(base / "state")],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_standin/stats", timeout=10) as response:
+        return json.load(response)["requests"]
+
+
+def test_refreshes_every_recorded_overlay_then_downloads_nothing(host):
+    base, url = host
+    record(base, url, "maps", collections=["3000000001"])
+    record(base, url, "one", items=["1000000001"])
+    first = refresh(base)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "overlay maps: 4 downloaded" in first.stdout
+    assert "overlay one: 1 cached" in first.stdout  # maps already fetched it: shared cache
+    assert len(list((base / "state/overlays/maps/left4dead2/addons").iterdir())) == 4
+    urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/reset", data=b"{}"))
+    second = refresh(base)
+    assert second.returncode == 0 and "unchanged" in second.stdout
+    assert "download" not in stats(url)
+
+
+def test_one_failing_overlay_does_not_stop_the_others(host):
+    base, url = host
+    record(base, url, "bad", items=["1000000099"])
+    record(base, url, "good", items=["1000000002"])
+    run = refresh(base)
+    assert run.returncode == 1
+    assert "FAILED overlay bad" in run.stdout and "item 1000000099" in run.stdout
+    assert (base / "state/overlays/good/left4dead2/addons/1000000002.vpk").exists()
+
+
+def test_nothing_recorded_is_fine(host):
+    base = host[0]
+    run = refresh(base)
+    assert run.returncode == 0 and "nothing to do" in run.stdout
