@@ -1,0 +1,467 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""steamcmd for the shared game install: scripts, output classification, manifests, links.
+
+Standard library only (target hosts have no ``vdf`` package). The collection's
+``srcds_install`` module is the thin adapter around these functions.
+
+* ``parse_vdf`` reads Valve's text KeyValues (``steamapps/appmanifest_222860.acf``),
+  ``read_app_state`` turns the manifest into the installed build and whether it is
+  complete.
+* ``install_script`` writes the steamcmd command script; secrets go into that file
+  (mode 0600), never onto a command line.
+* ``classify_output`` maps steamcmd's console text to an actionable ``Failure``.
+* ``plan_links``/``apply_links`` keep ``~/.steam/sdk32|sdk64/steamclient.so`` pointing
+  into steamcmd's ``linux32``/``linux64``, without which srcds cannot init Steam.
+* ``run_streaming`` runs steamcmd as the runtime user with a deadline, keeping the
+  output (and optionally copying it to a log file as it arrives).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+APP_ID = 222860
+SUCCESS_RE = re.compile(r"Success! App '(\d+)' (fully installed|already up to date)")
+# StateFlags of a complete install (k_EAppStateFullyInstalled with no other bit set).
+STATE_FULLY_INSTALLED = 4
+# Characters a steamcmd script line cannot carry inside one argument.
+_SCRIPT_UNSAFE_RE = re.compile(r"[\s\"]")
+_STATE_RE = re.compile(r"App '\d+' state is (0x[0-9a-fA-F]+) after update job")
+
+
+class SteamcmdError(Exception):
+    """Bad input or a host state we refuse; the message tells a person what to do."""
+
+
+# --- VDF (Valve KeyValues text) ------------------------------------------------
+
+
+_VDF_TOKEN_RE = re.compile(
+    r"""
+    \s+                                  # whitespace
+    | //[^\n]*                           # comment to end of line
+    | \[[^\]\n]*\]                       # conditional such as [$WIN32]: ignored
+    | (?P<open>\{) | (?P<close>\})
+    | "(?P<quoted>(?:[^"\\]|\\.)*)"      # quoted string with backslash escapes
+    | (?P<bare>[^\s{}"]+)                # unquoted token
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_VDF_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+
+
+def _vdf_tokens(text: str):
+    position = 0
+    while position < len(text):
+        match = _VDF_TOKEN_RE.match(text, position)
+        if not match:
+            raise SteamcmdError(f"VDF: unexpected {text[position:position + 20]!r} at {position}")
+        position = match.end()
+        if match.group("open"):
+            yield "{", None
+        elif match.group("close"):
+            yield "}", None
+        elif match.group("quoted") is not None:
+            raw = match.group("quoted")
+            yield "str", re.sub(r"\\(.)", lambda m: _VDF_ESCAPES.get(m.group(1), m.group(1)), raw)
+        elif match.group("bare") is not None:
+            yield "str", match.group("bare")
+
+
+def parse_vdf(text: str) -> dict:
+    """Parse text KeyValues into nested dicts of str; a repeated key keeps the last value."""
+    root: dict = {}
+    stack = [root]
+    key = None
+    for kind, value in _vdf_tokens(text):
+        if kind == "str":
+            if key is None:
+                key = value
+            else:
+                stack[-1][key] = value
+                key = None
+        elif kind == "{":
+            if key is None:
+                raise SteamcmdError("VDF: '{' without a key before it")
+            child: dict = {}
+            stack[-1][key] = child
+            stack.append(child)
+            key = None
+        else:
+            if key is not None or len(stack) == 1:
+                raise SteamcmdError("VDF: unbalanced '}' or a key without a value")
+            stack.pop()
+    if key is not None or len(stack) != 1:
+        raise SteamcmdError("VDF: unexpected end of text (missing '}' or value)")
+    return root
+
+
+def _get_ci(mapping: dict, key: str):
+    """Steam treats KeyValues keys case-insensitively."""
+    for candidate, value in mapping.items():
+        if candidate.lower() == key.lower():
+            return value
+    return None
+
+
+# --- the installed app ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppState:
+    buildid: int | None = None
+    state_flags: int | None = None
+    depots: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.buildid is not None and self.state_flags == STATE_FULLY_INSTALLED
+
+
+def manifest_path(install_dir: str, app_id: int = APP_ID) -> str:
+    return os.path.join(install_dir, "steamapps", f"appmanifest_{app_id}.acf")
+
+
+def app_state_from_manifest(text: str) -> AppState:
+    app = _get_ci(parse_vdf(text), "AppState")
+    if not isinstance(app, dict):
+        raise SteamcmdError("app manifest has no AppState section")
+
+    def number(key: str) -> int | None:
+        value = _get_ci(app, key)
+        return int(value) if isinstance(value, str) and value.isdigit() else None
+
+    depots = _get_ci(app, "InstalledDepots")
+    return AppState(
+        buildid=number("buildid"),
+        state_flags=number("StateFlags"),
+        depots=tuple(sorted(depots)) if isinstance(depots, dict) else (),
+    )
+
+
+def read_app_state(install_dir: str, app_id: int = APP_ID) -> AppState:
+    """The install's manifest as an AppState; no (or an unreadable) manifest = nothing installed."""
+    try:
+        with open(manifest_path(install_dir, app_id), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return AppState()
+    try:
+        return app_state_from_manifest(text)
+    except SteamcmdError:
+        # A truncated manifest (steamcmd killed mid-write) means "not installed": reinstall.
+        return AppState()
+
+
+# --- scripts -------------------------------------------------------------------
+
+
+def check_script_argument(value: str, what: str) -> str:
+    if not value or _SCRIPT_UNSAFE_RE.search(value):
+        raise SteamcmdError(
+            f"{what} must be non-empty without whitespace or double quotes:"
+            " a steamcmd script line cannot carry them"
+        )
+    return value
+
+
+def install_script(
+    install_dir: str,
+    steam_user: str = "anonymous",
+    steam_password: str | None = None,
+    validate: bool = False,
+    platform_pass: bool = False,
+    app_id: int = APP_ID,
+) -> str:
+    """The steamcmd script for one install/update run (``+runscript FILE``).
+
+    ``platform_pass`` first installs the Windows depots, then the Linux ones with
+    ``validate``: the anonymous licence of 222860 only allows a Linux install into a
+    directory that already had the Windows pass ("Invalid platform" otherwise).
+    """
+    check_script_argument(install_dir, "install_dir")
+    check_script_argument(steam_user, "steam_user")
+    login = ["login", steam_user]
+    if steam_user != "anonymous":
+        if not steam_password:
+            raise SteamcmdError(f"steam_password is required for steam_user {steam_user!r}")
+        login.append(check_script_argument(steam_password, "steam_password"))
+    lines = [
+        "@ShutdownOnFailedCommand 1",  # stop at the first failure instead of carrying on
+        "@NoPromptForPassword 1",  # never wait on a prompt nobody can answer
+        f"force_install_dir {install_dir}",  # before login, or steamcmd ignores it
+        " ".join(login),
+    ]
+    if platform_pass:
+        lines += [
+            "@sSteamCmdForcePlatformType windows",
+            f"app_update {app_id}",
+            "@sSteamCmdForcePlatformType linux",
+            f"app_update {app_id} validate",
+        ]
+    else:
+        lines.append(f"app_update {app_id}" + (" validate" if validate else ""))
+    lines.append("quit")
+    return "\n".join(lines) + "\n"
+
+
+# --- output classification -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str
+    detail: str
+
+
+# (kind, pattern) in order: the first match names the failure.
+_FAILURE_PATTERNS = (
+    ("invalid_platform", re.compile(r"\(Invalid platform\)")),
+    ("no_subscription", re.compile(r"\(No subscription\)")),
+    ("steam_guard", re.compile(
+        r"Two-factor code mismatch|Invalid Login Auth Code|Account Logon Denied"
+        r"|Steam Guard code|two-factor", re.IGNORECASE)),
+    ("login_failed", re.compile(
+        r"Logging in user .*FAILED|FAILED login with result code|Login Failure")),
+    ("disk_full", re.compile(
+        r"state is 0x202 after update job|Not enough disk space|\(Disk space\)",
+        re.IGNORECASE)),
+    ("disk_write", re.compile(r"\(Disk write failure\)|\(Disk read failure\)", re.IGNORECASE)),
+    ("timeout", re.compile(r"state is 0x6 after update job|\bTimeout\b", re.IGNORECASE)),
+    ("offline", re.compile(r"not online or not logged in|\(No Connection\)"
+                           r"|\(Service Unavailable\)", re.IGNORECASE)),
+)
+
+
+def _failure_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"(ERROR|Error)!|.*FAILED", line)]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else "(no output)"
+
+
+def succeeded(output: str, app_id: int = APP_ID) -> bool:
+    return any(int(m.group(1)) == app_id for m in SUCCESS_RE.finditer(output))
+
+
+def classify_output(output: str, rc: int | None, app_id: int = APP_ID) -> Failure | None:
+    """None when steamcmd installed the app, else the Failure its output names.
+
+    ``rc`` None means the run was stopped at its deadline. Success needs both the
+    ``Success! App '222860' ...`` line and rc 0: steamcmd has exited 0 after failures,
+    so the exit code alone is not enough.
+    """
+    if rc is None:
+        return Failure("run_timeout", _failure_line(output))
+    if rc == 0 and succeeded(output, app_id) and not re.search(r"^(ERROR|Error)!", output, re.M):
+        return None
+    for kind, pattern in _FAILURE_PATTERNS:
+        for line in output.splitlines():
+            if pattern.search(line):
+                return Failure(kind, line.strip())
+    state = _STATE_RE.search(output)
+    if state:
+        return Failure("unknown", f"{_failure_line(output)} (update state {state.group(1)})")
+    return Failure("unknown", _failure_line(output))
+
+
+_ADVICE = {
+    "invalid_platform": (
+        "steamcmd refused the Linux install of app {app} (Invalid platform), even after the"
+        " Windows-then-Linux platform pass. Anonymous installs of 222860 need that pass into"
+        " an install dir of their own; remove a half-installed {install_dir} or log in with"
+        " an account that owns Left 4 Dead 2"
+    ),
+    "no_subscription": (
+        "Steam account {user!r} may not install app {app} (No subscription). Use"
+        " steam_user=anonymous (the dedicated server is free) or an account that owns it"
+    ),
+    "steam_guard": (
+        "Steam Guard (two-factor) rejected the login of {user!r}. steamcmd here cannot answer"
+        " a code prompt: use steam_user=anonymous, an account without Steam Guard, or log in"
+        " once interactively as the runtime user so steamcmd caches the session"
+    ),
+    "login_failed": (
+        "Steam login of {user!r} failed. Check steam_user and steam_password; after"
+        " 'Rate Limit Exceeded' wait before retrying"
+    ),
+    "disk_full": (
+        "not enough disk space for app {app} in {install_dir} (steamcmd state 0x202). Free"
+        " space on that filesystem (the dedicated server needs about 15 GB) and re-run;"
+        " the download resumes"
+    ),
+    "disk_write": (
+        "steamcmd could not write into {install_dir}. It must be writable by the runtime"
+        " user steamcmd runs as, on a filesystem with free space"
+    ),
+    "timeout": (
+        "the download from Steam timed out (steamcmd state 0x6). Re-run to resume; if it"
+        " repeats, check the host's connection to Steam's content servers"
+    ),
+    "run_timeout": (
+        "steamcmd did not finish within {timeout} s and was stopped. Raise timeout for a"
+        " first install on a slow link; the next run resumes the download"
+    ),
+    "offline": (
+        "steamcmd could not reach Steam. Check the host's DNS and outbound HTTPS/UDP to"
+        " Steam, then re-run"
+    ),
+    "unknown": (
+        "steamcmd failed installing app {app}. See output_tail and steamcmd's logs in"
+        " {steamcmd_dir}/logs"
+    ),
+}
+
+
+def failure_message(failure: Failure, **context) -> str:
+    """An actionable one-paragraph message: what happened, then what to do."""
+    values = {"app": APP_ID, "user": "anonymous", "install_dir": "?", "steamcmd_dir": "?",
+              "timeout": "?"}
+    values.update(context)
+    advice = _ADVICE.get(failure.kind, _ADVICE["unknown"]).format(**values)
+    return f"{advice} [{failure.kind}: {failure.detail}]"
+
+
+# --- ~/.steam/sdk32|sdk64 links --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str
+    target: str
+
+
+def plan_links(home: str, steamcmd_dir: str) -> list[Link]:
+    """The links srcds needs to init Steam: ~/.steam/sdkNN/steamclient.so -> steamcmd's."""
+    return [
+        Link(os.path.join(home, ".steam", sdk, "steamclient.so"),
+             os.path.join(steamcmd_dir, arch, "steamclient.so"))
+        for sdk, arch in (("sdk32", "linux32"), ("sdk64", "linux64"))
+    ]
+
+
+def link_is_correct(link: Link) -> bool:
+    try:
+        return os.readlink(link.path) == link.target
+    except OSError:
+        return False
+
+
+def apply_links(links: list[Link], uid: int, gid: int) -> list[Link]:
+    """Create or repoint the links (and their directories, owned by uid:gid); return changes."""
+    changed = []
+    for link in links:
+        if link_is_correct(link):
+            continue
+        directory = os.path.dirname(link.path)
+        for path in (os.path.dirname(directory), directory):
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o755)
+                os.chown(path, uid, gid)
+        temporary = f"{link.path}.left4me-tmp"
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        os.symlink(link.target, temporary)
+        os.lchown(temporary, uid, gid)
+        os.replace(temporary, link.path)  # atomic: srcds never sees a missing link
+        changed.append(link)
+    return changed
+
+
+# --- running steamcmd ------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    rc: int | None
+    output: str
+    timed_out: bool = False
+    tail: list[str] = field(default_factory=list)
+
+
+def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the whole process group (steamcmd.sh forks), SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_streaming(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    timeout: float,
+    user: int | None = None,
+    group: int | None = None,
+    extra_groups: list[int] | None = None,
+    log_path: str | None = None,
+    tail_lines: int = 40,
+) -> RunResult:
+    """Run argv (stdout+stderr merged, stdin closed) until it exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    chunks: list[bytes] = []
+    kwargs: dict = {}
+    if user is not None:
+        kwargs.update(user=user, group=group, extra_groups=extra_groups or [])
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in finally
+    try:
+        process = subprocess.Popen(  # pylint: disable=consider-using-with
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, umask=0o022, **kwargs,
+        )
+        timed_out = False
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if log:
+                    log.write(chunk)
+                    log.flush()
+        if timed_out:
+            _stop(process)
+        else:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(process)
+        process.stdout.close()
+    finally:
+        if log:
+            log.close()
+    output = b"".join(chunks).decode("utf-8", errors="replace")
+    # steamcmd redraws progress with carriage returns; keep the last state of each line.
+    for line in output.splitlines():
+        text = line.rsplit("\r", 1)[-1].rstrip()
+        if text:
+            tail.append(text)
+    return RunResult(rc=None if timed_out else process.returncode, output=output,
+                     timed_out=timed_out, tail=list(tail))

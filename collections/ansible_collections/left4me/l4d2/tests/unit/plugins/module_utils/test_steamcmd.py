@@ -1,0 +1,312 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests for module_utils/_steamcmd.py: VDF, manifests, scripts, output classes, links."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd
+
+# A manifest as steamcmd writes it for the dedicated server (values from a real host),
+# written with spaces here; Steam writes tabs, restored below.
+MANIFEST = r'''"AppState"
+{
+    "appid"        "222860"
+    "Universe"        "1"
+    "LauncherPath"        "C:\\Program Files (x86)\\Steam\\steam.exe"
+    "name"        "Left 4 Dead 2 Dedicated Server"
+    "StateFlags"        "4"
+    "installdir"        "Left 4 Dead 2 Dedicated Server"
+    "LastUpdated"        "1716584667"
+    "SizeOnDisk"        "11203871457"
+    "buildid"        "14389133"
+    "LastOwner"        "0"
+    "InstalledDepots"
+    {
+        "222861"
+        {
+            "manifest"        "5294133052541428574"
+            "size"        "11124306113"
+        }
+        "222863"
+        {
+            "manifest"        "1960133486524786911"
+            "size"        "79565344"
+        }
+    }
+    "UserConfig"
+    {
+    }
+}
+'''.replace("    ", "\t")
+
+
+# --- VDF -----------------------------------------------------------------------
+
+
+def test_parse_vdf_reads_a_real_manifest():
+    data = steamcmd.parse_vdf(MANIFEST)
+    app = data["AppState"]
+    assert app["buildid"] == "14389133"
+    assert app["LauncherPath"] == "C:\\Program Files (x86)\\Steam\\steam.exe"
+    assert app["InstalledDepots"]["222863"]["size"] == "79565344"
+    assert app["UserConfig"] == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"a" "1"', {"a": "1"}),
+        ("a 1 b 2", {"a": "1", "b": "2"}),  # unquoted tokens
+        ('"a" "x\\"y\\\\z\\n"', {"a": 'x"y\\z\n'}),  # escapes
+        ('"a" { "b" "1" } // trailing comment', {"a": {"b": "1"}}),
+        ('"a" "1" [$WIN32]\n"a" "2"', {"a": "2"}),  # conditional ignored, last value wins
+        ('"s"{"t"{"u""v"}}', {"s": {"t": {"u": "v"}}}),  # no whitespace at all
+        ('"a"  ""', {"a": ""}),
+    ],
+)
+def test_parse_vdf_syntax(text, expected):
+    assert steamcmd.parse_vdf(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ['"a" {', '"a" }', '"a"', "{", '"a" { "b" }', '"a" "unterminated'],
+)
+def test_parse_vdf_rejects_broken_text(text):
+    with pytest.raises(steamcmd.SteamcmdError):
+        steamcmd.parse_vdf(text)
+
+
+def test_app_state_from_manifest():
+    state = steamcmd.app_state_from_manifest(MANIFEST)
+    assert state == steamcmd.AppState(14389133, 4, ("222861", "222863"))
+    assert state.complete
+
+
+@pytest.mark.parametrize(
+    ("flags", "complete"), [("4", True), ("6", False), ("1026", False), ("2", False)],
+)
+def test_only_state_flags_4_is_a_complete_install(flags, complete):
+    text = MANIFEST.replace('"StateFlags"\t\t"4"', f'"StateFlags"\t\t"{flags}"')
+    assert steamcmd.app_state_from_manifest(text).complete is complete
+
+
+def test_keys_are_case_insensitive():
+    state = steamcmd.app_state_from_manifest('"appstate" { "BuildID" "7" "stateflags" "4" }')
+    assert state.buildid == 7 and state.complete
+
+
+def test_read_app_state_missing_or_truncated_manifest_means_not_installed(tmp_path):
+    assert steamcmd.read_app_state(str(tmp_path)) == steamcmd.AppState()
+    path = pathlib.Path(steamcmd.manifest_path(str(tmp_path)))
+    path.parent.mkdir()
+    path.write_text(MANIFEST[:200])
+    assert not steamcmd.read_app_state(str(tmp_path)).complete
+    path.write_text(MANIFEST)
+    assert steamcmd.read_app_state(str(tmp_path)).buildid == 14389133
+
+
+# --- scripts -------------------------------------------------------------------
+
+
+def test_anonymous_script_forces_install_dir_before_login():
+    script = steamcmd.install_script("/srv/l4d2", validate=True).splitlines()
+    assert script == [
+        "@ShutdownOnFailedCommand 1",
+        "@NoPromptForPassword 1",
+        "force_install_dir /srv/l4d2",
+        "login anonymous",
+        "app_update 222860 validate",
+        "quit",
+    ]
+
+
+def test_platform_pass_script_installs_windows_then_linux_with_validate():
+    script = steamcmd.install_script("/srv/l4d2", platform_pass=True).splitlines()
+    assert script[4:8] == [
+        "@sSteamCmdForcePlatformType windows",
+        "app_update 222860",
+        "@sSteamCmdForcePlatformType linux",
+        "app_update 222860 validate",
+    ]
+
+
+def test_account_script_carries_the_password_in_the_file():
+    script = steamcmd.install_script("/srv/l4d2", "bob", "s3cret!")
+    assert "login bob s3cret!\n" in script
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(steam_user="bob"), "steam_password is required"),
+        (dict(steam_user="bob", steam_password="two words"), "steam_password must be"),
+        (dict(steam_user="bob", steam_password='a"b'), "steam_password must be"),
+        (dict(steam_user="bob", steam_password="a\nquit"), "steam_password must be"),
+        (dict(steam_user="bob smith", steam_password="x"), "steam_user must be"),
+    ],
+)
+def test_script_refuses_what_a_script_line_cannot_carry(kwargs, message):
+    with pytest.raises(steamcmd.SteamcmdError, match=message):
+        steamcmd.install_script("/srv/l4d2", **kwargs)
+
+
+def test_script_refuses_install_dir_with_spaces():
+    with pytest.raises(steamcmd.SteamcmdError, match="install_dir"):
+        steamcmd.install_script("/srv/my game")
+
+
+# --- output classification -----------------------------------------------------
+
+SUCCESS_FRESH = """Redirecting stderr to '/home/left4me/Steam/logs/stderr.txt'
+Loading Steam API...OK
+Connecting anonymously to Steam Public...OK
+Waiting for client config...OK
+Waiting for user info...OK
+ Update state (0x61) downloading, progress: 99.94 (11119806543 / 11126255001)
+Success! App '222860' fully installed.
+Unloading Steam API...OK
+"""
+
+
+@pytest.mark.parametrize(
+    "output",
+    [SUCCESS_FRESH, "Connecting anonymously to Steam Public...OK\n"
+                    "Success! App '222860' already up to date.\n"],
+)
+def test_success_is_no_failure(output):
+    assert steamcmd.classify_output(output, 0) is None
+
+
+# Failure texts as real steamcmd prints them (collected from operators' reports).
+FAILURES = [
+    ("Error! App '222860' state is 0x202 after update job.", 8, "disk_full"),
+    (" Update state (0x61) downloading, progress: 12.01 (1336094562 / 11126255001)\n"
+     "Error! App '222860' state is 0x202 after update job.", 8, "disk_full"),
+    ("ERROR! Failed to install app '222860' (No subscription)", 8, "no_subscription"),
+    ("ERROR! Failed to install app '222860' (Invalid platform)", 8, "invalid_platform"),
+    ("Logging in user 'bob' [U:1:123456] to Steam Public...FAILED (Invalid Password)", 5,
+     "login_failed"),
+    ("Logging in user 'bob' to Steam Public...\nFAILED login with result code Invalid Password",
+     5, "login_failed"),
+    ("Logging in user 'bob' to Steam Public...FAILED (Rate Limit Exceeded)", 5, "login_failed"),
+    ("This account is protected by a Steam Guard mobile authenticator.\n"
+     "Logging in user 'bob' [U:1:1] to Steam Public...FAILED (Two-factor code mismatch)", 5,
+     "steam_guard"),
+    ("Logging in user 'bob' to Steam Public...FAILED (Account Logon Denied)", 5, "steam_guard"),
+    ("FAILED login with result code Invalid Login Auth Code", 5, "steam_guard"),
+    ("Error! App '222860' state is 0x6 after update job.", 8, "timeout"),
+    ("ERROR! Failed to install app '222860' (Disk write failure)", 8, "disk_write"),
+    ("ERROR! Failed to request AppInfo update, not online or not logged in to Steam.", 8,
+     "offline"),
+    ("ERROR! Failed to install app '222860' (No Connection)", 8, "offline"),
+    ("Error! App '222860' state is 0x602 after update job.", 8, "unknown"),
+    ("Segmentation fault (core dumped)", 139, "unknown"),
+    ("", 1, "unknown"),
+]
+
+
+@pytest.mark.parametrize(("output", "rc", "kind"), FAILURES)
+def test_classify_real_failure_texts(output, rc, kind):
+    failure = steamcmd.classify_output("Loading Steam API...OK\n" + output + "\n", rc)
+    assert failure is not None and failure.kind == kind, failure
+
+
+def test_unknown_failure_keeps_the_update_state_code():
+    failure = steamcmd.classify_output("Error! App '222860' state is 0x602 after update job.", 8)
+    assert "0x602" in failure.detail
+
+
+def test_exit_0_without_success_line_is_a_failure():
+    assert steamcmd.classify_output("Loading Steam API...OK\nUnloading Steam API...OK\n", 0)
+
+
+def test_success_line_with_error_exit_is_a_failure():
+    failure = steamcmd.classify_output(SUCCESS_FRESH, 8)
+    assert failure is not None and failure.kind == "unknown"
+
+
+def test_stopped_at_deadline_is_run_timeout():
+    failure = steamcmd.classify_output(" Update state (0x61) downloading, progress: 1.00", None)
+    assert failure.kind == "run_timeout"
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("disk_full", "disk space"),
+        ("no_subscription", "steam_user=anonymous"),
+        ("steam_guard", "Steam Guard"),
+        ("login_failed", "steam_password"),
+        ("invalid_platform", "platform pass"),
+        ("timeout", "Re-run"),
+        ("run_timeout", "Raise timeout"),
+        ("offline", "outbound"),
+        ("unknown", "/opt/steam/logs"),
+    ],
+)
+def test_failure_message_says_what_to_do(kind, words):
+    message = steamcmd.failure_message(steamcmd.Failure(kind, "the line"), user="bob",
+                                       install_dir="/srv/l4d2", steamcmd_dir="/opt/steam",
+                                       timeout=60)
+    assert words.lower() in message.lower()
+    assert message.endswith(f"[{kind}: the line]")
+
+
+# --- links ---------------------------------------------------------------------
+
+
+def test_plan_links_points_sdk_dirs_into_steamcmd():
+    assert steamcmd.plan_links("/home/u", "/opt/steam") == [
+        steamcmd.Link("/home/u/.steam/sdk32/steamclient.so", "/opt/steam/linux32/steamclient.so"),
+        steamcmd.Link("/home/u/.steam/sdk64/steamclient.so", "/opt/steam/linux64/steamclient.so"),
+    ]
+
+
+def test_apply_links_creates_repairs_and_then_leaves_alone(tmp_path):
+    links = steamcmd.plan_links(str(tmp_path), "/opt/steam")
+    uid, gid = os.getuid(), os.getgid()
+    assert steamcmd.apply_links(links, uid, gid) == links
+    assert os.readlink(tmp_path / ".steam/sdk64/steamclient.so") == (
+        "/opt/steam/linux64/steamclient.so")
+    assert steamcmd.apply_links(links, uid, gid) == []
+    wrong = tmp_path / ".steam/sdk32/steamclient.so"
+    wrong.unlink()
+    wrong.write_text("a copied file")
+    assert steamcmd.apply_links(links, uid, gid) == [links[0]]
+    assert all(steamcmd.link_is_correct(link) for link in links)
+
+
+# --- running -------------------------------------------------------------------
+
+
+def test_run_streaming_keeps_tail_and_log(tmp_path):
+    log = tmp_path / "log"
+    script = "for i in $(seq 1 60); do echo line $i; done; printf 'a\\rb\\n'; exit 3"
+    result = steamcmd.run_streaming(["sh", "-c", script], env={"PATH": os.environ["PATH"]},
+                                    cwd=str(tmp_path), timeout=30, log_path=str(log))
+    assert result.rc == 3 and not result.timed_out
+    assert len(result.tail) == 40 and result.tail[-1] == "b"
+    assert log.read_text().startswith("line 1\n")
+
+
+def test_run_streaming_stops_the_whole_group_at_the_deadline(tmp_path):
+    marker = tmp_path / "survived"
+    script = f"(sleep 3; touch {marker}) & echo started; sleep 30"
+    result = steamcmd.run_streaming(["sh", "-c", script], env={"PATH": os.environ["PATH"]},
+                                    cwd=str(tmp_path), timeout=1)
+    assert result.timed_out and result.rc is None
+    assert result.tail == ["started"]
+    time.sleep(3.5)
+    assert not marker.exists(), "a child outlived the stopped run"
