@@ -57,8 +57,10 @@ OVERLAY_MOUNT = "/overlay"
 SCRIPT_MOUNT = "/run/left4me-build/script"
 
 # Egress the sandbox must never reach: anything on this host or a private
-# network behind it. The public internet stays reachable. Never combine with
-# IPAddressAllow=any: on systemd 257 that made the deny list a no-op.
+# network behind it. The public internet stays reachable. The unit gets
+# IPAddressDeny=any plus IPAddressAllow= of the complement of these ranges
+# (public_networks()), so the list fails closed. Never IPAddressAllow=any: an
+# allow entry wins over a deny entry, so on systemd 257 it voided the deny list.
 DENIED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("0.0.0.0/8", "this network"),
     ("127.0.0.0/8", "IPv4 loopback"),
@@ -66,6 +68,7 @@ DENIED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("169.254.0.0/16", "IPv4 link-local (cloud metadata at 169.254.169.254)"),
     ("fe80::/10", "IPv6 link-local"),
     ("224.0.0.0/4", "IPv4 multicast"),
+    ("240.0.0.0/4", "IPv4 reserved and limited broadcast"),
     ("ff00::/8", "IPv6 multicast"),
     ("10.0.0.0/8", "RFC1918"),
     ("172.16.0.0/12", "RFC1918"),
@@ -74,6 +77,10 @@ DENIED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("fc00::/7", "IPv6 unique local (ULA)"),
     ("::ffff:0:0/96", "IPv4-mapped IPv6 (would smuggle the IPv4 ranges)"),
 )
+
+# Every public IPv6 unicast address lies in 2000::/3 (global unicast); ULA,
+# link-local, multicast, loopback and IPv4-mapped addresses lie outside it.
+PUBLIC_IPV6 = "2000::/3"
 
 # Public resolvers for the sandbox's own resolv.conf: the host's resolver is
 # usually on loopback or a private network, which the deny list blocks.
@@ -186,6 +193,21 @@ def denied_network_of(address: object) -> str | None:
     return None
 
 
+def public_networks() -> list[str]:
+    """The complement of DENIED_NETWORKS: IPv4 minus every denied range, and 2000::/3."""
+    allowed = {4: [ipaddress.ip_network("0.0.0.0/0")], 6: [ipaddress.ip_network(PUBLIC_IPV6)]}
+    for text, _why in DENIED_NETWORKS:
+        denied = ipaddress.ip_network(text)
+        kept = []
+        for network in allowed[denied.version]:
+            if denied.subnet_of(network):
+                kept.extend(network.address_exclude(denied))
+            elif not network.subnet_of(denied):
+                kept.append(network)
+        allowed[denied.version] = kept
+    return [str(n) for v in (4, 6) for n in ipaddress.collapse_addresses(allowed[v])]
+
+
 # --- paths --------------------------------------------------------------------
 
 
@@ -287,7 +309,8 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
         ("SystemCallErrorNumber", "EPERM"),
         # Network: public internet only
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
-        ("IPAddressDeny", " ".join(network for network, _why in DENIED_NETWORKS)),
+        ("IPAddressDeny", "any"),
+        ("IPAddressAllow", " ".join(public_networks())),
         # Resources and wall time
         ("MemoryMax", limits.memory_max),
         ("MemorySwapMax", "0"),

@@ -29,12 +29,14 @@ description:
     C(RestrictNamespaces), C(LockPersonality), C(MemoryDenyWriteExecute), a system call
     allow list (C(@system-service) minus C(@privileged) and C(@resources)), kernel,
     clock, hostname, cgroup and /proc protections."
-  - "Network: IPv4, IPv6 and Unix sockets only; C(IPAddressDeny=) blocks loopback,
-    link-local (cloud metadata), multicast, RFC1918, CGNAT and ULA ranges, so the
-    script reaches the public internet and nothing on the host or behind it. There is
-    deliberately no C(IPAddressAllow=) (on systemd 257 C(IPAddressAllow=any) turned the
-    deny list into a no-op). A resolv.conf naming O(resolvers) is bound over
-    C(/etc/resolv.conf), because the host's resolver usually sits on a blocked address."
+  - "Network: IPv4, IPv6 and Unix sockets only. C(IPAddressDeny=any) with an
+    C(IPAddressAllow=) list computed as the exact complement of loopback, link-local
+    (cloud metadata), multicast, reserved, RFC1918, CGNAT and ULA ranges (IPv6: only
+    C(2000::/3)), so the script reaches the public internet and nothing on the host or
+    behind it, and a forgotten range stays closed. Never C(IPAddressAllow=any): an allow
+    entry wins over a deny entry (on systemd 257 it voided the deny list). A resolv.conf
+    naming O(resolvers) is bound over C(/etc/resolv.conf), because the host's resolver
+    usually sits on a blocked address."
   - Limits C(MemoryMax=), C(TasksMax=), C(CPUQuota=) and a wall-time kill
     C(RuntimeMaxSec=) come from O(memory_max), O(tasks_max), O(cpu_quota) and
     O(runtime_max_sec).
@@ -348,6 +350,12 @@ def run_build(module, paths, properties, limits: Limits) -> dict:
                            ) from exc
     output, service_result = split_result(result.stdout.decode("utf-8", "replace"),
                                           paths.token)
+    if not service_result:
+        # The unit never reported back: show what systemd logged about it.
+        unit = unit_name(os.path.basename(paths.overlay))
+        _rc, journal, _err = run_command(["journalctl", "--no-pager", "--output=cat",
+                                          "--lines=20", f"--unit={unit}"])
+        output += "".join(f"journal: {line}\n" for line in journal.splitlines())
     return dict(rc=result.returncode, service_result=service_result,
                 output=output_tail(output, module.params["output_lines"]))
 

@@ -10,6 +10,7 @@ staging tree is hashed, made readable and swapped.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pathlib
 import stat
@@ -192,15 +193,41 @@ def test_bad_masked_paths_are_refused(bad):
         props_for(masked_paths=[bad])
 
 
-@pytest.mark.parametrize("network", ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
-                                     "224.0.0.0/4", "ff00::/8", "10.0.0.0/8", "172.16.0.0/12",
-                                     "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"])
-def test_egress_deny_list_covers(network):
-    assert network in values(props_for(), "IPAddressDeny")[0].split()
+DENIED = ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "224.0.0.0/4", "ff00::/8",
+          "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
 
 
-def test_there_is_no_allow_list_that_would_void_the_deny_list():
-    assert values(props_for(), "IPAddressAllow") == []
+@pytest.mark.parametrize("network", DENIED)
+def test_egress_deny_list_names(network):
+    assert network in [n for n, _why in sandbox.DENIED_NETWORKS]
+
+
+@pytest.mark.parametrize("network", DENIED)
+def test_egress_to_denied_range_is_outside_the_allow_list(network):
+    allowed = [ipaddress.ip_network(n) for n in values(props_for(), "IPAddressAllow")[0].split()]
+    denied = ipaddress.ip_network(network)
+    assert not any(a.overlaps(denied) for a in allowed if a.version == denied.version)
+
+
+def test_egress_fails_closed_and_never_allows_any():
+    props = props_for()
+    assert values(props, "IPAddressDeny") == ["any"]
+    (allow,) = values(props, "IPAddressAllow")
+    assert "any" not in allow.split() and "0.0.0.0/0" not in allow and "::/0" not in allow
+
+
+@pytest.mark.parametrize("address", ["203.0.113.10", "1.1.1.1", "8.8.8.8", "172.32.0.1",
+                                     "100.128.0.1", "223.255.255.255", "2606:4700:4700::1111"])
+def test_public_addresses_are_in_the_allow_list(address):
+    ip = ipaddress.ip_address(address)
+    allowed = [ipaddress.ip_network(n) for n in sandbox.public_networks()]
+    assert any(ip in n for n in allowed if n.version == ip.version)
+
+
+def test_allow_list_is_the_exact_complement_of_the_ipv4_deny_list():
+    allowed = [ipaddress.ip_network(n) for n in sandbox.public_networks() if ":" not in n]
+    denied = [ipaddress.ip_network(n) for n, _why in sandbox.DENIED_NETWORKS if ":" not in n]
+    assert sum(n.num_addresses for n in allowed) + sum(n.num_addresses for n in denied) == 2**32
 
 
 def test_limits_reach_the_property_list():
