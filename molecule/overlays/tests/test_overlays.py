@@ -1,0 +1,214 @@
+"""What the overlays role promises on a host: Workshop overlay, refresh timer, files overlays.
+
+testinfra's ansible backend costs seconds per command, so each test reads what it needs in
+one command: `look()` runs a small python3 script on the host that reports lstat results,
+contents and digests of many paths at once.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+STATE = "/var/lib/left4me"
+CACHE = f"{STATE}/workshop_cache"
+MAPS = f"{STATE}/overlays/maps"
+ADDONS = f"{MAPS}/left4dead2/addons"
+CONF = f"{STATE}/overlays/molecule-config"
+API = "http://127.0.0.1:8880"
+ITEMS = [str(1_000_000_000 + n) for n in range(1, 7)]  # one item + collection (3) + nested (3)
+
+LOOK = r"""
+import grp, hashlib, json, os, pwd, stat, sys
+out = {}
+for path in sys.argv[1:]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        out[path] = None
+        continue
+    entry = {"user": pwd.getpwuid(st.st_uid).pw_name, "group": grp.getgrgid(st.st_gid).gr_name,
+             "mode": stat.S_IMODE(st.st_mode), "size": st.st_size,
+             "type": "link" if stat.S_ISLNK(st.st_mode) else
+                     "dir" if stat.S_ISDIR(st.st_mode) else "file"}
+    if entry["type"] == "link":
+        entry["target"] = os.readlink(path)
+    elif entry["type"] == "dir":
+        entry["entries"] = sorted(os.listdir(path))
+    else:
+        data = open(path, "rb").read()
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+        if len(data) < 4096:
+            entry["text"] = data.decode("utf-8", "replace")
+    out[path] = entry
+print(json.dumps(out))
+"""
+
+
+def look(host, *paths):
+    result = host.run("python3 -c %s " + " ".join(["%s"] * len(paths)), LOOK, *paths)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def standin(host, method, path, payload=None):
+    """Talk to the stand-in Web API on the host's loopback (its python3, no curl needed)."""
+    script = (
+        "import json,sys,urllib.request as u;"
+        "d=sys.argv[3].encode() if sys.argv[3] else None;"
+        "r=u.Request(sys.argv[1]+sys.argv[2],data=d,method=sys.argv[4]);"
+        "print(u.urlopen(r,timeout=10).read().decode())"
+    )
+    body = json.dumps(payload) if payload is not None else ""
+    result = host.run("python3 -c %s %s %s %s %s", script, API, path, body, method)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_items_are_cached_once_and_linked_owned_by_the_runtime_user(host):
+    sizes = {str(i["publishedfileid"]): i["file_size"]
+             for i in standin(host, "GET", "/_standin/catalogue")["items"]}
+    paths = [MAPS, f"{MAPS}/left4dead2", ADDONS, CACHE]
+    paths += [f"{CACHE}/{item}.vpk" for item in ITEMS] + [f"{ADDONS}/{item}.vpk" for item in ITEMS]
+    seen = look(host, *paths)
+    for item in ITEMS:
+        cached, link = seen[f"{CACHE}/{item}.vpk"], seen[f"{ADDONS}/{item}.vpk"]
+        assert cached and cached["type"] == "file", item
+        assert (cached["user"], cached["group"], cached["mode"]) == ("left4me", "left4me", 0o644)
+        assert cached["size"] == sizes[item]
+        assert link and link["type"] == "link" and link["target"] == f"{CACHE}/{item}.vpk"
+        assert link["user"] == "left4me"
+    assert seen[ADDONS]["entries"] == sorted(f"{item}.vpk" for item in ITEMS)
+    for path in (MAPS, f"{MAPS}/left4dead2", ADDONS):
+        assert (seen[path]["user"], seen[path]["mode"]) == ("left4me", 0o755), path
+    assert not [n for n in seen[CACHE]["entries"] if n.endswith(".part")]
+
+
+def test_definition_is_recorded_for_the_refresh(host):
+    recorded = "/etc/left4me/overlays/maps.workshop.json"
+    seen = look(host, recorded, "/etc/left4me/overlays/demo-config.workshop.json")
+    assert (seen[recorded]["user"], seen[recorded]["group"], seen[recorded]["mode"]) == (
+        "root", "left4me", 0o640)
+    definition = json.loads(seen[recorded]["text"])
+    assert definition["items"] == ["1000000001"] and definition["collections"] == ["3000000001"]
+    assert seen["/etc/left4me/overlays/demo-config.workshop.json"] is None  # files kind
+
+
+def test_refresh_timer_is_enabled_and_scheduled(host):
+    shown = host.run("systemctl show -p UnitFileState -p ActiveState -p Persistent"
+                     " -p NextElapseUSecRealtime left4me-workshop-refresh.timer").stdout
+    props = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    assert props["UnitFileState"] == "enabled" and props["ActiveState"] == "active"
+    assert props["Persistent"] == "yes"
+    assert props["NextElapseUSecRealtime"].strip(), "the timer has no next elapse"
+
+
+def run_refresh(host):
+    standin(host, "POST", "/_standin/reset", {})
+    run = host.run("systemctl start --wait left4me-workshop-refresh.service"
+                   " && systemctl show -P Result left4me-workshop-refresh.service")
+    assert run.rc == 0, host.run("journalctl -u left4me-workshop-refresh -n 30").stdout
+    assert run.stdout.strip() == "success"
+    return standin(host, "GET", "/_standin/stats")["requests"]
+
+
+def test_refresh_of_unchanged_items_downloads_nothing(host):
+    stats = run_refresh(host)
+    # 6 items in one details request; the collection and its nested one: one request each.
+    assert stats == {"GetPublishedFileDetails": 1, "GetCollectionDetails": 2}
+
+
+def test_refresh_downloads_an_updated_item_as_the_runtime_user(host):
+    updated = f"{CACHE}/{ITEMS[2]}.vpk"
+    before = look(host, updated)[updated]["sha256"]
+    standin(host, "POST", "/_standin/update", {"publishedfileid": int(ITEMS[2])})
+    assert run_refresh(host).get("download") == 1
+    seen = look(host, updated, f"{CACHE}/fetch.log")
+    assert seen[updated]["sha256"] != before
+    assert (seen[updated]["user"], seen[updated]["mode"]) == ("left4me", 0o644)  # the service's
+    assert f"item={ITEMS[2]} downloaded" in host.run(f"tail -n 5 {CACHE}/fetch.log").stdout
+
+
+def test_refresh_service_is_configured_confined(host):
+    # Configuration only; that it runs as the runtime user is shown by the refresh test above
+    # (the file it rewrote is left4me's).
+    props = host.run(
+        "systemctl show -p User -p ProtectSystem -p NoNewPrivileges -p CapabilityBoundingSet"
+        " -p PrivateUsers left4me-workshop-refresh.service").stdout
+    assert "User=left4me" in props and "PrivateUsers=yes" in props
+    assert "ProtectSystem=strict" in props and "NoNewPrivileges=yes" in props
+    assert re.search(r"^CapabilityBoundingSet=$", props, re.MULTILINE)
+
+
+FILES = {
+    # path: (content, mode)
+    f"{CONF}/left4dead2/cfg/server.cfg": ('sv_tags "left4me,molecule"\nexec left4me-pack\n', 0o640),
+    f"{CONF}/left4dead2/cfg/left4me-pack.cfg": (
+        "// Rendered on the controller for mol-ovl.\n"
+        'sv_consistency 0\nsm_cvar mp_gamemode "coop"\n',
+        0o644),
+    f"{CONF}/left4dead2/motd.txt": ("molecule motd\n", 0o644),
+}
+
+
+def test_files_overlay_contents_owner_mode_and_manifest(host):
+    manifest = f"{CONF}/.left4me-files.json"
+    seen = look(host, manifest, *FILES)
+    for path, (content, mode) in FILES.items():
+        assert seen[path]["type"] == "file", path
+        assert seen[path]["text"] == content, path
+        assert (seen[path]["user"], seen[path]["group"], seen[path]["mode"]) == (
+            "root", "left4me", mode), path
+    listed = json.loads(seen[manifest]["text"])["files"]
+    assert listed == sorted(p.removeprefix(CONF + "/") for p in FILES)
+
+
+def converge_overlays(extra_vars=None):
+    """Converge only the overlays role (what the re-converge is about), as site.yml would."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+               f"{scenario}/overlays-only.yml"]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    run = subprocess.run(command, cwd=os.environ["MOLECULE_PROJECT_DIRECTORY"],
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+@pytest.fixture
+def foreign_cfg(host):
+    path = f"{CONF}/left4dead2/cfg/operator.cfg"
+    host.run(f"echo keep > {path}")
+    yield path
+    host.run(f"rm -f {path}")
+
+
+def test_file_dropped_from_the_list_is_deleted_foreign_file_kept(host, foreign_cfg):
+    without_pack_and_motd = {
+        "overlays_list": [
+            {"id": "demo-config", "kind": "files",
+             "files": [{"dest": "left4dead2/motd.txt",
+                        "content": "Welcome to a left4me demo server.\n"}]},
+            {"id": "molecule-config", "kind": "files",
+             "files": [{"dest": "left4dead2/cfg/server.cfg",
+                        "content": 'sv_tags "left4me,molecule"\nexec left4me-pack\n',
+                        "mode": "0640"}]},
+            {"id": "maps", "kind": "workshop", "items": ["1000000001"],
+             "collections": ["3000000001"]},
+        ]
+    }
+    motd, pack = f"{CONF}/left4dead2/motd.txt", f"{CONF}/left4dead2/cfg/left4me-pack.cfg"
+    server_cfg = f"{CONF}/left4dead2/cfg/server.cfg"
+    try:
+        converge_overlays(without_pack_and_motd)
+        seen = look(host, motd, pack, server_cfg, foreign_cfg)
+        assert seen[motd] is None and seen[pack] is None
+        assert seen[server_cfg]["type"] == "file"
+        assert seen[foreign_cfg]["text"] == "keep\n"
+    finally:
+        converge_overlays()
+    assert look(host, motd)[motd]["text"] == "molecule motd\n"
