@@ -107,6 +107,7 @@ def test_first_install_needs_platform_pass_and_is_changed(host, capsys):
     result = run_module(capsys, **host.args())
     assert result["changed"] is True, result
     assert result["platform_pass"] is True
+    assert (host.install / "srcds.exe").is_file(), "the Windows pass ran first"
     assert (result["buildid_before"], result["buildid"]) == (None, FIRST_BUILD)
     assert result["installed"] is True and result["update_checked"] is True
     assert any("Success! App '222860'" in line for line in result["output_tail"])
