@@ -1,0 +1,609 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Game server instances: their settings, the files that describe them, and the plan.
+
+An instance ``NAME`` on a host is described by files the ``srcds_instance``
+module writes and the ``left4me-server@.service`` template reads:
+
+* ``{config_dir}/instances/NAME.env`` (root:left4me 0640): ``LEFT4ME_LOWERDIRS``
+  (the complete layer list, first wins: the instance's config layer, its
+  overlays, then the installation LAST; the mount helper appends nothing),
+  ``LEFT4ME_PORT``, ``LEFT4ME_IP``, ``LEFT4ME_MAP``, ``LEFT4ME_MAXPLAYERS``,
+  ``LEFT4ME_TICKRATE``, ``LEFT4ME_ARGS`` and any extra environment. No secrets.
+* ``{state_dir}/overlays/.instance-NAME/left4dead2/cfg/left4me/instance.cfg``
+  (root:left4me 0640, dirs 0750): the instance's own config layer, holding
+  ``hostname`` and ``rcon_password``. The unit runs it with ``+exec``, so the
+  RCON password never appears in argv or in the unit. srcds runs
+  ``server.cfg`` after it at every map load, so a ``server.cfg`` in an
+  overlay wins over these values.
+* ``{systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf``:
+  ``SocketBindAllow=`` for the instance's ports and ``AllowedCPUs=``, which
+  systemd cannot take from an environment file.
+* ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_overlay``).
+
+Everything here is standard library only and free of side effects except the
+``apply_*``/``write_*`` functions, so it can be tested without a host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
+    LOWERDIRS_KEY,
+    MAX_LAYERS,
+    OverlayError,
+    env_file_path,
+    instance_paths,
+    parse_env,
+    validate_instance_name,
+    validate_lowerdirs,
+)
+
+UNIT_TEMPLATE = "left4me-server@.service"
+DROPIN_NAME = "50-left4me-instance.conf"
+CONFIG_LAYER_PREFIX = ".instance-"
+INSTANCE_CFG = "left4me/instance.cfg"  # relative to left4dead2/cfg, as +exec takes it
+MANAGED_HEADER = "Managed by left4me.l4d2.srcds_instance; local edits are overwritten."
+
+PORT_KEY = "LEFT4ME_PORT"
+CLIENT_PORT_KEY = "LEFT4ME_CLIENT_PORT"
+MIN_PORT, MAX_PORT = 1024, 65535
+DEFAULTS = {
+    "ip": "0.0.0.0",
+    "map": "c1m1_hotel",
+    "maxplayers": 8,
+    "tickrate": 30,
+}
+
+_MAP_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_ARG_RE = re.compile(r"[^\s\"'\\`$;]+")
+_ENV_KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+_CFG_VALUE_FORBIDDEN = ('"', "\n", "\r", ";", "\x00")
+_ENV_VALUE_FORBIDDEN = ('"', "'", "\\", "`", "$", "\n", "\r", "\x00")
+_CPU_LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+_PLAIN_ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+,=%-]*")
+
+
+class InstanceError(OverlayError):
+    """Bad instance settings or a host state we refuse; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    state_dir: str = "/var/lib/left4me"
+    config_dir: str = "/etc/left4me"
+    systemd_dir: str = "/etc/systemd/system"
+
+    @property
+    def installation(self) -> str:
+        return os.path.join(self.state_dir, "installation")
+
+    @property
+    def overlays_dir(self) -> str:
+        return os.path.join(self.state_dir, "overlays")
+
+    @property
+    def instances_dir(self) -> str:
+        return os.path.join(self.config_dir, "instances")
+
+    def env_file(self, name: str) -> str:
+        return env_file_path(name, self.config_dir)
+
+    def config_layer(self, name: str) -> str:
+        return os.path.join(self.overlays_dir, CONFIG_LAYER_PREFIX + validate_instance_name(name))
+
+    def instance_cfg(self, name: str) -> str:
+        return os.path.join(self.config_layer(name), "left4dead2", "cfg", INSTANCE_CFG)
+
+    def dropin_dir(self, name: str) -> str:
+        return os.path.join(self.systemd_dir, unit_name(name) + ".d")
+
+    def dropin_file(self, name: str) -> str:
+        return os.path.join(self.dropin_dir(name), DROPIN_NAME)
+
+    def allowed_roots(self) -> list[str]:
+        return [
+            os.path.join(self.state_dir, sub)
+            for sub in ("installation", "overlays", "workshop_cache")
+        ]
+
+
+def unit_name(name: str) -> str:
+    return f"left4me-server@{validate_instance_name(name)}.service"
+
+
+# --- settings ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """The desired settings of one instance, validated."""
+
+    name: str
+    port: int
+    layers: tuple[str, ...]  # above the installation, first wins, resolved
+    ip: str = DEFAULTS["ip"]
+    client_port: int | None = None
+    hostname: str | None = None
+    maxplayers: int = DEFAULTS["maxplayers"]
+    map: str = DEFAULTS["map"]
+    tickrate: int = DEFAULTS["tickrate"]
+    args: tuple[str, ...] = ()
+    rcon_password: str | None = None
+    allowed_cpus: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,) if self.client_port is None else (self.port, self.client_port)
+
+
+def _given(raw: dict, key: str) -> object:
+    """The setting, or its default when unset (None); 0 and "" stay, to be refused."""
+    return DEFAULTS[key] if raw.get(key) is None else raw[key]
+
+
+def _where(name: object) -> str:
+    return f"instance {name!r}" if isinstance(name, str) else "instance"
+
+
+def _int_in(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool):
+        raise InstanceError(f"{what} must be a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InstanceError(f"{what} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise InstanceError(f"{what} must be between {low} and {high}, got {number}")
+    return number
+
+
+def validate_port(value: object, what: str) -> int:
+    return _int_in(value, MIN_PORT, MAX_PORT, what)
+
+
+def _cfg_text(value: object, what: str, max_len: int = 255) -> str:
+    if not isinstance(value, str) or not value:
+        raise InstanceError(f"{what} must be a non-empty string")
+    bad = [c for c in _CFG_VALUE_FORBIDDEN if c in value]
+    if bad:
+        raise InstanceError(
+            f"{what} contains {', '.join(repr(c) for c in bad)}; srcds cfg values cannot carry"
+            " double quotes, semicolons or line breaks"
+        )
+    if len(value.encode()) > max_len:
+        raise InstanceError(f"{what} is longer than {max_len} bytes")
+    return value
+
+
+def _validate_args(args: object, where: str) -> tuple[str, ...]:
+    if args is None:
+        return ()
+    if isinstance(args, str) or not isinstance(args, Sequence):
+        raise InstanceError(f"{where}: args must be a list of strings")
+    checked = []
+    for arg in args:
+        if not isinstance(arg, str) or not _ARG_RE.fullmatch(arg):
+            raise InstanceError(
+                f"{where}: argument {arg!r} must be one word without spaces, quotes,"
+                " backslashes, '$', '`' or ';' (give '+sv_lan' and '1' as two items)"
+            )
+        if arg.lstrip("+-").lower() in ("rcon_password", "sv_password"):
+            raise InstanceError(
+                f"{where}: pass {arg.lstrip('+-')} through rcon_password (it goes into a cfg"
+                " file), never on the command line where every local user can read it"
+            )
+        checked.append(arg)
+    return tuple(checked)
+
+
+def _validate_environment(env: object, where: str) -> tuple[tuple[str, str], ...]:
+    if env is None:
+        return ()
+    if not isinstance(env, dict):
+        raise InstanceError(f"{where}: environment must be a dict of NAME: value")
+    checked = []
+    for key, value in sorted(env.items()):
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
+            raise InstanceError(f"{where}: environment name {key!r} must match [A-Z_][A-Z0-9_]*")
+        if key.startswith("LEFT4ME_"):
+            raise InstanceError(f"{where}: environment name {key} is reserved for left4me")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        bad = [c for c in _ENV_VALUE_FORBIDDEN if c in text]
+        if bad:
+            raise InstanceError(
+                f"{where}: environment {key} contains {', '.join(repr(c) for c in bad)}"
+            )
+        checked.append((key, text))
+    return tuple(checked)
+
+
+def _validate_ip(value: object, where: str) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise InstanceError(f"{where}: ip {value!r} is not an IP address") from None
+
+
+def layer_paths(raw: dict, layout: HostLayout, where: str) -> list[str]:
+    """The instance's layers above the installation, as paths (from lowerdirs or overlays)."""
+    lowerdirs, overlays = raw.get("lowerdirs"), raw.get("overlays")
+    if lowerdirs is not None and overlays is not None:
+        raise InstanceError(f"{where}: give lowerdirs or overlays, not both")
+    if overlays is not None:
+        if isinstance(overlays, str) or not isinstance(overlays, Sequence):
+            raise InstanceError(f"{where}: overlays must be a list of overlay ids")
+        paths = []
+        for overlay_id in overlays:
+            text = str(overlay_id)
+            if not text or "/" in text or text in (".", "..") or text.startswith("."):
+                raise InstanceError(f"{where}: overlay id {overlay_id!r} is not a directory name")
+            paths.append(os.path.join(layout.overlays_dir, text))
+        return paths
+    if lowerdirs is None:
+        return []
+    if isinstance(lowerdirs, str) or not isinstance(lowerdirs, Sequence):
+        raise InstanceError(f"{where}: lowerdirs must be a list of paths")
+    return list(lowerdirs)
+
+
+def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
+    """Check one instance's settings (as the module receives them) and return a spec."""
+    name = raw.get("name")
+    try:
+        validate_instance_name(name)
+    except OverlayError as exc:
+        raise InstanceError(str(exc)) from None
+    where = _where(name)
+    if raw.get("port") is None:
+        raise InstanceError(f"{where}: port is required")
+    port = validate_port(raw["port"], f"{where}: port")
+    client_port = raw.get("client_port")
+    if client_port is not None:
+        client_port = validate_port(client_port, f"{where}: client_port")
+        if client_port == port:
+            raise InstanceError(f"{where}: client_port must differ from port {port}")
+    layers = layer_paths(raw, layout, where)
+    installation = os.path.realpath(layout.installation)
+    if any(isinstance(p, str) and os.path.realpath(p) == installation for p in layers):
+        raise InstanceError(
+            f"{where}: lowerdirs must not list the installation {layout.installation};"
+            " it is always the last layer"
+        )
+    total = len(layers) + 2  # the instance's config layer on top, the installation last
+    if total > MAX_LAYERS:
+        raise InstanceError(
+            f"{where}: {len(layers)} layers plus the instance config layer and the installation"
+            f" make {total}; the kernel allows at most {MAX_LAYERS} lower layers per overlay"
+        )
+    try:
+        resolved = validate_lowerdirs([*layers, layout.installation], layout.allowed_roots())
+    except OverlayError as exc:
+        raise InstanceError(f"{where}: {exc}") from None
+    own_layer = os.path.realpath(layout.config_layer(name))
+    if own_layer in resolved:
+        raise InstanceError(f"{where}: {own_layer} is the instance's own config layer")
+    map_name = str(_given(raw, "map"))
+    if not _MAP_RE.fullmatch(map_name):
+        raise InstanceError(f"{where}: map {map_name!r} is not a map name")
+    hostname = raw.get("hostname")
+    rcon_password = raw.get("rcon_password")
+    allowed_cpus = raw.get("allowed_cpus")
+    if allowed_cpus is not None:
+        allowed_cpus = str(allowed_cpus).replace(" ", "")
+        if not _CPU_LIST_RE.fullmatch(allowed_cpus):
+            raise InstanceError(
+                f"{where}: allowed_cpus {raw.get('allowed_cpus')!r} must be a CPU list like"
+                " '1-3' or '1,3'"
+            )
+    return InstanceSpec(
+        name=name,
+        port=port,
+        client_port=client_port,
+        layers=tuple(resolved[:-1]),
+        ip=_validate_ip(_given(raw, "ip"), where),
+        hostname=None if hostname is None else _cfg_text(hostname, f"{where}: hostname"),
+        maxplayers=_int_in(_given(raw, "maxplayers"), 1, 64, f"{where}: maxplayers"),
+        map=map_name,
+        tickrate=_int_in(_given(raw, "tickrate"), 10, 128, f"{where}: tickrate"),
+        args=_validate_args(raw.get("args"), where),
+        rcon_password=None
+        if rcon_password is None
+        else _cfg_text(rcon_password, f"{where}: rcon_password", 128),
+        allowed_cpus=allowed_cpus,
+        environment=_validate_environment(raw.get("environment"), where),
+    )
+
+
+def check_unique(specs: Sequence[InstanceSpec]) -> None:
+    """Names appear once; no port is used twice among the given instances."""
+    seen_names: set[str] = set()
+    owners: dict[int, str] = {}
+    for spec in specs:
+        if spec.name in seen_names:
+            raise InstanceError(f"instance {spec.name!r} is listed twice")
+        seen_names.add(spec.name)
+        for port in spec.ports:
+            if port in owners:
+                raise InstanceError(
+                    f"port {port} is used by both instance {owners[port]!r} and {spec.name!r};"
+                    " every instance needs its own ports"
+                )
+            owners[port] = spec.name
+
+
+def ports_from_env(env: dict[str, str]) -> list[int]:
+    ports = []
+    for key in (PORT_KEY, CLIENT_PORT_KEY):
+        with contextlib.suppress(ValueError):
+            if env.get(key):
+                ports.append(int(env[key]))
+    return ports
+
+
+def check_ports_against_host(
+    specs: Sequence[InstanceSpec], others: dict[str, dict[str, str]]
+) -> None:
+    """No port of ``specs`` is configured for another instance already on the host.
+
+    ``others`` maps the names of instances on the host (their env files) that
+    this call does not manage to their parsed env.
+    """
+    taken = {port: other for other, env in sorted(others.items()) for port in ports_from_env(env)}
+    for spec in specs:
+        for port in spec.ports:
+            if port in taken:
+                raise InstanceError(
+                    f"instance {spec.name!r}: port {port} is already configured for instance"
+                    f" {taken[port]!r} on this host ({taken[port]}.env); pick another port or"
+                    " remove that instance"
+                )
+
+
+# --- file contents -------------------------------------------------------------
+
+
+def _env_value(value: str) -> str:
+    if _PLAIN_ENV_VALUE_RE.fullmatch(value) and value:
+        return value
+    return f'"{value}"'  # validated: no quotes, backslashes, '$' or '`' inside
+
+
+def lowerdirs_of(spec: InstanceSpec, layout: HostLayout) -> list[str]:
+    return [layout.config_layer(spec.name), *spec.layers, os.path.realpath(layout.installation)]
+
+
+def render_env(spec: InstanceSpec, layout: HostLayout) -> str:
+    args = ["-clientport", str(spec.client_port)] if spec.client_port is not None else []
+    args += list(spec.args)
+    lines = [
+        f"# {MANAGED_HEADER}",
+        f"# Instance {spec.name}; read by {UNIT_TEMPLATE} and left4me-mount. No secrets here.",
+        f"{LOWERDIRS_KEY}={':'.join(lowerdirs_of(spec, layout))}",
+        f"{PORT_KEY}={spec.port}",
+    ]
+    if spec.client_port is not None:
+        lines.append(f"{CLIENT_PORT_KEY}={spec.client_port}")
+    lines += [
+        f"LEFT4ME_IP={spec.ip}",
+        f"LEFT4ME_MAP={spec.map}",
+        f"LEFT4ME_MAXPLAYERS={spec.maxplayers}",
+        f"LEFT4ME_TICKRATE={spec.tickrate}",
+        f"LEFT4ME_ARGS={_env_value(' '.join(args))}",
+    ]
+    lines += [f"{key}={_env_value(value)}" for key, value in spec.environment]
+    return "\n".join(lines) + "\n"
+
+
+def render_instance_cfg(spec: InstanceSpec, *, mask_secrets: bool = False) -> str:
+    lines = [
+        f"// {MANAGED_HEADER}",
+        f"// Instance {spec.name}: run with +exec {INSTANCE_CFG} at start-up; server.cfg",
+        "// (run at every map load, after this) wins where both set a cvar.",
+    ]
+    if spec.hostname is not None:
+        lines.append(f'hostname "{spec.hostname}"')
+    if spec.rcon_password is not None:
+        shown = "********" if mask_secrets else spec.rcon_password
+        lines.append(f'rcon_password "{shown}"')
+    return "\n".join(lines) + "\n"
+
+
+def render_dropin(spec: InstanceSpec) -> str:
+    lines = [
+        f"# {MANAGED_HEADER}",
+        "[Service]",
+        "# Only this instance's ports may be bound (the template denies every other bind).",
+    ]
+    for port in spec.ports:
+        lines.append(f"SocketBindAllow=udp:{port}")
+    lines.append(f"SocketBindAllow=tcp:{spec.port}")  # RCON shares the game port
+    if spec.allowed_cpus is not None:
+        lines.append("# Confine the server to these cores (leave core 0 to the host).")
+        lines.append(f"AllowedCPUs={spec.allowed_cpus}")
+    return "\n".join(lines) + "\n"
+
+
+# --- what is on the host ----------------------------------------------------------
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
+    """Instances with an env file on the host, name -> parsed env."""
+    found: dict[str, dict[str, str]] = {}
+    try:
+        entries = sorted(os.listdir(layout.instances_dir))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if not entry.endswith(".env"):
+            continue
+        name = entry[: -len(".env")]
+        try:
+            validate_instance_name(name)
+        except OverlayError:
+            continue
+        path = os.path.join(layout.instances_dir, entry)
+        text = read_text(path)
+        if text is None:
+            continue
+        try:
+            found[name] = parse_env(text, path)
+        except OverlayError:
+            found[name] = {}
+    return found
+
+
+# --- managed files ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    path: str
+    content: str | None  # None: the file must not exist
+    uid: int
+    gid: int
+    mode: int
+    diff_content: str | None = None  # what --diff shows (secrets masked)
+
+
+@dataclass
+class FileChange:
+    file: ManagedFile
+    before: str | None
+    content_changed: bool
+    attrs_changed: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.content_changed or self.attrs_changed
+
+
+def file_change(wanted: ManagedFile) -> FileChange:
+    before = read_text(wanted.path)
+    if wanted.content is None:
+        return FileChange(wanted, before, before is not None, False)
+    attrs_changed = False
+    if before is not None:
+        st = os.lstat(wanted.path)
+        attrs_changed = (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (
+            wanted.uid,
+            wanted.gid,
+            wanted.mode,
+        )
+    return FileChange(wanted, before, before != wanted.content, attrs_changed)
+
+
+def write_file(wanted: ManagedFile) -> None:
+    """Write atomically (temp file in the same directory, then rename)."""
+    directory = os.path.dirname(wanted.path)
+    if wanted.content is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(wanted.path)
+        return
+    fd, temporary = tempfile.mkstemp(prefix=".left4me-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(wanted.content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chown(temporary, wanted.uid, wanted.gid)
+        os.chmod(temporary, wanted.mode)
+        os.replace(temporary, wanted.path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+# --- the plan ------------------------------------------------------------------------
+
+
+@dataclass
+class InstancePlan:
+    name: str
+    spec: InstanceSpec | None  # None: keep the configuration on the host as it is
+    layout: HostLayout
+    files: list[FileChange] = field(default_factory=list)
+    dirs: list = field(default_factory=list)  # _overlay.DirSpec entries to ensure
+    dir_changes: list[str] = field(default_factory=list)
+    port: int | None = None
+    ip: str | None = None
+    failed_before: bool = False
+    a2s: dict | None = None
+    # config: the instance's own settings differ from what the host has.
+    config_changed: bool = False
+    actions: list[str] = field(default_factory=list)  # start | restart | stop | remove ...
+
+    @property
+    def changed(self) -> bool:
+        return (
+            bool(self.actions)
+            or self.config_changed
+            or bool(self.dir_changes)
+            or any(f.changed for f in self.files)
+        )
+
+
+def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int) -> list[ManagedFile]:
+    """The env file, the config layer's cfg and the unit drop-in of one instance."""
+    return [
+        ManagedFile(layout.env_file(spec.name), render_env(spec, layout), 0, gid, 0o640),
+        ManagedFile(
+            layout.instance_cfg(spec.name),
+            render_instance_cfg(spec),
+            0,
+            gid,
+            0o640,
+            diff_content=render_instance_cfg(spec, mask_secrets=True),
+        ),
+        ManagedFile(layout.dropin_file(spec.name), render_dropin(spec), 0, 0, 0o644),
+    ]
+
+
+def config_layer_dirs(layout: HostLayout, name: str) -> list[str]:
+    """The config layer's directories, outermost first (root:left4me 0750)."""
+    top = layout.config_layer(name)
+    cfg = os.path.dirname(layout.instance_cfg(name))
+    dirs = [top]
+    current = top
+    for part in os.path.relpath(cfg, top).split(os.sep):
+        current = os.path.join(current, part)
+        dirs.append(current)
+    return dirs
+
+
+def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:
+    """What ``absent`` deletes, if present (the overlay must be unmounted first)."""
+    paths = instance_paths(name, state_dir)
+    return [
+        layout.env_file(name),
+        layout.dropin_dir(name),
+        layout.config_layer(name),
+        paths.root,
+    ]
+
+
+def remove_paths(paths: Iterable[str]) -> None:
+    for path in paths:
+        if os.path.islink(path) or os.path.isfile(path):
+            os.unlink(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path)

@@ -1,0 +1,687 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: srcds_instance
+short_description: Configure, start, stop and remove left4me game server instances
+version_added: 0.1.0
+description:
+  - Manages left4me Left 4 Dead 2 server instances, each run by the template unit
+    C(left4me-server@NAME.service) on a kernel overlayfs of its own.
+  - One call handles one instance (O(name) and the per-instance options at the top level)
+    or any number of them (O(instances)); a host with 20 instances costs one call, and
+    C(systemctl) is run once per action for all of them.
+  - Writes the instance env file C({config_dir}/instances/NAME.env) (root:left4me 0640, no
+    secrets) with C(LEFT4ME_LOWERDIRS), the complete layer list, first wins, the
+    installation last; C(LEFT4ME_PORT); and the srcds settings.
+  - Writes the instance's config layer C({state_dir}/overlays/.instance-NAME/) whose
+    C(left4dead2/cfg/left4me/instance.cfg) (root:left4me 0640) holds O(instances[].hostname)
+    and O(instances[].rcon_password); the unit runs it with C(+exec), so the password is
+    never on a command line. srcds runs C(server.cfg) after it at every map load, so an
+    overlay's C(server.cfg) wins where both set a cvar.
+  - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
+    with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
+  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}).
+  - Everything is validated before anything changes; bad arguments fail with a message and
+    leave the host as it was. Ports must be unique among the given instances and among the
+    other instances configured on the host.
+author:
+  - left4me developers (@left4me)
+options:
+  name:
+    description:
+      - Name of a single instance, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-),
+        starting with a letter or digit. The per-instance options below then apply to it.
+      - With only a name (no O(port), O(lowerdirs) or O(overlays)), the instance's
+        configuration on the host is used as it is; it must exist unless O(state=absent).
+      - Mutually exclusive with O(instances).
+    type: str
+  instances:
+    description:
+      - Several instances, each a dict of the per-instance options (O(name) required).
+      - Mutually exclusive with O(name).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Instance name (see O(name)).
+        type: str
+        required: true
+      port: &port
+        description:
+          - Game port (UDP, and TCP for RCON), 1024 to 65535, unique on the host.
+          - Required when the instance is configured by this call.
+        type: int
+      client_port: &client_port
+        description: Client port (C(-clientport)), unique on the host. Not passed when unset.
+        type: int
+      lowerdirs: &lowerdirs
+        description:
+          - Layers above the shared installation, first wins. Each must lie under
+            C(installation/), C(overlays/) or C(workshop_cache/) below O(state_dir)
+            (after symlinks), at most 498 (the instance config layer and the installation
+            make 500). The installation is added as the last layer; do not list it.
+          - Mutually exclusive with O(instances[].overlays).
+        type: list
+        elements: path
+      overlays: &overlays
+        description:
+          - Overlay ids, first wins; each stands for C({state_dir}/overlays/ID).
+          - Mutually exclusive with O(instances[].lowerdirs).
+        type: list
+        elements: str
+      ip: &ip
+        description: Address srcds binds (C(+ip)). Defaults to V(0.0.0.0), every interface.
+        type: str
+      hostname: &hostname
+        description: Server name, written to the instance cfg (an overlay's server.cfg wins).
+        type: str
+      maxplayers: &maxplayers
+        description: Player slots (C(+maxplayers)), 1 to 64. Defaults to V(8).
+        type: int
+      map: &map
+        description: Map loaded at start (C(+map)). Defaults to V(c1m1_hotel).
+        type: str
+      tickrate: &tickrate
+        description: Server tick rate (C(-tickrate)), 10 to 128. Defaults to V(30).
+        type: int
+      args: &args
+        description:
+          - Extra srcds arguments, one word per item (C(['+sv_lan', '1'])). No spaces,
+            quotes, C($), C(`), C(;) or backslashes; never C(rcon_password).
+        type: list
+        elements: str
+      rcon_password: &rcon_password
+        description:
+          - RCON password, written to the instance cfg (mode 0640), never to argv, the unit,
+            the env file, logs or diffs. No double quotes, semicolons or line breaks.
+          - Unset means no C(rcon_password) line (RCON refuses every login unless an
+            overlay's cfg sets one).
+        type: str
+      allowed_cpus: &allowed_cpus
+        description: CPU list for C(AllowedCPUs=), for example V(1-3) (leave core 0 to the host).
+        type: str
+      environment: &environment
+        description:
+          - Extra environment for the server process (C(NAME=value) in the env file). Names
+            match C([A-Z_][A-Z0-9_]*) and may not start with C(LEFT4ME_).
+        type: dict
+  port: *port
+  client_port: *client_port
+  lowerdirs: *lowerdirs
+  overlays: *overlays
+  ip: *ip
+  hostname: *hostname
+  maxplayers: *maxplayers
+  map: *map
+  tickrate: *tickrate
+  args: *args
+  rcon_password: *rcon_password
+  allowed_cpus: *allowed_cpus
+  environment: *environment
+  state:
+    description:
+      - V(present) writes the configuration and directories; a running server keeps
+        running with its old settings until its next start.
+      - V(started) also enables and starts the unit (C(systemctl enable --now)), restarts a
+        running server whose own configuration changed in this call, and waits until every
+        server it started answers A2S_INFO.
+      - V(stopped) disables and stops the unit (C(systemctl disable --now)) and unmounts the
+        overlay.
+      - V(restarted) enables the unit, restarts it and waits for A2S_INFO; always changed.
+      - V(absent) disables and stops the unit, unmounts the overlay and removes the env
+        file, drop-in, config layer and runtime directories. A missing instance is fine.
+    type: str
+    choices: [present, started, stopped, restarted, absent]
+    default: started
+  restart_on_change:
+    description: With O(state=started), restart a running server whose configuration changed.
+    type: bool
+    default: true
+  wait:
+    description: Wait for started or restarted servers to answer A2S_INFO.
+    type: bool
+    default: true
+  wait_retries:
+    description: How many A2S_INFO queries to send each server before giving up.
+    type: int
+    default: 60
+  wait_timeout:
+    description: Seconds each A2S_INFO query waits for an answer.
+    type: float
+    default: 1.0
+  probe_address:
+    description:
+      - Address to send A2S_INFO to. Defaults to the instance's O(instances[].ip) or, when
+        that is V(0.0.0.0), the host's first global IPv4 address (as players reach it).
+    type: str
+  state_dir:
+    description: Runtime state root (installation, overlays, runtime).
+    type: path
+    default: /var/lib/left4me
+  config_dir:
+    description: Configuration root holding C(instances/NAME.env).
+    type: path
+    default: /etc/left4me
+  systemd_dir:
+    description: Directory for the per-instance unit drop-ins.
+    type: path
+    default: /etc/systemd/system
+  owner:
+    description: Runtime user; owns C(upper) and C(merged), its group may read the config.
+    type: str
+    default: left4me
+attributes:
+  check_mode:
+    description: Reports what would change without writing, starting or stopping anything.
+    support: full
+  diff_mode:
+    description: Shows the env file, instance cfg (password masked) and drop-in changes.
+    support: full
+notes:
+  - Needs root, systemd and the C(left4me-server@.service) template (role
+    C(left4me.l4d2.game_instances)) and the C(left4me-mount) helper (role
+    C(left4me.l4d2.game_host)).
+seealso:
+  - module: left4me.l4d2.instance_mount
+"""
+
+EXAMPLES = r"""
+- name: Run two servers on one host, in one call
+  left4me.l4d2.srcds_instance:
+    state: started
+    instances:
+      - name: coop1
+        port: 27015
+        overlays: [competitive, maps]
+        rcon_password: "{{ vault_coop1_rcon }}"
+      - name: versus1
+        port: 27016
+        lowerdirs: [/var/lib/left4me/overlays/tickrate]
+        tickrate: 100
+        allowed_cpus: "1-3"
+
+- name: Restart one server
+  left4me.l4d2.srcds_instance:
+    name: coop1
+    state: restarted
+
+- name: Stop a server (it stays stopped after a reboot)
+  left4me.l4d2.srcds_instance:
+    name: versus1
+    state: stopped
+
+- name: Remove a server
+  left4me.l4d2.srcds_instance:
+    name: versus1
+    state: absent
+"""
+
+RETURN = r"""
+instances:
+  description: One entry per instance handled, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Instance name.
+      type: str
+      sample: coop1
+    unit:
+      description: The systemd unit.
+      type: str
+      sample: left4me-server@coop1.service
+    changed:
+      description: Whether this instance changed (or would, in check mode).
+      type: bool
+    actions:
+      description: Unit actions taken (C(enable), C(start), C(restart), C(disable), C(stop),
+        C(unmount), C(remove)).
+      type: list
+      elements: str
+      sample: [enable, start]
+    port:
+      description: Game port (absent instances show the one they had, if any).
+      type: int
+      sample: 27015
+    env_file:
+      description: Path of the instance env file.
+      type: str
+      sample: /etc/left4me/instances/coop1.env
+    a2s:
+      description: What the server answered to A2S_INFO, when this run waited for it.
+      type: dict
+      returned: when a server was started and O(wait=true)
+      sample: {name: "Coop #1", map: c1m1_hotel, players: 0, max_players: 8, seconds: 1.4}
+"""
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
+    A2SError,
+    query_info,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
+    HostLayout,
+    InstanceError,
+    InstancePlan,
+    check_ports_against_host,
+    check_unique,
+    config_layer_dirs,
+    configured_instances,
+    file_change,
+    ports_from_env,
+    removal_targets,
+    remove_paths,
+    unit_name,
+    validate_spec,
+    wanted_files,
+    write_file,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+    DirSpec,
+    OverlayError,
+    apply_plan,
+    dir_changes,
+    ensure_dirs,
+    enter_mount_namespace,
+    instance_dir_specs,
+    instance_paths,
+    plan_unmount,
+    read_mount_state,
+    resolve_owner,
+    validate_instance_name,
+)
+
+INSTANCE_OPTIONS = dict(
+    port=dict(type="int"),
+    client_port=dict(type="int"),
+    lowerdirs=dict(type="list", elements="path"),
+    overlays=dict(type="list", elements="str"),
+    ip=dict(type="str"),
+    hostname=dict(type="str"),
+    maxplayers=dict(type="int"),
+    map=dict(type="str"),
+    tickrate=dict(type="int"),
+    args=dict(type="list", elements="str"),
+    rcon_password=dict(type="str", no_log=True),
+    allowed_cpus=dict(type="str"),
+    environment=dict(type="dict"),
+)
+CONFIG_KEYS = ("port", "lowerdirs", "overlays")
+LANG_C = {"LANG": "C", "LC_ALL": "C"}
+UNIT_PROPERTIES = ("Id", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
+
+
+class Host:
+    """systemctl and journalctl, run with LANG=C; every failure ends the module."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+
+    def run(self, argv: list[str], check: bool = True) -> tuple[int, str, str]:
+        rc, out, err = self.module.run_command(argv, environ_update=LANG_C)
+        if check and rc != 0:
+            self.module.fail_json(
+                msg=f"{' '.join(argv)} failed (rc {rc}): {err.strip() or out.strip()}",
+                rc=rc,
+            )
+        return rc, out, err
+
+    def systemctl(self, verb: str, units: list[str], *extra: str) -> None:
+        if units:
+            self.run(["systemctl", verb, *extra, *units])
+
+    def unit_states(self, units: list[str]) -> dict[str, dict[str, str]]:
+        if not units:
+            return {}
+        _rc, out, _err = self.run(
+            ["systemctl", "show", "--property=" + ",".join(UNIT_PROPERTIES), *units]
+        )
+        states: dict[str, dict[str, str]] = {}
+        for block in out.strip().split("\n\n"):
+            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if props.get("Id"):
+                states[props["Id"]] = props
+        return {unit: states.get(unit, {}) for unit in units}
+
+    def journal_tail(self, unit: str) -> str:
+        """The server's own last output lines (not systemd's), then the unit's result."""
+        _rc, out, _err = self.run(
+            ["journalctl", "-u", unit, "-n", "12", "--no-pager", "-o", "cat", "_TRANSPORT=stdout"],
+            check=False,
+        )
+        _rc, result, _err = self.run(["systemctl", "show", "-p", "Result", unit], check=False)
+        return f"{' | '.join(out.strip().splitlines())} ({result.strip()})"
+
+    def first_global_ipv4(self) -> str:
+        rc, out, _err = self.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], False)
+        for line in out.splitlines() if rc == 0 else []:
+            fields = line.split()
+            if "inet" in fields:
+                return fields[fields.index("inet") + 1].split("/")[0]
+        return "127.0.0.1"
+
+
+def is_running(props: dict[str, str]) -> bool:
+    active, sub = props.get("ActiveState"), props.get("SubState")
+    if active == "activating":
+        return sub != "auto-restart"
+    return active in ("active", "reloading")
+
+
+def is_enabled(props: dict[str, str]) -> bool:
+    return props.get("UnitFileState") in ("enabled", "enabled-runtime")
+
+
+def raw_instances(params: dict) -> list[dict]:
+    if params["instances"] is not None:
+        return [dict(item) for item in params["instances"]]
+    raw = {key: params[key] for key in INSTANCE_OPTIONS}
+    raw["name"] = params["name"]
+    return [raw]
+
+
+def has_config(raw: dict) -> bool:
+    return any(raw.get(key) is not None for key in CONFIG_KEYS)
+
+
+def plan_all(params: dict, layout: HostLayout, gid: int, uid: int) -> list[InstancePlan]:
+    """Validate every instance and decide what to write; nothing changes on the host."""
+    state = params["state"]
+    raws = raw_instances(params)
+    for raw in raws:
+        try:
+            validate_instance_name(raw.get("name"))
+        except OverlayError as exc:
+            raise InstanceError(str(exc)) from None
+    names = [raw["name"] for raw in raws]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InstanceError(f"instance {dupes[0]!r} is listed twice")
+    on_host = configured_instances(layout)
+    plans = []
+    specs = []
+    for raw in raws:
+        name = raw["name"]
+        if state == "absent" or not has_config(raw):
+            if state == "absent" and has_config(raw):
+                raise InstanceError(f"instance {name!r}: state=absent takes only the name")
+            if state != "absent" and name not in on_host:
+                raise InstanceError(
+                    f"instance {name!r} is not configured on this host"
+                    f" ({layout.env_file(name)} is missing): give port and lowerdirs or overlays"
+                )
+            plans.append(InstancePlan(name, None, layout))
+            continue
+        spec = validate_spec(raw, layout)
+        specs.append(spec)
+        plan = InstancePlan(name, spec, layout)
+        plan.files = [file_change(f) for f in wanted_files(spec, layout, gid)]
+        plan.config_changed = any(f.content_changed for f in plan.files)
+        layer_dirs = [DirSpec(d, 0, gid, 0o750) for d in config_layer_dirs(layout, name)]
+        paths = instance_paths(name, layout.state_dir)
+        runtime = instance_dir_specs(paths, uid, gid)
+        mounted = read_mount_state(paths.merged).mounted
+        dropin = DirSpec(layout.dropin_dir(name), 0, 0, 0o755)
+        plan.dirs = [*layer_dirs, dropin, *runtime]
+        plan.dir_changes = dir_changes(plan.dirs, [paths.merged] if mounted else [])
+        plans.append(plan)
+    check_unique(specs)
+    others = {n: env for n, env in on_host.items() if n not in names}
+    check_ports_against_host(specs, others)
+    for plan in plans:
+        plan.port = (
+            plan.spec.port
+            if plan.spec
+            else next(iter(ports_from_env(on_host.get(plan.name, {}))), None)
+        )
+        plan.ip = plan.spec.ip if plan.spec else on_host.get(plan.name, {}).get("LEFT4ME_IP")
+    return plans
+
+
+def decide_unit_actions(plans, states, state, restart_on_change) -> None:
+    for plan in plans:
+        props = states[unit_name(plan.name)]
+        running, enabled = is_running(props), is_enabled(props)
+        plan.failed_before = props.get("ActiveState") == "failed"
+        if state in ("started", "restarted"):
+            if not enabled:
+                plan.actions.append("enable")
+            if state == "restarted" or (running and plan.config_changed and restart_on_change):
+                plan.actions.append("restart")
+            elif not running:
+                plan.actions.append("start")
+        elif state in ("stopped", "absent"):
+            if enabled:
+                plan.actions.append("disable")
+            if running or props.get("ActiveState") in ("activating", "deactivating"):
+                plan.actions.append("stop")
+            mount = plan_unmount(plan.name, state_dir=plan.layout.state_dir)
+            if mount.action == "unmount" and "stop" not in plan.actions:
+                plan.actions.append("unmount")
+            if state == "absent":
+                layout = plan.layout
+                if any(
+                    os.path.lexists(p) for p in removal_targets(layout, plan.name, layout.state_dir)
+                ):
+                    plan.actions.append("remove")
+
+
+def apply_files(plan: InstancePlan) -> None:
+    ensure_dirs(plan.dirs, [instance_paths(plan.name, plan.layout.state_dir).merged])
+    for change in plan.files:
+        if change.changed:
+            write_file(change.file)
+
+
+def wait_for_answers(module, host, plans, params) -> None:
+    probe_default = None
+    pending = {}
+    for plan in plans:
+        address = params["probe_address"] or plan.ip
+        if not address or address in ("0.0.0.0", "::"):
+            if probe_default is None:
+                probe_default = host.first_global_ipv4()
+            address = probe_default
+        pending[plan.name] = (plan, address)
+    started = time.monotonic()
+    last_error: dict[str, str] = {}
+    for _attempt in range(params["wait_retries"]):
+        round_started = time.monotonic()
+        for name, (plan, address) in list(pending.items()):
+            try:
+                info = query_info(address, plan.port, params["wait_timeout"])
+            except A2SError as exc:
+                last_error[name] = str(exc)
+                continue
+            info["seconds"] = round(time.monotonic() - started, 2)
+            info["address"] = address
+            plan.a2s = info
+            del pending[name]
+        if not pending:
+            return
+        states = host.unit_states([unit_name(n) for n in pending])
+        for name in list(pending):
+            if states[unit_name(name)].get("ActiveState") == "failed":
+                fail_unanswered(module, host, name, pending[name], "the unit failed", plans)
+        spent = time.monotonic() - round_started
+        if spent < params["wait_timeout"]:
+            time.sleep(params["wait_timeout"] - spent)
+    name = sorted(pending)[0]
+    fail_unanswered(module, host, name, pending[name], last_error.get(name, ""), plans)
+
+
+def fail_unanswered(module, host, name, entry, reason, plans) -> None:
+    plan, address = entry
+    unit = unit_name(name)
+    module.fail_json(
+        msg=f"instance {name!r} did not answer A2S_INFO on {address}:{plan.port} ({reason});"
+        f" last output of {unit}: {host.journal_tail(unit)[-1500:]}",
+        changed=True,
+        instances=results(plans),
+    )
+
+
+def results(plans: list[InstancePlan]) -> list[dict]:
+    out = []
+    for plan in plans:
+        entry = dict(
+            name=plan.name,
+            unit=unit_name(plan.name),
+            changed=plan.changed,
+            actions=list(plan.actions),
+            port=plan.port,
+            env_file=plan.layout.env_file(plan.name),
+        )
+        if plan.a2s:
+            entry["a2s"] = plan.a2s
+        out.append(entry)
+    return out
+
+
+def diffs(plans: list[InstancePlan]) -> list[dict]:
+    shown = []
+    for plan in plans:
+        for change in plan.files:
+            if not change.content_changed:
+                continue
+            wanted = change.file
+            before = change.before
+            if wanted.diff_content is not None and before is not None:
+                before = "(previous content not shown: it holds a secret)\n"
+            after = wanted.diff_content if wanted.diff_content is not None else wanted.content
+            shown.append(
+                dict(
+                    before_header=wanted.path,
+                    after_header=wanted.path,
+                    before=before or "",
+                    after=after or "",
+                )
+            )
+        if "remove" in plan.actions:
+            for path in removal_targets(plan.layout, plan.name, plan.layout.state_dir):
+                if os.path.lexists(path):
+                    shown.append(
+                        dict(before_header=path, after_header=path, before=f"{path}\n", after="")
+                    )
+    return shown
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str"),
+        instances=dict(
+            type="list",
+            elements="dict",
+            options=dict(name=dict(type="str", required=True), **INSTANCE_OPTIONS),
+        ),
+        state=dict(
+            type="str",
+            default="started",
+            choices=["present", "started", "stopped", "restarted", "absent"],
+        ),
+        restart_on_change=dict(type="bool", default=True),
+        wait=dict(type="bool", default=True),
+        wait_retries=dict(type="int", default=60),
+        wait_timeout=dict(type="float", default=1.0),
+        probe_address=dict(type="str"),
+        state_dir=dict(type="path", default="/var/lib/left4me"),
+        config_dir=dict(type="path", default="/etc/left4me"),
+        systemd_dir=dict(type="path", default="/etc/systemd/system"),
+        owner=dict(type="str", default="left4me"),
+        **INSTANCE_OPTIONS,
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("name", "instances")],
+        required_one_of=[("name", "instances")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["instances"] is not None:
+        given = [k for k in INSTANCE_OPTIONS if params[k] is not None]
+        if given:
+            module.fail_json(
+                msg=f"{', '.join(given)} apply to a single instance (name=...); with instances,"
+                " set them inside each instance"
+            )
+    if params["wait_retries"] < 1 or params["wait_timeout"] <= 0:
+        module.fail_json(msg="wait_retries must be at least 1 and wait_timeout above 0")
+    layout = HostLayout(params["state_dir"], params["config_dir"], params["systemd_dir"])
+    host = Host(module)
+    state = params["state"]
+    try:
+        # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
+        enter_mount_namespace()
+        uid, gid = resolve_owner(params["owner"])
+        plans = plan_all(params, layout, gid, uid)
+        units = [unit_name(p.name) for p in plans]
+        states = host.unit_states(units)
+        decide_unit_actions(plans, states, state, params["restart_on_change"])
+    except (InstanceError, OverlayError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+
+    result = dict(changed=any(p.changed for p in plans), instances=results(plans))
+    if module._diff:
+        result["diff"] = diffs(plans)
+    if module.check_mode:
+        module.exit_json(**result)
+
+    try:
+        for plan in plans:
+            if plan.spec is not None:
+                apply_files(plan)
+    except (OverlayError, OSError) as exc:
+        module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
+
+    def having(action: str) -> list[str]:
+        return [unit_name(p.name) for p in plans if action in p.actions]
+
+    dropins_changed = any(
+        c.changed and c.file.path.endswith(".conf") for p in plans for c in p.files
+    ) or any("remove" in p.actions for p in plans)
+    if dropins_changed or any(s.get("NeedDaemonReload") == "yes" for s in states.values()):
+        host.run(["systemctl", "daemon-reload"])
+    host.systemctl(
+        "reset-failed",
+        [
+            unit_name(p.name)
+            for p in plans
+            if p.failed_before and ({"start", "restart"} & set(p.actions))
+        ],
+    )
+    if state in ("started", "restarted"):
+        host.systemctl("enable", having("enable"))
+        host.systemctl("start", having("start"))
+        host.systemctl("restart", having("restart"))
+        waiting = [p for p in plans if {"start", "restart"} & set(p.actions)]
+        if params["wait"] and waiting:
+            wait_for_answers(module, host, waiting, params)
+    elif state in ("stopped", "absent"):
+        host.systemctl("disable", sorted(set(having("disable") + having("stop"))), "--now")
+        try:
+            for plan in plans:
+                mount = plan_unmount(plan.name, state_dir=layout.state_dir)
+                if mount.action == "unmount":
+                    apply_plan(mount)
+                if "remove" in plan.actions:
+                    remove_paths(removal_targets(layout, plan.name, layout.state_dir))
+        except (OverlayError, OSError) as exc:
+            module.fail_json(msg=str(exc), **result)
+        if state == "absent" and having("remove"):
+            host.run(["systemctl", "daemon-reload"])
+    result["instances"] = results(plans)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
