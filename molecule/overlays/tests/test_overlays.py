@@ -140,6 +140,9 @@ def test_refresh_service_is_configured_confined(host):
     assert "User=left4me" in props and "PrivateUsers=yes" in props
     assert "ProtectSystem=strict" in props and "NoNewPrivileges=yes" in props
     assert re.search(r"^CapabilityBoundingSet=$", props, re.MULTILINE)
+    units = "/usr/local/lib/systemd/system/left4me-workshop-refresh"
+    verified = host.run(f"systemd-analyze verify {units}.service {units}.timer")
+    assert verified.rc == 0 and not verified.stderr.strip(), verified.stderr
 
 
 FILES = {
