@@ -1,0 +1,101 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runs the script_build module in-process for what needs no systemd: input checks and check mode.
+
+Real builds (systemd-run in a booted host) are covered by molecule/sandbox and
+tests/sandbox/test_vm_limits.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pwd
+import sys
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.modules import script_build
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.modules import script_build
+
+from ansible.module_utils.testing import patch_module_args
+
+USER = pwd.getpwuid(os.getuid()).pw_name
+SCRIPT = "#!/bin/sh\necho built > /overlay/x\n"
+
+
+def run_module(capsys, **args) -> dict:
+    with patch_module_args(args), pytest.raises(SystemExit):
+        script_build.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def state_dir(tmp_path) -> pathlib.Path:
+    (tmp_path / "overlays").mkdir()
+    return tmp_path
+
+
+def tree(path: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_check_mode_on_a_new_overlay_predicts_a_change_and_runs_nothing(state_dir, capsys):
+    result = run_module(capsys, _ansible_check_mode=True, name="maps", content=SCRIPT,
+                        state_dir=str(state_dir), user=USER)
+    assert result["changed"] is True and result["built"] is False
+    assert result["path"] == str(state_dir / "overlays" / "maps")
+    assert tree(state_dir) == ["overlays"], "nothing created, no lock, no staging"
+
+
+def test_check_mode_on_an_existing_overlay_reports_no_change(state_dir, capsys):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    result = run_module(capsys, _ansible_check_mode=True, name="maps", content=SCRIPT,
+                        state_dir=str(state_dir), user=USER)
+    assert result["changed"] is False and result["built"] is False
+    assert result["entries"] == 1
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"name": "../etc"}, "invalid overlay id"),
+    ({"memory_max": "lots"}, "memory_max"),
+    ({"cpu_quota": "200"}, "cpu_quota"),
+    ({"runtime_max_sec": 0}, "runtime_max_sec"),
+    ({"resolvers": ["10.0.0.53"]}, "10.0.0.0/8"),
+    ({"environment": {"NOT-A-NAME": "x"}}, "shell variable name"),
+    ({"user": "no-such-user-l4m"}, "does not exist"),
+    ({"slice": "system"}, "slice"),
+    ({"content": "  \n"}, "empty"),
+])
+def test_bad_input_fails_and_changes_nothing(state_dir, capsys, args, message):
+    before = tree(state_dir)
+    params = {"name": "maps", "content": SCRIPT, "state_dir": str(state_dir), "user": USER,
+              **args}
+    result = run_module(capsys, **params)
+    assert result["failed"] is True and message in result["msg"], result
+    assert tree(state_dir) == before
+
+
+def test_missing_script_file_fails(state_dir, capsys):
+    result = run_module(capsys, name="maps", script=str(state_dir / "nope.sh"),
+                        state_dir=str(state_dir), user=USER)
+    assert result["failed"] is True and "cannot read the build script" in result["msg"]
+
+
+def test_missing_overlays_dir_names_the_fix(tmp_path, capsys):
+    result = run_module(capsys, name="maps", content=SCRIPT, state_dir=str(tmp_path), user=USER)
+    assert result["failed"] is True and "converge the game host first" in result["msg"]
+
+
+def test_environment_values_never_reach_the_result(state_dir, capsys):
+    result = run_module(capsys, _ansible_check_mode=True, name="maps", content=SCRIPT,
+                        state_dir=str(state_dir), user=USER,
+                        environment={"TOKEN": "s3cr3t-token-value"})
+    assert "s3cr3t-token-value" not in json.dumps(result)

@@ -1,0 +1,149 @@
+"""The build sandbox's resource limits bite: TasksMax, MemoryMax, CPUQuota and RuntimeMaxSec.
+
+nspawn test hosts get no cgroup controllers, so molecule/sandbox cannot prove these. Here
+the script_build module itself (with ansible's module_utils beside it, run the way
+ansible runs it on a target) builds three probe overlays inside a qemu (TCG) VM with its
+own kernel and systemd (testhosts/vm.py). The VM has no network card at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from testhosts import vm
+
+pytestmark = pytest.mark.testhost
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "collections/ansible_collections/left4me/l4d2"
+LIMITS = ("TasksMax", "MemoryMax", "CPUQuota", "RuntimeMaxSec")
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "building the VM image needs root"
+    if vm.qemu_binary() is None:
+        return "qemu-system-x86_64 is missing (scripts/bootstrap.sh installs qemu-system-x86)"
+    if not shutil.which("mkfs.ext4"):
+        return "mkfs.ext4 is missing"
+    return None
+
+
+def python_probe(body: str) -> str:
+    return "#!/usr/bin/python3\nimport os, subprocess, time\n" + textwrap.dedent(body)
+
+
+PROBES = {
+    # A fork bomb: 64 processes under TasksMax=16 must fail to spawn.
+    "tasksmax": ({"tasks_max": 16}, python_probe("""\
+        children = []
+        try:
+            for _ in range(64):
+                children.append(subprocess.Popen(["sleep", "30"]))
+            print("RESULT allowed", len(children))
+        except OSError as exc:
+            print("RESULT blocked after", len(children), "processes:", exc)
+        """)),
+    # A memory hog: touching 512 MiB under MemoryMax=64M must get the unit OOM-killed.
+    "memorymax": ({"memory_max": "64M"}, python_probe("""\
+        hog = [bytearray(16 << 20) for _ in range(32)]
+        print("RESULT allowed", len(hog) * 16, "MiB")
+        """)),
+    # A busy loop under CPUQuota=20% must get about a fifth of one CPU.
+    "cpuquota": ({"cpu_quota": "20%"}, python_probe("""\
+        wall, cpu = time.monotonic(), time.process_time()
+        while time.monotonic() - wall < 6:
+            pass
+        share = (time.process_time() - cpu) / (time.monotonic() - wall)
+        print("RESULT", "allowed" if share > 0.35 else "blocked", "cpu share", round(share, 2))
+        """)),
+    # A hung build: killed at RuntimeMaxSec=5.
+    "runtimemaxsec": ({"runtime_max_sec": 5}, "#!/bin/sh\necho started\nsleep 300\n"),
+}
+
+RUN_SH = """\
+set -u
+useradd --system --user-group --no-create-home --shell /usr/sbin/nologin left4me
+install -d -o root -g left4me -m 0750 /var/lib/left4me
+install -d -o left4me -g left4me -m 0755 /var/lib/left4me/overlays
+cat /sys/fs/cgroup/cgroup.controllers | sed 's/^/CONTROLLERS /'
+for args in /run/probe/args/*.json; do
+  name=$(basename "$args" .json)
+  # The module prints one JSON document (no raw newlines in it); one console line each.
+  result=$(PYTHONPATH=/run/probe/lib python3 \
+    -m ansible_collections.left4me.l4d2.plugins.modules.script_build "$args" | tr -d '\n')
+  printf 'MODULE-RESULT %s %s\n' "$name" "$result"
+done
+"""
+
+
+def module_files() -> dict[str, bytes]:
+    """The module with its module_utils, and ansible's own module_utils, as on a target."""
+    import ansible
+
+    files: dict[str, bytes] = {}
+    ansible_dir = Path(ansible.__file__).parent
+    for source in [ansible_dir / "__init__.py", ansible_dir / "release.py",
+                   *sorted((ansible_dir / "_vendor").rglob("*.py")),
+                   *sorted((ansible_dir / "module_utils").rglob("*.py"))]:
+        files[f"lib/ansible/{source.relative_to(ansible_dir)}"] = source.read_bytes()
+    for relative in ("plugins/modules/script_build.py", "plugins/module_utils/_sandbox.py",
+                     "plugins/module_utils/_overlay.py"):
+        files[f"lib/ansible_collections/left4me/l4d2/{relative}"] = (
+            COLLECTION / relative).read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def vm_results() -> dict[str, dict]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(f"{', '.join(LIMITS)} NOT PROVEN: {reason}")
+    files = module_files()
+    files["run.sh"] = RUN_SH
+    for name, (limits, content) in PROBES.items():
+        args = {"name": f"limit-{name}", "content": content, "incremental": False,
+                "runtime_max_sec": 300, **limits}
+        files[f"args/{name}.json"] = json.dumps({"ANSIBLE_MODULE_ARGS": args})
+    console = vm.run(files)
+    print(console)
+    assert "CONTROLLERS" in console and "pids" in console and "memory" in console, console
+    results = {}
+    for line in console.splitlines():
+        if line.startswith("MODULE-RESULT "):
+            _marker, name, payload = line.split(" ", 2)
+            results[name] = json.loads(payload)
+    assert sorted(results) == sorted(PROBES), console
+    return results
+
+
+def result_line(result: dict) -> str:
+    lines = [line for line in result.get("output", []) if line.startswith("RESULT")]
+    assert lines, result
+    return lines[-1]
+
+
+def test_tasksmax_stops_a_fork_bomb(vm_results):
+    assert result_line(vm_results["tasksmax"]).startswith("RESULT blocked"), vm_results
+
+
+def test_memorymax_oom_kills_a_memory_hog(vm_results):
+    result = vm_results["memorymax"]
+    assert result.get("failed") and result["service_result"] == "oom-kill", result
+    assert "MemoryMax" in result["msg"]
+
+
+def test_cpuquota_caps_a_busy_loop(vm_results):
+    assert result_line(vm_results["cpuquota"]).startswith("RESULT blocked"), vm_results
+
+
+def test_runtimemaxsec_kills_a_hung_build(vm_results):
+    result = vm_results["runtimemaxsec"]
+    assert result.get("failed") and result["service_result"] == "timeout", result
+    assert "RuntimeMaxSec=5" in result["msg"]
