@@ -190,7 +190,7 @@ def foreign_cfg(host):
     host.run(f"rm -f {path}")
 
 
-def test_file_dropped_from_the_list_is_deleted_foreign_file_kept(host, foreign_cfg):
+def test_dropped_file_and_overlay_are_let_go_foreign_file_kept(host, foreign_cfg):
     without_pack_and_motd = {
         "overlays_list": [
             {"id": "demo-config", "kind": "files",
@@ -200,18 +200,20 @@ def test_file_dropped_from_the_list_is_deleted_foreign_file_kept(host, foreign_c
              "files": [{"dest": "left4dead2/cfg/server.cfg",
                         "content": 'sv_tags "left4me,molecule"\nexec left4me-pack\n',
                         "mode": "0640"}]},
-            {"id": "maps", "kind": "workshop", "items": ["1000000001"],
-             "collections": ["3000000001"]},
-        ]
+        ]  # and the Workshop overlay "maps" left out: no longer refreshed, directory kept
     }
     motd, pack = f"{CONF}/left4dead2/motd.txt", f"{CONF}/left4dead2/cfg/left4me-pack.cfg"
     server_cfg = f"{CONF}/left4dead2/cfg/server.cfg"
+    definition = "/etc/left4me/overlays/maps.workshop.json"
     try:
         converge_overlays(without_pack_and_motd)
-        seen = look(host, motd, pack, server_cfg, foreign_cfg)
+        seen = look(host, motd, pack, server_cfg, foreign_cfg, definition, ADDONS)
         assert seen[motd] is None and seen[pack] is None
         assert seen[server_cfg]["type"] == "file"
         assert seen[foreign_cfg]["text"] == "keep\n"
+        assert seen[definition] is None, "a dropped Workshop overlay is no longer refreshed"
+        assert len(seen[ADDONS]["entries"]) == len(ITEMS), "its directory stays (may be in use)"
     finally:
         converge_overlays()
-    assert look(host, motd)[motd]["text"] == "molecule motd\n"
+    seen = look(host, motd, definition)
+    assert seen[motd]["text"] == "molecule motd\n" and seen[definition] is not None
