@@ -394,7 +394,21 @@ def has_config(raw: dict) -> bool:
     return any(raw.get(key) is not None for key in CONFIG_KEYS)
 
 
-def plan_all(params: dict, layout: HostLayout, gid: int, uid: int) -> list[InstancePlan]:
+def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int) -> None:
+    """What one configured instance's files and directories need."""
+    name = plan.name
+    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid)]
+    plan.config_changed = any(f.content_changed for f in plan.files)
+    layer_dirs = [DirSpec(d, 0, gid, 0o750) for d in config_layer_dirs(layout, name)]
+    paths = instance_paths(name, layout.state_dir)
+    runtime = instance_dir_specs(paths, uid, gid)
+    mounted = read_mount_state(paths.merged).mounted
+    dropin = DirSpec(layout.dropin_dir(name), 0, 0, 0o755)
+    plan.dirs = [*layer_dirs, dropin, *runtime]
+    plan.dir_changes = dir_changes(plan.dirs, [paths.merged] if mounted else [])
+
+
+def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     """Validate every instance and decide what to write; nothing changes on the host."""
     state = params["state"]
     raws = raw_instances(params)
@@ -424,20 +438,15 @@ def plan_all(params: dict, layout: HostLayout, gid: int, uid: int) -> list[Insta
             continue
         spec = validate_spec(raw, layout)
         specs.append(spec)
-        plan = InstancePlan(name, spec, layout)
-        plan.files = [file_change(f) for f in wanted_files(spec, layout, gid)]
-        plan.config_changed = any(f.content_changed for f in plan.files)
-        layer_dirs = [DirSpec(d, 0, gid, 0o750) for d in config_layer_dirs(layout, name)]
-        paths = instance_paths(name, layout.state_dir)
-        runtime = instance_dir_specs(paths, uid, gid)
-        mounted = read_mount_state(paths.merged).mounted
-        dropin = DirSpec(layout.dropin_dir(name), 0, 0, 0o755)
-        plan.dirs = [*layer_dirs, dropin, *runtime]
-        plan.dir_changes = dir_changes(plan.dirs, [paths.merged] if mounted else [])
-        plans.append(plan)
+        plans.append(InstancePlan(name, spec, layout))
     check_unique(specs)
     others = {n: env for n, env in on_host.items() if n not in names}
     check_ports_against_host(specs, others)
+    # Only valid arguments get this far: the runtime user is looked up after them.
+    uid, gid = resolve_owner(params["owner"])
+    for plan in plans:
+        if plan.spec is not None:
+            plan_files(plan, layout, uid, gid)
     for plan in plans:
         plan.port = (
             plan.spec.port
@@ -622,8 +631,7 @@ def main():
     try:
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
-        uid, gid = resolve_owner(params["owner"])
-        plans = plan_all(params, layout, gid, uid)
+        plans = plan_all(params, layout)
         units = [unit_name(p.name) for p in plans]
         states = host.unit_states(units)
         decide_unit_actions(plans, states, state, params["restart_on_change"])
