@@ -175,8 +175,9 @@ def test_resource_limit_bites(booted, enforced, directive):
     finding = enforced[directive]
     if not finding.enforced:
         NOT_PROVEN[directive] = finding.evidence
-        pytest.skip(f"{directive} NOT PROVEN on this host: {finding.evidence} "
-                    "(an nspawn host gets no cgroup controllers; needs a VM host)")
+        pytest.skip(f"{directive} NOT PROVEN on this host: {finding.evidence} (an nspawn "
+                    "host gets no cgroup controllers; tests/sandbox/test_vm_limits.py proves "
+                    "it in a qemu VM)")
     probe = {"name": f"limit-{directive.lower()}", **CGROUP_PROBES[directive]}
     result = run_probes(booted, [probe])[probe["name"]]
     if directive == "MemoryMax":
