@@ -376,7 +376,9 @@ def build(module, paths, limits: Limits, properties, script_text, environment, r
             prepare(paths, script_text, environment, resolvers, uid, gid, params["incremental"])
             ran = run_build(module, paths, properties, limits)
             if ran["rc"] != 0 or ran["service_result"] not in ("success", ""):
-                why = ("systemd-run failed before the script started"
+                why = (f"never reported a result: systemd could not start the build unit "
+                       f"(systemd-run rc {ran['rc']}; 217 is a bad user, 226 a namespace set-up "
+                       f"failure; the output ends with the unit's journal)"
                        if not ran["service_result"]
                        else describe_result(ran["service_result"], ran["rc"],
                                             limits.runtime_max_sec))
