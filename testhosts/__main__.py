@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="print the live hosts as JSON")
     probe = commands.add_parser("probe", help="report what a host enforces")
     probe.add_argument("name")
+    commands.add_parser("vm-image", help="build (or reuse) the qemu VM image (testhosts/vm.py)")
     supervise = commands.add_parser("supervise", help=argparse.SUPPRESS)
     supervise.add_argument("name")
     args = parser.parse_args(argv)
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "probe":
         findings = enforcement.probe(host.load(args.name))
         print(json.dumps([asdict(f) for f in findings], indent=2))
+    elif args.command == "vm-image":
+        from testhosts import vm  # only this command needs the VM code
+
+        print(vm.ensure_vm_image())
     elif args.command == "supervise":
         return host.supervise(args.name)
     return 0
