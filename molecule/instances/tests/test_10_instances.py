@@ -150,3 +150,16 @@ def test_ip_filter_drops_players_outside_the_allowed_networks(srv, booted):
         assert blocked.rc != 0 and "timed out" in blocked.stderr, blocked.stderr
     finally:
         subprocess.run([*in_netns, "del", "203.0.113.10/32", "dev", "lo"], check=False)
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCES))
+def test_server_reaches_steamclient_through_its_home(srv, name):
+    """~/.steam/sdk32|sdk64 (links into steamcmd) stay usable although /home is masked."""
+    pid = main_pid(srv, name)
+    home = next(v.split("=", 1)[1] for v in srv.check_output(
+        f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines() if v.startswith("HOME="))
+    assert home == f"{STATE}/home"
+    for sdk in ("sdk32", "sdk64"):
+        library = f"{home}/.steam/{sdk}/steamclient.so"
+        # Inside the server's mount namespace, where the links' targets must resolve too.
+        assert srv.run(f"nsenter -t {pid} -m test -r {library}").rc == 0, library
