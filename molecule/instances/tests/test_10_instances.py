@@ -89,7 +89,11 @@ def test_server_sees_only_its_own_files(srv, name):
     assert srv.check_output(f"ls -A {root}/etc/left4me") == ""
     assert srv.check_output(f"ls -A {root}{STATE}/runtime") == name
     visible = set(srv.check_output(f"ls -A {root}{STATE}").split())
-    assert visible <= {"home", "runtime", "steam"}, visible  # no installation/, overlays/
+    # no installation/ or overlays/; the Workshop cache only read-only (add-on links end there)
+    assert visible <= {"home", "runtime", "steam", "workshop_cache"}, visible
+    if "workshop_cache" in visible:
+        probe = srv.run(f"touch {root}{STATE}/workshop_cache/probe")
+        assert probe.rc != 0 and "Read-only file system" in probe.stderr, probe.stderr
     assert "srcds_run" in srv.check_output(f"ls {root}{STATE}/runtime/{name}/merged")
     assert srv.run(f"ls {root}/home/left4me").rc != 0
 
