@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 from standins.srcds import gamedata
 from standins.srcds.cfg import split_commands
 from standins.srcds.cmdline import LaunchOptions
-from standins.srcds.console import say
-from standins.srcds.players import Player, account_id_for
+from standins.srcds.console import PrintedLine, say
+from standins.srcds.players import Player, account_id_for, survivor_cast
 
 DEFAULT_CVARS = {
     "hostname": "Left 4 Dead 2",
@@ -61,7 +62,9 @@ class GameServer:
         self.cvars: dict[str, str] = dict(DEFAULT_CVARS)
         self.cvars["maxplayers"] = str(options.maxplayers or 8)
         self.map_name: str | None = None
-        self.players: list[Player] = []
+        self.players: list[Player] = []  # humans; A2S reports these
+        self.bots: list[Player] = []  # survivor bots; only `status` and `users` show them
+        self._kicked_survivors: set[str] = set()  # kicked bots stay gone for the map
         self._next_userid = 2
         self.version = gamedata.read_version(self.game_dir)
         self._commands: dict[str, Callable[[list[str]], list[str]]] = {
@@ -145,6 +148,12 @@ class GameServer:
                 return False
             say("---- Host_NewGame ----")
             self.map_name = name
+            # A new map brings a fresh survivor team (and its cast); humans pick characters again.
+            self.bots.clear()
+            self._kicked_survivors.clear()
+            for player in self.players:
+                player.character = None
+            self._staff_survivors()
             self.exec_server_cfg()
             self._announce_addons()
             say(f"Map {name} loaded ({self.player_count()} players stay connected)")
@@ -184,28 +193,70 @@ class GameServer:
         override = self.cvar_int("sv_maxplayers", -1)
         return override if override >= 0 else self.cvar_int("maxplayers", 8)
 
-    def add_player(self, name: str, ping: int = 50) -> Player:
+    def add_player(self, name: str, ping: int = 50, connected_seconds: float = 0) -> Player:
         with self.lock:
-            userid = self._next_userid
-            self._next_userid += 1
+            userid = self._take_userid()
             address = f"127.0.0.{2 + userid % 250}:27005"
             player = Player(userid, name, account_id_for(name), address, ping)
+            player.joined_at = time.monotonic() - connected_seconds
+            player.slot = self._free_slot()
             self.players.append(player)
+            self._staff_survivors()
         say(f'Client "{name}" connected ({address}).')
         return player
 
-    def find_player(self, selector: str) -> Player | None:
+    def find_player(self, selector: str, *, bots: bool = True) -> Player | None:
+        """By `#userid` or exact name; humans first, so a human named "Coach" wins."""
         with self.lock:
+            candidates = self.players + (self.bots if bots else [])
             if selector.startswith("#") and selector[1:].isdigit():
                 wanted = int(selector[1:])
-                return next((p for p in self.players if p.userid == wanted), None)
-            return next((p for p in self.players if p.name == selector), None)
+                return next((p for p in candidates if p.userid == wanted), None)
+            return next((p for p in candidates if p.name == selector), None)
 
     def remove_player(self, player: Player, reason: str) -> None:
         with self.lock:
-            if player in self.players:
+            if player.bot:
+                if player in self.bots:
+                    self.bots.remove(player)
+                    self._kicked_survivors.add(player.name)
+            elif player in self.players:
                 self.players.remove(player)
+                self._staff_survivors()
         say(f"Dropped {player.name} from server ({reason})")
+
+    def _take_userid(self) -> int:
+        # srcds hands out user ids in sequence to every client, bots included, never reusing one.
+        userid = self._next_userid
+        self._next_userid += 1
+        return userid
+
+    def _free_slot(self) -> int:
+        used = {client.slot for client in self.players + self.bots}
+        return next(slot for slot in range(1, len(used) + 2) if slot not in used)
+
+    def _staff_survivors(self) -> None:
+        """Keep four survivors: a joining human takes over a bot's character, a leaving one
+        hands it back to a new bot. With no humans left the server hibernates and L4D2 drops
+        every bot, so an idle server lists none (as a real empty dedicated server does)."""
+        if not self.players:
+            self.bots.clear()
+            return
+        cast = survivor_cast(self.map_name or "")
+        for player in self.players:
+            if player.character is not None:
+                continue
+            if self.bots:
+                player.character = self.bots.pop(0).character
+                continue
+            played = {p.character for p in self.players}
+            player.character = next((name for name in cast if name not in played), None)
+        staffed = {p.character for p in self.players + self.bots} | self._kicked_survivors
+        for name in cast:
+            if name not in staffed:
+                bot = Player(self._take_userid(), name, 0, "", 0, character=name, bot=True)
+                bot.slot = self._free_slot()
+                self.bots.append(bot)
 
     def _cmd_kick(self, args: list[str]) -> list[str]:
         if not args:
@@ -218,43 +269,53 @@ class GameServer:
 
     def _cmd_sim_addplayer(self, args: list[str]) -> list[str]:
         if not args:
-            return ["sim_addplayer <name> [ping]  (stand-in only)"]
+            return ["sim_addplayer <name> [ping [connected_seconds]]  (stand-in only)"]
         ping = int(args[1]) if len(args) > 1 and args[1].isdigit() else 50
-        player = self.add_player(args[0], ping)
+        connected = int(args[2]) if len(args) > 2 and args[2].isdigit() else 0
+        player = self.add_player(args[0], ping, connected)
         return [f'Added "{player.name}" as #{player.userid} ({player.steam2_id})']
 
     def _cmd_sim_removeplayer(self, args: list[str]) -> list[str]:
-        player = self.find_player(" ".join(args)) if args else None
+        player = self.find_player(" ".join(args), bots=False) if args else None
         if player is None:
             return ["sim_removeplayer <name>|#userid: no such player  (stand-in only)"]
         self.remove_player(player, "Disconnect by user.")
         return [f"Removed {player.name}"]
 
     # ----- reports -----------------------------------------------------------------------
+    def clients_by_slot(self) -> list[Player]:
+        """Every connected client, humans and bots, in slot order as srcds walks them."""
+        with self.lock:
+            return sorted(self.players + self.bots, key=lambda client: client.slot)
+
     def _cmd_status(self, args: list[str]) -> list[str]:
         address = f"{self.options.bind_ip}:{self.options.port}"
-        humans = len(self.players)
+        humans, bots = len(self.players), len(self.bots)
         hibernation = "not hibernating" if humans else "hibernating"
         secure = "insecure" if self.options.insecure else "secure"
-        lines = [
+        lines: list[str] = [
             f"hostname: {self.cvars['hostname']}",
-            f"version : {self.version.patch} {self.version.server} {secure}",
+            # The empty secure-reason column leaves two spaces before the Steam universe.
+            f"version : {self.version.patch} {self.version.server} {secure}  (unknown)",
             f"udp/ip  : {address} [ public {address} ]",
             "os      : Linux Dedicated",
             f"map     : {self.map_name or ''}",
-            f"players : {humans} humans, 0 bots ({self.max_players()} max) "
+            f"players : {humans} humans, {bots} bots ({self.max_players()} max) "
             f"({hibernation}) (unreserved)",
             "",
-            "# userid name uniqueid connected ping loss state rate adr",
+            # Over RCON srcds adds the address column, with its own print call.
+            PrintedLine("# userid name uniqueid connected ping loss state rate", " adr"),
         ]
-        lines.extend(_status_row(player) for player in self.players)
+        lines.extend(status_row(client) for client in self.clients_by_slot())
         lines.append("#end")
         return lines
 
     def _cmd_users(self, args: list[str]) -> list[str]:
+        # Every client, bots too, by 0-based slot index.
+        clients = self.clients_by_slot()
         lines = ['<slot:userid:"name">']
-        lines.extend(f'{slot}:{p.userid}:"{p.name}"' for slot, p in enumerate(self.players))
-        lines.append(f"{len(self.players)} users")
+        lines.extend(f'{c.slot - 1}:{c.userid}:"{c.name}"' for c in clients)
+        lines.append(f"{len(clients)} users")
         return lines
 
     def _cmd_say(self, args: list[str]) -> list[str]:
@@ -311,15 +372,21 @@ class GameServer:
             return [(p.name, p.score, p.connected_seconds) for p in self.players]
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """srcds's COM_FormatSeconds: `MM:SS`, or `%2i:MM:SS` once an hour has passed."""
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    return f"{hours:2d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def _status_row(player: Player) -> str:
-    return (
-        f'# {player.userid:>2} "{player.name}" {player.steam2_id} '
-        f"{_format_duration(player.connected_seconds)} {player.ping} {player.loss} "
-        f"active 30000 {player.address}"
+def status_row(client: Player) -> str:
+    """One `status` row in L4D2's layout (its engine branch added the slot column):
+    `# %2i %i "name" id time ping loss state rate` then ` adr` for humans;
+    `#%2i "name" BOT active` for bots, which have no network channel to report."""
+    if client.bot:
+        return f'#{client.userid:2d} "{client.name}" BOT active'
+    return PrintedLine(
+        f'# {client.userid:2d} {client.slot} "{client.name}" {client.steam2_id} '
+        f"{format_duration(client.connected_seconds)} {client.ping} {client.loss} active 30000",
+        f" {client.address}",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -33,8 +34,25 @@ _NAMES = [
 ]
 
 
+# The survivor team always has four characters; whichever no human plays is a bot. Which four
+# depends on the campaign: the L4D1 cast in The Sacrifice (c7), the ported L4D1 campaigns
+# (c8-c12) and The Last Stand (c14); the L4D2 cast everywhere else, custom maps included.
+L4D2_SURVIVORS = ("Nick", "Rochelle", "Coach", "Ellis")
+L4D1_SURVIVORS = ("Bill", "Zoey", "Louis", "Francis")
+_L4D1_CAST_CAMPAIGNS = frozenset({7, 8, 9, 10, 11, 12, 14})
+
+
+def survivor_cast(map_name: str) -> tuple[str, ...]:
+    match = re.match(r"c(\d+)m\d+_", map_name)
+    if match and int(match.group(1)) in _L4D1_CAST_CAMPAIGNS:
+        return L4D1_SURVIVORS
+    return L4D2_SURVIVORS
+
+
 @dataclass
 class Player:
+    """A connected client: a (simulated) human, or a survivor bot (`bot`, no SteamID/address)."""
+
     userid: int
     name: str
     account_id: int
@@ -43,9 +61,14 @@ class Player:
     joined_at: float = field(default_factory=time.monotonic)
     score: int = 0
     loss: int = 0
+    slot: int = 0  # 1-based client slot (entity index), as `status` prints it
+    character: str | None = None  # the survivor this client plays, if any
+    bot: bool = False
 
     @property
     def steam2_id(self) -> str:
+        if self.bot:
+            return "BOT"
         # STEAM_1:Y:Z where account id = 2*Z + Y (universe 1 = public, as L4D2 prints it).
         return f"STEAM_1:{self.account_id % 2}:{self.account_id // 2}"
 

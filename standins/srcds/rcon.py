@@ -7,22 +7,41 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from standins.srcds.console import say
+from standins.srcds.console import print_calls, say
 from standins.srcds.game import GameServer
 
 SERVERDATA_AUTH = 3
 SERVERDATA_AUTH_RESPONSE = 2
 SERVERDATA_EXECCOMMAND = 2
 SERVERDATA_RESPONSE_VALUE = 0
-MAX_BODY = 4096  # srcds splits long output into packets with bodies of at most 4096 bytes
+# srcds collects a command's console output in a 4096-byte buffer (sv_redirect_buffer), NUL
+# included, and sends it as one RESPONSE_VALUE whenever the next print would not fit: so a
+# packet carries at most 4095 bytes of text and is cut between print calls, never inside one.
+MAX_RESPONSE_TEXT = 4095
 MAX_REQUEST_SIZE = 4096 + 10
 # srcds answers AUTH with an empty RESPONSE_VALUE, then AUTH_RESPONSE on a later frame. The
 # pause keeps the two in separate reads, which line-at-a-time clients (python `rcon`) rely on.
 AUTH_RESPONSE_DELAY = 0.03
 # The body of the packet srcds sends after mirroring an empty RESPONSE_VALUE (0x00000100 LE).
 JUNK_BODY = b"\x00\x01\x00\x00"
+
+
+def redirect_chunks(prints: Iterable[str]) -> list[bytes]:
+    """The packet bodies srcds sends for these print calls (SV_RedirectAddText, then the final
+    flush of SV_RedirectEnd, which sends even an empty buffer)."""
+    chunks: list[bytes] = []
+    buffer = b""
+    for text in prints:
+        data = text.encode("utf-8", "replace")
+        if len(buffer) + len(data) > MAX_RESPONSE_TEXT:
+            chunks.append(buffer)
+            buffer = b""
+        buffer += data[: MAX_RESPONSE_TEXT - len(buffer)]  # strncat truncates an oversized print
+    chunks.append(buffer)
+    return chunks
 
 
 def encode_packet(request_id: int, kind: int, body: bytes) -> bytes:
@@ -144,8 +163,7 @@ class RconSession:
             return
         say(f'rcon from "{self.ip}": command "{command}"')
         lines = self.server.execute_text(command)
-        body = ("\n".join(lines) + "\n").encode() if lines else b""
-        chunks = [body[i : i + MAX_BODY] for i in range(0, len(body), MAX_BODY)] or [b""]
+        chunks = redirect_chunks(print_calls(lines))
         self.conn.sendall(
             b"".join(encode_packet(request_id, SERVERDATA_RESPONSE_VALUE, c) for c in chunks)
         )

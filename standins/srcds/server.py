@@ -81,7 +81,7 @@ def _simulate_players(server: GameServer) -> None:
     while not server.stop_requested.wait(min(1.0, max(0.05, next_join - clock))):
         clock += min(1.0, max(0.05, next_join - clock))
         for name, leave_at in list(departures.items()):
-            player = server.find_player(name)
+            player = server.find_player(name, bots=False)
             if clock >= leave_at:
                 departures.pop(name)
                 if player is not None:

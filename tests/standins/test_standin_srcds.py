@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import struct
@@ -32,9 +33,38 @@ def game_root(tmp_path):
     return root
 
 
+# srcds sends long output as packets of at most 4095 bytes of text, so python `rcon`'s default
+# fragment threshold (4096) never triggers its reassembly: with threshold 1 it always sends the
+# empty-packet terminator and gathers every packet of the response.
+ALL_FRAGMENTS = 1
+MAX_RESPONSE_TEXT = 4095
+
+# L4D2 `status` rows (real captures): humans carry the slot after the userid and the address
+# last; bots print only userid, name, `BOT` and state. Userids print as `%2i`.
+HUMAN_ROW = re.compile(
+    r'^# (?P<userid>[ \d]\d|\d{3,}) (?P<slot>\d+) "(?P<name>.+)" (?P<steamid>STEAM_1:[01]:\d+) '
+    r"(?P<connected>[ \d]\d:\d\d:\d\d|\d\d:\d\d) (?P<ping>\d+) (?P<loss>\d+) active "
+    r"(?P<rate>\d+) (?P<adr>\d+\.\d+\.\d+\.\d+:\d+)$"
+)
+BOT_ROW = re.compile(r'^#(?P<userid>[ \d]\d|\d{3,}) "(?P<name>[^"]+)" BOT active$')
+
+
 def rcon(server, *command: str, password: str = "s3cret") -> str:
     with Client(LOOPBACK, server.port, passwd=password, timeout=5) as client:
         return client.run(*command)
+
+
+def status_rows(status: str) -> tuple[list[re.Match], list[re.Match]]:
+    """Human and bot rows of a `status`; fails on any row of another shape."""
+    lines = status.splitlines()
+    header = lines.index("# userid name uniqueid connected ping loss state rate adr")
+    assert lines[-1] == "#end", status
+    humans, bots = [], []
+    for line in lines[header + 1 : -1]:
+        human, bot = HUMAN_ROW.match(line), BOT_ROW.match(line)
+        assert human or bot, f"not an L4D2 status row: {line!r}"
+        (humans if human else bots).append(human or bot)
+    return humans, bots
 
 
 def test_a2s_info_reflects_cfg_files_and_command_line(start_srcds, game_root):
@@ -103,11 +133,10 @@ def test_rcon_status_users_and_player_tracking(start_srcds, game_root):
     lines = status.splitlines()
     assert lines[0] == "hostname: Overlay Host"
     assert lines[2].startswith(f"udp/ip  : {LOOPBACK}:{server.port}")
-    assert "players : 2 humans, 0 bots (12 max)" in status
-    assert "# userid name uniqueid connected ping loss state rate adr" in lines
-    ellis = next(line for line in lines if '"Ellis"' in line)
-    assert ellis.startswith('#  2 "Ellis" STEAM_1:') and " 42 0 active " in ellis
-    assert lines[-1] == "#end"
+    assert "players : 2 humans, 2 bots (12 max) (not hibernating) (unreserved)" in status
+    humans, _ = status_rows(status)
+    ellis = next(row for row in humans if row["name"] == "Ellis")
+    assert ellis.group(0).startswith('#  2 1 "Ellis" STEAM_1:') and " 42 0 active " in ellis[0]
     assert '0:2:"Ellis"' in rcon(server, "users")
     names = sorted(p.name for p in a2s.players(server.address, timeout=2))
     assert names == ["Ellis", "Rochelle"]
@@ -188,15 +217,75 @@ def test_rcon_bans_address_after_max_failures(start_srcds, game_root):
     assert a2s.info(server.address, timeout=2).server_name == "Overlay Host"
 
 
-def test_rcon_long_output_spans_packets(start_srcds, game_root):
+def test_status_rows_have_the_l4d2_shape_with_survivor_bots(start_srcds, game_root):
     server = start_srcds(game_root)
+    idle = rcon(server, "status")
+    # An empty dedicated server hibernates and has no bots at all.
+    assert "players : 0 humans, 0 bots (12 max) (hibernating) (unreserved)" in idle
+    assert status_rows(idle) == ([], [])
+    assert "secure  (unknown)" in idle.splitlines()[1]
+    rcon(server, "sim_addplayer", "Veteran", "64", str(2 * 3600 + 5 * 60 + 7))
+    rcon(server, "sim_addplayer", "Newcomer", "80", "65")
+    status = rcon(server, "status")
+    assert "players : 2 humans, 2 bots (12 max) (not hibernating)" in status
+    humans, bots = status_rows(status)
+    assert [(h["name"], h["connected"]) for h in humans] == [
+        ("Veteran", " 2:05:07"),  # COM_FormatSeconds pads the hours to two columns
+        ("Newcomer", "01:05"),
+    ]
+    # Two humans play two of the L4D2 cast (c1m1); bots play the other two.
+    assert {b["name"] for b in bots} < {"Nick", "Rochelle", "Coach", "Ellis"} and len(bots) == 2
+    userids = [int(row["userid"]) for row in humans + bots]
+    slots = [int(h["slot"]) for h in humans]
+    assert len(set(userids)) == 4 and len(set(slots)) == 2 and min(slots) == 1
+    users = rcon(server, "users")
+    assert users.splitlines()[-1] == "4 users"  # `users` lists bots too
+    assert all(f':{b["userid"].strip()}:"{b["name"]}"' in users for b in bots)
+
+
+def test_survivor_bots_follow_humans_and_the_campaign_cast(start_srcds, game_root):
+    server = start_srcds(game_root)
+    for name in ("P1", "P2", "P3", "P4"):
+        rcon(server, "sim_addplayer", name)
+    assert status_rows(rcon(server, "status"))[1] == []  # four humans: no survivor bots
+    rcon(server, "sim_removeplayer", "P2")
+    _, bots = status_rows(rcon(server, "status"))
+    assert len(bots) == 1  # the character P2 played is a bot again, with a new userid
+    assert int(bots[0]["userid"]) > 5
+    rcon(server, "kick", bots[0]["name"])
+    assert status_rows(rcon(server, "status"))[1] == []  # a kicked bot stays gone for the map
+    rcon(server, "changelevel", "c8m1_apartment")  # No Mercy: the L4D1 cast
+    rcon(server, "sim_removeplayer", "P3")
+    _, bots = status_rows(rcon(server, "status"))
+    assert len(bots) == 2 and {b["name"] for b in bots} < {"Bill", "Zoey", "Louis", "Francis"}
+    for name in ("P1", "P4"):
+        rcon(server, "sim_removeplayer", name)
+    assert "0 humans, 0 bots" in rcon(server, "status")  # hibernating again: bots dropped
+
+
+def _seed_players(server, count: int) -> None:
     with Client(LOOPBACK, server.port, passwd="s3cret", timeout=5) as client:
-        for index in range(120):
+        for index in range(count):
             client.run("sim_addplayer", f"Survivor{index:03d}")
+
+
+def test_rcon_client_reassembles_long_output(start_srcds, game_root):
+    server = start_srcds(game_root)
+    _seed_players(server, 120)
+    with Client(LOOPBACK, server.port, passwd="s3cret", timeout=5) as client:
+        first_packet_only = client.run("status")
+    with Client(
+        LOOPBACK, server.port, passwd="s3cret", timeout=5, frag_threshold=ALL_FRAGMENTS
+    ) as client:
         status = client.run("status")
         assert client.run("hostname").strip() == '"hostname" = "Overlay Host"'
-    assert len(status.encode()) > 2 * 4096
-    assert status.count("STEAM_1:") == 120 and status.rstrip().endswith("#end")
+    # With its default threshold the client keeps only srcds's first (<= 4095-byte) packet.
+    assert len(first_packet_only.encode()) <= MAX_RESPONSE_TEXT
+    assert status.startswith(first_packet_only) and len(status.encode()) > 2 * 4096
+    humans, bots = status_rows(status)
+    assert len(humans) == 120 and bots == []
+    # Rows come in slot order; joiners fill the slots the bots they replaced left free.
+    assert sorted(h["name"] for h in humans) == [f"Survivor{i:03d}" for i in range(120)]
 
 
 def _packet(request_id: int, kind: int, body: bytes = b"") -> bytes:
@@ -209,6 +298,55 @@ def _read_packet(sock: socket.socket) -> tuple[int, int, bytes]:
     payload = sock.recv(size, socket.MSG_WAITALL)
     request_id, kind = struct.unpack("<ii", payload[:8])
     return request_id, kind, payload[8:-2]
+
+
+def _response_bodies(server, command: str) -> list[bytes]:
+    """Every RESPONSE_VALUE body srcds sends for `command`, read off a raw socket: the
+    command, then an empty RESPONSE_VALUE whose mirror marks the end."""
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(_packet(1, 3, b"s3cret"))
+        assert _read_packet(sock)[:2] == (1, 0) and _read_packet(sock)[:2] == (1, 2)
+        sock.sendall(_packet(2, 2, command.encode()) + _packet(3, 0))
+        bodies = []
+        while (packet := _read_packet(sock))[0] == 2:
+            assert packet[1] == 0
+            bodies.append(packet[2])  # the text, without string1's and string2's NULs
+        assert packet == (3, 0, b"")  # the mirrored empty packet ends the response
+        assert _read_packet(sock) == (3, 0, b"\x00\x01\x00\x00")
+    return bodies
+
+
+def test_rcon_long_output_is_cut_into_4095_byte_packets_between_prints(start_srcds, game_root):
+    server = start_srcds(game_root)
+    _seed_players(server, 120)
+    bodies = _response_bodies(server, "status")
+    status = b"".join(bodies).decode()
+    assert len(bodies) >= 3 and all(len(body) <= MAX_RESPONSE_TEXT for body in bodies)
+    humans, _ = status_rows(status)
+    assert len(humans) == 120
+    for body, successor in zip(bodies, bodies[1:], strict=False):
+        # A packet goes out only when the next print would not fit: each is nearly full...
+        assert len(body) > MAX_RESPONSE_TEXT - 120
+        # ...and is cut where one print call ends: after a newline, or inside a human row
+        # between its columns, its address and its newline (three prints in srcds).
+        tail = body.decode().rsplit("\n", 1)[-1]
+        assert tail == "" or HUMAN_ROW.match(tail + successor.decode().split("\n", 1)[0])
+        assert tail == "" or tail.endswith("active 30000") or re.search(r":\d+$", tail)
+
+
+def test_rcon_output_of_whole_lines_is_cut_at_line_ends(start_srcds, game_root):
+    plugins = game_root / "left4dead2" / "addons" / "sourcemod" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins.parent / "extensions").mkdir()
+    for index in range(150):
+        (plugins / f"l4d2_plugin_with_a_rather_long_name_{index:03d}.smx").write_bytes(b"FFSP")
+    server = start_srcds(game_root)
+    bodies = _response_bodies(server, "sm plugins list")
+    assert len(bodies) >= 2 and all(len(body) <= MAX_RESPONSE_TEXT for body in bodies)
+    assert all(body.endswith(b"\n") for body in bodies)
+    listing = b"".join(bodies).decode().splitlines()
+    assert listing[0] == "[SM] Listing 150 plugins:" and len(listing) == 151
+    assert listing[-1].endswith('"l4d2_plugin_with_a_rather_long_name_149" (1.0) by unknown')
 
 
 def test_rcon_wire_format_terminator_trick(start_srcds, game_root):
