@@ -715,6 +715,15 @@ def _from_systemd(entry: dict) -> bool:
     return entry.get("_PID") == "1" or entry.get("SYSLOG_IDENTIFIER") == "systemd"
 
 
+def has_process_output(entries: Sequence[dict], previous_invocation: str = "") -> bool:
+    """Whether the unit's processes (not systemd) logged anything after the previous run."""
+    return any(
+        not _from_systemd(e) and entry_message(e).strip()
+        and not (previous_invocation and entry_invocation(e) == previous_invocation)
+        for e in entries
+    )
+
+
 def failure_reason(
     entries: Sequence[dict], previous_invocation: str = "", secrets: Iterable[str] = ()
 ) -> str:

@@ -292,6 +292,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     configured_instances,
     failure_reason,
     file_change,
+    has_process_output,
     missing_steam_links,
     parse_journal_json,
     ports_from_env,
@@ -341,6 +342,7 @@ UNIT_PROPERTIES = (
 )
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
+JOURNAL_READS = 3
 NEEDS_ROOT = (
     "srcds_instance needs root: run with become (-b on the ansible command line,"
     " become: true in a play)"
@@ -382,12 +384,19 @@ class Host:
     def failure_reason(self, plan: InstancePlan, since: float) -> str:
         """Why the unit's runs since ``since`` failed, from its journal (bounded, masked)."""
         unit = unit_name(plan.name)
-        rc, out, _err = self.run(
-            ["journalctl", "-u", unit, f"--since=@{since:.6f}", "-n", str(JOURNAL_ENTRIES),
-             "--no-pager", "-o", "json"],
-            check=False,
-        )
-        entries = parse_journal_json(out) if rc == 0 else []
+        # journald reads the processes' output streams on its own time: ask it to catch
+        # up, and look again briefly when only systemd's own lines are there yet.
+        self.run(["journalctl", "--sync"], check=False)
+        for attempt in range(JOURNAL_READS):
+            rc, out, _err = self.run(
+                ["journalctl", "-u", unit, f"--since=@{since:.6f}", "-n", str(JOURNAL_ENTRIES),
+                 "--no-pager", "-o", "json"],
+                check=False,
+            )
+            entries = parse_journal_json(out) if rc == 0 else []
+            if has_process_output(entries, plan.invocation_before) or attempt + 1 == JOURNAL_READS:
+                break
+            time.sleep(0.5)
         reason = failure_reason(entries, plan.invocation_before, plan.secrets)
         return reason or f"nothing in its journal; see journalctl -u {unit}"
 

@@ -157,7 +157,7 @@ def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
     assert msg.startswith(f"left4me-server@coop1.service did not start: {TAINTED}")
     assert msg.endswith("(systemctl restart rc 1: Job for left4me-server@coop1.service failed"
                         " because the control process exited with error code.)")
-    journalctl = next(c for c in module.calls if c[0] == "journalctl")
+    journalctl = next(c for c in module.calls if c[:2] == ["journalctl", "-u"])
     assert "--since=@5.500000" in journalctl, "only this start's runs explain it"
 
 
