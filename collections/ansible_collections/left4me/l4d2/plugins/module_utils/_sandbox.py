@@ -38,8 +38,11 @@ import hashlib
 import ipaddress
 import os
 import re
+import selectors
 import shutil
 import stat
+import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -437,6 +440,38 @@ def validate_output_lines(max_lines: object) -> int:
 def keep_tail(buffer: bytes, keep: int = OUTPUT_KEEP_BYTES) -> bytes:
     """The last ``keep`` bytes of what a build printed so far."""
     return buffer[-keep:] if len(buffer) > keep else buffer
+
+
+def run_keeping_tail(argv: list[str], timeout: float) -> tuple[int, bytes] | None:
+    """(rc, the tail of its output) of ``argv`` (systemd-run), or None when it outlived
+    ``timeout``.
+
+    Only the last bytes of the output are kept while it runs (keep_tail): a build
+    may print without limit, the module's memory and results may not grow with it.
+    """
+    deadline = time.monotonic() + timeout
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "LANG": "C", "LC_ALL": "C"})
+    tail = b""
+    with proc, selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proc.kill()
+                return None
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            tail = keep_tail(tail + chunk)
+        try:
+            return proc.wait(max(deadline - time.monotonic(), 1)), tail
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return None
 
 
 def output_tail(text: str, max_lines: int) -> list[str]:

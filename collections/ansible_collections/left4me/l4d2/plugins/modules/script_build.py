@@ -243,9 +243,7 @@ import grp  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 import secrets  # noqa: E402
-import selectors  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
@@ -254,7 +252,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     build_paths,
     describe_result,
     environment_file_text,
-    keep_tail,
     make_world_readable,
     manifest_digest,
     manifest_text,
@@ -265,6 +262,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     remove_tree,
     resolv_conf_text,
     retired_dirs,
+    run_keeping_tail,
     sandbox_properties,
     split_result,
     stale_build_dirs,
@@ -346,40 +344,9 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
         write_file(paths.environment, environment_file_text(environment), 0o600)
 
 
-def run_systemd_run(argv: list[str], timeout: float) -> tuple[int, bytes] | None:
-    """(rc, the tail of its output) of systemd-run, or None when it outlived ``timeout``.
-
-    Only the last bytes of the output are kept while it runs (keep_tail): a build
-    may print without limit, the module's memory and results may not grow with it.
-    """
-    deadline = time.monotonic() + timeout
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "LANG": "C", "LC_ALL": "C"})
-    tail = b""
-    with proc, selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                proc.kill()
-                return None
-            if not selector.select(remaining):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            tail = keep_tail(tail + chunk)
-        try:
-            return proc.wait(max(deadline - time.monotonic(), 1)), tail
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return None
-
-
 def run_build(module, paths, properties, limits: Limits) -> dict:
     argv = systemd_run_argv(properties, unit_name(os.path.basename(paths.overlay)))
-    ran = run_systemd_run(argv, limits.runtime_max_sec + WAIT_GRACE_SEC)
+    ran = run_keeping_tail(argv, limits.runtime_max_sec + WAIT_GRACE_SEC)
     if ran is None:
         raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
                            f"RuntimeMaxSec={limits.runtime_max_sec}; check "

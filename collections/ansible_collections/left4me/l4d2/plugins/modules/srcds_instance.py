@@ -195,8 +195,8 @@ attributes:
     description: Shows the env file, instance cfg (password masked) and drop-in changes.
     support: full
 notes:
-  - Needs root (ad hoc, C(ansible -b)); without it the module fails with
-    "srcds_instance needs root: run with become". Needs systemd, the
+  - Needs root (ad hoc, C(ansible -b)); without it the module fails and says to run it
+    with become. Needs systemd, the
     C(left4me-server@.service) template (role C(left4me.l4d2.game_instances)) and the
     C(left4me-mount) helper (role C(left4me.l4d2.game_host)).
 seealso:
