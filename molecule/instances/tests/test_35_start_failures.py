@@ -108,7 +108,7 @@ def test_a_missing_sdk32_link_refuses_the_start_and_names_it(srv):
 def test_a_server_that_cannot_bind_shows_the_journals_reason(instance):
     instance("bind1", 27046, overlays=["demo-coop"], rcon_password=SECRET,
              environment={"SRCDS_SIM_BIND_FAIL": "1"})
-    run = adhoc({"name": "bind1", "state": "started", "wait_retries": 30})
+    run = adhoc({"name": "bind1", "state": "started", "wait_retries": 60})
     assert run.returncode != 0
     assert "instance 'bind1' did not answer A2S_INFO" in run.stdout, run.stdout[-2000:]
     assert "journal of left4me-server@bind1.service:" in run.stdout

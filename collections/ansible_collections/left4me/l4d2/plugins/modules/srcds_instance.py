@@ -343,6 +343,7 @@ UNIT_PROPERTIES = (
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
 JOURNAL_READS = 3
+UNIT_FAILED = "the unit failed"
 NEEDS_ROOT = (
     "srcds_instance needs root: run with become (-b on the ansible command line,"
     " become: true in a play)"
@@ -587,7 +588,7 @@ def wait_for_answers(module, host, plans, params, since: float) -> None:
     def units_that_failed(pending: list[str]) -> dict[str, str]:
         states = host.unit_states([unit_name(n) for n in pending])
         return {
-            n: "the unit failed" for n in pending
+            n: UNIT_FAILED for n in pending
             if states[unit_name(n)].get("ActiveState") == "failed"
         }
 
@@ -597,6 +598,15 @@ def wait_for_answers(module, host, plans, params, since: float) -> None:
     for name, info in answers.items():
         info["address"] = targets[name][0]
         by_name[name].a2s = info
+    # Out of retries: say where each unit stands now (a crash loop may have just ended).
+    silent = [n for n, why in failures.items() if why != UNIT_FAILED]
+    states = host.unit_states([unit_name(n) for n in silent]) if silent else {}
+    for name in silent:
+        props = states[unit_name(name)]
+        if props.get("ActiveState") == "failed":
+            failures[name] = UNIT_FAILED
+        elif props.get("SubState") == "auto-restart":
+            failures[name] += "; the unit is restarting after a failure"
     if failures:
         module.fail_json(
             msg="; ".join(

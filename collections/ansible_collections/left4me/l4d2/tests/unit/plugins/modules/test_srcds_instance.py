@@ -202,3 +202,34 @@ def test_missing_sdk32_link_refuses_the_start(tmp_path, monkeypatch):
     assert message.startswith(f"not starting coop1: {home}/.steam/sdk32/steamclient.so is"
                               " missing.")
     assert srcds_instance.check_steam_links([plan("idle", actions=())], "left4me") is None
+
+
+class SequencedModule(FakeModule):
+    """systemctl show answers "restarting" a few times, then "failed" (a crash loop ending)."""
+
+    def __init__(self, restarting_answers: int) -> None:
+        super().__init__({})
+        self.left = restarting_answers
+
+    def run_command(self, argv, environ_update=None):
+        self.calls.append(argv)
+        if argv[:2] == ["systemctl", "show"]:
+            self.left -= 1
+            state = "activating\nSubState=auto-restart" if self.left >= 0 else "failed"
+            return 0, f"Id=left4me-server@coop1.service\nActiveState={state}\n", ""
+        return 0, "", ""
+
+
+@pytest.mark.parametrize(("restarting", "said"), [
+    (2, ":0: (the unit failed); journal of"),
+    (3, ":0: (no A2S answer before the timeout; the unit is restarting after a failure)"),
+])
+def test_out_of_retries_the_message_says_where_the_unit_stands(silent_udp_port, restarting,
+                                                               said):
+    module = SequencedModule(restarting)
+    plans = [plan()]
+    plans[0].port = silent_udp_port
+    params = {"probe_address": None, "wait_retries": 2, "wait_timeout": 0.1}
+    with pytest.raises(Failed) as failed:
+        srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
+    assert said.replace(":0:", f":{silent_udp_port}") in failed.value.args[0]["msg"]
