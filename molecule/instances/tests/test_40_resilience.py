@@ -24,7 +24,7 @@ def test_killed_server_is_back_and_answering_within_10_s(srv, booted):
 
 def test_server_crashing_at_start_stops_after_5_tries(srv):
     arguments = {"name": "crash1", "port": 27045, "overlays": ["demo-coop"],
-                 "environment": {"SRCDS_SIM_CRASH_AT_START": "1"}, "wait_retries": 30}
+                 "environment": {"SRCDS_SIM_CRASH_AT_START": "1"}, "wait_retries": 60}
     since = srv.check_output("date +%s")  # the journal keeps runs of an earlier crash1
     try:
         started = time.monotonic()

@@ -11,6 +11,7 @@ which are reassembled here (uncompressed only, as srcds sends A2S_INFO).
 
 from __future__ import annotations
 
+import selectors
 import socket
 import struct
 import time
@@ -111,50 +112,166 @@ def split_packet_parts(packet: bytes) -> tuple[int, int, int, bytes]:
     return packet_id, total, number, packet[12:]
 
 
-def _receive(sock: socket.socket, deadline: float) -> bytes:
-    """One whole answer (reassembling split packets), without the FF FF FF FF header."""
-    parts: dict[int, bytes] = {}
-    total = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise A2SError("no A2S answer before the timeout")
-        sock.settimeout(remaining)
+class _Probe:
+    """One A2S_INFO exchange with one server, driven by :func:`query_many`'s socket loop."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.target = (address, port)
+        self.sock: socket.socket | None = None
+        self.challenge = b""
+        self.exchanges = 0
+        self.parts: dict[int, bytes] = {}
+        self.result: dict | None = None
+        self.error = "no A2S answer before the timeout"
+
+    def open(self) -> None:
+        address, port = self.target
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
         try:
-            packet = sock.recv(65535)
-        except TimeoutError:
-            raise A2SError("no A2S answer before the timeout") from None
+            self.sock.connect(self.target)
+        except OSError as exc:
+            raise A2SError(f"cannot reach {address}:{port}: {exc.strerror or exc}") from None
+        self.send()
+
+    def send(self) -> None:
+        if self.exchanges >= MAX_EXCHANGES:
+            raise A2SError("the server kept answering with new challenges")
+        self.exchanges += 1
+        try:
+            self.sock.send(build_info_request(self.challenge))
         except OSError as exc:
             raise A2SError(f"A2S query failed: {exc.strerror or exc}") from None
+
+    def on_readable(self) -> bool:
+        """Read what arrived; True once the exchange is over (answered or failed for good)."""
+        while True:
+            try:
+                packet = self.sock.recv(65535)
+            except BlockingIOError:
+                return False
+            except OSError as exc:  # e.g. ICMP port unreachable: nothing listens yet
+                raise A2SError(f"A2S query failed: {exc.strerror or exc}") from None
+            answer = self._feed(packet)
+            if answer is None:
+                continue
+            if answer[:1] == bytes([S2C_CHALLENGE]) and len(answer) >= 5:
+                self.challenge = answer[1:5]
+                self.parts.clear()
+                self.send()
+                continue
+            self.result = parse_info(answer)
+            return True
+
+    def _feed(self, packet: bytes) -> bytes | None:
+        """A whole answer without the FF FF FF FF header, or None while split parts are due."""
         if packet.startswith(HEADER_SIMPLE):
             return packet[4:]
         _id, total, number, data = split_packet_parts(packet)
-        parts[number] = data
-        if total and len(parts) == total:
-            message = b"".join(parts[i] for i in range(total))
-            if not message.startswith(HEADER_SIMPLE):
-                raise A2SError("reassembled split answer lacks the simple header")
-            return message[4:]
+        self.parts[number] = data
+        if not total or len(self.parts) < total:
+            return None
+        message = b"".join(self.parts.get(i, b"") for i in range(total))
+        if not message.startswith(HEADER_SIMPLE):
+            raise A2SError("reassembled split answer lacks the simple header")
+        return message[4:]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def query_many(targets: dict, timeout: float = 1.0) -> dict:
+    """Ask every ``key: (address, port)`` for A2S_INFO at once, all within one ``timeout``.
+
+    One non-blocking socket per server and one select loop over all of them, so
+    N servers cost one timeout, not N. Returns ``key: info dict`` for servers that
+    answered and ``key: A2SError`` for the others.
+    """
+    deadline = time.monotonic() + timeout
+    results: dict = {}
+    probes: dict = {}
+    with selectors.DefaultSelector() as selector:
+        try:
+            for key, (address, port) in targets.items():
+                probe = _Probe(address, port)
+                probes[key] = probe
+                try:
+                    probe.open()
+                except A2SError as exc:
+                    results[key] = exc
+                    continue
+                selector.register(probe.sock, selectors.EVENT_READ, key)
+            while len(results) < len(probes):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for selected, _events in selector.select(remaining):
+                    key = selected.data
+                    probe = probes[key]
+                    try:
+                        done = probe.on_readable()
+                    except A2SError as exc:
+                        results[key] = exc
+                        done = True
+                    else:
+                        if done:
+                            results[key] = probe.result
+                    if done:
+                        selector.unregister(probe.sock)
+        finally:
+            for probe in probes.values():
+                probe.close()
+    for key, probe in probes.items():
+        results.setdefault(key, A2SError(probe.error))
+    return results
 
 
 def query_info(address: str, port: int, timeout: float = 1.0) -> dict:
     """Ask ``address:port`` for A2S_INFO, answering a challenge if one comes back."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    deadline = time.monotonic() + timeout
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect((address, port))
-        except OSError as exc:
-            raise A2SError(f"cannot reach {address}:{port}: {exc.strerror or exc}") from None
-        challenge = b""
-        for _exchange in range(MAX_EXCHANGES):
-            try:
-                sock.send(build_info_request(challenge))
-            except OSError as exc:
-                raise A2SError(f"A2S query failed: {exc.strerror or exc}") from None
-            answer = _receive(sock, deadline)
-            if answer[:1] == bytes([S2C_CHALLENGE]) and len(answer) >= 5:
-                challenge = answer[1:5]
+    result = query_many({0: (address, port)}, timeout)[0]
+    if isinstance(result, A2SError):
+        raise result
+    return result
+
+
+def wait_for_info(targets: dict, retries: int, timeout: float, gave_up=None,
+                  clock=time.monotonic, sleep=time.sleep) -> tuple[dict, dict]:
+    """Query every server once per round, all at once, for at most ``retries`` rounds.
+
+    A round lasts ``timeout`` seconds whatever the number of servers, so the whole
+    wait is bounded by ``retries x timeout`` (plus what ``gave_up`` costs).
+    ``gave_up(pending keys)`` is asked after every round without all answers and
+    returns ``key: reason`` for servers not worth waiting for (e.g. a failed unit).
+    Returns ``(answers, failures)``: ``key: info`` (with ``seconds`` until it
+    answered) and ``key: reason`` for every server that did not answer.
+    """
+    started = clock()
+    pending = dict(targets)
+    answers: dict = {}
+    failures: dict = {}
+    last_error: dict = {}
+    for attempt in range(retries):
+        round_started = clock()
+        for key, result in query_many(pending, timeout).items():
+            if isinstance(result, A2SError):
+                last_error[key] = str(result)
                 continue
-            return parse_info(answer)
-    raise A2SError("the server kept answering with new challenges")
+            result["seconds"] = round(clock() - started, 2)
+            answers[key] = result
+            del pending[key]
+        if not pending:
+            break
+        if gave_up is not None:
+            for key, reason in gave_up(list(pending)).items():
+                failures[key] = reason
+                pending.pop(key, None)
+            if not pending:
+                break
+        spent = clock() - round_started
+        if attempt + 1 < retries and spent < timeout:
+            sleep(timeout - spent)
+    for key in pending:
+        failures[key] = last_error.get(key, "no A2S answer before the timeout")
+    return answers, failures

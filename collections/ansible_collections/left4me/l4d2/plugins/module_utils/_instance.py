@@ -22,6 +22,11 @@ module writes and the ``left4me-server@.service`` template reads:
   systemd cannot take from an environment file.
 * ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_overlay``).
 
+Before a server starts, :func:`missing_steam_links` checks the runtime user's
+``~/.steam/sdk32|sdk64/steamclient.so``; when a start fails or a server does not
+answer, :func:`failure_reason` picks the reason out of the unit's journal (the
+mount helper's refusal, or the server's last words), with secrets masked.
+
 Everything here is standard library only and free of side effects except the
 ``apply_*``/``write_*`` functions, so it can be tested without a host.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -547,6 +553,8 @@ class InstancePlan:
     port: int | None = None
     ip: str | None = None
     failed_before: bool = False
+    invocation_before: str = ""  # the unit's run before this call (a restart ends it)
+    secrets: list[str] = field(default_factory=list)  # masked in anything shown
     a2s: dict | None = None
     # config: the instance's own settings differ from what the host has.
     config_changed: bool = False
@@ -607,3 +615,157 @@ def remove_paths(paths: Iterable[str]) -> None:
             os.unlink(path)
         elif os.path.isdir(path):
             shutil.rmtree(path)
+
+
+# --- before a start: the Steam client links -----------------------------------------
+
+STEAM_SDK_DIRS = ("sdk32", "sdk64")
+
+
+def steam_link_paths(home: str) -> list[str]:
+    """The links srcds loads Steam through (made by srcds_install, role game_host)."""
+    return [os.path.join(home, ".steam", sdk, "steamclient.so") for sdk in STEAM_SDK_DIRS]
+
+
+def missing_steam_links(home: str) -> list[str]:
+    """What is wrong with ``~/.steam/sdk32|sdk64/steamclient.so``; empty when both resolve.
+
+    Without them srcds cannot initialise Steam and runs LAN-only: it still answers
+    A2S on its port, so the wait after a start cannot tell; this check can.
+    """
+    problems = []
+    for path in steam_link_paths(home):
+        if os.path.exists(path):  # follows the link: its target must be there too
+            continue
+        if os.path.islink(path):
+            problems.append(f"{path} points to {os.readlink(path)}, which does not exist")
+        else:
+            problems.append(f"{path} is missing")
+    return problems
+
+
+def steam_links_message(problems: Sequence[str], names: Sequence[str]) -> str:
+    return (
+        f"not starting {', '.join(sorted(names))}: {'; '.join(problems)}. Without these links"
+        " srcds cannot initialise Steam and runs LAN-only, invisible to the master server and"
+        " lobby joins. Re-run playbooks/site.yml (role left4me.l4d2.game_host: its"
+        " srcds_install links them into steamcmd's linux32/linux64)"
+    )
+
+
+# --- after a failed start: the reason, from the unit's journal ------------------------
+
+MOUNT_HELPER_PREFIX = "left4me-mount:"
+REASON_MAX_LINES = 8
+REASON_LINE_CHARS = 300
+REASON_MAX_CHARS = 1500
+SECRET_MASK = "********"
+_SECRET_CVAR_RE = re.compile(r"\b((?:rcon_password|sv_password)\b[\s\"=]*)([^\s\";]+)", re.I)
+_CFG_SECRET_RE = re.compile(
+    r"^\s*(?:rcon_password|sv_password)\s+\"?([^\"\r\n;]*)\"?", re.I | re.M
+)
+# What systemd itself says about a failed run (its other lines are progress noise).
+_SYSTEMD_REASON_RE = re.compile(
+    r"(Main|Control) process exited|Failed with result|Start request repeated too quickly"
+    r"|Failed to |status=\d+/|Failed at step"
+)
+
+
+def cfg_secrets(cfg_text: str | None) -> list[str]:
+    """Password values set in a cfg file (to mask them wherever they might be echoed)."""
+    if not cfg_text:
+        return []
+    return [value for value in _CFG_SECRET_RE.findall(cfg_text) if value]
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every known secret and every password cvar's value masked."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, SECRET_MASK)
+    return _SECRET_CVAR_RE.sub(lambda m: m.group(1) + SECRET_MASK, text)
+
+
+def parse_journal_json(text: str) -> list[dict]:
+    """Entries of ``journalctl -o json`` (one object a line); unreadable lines skipped."""
+    entries = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
+
+
+def entry_message(entry: dict) -> str:
+    """MESSAGE as text: journald stores non-UTF-8 messages as a list of byte values."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):
+        with contextlib.suppress(TypeError, ValueError):
+            return bytes(message).decode("utf-8", "replace")
+        return ""
+    return message if isinstance(message, str) else ""
+
+
+def entry_invocation(entry: dict) -> str:
+    """The unit run an entry belongs to: its processes' output and systemd's lines on it."""
+    return str(entry.get("_SYSTEMD_INVOCATION_ID") or entry.get("INVOCATION_ID") or "")
+
+
+def _from_systemd(entry: dict) -> bool:
+    return entry.get("_PID") == "1" or entry.get("SYSLOG_IDENTIFIER") == "systemd"
+
+
+def has_process_output(entries: Sequence[dict], previous_invocation: str = "") -> bool:
+    """Whether the unit's processes (not systemd) logged anything after the previous run."""
+    return any(
+        not _from_systemd(e) and entry_message(e).strip()
+        and not (previous_invocation and entry_invocation(e) == previous_invocation)
+        for e in entries
+    )
+
+
+def failure_reason(
+    entries: Sequence[dict], previous_invocation: str = "", secrets: Iterable[str] = ()
+) -> str:
+    """Why a unit's run failed, from its journal entries since the start was asked for.
+
+    ``previous_invocation`` is the run that was active before (a restart stops it:
+    its last lines are not the reason). The mount helper's own refusal wins (a
+    tainted upper dir, a missing layer: the server never ran); otherwise the last
+    run's output and what systemd said about its end. Bounded, secrets masked.
+    """
+    secrets = list(secrets)
+    current = [
+        e for e in entries
+        if not (previous_invocation and entry_invocation(e) == previous_invocation)
+    ]
+    helper = [entry_message(e) for e in current
+              if entry_message(e).startswith(MOUNT_HELPER_PREFIX)]
+    if helper:
+        mounts = [line for line in helper if line.startswith(MOUNT_HELPER_PREFIX + " mount ")]
+        return _bounded([(mounts or helper)[-1]], secrets)
+    runs = [entry_invocation(e) for e in current if entry_invocation(e)]
+    last_run = runs[-1] if runs else ""
+    lines = []
+    for entry in current:
+        run = entry_invocation(entry)
+        message = entry_message(entry).strip()
+        if not message:
+            continue
+        if _from_systemd(entry):
+            if _SYSTEMD_REASON_RE.search(message) and run in ("", last_run):
+                lines.append(message)
+        elif run == last_run:
+            lines.append(message)
+    return _bounded(lines[-REASON_MAX_LINES:], secrets)
+
+
+def _bounded(lines: Sequence[str], secrets: Sequence[str]) -> str:
+    shown = []
+    for line in lines:
+        line = mask_secrets(" ".join(line.split()), secrets)
+        if len(line) > REASON_LINE_CHARS:
+            line = line[: REASON_LINE_CHARS - 3] + "..."
+        shown.append(line)
+    text = " | ".join(shown)
+    return text if len(text) <= REASON_MAX_CHARS else "..." + text[-(REASON_MAX_CHARS - 3):]

@@ -38,8 +38,11 @@ import hashlib
 import ipaddress
 import os
 import re
+import selectors
 import shutil
 import stat
+import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -414,9 +417,155 @@ def split_result(output: str, token: str) -> tuple[str, str]:
     return "".join(kept), service_result
 
 
+# The most build output a result or failure message ever carries: a script's output
+# is its own (it may print whatever it read), and Ansible shows and logs results.
+OUTPUT_MAX_LINES = 64
+OUTPUT_MAX_BYTES = 8192
+# How much of the raw output is kept while the build runs (the rest is dropped as it
+# comes, so a script printing gigabytes costs no memory): the tail shown plus the
+# result marker line, with room to spare.
+OUTPUT_KEEP_BYTES = 64 * 1024
+
+
+def validate_output_lines(max_lines: object) -> int:
+    if isinstance(max_lines, bool) or not isinstance(max_lines, int) \
+            or not 0 <= max_lines <= OUTPUT_MAX_LINES:
+        raise SandboxError(
+            f"output_lines {max_lines!r} must be 0..{OUTPUT_MAX_LINES}: results carry at most"
+            f" the last {OUTPUT_MAX_LINES} lines ({OUTPUT_MAX_BYTES} bytes) of build output"
+        )
+    return max_lines
+
+
+def keep_tail(buffer: bytes, keep: int = OUTPUT_KEEP_BYTES) -> bytes:
+    """The last ``keep`` bytes of what a build printed so far."""
+    return buffer[-keep:] if len(buffer) > keep else buffer
+
+
+def run_keeping_tail(argv: list[str], timeout: float) -> tuple[int, bytes] | None:
+    """(rc, the tail of its output) of ``argv`` (systemd-run), or None when it outlived
+    ``timeout``.
+
+    Only the last bytes of the output are kept while it runs (keep_tail): a build
+    may print without limit, the module's memory and results may not grow with it.
+    """
+    deadline = time.monotonic() + timeout
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "LANG": "C", "LC_ALL": "C"})
+    tail = b""
+    with proc, selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proc.kill()
+                return None
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            tail = keep_tail(tail + chunk)
+        try:
+            return proc.wait(max(deadline - time.monotonic(), 1)), tail
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return None
+
+
 def output_tail(text: str, max_lines: int) -> list[str]:
-    lines = text.splitlines()
-    return lines[-max_lines:] if max_lines > 0 else []
+    """At most the last ``max_lines`` lines (never above OUTPUT_MAX_LINES), together at
+    most OUTPUT_MAX_BYTES bytes; a line cut short starts with "...".
+    """
+    lines = text.splitlines()[-min(max_lines, OUTPUT_MAX_LINES):] if max_lines > 0 else []
+    kept: list[str] = []
+    budget = OUTPUT_MAX_BYTES
+    for line in reversed(lines):
+        size = len(line.encode("utf-8", "surrogateescape")) + 1
+        if size > budget:
+            if budget > 4:
+                tail = line.encode("utf-8", "surrogateescape")[-(budget - 4):]
+                kept.append("..." + tail.decode("utf-8", "replace"))
+            break
+        kept.append(line)
+        budget -= size
+    return kept[::-1]
+
+
+# --- reading the user's script ------------------------------------------------
+
+MAX_SCRIPT_BYTES = 1024 * 1024
+
+
+def _read_in_child(path: str, max_bytes: int) -> tuple[bool, bytes]:
+    """(True, content) or (False, why): runs in the forked child, after it dropped root."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False, b"not a regular file"
+            chunks, size = [], 0
+            while size <= max_bytes:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return False, (exc.strerror or type(exc).__name__).encode()
+    if size > max_bytes:
+        return False, f"larger than {max_bytes} bytes".encode()
+    return True, b"".join(chunks)
+
+
+def read_script_as(path: str, uid: int, gid: int, groups: Sequence[int],
+                   max_bytes: int = MAX_SCRIPT_BYTES) -> str:
+    """The script at ``path``, read with the runtime user's rights (never root's).
+
+    The module runs as root: opening ``path`` itself would hand any root-only file
+    (``/etc/shadow``) to the sandbox, and the shell's errors would print its lines.
+    A forked child drops to the user's uid, gid and groups and reads it instead; it
+    sends back one status byte and the content, or why it could not.
+    """
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise SandboxError(f"script {path!r} must be an absolute path on the managed host")
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs anything of the parent's
+        status = 1
+        try:
+            os.close(reader)
+            os.setgroups(list(groups))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            ok, data = _read_in_child(path, max_bytes)
+            message = (b"\0" if ok else b"\1") + data
+            while message:
+                message = message[os.write(writer, message):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    received = []
+    with os.fdopen(reader, "rb") as pipe:
+        for chunk in iter(lambda: pipe.read(65536), b""):
+            received.append(chunk)
+    _pid, wait_status = os.waitpid(pid, 0)
+    answer = b"".join(received)
+    if os.waitstatus_to_exitcode(wait_status) != 0 or not answer:
+        raise SandboxError(f"cannot read the build script {path}: the reading process"
+                           " could not switch to the runtime user")
+    if answer[:1] != b"\0":
+        why = answer[1:].decode("utf-8", "replace")[:200]
+        raise SandboxError(
+            f"cannot read the build script {path} as the runtime user (uid {uid}): {why};"
+            " the script must be a file that user may read (build scripts never get root's"
+            " rights)"
+        )
+    return answer[1:].decode("utf-8", "surrogateescape")
 
 
 # --- the tree -----------------------------------------------------------------

@@ -41,9 +41,9 @@ description:
     C(RuntimeMaxSec=) come from O(memory_max), O(tasks_max), O(cpu_quota) and
     O(runtime_max_sec).
   - The script runs by its C(#!) line, or with C(/bin/sh) when it has none; its standard
-    input is empty and its standard output and error are returned (the last
-    O(output_lines) lines). O(environment) reaches it through a root-only
-    C(EnvironmentFile=), never a command line, and is hidden from logs.
+    input is empty and the tail of its standard output and error is returned (the last
+    O(output_lines) lines, at most 64 lines and 8 KiB). O(environment) reaches it through
+    a root-only C(EnvironmentFile=), never a command line, and is hidden from logs.
   - Builds of one overlay are serialised by a lock; build directories left by an
     interrupted run are removed by the next build.
   - When a mounted instance uses the overlay as a lower layer, that mount keeps reading
@@ -61,7 +61,11 @@ options:
     required: true
   script:
     description:
-      - Path of the build script on the managed host. Mutually exclusive with O(content).
+      - Absolute path of the build script on the managed host. Mutually exclusive with
+        O(content).
+      - It is read with the rights of O(user) (a child process with that uid and its groups),
+        never root's, so a file the runtime user may not read (say C(/etc/shadow)) is
+        refused and nothing of it is shown. A regular file of at most 1 MiB.
     type: path
   content:
     description:
@@ -123,7 +127,10 @@ options:
     type: int
     default: 3600
   output_lines:
-    description: How many of the last lines of the script's output to return.
+    description:
+      - How many of the last lines of the script's output to return, 0 to 64. Results and
+        failure messages never carry more than the last 64 lines and 8 KiB of it (the rest
+        is dropped while the build runs).
     type: int
     default: 50
   slice:
@@ -132,11 +139,12 @@ options:
     default: l4d2-build.slice
 attributes:
   check_mode:
-    description:
-      - Runs nothing. Reports a change only when the overlay does not exist yet; for an
-        existing overlay the result of the script cannot be known without running it, so
-        it reports no change and RV(built) is false.
-    support: full
+    description: Runs nothing; validates the arguments and reads the script.
+    support: partial
+    details:
+      - Reports a change only when the overlay does not exist yet. For an existing overlay
+        the result of the script cannot be known without running it, so check mode reports
+        no change (RV(built) false) although a real run may change the overlay.
   diff_mode:
     description: Lists the overlay's entries (type, mode, short content hash) before and after.
     support: full
@@ -207,7 +215,9 @@ service_result:
   type: str
   sample: success
 output:
-  description: The last O(output_lines) lines of the script's standard output and error.
+  description:
+    - The last O(output_lines) lines of the script's standard output and error, together at
+      most 8 KiB (a line cut short starts with C(...)).
   returned: when the script ran
   type: list
   elements: str
@@ -248,9 +258,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     mounts_using,
     output_tail,
     overlay_lock,
+    read_script_as,
     remove_tree,
     resolv_conf_text,
     retired_dirs,
+    run_keeping_tail,
     sandbox_properties,
     split_result,
     stale_build_dirs,
@@ -259,6 +271,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     tree_manifest,
     unit_name,
     validate_environment,
+    validate_output_lines,
     validate_overlay_id,
     validate_resolvers,
     validate_user,
@@ -268,16 +281,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
 WAIT_GRACE_SEC = 120
 
 
-def read_script(params) -> str:
+def read_script(params, uid: int, gid: int) -> str:
     if params["content"] is not None:
         text = params["content"]
     else:
-        try:
-            with open(params["script"], encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise SandboxError(f"cannot read the build script {params['script']}: "
-                               f"{exc.strerror}") from exc
+        groups = os.getgrouplist(params["user"], pwd.getpwnam(params["user"]).pw_gid)
+        text = read_script_as(params["script"], uid, gid, groups)
     if not text.strip():
         raise SandboxError("the build script is empty")
     return text
@@ -337,26 +346,20 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
 
 def run_build(module, paths, properties, limits: Limits) -> dict:
     argv = systemd_run_argv(properties, unit_name(os.path.basename(paths.overlay)))
-    try:
-        result = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, "LANG": "C", "LC_ALL": "C"},
-            timeout=limits.runtime_max_sec + WAIT_GRACE_SEC, check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+    ran = run_keeping_tail(argv, limits.runtime_max_sec + WAIT_GRACE_SEC)
+    if ran is None:
         raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
                            f"RuntimeMaxSec={limits.runtime_max_sec}; check "
-                           f"'systemctl status {unit_name(os.path.basename(paths.overlay))}'"
-                           ) from exc
-    output, service_result = split_result(result.stdout.decode("utf-8", "replace"),
-                                          paths.token)
+                           f"'systemctl status {unit_name(os.path.basename(paths.overlay))}'")
+    returncode, tail = ran
+    output, service_result = split_result(tail.decode("utf-8", "replace"), paths.token)
     if not service_result:
         # The unit never reported back: show what systemd logged about it.
         unit = unit_name(os.path.basename(paths.overlay))
         _rc, journal, _err = run_command(["journalctl", "--no-pager", "--output=cat",
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())
-    return dict(rc=result.returncode, service_result=service_result,
+    return dict(rc=returncode, service_result=service_result,
                 output=output_tail(output, module.params["output_lines"]))
 
 
@@ -453,8 +456,9 @@ def main():
                         params["runtime_max_sec"])
         environment = validate_environment(params["environment"])
         resolvers = validate_resolvers(params["resolvers"])
-        script_text = read_script(params)
+        validate_output_lines(params["output_lines"])
         uid, gid, group = resolve_identity(params["user"], params["group"])
+        script_text = read_script(params, uid, gid)
         paths = build_paths(params["name"], params["state_dir"], secrets.token_hex(8))
         if not os.path.isdir(paths.overlays):
             raise SandboxError(f"{paths.overlays} does not exist; converge the game host first")

@@ -30,6 +30,14 @@ description:
   - Everything is validated before anything changes; bad arguments fail with a message and
     leave the host as it was. Ports must be unique among the given instances and among the
     other instances configured on the host.
+  - Before starting a server, checks that the runtime user's C(~/.steam/sdk32/steamclient.so)
+    and C(~/.steam/sdk64/steamclient.so) resolve (made by role C(left4me.l4d2.game_host));
+    without them srcds runs LAN-only, which A2S_INFO cannot tell from a healthy server, so
+    the module refuses to start it and names the missing link.
+  - When a start fails (for example the mount helper refuses a tainted upper dir or a
+    missing layer) or a server does not answer, the message carries the reason from the
+    unit's journal for this start (the helper's own line, or the server's last output and
+    how it ended), at most 8 lines, with RCON and server passwords masked.
 author:
   - left4me developers (@left4me)
 options:
@@ -148,11 +156,14 @@ options:
     type: bool
     default: true
   wait_retries:
-    description: How many A2S_INFO queries to send each server before giving up.
+    description:
+      - How many rounds of A2S_INFO queries to send before giving up. Every round queries all
+        started servers at once, so the wait lasts at most O(wait_retries) x O(wait_timeout)
+        seconds however many servers started.
     type: int
     default: 60
   wait_timeout:
-    description: Seconds each A2S_INFO query waits for an answer.
+    description: Seconds one round of A2S_INFO queries waits for answers.
     type: float
     default: 1.0
   probe_address:
@@ -184,9 +195,10 @@ attributes:
     description: Shows the env file, instance cfg (password masked) and drop-in changes.
     support: full
 notes:
-  - Needs root, systemd and the C(left4me-server@.service) template (role
-    C(left4me.l4d2.game_instances)) and the C(left4me-mount) helper (role
-    C(left4me.l4d2.game_host)).
+  - Needs root (ad hoc, C(ansible -b)); without it the module fails and says to run it
+    with become. Needs systemd, the
+    C(left4me-server@.service) template (role C(left4me.l4d2.game_instances)) and the
+    C(left4me-mount) helper (role C(left4me.l4d2.game_host)).
 seealso:
   - module: left4me.l4d2.instance_mount
 """
@@ -262,25 +274,32 @@ instances:
 """
 
 import os  # noqa: E402
+import pwd  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
-    A2SError,
-    query_info,
+    wait_for_info,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
     HostLayout,
     InstanceError,
     InstancePlan,
+    cfg_secrets,
     check_ports_against_host,
     check_unique,
     config_layer_dirs,
     configured_instances,
+    failure_reason,
     file_change,
+    has_process_output,
+    missing_steam_links,
+    parse_journal_json,
     ports_from_env,
+    read_text,
     removal_targets,
     remove_paths,
+    steam_links_message,
     unit_name,
     validate_spec,
     wanted_files,
@@ -318,7 +337,17 @@ INSTANCE_OPTIONS = dict(
 )
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
 LANG_C = {"LANG": "C", "LC_ALL": "C"}
-UNIT_PROPERTIES = ("Id", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
+UNIT_PROPERTIES = (
+    "Id", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload", "InvocationID"
+)
+# Journal entries read to explain a failed start (the reason itself is bounded further).
+JOURNAL_ENTRIES = 300
+JOURNAL_READS = 3
+UNIT_FAILED = "the unit failed"
+NEEDS_ROOT = (
+    "srcds_instance needs root: run with become (-b on the ansible command line,"
+    " become: true in a play)"
+)
 
 
 class Host:
@@ -353,14 +382,24 @@ class Host:
                 states[props["Id"]] = props
         return {unit: states.get(unit, {}) for unit in units}
 
-    def journal_tail(self, unit: str) -> str:
-        """The server's own last output lines (not systemd's), then the unit's result."""
-        _rc, out, _err = self.run(
-            ["journalctl", "-u", unit, "-n", "12", "--no-pager", "-o", "cat", "_TRANSPORT=stdout"],
-            check=False,
-        )
-        _rc, result, _err = self.run(["systemctl", "show", "-p", "Result", unit], check=False)
-        return f"{' | '.join(out.strip().splitlines())} ({result.strip()})"
+    def failure_reason(self, plan: InstancePlan, since: float) -> str:
+        """Why the unit's runs since ``since`` failed, from its journal (bounded, masked)."""
+        unit = unit_name(plan.name)
+        # journald reads the processes' output streams on its own time: ask it to catch
+        # up, and look again briefly when only systemd's own lines are there yet.
+        self.run(["journalctl", "--sync"], check=False)
+        for attempt in range(JOURNAL_READS):
+            rc, out, _err = self.run(
+                ["journalctl", "-u", unit, f"--since=@{since:.6f}", "-n", str(JOURNAL_ENTRIES),
+                 "--no-pager", "-o", "json"],
+                check=False,
+            )
+            entries = parse_journal_json(out) if rc == 0 else []
+            if has_process_output(entries, plan.invocation_before) or attempt + 1 == JOURNAL_READS:
+                break
+            time.sleep(0.5)
+        reason = failure_reason(entries, plan.invocation_before, plan.secrets)
+        return reason or f"nothing in its journal; see journalctl -u {unit}"
 
     def first_global_ipv4(self) -> str:
         rc, out, _err = self.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], False)
@@ -454,6 +493,10 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
             else next(iter(ports_from_env(on_host.get(plan.name, {}))), None)
         )
         plan.ip = plan.spec.ip if plan.spec else on_host.get(plan.name, {}).get("LEFT4ME_IP")
+        if plan.spec is not None and plan.spec.rcon_password:
+            plan.secrets = [plan.spec.rcon_password]
+        elif state != "absent":
+            plan.secrets = cfg_secrets(read_text(layout.instance_cfg(plan.name)))
     return plans
 
 
@@ -462,6 +505,7 @@ def decide_unit_actions(plans, states, state, restart_on_change) -> None:
         props = states[unit_name(plan.name)]
         running, enabled = is_running(props), is_enabled(props)
         plan.failed_before = props.get("ActiveState") == "failed"
+        plan.invocation_before = props.get("InvocationID", "")
         if state in ("started", "restarted"):
             if not enabled:
                 plan.actions.append("enable")
@@ -492,52 +536,88 @@ def apply_files(plan: InstancePlan) -> None:
             write_file(change.file)
 
 
-def wait_for_answers(module, host, plans, params) -> None:
+def check_steam_links(plans: list[InstancePlan], owner: str) -> str | None:
+    """Why the servers about to start would run LAN-only, or None when they can start."""
+    names = [p.name for p in plans if {"start", "restart"} & set(p.actions)]
+    if not names:
+        return None
+    problems = missing_steam_links(pwd.getpwnam(owner).pw_dir)
+    return steam_links_message(problems, names) if problems else None
+
+
+def start_units(module, host, plans, verb: str, since: float) -> None:
+    """systemctl start|restart; when it fails, say why each unit failed, from its journal."""
+    chosen = [p for p in plans if verb in p.actions]
+    if not chosen:
+        return
+    units = [unit_name(p.name) for p in chosen]
+    rc, out, err = host.run(["systemctl", verb, *units], check=False)
+    if rc == 0:
+        return
+    states = host.unit_states(units)
+    failed = [p for p in chosen if not is_serving(states[unit_name(p.name)])] or chosen
+    reasons = "; ".join(
+        f"{unit_name(p.name)} did not start: {host.failure_reason(p, since)}" for p in failed
+    )
+    said = (err.strip() or out.strip()).splitlines()
+    module.fail_json(
+        msg=f"{reasons} (systemctl {verb} rc {rc}: {said[0] if said else 'no output'})",
+        rc=rc,
+        changed=True,
+        instances=results(plans),
+    )
+
+
+def is_serving(props: dict[str, str]) -> bool:
+    return props.get("ActiveState") in ("active", "reloading")
+
+
+def wait_for_answers(module, host, plans, params, since: float) -> None:
+    """Query every started server at once, round after round: retries x timeout at most."""
     probe_default = None
-    pending = {}
+    targets = {}
     for plan in plans:
         address = params["probe_address"] or plan.ip
         if not address or address in ("0.0.0.0", "::"):
             if probe_default is None:
                 probe_default = host.first_global_ipv4()
             address = probe_default
-        pending[plan.name] = (plan, address)
-    started = time.monotonic()
-    last_error: dict[str, str] = {}
-    for _attempt in range(params["wait_retries"]):
-        round_started = time.monotonic()
-        for name, (plan, address) in list(pending.items()):
-            try:
-                info = query_info(address, plan.port, params["wait_timeout"])
-            except A2SError as exc:
-                last_error[name] = str(exc)
-                continue
-            info["seconds"] = round(time.monotonic() - started, 2)
-            info["address"] = address
-            plan.a2s = info
-            del pending[name]
-        if not pending:
-            return
+        targets[plan.name] = (address, plan.port)
+    by_name = {plan.name: plan for plan in plans}
+
+    def units_that_failed(pending: list[str]) -> dict[str, str]:
         states = host.unit_states([unit_name(n) for n in pending])
-        for name in list(pending):
-            if states[unit_name(name)].get("ActiveState") == "failed":
-                fail_unanswered(module, host, name, pending[name], "the unit failed", plans)
-        spent = time.monotonic() - round_started
-        if spent < params["wait_timeout"]:
-            time.sleep(params["wait_timeout"] - spent)
-    name = sorted(pending)[0]
-    fail_unanswered(module, host, name, pending[name], last_error.get(name, ""), plans)
+        return {
+            n: UNIT_FAILED for n in pending
+            if states[unit_name(n)].get("ActiveState") == "failed"
+        }
 
-
-def fail_unanswered(module, host, name, entry, reason, plans) -> None:
-    plan, address = entry
-    unit = unit_name(name)
-    module.fail_json(
-        msg=f"instance {name!r} did not answer A2S_INFO on {address}:{plan.port} ({reason});"
-        f" last output of {unit}: {host.journal_tail(unit)[-1500:]}",
-        changed=True,
-        instances=results(plans),
+    answers, failures = wait_for_info(
+        targets, params["wait_retries"], params["wait_timeout"], units_that_failed
     )
+    for name, info in answers.items():
+        info["address"] = targets[name][0]
+        by_name[name].a2s = info
+    # Out of retries: say where each unit stands now (a crash loop may have just ended).
+    silent = [n for n, why in failures.items() if why != UNIT_FAILED]
+    states = host.unit_states([unit_name(n) for n in silent]) if silent else {}
+    for name in silent:
+        props = states[unit_name(name)]
+        if props.get("ActiveState") == "failed":
+            failures[name] = UNIT_FAILED
+        elif props.get("SubState") == "auto-restart":
+            failures[name] += "; the unit is restarting after a failure"
+    if failures:
+        module.fail_json(
+            msg="; ".join(
+                f"instance {name!r} did not answer A2S_INFO on {targets[name][0]}:"
+                f"{targets[name][1]} ({failures[name]}); journal of {unit_name(name)}:"
+                f" {host.failure_reason(by_name[name], since)}"
+                for name in sorted(failures)
+            ),
+            changed=True,
+            instances=results(plans),
+        )
 
 
 def results(plans: list[InstancePlan]) -> list[dict]:
@@ -616,6 +696,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    if os.geteuid() != 0:
+        # The env files, the unit drop-ins and the mounts are root's; without this the
+        # first of them read fails with a bare "[Errno 13] Permission denied".
+        module.fail_json(msg=NEEDS_ROOT)
     if params["instances"] is not None:
         given = [k for k in INSTANCE_OPTIONS if params[k] is not None]
         if given:
@@ -635,8 +719,11 @@ def main():
         units = [unit_name(p.name) for p in plans]
         states = host.unit_states(units)
         decide_unit_actions(plans, states, state, params["restart_on_change"])
+        lan_only = check_steam_links(plans, params["owner"])
     except (InstanceError, OverlayError, OSError) as exc:
         module.fail_json(msg=str(exc))
+    if lan_only:
+        module.fail_json(msg=lan_only)
 
     result = dict(changed=any(p.changed for p in plans), instances=results(plans))
     if module._diff:
@@ -668,12 +755,13 @@ def main():
         ],
     )
     if state in ("started", "restarted"):
+        since = time.time()  # the journal from here on explains a failed start
         host.systemctl("enable", having("enable"))
-        host.systemctl("start", having("start"))
-        host.systemctl("restart", having("restart"))
+        start_units(module, host, plans, "start", since)
+        start_units(module, host, plans, "restart", since)
         waiting = [p for p in plans if {"start", "restart"} & set(p.actions)]
         if params["wait"] and waiting:
-            wait_for_answers(module, host, waiting, params)
+            wait_for_answers(module, host, waiting, params, since)
     elif state in ("stopped", "absent"):
         host.systemctl("disable", sorted(set(having("disable") + having("stop"))), "--now")
         try:

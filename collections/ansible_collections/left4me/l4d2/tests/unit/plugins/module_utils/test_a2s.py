@@ -11,6 +11,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 import pytest
 
@@ -115,3 +116,56 @@ def test_query_of_a_closed_port_fails_fast():
     port = free_port()
     with pytest.raises(_a2s.A2SError):
         _a2s.query_info("127.0.0.1", port, timeout=2)
+
+
+@pytest.fixture
+def silent_ports():
+    """Bound UDP sockets that never answer: a server still starting, as A2S sees it."""
+    sockets = []
+    for _ in range(20):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    yield [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+
+
+def test_waiting_for_twenty_silent_servers_is_bounded_by_retries_times_timeout(silent_ports):
+    """The wait promised by the role: retries x timeout, whatever the number of servers
+    (queried one after another, 20 servers x 3 retries x 0.2 s would take 12 s)."""
+    targets = {f"s{i}": ("127.0.0.1", port) for i, port in enumerate(silent_ports)}
+    started = time.monotonic()
+    answers, failures = _a2s.wait_for_info(targets, retries=3, timeout=0.2)
+    elapsed = time.monotonic() - started
+    assert answers == {}
+    assert sorted(failures) == sorted(targets)
+    assert all("no A2S answer" in reason for reason in failures.values())
+    assert 0.6 * 0.9 <= elapsed < 0.6 + 0.5, f"{elapsed:.2f} s for 3 rounds of 0.2 s"
+
+
+def test_one_round_asks_every_server_at_once(start_srcds, tmp_path, silent_ports):  # noqa: F811
+    root = make_game_root(tmp_path, server_cfg='hostname "answering"\n')
+    server = start_srcds(root)
+    targets = {"up": ("127.0.0.1", server.port), "closed": ("127.0.0.1", free_port()),
+               **{f"s{i}": ("127.0.0.1", p) for i, p in enumerate(silent_ports)}}
+    started = time.monotonic()
+    results = _a2s.query_many(targets, timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    assert results["up"]["name"] == "answering"
+    assert isinstance(results["closed"], _a2s.A2SError)
+    assert all(isinstance(results[f"s{i}"], _a2s.A2SError) for i in range(len(silent_ports)))
+
+
+def test_waiting_stops_for_a_server_that_gave_up(silent_ports):
+    asked = []
+
+    def gave_up(pending):
+        asked.append(sorted(pending))
+        return {"broken": "the unit failed"}
+
+    targets = {"broken": ("127.0.0.1", silent_ports[0])}
+    started = time.monotonic()
+    answers, failures = _a2s.wait_for_info(targets, retries=50, timeout=0.1, gave_up=gave_up)
+    assert time.monotonic() - started < 1.0, "no waiting on after the unit failed"
+    assert (answers, failures, asked) == ({}, {"broken": "the unit failed"}, [["broken"]])

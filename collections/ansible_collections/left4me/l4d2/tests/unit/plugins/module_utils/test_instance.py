@@ -6,6 +6,7 @@ of (env file, instance cfg, unit drop-in) and port conflicts, without a host."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -183,3 +184,133 @@ def test_config_layer_dirs_and_removal_targets(layout):
         f"{layout.state_dir}/overlays/.instance-coop1",
         f"{layout.state_dir}/runtime/coop1",
     ]
+
+
+# --- the Steam client links ------------------------------------------------------------
+
+
+def steam_home(tmp_path, sdk32="ok", sdk64="ok") -> pathlib.Path:
+    """A home with ~/.steam/sdkNN/steamclient.so: "ok" (resolves), "dangling" or None."""
+    home = tmp_path / "home"
+    for sdk, arch, how in (("sdk32", "linux32", sdk32), ("sdk64", "linux64", sdk64)):
+        target = tmp_path / "steam" / arch / "steamclient.so"
+        if how == "ok":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"\x7fELF")
+        if how is not None:
+            (home / ".steam" / sdk).mkdir(parents=True, exist_ok=True)
+            (home / ".steam" / sdk / "steamclient.so").symlink_to(target)
+    home.mkdir(exist_ok=True)
+    return home
+
+
+@pytest.mark.parametrize(
+    ("sdk32", "sdk64", "problems"),
+    [
+        ("ok", "ok", []),
+        (None, "ok", [r"\.steam/sdk32/steamclient\.so is missing$"]),
+        ("ok", "dangling", [r"\.steam/sdk64/steamclient\.so points to .*/linux64/steamclient"
+                            r"\.so, which does not exist$"]),
+        (None, None, [r"sdk32/steamclient\.so is missing", r"sdk64/steamclient\.so is missing"]),
+    ],
+)
+def test_missing_steam_links_names_each_link_that_does_not_resolve(tmp_path, sdk32, sdk64,
+                                                                  problems):
+    found = inst.missing_steam_links(str(steam_home(tmp_path, sdk32, sdk64)))
+    assert len(found) == len(problems)
+    for text, pattern in zip(found, problems, strict=True):
+        assert re.search(pattern, text), text
+
+
+def test_steam_links_message_says_what_breaks_and_how_to_fix_it():
+    message = inst.steam_links_message(["/h/.steam/sdk32/steamclient.so is missing"],
+                                       ["versus1", "coop1"])
+    assert message.startswith("not starting coop1, versus1: /h/.steam/sdk32/steamclient.so is")
+    assert "LAN-only" in message and "playbooks/site.yml" in message
+    assert "left4me.l4d2.game_host" in message
+
+
+# --- why a start failed, from the journal ----------------------------------------------
+
+UNIT = "left4me-server@coop1.service"
+
+
+def systemd_line(message: str, invocation: str = "") -> dict:
+    entry = {"MESSAGE": message, "_PID": "1", "SYSLOG_IDENTIFIER": "systemd", "UNIT": UNIT}
+    if invocation:
+        entry["INVOCATION_ID"] = invocation
+    return entry
+
+
+def output_line(message, invocation: str, identifier: str = "srcds_run") -> dict:
+    return {"MESSAGE": message, "_PID": "4242", "_TRANSPORT": "stdout",
+            "SYSLOG_IDENTIFIER": identifier, "_SYSTEMD_INVOCATION_ID": invocation}
+
+
+TAINTED = ("left4me-mount: mount coop1: upper dir /var/lib/left4me/runtime/coop1/upper was"
+           " written by fuse-overlayfs (x has xattr user.fuseoverlayfs.opaque); move it aside")
+
+
+def test_the_mount_helpers_refusal_is_the_reason():
+    entries = [
+        output_line("Server shutting down.", "old"),  # the run a restart stopped
+        systemd_line("Starting left4me-server@coop1.service...", "new"),
+        output_line(TAINTED, "new", identifier="python3"),
+        systemd_line(f"{UNIT}: Control process exited, code=exited, status=1/FAILURE", "new"),
+        systemd_line(f"{UNIT}: Failed with result 'exit-code'.", "new"),
+    ]
+    assert inst.failure_reason(entries, previous_invocation="old") == TAINTED
+
+
+def test_a_server_that_dies_at_start_shows_its_last_run_and_how_it_ended():
+    entries = [output_line("Server shutting down.", "old")]
+    for run in ("r1", "r2"):
+        entries += [
+            systemd_line("Starting left4me-server@coop1.service...", run),
+            output_line("Console initialized.", run),
+            output_line(f"Segmentation fault ({run})", run),
+            systemd_line(f"{UNIT}: Main process exited, code=exited, status=139/n/a", run),
+            systemd_line(f"{UNIT}: Failed with result 'exit-code'.", run),
+            systemd_line(f"{UNIT}: Scheduled restart job, restart counter is at 1.", run),
+        ]
+    entries.append(systemd_line(f"{UNIT}: Start request repeated too quickly."))
+    reason = inst.failure_reason(entries, previous_invocation="old")
+    assert reason == (
+        f"Console initialized. | Segmentation fault (r2) | {UNIT}: Main process exited,"
+        f" code=exited, status=139/n/a | {UNIT}: Failed with result 'exit-code'. | {UNIT}:"
+        " Start request repeated too quickly."
+    )
+
+
+def test_the_reason_never_shows_a_password():
+    entries = [
+        output_line('rcon_password "hunter2-secret"', "r1"),
+        output_line("echo of the password: hunter2-secret", "r1"),
+        output_line('"sv_password" = "other-secret"', "r1"),
+        output_line("WARNING: NET_OpenSockets: Couldn't allocate any server IP port", "r1"),
+    ]
+    reason = inst.failure_reason(entries, secrets=["hunter2-secret"])
+    assert "hunter2-secret" not in reason and "other-secret" not in reason
+    assert reason.count(inst.SECRET_MASK) == 3
+    assert reason.endswith("Couldn't allocate any server IP port")
+
+
+def test_the_reason_is_bounded():
+    entries = [output_line(f"line {i} " + "x" * 1000, "r1") for i in range(100)]
+    reason = inst.failure_reason(entries)
+    assert len(reason) <= inst.REASON_MAX_CHARS
+    assert reason.count(" | ") < inst.REASON_MAX_LINES
+    assert "line 99 " in reason and "line 91 " not in reason
+
+
+def test_journal_json_with_binary_messages_and_junk():
+    text = "\n".join([json.dumps({"MESSAGE": list(b"caf\xc3\xa9 \xff"), "_PID": "9"}),
+                      "not json", json.dumps({"MESSAGE": "plain", "_PID": "9"})])
+    entries = inst.parse_journal_json(text)
+    assert [inst.entry_message(e) for e in entries] == ["café \ufffd", "plain"]
+
+
+def test_cfg_secrets_are_read_from_the_instance_cfg(layout):
+    cfg = inst.render_instance_cfg(spec(layout, rcon_password="pa ss", hostname="h"))
+    assert inst.cfg_secrets(cfg) == ["pa ss"]
+    assert inst.cfg_secrets(None) == []

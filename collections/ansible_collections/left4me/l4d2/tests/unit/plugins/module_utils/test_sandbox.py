@@ -442,3 +442,91 @@ MOUNTINFO = (
 ])
 def test_mounts_using(overlay, expected):
     assert sandbox.mounts_using(overlay, MOUNTINFO) == expected
+
+
+# --- bounded build output ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lines", "width", "asked"), [
+    (1000, 10, 50),     # many short lines: the line count bounds it
+    (1000, 10, 64),
+    (100, 1000, 50),    # long lines: the byte budget bounds it
+    (1, 100_000, 50),   # one huge line: cut, its end kept
+])
+def test_output_tail_never_exceeds_64_lines_or_8_kib(lines, width, asked):
+    text = "".join(f"{i:06d}" + "x" * width + "\n" for i in range(lines))
+    tail = sandbox.output_tail(text, asked)
+    assert 0 < len(tail) <= min(asked, sandbox.OUTPUT_MAX_LINES)
+    assert sum(len(line.encode()) + 1 for line in tail) <= sandbox.OUTPUT_MAX_BYTES
+    assert tail[-1].endswith("x" * min(width, 100)), "the newest output is kept"
+    if lines == 1:
+        assert tail[0].startswith("...")
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 10_000, True, "5"])
+def test_output_lines_above_the_bound_are_refused(bad):
+    with pytest.raises(sandbox.SandboxError, match="0..64"):
+        sandbox.validate_output_lines(bad)
+
+
+def test_keep_tail_keeps_the_newest_bytes():
+    assert sandbox.keep_tail(b"abcdef", 4) == b"cdef"
+    assert sandbox.keep_tail(b"ab", 4) == b"ab"
+
+
+# --- the script is read with the runtime user's rights ------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def readable_dir():
+    """A directory every user may enter (pytest's tmp_path is root's own, 0700)."""
+    import tempfile
+
+    path = pathlib.Path(tempfile.mkdtemp(prefix="left4me-script-"))
+    path.chmod(0o755)
+    yield path
+    for entry in path.iterdir():
+        entry.unlink()
+    path.rmdir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_a_script_the_user_may_read_is_read(readable_dir):
+    script = readable_dir / "build.sh"
+    script.write_text("#!/bin/sh\necho built\n")
+    script.chmod(0o644)
+    text = sandbox.read_script_as(str(script), NOBODY, NOBODY, [])
+    assert text == "#!/bin/sh\necho built\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+@pytest.mark.parametrize(("mode", "why"), [(0o600, "Permission denied"),
+                                           (0o640, "Permission denied")])
+def test_a_root_only_file_is_refused_and_none_of_it_shown(readable_dir, mode, why):
+    secret = readable_dir / "shadow"
+    secret.write_text("root:$y$j9T$secret-hash-never-shown:19000:0:99999:7:::\n")
+    secret.chmod(mode)
+    with pytest.raises(sandbox.SandboxError) as refused:
+        sandbox.read_script_as(str(secret), NOBODY, NOBODY, [])
+    assert f"cannot read the build script {secret} as the runtime user (uid {NOBODY}):" \
+        f" {why}" in str(refused.value)
+    assert "secret-hash" not in str(refused.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+@pytest.mark.parametrize(("path", "why"), [("/dev/zero", "not a regular file"),
+                                           ("relative/build.sh", "must be an absolute path")])
+def test_what_is_not_a_script_file_is_refused(path, why):
+    with pytest.raises(sandbox.SandboxError, match=why):
+        sandbox.read_script_as(path, NOBODY, NOBODY, [])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_an_oversized_script_is_refused(readable_dir):
+    big = readable_dir / "big.sh"
+    big.write_bytes(b"#" * 2048)
+    big.chmod(0o644)
+    with pytest.raises(sandbox.SandboxError, match="larger than 1024 bytes"):
+        sandbox.read_script_as(str(big), NOBODY, NOBODY, [], max_bytes=1024)

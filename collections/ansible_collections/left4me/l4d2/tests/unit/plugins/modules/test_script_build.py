@@ -14,6 +14,7 @@ import os
 import pathlib
 import pwd
 import sys
+import time
 
 import pytest
 
@@ -99,3 +100,40 @@ def test_environment_values_never_reach_the_result(state_dir, capsys):
                         state_dir=str(state_dir), user=USER,
                         environment={"TOKEN": "s3cr3t-token-value"})
     assert "s3cr3t-token-value" not in json.dumps(result)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not os.path.exists("/etc/shadow"),
+                    reason="needs root and an /etc/shadow")
+def test_script_etc_shadow_is_refused_and_nothing_of_it_shown(state_dir, capsys):
+    """The module runs as root; the script is read as the runtime user, who may not."""
+    result = run_module(capsys, _ansible_check_mode=True, name="maps", script="/etc/shadow",
+                        state_dir=str(state_dir), user="nobody")
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot read the build script /etc/shadow as the runtime"
+                                    " user")
+    assert "Permission denied" in result["msg"]
+    with open("/etc/shadow", encoding="utf-8") as shadow:
+        first_user = shadow.readline().split(":")[0]
+    assert f"{first_user}:" not in json.dumps(result)
+    assert tree(state_dir) == ["overlays"]
+
+
+def test_output_lines_above_64_are_refused(state_dir, capsys):
+    result = run_module(capsys, name="maps", content=SCRIPT, state_dir=str(state_dir),
+                        user=USER, output_lines=1000)
+    assert result["failed"] is True and "output_lines 1000 must be 0..64" in result["msg"]
+
+
+def test_systemd_run_output_is_kept_as_a_bounded_tail():
+    ran = script_build.run_keeping_tail(
+        ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo the-end"], 60)
+    assert ran is not None
+    rc, tail = ran
+    assert rc == 0 and tail.endswith(b"the-end\n")
+    assert len(tail) <= 65536
+
+
+def test_systemd_run_that_outlives_its_time_is_killed():
+    started = time.monotonic()
+    assert script_build.run_keeping_tail(["sleep", "30"], 0.5) is None
+    assert time.monotonic() - started < 5

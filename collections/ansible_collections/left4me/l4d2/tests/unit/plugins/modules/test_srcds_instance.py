@@ -91,3 +91,145 @@ def test_rcon_password_never_reaches_the_output(capsys, dirs):
 )
 def test_running_means_serving_or_about_to(props, running):
     assert srcds_instance.is_running(props) is running
+
+
+def test_without_root_the_module_says_to_use_become(capsys, dirs, monkeypatch):
+    """`ansible HOST -m left4me.l4d2.srcds_instance -a 'name=x state=restarted'` without -b."""
+    monkeypatch.setattr(srcds_instance.os, "geteuid", lambda: 1000)
+    result = run(capsys, name="x", state="restarted", **dirs)
+    assert result["failed"]
+    assert result["msg"].startswith("srcds_instance needs root: run with become (-b")
+    assert "Errno" not in result["msg"]
+
+
+# --- failures after the start, with a stand-in for systemctl and journalctl ---------------
+
+TAINTED = ("left4me-mount: mount coop1: upper dir /s/runtime/coop1/upper was written by"
+           " fuse-overlayfs; move it aside")
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    """What Host needs of AnsibleModule: run_command answers from a table of argv[0..1]."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def run_command(self, argv, environ_update=None):
+        self.calls.append(argv)
+        return self.answers.get(" ".join(argv[:2]), (0, "", ""))
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+
+def journal(*entries: dict) -> str:
+    return "\n".join(json.dumps(e) for e in entries) + "\n"
+
+
+def plan(name="coop1", actions=("restart",), secrets=()):
+    p = srcds_instance.InstancePlan(name, None, srcds_instance.HostLayout())
+    p.actions, p.port, p.ip, p.secrets = list(actions), 27015, "127.0.0.1", list(secrets)
+    p.invocation_before = "old-run"
+    return p
+
+
+def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
+    module = FakeModule({
+        "systemctl restart": (1, "", "Job for left4me-server@coop1.service failed because the"
+                              " control process exited with error code.\nSee ...\n"),
+        "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=activating\n"
+                              "SubState=auto-restart\n", ""),
+        "journalctl -u": (0, journal(
+            {"MESSAGE": "Server shutting down.", "_SYSTEMD_INVOCATION_ID": "old-run"},
+            {"MESSAGE": TAINTED, "_SYSTEMD_INVOCATION_ID": "new-run", "_PID": "77"},
+            {"MESSAGE": "left4me-server@coop1.service: Failed with result 'exit-code'.",
+             "_PID": "1", "INVOCATION_ID": "new-run"}), ""),
+    })
+    plans = [plan()]
+    with pytest.raises(Failed) as failed:
+        srcds_instance.start_units(module, srcds_instance.Host(module), plans, "restart", 5.5)
+    msg = failed.value.args[0]["msg"]
+    assert msg.startswith(f"left4me-server@coop1.service did not start: {TAINTED}")
+    assert msg.endswith("(systemctl restart rc 1: Job for left4me-server@coop1.service failed"
+                        " because the control process exited with error code.)")
+    journalctl = next(c for c in module.calls if c[:2] == ["journalctl", "-u"])
+    assert "--since=@5.500000" in journalctl, "only this start's runs explain it"
+
+
+def test_a_server_that_exits_at_start_shows_the_journals_reason(silent_udp_port):
+    module = FakeModule({
+        "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=failed\n", ""),
+        "journalctl -u": (0, journal(
+            {"MESSAGE": 'rcon_password "pw-123456"', "_SYSTEMD_INVOCATION_ID": "r5"},
+            {"MESSAGE": "WARNING: NET_OpenSockets: Couldn't allocate any server IP port",
+             "_SYSTEMD_INVOCATION_ID": "r5"},
+            {"MESSAGE": "left4me-server@coop1.service: Main process exited, code=exited,"
+                        " status=1/FAILURE", "_PID": "1", "INVOCATION_ID": "r5"}), ""),
+    })
+    plans = [plan(secrets=["pw-123456"])]
+    plans[0].port = silent_udp_port
+    params = {"probe_address": None, "wait_retries": 3, "wait_timeout": 0.2}
+    with pytest.raises(Failed) as failed:
+        srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
+    msg = failed.value.args[0]["msg"]
+    assert f"did not answer A2S_INFO on 127.0.0.1:{silent_udp_port} (the unit failed)" in msg
+    assert "Couldn't allocate any server IP port" in msg and "status=1/FAILURE" in msg
+    assert "pw-123456" not in json.dumps(failed.value.args[0])
+
+
+@pytest.fixture
+def silent_udp_port():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_missing_sdk32_link_refuses_the_start(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".steam" / "sdk64").mkdir(parents=True)
+    (tmp_path / "linux64.so").write_bytes(b"\x7fELF")
+    (home / ".steam" / "sdk64" / "steamclient.so").symlink_to(tmp_path / "linux64.so")
+    monkeypatch.setattr(srcds_instance.pwd, "getpwnam",
+                        lambda _user: type("Entry", (), {"pw_dir": str(home)}))
+    message = srcds_instance.check_steam_links([plan(), plan("idle", actions=())], "left4me")
+    assert message.startswith(f"not starting coop1: {home}/.steam/sdk32/steamclient.so is"
+                              " missing.")
+    assert srcds_instance.check_steam_links([plan("idle", actions=())], "left4me") is None
+
+
+class SequencedModule(FakeModule):
+    """systemctl show answers "restarting" a few times, then "failed" (a crash loop ending)."""
+
+    def __init__(self, restarting_answers: int) -> None:
+        super().__init__({})
+        self.left = restarting_answers
+
+    def run_command(self, argv, environ_update=None):
+        self.calls.append(argv)
+        if argv[:2] == ["systemctl", "show"]:
+            self.left -= 1
+            state = "activating\nSubState=auto-restart" if self.left >= 0 else "failed"
+            return 0, f"Id=left4me-server@coop1.service\nActiveState={state}\n", ""
+        return 0, "", ""
+
+
+@pytest.mark.parametrize(("restarting", "said"), [
+    (2, ":0: (the unit failed); journal of"),
+    (3, ":0: (no A2S answer before the timeout; the unit is restarting after a failure)"),
+])
+def test_out_of_retries_the_message_says_where_the_unit_stands(silent_udp_port, restarting,
+                                                               said):
+    module = SequencedModule(restarting)
+    plans = [plan()]
+    plans[0].port = silent_udp_port
+    params = {"probe_address": None, "wait_retries": 2, "wait_timeout": 0.1}
+    with pytest.raises(Failed) as failed:
+        srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
+    assert said.replace(":0:", f":{silent_udp_port}") in failed.value.args[0]["msg"]

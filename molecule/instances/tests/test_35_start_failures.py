@@ -1,0 +1,117 @@
+"""A start that cannot work says why, in the module's own message: the operator should not
+have to go and read the journal (or discover a LAN-only server days later)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+from conftest import INSTANCES, PLATFORM, PROJECT, a2s_name, ansible, main_pid
+
+STATE = "/var/lib/left4me"
+SECRET = "molecule-never-shown-pw"
+
+
+def adhoc(arguments: dict, become: bool = True):
+    flags = ["-b"] if become else []
+    return ansible("ansible", PLATFORM, *flags, "-m", "left4me.l4d2.srcds_instance",
+                   "-a", json.dumps(arguments))
+
+
+@pytest.fixture
+def instance(srv):
+    """Configure (state=present, not started) a throw-away instance; remove it afterwards."""
+    made = []
+
+    def configure(name: str, port: int, **settings):
+        run = adhoc({"name": name, "port": port, "state": "present", **settings})
+        assert run.returncode == 0, run.stdout[-2000:]
+        made.append(name)
+
+    yield configure
+    for name in made:
+        gone = adhoc({"name": name, "state": "absent"})
+        assert gone.returncode == 0, gone.stdout[-2000:]
+        assert not srv.file(f"{STATE}/runtime/{name}").exists
+
+
+def test_the_readmes_ad_hoc_example_works(srv, booted):
+    readme = (PROJECT / "README.md").read_text()
+    documented = re.search(r"`(ansible -i inventories/production HOST [^`]*"
+                           r"left4me\.l4d2\.srcds_instance[^`]*)`", readme)
+    assert documented, "README.md lost its ad-hoc example"
+    argv = shlex.split(documented.group(1))
+    # Our inventory and host stand in for the production ones; the rest is as documented.
+    argv = argv[3:]  # drop "ansible -i inventories/production"
+    argv[0] = PLATFORM
+    argv = [a.replace("name=x", "name=coop1") for a in argv]
+    before = main_pid(srv, "coop1")
+    run = ansible("ansible", *argv)
+    assert run.returncode == 0 and "CHANGED" in run.stdout, run.stdout[-2000:]
+    assert main_pid(srv, "coop1") != before
+    port, hostname = INSTANCES["coop1"]
+    assert a2s_name(booted.address, port, timeout=3) == hostname
+
+
+def test_without_become_the_module_says_to_use_it(srv):
+    before = main_pid(srv, "coop1")
+    run = adhoc({"name": "coop1", "state": "restarted"}, become=False)
+    assert run.returncode != 0
+    assert "srcds_instance needs root: run with become (-b" in run.stdout, run.stdout[-2000:]
+    assert "Errno 13" not in run.stdout
+    assert main_pid(srv, "coop1") == before
+
+
+def test_a_tainted_upper_dir_fails_with_the_mount_helpers_reason(srv, instance):
+    instance("taint1", 27047, overlays=["demo-coop"])
+    upper = f"{STATE}/runtime/taint1/upper"
+    srv.check_output(f"python3 -c \"import os; open('{upper}/left', 'w').close();"
+                     f" os.setxattr('{upper}/left', 'user.fuseoverlayfs.origin', b'x')\"")
+    run = adhoc({"name": "taint1", "state": "started"})
+    assert run.returncode != 0
+    assert "left4me-server@taint1.service did not start: left4me-mount: mount taint1:" \
+        f" upper dir {upper} was written by fuse-overlayfs" in run.stdout, run.stdout[-2000:]
+    assert srv.run(f"findmnt {STATE}/runtime/taint1/merged").rc != 0, "mounted anyway"
+
+
+def test_a_missing_layer_fails_with_the_mount_helpers_reason(srv, instance):
+    layer = f"{STATE}/overlays/molecule-gone"
+    srv.check_output(f"mkdir -p {layer}/left4dead2/cfg")
+    try:
+        instance("layer1", 27048, overlays=["molecule-gone"])
+    finally:
+        srv.check_output(f"rm -rf {layer}")
+    run = adhoc({"name": "layer1", "state": "started"})
+    assert run.returncode != 0
+    assert "left4me-server@layer1.service did not start: left4me-mount: mount layer1:" \
+        in run.stdout, run.stdout[-2000:]
+    assert f"{layer} does not exist" in run.stdout, run.stdout[-2000:]
+
+
+def test_a_missing_sdk32_link_refuses_the_start_and_names_it(srv):
+    link_dir = "/home/left4me/.steam/sdk32"
+    before = main_pid(srv, "coop1")
+    srv.check_output(f"mv {link_dir} {link_dir}.molecule-aside")
+    try:
+        run = adhoc({"name": "coop1", "state": "restarted"})
+    finally:
+        srv.check_output(f"mv {link_dir}.molecule-aside {link_dir}")
+    assert run.returncode != 0
+    assert f"not starting coop1: {link_dir}/steamclient.so is missing" in run.stdout, \
+        run.stdout[-2000:]
+    assert "LAN-only" in run.stdout and "playbooks/site.yml" in run.stdout
+    assert main_pid(srv, "coop1") == before, "the running server was left alone"
+
+
+def test_a_server_that_cannot_bind_shows_the_journals_reason(instance):
+    instance("bind1", 27046, overlays=["demo-coop"], rcon_password=SECRET,
+             environment={"SRCDS_SIM_BIND_FAIL": "1"})
+    run = adhoc({"name": "bind1", "state": "started", "wait_retries": 60})
+    assert run.returncode != 0
+    assert "instance 'bind1' did not answer A2S_INFO" in run.stdout, run.stdout[-2000:]
+    assert "journal of left4me-server@bind1.service:" in run.stdout
+    assert "Couldn't allocate any server IP port" in run.stdout, run.stdout[-2000:]
+    assert "status=1/FAILURE" in run.stdout
+    assert SECRET not in run.stdout + run.stderr
