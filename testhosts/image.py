@@ -13,6 +13,7 @@ read-only at REPO_MOUNT, its only apt source; the roles' own apt tasks install f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import os
@@ -41,7 +42,8 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "sudo", "openssh-
 # (tests/harness/test_apt_repo.py) rather than a converge.
 REPO_PACKAGES = (
     # role game_host, game_host_packages
-    "7zip", "ca-certificates", "coreutils", "curl", "libbpf1", "procps", "python3", "sudo",
+    "7zip", "ca-certificates", "coreutils", "curl", "iproute2", "libbpf1", "procps", "python3",
+    "sudo",
     # role game_host, game_host_steamcmd_packages (the real steamcmd's 32-bit runtime)
     "lib32gcc-s1", "lib32stdc++6",
     # Ansible's apt module installs its Python bindings on first use
@@ -114,6 +116,15 @@ def ensure_repo(rebuild: bool = False) -> Path:
     if (target / "Packages").exists() and not rebuild:
         return target
     tarball = ensure_image()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # hosts created in parallel build it once
+        if (target / "Packages").exists() and not rebuild:
+            return target
+        return _build_repo(target, tarball)
+
+
+def _build_repo(target: Path, tarball: Path) -> Path:
     started = time.monotonic()
     say(f"downloading the test hosts' apt repository ({len(REPO_PACKAGES)} packages "
         "and what the bare image lacks of their dependencies)...")
@@ -135,8 +146,12 @@ def ensure_repo(rebuild: bool = False) -> Path:
         os.replace(built, target)
     now = time.time()
     for stale in target.parent.glob(f"{REPO_PREFIX}*"):
-        if stale != target and now - stale.stat().st_mtime > STALE_REPO_AGE:
+        if stale.name.startswith(target.name) or now - stale.stat().st_mtime < STALE_REPO_AGE:
+            continue
+        if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)  # a stale repository's build lock
     debs = list(target.glob("*.deb"))
     size_mb = sum(d.stat().st_size for d in debs) / 2**20
     say(f"apt repository built in {time.monotonic() - started:.0f} s: {target} "
