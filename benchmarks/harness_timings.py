@@ -48,6 +48,8 @@ def main() -> None:
     results: list[tuple[str, float]] = []
     timed("image (" + ("cold build" if args.cold else "cached") + ")",
           lambda: image.ensure_image(rebuild=args.cold), results)
+    timed("apt repository (" + ("cold download" if args.cold else "cached") + ")",
+          lambda: image.ensure_repo(rebuild=args.cold), results)
     name = host.unique_name("bench")
     try:
         target = timed("create host (unpack + boot + ssh)", lambda: host.create(name), results)

@@ -14,8 +14,9 @@ from testhosts import enforcement, host, image
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testhosts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("image", help="build (or reuse) the cached root filesystem")
-    build.add_argument("--rebuild", action="store_true", help="build even if cached")
+    build = commands.add_parser(
+        "image", help="build (or reuse) the cached root filesystem and its apt repository")
+    build.add_argument("--rebuild", action="store_true", help="build both even if cached")
     create = commands.add_parser("create", help="boot hosts; prints their JSON descriptions")
     create.add_argument("names", nargs="+")
     create.add_argument("--index", type=int, help="address slot (0 is the demo host's)")
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "image":
         started = time.monotonic()
         print(image.ensure_image(rebuild=args.rebuild))
+        print(image.ensure_repo(rebuild=args.rebuild))
         print(f"{time.monotonic() - started:.1f} s", file=sys.stderr)
     elif args.command == "create":
         if args.index is not None and len(args.names) != 1:
