@@ -81,3 +81,29 @@ def test_nothing_recorded_is_fine(host):
     base = host[0]
     run = refresh(base)
     assert run.returncode == 0 and "nothing to do" in run.stdout
+
+
+@pytest.mark.parametrize("broken", ["{not json", "[1, 2]", '{"id": "other", "items": ["1"]}'])
+def test_a_malformed_definition_fails_only_its_overlay_named(host, broken):
+    base, url = host
+    record(base, url, "aaa", items=["1000000001"])
+    (base / "etc" / "overlays" / "broken.workshop.json").write_text(broken)
+    record(base, url, "zzz", items=["1000000002"])
+    run = refresh(base)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "FAILED overlay broken:" in run.stdout
+    # the overlays sorted before and after the broken file were both refreshed
+    for overlay, item in (("aaa", "1000000001"), ("zzz", "1000000002")):
+        assert (base / f"state/overlays/{overlay}/left4dead2/addons/{item}.vpk").exists()
+    assert run.stdout.rstrip().endswith("1 of 3 overlay(s) failed: broken")
+
+
+def test_every_failed_overlay_is_named_at_the_end(host):
+    base, url = host
+    record(base, url, "bad", items=["1000000099"])
+    (base / "etc" / "overlays" / "worse.workshop.json").write_text("")
+    record(base, url, "good", items=["1000000002"])
+    run = refresh(base)
+    assert run.returncode == 1
+    assert run.stdout.rstrip().endswith("2 of 3 overlay(s) failed: bad, worse")
