@@ -322,7 +322,11 @@ class Handler(BaseHTTPRequestHandler):
                 faults.latency = float(payload.get("seconds", 0))
         result: object = {"ok": True}
         if action == "item":
-            result = {"ok": True, "item": vars(server.catalogue.upsert_item(payload))}
+            try:
+                result = {"ok": True, "item": vars(server.catalogue.upsert_item(payload))}
+            except (TypeError, ValueError) as exc:
+                self._json({"ok": False, "error": str(exc)}, status=400)
+                return
         elif action == "collection":
             result = {"ok": True, "collection": vars(server.catalogue.upsert_collection(payload))}
         elif action == "update":
