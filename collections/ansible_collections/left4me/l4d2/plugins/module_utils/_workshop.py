@@ -552,36 +552,68 @@ def parse_steamcmd_workshop(output: str) -> dict[str, tuple[bool, str]]:
     return verdicts
 
 
+def steamcmd_item_parts(item_id: str) -> list[str]:
+    """steamcmd's content dir of an item, relative to its force_install_dir."""
+    return ["steamapps", "workshop", "content", str(L4D2_APP_ID), item_id]
+
+
 def steamcmd_item_dir(staging: str, item_id: str) -> str:
-    return os.path.join(staging, "steamapps", "workshop", "content", str(L4D2_APP_ID), item_id)
+    return os.path.join(staging, *steamcmd_item_parts(item_id))
 
 
-def find_item_vpk(directory: str) -> str:
-    """The one VPK in steamcmd's content dir of an item, by signature, not by name.
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir_below(base: str, parts: Sequence[str]) -> int:
+    """An fd of base/parts..., every component opened without following a symlink.
+
+    The staging tree is the runtime user's while the module reading it is root: a link
+    planted there must not make root copy (or delete) something outside it.
+    """
+    fd = os.open(base, _NOFOLLOW_DIR)
+    try:
+        for part in parts:
+            child = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def find_item_vpk(dir_fd: int, where: str) -> str:
+    """The name of the one VPK in steamcmd's content dir of an item, by signature.
 
     Legacy items come down as ``<hcontent>_legacy.bin``, SteamPipe ones under the
-    uploader's file name; either way the file must start with the VPK signature.
+    uploader's file name; either way the file must start with the VPK signature. Only
+    regular files directly in the item's dir count (an L4D2 add-on is one .vpk).
     """
     found, others = [], []
-    for root, _dirs, names in os.walk(directory):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            with open(path, "rb") as fh:
-                head = fh.read(16)
-            (found if is_vpk_head(head) else others).append((path, head))
+    for name in sorted(os.listdir(dir_fd)):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         dir_fd=dir_fd)
+        except OSError:
+            others.append((name, b"<"))  # a link or something unreadable: not ours to read
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                continue
+            head = fh.read(16)
+        (found if is_vpk_head(head) else others).append((name, head))
     if len(found) == 1:
         return found[0][0]
     if not found:
-        seen = ", ".join(f"{os.path.relpath(p, directory)} ({describe_head(h)})"
-                         for p, h in others) or "nothing"
-        raise WorkshopError(f"steamcmd delivered no VPK (found {seen}); this add-on cannot be"
-                            " mounted as it is")
-    names = ", ".join(os.path.relpath(p, directory) for p, _ in found)
-    raise WorkshopError(f"steamcmd delivered {len(found)} VPK files ({names}); one add-on must"
-                        " be one .vpk")
+        seen = ", ".join(f"{name} ({describe_head(head)})" for name, head in others)
+        raise WorkshopError(f"steamcmd delivered no VPK in {where} (found {seen or 'nothing'});"
+                            " this add-on cannot be mounted as it is")
+    names = ", ".join(name for name, _ in found)
+    raise WorkshopError(f"steamcmd delivered {len(found)} VPK files ({names}) in {where}; one"
+                        " add-on must be one .vpk")
 
 
-def adopt_vpk(source: str, item: ItemResult, cache_dir: str,
+def adopt_vpk(dir_fd: int, name: str, item: ItemResult, cache_dir: str,
               owner: tuple[int, int] | None) -> int:
     """Copy steamcmd's VPK into the cache through a temp file and rename; returns its size.
 
@@ -591,7 +623,8 @@ def adopt_vpk(source: str, item: ItemResult, cache_dir: str,
     fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
                                 suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as out, os.fdopen(source, "rb") as src:
             shutil.copyfileobj(src, out, CHUNK)
             out.flush()
             os.fsync(out.fileno())
@@ -605,6 +638,18 @@ def adopt_vpk(source: str, item: ItemResult, cache_dir: str,
             os.unlink(temp)
         raise
     return size
+
+
+def remove_below(base: str, parts: Sequence[str]) -> None:
+    """Remove steamcmd's copy of an item (the cache has it now, or it failed), no links followed."""
+    try:
+        parent = open_dir_below(base, parts[:-1])
+    except OSError:
+        return  # nothing there (or not a plain directory tree): nothing of ours to remove
+    try:
+        shutil.rmtree(parts[-1], dir_fd=parent, ignore_errors=True)
+    finally:
+        os.close(parent)
 
 
 def make_staging(cache_dir: str, owner: tuple[int, int] | None) -> str:
@@ -637,11 +682,16 @@ def fetch_with_steamcmd(items: Sequence[ItemResult], cache_dir: str,
             last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
             why = "stopped at its deadline" if rc is None else f"exit {rc}"
             detail = f"steamcmd gave no result for it ({why}; last line: {last[0].strip()})"
+        parts = steamcmd_item_parts(item.publishedfileid)
         try:
             if not succeeded:
                 raise WorkshopError(detail)
-            item.bytes = adopt_vpk(find_item_vpk(steamcmd_item_dir(staging, item.publishedfileid)),
-                                   item, cache_dir, owner)
+            dir_fd = open_dir_below(staging, parts)
+            try:
+                name = find_item_vpk(dir_fd, steamcmd_item_dir(staging, item.publishedfileid))
+                item.bytes = adopt_vpk(dir_fd, name, item, cache_dir, owner)
+            finally:
+                os.close(dir_fd)
             item.status = "downloaded"
         except (WorkshopError, OSError) as exc:
             item.status = "error"
@@ -649,8 +699,7 @@ def fetch_with_steamcmd(items: Sequence[ItemResult], cache_dir: str,
             item.error = (f"item {item.publishedfileid}: needs steamcmd{reason}; {exc};"
                           " the cache keeps its previous copy")
         finally:
-            # steamcmd's copy is not needed once the cache has the file (or it failed).
-            shutil.rmtree(steamcmd_item_dir(staging, item.publishedfileid), ignore_errors=True)
+            remove_below(staging, parts)
 
 
 # --- overlay links --------------------------------------------------------------------

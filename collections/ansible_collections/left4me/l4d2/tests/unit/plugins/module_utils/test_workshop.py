@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -442,12 +443,43 @@ def test_steamcmd_output_gives_each_items_verdict():
     }
 
 
+def find_vpk(directory: pathlib.Path) -> str:
+    fd = workshop.open_dir_below(str(directory), [])
+    try:
+        return workshop.find_item_vpk(fd, str(directory))
+    finally:
+        os.close(fd)
+
+
 def test_the_items_vpk_is_found_by_signature_not_name(tmp_path):
     item = tmp_path / "item"
     item.mkdir()
     (item / "5000_legacy.bin").write_bytes(workshop.VPK_MAGIC + b"\x01\x00\x00\x00rest")
     (item / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0JFIF")
-    assert workshop.find_item_vpk(str(item)) == str(item / "5000_legacy.bin")
+    assert find_vpk(item) == "5000_legacy.bin"
     (item / "5000_legacy.bin").write_bytes(b"PK\x03\x04zipped")
     with pytest.raises(workshop.WorkshopError, match=r"no VPK .*5000_legacy.bin \(a zip archive\)"):
-        workshop.find_item_vpk(str(item))
+        find_vpk(item)
+
+
+def test_links_planted_in_steamcmds_tree_are_not_followed(steam, state, tmp_path):
+    # The staging tree belongs to the runtime user; the module reading it runs as root.
+    secret = tmp_path / "root-only.vpk"
+    secret.write_bytes(workshop.VPK_MAGIC + b"secret")
+    staging = workshop.make_staging(str(state / "workshop_cache"), None)
+    item_dir = pathlib.Path(workshop.steamcmd_item_dir(staging, str(GEN + 1)))
+    item_dir.mkdir(parents=True)
+    (item_dir / "x.vpk").symlink_to(secret)
+    with pytest.raises(workshop.WorkshopError, match="no VPK"):
+        find_vpk(item_dir)
+    elsewhere = tmp_path / "elsewhere" / str(GEN + 1)
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep.vpk").write_bytes(workshop.VPK_MAGIC)
+    content = item_dir.parent
+    shutil.rmtree(content)
+    content.symlink_to(elsewhere.parent)
+    parts = workshop.steamcmd_item_parts(str(GEN + 1))
+    with pytest.raises(OSError):
+        workshop.open_dir_below(staging, parts)
+    workshop.remove_below(staging, parts)
+    assert (elsewhere / "keep.vpk").exists(), "removal never follows a link out of staging"
