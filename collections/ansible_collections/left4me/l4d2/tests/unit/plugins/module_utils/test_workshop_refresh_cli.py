@@ -109,3 +109,20 @@ def test_every_failed_overlay_is_named_at_the_end(host):
     run = refresh(base)
     assert run.returncode == 1
     assert run.stdout.rstrip().endswith("2 of 3 overlay(s) failed: bad, worse")
+
+
+def test_steampipe_item_is_refreshed_with_steamcmd(host):
+    base, url = host
+    steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/item", data=steampipe))
+    steam = base / "state" / "steam"
+    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(steam)],
+                   check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    (steam / "standin-control.json").write_text(json.dumps({"webapi": url}))
+    record(base, url, "pipe", items=["1000000003"])
+    run = refresh(base)  # --steamcmd-dir defaults to STATE/steam
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "item=1000000003 downloaded" in run.stdout and "via steamcmd" in run.stdout
+    cached = base / "state" / "workshop_cache" / "1000000003.vpk"
+    assert cached.read_bytes()[:4] == b"\x34\x12\xaa\x55"
+    assert stats(url)["steamcmd"] == 1
