@@ -608,7 +608,7 @@ def find_item_vpk(dir_fd: int, where: str) -> str:
         seen = ", ".join(f"{name} ({describe_head(head)})" for name, head in others)
         raise WorkshopError(f"steamcmd delivered no VPK in {where} (found {seen or 'nothing'});"
                             " this add-on cannot be mounted as it is")
-    names = ", ".join(name for name, _ in found)
+    names = ", ".join(entry[0] for entry in found)
     raise WorkshopError(f"steamcmd delivered {len(found)} VPK files ({names}) in {where}; one"
                         " add-on must be one .vpk")
 
