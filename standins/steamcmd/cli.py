@@ -183,7 +183,15 @@ class Session:
         if "workshop_timeout" in self.settings.faults:
             out(f"ERROR! Timeout downloading item {item}")
             raise CommandFailed(EXIT_WORKSHOP_FAILED)
-        directory, size = workshop.download_item(self.root, int(item))
+        source = workshop.catalogue_url(self.settings.steam_home)
+        try:
+            if source:
+                directory, size = workshop.download_from_catalogue(self.root, int(item), source)
+            else:
+                directory, size = workshop.download_item(self.root, int(item))
+        except workshop.ItemFailed as failure:
+            out(f"ERROR! Download item {item} failed ({failure}).")
+            raise CommandFailed(EXIT_WORKSHOP_FAILED) from None
         out(f'Success. Downloaded item {item} to "{directory}" ({size} bytes)')
 
     def _runscript(self, args: list[str]) -> None:

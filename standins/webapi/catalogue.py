@@ -17,6 +17,15 @@ BASE_TIME = 1_600_000_000  # fixed epoch so generated catalogues are reproducibl
 GENERATED_ITEM_BASE = 1_000_000_000
 GENERATED_COLLECTION_BASE = 3_000_000_000
 TAGS = ["Campaigns", "Survivors", "Weapons", "Maps", "Scripts", "UI"]
+# Where an item's file lives, which decides what GetPublishedFileDetails says about it:
+#   legacy    - old UGC: file_url is a direct download of the .vpk (most L4D2 add-ons);
+#   steampipe - UGC v2 / SteamPipe depot: file_url and filename are empty, hcontent_file is
+#               the depot manifest; only steamcmd (workshop_download_item) can fetch it;
+#   preview   - file_url is set but serves the preview image, not the add-on (seen on items
+#               re-published through SteamPipe): only steamcmd gets the .vpk.
+HOSTINGS = ("legacy", "steampipe", "preview")
+# A JPEG's first bytes (SOI, APP0 "JFIF"): what a preview download starts with.
+JPEG_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
 
 @dataclass
@@ -36,9 +45,12 @@ class Item:
     visibility: int = 0
     description: str = ""
     tags: list[str] = field(default_factory=list)
+    hosting: str = "legacy"
 
     def __post_init__(self) -> None:
         item_id = self.publishedfileid
+        if self.hosting not in HOSTINGS:
+            raise ValueError(f"item {item_id}: hosting must be one of {', '.join(HOSTINGS)}")
         self.title = self.title or f"Stand-in add-on {item_id}"
         self.file_size = self.file_size or vpk.default_item_size(item_id)
         self.filename = self.filename or f"{item_id}.vpk"
@@ -49,6 +61,22 @@ class Item:
     @property
     def content_seed(self) -> str:
         return vpk.item_seed(self.publishedfileid, self.revision)
+
+    @property
+    def content_name(self) -> str:
+        """The file steamcmd leaves in the item's content dir.
+
+        SteamPipe items hold the file the author uploaded; legacy items come down as one
+        ``<hcontent_file>_legacy.bin`` (reported for L4D2 and Garry's Mod; for L4D2 it is
+        the .vpk itself), which is why a reader must go by the VPK signature, not the name.
+        """
+        if self.hosting == "legacy":
+            return f"{hcontent_file(self)}_legacy.bin"
+        return self.filename
+
+
+def hcontent_file(item: Item) -> int:
+    return 5_000_000_000_000_000_000 + zlib.crc32(item.content_seed.encode())
 
 
 @dataclass
@@ -69,18 +97,24 @@ def item_details(item: Item, base_url: str) -> dict[str, object]:
     item_id = item.publishedfileid
     if item.removed:
         return {"publishedfileid": str(item_id), "result": RESULT_FILE_NOT_FOUND}
-    hcontent = 5_000_000_000_000_000_000 + zlib.crc32(item.content_seed.encode())
+    hcontent = hcontent_file(item)
+    file_url = f"{base_url}/ugc/{item_id}/{item.revision}/{item.filename}"
+    preview_url = f"{base_url}/preview/{item_id}.jpg"
+    if item.hosting == "steampipe":
+        file_url = ""
+    elif item.hosting == "preview":
+        file_url = preview_url
     return {
         "publishedfileid": str(item_id),
         "result": RESULT_OK,
         "creator": item.creator,
         "creator_app_id": item.consumer_app_id,
         "consumer_app_id": item.consumer_app_id,
-        "filename": item.filename,
+        "filename": "" if item.hosting == "steampipe" else item.filename,
         "file_size": item.file_size,
-        "file_url": f"{base_url}/ugc/{item_id}/{item.revision}/{item.filename}",
+        "file_url": file_url,
         "hcontent_file": str(hcontent),
-        "preview_url": f"{base_url}/preview/{item_id}.jpg",
+        "preview_url": preview_url,
         "hcontent_preview": str(hcontent + 1),
         "title": item.title,
         "description": item.description,

@@ -17,12 +17,23 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from standins import vpk
-from standins.webapi.catalogue import Catalogue, generate_catalogue, load_catalogue
+from standins.webapi.catalogue import (
+    JPEG_HEADER,
+    Catalogue,
+    generate_catalogue,
+    load_catalogue,
+)
 
 DETAILS_PATH = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
 COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
 PLAYERS_PATH = "/ISteamUser/GetPlayerSummaries/v2/"
 _UGC_PATH = re.compile(r"^/ugc/(\d+)/(\d+)/[^/]+$")
+_PREVIEW_PATH = re.compile(r"^/preview/(\d+)\.jpg$")
+# What the fake steamcmd asks for (not a Steam URL): the item's content as
+# workshop_download_item would get it from the Workshop depot, so both stand-ins share one
+# catalogue.
+_CONTENT_PATH = re.compile(r"^/_standin/content/(\d+)$")
+PREVIEW_SIZE = 24 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -180,6 +191,11 @@ class Handler(BaseHTTPRequestHandler):
             self._json(self.server.stats.snapshot())
         elif url.path == "/_standin/catalogue":
             self._json(self.server.catalogue.dump())
+        elif _CONTENT_PATH.match(url.path):
+            self._content(int(_CONTENT_PATH.match(url.path).group(1)))  # type: ignore[union-attr]
+        elif _PREVIEW_PATH.match(url.path):
+            if self._admit("preview"):
+                self._preview(int(_PREVIEW_PATH.match(url.path).group(1)))  # type: ignore[union-attr]
         elif url.path == PLAYERS_PATH:
             if self._admit("GetPlayerSummaries"):
                 self._player_summaries({k: v[0] for k, v in parse_qs(url.query).items()})
@@ -265,6 +281,31 @@ class Handler(BaseHTTPRequestHandler):
         self.server.stats.add_bytes(len(body))
         self._send(status, body, "application/octet-stream", headers)
 
+    def _preview(self, item_id: int) -> None:
+        item = self.server.catalogue.item(item_id)
+        if item is None or item.removed:
+            self._error(404, "Not Found")
+            return
+        body = JPEG_HEADER + bytes(PREVIEW_SIZE - len(JPEG_HEADER))
+        self.server.stats.add_bytes(len(body))
+        self._send(200, body, "image/jpeg")
+
+    def _content(self, item_id: int) -> None:
+        """The current revision for the fake steamcmd; the status says why it cannot have it."""
+        self.server.stats.count("steamcmd")
+        item = self.server.catalogue.item(item_id)
+        if item is None or item.removed:
+            self._error(404, "Not Found")  # steamcmd: (File Not Found)
+            return
+        if item.banned or item.consumer_app_id != 550:
+            self._error(403, "Forbidden")  # steamcmd: (Access Denied)
+            return
+        body = b"".join(vpk.vpk_bytes(item.content_seed, item.file_size))
+        self.server.stats.add_bytes(len(body))
+        self._send(200, body, "application/octet-stream",
+                   {"X-Standin-Filename": item.content_name,
+                    "X-Standin-Time-Updated": str(item.time_updated)})
+
     # ----- admin -------------------------------------------------------------------------
     def _admin_post(self, action: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -281,7 +322,11 @@ class Handler(BaseHTTPRequestHandler):
                 faults.latency = float(payload.get("seconds", 0))
         result: object = {"ok": True}
         if action == "item":
-            result = {"ok": True, "item": vars(server.catalogue.upsert_item(payload))}
+            try:
+                result = {"ok": True, "item": vars(server.catalogue.upsert_item(payload))}
+            except (TypeError, ValueError) as exc:
+                self._json({"ok": False, "error": str(exc)}, status=400)
+                return
         elif action == "collection":
             result = {"ok": True, "collection": vars(server.catalogue.upsert_collection(payload))}
         elif action == "update":

@@ -6,6 +6,8 @@ import json
 import subprocess
 
 import pytest
+from standin_harness import REPO_ROOT as REPO
+from standin_harness import run_standin
 
 from standins.vpk import VPK_HEADER
 
@@ -178,3 +180,75 @@ def test_items_file_and_latency(start_webapi, tmp_path):
 def test_stops_cleanly_on_sigterm(api):
     assert api.process.stop() == 0
     assert "stopped" in api.process.output
+
+
+# --- items on SteamPipe, and the fake steamcmd serving the same catalogue --------------
+
+PIPE, PREVIEW = 1_000_000_002, 1_000_000_003
+
+
+def test_steampipe_item_has_no_file_url_and_preview_item_serves_a_jpeg(api):
+    admin(api, "item", {"publishedfileid": PIPE, "hosting": "steampipe"})
+    admin(api, "item", {"publishedfileid": PREVIEW, "hosting": "preview"})
+    pipe, preview, legacy = details(api, PIPE, PREVIEW, ITEM)
+    assert pipe["result"] == 1 and pipe["file_url"] == "" and pipe["filename"] == ""
+    assert pipe["file_size"] > 0 and pipe["hcontent_file"].isdigit()
+    assert preview["file_url"] == preview["preview_url"]
+    status, body = curl_status(preview["file_url"])
+    assert status == 200 and body[:3] == b"\xff\xd8\xff" and b"JFIF" in body[:16]
+    assert len(body) != preview["file_size"]
+    assert legacy["file_url"].endswith(f"/ugc/{ITEM}/1/{ITEM}.vpk")
+    assert stats(api)["preview"] == 1
+
+
+def test_unknown_hosting_is_refused(api):
+    status, _ = curl_status("-H", "Content-Type: application/json", "--data",
+                            json.dumps({"publishedfileid": PIPE, "hosting": "ftp"}),
+                            f"{api.base_url}/_standin/item")
+    assert status >= 400
+
+
+def steamcmd(tmp_path, api, *commands: str, fault: str = ""):
+    env = {"STEAMCMD_SIM_HOME": str(tmp_path), "STEAMCMD_SIM_WEBAPI": api.base_url}
+    if fault:
+        env["STEAMCMD_SIM_FAULT"] = fault
+    return run_standin(["python3", "-m", "standins.steamcmd", "+force_install_dir",
+                        str(tmp_path / "dl"), "+login", "anonymous", *commands, "+quit"],
+                       cwd=REPO, env=env)
+
+
+def test_steamcmd_downloads_the_catalogues_current_revision(tmp_path, api):
+    admin(api, "item", {"publishedfileid": PIPE, "hosting": "steampipe"})
+    admin(api, "update", {"publishedfileid": PIPE})
+    run = steamcmd(tmp_path, api, "+workshop_download_item", "550", str(PIPE),
+                   "+workshop_download_item", "550", str(ITEM))
+    assert run.returncode == 0, run.stdout
+    content = tmp_path / "dl" / "steamapps" / "workshop" / "content" / "550"
+    assert f'Success. Downloaded item {PIPE} to "{content / str(PIPE)}"' in run.stdout
+    pipe_files = list((content / str(PIPE)).iterdir())
+    assert [p.name for p in pipe_files] == [f"{PIPE}.vpk"]
+    # the same bytes the Web API serves for revision 2
+    status, served = curl_status(f"{api.base_url}/ugc/{PIPE}/2/{PIPE}.vpk")
+    assert status == 200 and pipe_files[0].read_bytes() == served
+    legacy_files = [p.name for p in (content / str(ITEM)).iterdir()]
+    assert len(legacy_files) == 1 and legacy_files[0].endswith("_legacy.bin")
+    assert (content / str(ITEM) / legacy_files[0]).read_bytes()[:len(VPK_HEADER)] == VPK_HEADER
+    assert (tmp_path / "dl" / "steamapps" / "workshop" / "appworkshop_550.acf").is_file()
+    assert stats(api)["steamcmd"] == 2
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"removed": True}, "File Not Found"),
+    ({"banned": True}, "Access Denied"),
+])
+def test_steamcmd_download_failures(tmp_path, api, change, reason):
+    admin(api, "item", {"publishedfileid": PIPE, **change})
+    run = steamcmd(tmp_path, api, "+workshop_download_item", "550", str(PIPE))
+    assert f"ERROR! Download item {PIPE} failed ({reason})." in run.stdout
+    assert run.returncode != 0
+
+
+def test_steamcmd_without_its_web_api(tmp_path, api):
+    api.process.stop()
+    run = steamcmd(tmp_path, api, "+workshop_download_item", "550", str(PIPE))
+    assert f"ERROR! Download item {PIPE} failed (No Connection)." in run.stdout

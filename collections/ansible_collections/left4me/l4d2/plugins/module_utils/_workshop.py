@@ -19,7 +19,12 @@ One run (``sync_overlay``):
 3. downloads what the cache lacks or holds in an older version (``time_updated``
    or ``file_size`` differ from the cache index ``workshop_cache/index.json``)
    with a few threads, each through a temp file in the cache dir renamed into
-   place after its size checked out, so no partial file is ever visible;
+   place after its size checked out, so no partial file is ever visible. The
+   first bytes must carry the VPK signature before anything is written: items
+   hosted on SteamPipe (UGC v2) have no ``file_url``, or one that serves the
+   preview image; those are fetched in one batched ``steamcmd
+   +workshop_download_item 550 ID`` run (as the runtime user) and moved from
+   steamcmd's content dir into the cache the same way (temp file, rename);
 4. only when every download succeeded, and every item is usable unless
    ``fail_on_item_error`` is off, points the overlay's links at the cache and
    removes the links it made earlier for items no longer wanted. Files and links
@@ -45,6 +50,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -68,6 +74,14 @@ RESULT_FILE_NOT_FOUND = 9
 FILETYPE_COLLECTION = 2
 CHUNK = 256 * 1024
 USER_AGENT = "left4me-workshop/0.1"
+# Every VPK (v1 and v2) starts with the signature 0x55AA1234, little-endian.
+VPK_MAGIC = b"\x34\x12\xaa\x55"
+STEAMCMD_STAGING = ".steamcmd"  # steamcmd's force_install_dir, inside the cache
+# steamcmd's verdicts on workshop_download_item; it does not stop (nor always exit non-zero)
+# after a failed item, so each item's line is what counts.
+_STEAMCMD_OK_RE = re.compile(r'Success\. Downloaded item (\d+) to "([^"]*)" \((\d+) bytes\)')
+_STEAMCMD_FAILED_RE = re.compile(r"ERROR! Download item (\d+) failed \(([^)]*)\)")
+_STEAMCMD_TIMEOUT_RE = re.compile(r"ERROR! Timeout downloading item (\d+)")
 
 # Plain urllib, not ansible.module_utils.urls: this file also runs outside Ansible, as the
 # refresh service's library. The default opener honours https_proxy and verifies TLS.
@@ -198,6 +212,25 @@ class TransientError(Exception):
     """A download that ended early or came back the wrong size: worth another try."""
 
 
+class NotVpkError(Exception):
+    """file_url answered something other than a VPK (a preview image, an HTML page)."""
+
+
+def describe_head(head: bytes) -> str:
+    """What a body that is not a VPK looks like, for the error message."""
+    kinds = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"),
+             (b"GIF8", "a GIF image"), (b"PK\x03\x04", "a zip archive"),
+             (b"<", "an HTML/XML page"))
+    for prefix, kind in kinds:
+        if head.lstrip()[:len(prefix)] == prefix:
+            return kind
+    return f"data starting {head[:8].hex(' ') or '(nothing)'}"
+
+
+def is_vpk_head(head: bytes) -> bool:
+    return head[:4] == VPK_MAGIC
+
+
 def with_retries(action: Callable[[], bytes], what: str, attempts: int, delay: float):
     for attempt in range(1, attempts + 1):
         try:
@@ -239,9 +272,11 @@ class ItemResult:
     file_size: int = 0
     time_updated: int = 0
     file_url: str = ""
+    source: str = "http"  # http (file_url) | steamcmd (SteamPipe item, or file_url no VPK)
     error: str = ""
     bytes: int = 0
     seconds: float = 0.0
+    note: str = ""  # why steamcmd was needed
 
     def report(self) -> dict[str, object]:
         data = asdict(self)
@@ -303,10 +338,11 @@ def item_problem(entry: dict[str, object] | None, app_id: int = L4D2_APP_ID) -> 
     if entry.get("banned"):
         reason = entry.get("ban_reason") or "no reason given"
         return f"banned by Steam ({reason})"
-    if entry.get("creator_app_id") == 766 or not entry.get("file_url"):
-        return "has no file to download (a collection? list it under collections)"
-    url = str(entry.get("file_url"))
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+    if entry.get("creator_app_id") == 766:
+        return "is a collection, not an item; list it under collections"
+    # No file_url: the item is on SteamPipe (UGC v2), which only steamcmd downloads.
+    url = str(entry.get("file_url") or "")
+    if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         return f"file_url {url!r} is not http(s)"
     try:
         if int(entry.get("file_size", 0)) <= 0:  # type: ignore[arg-type]
@@ -335,7 +371,10 @@ def describe_items(
             else:
                 result.file_size = int(entry["file_size"])  # type: ignore[call-overload]
                 result.time_updated = int(entry.get("time_updated") or 0)  # type: ignore[call-overload]
-                result.file_url = str(entry["file_url"])
+                result.file_url = str(entry.get("file_url") or "")
+                if not result.file_url:
+                    result.source = "steamcmd"
+                    result.note = "no file_url: hosted on SteamPipe"
             results.append(result)
     return results
 
@@ -371,7 +410,9 @@ def is_cached(cache_dir: str, index: dict[str, dict[str, object]], item: ItemRes
         info = os.lstat(cache_file(cache_dir, item.publishedfileid))
     except FileNotFoundError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_size == item.file_size
+    # A steamcmd download is the .vpk out of the item's content, whose size Steam does not
+    # announce: the index records it.
+    return stat.S_ISREG(info.st_mode) and info.st_size == entry.get("vpk_size", item.file_size)
 
 
 def write_json_atomic(path: str, data: object, owner: tuple[int, int] | None) -> None:
@@ -410,46 +451,255 @@ def download(
     final = cache_file(cache_dir, item.publishedfileid)
 
     def once() -> bytes:
-        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
-                                    suffix=".part")
-        try:
-            received = 0
-            request = urllib.request.Request(item.file_url, headers={"User-Agent": USER_AGENT})
-            with os.fdopen(fd, "wb") as out, OPENER.open(request, timeout=timeout) as response:
-                while True:
-                    block = response.read(CHUNK)
-                    if not block:
-                        break
-                    received += len(block)
-                    if received > item.file_size:
-                        raise TransientError(
-                            f"received more than the {item.file_size} bytes Steam announced")
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if received != item.file_size:
-                raise TransientError(
-                    f"received {received} of {item.file_size} bytes (download cut off)")
-            os.chmod(temp, 0o644)
-            if owner:
-                os.chown(temp, *owner)
-            os.replace(temp, final)
-            item.bytes += received
-            return b""
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        request = urllib.request.Request(item.file_url, headers={"User-Agent": USER_AGENT})
+        with OPENER.open(request, timeout=timeout) as response:
+            block = response.read(CHUNK)
+            # The signature decides before a byte reaches the cache: file_url of an item
+            # moved to SteamPipe may serve its preview image, with a plausible size.
+            if not is_vpk_head(block):
+                raise NotVpkError(f"file_url served {describe_head(block)}, not a VPK")
+            fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
+                                        suffix=".part")
+            try:
+                store(response, block, fd, temp)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+        return b""
+
+    def store(response, block: bytes, fd: int, temp: str) -> None:
+        received = 0
+        with os.fdopen(fd, "wb") as out:
+            while block:
+                received += len(block)
+                if received > item.file_size:
+                    raise TransientError(
+                        f"received more than the {item.file_size} bytes Steam announced")
+                out.write(block)
+                block = response.read(CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        if received != item.file_size:
+            raise TransientError(
+                f"received {received} of {item.file_size} bytes (download cut off)")
+        os.chmod(temp, 0o644)
+        if owner:
+            os.chown(temp, *owner)
+        os.replace(temp, final)
+        item.bytes += received
 
     try:
         with_retries(once, f"download of item {item.publishedfileid}", attempts, retry_delay)
         item.status = "downloaded"
+    except NotVpkError as exc:
+        # Not an error yet: steamcmd may get the item from SteamPipe (sync_overlay decides).
+        item.status, item.source, item.note = "would_download", "steamcmd", str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this item's error
         item.status = "error"
         text = str(exc) if isinstance(exc, WorkshopError) else describe_error(exc)
         item.error = f"item {item.publishedfileid}: {text}; the cache keeps its previous copy"
     finally:
         item.seconds = round(time.monotonic() - started, 3)
+
+
+# --- steamcmd, for items on SteamPipe -------------------------------------------------
+
+
+RunCommand = Callable[[list[str], str, float], tuple["int | None", str]]
+
+
+@dataclass
+class Steamcmd:
+    """How to run steamcmd as the runtime user: its directory and a runner.
+
+    ``run(argv, cwd, timeout)`` returns (exit code or None on timeout, output). The
+    workshop_fetch module (root) passes one that drops to the runtime user with
+    ``_steamcmd.run_streaming``; the refresh service already runs as that user.
+    """
+
+    directory: str
+    run: RunCommand
+    timeout: float = 1800.0
+
+    @property
+    def script(self) -> str:
+        return os.path.join(self.directory, "steamcmd.sh")
+
+    def available(self) -> bool:
+        return os.path.isfile(self.script)
+
+
+def steamcmd_argv(steamcmd: Steamcmd, staging: str, item_ids: Sequence[str]) -> list[str]:
+    """One steamcmd run for all items; anonymous login fetches L4D2 (550) Workshop content."""
+    argv = [steamcmd.script, "+force_install_dir", staging, "+login", "anonymous"]
+    for item_id in item_ids:
+        argv += ["+workshop_download_item", str(L4D2_APP_ID), item_id]
+    return argv + ["+quit"]
+
+
+def parse_steamcmd_workshop(output: str) -> dict[str, tuple[bool, str]]:
+    """Each item's verdict in steamcmd's output: (succeeded, detail)."""
+    verdicts: dict[str, tuple[bool, str]] = {}
+    for line in output.splitlines():
+        line = line.rsplit("\r", 1)[-1]
+        if match := _STEAMCMD_OK_RE.search(line):
+            verdicts[match.group(1)] = (True, match.group(2))
+        elif match := _STEAMCMD_FAILED_RE.search(line):
+            verdicts[match.group(1)] = (False, f"steamcmd: download failed ({match.group(2)})")
+        elif match := _STEAMCMD_TIMEOUT_RE.search(line):
+            verdicts[match.group(1)] = (False, "steamcmd: timeout downloading the item")
+    return verdicts
+
+
+def steamcmd_item_parts(item_id: str) -> list[str]:
+    """steamcmd's content dir of an item, relative to its force_install_dir."""
+    return ["steamapps", "workshop", "content", str(L4D2_APP_ID), item_id]
+
+
+def steamcmd_item_dir(staging: str, item_id: str) -> str:
+    return os.path.join(staging, *steamcmd_item_parts(item_id))
+
+
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir_below(base: str, parts: Sequence[str]) -> int:
+    """An fd of base/parts..., every component opened without following a symlink.
+
+    The staging tree is the runtime user's while the module reading it is root: a link
+    planted there must not make root copy (or delete) something outside it.
+    """
+    fd = os.open(base, _NOFOLLOW_DIR)
+    try:
+        for part in parts:
+            child = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def find_item_vpk(dir_fd: int, where: str) -> str:
+    """The name of the one VPK in steamcmd's content dir of an item, by signature.
+
+    Legacy items come down as ``<hcontent>_legacy.bin``, SteamPipe ones under the
+    uploader's file name; either way the file must start with the VPK signature. Only
+    regular files directly in the item's dir count (an L4D2 add-on is one .vpk).
+    """
+    found, others = [], []
+    for name in sorted(os.listdir(dir_fd)):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         dir_fd=dir_fd)
+        except OSError:
+            others.append((name, b"<"))  # a link or something unreadable: not ours to read
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                continue
+            head = fh.read(16)
+        (found if is_vpk_head(head) else others).append((name, head))
+    if len(found) == 1:
+        return found[0][0]
+    if not found:
+        seen = ", ".join(f"{name} ({describe_head(head)})" for name, head in others)
+        raise WorkshopError(f"steamcmd delivered no VPK in {where} (found {seen or 'nothing'});"
+                            " this add-on cannot be mounted as it is")
+    names = ", ".join(entry[0] for entry in found)
+    raise WorkshopError(f"steamcmd delivered {len(found)} VPK files ({names}) in {where}; one"
+                        " add-on must be one .vpk")
+
+
+def adopt_vpk(dir_fd: int, name: str, item: ItemResult, cache_dir: str,
+              owner: tuple[int, int] | None) -> int:
+    """Copy steamcmd's VPK into the cache through a temp file and rename; returns its size.
+
+    Copied, not renamed: steamcmd's dir may be on another filesystem (EXDEV), and the
+    copy gets the cache's owner and mode like an HTTP download.
+    """
+    fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
+                                suffix=".part")
+    try:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as out, os.fdopen(source, "rb") as src:
+            shutil.copyfileobj(src, out, CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.chmod(temp, 0o644)
+        if owner:
+            os.chown(temp, *owner)
+        os.replace(temp, cache_file(cache_dir, item.publishedfileid))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return size
+
+
+def remove_below(base: str, parts: Sequence[str]) -> None:
+    """Remove steamcmd's copy of an item (the cache has it now, or it failed), no links followed."""
+    try:
+        parent = open_dir_below(base, parts[:-1])
+    except OSError:
+        return  # nothing there (or not a plain directory tree): nothing of ours to remove
+    try:
+        shutil.rmtree(parts[-1], dir_fd=parent, ignore_errors=True)
+    finally:
+        os.close(parent)
+
+
+def make_staging(cache_dir: str, owner: tuple[int, int] | None) -> str:
+    """steamcmd's force_install_dir: inside the cache, writable by the runtime user."""
+    staging = os.path.join(cache_dir, STEAMCMD_STAGING)
+    if not check_real_dir(staging):
+        os.mkdir(staging, 0o755)
+        if owner:
+            os.chown(staging, *owner)
+    return staging
+
+
+def fetch_with_steamcmd(items: Sequence[ItemResult], cache_dir: str,
+                        owner: tuple[int, int] | None, steamcmd: Steamcmd) -> None:
+    """One steamcmd run for all the items; each one's VPK moves into the cache, or it errs."""
+    started = time.monotonic()
+    staging = make_staging(cache_dir, owner)
+    ids = [item.publishedfileid for item in items]
+    try:
+        rc, output = steamcmd.run(steamcmd_argv(steamcmd, staging, ids), steamcmd.directory,
+                                  steamcmd.timeout)
+    except OSError as exc:
+        rc, output = 1, f"could not run {steamcmd.script}: {exc}"
+    verdicts = parse_steamcmd_workshop(output)
+    seconds = round((time.monotonic() - started) / max(1, len(items)), 3)
+    for item in items:
+        item.seconds += seconds
+        succeeded, detail = verdicts.get(item.publishedfileid, (False, ""))
+        if not detail:
+            last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
+            why = "stopped at its deadline" if rc is None else f"exit {rc}"
+            detail = f"steamcmd gave no result for it ({why}; last line: {last[0].strip()})"
+        parts = steamcmd_item_parts(item.publishedfileid)
+        try:
+            if not succeeded:
+                raise WorkshopError(detail)
+            dir_fd = open_dir_below(staging, parts)
+            try:
+                name = find_item_vpk(dir_fd, steamcmd_item_dir(staging, item.publishedfileid))
+                item.bytes = adopt_vpk(dir_fd, name, item, cache_dir, owner)
+            finally:
+                os.close(dir_fd)
+            item.status = "downloaded"
+        except (WorkshopError, OSError) as exc:
+            item.status = "error"
+            reason = f" ({item.note})" if item.note else ""
+            item.error = (f"item {item.publishedfileid}: needs steamcmd{reason}; {exc};"
+                          " the cache keeps its previous copy")
+        finally:
+            remove_below(staging, parts)
 
 
 # --- overlay links --------------------------------------------------------------------
@@ -629,6 +879,7 @@ def sync_overlay(
     retry_delay: float = 1.0,
     timeout: float = 60.0,
     echo: Callable[[str], None] | None = None,
+    steamcmd: Steamcmd | None = None,
 ) -> SyncResult:
     """Bring one workshop overlay to the wanted items; see the module docstring."""
     paths = overlay_paths(overlay_id, state_dir)
@@ -649,6 +900,15 @@ def sync_overlay(
         results.append(ItemResult(cid, status="error", error=error))
     result = SyncResult(overlay_id, paths.root, results, LinkPlan(), seen,
                         api_calls=api.calls)
+    index = read_index(paths.cache)
+    steamcmd_ready = steamcmd is not None and steamcmd.available()
+    for item in results:
+        if (item.status != "error" and item.source == "steamcmd" and not steamcmd_ready
+                and not is_cached(paths.cache, index, item)):
+            where = steamcmd.script if steamcmd else "steamcmd"
+            item.status = "error"
+            item.error = (f"item {item.publishedfileid}: {item.note}, which only steamcmd"
+                          f" downloads, and {where} is missing (role game_host installs it)")
     if result.errors and fail_on_item_error:
         result.failed = True
         result.msg = (f"overlay {overlay_id}: {len(result.errors)} Workshop id(s) unusable,"
@@ -657,7 +917,6 @@ def sync_overlay(
         return result
 
     usable = [item for item in results if item.status != "error"]
-    index = read_index(paths.cache)
     missing: list[ItemResult] = []
     for item in usable:
         if is_cached(paths.cache, index, item):
@@ -675,26 +934,51 @@ def sync_overlay(
         if missing:
             log(f"overlay={overlay_id} downloading {len(missing)} of {len(usable)} item(s)")
         done = 0
+
+        def record(item: ItemResult) -> None:
+            if item.status == "downloaded":
+                index[item.publishedfileid] = {
+                    "time_updated": item.time_updated,
+                    "file_size": item.file_size,
+                    "filename": item.filename,
+                    "title": item.title,
+                    "source": item.source,
+                }
+                if item.source == "steamcmd":
+                    index[item.publishedfileid]["vpk_size"] = item.bytes
+                log(f"overlay={overlay_id} item={item.publishedfileid} downloaded"
+                    f" {item.bytes} bytes in {item.seconds:.2f} s via {item.source}"
+                    f" [{done}/{len(missing)}]")
+            else:
+                log(f"overlay={overlay_id} {item.error} [{done}/{len(missing)}]")
+
+        over_http = [item for item in missing if item.source == "http"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {
                 pool.submit(download, item, paths.cache, owner, timeout, attempts, retry_delay):
-                item for item in missing
+                item for item in over_http
             }
             for future in concurrent.futures.as_completed(futures):
                 item = futures[future]
                 future.result()
+                if item.status != "would_download":  # else steamcmd's turn, below
+                    done += 1
+                    record(item)
+        via_steamcmd = [item for item in missing if item.status == "would_download"]
+        if via_steamcmd:
+            log(f"overlay={overlay_id} fetching {len(via_steamcmd)} item(s) with steamcmd:"
+                f" {' '.join(item.publishedfileid for item in via_steamcmd)}")
+            if steamcmd is not None and steamcmd.available():
+                fetch_with_steamcmd(via_steamcmd, paths.cache, owner, steamcmd)
+            else:
+                for item in via_steamcmd:
+                    item.status = "error"
+                    item.error = (f"item {item.publishedfileid}: {item.note}; only steamcmd can"
+                                  " fetch it and steamcmd is missing (role game_host installs"
+                                  " it); the cache keeps its previous copy")
+            for item in via_steamcmd:
                 done += 1
-                if item.status == "downloaded":
-                    index[item.publishedfileid] = {
-                        "time_updated": item.time_updated,
-                        "file_size": item.file_size,
-                        "filename": item.filename,
-                        "title": item.title,
-                    }
-                    log(f"overlay={overlay_id} item={item.publishedfileid} downloaded"
-                        f" {item.bytes} bytes in {item.seconds:.2f} s [{done}/{len(missing)}]")
-                else:
-                    log(f"overlay={overlay_id} {item.error} [{done}/{len(missing)}]")
+                record(item)
         if missing:
             write_json_atomic(os.path.join(paths.cache, INDEX_NAME),
                               {"version": 1, "items": index}, owner)

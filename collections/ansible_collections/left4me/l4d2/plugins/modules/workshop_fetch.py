@@ -29,8 +29,15 @@ description:
     the previous run left it and an instance never mounts a partial overlay. Links this module
     made (those pointing into the cache) that are no longer wanted are removed; any other file
     or link in C(addons/) is left alone, and one standing where an item's link must go is an error.
-  - Removed (Steam result 9), banned, non-Left 4 Dead 2 (app 550) and file-less ids are per-item
-    errors; O(fail_on_item_error) decides whether they fail the whole overlay.
+  - A download must start with the VPK signature (C(0x55AA1234)) before anything is written to
+    the cache. Items hosted on SteamPipe (UGC v2) have no C(file_url), or one that serves the
+    preview image; they are fetched in one batched run of
+    C(steamcmd +workshop_download_item 550 ID) from O(steamcmd_dir), as O(owner) (never root),
+    into C(workshop_cache/.steamcmd/); the item's VPK is then copied into the cache through a temp
+    file and renamed, like an HTTP download, and steamcmd's copy is removed.
+  - Removed (Steam result 9), banned, non-Left 4 Dead 2 (app 550) ids, and SteamPipe items when
+    steamcmd is missing, are per-item errors; O(fail_on_item_error) decides whether they fail the
+    whole overlay.
   - Progress lines (one per download with bytes and seconds) are appended to
     C(workshop_cache/fetch.log), because a module cannot stream its output; RV(items) carries the
     same timings.
@@ -100,6 +107,15 @@ options:
     description: Socket timeout in seconds for each request.
     type: float
     default: 60.0
+  steamcmd_dir:
+    description:
+      - Directory holding C(steamcmd.sh), used for items Steam serves only through SteamPipe.
+        Defaults to C({state_dir}/steam), where role game_host installs it.
+    type: path
+  steamcmd_timeout:
+    description: Seconds one steamcmd run (all SteamPipe items of the overlay) may take.
+    type: int
+    default: 1800
 attributes:
   check_mode:
     description:
@@ -148,7 +164,8 @@ items:
     - One entry per Workshop id (items, and collections that failed), with C(publishedfileid),
       C(status) (C(cached), C(downloaded), C(would_download) in check mode, or C(error)),
       C(title), C(filename), C(file_size), C(time_updated), C(bytes) fetched, C(seconds) spent
-      downloading and C(error).
+      downloading, C(source) (C(http) from C(file_url), or C(steamcmd) for SteamPipe items),
+      C(note) (why steamcmd was needed) and C(error).
   returned: always
   type: list
   elements: dict
@@ -161,6 +178,8 @@ items:
       time_updated: 1600000000
       bytes: 65536
       seconds: 0.031
+      source: http
+      note: ""
       error: ""
 collections:
   description: Collection ids that were expanded, nested ones included.
@@ -203,15 +222,37 @@ log:
 """
 
 import grp  # noqa: E402
+import os  # noqa: E402
 import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
+    run_streaming,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._workshop import (  # noqa: E402
     LOG_NAME,
     SteamApi,
+    Steamcmd,
     WorkshopError,
     sync_overlay,
 )
+
+
+def steamcmd_as(owner, directory, timeout):
+    """steamcmd run as the runtime user (this module runs as root), like srcds_install does."""
+    account = pwd.getpwnam(owner)
+
+    def run(argv, cwd, deadline):
+        env = dict(os.environ, HOME=account.pw_dir, USER=account.pw_name,
+                   LOGNAME=account.pw_name, LANG="C", LC_ALL="C")
+        switch = {}
+        if account.pw_uid != os.geteuid():
+            switch = dict(user=account.pw_uid, group=account.pw_gid,
+                          extra_groups=os.getgrouplist(account.pw_name, account.pw_gid))
+        result = run_streaming(argv, env=env, cwd=cwd, timeout=deadline, **switch)
+        return result.rc, result.output
+
+    return Steamcmd(directory, run, float(timeout))
 
 
 def owner_ids(owner, group):
@@ -245,6 +286,8 @@ def main():
             attempts=dict(type="int", default=3),
             retry_delay=dict(type="float", default=1.0),
             timeout=dict(type="float", default=60.0),
+            steamcmd_dir=dict(type="path"),
+            steamcmd_timeout=dict(type="int", default=1800),
         ),
         supports_check_mode=True,
     )
@@ -265,6 +308,10 @@ def main():
             attempts=params["attempts"],
             retry_delay=params["retry_delay"],
             timeout=params["timeout"],
+            steamcmd=steamcmd_as(
+                params["owner"],
+                params["steamcmd_dir"] or os.path.join(params["state_dir"], "steam"),
+                params["steamcmd_timeout"]),
         )
     except (WorkshopError, OSError) as exc:
         module.fail_json(msg=str(exc))

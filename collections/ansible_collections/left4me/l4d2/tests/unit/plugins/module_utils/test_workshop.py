@@ -8,15 +8,19 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
+import subprocess
 import sys
 import urllib.request
 
 import pytest
 
 try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd_utils
     from ansible_collections.left4me.l4d2.plugins.module_utils import _workshop as workshop
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd_utils
     from ansible_collections.left4me.l4d2.plugins.module_utils import _workshop as workshop
 
 REPO = pathlib.Path(__file__).resolve().parents[8]
@@ -299,3 +303,183 @@ def test_damaged_index_only_costs_downloads(steam, state):
     (state / "workshop_cache" / "index.json").write_text("{not json")
     result = sync(steam, state, items=ids(1))
     assert not result.failed and result.items[0].status == "downloaded"
+
+
+# --- items on SteamPipe: VPK signature first, then steamcmd ----------------------------
+
+
+@pytest.fixture
+def steamcmd_home(steam, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A bootstrapped fake steamcmd that serves items from the fake Web API's catalogue."""
+    home = tmp_path / "steam"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(home)],
+                   check=True, env=env, cwd=REPO)
+    (home / "standin-control.json").write_text(json.dumps({"webapi": steam.base_url}))
+    return home
+
+
+def steamcmd_for(home: pathlib.Path, calls: list | None = None) -> workshop.Steamcmd:
+    """The refresh service's way to run it: _steamcmd.run_streaming as this user."""
+
+    def run(argv, cwd, timeout):
+        if calls is not None:
+            calls.append(argv)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STEAMCMD_SIM")}
+        result = steamcmd_utils.run_streaming(argv, env=env, cwd=cwd, timeout=timeout)
+        return result.rc, result.output
+
+    return workshop.Steamcmd(str(home), run, timeout=60)
+
+
+def vpk_signature(path: pathlib.Path) -> bytes:
+    return path.read_bytes()[:4]
+
+
+def test_steampipe_and_preview_url_items_come_through_steamcmd(steam, state, steamcmd_home):
+    steam.post("item", publishedfileid=GEN + 1, hosting="steampipe")
+    steam.post("item", publishedfileid=GEN + 2, hosting="preview")
+    calls: list = []
+    result = sync(steam, state, items=ids(1, 2, 3), steamcmd=steamcmd_for(steamcmd_home, calls))
+    assert not result.failed, result.msg
+    sources = {i.publishedfileid: (i.status, i.source) for i in result.items}
+    assert sources == {str(GEN + 1): ("downloaded", "steamcmd"),
+                       str(GEN + 2): ("downloaded", "steamcmd"),
+                       str(GEN + 3): ("downloaded", "http")}
+    assert "JPEG image" in result.items[1].note
+    assert len(calls) == 1, "one batched steamcmd run for both items"
+    assert calls[0].count("+workshop_download_item") == 2
+    for n in (1, 2, 3):
+        cached = state / "workshop_cache" / f"{GEN + n}.vpk"
+        assert vpk_signature(cached) == workshop.VPK_MAGIC
+        assert os.readlink(addons(state) / f"{GEN + n}.vpk") == str(cached)
+    # steamcmd's own copies are gone; only the cache holds the files
+    content = state / "workshop_cache" / ".steamcmd" / "steamapps" / "workshop" / "content"
+    assert not list((content / "550").iterdir())
+    index = json.loads((state / "workshop_cache" / "index.json").read_text())["items"]
+    assert index[str(GEN + 1)]["source"] == "steamcmd"
+    # a refresh of the same versions runs no steamcmd and downloads nothing
+    calls.clear()
+    again = sync(steam, state, items=ids(1, 2, 3), steamcmd=steamcmd_for(steamcmd_home, calls))
+    assert not again.changed and calls == []
+    assert {i.status for i in again.items} == {"cached"}
+
+
+def test_preview_image_is_never_cached_and_named_without_steamcmd(steam, state):
+    steam.post("item", publishedfileid=GEN + 1, hosting="preview")
+    result = sync(steam, state, items=ids(1, 2))
+    assert result.failed
+    assert "file_url served a JPEG image, not a VPK" in result.msg
+    assert "steamcmd" in result.msg and "cut off" not in result.msg
+    assert cache_files(state) == [".lock", f"{GEN + 2}.vpk", "fetch.log", "index.json"]
+    assert not (state / "overlays" / "maps").exists(), "links unchanged after a failure"
+    assert steam.stats()["preview"] == 1, "a wrong body is not retried"
+
+
+def test_steampipe_item_without_steamcmd_is_an_item_error_before_any_download(steam, state,
+                                                                              tmp_path):
+    steam.post("item", publishedfileid=GEN + 1, hosting="steampipe")
+    missing = workshop.Steamcmd(str(tmp_path / "nowhere"), lambda *a: (0, ""))
+    result = sync(steam, state, items=ids(1, 2), steamcmd=missing)
+    assert result.failed and not result.changed
+    assert f"item {GEN + 1}: no file_url: hosted on SteamPipe" in result.msg
+    assert f"{tmp_path}/nowhere/steamcmd.sh is missing" in result.msg
+    assert steam.stats().get("download", 0) == 0
+    skipped = sync(steam, state, items=ids(1, 2), steamcmd=missing, fail_on_item_error=False)
+    assert [p.name for p in addons(state).iterdir()] == [f"{GEN + 2}.vpk"]
+    assert len(skipped.errors) == 1
+
+
+def test_steamcmd_failure_is_per_item_and_leaves_the_overlay(steam, state, steamcmd_home):
+    first = sync(steam, state, items=ids(2))
+    assert not first.failed
+    steam.post("item", publishedfileid=GEN + 1, hosting="steampipe")
+    control = steamcmd_home / "standin-control.json"
+    control.write_text(json.dumps({"webapi": steam.base_url, "fault": "workshop_timeout"}))
+    result = sync(steam, state, items=ids(1, 2), steamcmd=steamcmd_for(steamcmd_home))
+    assert result.failed
+    assert f"item {GEN + 1}: needs steamcmd" in result.msg and "timeout" in result.msg
+    assert not (state / "workshop_cache" / f"{GEN + 1}.vpk").exists()
+    assert [p.name for p in addons(state).iterdir()] == [f"{GEN + 2}.vpk"]
+    # the item is removed from the Workshop between the details and steamcmd's download
+    control.write_text(json.dumps({"webapi": steam.base_url}))
+
+    class RemovedMeanwhile(workshop.SteamApi):
+        def published_file_details(self, ids):
+            answer = super().published_file_details(ids)
+            steam.post("item", publishedfileid=GEN + 1, removed=True)
+            return answer
+
+    gone = sync(steam, state, items=ids(1, 2), steamcmd=steamcmd_for(steamcmd_home),
+                api=RemovedMeanwhile(steam.base_url, retry_delay=0.01))
+    assert gone.failed and "download failed (File Not Found)" in gone.msg
+
+
+def test_check_mode_predicts_steamcmd_items_without_running_it(steam, state, steamcmd_home):
+    steam.post("item", publishedfileid=GEN + 1, hosting="steampipe")
+    calls: list = []
+    predicted = sync(steam, state, items=ids(1), steamcmd=steamcmd_for(steamcmd_home, calls),
+                     check_mode=True)
+    assert predicted.changed and calls == []
+    assert [(i.status, i.source) for i in predicted.items] == [("would_download", "steamcmd")]
+    assert cache_files(state) == []
+
+
+STEAMCMD_OUTPUT = """\
+Connecting anonymously to Steam Public...OK
+Downloading item 111 ...\r
+Success. Downloaded item 111 to "/x/steamapps/workshop/content/550/111" (4096 bytes)
+Downloading item 222 ...
+ERROR! Download item 222 failed (Access Denied).
+ERROR! Timeout downloading item 333
+"""
+
+
+def test_steamcmd_output_gives_each_items_verdict():
+    assert workshop.parse_steamcmd_workshop(STEAMCMD_OUTPUT) == {
+        "111": (True, "/x/steamapps/workshop/content/550/111"),
+        "222": (False, "steamcmd: download failed (Access Denied)"),
+        "333": (False, "steamcmd: timeout downloading the item"),
+    }
+
+
+def find_vpk(directory: pathlib.Path) -> str:
+    fd = workshop.open_dir_below(str(directory), [])
+    try:
+        return workshop.find_item_vpk(fd, str(directory))
+    finally:
+        os.close(fd)
+
+
+def test_the_items_vpk_is_found_by_signature_not_name(tmp_path):
+    item = tmp_path / "item"
+    item.mkdir()
+    (item / "5000_legacy.bin").write_bytes(workshop.VPK_MAGIC + b"\x01\x00\x00\x00rest")
+    (item / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0JFIF")
+    assert find_vpk(item) == "5000_legacy.bin"
+    (item / "5000_legacy.bin").write_bytes(b"PK\x03\x04zipped")
+    with pytest.raises(workshop.WorkshopError, match=r"no VPK .*5000_legacy.bin \(a zip archive\)"):
+        find_vpk(item)
+
+
+def test_links_planted_in_steamcmds_tree_are_not_followed(steam, state, tmp_path):
+    # The staging tree belongs to the runtime user; the module reading it runs as root.
+    secret = tmp_path / "root-only.vpk"
+    secret.write_bytes(workshop.VPK_MAGIC + b"secret")
+    staging = workshop.make_staging(str(state / "workshop_cache"), None)
+    item_dir = pathlib.Path(workshop.steamcmd_item_dir(staging, str(GEN + 1)))
+    item_dir.mkdir(parents=True)
+    (item_dir / "x.vpk").symlink_to(secret)
+    with pytest.raises(workshop.WorkshopError, match="no VPK"):
+        find_vpk(item_dir)
+    elsewhere = tmp_path / "elsewhere" / str(GEN + 1)
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep.vpk").write_bytes(workshop.VPK_MAGIC)
+    content = item_dir.parent
+    shutil.rmtree(content)
+    content.symlink_to(elsewhere.parent)
+    parts = workshop.steamcmd_item_parts(str(GEN + 1))
+    with pytest.raises(OSError):
+        workshop.open_dir_below(staging, parts)
+    workshop.remove_below(staging, parts)
+    assert (elsewhere / "keep.vpk").exists(), "removal never follows a link out of staging"

@@ -27,6 +27,8 @@ def host(tmp_path, start_webapi):  # noqa: F811 - the imported fixture
     libexec.mkdir()
     shutil.copy(COLLECTION / "plugins" / "module_utils" / "_workshop.py",
                 libexec / "left4me_workshop.py")
+    shutil.copy(COLLECTION / "plugins" / "module_utils" / "_steamcmd.py",
+                libexec / "left4me_steamcmd.py")
     shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh",
                 libexec / "left4me-workshop-refresh")
     for sub in ("etc/overlays", "state/overlays", "state/workshop_cache"):
@@ -81,3 +83,46 @@ def test_nothing_recorded_is_fine(host):
     base = host[0]
     run = refresh(base)
     assert run.returncode == 0 and "nothing to do" in run.stdout
+
+
+@pytest.mark.parametrize("broken", ["{not json", "[1, 2]", '{"id": "other", "items": ["1"]}'])
+def test_a_malformed_definition_fails_only_its_overlay_named(host, broken):
+    base, url = host
+    record(base, url, "aaa", items=["1000000001"])
+    (base / "etc" / "overlays" / "broken.workshop.json").write_text(broken)
+    record(base, url, "zzz", items=["1000000002"])
+    run = refresh(base)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "FAILED overlay broken:" in run.stdout
+    # the overlays sorted before and after the broken file were both refreshed
+    for overlay, item in (("aaa", "1000000001"), ("zzz", "1000000002")):
+        assert (base / f"state/overlays/{overlay}/left4dead2/addons/{item}.vpk").exists()
+    assert run.stdout.rstrip().endswith("1 of 3 overlay(s) failed: broken")
+
+
+def test_every_failed_overlay_is_named_at_the_end(host):
+    base, url = host
+    record(base, url, "bad", items=["1000000099"])
+    (base / "etc" / "overlays" / "worse.workshop.json").write_text("")
+    record(base, url, "good", items=["1000000002"])
+    run = refresh(base)
+    assert run.returncode == 1
+    assert run.stdout.rstrip().endswith("2 of 3 overlay(s) failed: bad, worse")
+
+
+def test_steampipe_item_is_refreshed_with_steamcmd(host):
+    base, url = host
+    steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/item", data=steampipe))
+    steam = base / "state" / "steam"
+    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(steam)],
+                   check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    (steam / "standin-control.json").write_text(json.dumps({"webapi": url}))
+    record(base, url, "pipe", items=["1000000003"])
+    run = refresh(base)  # --steamcmd-dir defaults to STATE/steam
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "item=1000000003 downloaded" in run.stdout and "via steamcmd" in run.stdout
+    cached = base / "state" / "workshop_cache" / "1000000003.vpk"
+    assert cached.read_bytes()[:4] == b"\x34\x12\xaa\x55"
+    assert stats(url)["steamcmd"] == 1

@@ -9,7 +9,9 @@ import json
 import os
 import pathlib
 import pwd
+import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -67,3 +69,29 @@ def test_unusable_item_is_a_warning_when_allowed(capsys, setup):
     result = run(capsys, **{**setup, "items": ["1000000099"], "fail_on_item_error": False})
     assert result["changed"] and not result.get("failed")
     assert "item 1000000099: removed" in json.dumps(result["warnings"])
+
+
+def bootstrap_steamcmd(home: pathlib.Path, webapi: str) -> None:
+    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(home)],
+                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    (home / "standin-control.json").write_text(json.dumps({"webapi": webapi}))
+
+
+def test_steampipe_item_is_fetched_with_steamcmd_from_state_dir_steam(capsys, setup, tmp_path):
+    steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
+    request = urllib.request.Request(f"{setup['api_url']}/_standin/item", data=steampipe)
+    urllib.request.urlopen(request, timeout=10).close()
+    args = {**setup, "items": ["1000000003"], "collections": []}
+    missing = run(capsys, **args)
+    assert missing["failed"] and f"{tmp_path}/steam/steamcmd.sh is missing" in missing["msg"]
+    bootstrap_steamcmd(tmp_path / "steam", setup["api_url"])
+    predicted = run(capsys, _ansible_check_mode=True, **args)
+    assert predicted["changed"] and predicted["items"][0]["source"] == "steamcmd"
+    assert predicted["items"][0]["status"] == "would_download"
+    assert not (tmp_path / "workshop_cache" / ".steamcmd").exists()
+    built = run(capsys, **args)
+    assert built["changed"] and built["items"][0]["status"] == "downloaded"
+    assert built["items"][0]["source"] == "steamcmd" and built["bytes_fetched"] > 0
+    cached = tmp_path / "workshop_cache" / "1000000003.vpk"
+    assert cached.read_bytes()[:4] == b"\x34\x12\xaa\x55"
+    assert not run(capsys, **args)["changed"]
