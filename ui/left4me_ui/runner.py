@@ -21,20 +21,24 @@ class Reachability:
     detail: str
 
 
-def _envvars() -> dict[str, str]:
+def runner_envvars() -> dict[str, str]:
+    """Environment of every ansible-runner call: this project's config, host keys checked."""
     # ansible-runner finds ansible-playbook & co. through PATH: use the ones installed
     # beside this interpreter (the project's virtualenv), even when it is not activated.
     venv_bin = str(Path(sys.executable).parent)
     if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-    return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg")}
+    # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless the caller sets it, which
+    # would let a changed (or spoofed) host key through despite ansible.cfg.
+    return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
+            "ANSIBLE_HOST_KEY_CHECKING": "True"}
 
 
 def inventory_hosts(inventory: Path) -> list[str]:
     """Every host the inventory names, sorted."""
     out, err = ansible_runner.get_inventory(
         action="list", inventories=[str(inventory)], response_format="json",
-        envvars=_envvars(), quiet=True,
+        envvars=runner_envvars(), quiet=True,
     )
     listing = out if isinstance(out, dict) else json.loads(out or "{}")
     if not listing:
@@ -49,7 +53,7 @@ def check_reachability(inventory: Path, timeout: int = 10) -> list[Reachability]
         ansible_runner.run(
             private_data_dir=private_data_dir, inventory=str(inventory), host_pattern="all",
             module="ansible.builtin.ping", cmdline=f"--become --timeout {timeout}",
-            envvars=_envvars(), quiet=True,
+            envvars=runner_envvars(), quiet=True,
             event_handler=lambda event: _record(event, results) or True,
         )
     hosts = inventory_hosts(inventory)

@@ -1,15 +1,143 @@
-"""Where the UI finds the project and which inventory it drives."""
+"""Where the UI finds the project, its inventory, its state and its secret (environment only)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import stat
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+PLAYBOOKS_DIR = PROJECT_DIR / "playbooks"
+COLLECTIONS_DIR = PROJECT_DIR / "collections"
+
+# The collection's module_utils are imported, not copied (one copy of each validation rule).
+if str(COLLECTIONS_DIR) not in sys.path:
+    sys.path.append(str(COLLECTIONS_DIR))
+
+MIN_SECRET_BYTES = 32
+
+
+class SecretError(RuntimeError):
+    """The UI's secret is missing or unsafe: the UI refuses to start (fail closed)."""
+
+
+def _project_path(configured: str) -> Path:
+    path = Path(configured)
+    return path if path.is_absolute() else PROJECT_DIR / path
 
 
 def inventory_path() -> Path:
     """The inventory the UI shows and converges: LEFT4ME_INVENTORY, else the demo world."""
-    configured = os.environ.get("LEFT4ME_INVENTORY", "inventories/demo")
-    path = Path(configured)
-    return path if path.is_absolute() else PROJECT_DIR / path
+    return _project_path(os.environ.get("LEFT4ME_INVENTORY", "inventories/demo"))
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the domain layer is configured with; tests build one directly."""
+
+    state_dir: Path
+    secret_file: Path
+    inventory: Path
+    playbooks_dir: Path = PLAYBOOKS_DIR
+    bootstrap_admin: str = "admin"
+    bootstrap_password_file: Path | None = None
+    session_idle_seconds: int = 60 * 60 * 2
+    session_max_seconds: int = 60 * 60 * 24 * 7
+    job_retention_days: int = 30
+    job_workers: int = 2
+    port_range: tuple[int, int] = (27015, 27999)
+    # Login throttle: this many failures inside the window locks the account / address.
+    throttle_window_seconds: int = 15 * 60
+    throttle_account_failures: int = 5
+    throttle_client_failures: int = 20
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "left4me-ui.sqlite3"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.state_dir / "jobs"
+
+    @property
+    def generated_admin_password_file(self) -> Path:
+        return self.state_dir / "bootstrap-admin-password"
+
+
+def from_environment() -> Settings:
+    """Settings from LEFT4ME_UI_* variables (see ui/left4me_ui/README.md)."""
+    state_dir = _project_path(os.environ.get("LEFT4ME_UI_STATE_DIR", ".state/ui"))
+    secret = os.environ.get("LEFT4ME_UI_SECRET_FILE")
+    bootstrap_file = os.environ.get("LEFT4ME_UI_BOOTSTRAP_PASSWORD_FILE")
+    low, _, high = os.environ.get("LEFT4ME_UI_PORT_RANGE", "27015-27999").partition("-")
+    return Settings(
+        state_dir=state_dir,
+        secret_file=_project_path(secret) if secret else state_dir / "secret",
+        inventory=inventory_path(),
+        bootstrap_admin=os.environ.get("LEFT4ME_UI_BOOTSTRAP_ADMIN", "admin"),
+        bootstrap_password_file=_project_path(bootstrap_file) if bootstrap_file else None,
+        session_idle_seconds=_int_env("LEFT4ME_UI_SESSION_IDLE_SECONDS", 2 * 3600),
+        session_max_seconds=_int_env("LEFT4ME_UI_SESSION_MAX_SECONDS", 7 * 86400),
+        job_retention_days=_int_env("LEFT4ME_UI_JOB_RETENTION_DAYS", 30),
+        job_workers=_int_env("LEFT4ME_UI_JOB_WORKERS", 2),
+        port_range=(int(low), int(high or low)),
+    )
+
+
+def load_secret(path: Path) -> bytes:
+    """The UI's secret key material, or SecretError: no secret, no UI (fail closed).
+
+    The file must exist, belong to the user running the UI, be readable by nobody else
+    and hold at least MIN_SECRET_BYTES bytes. `python -m left4me_ui init-secret` writes one.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SecretError(
+            f"the UI secret {path} does not exist; create it once with"
+            f" `python -m left4me_ui init-secret {path}` (or set LEFT4ME_UI_SECRET_FILE)"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SecretError(f"the UI secret {path} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise SecretError(f"the UI secret {path} must belong to the user running the UI")
+    if info.st_mode & 0o077:
+        raise SecretError(
+            f"the UI secret {path} is mode {stat.S_IMODE(info.st_mode):04o}; other users could"
+            f" read it: chmod 0600 {path}"
+        )
+    material = path.read_bytes().strip()
+    if len(material) < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"the UI secret {path} holds {len(material)} bytes; it needs at least"
+            f" {MIN_SECRET_BYTES} random bytes"
+        )
+    return material
+
+
+def write_new_secret(path: Path) -> bool:
+    """Create a 0600 secret file with fresh random material; False if one exists already."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    return True

@@ -1,0 +1,150 @@
+"""Blueprints: a user's named recipe (overlays, first wins, plus settings) servers link to."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import asdict, dataclass, field
+
+from left4me_ui import audit, authz
+from left4me_ui.authz import Actor, NotFound
+from left4me_ui.core import Core
+from left4me_ui.validation import (
+    DEFAULTS,
+    PLACEHOLDER_NAME,
+    InstanceError,
+    check_instance,
+    cvar_args,
+)
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
+
+
+class InUse(Exception):
+    """The blueprint still has linked servers."""
+
+
+@dataclass(frozen=True)
+class BlueprintSettings:
+    hostname: str | None = None
+    map: str = DEFAULTS["map"]
+    maxplayers: int = DEFAULTS["maxplayers"]
+    tickrate: int = DEFAULTS["tickrate"]
+    cvars: dict[str, str] = field(default_factory=dict)
+
+    def module_args(self) -> dict:
+        """The srcds_instance options these settings stand for."""
+        return {"hostname": self.hostname, "map": self.map, "maxplayers": self.maxplayers,
+                "tickrate": self.tickrate, "args": cvar_args(self.cvars)}
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    id: int
+    owner_id: int
+    name: str
+    overlays: tuple[str, ...]
+    settings: BlueprintSettings
+    revision: int
+    updated_at: float
+    linked_servers: tuple[str, ...] = ()  # "host/name" of the servers using it
+
+
+def check(name: str, overlays: list[str], config: BlueprintSettings) -> BlueprintSettings:
+    """Validate a blueprint with the srcds_instance rules; returns normalised settings."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InstanceError("a blueprint name is 1 to 64 letters, digits, spaces, '_', '.'"
+                            " or '-'")
+    if isinstance(overlays, str):
+        raise InstanceError("overlays must be a list of overlay ids")
+    spec = check_instance({"name": PLACEHOLDER_NAME, "port": 27015, "overlays": list(overlays),
+                           **config.module_args()})
+    return BlueprintSettings(spec.hostname, spec.map, spec.maxplayers, spec.tickrate,
+                             {str(k): str(v) for k, v in config.cvars.items()})
+
+
+def _from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Blueprint:
+    raw = json.loads(row["settings"])
+    linked = conn.execute("SELECT host, name FROM servers WHERE blueprint_id = ? ORDER BY"
+                          " host, name", (row["id"],)).fetchall()
+    return Blueprint(row["id"], row["owner_id"], row["name"], tuple(json.loads(row["overlays"])),
+                     BlueprintSettings(**raw), row["revision"], row["updated_at"],
+                     tuple(f"{r['host']}/{r['name']}" for r in linked))
+
+
+def load(conn: sqlite3.Connection, actor: Actor, blueprint_id: int) -> Blueprint:
+    """Read one blueprint the (already checked) actor may manage, else NotFound."""
+    row = conn.execute("SELECT * FROM blueprints WHERE id = ?", (blueprint_id,)).fetchone()
+    if row is None or not authz.may_manage(actor, row["owner_id"]):
+        raise NotFound("no such blueprint")
+    return _from_row(conn, row)
+
+
+def create(core: Core, actor: Actor, name: str, overlays: list[str],
+           config: BlueprintSettings) -> Blueprint:
+    normalised = check(name, overlays, config)
+    now = core.clock()
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        try:
+            cursor = conn.execute(
+                "INSERT INTO blueprints (owner_id, name, overlays, settings, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (me.user_id, name, json.dumps(list(overlays)), json.dumps(asdict(normalised)),
+                 now, now))
+        except sqlite3.IntegrityError:
+            raise InstanceError(f"you have a blueprint named {name!r} already") from None
+        audit.record(conn, now, me.name, "create blueprint", f"blueprint {name}", "ok")
+        return load(conn, me, int(cursor.lastrowid))
+
+
+def update(core: Core, actor: Actor, blueprint_id: int, *, name: str | None = None,
+           overlays: list[str] | None = None, config: BlueprintSettings | None = None
+           ) -> Blueprint:
+    """Change a blueprint; linked running servers show "restart to apply" until restarted."""
+    now = core.clock()
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        before = load(conn, me, blueprint_id)
+        new_name = before.name if name is None else name
+        new_overlays = list(before.overlays if overlays is None else overlays)
+        normalised = check(new_name, new_overlays, before.settings if config is None else config)
+        try:
+            conn.execute("UPDATE blueprints SET name = ?, overlays = ?, settings = ?,"
+                         " revision = revision + 1, updated_at = ? WHERE id = ?",
+                         (new_name, json.dumps(new_overlays), json.dumps(asdict(normalised)),
+                          now, blueprint_id))
+        except sqlite3.IntegrityError:
+            raise InstanceError(f"you have a blueprint named {new_name!r} already") from None
+        audit.record(conn, now, me.name, "update blueprint", f"blueprint {new_name}", "ok")
+        return load(conn, me, blueprint_id)
+
+
+def delete(core: Core, actor: Actor, blueprint_id: int) -> None:
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        blueprint = load(conn, me, blueprint_id)
+        if blueprint.linked_servers:
+            audit.record(conn, core.clock(), me.name, "delete blueprint",
+                         f"blueprint {blueprint.name}", "refused", "servers linked")
+            raise InUse(f"blueprint {blueprint.name!r} is used by"
+                        f" {', '.join(blueprint.linked_servers)}; link them to another"
+                        " blueprint or delete them first")
+        conn.execute("DELETE FROM blueprints WHERE id = ?", (blueprint_id,))
+        audit.record(conn, core.clock(), me.name, "delete blueprint",
+                     f"blueprint {blueprint.name}", "ok")
+
+
+def get(core: Core, actor: Actor, blueprint_id: int) -> Blueprint:
+    with core.db.connect() as conn:
+        return load(conn, authz.current(conn, actor), blueprint_id)
+
+
+def list_for(core: Core, actor: Actor) -> list[Blueprint]:
+    """The actor's blueprints (an admin sees everyone's)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        where, params = authz.visible_owner_clause(me)
+        rows = conn.execute(f"SELECT * FROM blueprints WHERE {where} ORDER BY name", params)
+        return [_from_row(conn, r) for r in rows.fetchall()]

@@ -1,0 +1,179 @@
+"""The UI's SQLite database: WAL, foreign keys, a busy timeout, and numbered migrations.
+
+One connection per call site (`with db.connect() as conn:` commits or rolls back); the
+database file is created 0600 before SQLite opens it, and SQLite gives its -wal and -shm
+sidecars the same mode and owner, so a sandboxed uid can read none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, sessions, throttle, blueprints, servers, jobs, audit.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        pw_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        max_servers INTEGER,
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        client TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('account', 'client')),
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures(kind, key, at);
+    CREATE TABLE ui_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE blueprints (
+        id INTEGER PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE RESTRICT,
+        name TEXT NOT NULL,
+        overlays TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (owner_id, name)
+    );
+    CREATE TABLE servers (
+        id INTEGER PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE RESTRICT,
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        client_port INTEGER NOT NULL,
+        blueprint_id INTEGER NOT NULL REFERENCES blueprints(id) ON DELETE RESTRICT,
+        rcon_encrypted TEXT NOT NULL,
+        desired_state TEXT NOT NULL DEFAULT 'started',
+        applied_revision INTEGER,
+        deleting INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        UNIQUE (host, name),
+        UNIQUE (host, port),
+        UNIQUE (host, client_port)
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        actor_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        actor_name TEXT NOT NULL,
+        host TEXT NOT NULL,
+        server_id INTEGER REFERENCES servers(id) ON DELETE SET NULL,
+        target TEXT NOT NULL,
+        playbook TEXT NOT NULL,
+        extravars TEXT NOT NULL,
+        secrets_from TEXT,
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+            ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+        rc INTEGER,
+        error TEXT,
+        expected_tasks INTEGER NOT NULL DEFAULT 1,
+        done_tasks INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        log_pruned INTEGER NOT NULL DEFAULT 0,
+        blueprint_revision INTEGER,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_state ON jobs(state, host);
+    CREATE INDEX jobs_server ON jobs(server_id);
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        host TEXT,
+        task TEXT,
+        text TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX job_events_job ON job_events(job_id, seq);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]
+
+
+class Database:
+    """A SQLite file and how to open it; cheap to share between threads (it holds no handle)."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+
+    def create(self) -> None:
+        """Create the file 0600 in a 0700 directory (if needed) and apply every migration."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)  # an older, looser file is tightened too
+        conn = sqlite3.connect(self.path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent; not allowed in a transaction
+        finally:
+            conn.close()
+        self.migrate()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction: committed on success, rolled back on error."""
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                               isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        try:
+            # IMMEDIATE: take the write lock up front, so read-then-write steps (port
+            # allocation, job claiming) never interleave with another writer.
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def migrate(self) -> int:
+        """Apply migrations newer than the file's user_version; return the version."""
+        with self.connect() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+            return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

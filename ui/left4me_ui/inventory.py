@@ -1,0 +1,65 @@
+"""The Ansible inventory as the UI needs it: hosts, and what each already declares."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+
+
+@dataclass(frozen=True)
+class DeclaredInstance:
+    """An instance the inventory itself runs on a host (game_instances_list)."""
+
+    name: str
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hostvars: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted(self.hostvars)
+
+    def declared_instances(self, host: str) -> list[DeclaredInstance]:
+        """game_instances_list of the host: their names and ports are taken for the UI."""
+        found = []
+        for item in self.hostvars.get(host, {}).get("game_instances_list") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            ports = tuple(_as_port(item.get(key)) for key in ("port", "client_port"))
+            found.append(DeclaredInstance(item["name"], tuple(p for p in ports if p)))
+        return found
+
+    def overlay_ids(self, host: str) -> list[str]:
+        """Overlays the host builds (overlays_list), the ids blueprints may stack."""
+        items = self.hostvars.get(host, {}).get("overlays_list") or []
+        return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+
+
+def _as_port(value: object) -> int | None:
+    # ansible-inventory does not template: "{{ ... }}" ports are unknown here (the module
+    # still refuses a clash on the host itself).
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Every host of the inventory with its variables (ansible-inventory --list)."""
+    from left4me_ui.runner import runner_envvars
+
+    out, err = ansible_runner.get_inventory(
+        action="list", inventories=[str(path)], response_format="json",
+        envvars=runner_envvars(), quiet=True,
+    )
+    listing = out if isinstance(out, dict) else json.loads(out or "{}")
+    if not listing:
+        raise RuntimeError(f"could not read inventory {path}: {err}")
+    return Inventory(dict(listing.get("_meta", {}).get("hostvars", {})))

@@ -1,0 +1,460 @@
+"""Jobs: every change on a host is an ansible-runner run, queued in the database.
+
+Shaped after AWX's RunnerCallback:
+* the event handler stores a compact row per event and returns False (runner writes no
+  per-event files); the status handler stores nothing (its first call carries the env);
+* a cancel callback is always passed (runner's signal fallback only works on the main
+  thread) and reads `cancel_requested`;
+* secrets reach the run as a 0600 extravars file in a 0700 per-job directory, never as
+  env, argv or an `extravars=` dict (runner puts that on the command line); the finished
+  callback removes the directory;
+* ANSIBLE_HOST_KEY_CHECKING=True, or runner switches host key checking off.
+
+Worker threads live in the UI process, not in a page script: closing a browser stops
+nothing. Jobs on one host run one after another; a UI restart marks jobs it finds
+running as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ansible_runner
+import yaml
+
+from left4me_ui import audit, authz
+from left4me_ui.authz import Actor, NotFound
+from left4me_ui.core import Core
+from left4me_ui.runner import runner_envvars
+
+QUEUED, RUNNING = "queued", "running"
+SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
+FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+# Events that close one task on one host: the progress bar counts these.
+TASK_RESULTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
+MAX_EVENT_TEXT = 8000
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+_HOST_KEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
+                   "host key for", "No ED25519 host key is known", "No RSA host key is known")
+
+# kind -> function(core, job) giving the secret extravars of a run (never stored with it).
+SECRET_PROVIDERS: dict[str, Callable[[Core, Job], dict]] = {}
+# job kind -> function(conn, core, job, state) run in the transaction that finishes the job.
+FINISH_HOOKS: dict[str, Callable[[sqlite3.Connection, Core, Job, str], None]] = {}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    actor_id: int | None
+    actor_name: str
+    host: str
+    server_id: int | None
+    target: str
+    playbook: str
+    extravars: dict
+    secrets_from: str | None
+    state: str
+    rc: int | None
+    error: str | None
+    expected_tasks: int
+    done_tasks: int
+    cancel_requested: bool
+    log_pruned: bool
+    blueprint_revision: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def progress(self) -> float:
+        """0..1 for st.progress: finished jobs are full, running ones tasks done / expected."""
+        if self.state == SUCCEEDED:
+            return 1.0
+        return min(1.0, self.done_tasks / max(1, self.expected_tasks))
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    seq: int
+    event: str
+    host: str | None
+    task: str | None
+    text: str
+    at: float
+
+
+def _job(row: sqlite3.Row) -> Job:
+    values = dict(row)
+    values["extravars"] = json.loads(values["extravars"])
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    values["log_pruned"] = bool(values["log_pruned"])
+    return Job(**values)
+
+
+# --- enqueue, read, cancel (called by domain actions and pages) ------------------------------
+
+
+def expected_tasks(conn: sqlite3.Connection, kind: str, playbook_path: Path) -> int:
+    """Tasks the run will report: as many as the last success of this kind, else counted."""
+    row = conn.execute("SELECT done_tasks FROM jobs WHERE kind = ? AND state = ? AND"
+                       " done_tasks > 0 ORDER BY id DESC LIMIT 1", (kind, SUCCEEDED)).fetchone()
+    if row is not None:
+        return int(row["done_tasks"])
+    try:
+        plays = yaml.safe_load(playbook_path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return 1
+    count = sum((1 if play.get("gather_facts", True) else 0)
+                + sum(len(play.get(key) or []) for key in ("pre_tasks", "tasks", "post_tasks"))
+                for play in plays if isinstance(play, dict))
+    return max(1, count)
+
+
+def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, host: str,
+            target: str, playbook: str, extravars: dict, server_id: int | None = None,
+            secrets_from: str | None = None, blueprint_revision: int | None = None) -> int:
+    """Queue a run in the caller's transaction (with its audit row); returns the job id.
+
+    extravars are stored and shown: never put a secret in them (use secrets_from).
+    """
+    now = core.clock()
+    cursor = conn.execute(
+        "INSERT INTO jobs (kind, actor_id, actor_name, host, server_id, target, playbook,"
+        " extravars, secrets_from, expected_tasks, blueprint_revision, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (kind, actor.user_id, actor.name, host, server_id, target, playbook,
+         json.dumps(extravars), secrets_from,
+         expected_tasks(conn, kind, core.settings.playbooks_dir / playbook),
+         blueprint_revision, now))
+    job_id = int(cursor.lastrowid)
+    audit.record(conn, now, actor.name, kind, target, "queued", f"job {job_id}")
+    if core.worker is not None:
+        core.worker.wake()
+    return job_id
+
+
+def _visible(conn: sqlite3.Connection, actor: Actor, row: sqlite3.Row | None) -> Job:
+    if row is None:
+        raise NotFound("no such job")
+    owner = None
+    if row["server_id"] is not None:
+        server = conn.execute("SELECT owner_id FROM servers WHERE id = ?",
+                              (row["server_id"],)).fetchone()
+        owner = None if server is None else server["owner_id"]
+    if not authz.may_see_job(actor, row["actor_id"], owner):
+        raise NotFound("no such job")
+    return _job(row)
+
+
+def get(core: Core, actor: Actor, job_id: int) -> Job:
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        return _visible(conn, me, conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                               (job_id,)).fetchone())
+
+
+def events(core: Core, actor: Actor, job_id: int, after_seq: int = 0, limit: int = 1000
+           ) -> list[JobEvent]:
+    """The job's log lines after `after_seq` (pages poll with the last seq they drew)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        _visible(conn, me, conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        rows = conn.execute("SELECT seq, event, host, task, text, at FROM job_events WHERE"
+                            " job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                            (job_id, after_seq, limit)).fetchall()
+        return [JobEvent(**dict(r)) for r in rows]
+
+
+def history(core: Core, actor: Actor, *, server_id: int | None = None, limit: int = 200
+            ) -> list[Job]:
+    """Newest first: one server's jobs, or every job the actor may see (admins: all)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        if server_id is not None:
+            server = conn.execute("SELECT owner_id FROM servers WHERE id = ?",
+                                  (server_id,)).fetchone()
+            if server is None or not authz.may_view(me, server["owner_id"]):
+                raise NotFound("no such server")
+            rows = conn.execute("SELECT * FROM jobs WHERE server_id = ? ORDER BY id DESC"
+                                " LIMIT ?", (server_id, limit))
+        elif me.is_admin:
+            rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE actor_id = ? OR server_id IN (SELECT id FROM servers"
+                " WHERE owner_id = ?) ORDER BY id DESC LIMIT ?",
+                (me.user_id, me.user_id, limit))
+        return [_job(r) for r in rows.fetchall()]
+
+
+def cancel(core: Core, actor: Actor, job_id: int) -> Job:
+    """A queued job is cancelled at once; a running one at runner's next check (~1 s)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        job = _visible(conn, me, conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                              (job_id,)).fetchone())
+        if job.state == QUEUED:
+            _finish(conn, core, job, CANCELLED, None, "cancelled before it started")
+        elif job.state == RUNNING:
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        audit.record(conn, core.clock(), me.name, "cancel job", f"job {job_id}",
+                     "ok" if not job.finished else "nothing to cancel")
+        return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+
+# --- the engine ----------------------------------------------------------------------------
+
+
+def mark_interrupted(core: Core) -> int:
+    """At start-up: jobs a previous process left running did not finish; say so."""
+    with core.db.connect() as conn:
+        rows = conn.execute("SELECT * FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
+        for row in rows:
+            _finish(conn, core, _job(row), INTERRUPTED, None,
+                    "the UI stopped while this job ran; the host may be half-changed:"
+                    " run the action again")
+        return len(rows)
+
+
+def claim(core: Core) -> Job | None:
+    """The oldest queued job whose host has no running job, now marked running."""
+    with core.db.connect() as conn:
+        row = conn.execute(
+            "SELECT * FROM jobs WHERE state = ? AND host NOT IN (SELECT host FROM jobs WHERE"
+            " state = ?) ORDER BY id LIMIT 1", (QUEUED, RUNNING)).fetchone()
+        if row is None:
+            return None
+        conn.execute("UPDATE jobs SET state = ?, started_at = ? WHERE id = ?",
+                     (RUNNING, core.clock(), row["id"]))
+        return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+
+def _finish(conn: sqlite3.Connection, core: Core, job: Job, state: str, rc: int | None,
+            error: str | None) -> None:
+    conn.execute("UPDATE jobs SET state = ?, rc = ?, error = ?, finished_at = ? WHERE id = ?",
+                 (state, rc, error, core.clock(), job.id))
+    hook = FINISH_HOOKS.get(job.kind)
+    if hook is not None:
+        hook(conn, core, job, state)
+    audit.record(conn, core.clock(), job.actor_name, job.kind, job.target, state,
+                 f"job {job.id}" + (f": {error}" if error else ""))
+
+
+def _private_dir(core: Core, job: Job) -> Path:
+    jobs_dir = core.settings.jobs_dir
+    jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(jobs_dir, 0o700)
+    path = jobs_dir / str(job.id)
+    shutil.rmtree(path, ignore_errors=True)
+    (path / "env").mkdir(parents=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_extravars(path: Path, values: dict) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+
+
+class _Run:
+    """Callbacks of one ansible-runner run, writing to the job's rows."""
+
+    def __init__(self, core: Core, job: Job) -> None:
+        self.core, self.job = core, job
+        self.seq = 0
+        self.done = 0
+        self.error: str | None = None
+        self._cancel_checked = 0.0
+        self._cancelled = False
+
+    def event(self, data: dict) -> bool:
+        name = data.get("event", "")
+        event_data = data.get("event_data") or {}
+        text = _ANSI_RE.sub("", str(data.get("stdout") or "")).strip()
+        host = event_data.get("host")
+        task = event_data.get("task")
+        if name in TASK_RESULTS:
+            self.done += 1
+            self._note_failure(name, host, task, event_data.get("res") or {})
+        if text or name in TASK_RESULTS:
+            self.seq += 1
+            with self.core.db.connect() as conn:
+                conn.execute("INSERT INTO job_events (job_id, seq, event, host, task, text, at)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (self.job.id, self.seq, name, host, task, text[:MAX_EVENT_TEXT],
+                              self.core.clock()))
+                conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?",
+                             (self.done, self.job.id))
+        return False  # runner writes no per-event files
+
+    def _note_failure(self, name: str, host: str | None, task: str | None, res: dict) -> None:
+        if self.error is not None or name not in ("runner_on_failed", "runner_on_unreachable"):
+            return
+        if res.get("_ansible_no_log"):
+            message = "the output is hidden because it may hold a secret (no_log)"
+        else:
+            message = str(res.get("msg") or res.get("stderr") or "").strip()
+        if name == "runner_on_unreachable" and any(s in message for s in _HOST_KEY_SIGNS):
+            self.error = (
+                f"SSH host key check failed for {host}: the key it presented does not match"
+                " the known_hosts entry (a reinstalled host, or someone in between). Verify"
+                " the new key out of band and update known_hosts; nothing was changed."
+                f" ssh said: {message}")
+        elif name == "runner_on_unreachable":
+            self.error = f"{host} is unreachable: {message}"
+        else:
+            self.error = f"task '{task}' failed on {host}: {message}"
+
+    def status(self, data: dict, runner_config: object = None) -> None:
+        """Stores nothing: the 'starting' status carries the whole environment."""
+
+    def cancel(self) -> bool:
+        if self._cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._cancel_checked >= 0.5:
+            self._cancel_checked = now
+            with self.core.db.connect() as conn:
+                row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?",
+                                   (self.job.id,)).fetchone()
+                self._cancelled = bool(row and row["cancel_requested"])
+        return self._cancelled
+
+
+# Test hook: called with the private directory just before it is removed.
+inspect_private_dir: Callable[[Path], None] | None = None
+
+
+def _remove_private_dir(path: Path) -> None:
+    if inspect_private_dir is not None and path.exists():
+        inspect_private_dir(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run(core: Core, job: Job) -> Job:
+    """Run a claimed job to its end and record the outcome; returns the finished job."""
+    from left4me_ui import servers  # noqa: F401  (registers the server secret provider & hooks)
+
+    private_dir = _private_dir(core, job)
+    run_state = _Run(core, job)
+    state, rc = FAILED, None
+    try:
+        extravars = dict(job.extravars)
+        if job.secrets_from is not None:
+            extravars.update(SECRET_PROVIDERS[job.secrets_from](core, job))
+        _write_extravars(private_dir / "env" / "extravars", extravars)
+        result = ansible_runner.run(
+            private_data_dir=str(private_dir),
+            project_dir=str(core.settings.playbooks_dir),
+            playbook=str(core.settings.playbooks_dir / job.playbook),
+            inventory=str(core.settings.inventory),
+            limit=job.host,
+            envvars=runner_envvars(),
+            suppress_env_files=True,
+            quiet=True,
+            ident="run",
+            event_handler=run_state.event,
+            status_handler=run_state.status,
+            cancel_callback=run_state.cancel,
+            finished_callback=lambda _runner: _remove_private_dir(private_dir),
+        )
+        rc = result.rc
+        state = {"successful": SUCCEEDED, "canceled": CANCELLED}.get(result.status, FAILED)
+        if state == FAILED and run_state.error is None:
+            run_state.error = f"ansible-playbook ended with {result.status} (rc {rc}); see the log"
+        if state == CANCELLED:
+            run_state.error = ("cancelled: ansible stopped between steps; the module validates"
+                               " before it changes anything, so run the action again to"
+                               " converge the server")
+    except Exception as exc:  # the job row must end, whatever broke
+        run_state.error = f"the job could not run: {exc}"
+    finally:
+        _remove_private_dir(private_dir)
+    with core.db.connect() as conn:
+        conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?", (run_state.done, job.id))
+        _finish(conn, core, job, state, rc, None if state == SUCCEEDED else run_state.error)
+        return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
+
+
+def run_next(core: Core) -> Job | None:
+    """Claim and run one job in this thread (tests; the Worker does this in a loop)."""
+    job = claim(core)
+    return None if job is None else run(core, job)
+
+
+def prune(core: Core) -> int:
+    """Drop the logs of jobs that finished more than job_retention_days ago; rows stay."""
+    cutoff = core.clock() - core.settings.job_retention_days * 86400
+    with core.db.connect() as conn:
+        old = [r["id"] for r in conn.execute(
+            "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? AND"
+            " log_pruned = 0", (cutoff,))]
+        for job_id in old:
+            conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            conn.execute("UPDATE jobs SET log_pruned = 1 WHERE id = ?", (job_id,))
+        return len(old)
+
+
+class Worker:
+    """N threads taking queued jobs, one per host at a time; started once per process."""
+
+    def __init__(self, core: Core, threads: int | None = None, prune_every: float = 3600
+                 ) -> None:
+        self.core = core
+        self.count = threads or core.settings.job_workers
+        self.prune_every = prune_every
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.count):
+            thread = threading.Thread(target=self._loop, args=(index,), daemon=True,
+                                      name=f"left4me-job-worker-{index}")
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _loop(self, index: int) -> None:
+        last_prune = 0.0
+        while not self._stop.is_set():
+            if index == 0 and time.monotonic() - last_prune > self.prune_every:
+                last_prune = time.monotonic()
+                with contextlib.suppress(sqlite3.Error):
+                    prune(self.core)
+            try:
+                job = claim(self.core)
+            except sqlite3.Error:
+                job = None
+            if job is not None:
+                run(self.core, job)
+                self.wake()  # a job on this host may be waiting for this one
+                continue
+            with self._wake:
+                self._wake.wait(timeout=1.0)

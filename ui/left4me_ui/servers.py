@@ -1,0 +1,261 @@
+"""Servers: validate -> authorize -> audit -> enqueue a playbooks/server.yml job -> job id.
+
+A server lives on one inventory host, is live-linked to one blueprint of its owner, and
+gets free ports and a generated RCON password (stored encrypted with the UI secret, sent
+to the run only through the job's 0600 extravars file).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from left4me_ui import audit, authz, blueprints, jobs
+from left4me_ui.authz import Actor, Forbidden, NotFound
+from left4me_ui.core import Core
+from left4me_ui.validation import InstanceError, check_instance, check_name
+
+PLAYBOOK = "server.yml"
+KIND_CREATE, KIND_START, KIND_STOP = "server create", "server start", "server stop"
+KIND_RESTART, KIND_DELETE = "server restart", "server delete"
+RCON_SECRET = "server_rcon"
+
+
+class NoFreePort(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Server:
+    id: int
+    owner_id: int
+    owner_name: str
+    host: str
+    name: str
+    port: int
+    client_port: int
+    blueprint_id: int
+    blueprint_name: str
+    desired_state: str  # started | stopped
+    deleting: bool
+    deployed: bool  # a job has applied its configuration at least once
+    needs_restart: bool  # running with an older blueprint revision: "restart to apply"
+    connect_line: str
+
+
+# --- pure helpers -----------------------------------------------------------------------------
+
+
+def allocate_ports(taken: Iterable[int], port_range: tuple[int, int]) -> tuple[int, int]:
+    """The lowest free (port, client_port) pair, port + 1 as client port, in the range."""
+    used = set(taken)
+    low, high = port_range
+    for port in range(low, high):
+        if port not in used and port + 1 not in used:
+            return port, port + 1
+    raise NoFreePort(f"no two free ports left between {low} and {high} on this host;"
+                     " delete a server or ask an admin to widen LEFT4ME_UI_PORT_RANGE")
+
+
+def taken_ports(conn: sqlite3.Connection, core: Core, host: str) -> set[int]:
+    """Ports of every instance on the host: the UI's and the inventory's own."""
+    taken: set[int] = set()
+    for row in conn.execute("SELECT port, client_port FROM servers WHERE host = ?", (host,)):
+        taken.update((row["port"], row["client_port"]))
+    for declared in core.inventory().declared_instances(host):
+        taken.update(declared.ports)
+    return taken
+
+
+def connect_line(hostvars: dict, host: str, port: int) -> str:
+    address = hostvars.get("left4me_public_address") or hostvars.get("ansible_host") or host
+    return f"connect {address}:{port}"
+
+
+def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str) -> dict:
+    """playbooks/server.yml's variables (no secret: the RCON password goes separately)."""
+    if state == "absent":
+        return {"left4me_server": {"name": row["name"], "state": "absent"}}
+    return {"left4me_server": {
+        "name": row["name"], "port": row["port"], "client_port": row["client_port"],
+        "overlays": list(blueprint.overlays), **blueprint.settings.module_args(),
+        "state": state,
+    }}
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+def _view(conn: sqlite3.Connection, core: Core, row: sqlite3.Row) -> Server:
+    blueprint = conn.execute("SELECT name, revision FROM blueprints WHERE id = ?",
+                             (row["blueprint_id"],)).fetchone()
+    owner = conn.execute("SELECT name FROM users WHERE id = ?", (row["owner_id"],)).fetchone()
+    deployed = row["applied_revision"] is not None
+    try:
+        hostvars = core.inventory().hostvars.get(row["host"], {})
+    except RuntimeError:
+        hostvars = {}
+    return Server(
+        row["id"], row["owner_id"], owner["name"], row["host"], row["name"], row["port"],
+        row["client_port"], row["blueprint_id"], blueprint["name"], row["desired_state"],
+        bool(row["deleting"]), deployed,
+        deployed and row["desired_state"] == "started"
+        and row["applied_revision"] != blueprint["revision"],
+        connect_line(hostvars, row["host"], row["port"]))
+
+
+def _load(conn: sqlite3.Connection, actor: Actor, server_id: int) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM servers WHERE id = ?", (server_id,)).fetchone()
+    if row is None or not authz.may_view(actor, row["owner_id"]):
+        raise NotFound("no such server")
+    return row
+
+
+def get(core: Core, actor: Actor, server_id: int) -> Server:
+    with core.db.connect() as conn:
+        return _view(conn, core, _load(conn, authz.current(conn, actor), server_id))
+
+
+def list_for(core: Core, actor: Actor) -> list[Server]:
+    """The actor's servers (an admin sees everyone's)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        where, params = authz.visible_owner_clause(me)
+        rows = conn.execute(f"SELECT * FROM servers WHERE {where} ORDER BY host, name",
+                            params).fetchall()
+        return [_view(conn, core, r) for r in rows]
+
+
+def hosts_for(core: Core, actor: Actor) -> list[str]:
+    """Hosts the actor may create servers on (the admin's policy over the inventory)."""
+    inventory_hosts = core.inventory().hosts
+    with core.db.connect() as conn:
+        return authz.allowed_hosts(conn, actor, inventory_hosts)
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+def create(core: Core, actor: Actor, name: str, host: str, blueprint_id: int) -> tuple[int, int]:
+    """A new server on `host` from a blueprint, started by a job: (server id, job id)."""
+    check_name(name)
+    inventory = core.inventory()
+    rcon_password = secrets.token_urlsafe(24)  # URL-safe: no quote or ';' for the cfg file
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        authz.require_host(conn, me, host, inventory.hosts)
+        authz.require_server_quota(conn, me)
+        blueprint = blueprints.load(conn, me, blueprint_id)
+        if blueprint.owner_id != me.user_id:
+            raise Forbidden("a server uses one of its owner's own blueprints")
+        declared = {d.name for d in inventory.declared_instances(host)}
+        taken_names = {r["name"] for r in conn.execute("SELECT name FROM servers WHERE host = ?",
+                                                       (host,))}
+        if name in declared or name in taken_names:
+            raise InstanceError(f"a server named {name!r} exists on {host} already;"
+                                " pick another name")
+        port, client_port = allocate_ports(taken_ports(conn, core, host),
+                                           core.settings.port_range)
+        check_instance({"name": name, "port": port, "client_port": client_port,
+                        "overlays": list(blueprint.overlays), "rcon_password": rcon_password,
+                        **blueprint.settings.module_args()})
+        cursor = conn.execute(
+            "INSERT INTO servers (owner_id, host, name, port, client_port, blueprint_id,"
+            " rcon_encrypted, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (me.user_id, host, name, port, client_port, blueprint.id,
+             core.crypto.encrypt(rcon_password), core.clock()))
+        server_id = int(cursor.lastrowid)
+        row = conn.execute("SELECT * FROM servers WHERE id = ?", (server_id,)).fetchone()
+        audit.record(conn, core.clock(), me.name, "create server", f"{host}/{name}", "ok",
+                     f"ports {port}/{client_port}, blueprint {blueprint.name}")
+        job_id = _enqueue(conn, core, me, row, blueprint, KIND_CREATE, "started")
+        return server_id, job_id
+
+
+def _enqueue(conn: sqlite3.Connection, core: Core, me: Actor, row: sqlite3.Row,
+             blueprint: blueprints.Blueprint, kind: str, state: str) -> int:
+    return jobs.enqueue(conn, core, me, kind=kind, host=row["host"],
+                        target=f"{row['host']}/{row['name']}", playbook=PLAYBOOK,
+                        extravars=server_vars(row, blueprint, state), server_id=row["id"],
+                        secrets_from=None if state == "absent" else RCON_SECRET,
+                        blueprint_revision=blueprint.revision)
+
+
+def _act(core: Core, actor: Actor, server_id: int, kind: str, state: str) -> int:
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        row = _load(conn, me, server_id)
+        if row["deleting"]:
+            raise InstanceError(f"server {row['name']} is being deleted")
+        blueprint = blueprints.load(conn, authz.Actor(row["owner_id"], "", authz.USER),
+                                    row["blueprint_id"])
+        return _enqueue(conn, core, me, row, blueprint, kind, state)
+
+
+def start(core: Core, actor: Actor, server_id: int) -> int:
+    """Start (applying the blueprint as it is now); returns the job id."""
+    return _act(core, actor, server_id, KIND_START, "started")
+
+
+def stop(core: Core, actor: Actor, server_id: int) -> int:
+    return _act(core, actor, server_id, KIND_STOP, "stopped")
+
+
+def restart(core: Core, actor: Actor, server_id: int) -> int:
+    """Restart with the blueprint as it is now ("restart to apply")."""
+    return _act(core, actor, server_id, KIND_RESTART, "restarted")
+
+
+def delete(core: Core, actor: Actor, server_id: int, confirm_name: str) -> int:
+    """Remove the server from its host; the row goes when the job succeeds."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        row = _load(conn, me, server_id)
+        if confirm_name != row["name"]:
+            raise InstanceError(f"type the server's name, {row['name']}, to confirm")
+        conn.execute("UPDATE servers SET deleting = 1 WHERE id = ?", (server_id,))
+        blueprint = blueprints.load(conn, authz.Actor(row["owner_id"], "", authz.USER),
+                                    row["blueprint_id"])
+        return _enqueue(conn, core, me, row, blueprint, KIND_DELETE, "absent")
+
+
+# --- job plumbing ---------------------------------------------------------------------------------
+
+
+def _rcon_secret(core: Core, job: jobs.Job) -> dict:
+    with core.db.connect() as conn:
+        row = conn.execute("SELECT rcon_encrypted FROM servers WHERE id = ?",
+                           (job.server_id,)).fetchone()
+    if row is None:
+        raise NotFound("the server of this job no longer exists")
+    return {"left4me_server_rcon_password": core.crypto.decrypt(row["rcon_encrypted"])}
+
+
+def rcon_password(core: Core, actor: Actor, server_id: int) -> str:
+    """The RCON password, for the server's owner (or an admin) to use from the UI."""
+    with core.db.connect() as conn:
+        row = _load(conn, authz.current(conn, actor), server_id)
+    return core.crypto.decrypt(row["rcon_encrypted"])
+
+
+def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+    if job.server_id is None:
+        return
+    if job.kind == KIND_DELETE:
+        if state == jobs.SUCCEEDED:
+            conn.execute("DELETE FROM servers WHERE id = ?", (job.server_id,))
+        else:
+            conn.execute("UPDATE servers SET deleting = 0 WHERE id = ?", (job.server_id,))
+        return
+    if state != jobs.SUCCEEDED:
+        return
+    desired = "stopped" if job.kind == KIND_STOP else "started"
+    conn.execute("UPDATE servers SET desired_state = ?, applied_revision = ? WHERE id = ?",
+                 (desired, job.blueprint_revision, job.server_id))
+
+
+jobs.SECRET_PROVIDERS[RCON_SECRET] = _rcon_secret
+for _kind in (KIND_CREATE, KIND_START, KIND_STOP, KIND_RESTART, KIND_DELETE):
+    jobs.FINISH_HOOKS[_kind] = _finished
