@@ -5,9 +5,8 @@ built for that person's role. Pages a user may not open are not in the list at a
 page still asks the domain, which decides every action again.
 """
 
-import streamlit as st
-
 import frame
+import streamlit as st
 
 st.set_page_config(page_title="left4me", page_icon=":material/sports_esports:", layout="wide")
 
@@ -37,7 +36,7 @@ navigation = st.navigation(pages)
 with st.sidebar:
     st.caption("left4me: Left 4 Dead 2 servers on your own hosts")
     st.text(f"Signed in as {actor.name} ({actor.role})")
-    if st.button("Log out", icon=":material/logout:"):
+    if st.button("Log out", icon=":material/logout:", key="log_out"):
         token = frame.session_token()
         if token:
             frame.log_out(token)

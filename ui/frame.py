@@ -70,7 +70,11 @@ def signed_in() -> Actor | None:
 
 
 def session_token() -> str | None:
-    return st.context.cookies.get(SESSION_COOKIE) or st.session_state.get(TEST_TOKEN_KEY)
+    cookie = st.context.cookies.get(SESSION_COOKIE)
+    # Under AppTest the client (and so its cookies) is a mock: only a string is a cookie.
+    if isinstance(cookie, str) and cookie:
+        return cookie
+    return st.session_state.get(TEST_TOKEN_KEY)
 
 
 def require_actor() -> Actor:
@@ -117,3 +121,72 @@ def when(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- a job, live: progress bar and log, polled from the database -------------------------------
+
+_LOG_LINES_SHOWN = 200
+
+
+def job_panel(job_id: int, key: str) -> None:
+    """A job's progress and log. While it runs, a fragment re-reads its rows every second
+    (no thread, no Streamlit call from the worker); when it ends, the whole page reruns
+    once so buttons and states catch up, and polling stops."""
+    from left4me_ui import jobs
+
+    actor = require_actor()
+    job = attempt(lambda: jobs.get(domain(), actor, job_id))
+    if job is REFUSED:
+        return
+    st.fragment(_job_view, run_every=None if job.finished else 1)(job_id, key, job.finished)
+
+
+def _job_view(job_id: int, key: str, finished_when_drawn: bool) -> None:
+    from left4me_ui import jobs
+
+    actor = require_actor()
+    core = domain()
+    job = attempt(lambda: jobs.get(core, actor, job_id))
+    if job is REFUSED:
+        return
+    if job.finished and not finished_when_drawn:
+        st.rerun(scope="app")
+    lines_key = f"_job_log_{job_id}"
+    seen = st.session_state.setdefault(lines_key, {"seq": 0, "lines": []})
+    for event in jobs.events(core, actor, job_id, after_seq=seen["seq"]):
+        seen["seq"] = event.seq
+        seen["lines"].extend(event.text.splitlines() or [""])
+    st.progress(job.progress, text=f"Job {job.id} ({job.kind}): {job.state}, "
+                                   f"{job.done_tasks} of {job.expected_tasks} tasks")
+    if job.error:
+        st.text(f"Error: {job.error}")
+    st.code("\n".join(seen["lines"][-_LOG_LINES_SHOWN:]) or "(no output yet)", language=None,
+            height=260)
+    if not job.finished and st.button("Cancel job", key=f"cancel_{key}_{job_id}",
+                                      icon=":material/cancel:"):
+        attempt(lambda: jobs.cancel(core, actor, job_id))
+
+
+def job_rows(history) -> list[dict]:
+    return [{"job": j.id, "kind": j.kind, "target": j.target, "by": j.actor_name,
+             "state": j.state, "tasks": f"{j.done_tasks}/{j.expected_tasks}",
+             "queued (UTC)": when(j.created_at), "finished (UTC)": when(j.finished_at)}
+            for j in history]
+
+
+# --- live server status ------------------------------------------------------------------------
+
+
+def live_status(server) -> dict:
+    """TEMPORARY adapter until the domain has servers.live_status (notes/ui-pages-requests.md):
+    the server's A2S answer (a read, like any player's server browser), from the address of
+    its connect line; the systemd state comes with the domain's version."""
+    import a2s
+
+    address, _, port = server.connect_line.removeprefix("connect ").rpartition(":")
+    try:
+        info = a2s.info((address, int(port)), timeout=1.0)
+    except (OSError, ValueError, a2s.BrokenMessageError):
+        return {"answers": False}
+    return {"answers": True, "name": info.server_name, "map": info.map_name,
+            "players": info.player_count, "max_players": info.max_players}

@@ -1,8 +1,8 @@
 """Account: who you are, and changing your password (your other sessions end)."""
 
+import frame
 import streamlit as st
 
-import frame
 from left4me_ui import accounts
 
 actor = frame.require_actor()

@@ -1,8 +1,7 @@
 """Audit (admins): who did what to what, when, and how it ended; newest first."""
 
-import streamlit as st
-
 import frame
+import streamlit as st
 
 actor = frame.require_actor()
 st.title("Audit")

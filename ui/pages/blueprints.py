@@ -4,9 +4,9 @@ A server is live-linked to its blueprint: a change applies at the server's next 
 a blueprint still used by a server cannot be deleted.
 """
 
+import frame
 import streamlit as st
 
-import frame
 from left4me_ui import blueprints
 
 actor = frame.require_actor()

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+import frame
 import streamlit as st
 
-import frame
 from left4me_ui import runner, settings
 
 

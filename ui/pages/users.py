@@ -1,8 +1,8 @@
 """Users (admins): every account, adding one, disabling or enabling, resetting a password."""
 
+import frame
 import streamlit as st
 
-import frame
 from left4me_ui import accounts
 
 actor = frame.require_actor()
@@ -20,18 +20,18 @@ st.dataframe(
     hide_index=True, width="stretch",
 )
 
-with st.expander("Add a user", icon=":material/person_add:"):
-    with st.form("add_user", clear_on_submit=True):
-        name = st.text_input("User name", help="Lower case letters, digits, . _ -")
-        password = st.text_input("Initial password", type="password",
-                                 help=f"At least {accounts.MIN_PASSWORD_LENGTH} characters; "
-                                      "tell it to the user, who changes it on Account.")
-        role = st.selectbox("Role", ["user", "admin"])
-        if st.form_submit_button("Add user", type="primary"):
-            added = frame.attempt(lambda: accounts.create_user(core, actor, name, password, role))
-            if added is not frame.REFUSED:
-                st.success("User added.")
-                st.rerun()
+with st.expander("Add a user", icon=":material/person_add:"), \
+        st.form("add_user", clear_on_submit=True):
+    name = st.text_input("User name", help="Lower case letters, digits, . _ -")
+    password = st.text_input("Initial password", type="password",
+                             help=f"At least {accounts.MIN_PASSWORD_LENGTH} characters; "
+                                  "tell it to the user, who changes it on Account.")
+    role = st.selectbox("Role", ["user", "admin"])
+    if st.form_submit_button("Add user", type="primary"):
+        added = frame.attempt(lambda: accounts.create_user(core, actor, name, password, role))
+        if added is not frame.REFUSED:
+            st.success("User added.")
+            st.rerun()
 
 others = [u for u in users if u.id != actor.user_id]
 if others:
@@ -45,11 +45,10 @@ if others:
                 core, actor, chosen.id, not chosen.disabled))
             if done is not frame.REFUSED:
                 st.rerun()
-    with col_reset:
-        with st.form("reset_password", clear_on_submit=True):
-            new_password = st.text_input("New password", type="password")
-            if st.form_submit_button("Reset password (ends their sessions)"):
-                done = frame.attempt(lambda: accounts.reset_password(
-                    core, actor, chosen.id, new_password))
-                if done is not frame.REFUSED:
-                    st.success("Password reset.")
+    with col_reset, st.form("reset_password", clear_on_submit=True):
+        new_password = st.text_input("New password", type="password")
+        if st.form_submit_button("Reset password (ends their sessions)"):
+            done = frame.attempt(lambda: accounts.reset_password(
+                core, actor, chosen.id, new_password))
+            if done is not frame.REFUSED:
+                st.success("Password reset.")
