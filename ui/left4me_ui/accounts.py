@@ -184,8 +184,8 @@ def validate_session(core: Core, token: str | None) -> Actor | None:
             " WHERE s.token_sha256 = ?", (token_digest(token),)).fetchone()
         if row is None:
             return None
-        expired = (now - row["last_seen_at"] > config.session_idle_seconds
-                   or now - row["created_at"] > config.session_max_seconds)
+        expired = (now - row["last_seen_at"] >= config.session_idle_seconds
+                   or now - row["created_at"] >= config.session_max_seconds)
         if expired or row["disabled"]:
             conn.execute("DELETE FROM sessions WHERE id = ?", (row["id"],))
             return None

@@ -1,0 +1,61 @@
+"""Helpers of the domain tests: a hand-moved clock, a fixed inventory, quick users."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from argon2 import PasswordHasher
+
+from left4me_ui import accounts
+from left4me_ui.authz import Actor
+from left4me_ui.core import Core
+from left4me_ui.inventory import Inventory
+
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    """A clock tests move by hand (sessions, throttle, retention)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+FAKE_INVENTORY = Inventory({
+    "alpha": {"ansible_host": "192.0.2.10", "game_instances_list": [
+        {"name": "coop1", "port": 27015},
+        {"name": "versus1", "port": 27025, "client_port": 27026},
+    ]},
+    "beta": {"ansible_host": "192.0.2.11"},
+})
+
+
+class RecordingHasher(PasswordHasher):
+    """argon2 with cheap parameters (these tests check logic, not cost), noting each verify."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.verified: list[str] = []
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002
+        self.verified.append(hash if isinstance(hash, str) else hash.decode())
+        return super().verify(hash, password)
+
+
+def make_user(core: Core, name: str, role: str = "user") -> Actor:
+    """A user straight into the table (no admin needed), as an Actor."""
+    with core.db.connect() as conn:
+        user_id = accounts._insert_user(conn, core.clock(), name,
+                                        accounts.hash_password(PASSWORD), role)
+    return Actor(user_id, name, role)
+
+
+def with_settings(core: Core, **changes: object) -> Core:
+    core.settings = replace(core.settings, **changes)
+    return core

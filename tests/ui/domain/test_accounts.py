@@ -1,0 +1,218 @@
+"""Accounts and sessions: hashing, timing-equal login, throttle, expiry, revocation, bootstrap."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from argon2 import PasswordHasher
+from domain_helpers import PASSWORD, with_settings
+
+from left4me_ui import accounts, authz, settings
+from left4me_ui.authz import Forbidden
+from left4me_ui.core import Core
+
+# Captured at import, before the autouse fixture swaps in a cheap hasher.
+PRODUCTION_HASHER, PRODUCTION_DUMMY = accounts._hasher, accounts._DUMMY_HASH
+
+
+def test_login_returns_a_session_and_stores_only_the_token_hash(core, alice):
+    login = accounts.login(core, "alice", PASSWORD, "203.0.113.5")
+    assert login.actor == alice
+    assert accounts.validate_session(core, login.token) == alice
+    with core.db.connect() as conn:
+        dump = "\n".join(conn.iterdump())
+        pw_hash = conn.execute("SELECT pw_hash FROM users WHERE name='alice'").fetchone()[0]
+    assert login.token not in dump
+    assert accounts.token_digest(login.token) in dump
+    assert pw_hash.startswith("$argon2id$") and PASSWORD not in dump
+
+
+@pytest.mark.parametrize("name, password", [("alice", "wrong password!"),
+                                            ("nobody", PASSWORD)])
+def test_wrong_password_and_unknown_user_fail_alike(core, alice, name, password):
+    with pytest.raises(accounts.LoginFailed) as failed:
+        accounts.login(core, name, password, "203.0.113.5")
+    assert str(failed.value) == "wrong user name or password"
+
+
+def test_unknown_user_costs_one_argon2_verify_against_the_dummy_hash(core, alice,
+                                                                     cheap_hasher):
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "nobody", PASSWORD, "203.0.113.5")
+    assert cheap_hasher.verified == [accounts._DUMMY_HASH]
+    # The dummy costs what a real hash costs: same argon2 parameters.
+    with core.db.connect() as conn:
+        real = conn.execute("SELECT pw_hash FROM users WHERE name='alice'").fetchone()[0]
+    assert accounts._DUMMY_HASH.split("$")[:4] == real.split("$")[:4]
+    cheap_hasher.verified.clear()
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "alice", "wrong password!", "203.0.113.5")
+    assert cheap_hasher.verified == [real]
+
+
+def test_production_hashes_use_argon2id_with_the_librarys_default_cost():
+    default = PasswordHasher()
+    assert PRODUCTION_HASHER.time_cost == default.time_cost >= 2
+    assert PRODUCTION_HASHER.memory_cost == default.memory_cost >= 19 * 1024
+    assert PRODUCTION_DUMMY.startswith(f"$argon2id$v=19$m={default.memory_cost},")
+
+
+def test_disabled_user_cannot_log_in_even_with_the_right_password(core, admin, alice):
+    accounts.set_disabled(core, admin, alice.user_id, True)
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "alice", PASSWORD, "203.0.113.5")
+
+
+def test_repeated_failures_lock_the_account_then_the_window_frees_it(core, clock, alice):
+    limit = core.settings.throttle_account_failures
+    for attempt in range(limit):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.login(core, "alice", "wrong password!", f"198.51.100.{attempt}")
+    # Even the right password, from a fresh address, is refused now.
+    with pytest.raises(accounts.Throttled) as throttled:
+        accounts.login(core, "alice", PASSWORD, "198.51.100.200")
+    assert 0 < throttled.value.retry_after <= core.settings.throttle_window_seconds
+    clock.advance(throttled.value.retry_after + 1)
+    assert accounts.login(core, "alice", PASSWORD, "198.51.100.200").actor == alice
+
+
+def test_one_address_guessing_many_names_is_throttled(core, alice):
+    with_settings(core, throttle_client_failures=4)
+    for attempt in range(4):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.login(core, f"guess{attempt}", "wrong password!", "198.51.100.7")
+    with pytest.raises(accounts.Throttled):
+        accounts.login(core, "alice", PASSWORD, "198.51.100.7")
+    assert accounts.login(core, "alice", PASSWORD, "198.51.100.8").actor == alice
+
+
+def test_session_ends_after_idle_time(core, clock, alice):
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+    clock.advance(core.settings.session_idle_seconds - 1)
+    assert accounts.validate_session(core, token) == alice  # use refreshes it
+    clock.advance(core.settings.session_idle_seconds - 1)
+    assert accounts.validate_session(core, token) == alice
+    clock.advance(core.settings.session_idle_seconds + 1)
+    assert accounts.validate_session(core, token) is None
+    assert accounts.session_count(core, alice.user_id) == 0
+
+
+def test_session_ends_at_its_absolute_expiry_even_when_used(core, clock, alice):
+    with_settings(core, session_max_seconds=5 * core.settings.session_idle_seconds)
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+    step = core.settings.session_idle_seconds // 2
+    while clock.now + step < 1_800_000_000 + core.settings.session_max_seconds:
+        clock.advance(step)
+        assert accounts.validate_session(core, token) == alice
+    clock.advance(step)
+    assert accounts.validate_session(core, token) is None
+
+
+def test_logout_really_ends_the_session(core, alice):
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+    accounts.logout(core, token)
+    assert accounts.validate_session(core, token) is None
+    assert accounts.validate_session(core, "made-up-token") is None
+
+
+def test_password_change_ends_other_sessions_but_keeps_this_one(core, alice):
+    here = accounts.login(core, "alice", PASSWORD, "laptop").token
+    elsewhere = accounts.login(core, "alice", PASSWORD, "phone").token
+    accounts.change_password(core, alice, PASSWORD, "a brand new passphrase", keep_token=here)
+    assert accounts.validate_session(core, here) == alice
+    assert accounts.validate_session(core, elsewhere) is None
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "alice", PASSWORD, "laptop")
+    assert accounts.login(core, "alice", "a brand new passphrase", "laptop").actor == alice
+
+
+def test_password_change_needs_the_current_password(core, alice):
+    with pytest.raises(Forbidden):
+        accounts.change_password(core, alice, "not my password", "a brand new passphrase",
+                                 keep_token=None)
+
+
+@pytest.mark.parametrize("password", ["short", "alice", ""])
+def test_weak_passwords_are_refused(core, admin, password):
+    with pytest.raises(accounts.InvalidInput):
+        accounts.create_user(core, admin, "carol", password)
+
+
+def test_disabling_a_user_ends_their_sessions_at_once(core, admin, alice):
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+    accounts.set_disabled(core, admin, alice.user_id, True)
+    assert accounts.validate_session(core, token) is None
+    with core.db.connect() as conn, pytest.raises(Forbidden):
+        authz.current(conn, alice)  # an Actor held in a page's state is worth nothing now
+
+
+def test_only_an_admin_manages_users(core, alice, bob):
+    with pytest.raises(Forbidden):
+        accounts.create_user(core, alice, "carol", "carol's passphrase")
+    with pytest.raises(Forbidden):
+        accounts.set_disabled(core, alice, bob.user_id, True)
+    with pytest.raises(Forbidden):
+        accounts.list_users(core, alice)
+
+
+def test_bootstrap_admin_with_a_generated_password_written_once_0600(core, capsys):
+    created = accounts.ensure_bootstrap_admin(core)
+    assert created is not None and created.password_file is not None
+    info = created.password_file.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    password = created.password_file.read_text().strip()
+    assert accounts.login(core, "admin", password, "c").actor.role == "admin"
+    assert accounts.ensure_bootstrap_admin(core) is None  # users exist: nothing happens
+
+
+def test_bootstrap_admin_password_from_the_environment_is_not_inherited(core, monkeypatch):
+    monkeypatch.setenv("LEFT4ME_UI_BOOTSTRAP_PASSWORD", "operator chosen secret")
+    created = accounts.ensure_bootstrap_admin(core)
+    assert created.password_file is None
+    assert "LEFT4ME_UI_BOOTSTRAP_PASSWORD" not in os.environ
+    assert not core.settings.generated_admin_password_file.exists()
+    assert accounts.login(core, "admin", "operator chosen secret", "c").actor.is_admin
+
+
+def test_bootstrap_admin_password_from_a_file(core, tmp_path):
+    given = tmp_path / "admin-password"
+    given.write_text("from a file, by the operator\n")
+    with_settings(core, bootstrap_password_file=given)
+    accounts.ensure_bootstrap_admin(core)
+    assert accounts.login(core, "admin", "from a file, by the operator", "c").actor.is_admin
+
+
+@pytest.mark.parametrize("problem", ["missing", "world-readable", "too short"])
+def test_the_ui_refuses_to_start_without_a_safe_secret(config, problem):
+    if problem == "missing":
+        config.secret_file.unlink()
+    elif problem == "world-readable":
+        config.secret_file.chmod(0o644)
+    else:
+        config.secret_file.write_text("short\n")
+    with pytest.raises(settings.SecretError) as refused:
+        Core.open(config)
+    assert str(config.secret_file) in str(refused.value)
+    assert not config.db_path.exists()  # nothing was created
+
+
+def test_database_and_its_wal_sidecars_are_private(core, alice):
+    accounts.login(core, "alice", PASSWORD, "c")
+    with core.db.connect() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        paths = [core.settings.db_path.with_name(core.settings.db_path.name + suffix)
+                 for suffix in ("", "-wal", "-shm")]
+        for path in paths:
+            info = path.stat()
+            assert stat.S_IMODE(info.st_mode) == 0o600, path
+            assert info.st_uid == os.geteuid()
+    assert stat.S_IMODE(core.settings.state_dir.stat().st_mode) == 0o700
+
+
+def test_a_forged_actor_gets_its_stored_role_not_the_claimed_one(core, alice):
+    forged = authz.Actor(alice.user_id, "alice", "admin")
+    with pytest.raises(Forbidden):
+        accounts.list_users(core, forged)

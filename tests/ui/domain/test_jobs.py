@@ -1,0 +1,149 @@
+"""The job engine with real ansible-runner runs (local connection): order, cancel, restart."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from domain_helpers import with_settings
+
+from left4me_ui import jobs
+from left4me_ui.core import Core
+from left4me_ui.inventory import load_inventory
+
+SLEEP_PLAYBOOK = """---
+- name: Sleep a little on the target
+  hosts: l4d2_hosts
+  gather_facts: false
+  tasks:
+    - name: Sleep
+      ansible.builtin.command: sleep {{ seconds | default(1) }}
+      changed_when: false
+    - name: Say done
+      ansible.builtin.debug:
+        msg: done on {{ inventory_hostname }}
+"""
+
+
+@pytest.fixture
+def local_core(core: Core, tmp_path: Path) -> Core:
+    """Two inventory hosts, both this machine over the local connection."""
+    inventory = tmp_path / "local.yml"
+    inventory.write_text(
+        "l4d2_hosts:\n  hosts:\n"
+        + "".join(f"    {name}:\n      ansible_connection: local\n"
+                  f"      ansible_python_interpreter: {sys.executable}\n"
+                  for name in ("host-a", "host-b")))
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "sleep.yml").write_text(SLEEP_PLAYBOOK)
+    with_settings(core, inventory=inventory, playbooks_dir=playbooks)
+    core.inventory_loader = load_inventory
+    return core
+
+
+def _enqueue(core: Core, actor, host: str, seconds: float = 0) -> int:
+    with core.db.connect() as conn:
+        return jobs.enqueue(conn, core, actor, kind="test sleep", host=host,
+                            target=f"{host} sleep", playbook="sleep.yml",
+                            extravars={"seconds": seconds})
+
+
+def _wait(core: Core, actor, job_ids: list[int], timeout: float = 90) -> list[jobs.Job]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [jobs.get(core, actor, j) for j in job_ids]
+        if all(j.finished for j in found):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"jobs {job_ids} did not finish: {found}")
+
+
+def test_a_run_records_progress_events_and_outcome(local_core, alice):
+    job_id = _enqueue(local_core, alice, "host-a")
+    assert jobs.get(local_core, alice, job_id).expected_tasks == 2  # counted from the playbook
+    job = jobs.run_next(local_core)
+    assert (job.id, job.state, job.rc, job.error) == (job_id, jobs.SUCCEEDED, 0, None)
+    assert (job.done_tasks, job.progress) == (2, 1.0)
+    log = jobs.events(local_core, alice, job_id)
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    assert any("done on host-a" in e.text for e in log)
+    assert not any(e.host == "host-b" for e in log)  # limited to the job's host
+    assert list(local_core.settings.jobs_dir.iterdir()) == []  # private dir removed
+    # The next job of this kind expects as many tasks as this one reported.
+    assert jobs.get(local_core, alice, _enqueue(local_core, alice, "host-a")).expected_tasks == 2
+
+
+def test_jobs_on_one_host_run_one_after_the_other(local_core, alice):
+    local_core.clock = time.time  # real start and finish times to compare
+    first_a = _enqueue(local_core, alice, "host-a", 2)
+    second_a = _enqueue(local_core, alice, "host-a", 0)
+    only_b = _enqueue(local_core, alice, "host-b", 0)
+    worker = jobs.Worker(local_core, threads=2)
+    local_core.worker = worker
+    worker.start()
+    try:
+        a1, a2, b = _wait(local_core, alice, [first_a, second_a, only_b])
+    finally:
+        worker.stop()
+    assert {a1.state, a2.state, b.state} == {jobs.SUCCEEDED}
+    assert a2.started_at >= a1.finished_at  # never at once on host-a
+    assert b.started_at < a1.finished_at  # host-b did not wait for host-a
+
+
+def test_cancel_a_running_job(local_core, alice):
+    job_id = _enqueue(local_core, alice, "host-a", 60)
+    worker = jobs.Worker(local_core, threads=1)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while jobs.get(local_core, alice, job_id).state != jobs.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
+        started = time.monotonic()
+        jobs.cancel(local_core, alice, job_id)
+        (job,) = _wait(local_core, alice, [job_id], timeout=30)
+    finally:
+        worker.stop()
+    assert job.state == jobs.CANCELLED
+    assert time.monotonic() - started < 20  # not the 60 s the task would take
+    assert "run the action again" in job.error
+    assert list(local_core.settings.jobs_dir.iterdir()) == []
+
+
+def test_cancel_a_queued_job_and_who_may(local_core, alice, bob):
+    job_id = _enqueue(local_core, alice, "host-a")
+    with pytest.raises(jobs.NotFound):
+        jobs.cancel(local_core, bob, job_id)
+    assert jobs.cancel(local_core, alice, job_id).state == jobs.CANCELLED
+    assert jobs.run_next(local_core) is None
+
+
+def test_a_restart_marks_running_jobs_interrupted(local_core, alice, config, clock):
+    job_id = _enqueue(local_core, alice, "host-a")
+    assert jobs.claim(local_core).id == job_id  # running when the process "dies"
+    restarted = Core.open(config, clock=clock)
+    assert jobs.mark_interrupted(restarted) == 1
+    job = jobs.get(restarted, alice, job_id)
+    assert job.state == jobs.INTERRUPTED and "UI stopped" in job.error
+    assert job.finished_at is not None
+
+
+def test_retention_prunes_old_logs_and_keeps_rows(local_core, alice, clock):
+    job_id = _enqueue(local_core, alice, "host-a")
+    job = jobs.claim(local_core)
+    with local_core.db.connect() as conn:
+        conn.execute("INSERT INTO job_events (job_id, seq, event, text, at) VALUES"
+                     " (?, 1, 'verbose', 'a log line', ?)", (job_id, clock()))
+        jobs._finish(conn, local_core, job, jobs.SUCCEEDED, 0, None)
+    assert jobs.events(local_core, alice, job_id)
+    clock.advance((local_core.settings.job_retention_days - 1) * 86400)
+    assert jobs.prune(local_core) == 0
+    clock.advance(2 * 86400)
+    assert jobs.prune(local_core) == 1
+    assert jobs.events(local_core, alice, job_id) == []
+    job = jobs.get(local_core, alice, job_id)
+    assert job.state == jobs.SUCCEEDED and job.log_pruned
