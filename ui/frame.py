@@ -190,3 +190,17 @@ def live_status(server) -> dict:
         return {"answers": False}
     return {"answers": True, "name": info.server_name, "map": info.map_name,
             "players": info.player_count, "max_players": info.max_players}
+
+
+_FLASH_KEY = "_left4me_flash"
+
+
+def flash(message: str) -> None:
+    """A confirmation that survives the st.rerun() after an action (shown once, next run)."""
+    st.session_state[_FLASH_KEY] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(_FLASH_KEY, None)
+    if message:
+        st.success(message, icon=":material/check:")

@@ -12,6 +12,7 @@ from left4me_ui import blueprints
 actor = frame.require_actor()
 core = frame.domain()
 st.title("Blueprints")
+frame.show_flash()
 
 mine = frame.attempt(lambda: blueprints.list_for(core, actor))
 if mine is frame.REFUSED:
@@ -62,7 +63,7 @@ with st.expander("Create a blueprint", icon=":material/add:", expanded=not mine)
         name, overlays, config = submitted
         made = frame.attempt(lambda: blueprints.create(core, actor, name, overlays, config))
         if made is not frame.REFUSED:
-            st.success("Blueprint created.")
+            frame.flash("Blueprint created.")
             st.rerun()
 
 if mine:
@@ -76,7 +77,7 @@ if mine:
         saved = frame.attempt(lambda: blueprints.update(
             core, actor, chosen.id, name=name, overlays=overlays, config=config))
         if saved is not frame.REFUSED:
-            st.success("Saved.")
+            frame.flash("Saved.")
             st.rerun()
     if st.button("Delete this blueprint", icon=":material/delete:",
                  disabled=bool(chosen.linked_servers),

@@ -8,6 +8,7 @@ from left4me_ui import accounts
 actor = frame.require_actor()
 core = frame.domain()
 st.title("Users")
+frame.show_flash()
 
 users = frame.attempt(lambda: accounts.list_users(core, actor))
 if users is frame.REFUSED:
@@ -30,7 +31,7 @@ with st.expander("Add a user", icon=":material/person_add:"), \
     if st.form_submit_button("Add user", type="primary"):
         added = frame.attempt(lambda: accounts.create_user(core, actor, name, password, role))
         if added is not frame.REFUSED:
-            st.success("User added.")
+            frame.flash("User added.")
             st.rerun()
 
 others = [u for u in users if u.id != actor.user_id]
