@@ -10,8 +10,9 @@ VENV="$LEFT4ME_ROOT/.venv"
 # debootstrap + systemd-nspawn build and boot the test hosts; zstd packs the image cache;
 # iproute2 makes their network namespaces; ssh reaches them as a production host is reached.
 # qemu-system-x86 + e2fsprogs boot a VM host (TCG) where cgroup limits must be shown biting.
+# chromium is the browser the UI's end-to-end tests drive through Playwright.
 APT_PACKAGES=(systemd-container debootstrap zstd iproute2 openssh-client curl git
-              qemu-system-x86 e2fsprogs)
+              qemu-system-x86 e2fsprogs chromium)
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -36,9 +36,14 @@ def test_demo_runs_twice_then_tears_down_without_leftovers():
             assert demo.returncode == 0, f"run {attempt}:\n{output}"
             assert "http://127.0.0.1:8501/" in demo.stdout
             assert "failed=0" in demo.stdout
+            # the UI is populated: the admin's and the player's password files are named
+            admin_file = PROJECT / ".state/demo-ui/bootstrap-admin-password"
+            assert f"password in {admin_file}" in demo.stdout
+            assert admin_file.stat().st_mode & 0o777 == 0o600
+            assert "who runs the server player1" in demo.stdout
             assert ui_answers(), f"run {attempt}: the UI does not answer"
             assert "demo" in host.names()
-        assert subprocess.run(["pgrep", "-f", "streamlit run ui/app.py"],
+        assert subprocess.run(["pgrep", "-f", "streamlit run ui/asgi.py"],
                               capture_output=True).stdout.count(b"\n") == 1, "one UI, not two"
     finally:
         down = run_demo("down")

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from left4me_ui import runner
-
-UI = Path(__file__).resolve().parents[2] / "ui"
 
 
 @pytest.fixture
@@ -39,18 +36,13 @@ def test_reachability_tells_the_booted_host_from_a_closed_port(booted_host, inve
     assert "refused" in by_host["closed-port"].detail.lower()
 
 
-def test_hosts_page_shows_each_host_and_its_state(booted_host, inventory, monkeypatch):
+def test_hosts_page_shows_an_admin_each_host_and_its_state(booted_host, inventory, admin,
+                                                          monkeypatch):
     monkeypatch.setenv("LEFT4ME_INVENTORY", str(inventory))
-    page = AppTest.from_file(str(UI / "pages/hosts.py"), default_timeout=120).run()
+    page = admin.app("hosts")
     assert not page.exception
+    assert page.title[0].value == "Hosts"
     table = page.dataframe[0].value
     states = dict(zip(table["host"], table["reachable"], strict=True))
     assert states == {booted_host.name: "yes", "closed-port": "no"}
-    assert page.markdown[-1].value == "1 of 2 hosts reachable."
-
-
-def test_app_routes_to_the_hosts_page(booted_host, inventory, monkeypatch):
-    monkeypatch.setenv("LEFT4ME_INVENTORY", str(inventory))
-    app = AppTest.from_file(str(UI / "app.py"), default_timeout=120).run()
-    assert not app.exception
-    assert app.title[0].value == "Hosts"
+    assert page.text[-1].value == "1 of 2 hosts reachable."

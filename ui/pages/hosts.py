@@ -1,7 +1,8 @@
-"""Hosts: every host of the inventory and whether Ansible can reach it right now."""
+"""Hosts (admins): every host of the inventory and whether Ansible can reach it right now."""
 
 from pathlib import Path
 
+import frame
 import streamlit as st
 
 from left4me_ui import runner, settings
@@ -12,10 +13,15 @@ def reachability(inventory: str) -> list[runner.Reachability]:
     return runner.check_reachability(Path(inventory))
 
 
-inventory = settings.inventory_path()
+actor = frame.require_actor()
 st.title("Hosts")
-st.caption(f"Inventory: `{inventory.relative_to(settings.PROJECT_DIR)}`"
-           if inventory.is_relative_to(settings.PROJECT_DIR) else f"Inventory: `{inventory}`")
+if not actor.is_admin:
+    st.error("Only admins see the hosts.")
+    st.stop()
+inventory = settings.inventory_path()
+shown = (inventory.relative_to(settings.PROJECT_DIR)
+         if inventory.is_relative_to(settings.PROJECT_DIR) else inventory)
+st.text(f"Inventory: {shown}")
 
 if st.button("Check again", icon=":material/refresh:"):
     reachability.clear()
@@ -29,4 +35,4 @@ st.dataframe(
     hide_index=True, width="stretch",
 )
 answered = sum(h.reachable for h in hosts)
-st.write(f"{answered} of {len(hosts)} hosts reachable.")
+st.text(f"{answered} of {len(hosts)} hosts reachable.")

@@ -1,0 +1,76 @@
+"""Page-test fixtures: a domain Core on a temporary state dir that the app's frame uses,
+users with real sessions, and AppTest runs of ui/app.py signed in as one of them.
+
+AppTest cannot send cookies, so a signed-in run carries a real session token in session
+state instead (frame.TEST_TOKEN_KEY); the frame checks it against the sessions table
+exactly as it checks the cookie.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import frame
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from left4me_ui import accounts, settings
+from left4me_ui.authz import Actor
+from left4me_ui.core import Core
+from left4me_ui.inventory import Inventory
+
+UI = Path(__file__).resolve().parents[2] / "ui"
+PASSWORD = "correct horse battery"
+
+PAGE_INVENTORY = Inventory({
+    "alpha": {"ansible_host": "192.0.2.10", "overlays_list": [
+        {"id": "demo-config", "kind": "files"}, {"id": "demo-coop", "kind": "files"}]},
+})
+
+
+@pytest.fixture
+def core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Core:
+    """The Core every page of this test sees (the frame's process-wide one)."""
+    secret = tmp_path / "secret"
+    settings.write_new_secret(secret)
+    config = settings.Settings(state_dir=tmp_path / "state", secret_file=secret,
+                               inventory=tmp_path / "inventory.yml")
+    opened = Core.open(config, inventory_loader=lambda _path: PAGE_INVENTORY)
+    monkeypatch.setattr(frame, "_core", opened)
+    return opened
+
+
+class Person:
+    """A user with a live session: `.actor`, `.token`, and `.app(page)` to browse as them."""
+
+    def __init__(self, core: Core, name: str, role: str) -> None:
+        with core.db.connect() as conn:
+            accounts._insert_user(conn, core.clock(), name, accounts.hash_password(PASSWORD),
+                                  role)
+        login = accounts.login(core, name, PASSWORD, client="127.0.0.1")
+        self.actor: Actor = login.actor
+        self.token = login.token
+
+    def app(self, page: str | None = None) -> AppTest:
+        """ui/app.py run as this person, then switched to pages/<page>.py if given."""
+        app = AppTest.from_file(str(UI / "app.py"), default_timeout=30)
+        app.session_state[frame.TEST_TOKEN_KEY] = self.token
+        app.run()
+        if page is not None:
+            app.switch_page(f"pages/{page}.py").run()
+        return app
+
+
+@pytest.fixture
+def admin(core: Core) -> Person:
+    return Person(core, "boss", "admin")
+
+
+@pytest.fixture
+def alice(core: Core) -> Person:
+    return Person(core, "alice", "user")
+
+
+@pytest.fixture
+def bob(core: Core) -> Person:
+    return Person(core, "bob", "user")

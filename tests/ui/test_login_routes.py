@@ -1,0 +1,155 @@
+"""The server's own HTTP routes, as a browser meets them: the real `streamlit run ui/asgi.py`.
+
+First start prints where the generated admin password is; without a live session every
+page sends the browser to /login; /login sets an HttpOnly, SameSite=Strict cookie; /logout
+ends the session on the server, so the old cookie opens nothing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from left4me_ui import settings
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, port: int, state: Path, log: Path) -> None:
+        self.port, self.state, self.log = port, state, log
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                headers: dict | None = None) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        encoded = urlencode(body) if body is not None else None
+        all_headers = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+        if encoded is not None:
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, path, body=encoded, headers=all_headers)
+        response = connection.getresponse()
+        response.text = response.read().decode()
+        return response
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("login-routes")
+    secret = root / "secret"
+    settings.write_new_secret(secret)
+    port = _free_port()
+    log_path = root / "ui.log"
+    log = open(log_path, "w")  # noqa: SIM115 (open for the server's whole life)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "ui/asgi.py", "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"], cwd=PROJECT, stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "LEFT4ME_UI_STATE_DIR": str(root / "state"),
+             "LEFT4ME_UI_SECRET_FILE": str(secret),
+             "LEFT4ME_INVENTORY": str(PROJECT / "inventories/demo")})
+    running = Server(port, root / "state", log_path)
+    try:
+        for _ in range(200):
+            try:
+                if running.request("GET", "/_stcore/health").text == "ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"the UI did not start: {log_path.read_text()[-3000:]}")
+        yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def admin_password(server: Server) -> str:
+    return (server.state / "bootstrap-admin-password").read_text().strip()
+
+
+def session_cookie(response: http.client.HTTPResponse) -> str:
+    cookie = response.getheader("set-cookie")
+    assert cookie is not None and cookie.startswith("left4me_session=")
+    return cookie.split(";")[0]
+
+
+def log_in(server: Server) -> str:
+    response = server.request("POST", "/login", {"name": "admin",
+                                                  "password": admin_password(server)})
+    assert response.status == 303 and response.getheader("location") == "/"
+    return session_cookie(response)
+
+
+def test_first_start_writes_the_admin_password_0600_and_prints_where(server):
+    password_file = server.state / "bootstrap-admin-password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert str(password_file) in server.log.read_text()
+    # and the login page says so too, without the password itself
+    page = server.request("GET", "/login").text
+    assert str(password_file) in page and admin_password(server) not in page
+
+
+def test_without_a_session_every_page_sends_the_browser_to_login(server):
+    for path in ("/", "/servers", "/users"):
+        response = server.request("GET", path)
+        assert (response.status, response.getheader("location")) == (303, "/login"), path
+    page = server.request("GET", "/login")
+    assert page.status == 200 and '<form method="post" action="/login">' in page.text
+    assert "frame-ancestors 'none'" in page.getheader("content-security-policy")
+
+
+def test_login_sets_an_httponly_samesite_strict_cookie_that_opens_the_app(server):
+    response = server.request("POST", "/login", {"name": "admin",
+                                                  "password": admin_password(server)})
+    attributes = response.getheader("set-cookie").lower()
+    assert "httponly" in attributes and "samesite=strict" in attributes
+    assert "path=/" in attributes
+    opened = server.request("GET", "/", headers={"Cookie": session_cookie(response)})
+    assert opened.status == 200 and "<noscript>" in opened.text  # Streamlit's page
+
+
+def test_a_wrong_password_is_refused_on_the_form(server):
+    response = server.request("POST", "/login", {"name": "admin", "password": "not it"})
+    assert response.status == 401
+    assert "wrong user name or password" in response.text
+    assert response.getheader("set-cookie") is None
+
+
+def test_a_login_posted_from_another_site_is_refused(server):
+    response = server.request("POST", "/login", {"name": "admin",
+                                                  "password": admin_password(server)},
+                              headers={"Origin": "http://evil.example"})
+    assert response.status == 403 and response.getheader("set-cookie") is None
+
+
+def test_user_text_on_the_login_form_is_escaped(server):
+    response = server.request("POST", "/login", {"name": "<script>x</script>",
+                                                  "password": "nope"})
+    assert "<script>x" not in response.text and "&lt;script&gt;x" in response.text
+
+
+def test_logout_ends_the_session_on_the_server(server):
+    cookie = log_in(server)
+    response = server.request("POST", "/logout", headers={"Cookie": cookie})
+    assert (response.status, response.getheader("location")) == (303, "/login")
+    assert 'left4me_session=""' in response.getheader("set-cookie")
+    # the old cookie, replayed, opens nothing: the session is gone, not just the cookie
+    again = server.request("GET", "/", headers={"Cookie": cookie})
+    assert (again.status, again.getheader("location")) == (303, "/login")

@@ -1,0 +1,88 @@
+"""Blueprints: your named recipes (overlays, first wins, plus settings) that servers use.
+
+A server is live-linked to its blueprint: a change applies at the server's next start, and
+a blueprint still used by a server cannot be deleted.
+"""
+
+import frame
+import streamlit as st
+
+from left4me_ui import blueprints
+
+actor = frame.require_actor()
+core = frame.domain()
+st.title("Blueprints")
+frame.show_flash()
+
+mine = frame.attempt(lambda: blueprints.list_for(core, actor))
+if mine is frame.REFUSED:
+    st.stop()
+overlay_choices = sorted({o for host in core.inventory().hosts
+                          for o in core.inventory().overlay_ids(host)})
+
+
+def settings_form(key: str, current: blueprints.Blueprint | None) -> tuple | None:
+    """The blueprint form; returns (name, overlays, settings) when submitted."""
+    was = current.settings if current else blueprints.BlueprintSettings()
+    with st.form(key, clear_on_submit=current is None):
+        name = st.text_input("Name", value=current.name if current else "",
+                             help="Letters, digits, spaces, _ . -")
+        overlays = st.multiselect("Overlays (first wins)", overlay_choices,
+                                  default=[o for o in (current.overlays if current else ())
+                                           if o in overlay_choices])
+        hostname = st.text_input("Server name shown in the browser",
+                                 value=was.hostname or "")
+        left, middle, right = st.columns(3)
+        game_map = left.text_input("Map", value=was.map)
+        maxplayers = middle.number_input("Max players", 1, 32, value=was.maxplayers)
+        tickrate = right.selectbox("Tick rate", [30, 60, 100],
+                                   index=[30, 60, 100].index(was.tickrate)
+                                   if was.tickrate in (30, 60, 100) else 0)
+        label = "Save changes" if current else "Create blueprint"
+        if not st.form_submit_button(label, type="primary"):
+            return None
+    config = blueprints.BlueprintSettings(
+        hostname=hostname or None, map=game_map, maxplayers=int(maxplayers),
+        tickrate=int(tickrate), cvars=dict(was.cvars))
+    return name, overlays, config
+
+
+if mine:
+    st.dataframe(
+        [{"name": b.name, "overlays": ", ".join(b.overlays), "map": b.settings.map,
+          "max players": b.settings.maxplayers, "tick rate": b.settings.tickrate,
+          "revision": b.revision, "used by": ", ".join(b.linked_servers)} for b in mine],
+        hide_index=True, width="stretch",
+    )
+else:
+    st.text("You have no blueprints yet. Create one; then make a server from it.")
+
+with st.expander("Create a blueprint", icon=":material/add:", expanded=not mine):
+    submitted = settings_form("create_blueprint", None)
+    if submitted:
+        name, overlays, config = submitted
+        made = frame.attempt(lambda: blueprints.create(core, actor, name, overlays, config))
+        if made is not frame.REFUSED:
+            frame.flash("Blueprint created.")
+            st.rerun()
+
+if mine:
+    st.subheader("Change or delete a blueprint")
+    chosen = st.selectbox("Blueprint", mine, format_func=lambda b: b.name, key="chosen")
+    if chosen.linked_servers:
+        st.caption("Servers using it get the change at their next start (restart to apply).")
+    submitted = settings_form(f"edit_blueprint_{chosen.id}", chosen)
+    if submitted:
+        name, overlays, config = submitted
+        saved = frame.attempt(lambda: blueprints.update(
+            core, actor, chosen.id, name=name, overlays=overlays, config=config))
+        if saved is not frame.REFUSED:
+            frame.flash("Saved.")
+            st.rerun()
+    if st.button("Delete this blueprint", icon=":material/delete:",
+                 disabled=bool(chosen.linked_servers),
+                 help="Servers still use it" if chosen.linked_servers else None):
+        deleted = frame.attempt(lambda: blueprints.delete(core, actor, chosen.id))
+        if deleted is not frame.REFUSED:
+            st.rerun()
+
