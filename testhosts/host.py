@@ -6,6 +6,8 @@ Each host NAME gets:
 - a network namespace `l4m-NAME` with a veth pair: `vl4m-NAME` here, `host0` inside,
   addressed from 169.254.77.0/24 (a /30 each), an address range used only on these veths,
   and no default route: nothing a test host sends can leave this machine;
+- the local apt repository (testhosts/image.py) bound read-only at /srv/left4me-apt, its
+  only package source;
 - a supervisor process that runs systemd-nspawn and starts it again after an in-host
   reboot (nspawn exits 133 then), as systemd-nspawn@.service would.
 """
@@ -107,10 +109,13 @@ def create(name: str, index: int | None = None) -> TestHost:
         destroy(name)
     started = time.monotonic()
     tarball = image.ensure_image()
+    repo = image.ensure_repo()
     with _registry_lock():  # concurrent creates must not pick the same address slot
         host = _describe(name, _free_index() if index is None else index)
         host.dir.mkdir(parents=True)
         (host.dir / "host.json").write_text(json.dumps(asdict(host), indent=2))
+        # Beside host.json, not in it: other checkouts' harness code reads host.json too.
+        (host.dir / "apt-repo").write_text(str(repo))
     image.unpack(tarball, host.rootfs)
     unpacked = time.monotonic()
     _personalise(host)
@@ -207,12 +212,14 @@ def supervise(name: str) -> int:
 
 
 def _nspawn_command(host: TestHost) -> list[str]:
+    repo = (host.dir / "apt-repo").read_text().strip()
     return [
         "systemd-nspawn", "--quiet",
         "--register=no", "--keep-unit",  # there is no systemd or D-Bus on this side
         f"--machine={host.name}", f"--directory={host.rootfs}",
         f"--network-namespace-path=/run/netns/{netns_name(host.name)}",
         "--system-call-filter=bpf",  # lets systemd inside use BPF firewalling and SocketBind
+        f"--bind-ro={repo}:{image.REPO_MOUNT}",  # the host's only apt source
         "--console=read-only", "--boot",
     ]
 

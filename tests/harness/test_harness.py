@@ -46,9 +46,33 @@ def test_ssh_refuses_a_key_it_was_not_given(booted_host, tmp_path):
     assert "Permission denied (publickey)" in result.stderr
 
 
-def test_host_has_no_route_off_this_machine(booted_testinfra):
-    routes = booted_testinfra.check_output("ip route show default")
-    assert routes == "", f"a test host must not route out: {routes}"
+def test_host_has_no_route_off_this_machine(booted_host):
+    # Read from here in the host's network namespace: the bare host has no iproute2.
+    for family in ("-4", "-6"):
+        routes = subprocess.run(
+            ["ip", family, "-n", host.netns_name(booted_host.name), "route", "show", "default"],
+            capture_output=True, text=True, check=True).stdout
+        assert routes == "", f"a test host must not route out: {routes}"
+
+
+def test_host_starts_as_bare_as_a_fresh_server(booted_host):
+    # What the roles install must not be there before a converge, or a role that forgets
+    # a package would pass. (dpkg-query, not the files: a package is what a role installs.)
+    for package in ("curl", "7zip", "ca-certificates", "python3-apt", "file", "acl"):
+        status = ssh(booted_host, f"dpkg-query -W -f='${{Status}}' {package}").stdout
+        assert "installed" not in status.replace("not-installed", ""), (
+            f"{package} is in the test image: {status}")
+
+
+def test_host_installs_only_from_the_local_repository(booted_host):
+    update = ssh(booted_host, "sudo apt-get update")
+    assert update.returncode == 0, update.stdout + update.stderr
+    uris = ssh(booted_host, "apt-get indextargets --format '$(URI)'").stdout.split()
+    assert uris and all(u.startswith("file:/srv/left4me-apt/") for u in uris), uris
+    # A dry run, so the session's host stays bare for the other tests.
+    plan = ssh(booted_host, "apt-get --simulate install curl 7zip lib32gcc-s1")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Inst curl " in plan.stdout and "left4me-testhosts" in plan.stdout
 
 
 def test_reboot_inside_brings_the_host_back(booted_host):

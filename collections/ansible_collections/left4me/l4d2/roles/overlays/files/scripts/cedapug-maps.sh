@@ -7,6 +7,9 @@
 # $CEDAPUG_BASE_URL/maplist.txt and each map at $CEDAPUG_BASE_URL/<file.vpk>.
 # Maps already present with the right checksum are not downloaded again; maps this
 # script installed earlier that left the list are removed; other addons are left alone.
+# requires: curl md5sum mktemp mkdir mv rm grep sort wc
+#   (the commands this script runs; the game_host role installs them and
+#   molecule/install checks each with `command -v` on a converged host)
 set -eu
 
 CEDAPUG_BASE_URL=${CEDAPUG_BASE_URL:-https://cedapug.com/maps}

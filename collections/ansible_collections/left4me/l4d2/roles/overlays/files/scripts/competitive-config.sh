@@ -7,6 +7,9 @@
 #
 # $COMPETITIVE_BASE_URL/$COMPETITIVE_REF.tar.gz is the pack; set COMPETITIVE_SHA256 to pin
 # its checksum.
+# requires: curl sha256sum tar gzip mktemp mkdir rm cp find wc
+#   (the commands this script runs; the game_host role installs them and
+#   molecule/install checks each with `command -v` on a converged host)
 set -eu
 
 COMPETITIVE_BASE_URL=${COMPETITIVE_BASE_URL:-https://github.com/SirPlease/L4D2-Competitive-Rework/archive/refs/heads}

@@ -9,6 +9,9 @@
 # unpacked once into /overlay/l4d2center/<archive name>/ (with its md5 as a stamp) and its
 # .vpk files are reconciled as relative symlinks into left4dead2/addons/: links for
 # archives that left the index are removed, foreign addons are never touched.
+# requires: curl md5sum 7z mktemp mkdir mv rm find basename dirname readlink ln grep cat
+#   (the commands this script runs; the game_host role installs them and
+#   molecule/install checks each with `command -v` on a converged host)
 set -eu
 
 L4D2CENTER_BASE_URL=${L4D2CENTER_BASE_URL:-https://l4d2center.com/maps/servers}

@@ -6,6 +6,9 @@
 # $TICKRATE_BASE_URL/tickrate_enabler.zip holds addons/ (the plugin and its .vdf); the
 # rates in cfg/tickrate.cfg follow $TICKRATE (30-128). The game still needs
 # "-tickrate $TICKRATE" on its command line and "exec tickrate.cfg" in server.cfg.
+# requires: curl 7z mktemp mkdir rm cp cat
+#   (the commands this script runs; the game_host role installs them and
+#   molecule/install checks each with `command -v` on a converged host)
 set -eu
 
 TICKRATE_BASE_URL=${TICKRATE_BASE_URL:-https://github.com/accelerator74/Tickrate-Enabler/releases/latest/download}
