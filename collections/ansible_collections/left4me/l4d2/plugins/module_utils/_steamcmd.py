@@ -11,7 +11,9 @@ Standard library only (target hosts have no ``vdf`` package). The collection's
   complete.
 * ``install_script`` writes the steamcmd command script; secrets go into that file
   (mode 0600), never onto a command line.
-* ``classify_output`` maps steamcmd's console text to an actionable ``Failure``.
+* ``classify_output`` maps steamcmd's console text, update-state code and exit code to an
+  actionable ``Failure`` (tables ``UPDATE_STATE_KINDS`` and ``EXIT_CODE_KINDS``), and
+  ``failure_message`` says what to do about it.
 * ``plan_links``/``apply_links`` keep ``~/.steam/sdk32|sdk64/steamclient.so`` pointing
   into steamcmd's ``linux32``/``linux64``, without which srcds cannot init Steam.
 * ``run_streaming`` runs steamcmd as the runtime user with a deadline, keeping the
