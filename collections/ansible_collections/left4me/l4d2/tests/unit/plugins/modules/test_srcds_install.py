@@ -219,7 +219,10 @@ def test_steamcmd_home_of_another_user_is_named(host, capsys):
 
 def test_missing_configuration_also_triggers_the_platform_pass(host, capsys):
     host.control(platform_refusal="Missing configuration")
-    result = run_module(capsys, **host.args())
+    log = host.base / "install.log"
+    result = run_module(capsys, **host.args(log_path=str(log)))
+    assert "ERROR! Failed to install app '222860' (Missing configuration)" in log.read_text()
+    assert "(Invalid platform)" not in log.read_text()
     assert result["changed"] is True and result["platform_pass"] is True
     assert result["platform_pass_attempts"] == 1
     assert installed_build(host) == FIRST_BUILD
