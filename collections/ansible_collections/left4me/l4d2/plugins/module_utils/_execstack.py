@@ -187,7 +187,13 @@ def record_text(cleared: dict[str, str]) -> str:
 
 
 def write_record(path: str, cleared: dict[str, str]) -> bool:
-    """Write the record atomically (mode 0644) when its text differs; True if written."""
+    """Write the record atomically (mode 0644) when its text differs; True if written.
+
+    With nothing cleared and no record yet nothing is written: a host whose libraries never
+    asked for an executable stack gets no file (and check mode predicts that exactly).
+    """
+    if not cleared and not os.path.exists(path):
+        return False
     text = record_text(cleared)
     try:
         with open(path, encoding="utf-8") as handle:

@@ -112,6 +112,7 @@ def test_find_requesting_is_scoped_to_shared_objects_in_the_tree(tmp_path):
 def test_record_is_stable_and_written_only_when_it_changes(tmp_path):
     record = tmp_path / "installation.execstack.json"
     assert execstack.read_record(str(record)) == {}
+    assert execstack.write_record(str(record), {}) is False and not record.exists()
     assert execstack.write_record(str(record), {"bin/b.so": "2", "bin/a.so": "1"}) is True
     assert record.stat().st_mode & 0o777 == 0o644
     stamp = record.stat().st_mtime_ns

@@ -397,5 +397,11 @@ def test_check_mode_names_what_it_would_clear_and_touches_nothing(host, capsys):
     assert check["changed"] is True and check["execstack_cleared"] == [ENGINE]
     assert check["diff"]["before"]["execstack_requested"] == [ENGINE]
     assert host.tree() == before and stack_flags(host.install / ENGINE) == 7
+
+
+def test_no_record_without_a_library_to_clear(host, capsys):
+    run_module(capsys, **host.args())
+    assert not pathlib.Path(f"{host.install}.execstack.json").exists()
+    assert run_module(capsys, **host.args())["changed"] is False
     run_module(capsys, **host.args())
     assert run_module(capsys, _ansible_check_mode=True, **host.args())["changed"] is False
