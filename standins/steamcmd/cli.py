@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 import zlib
@@ -15,7 +16,9 @@ from standins.steamcmd.settings import SimSettings, load_settings
 
 # Exit codes as steamcmd returns them (see README for sources and certainty).
 EXIT_OK = 0
+EXIT_TIMED_OUT = 1  # also the bootstrapper's exit when it cannot update steamcmd
 EXIT_LOGIN_FAILED = 5
+EXIT_FOREIGN_HOME = 7  # the bootstrapper's exit when its directory is another user's
 EXIT_APP_FAILED = 8
 EXIT_WORKSHOP_FAILED = 10
 CLIENT_VERSION = "1716584667"
@@ -112,8 +115,24 @@ class Session:
         if self.user is None:
             out("ERROR! Failed to request AppInfo update, not online or not logged in to Steam.")
             raise CommandFailed(EXIT_APP_FAILED)
+        if "appinfo_timeout" in self.settings.faults:
+            time.sleep(self.settings.delay)
+            out("ERROR! Timed out waiting for AppInfo update.")
+            raise CommandFailed(EXIT_TIMED_OUT)
+        self._refuse_while_cache_cold(app_id)
         self._check_entitlement(app_id)
         self._install(validate, beta)
+
+    def _refuse_while_cache_cold(self, app_id: str) -> None:
+        """A new steamcmd home's appinfo cache is empty: the first requests lack the app's
+        configuration. Counted in the home's appcache/, like the real cache fills there."""
+        counter = self.settings.steam_home / "appcache" / "standin-cold-cache-refusals"
+        refused = int(counter.read_text()) if counter.is_file() else 0
+        if refused < self.settings.cold_cache:
+            counter.parent.mkdir(parents=True, exist_ok=True)
+            counter.write_text(str(refused + 1))
+            out(f"ERROR! Failed to install app '{app_id}' (Missing configuration)")
+            raise CommandFailed(EXIT_APP_FAILED)
 
     def _check_entitlement(self, app_id: str) -> None:
         owns = self.user == "anonymous" or self.user in self.settings.owners
@@ -125,7 +144,8 @@ class Session:
         anonymous_linux = self.user == "anonymous" and self.platform != "windows"
         if anonymous_linux and not windows_pass_done:
             # The real anonymous licence only lists the Windows depots for 222860.
-            out(f"ERROR! Failed to install app '{install.APP_ID}' (Invalid platform)")
+            refusal = self.settings.platform_refusal
+            out(f"ERROR! Failed to install app '{install.APP_ID}' ({refusal})")
             raise CommandFailed(EXIT_APP_FAILED)
 
     def _install(self, validate: bool, beta: str | None) -> None:
@@ -167,7 +187,11 @@ class Session:
             out(f"Error! App '{app}' state is 0x202 after update job.")
             raise CommandFailed(EXIT_APP_FAILED)
         if "timeout" in self.settings.faults:
-            out(f"Error! App '{app}' state is 0x6 after update job.")
+            # A download that stalls ends as "update required but not completed".
+            out(f"Error! App '{app}' state is 0x602 after update job.")
+            raise CommandFailed(EXIT_APP_FAILED)
+        if self.settings.update_state is not None:
+            out(f"Error! App '{app}' state is {self.settings.update_state:#x} after update job.")
             raise CommandFailed(EXIT_APP_FAILED)
 
     def _workshop_download_item(self, args: list[str]) -> None:
@@ -208,8 +232,29 @@ def _with_build(settings: SimSettings, buildid: int) -> SimSettings:
     return clone
 
 
-def _banner(settings: SimSettings) -> None:
+def _self_update(settings: SimSettings) -> int | None:
+    """The bootstrapper updates steamcmd before anything else; an exit code when it cannot."""
     out(f"Redirecting stderr to '{settings.steam_home / 'logs' / 'stderr.txt'}'")
+    home = settings.steam_home
+    euid = os.geteuid()
+    if euid != 0 and home.is_dir() and home.stat().st_uid != euid:
+        # It cannot replace its own files, and says nothing about it.
+        out('ILocalize::AddFile() failed to load file "public/steambootstrapper_english.txt".')
+        out("[  0%] Checking for available update...")
+        return EXIT_FOREIGN_HOME
+    if "self_update_offline" in settings.faults:
+        out('ILocalize::AddFile() failed to load file "public/steambootstrapper_english.txt".')
+        out("[  0%] Checking for available update...")
+        out("[----] Verifying installation...")
+        out("[  0%] Downloading update...")
+        out("[  0%] Checking for available update...")
+        out("[----] !!! Fatal Error: Steamcmd needs to be online to update.  Please confirm your"
+            " network connection and try again.")
+        return EXIT_TIMED_OUT
+    return None
+
+
+def _banner(settings: SimSettings) -> None:
     out("[  0%] Checking for available updates...")
     out("[----] Verifying installation...")
     out(f"Steam Console Client (c) Valve Corporation - version {CLIENT_VERSION}")
@@ -244,6 +289,9 @@ def main(argv: list[str]) -> int:
         bootstrap(Path(argv[1]))
         return EXIT_OK
     settings = load_settings()
+    refused = _self_update(settings)
+    if refused is not None:
+        return refused
     _banner(settings)
     script = split_script(argv)
     ends_with_quit = any(cmd[0].lower() in {"quit", "exit"} for cmd in script)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from standins import vdftext
+from standins.steamcmd.elf import shared_object
 from standins.steamcmd.settings import SimSettings
 
 APP_ID = 222860
@@ -16,7 +17,6 @@ APP_NAME = "Left 4 Dead 2 Dedicated Server"
 # Depots as the stand-in models them: shared content, Windows binaries, Linux binaries.
 DEPOT_CONTENT, DEPOT_WINDOWS, DEPOT_LINUX = "222861", "222862", "222863"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the `standins` package itself
-_ELF_HEADER = b"\x7fELF\x01\x01\x01" + b"\x00" * 9
 _PE_HEADER = b"MZ\x90\x00" + b"\x00" * 12
 _HEAD_BYTES = 4096  # bulk files hold this much real data; the rest is a sparse hole
 _PAK_FILES = 100  # content beyond this many files goes into loose material folders
@@ -47,7 +47,17 @@ def patch_version(buildid: int) -> str:
 
 def _placeholder(relative: str, header: bytes, buildid: int) -> FilePlan:
     body = header + f"standin {relative} build {buildid}\n".encode()
-    return FilePlan(relative, body, len(body), 0o755 if header == _ELF_HEADER else 0o644)
+    return FilePlan(relative, body, len(body), 0o644)
+
+
+def _library(relative: str, buildid: int, execstack: bool) -> FilePlan:
+    """A loadable, codeless shared object; `execstack` marks it PT_GNU_STACK RWE.
+
+    32-bit like the dedicated server's own libraries, except under a `linux64/` directory.
+    """
+    payload = f"standin {relative} build {buildid}\n".encode()
+    body = shared_object(payload, execstack=execstack, elf64="linux64" in relative.split("/"))
+    return FilePlan(relative, body, len(body), 0o755)
 
 
 def _content_relative(index: int) -> str:
@@ -93,7 +103,7 @@ def _common_plans(settings: SimSettings) -> list[FilePlan]:
     return plans + _content_plans(settings)
 
 
-def _platform_plans(platform: str, buildid: int) -> list[FilePlan]:
+def _platform_plans(platform: str, buildid: int, execstack: set[str]) -> list[FilePlan]:
     if platform == "windows":
         names = ["srcds.exe", "bin/engine.dll", "bin/dedicated.dll", "left4dead2/bin/server.dll"]
         return [_placeholder(name, _PE_HEADER, buildid) for name in names]
@@ -101,7 +111,8 @@ def _platform_plans(platform: str, buildid: int) -> list[FilePlan]:
     plans = [FilePlan("srcds_run", script, len(script), 0o755)]
     plans.append(FilePlan("srcds_linux", script, len(script), 0o755))
     names = ["bin/engine_srv.so", "bin/dedicated_srv.so", "left4dead2/bin/server_srv.so"]
-    return plans + [_placeholder(name, _ELF_HEADER, buildid) for name in names]
+    names += sorted(set(execstack) - set(names))  # extra libraries a build may ship
+    return plans + [_library(name, buildid, name in execstack) for name in names]
 
 
 def _file_matches(path: Path, plan: FilePlan) -> bool:
@@ -155,7 +166,8 @@ def bundle_package(destination: Path) -> None:
 
 
 def plans_for(platform: str, settings: SimSettings) -> list[FilePlan]:
-    return _common_plans(settings) + _platform_plans(platform, settings.buildid)
+    return _common_plans(settings) + _platform_plans(
+        platform, settings.buildid, settings.execstack)
 
 
 def manifest_path(root: Path) -> Path:

@@ -10,8 +10,11 @@ from pathlib import Path
 DEFAULT_BUILDID = 16140412
 _SIZE_SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 KNOWN_FAULTS = frozenset(
-    {"disk_full", "timeout", "workshop_timeout", "invalid_password", "two_factor"}
+    {"disk_full", "timeout", "workshop_timeout", "invalid_password", "two_factor",
+     "appinfo_timeout", "self_update_offline"}
 )
+# How the anonymous licence refuses a first Linux-only install of 222860 (both seen).
+PLATFORM_REFUSALS = ("Invalid platform", "Missing configuration")
 
 
 def parse_size(text: str | int) -> int:
@@ -32,6 +35,10 @@ class SimSettings:
     faults: set[str] = field(default_factory=set)
     owners: set[str] = field(default_factory=set)  # accounts that own L4D2 (may install linux)
     delay: float = 0.0  # seconds spent "downloading", for timing-sensitive tests
+    update_state: int | None = None  # fail every download with this update state code
+    platform_refusal: str = PLATFORM_REFUSALS[0]
+    cold_cache: int = 0  # app_update requests refused (Missing configuration) on a new home
+    execstack: set[str] = field(default_factory=set)  # libraries requesting an exec stack
 
     @property
     def steam_home(self) -> Path:
@@ -56,10 +63,22 @@ def _apply(settings: SimSettings, values: dict[str, object]) -> None:
         settings.owners = _split_list(values["owners"])  # type: ignore[arg-type]
     if "delay" in values:
         settings.delay = float(str(values["delay"]))
+    if values.get("update_state"):
+        settings.update_state = int(str(values["update_state"]), 16)
+    if "platform_refusal" in values:
+        refusal = str(values["platform_refusal"])
+        if refusal not in PLATFORM_REFUSALS:
+            raise ValueError(f"platform_refusal must be one of {PLATFORM_REFUSALS}")
+        settings.platform_refusal = refusal
+    if "cold_cache" in values:
+        settings.cold_cache = int(str(values["cold_cache"]))
+    if "execstack" in values:
+        settings.execstack = _split_list(values["execstack"])  # type: ignore[arg-type]
 
 
 def _from_environment() -> dict[str, object]:
-    names = ("buildid", "files", "size", "fault", "owners", "delay")
+    names = ("buildid", "files", "size", "fault", "owners", "delay", "update_state",
+             "platform_refusal", "cold_cache", "execstack")
     values: dict[str, object] = {}
     for name in names:
         env_value = os.environ.get(f"STEAMCMD_SIM_{name.upper()}")

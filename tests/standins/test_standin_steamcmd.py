@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 import struct
+import subprocess
+import tempfile
+from pathlib import Path
 
 import a2s
 import pytest
 import vdf
+from elftools.elf.elffile import ELFFile
 from standin_harness import (
     LOOPBACK,
     StandinProcess,
@@ -160,7 +167,7 @@ def test_large_install_is_sparse(steamcmd_home, tmp_path):
     ("fault", "message"),
     [
         ("disk_full", "Error! App '222860' state is 0x202 after update job."),
-        ("timeout", "Error! App '222860' state is 0x6 after update job."),
+        ("timeout", "Error! App '222860' state is 0x602 after update job."),
     ],
 )
 def test_update_job_failures(steamcmd_home, tmp_path, fault, message):
@@ -215,3 +222,121 @@ def test_workshop_download_and_timeout(steamcmd_home, tmp_path):
         "+workshop_download_item", "550", "42", "+quit",
     )  # fmt: skip
     assert failed.returncode == 10 and "ERROR! Timeout downloading item 42" in failed.stdout
+
+
+def linux_only(home, target, env=None):
+    return steamcmd(
+        home, "+force_install_dir", str(target), "+login", "anonymous",
+        "+app_update", APP, "validate", "+quit", env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("code", ["0x402", "0x202", "0x212", "0x606", "0x626", "0x6a6"])
+def test_update_state_knob_fails_the_download_with_that_code(steamcmd_home, tmp_path, code):
+    control(steamcmd_home, update_state=code)
+    result = full_install(steamcmd_home, tmp_path / "srv")
+    assert result.returncode == 8
+    assert f"Error! App '222860' state is {code} after update job." in result.stdout
+    assert " Update state (0x61) downloading" in result.stdout  # it fails mid-download
+
+
+def test_appinfo_timeout_exits_1(steamcmd_home, tmp_path):
+    control(steamcmd_home, fault="appinfo_timeout")
+    result = full_install(steamcmd_home, tmp_path / "srv")
+    assert result.returncode == 1
+    assert "ERROR! Timed out waiting for AppInfo update." in result.stdout
+    assert "Update state" not in result.stdout
+
+
+def test_self_update_offline_exits_1_before_the_console(steamcmd_home, tmp_path):
+    control(steamcmd_home, fault="self_update_offline")
+    result = full_install(steamcmd_home, tmp_path / "srv")
+    assert result.returncode == 1
+    assert "Fatal Error: Steamcmd needs to be online to update." in result.stdout
+    assert "Loading Steam API" not in result.stdout and not (tmp_path / "srv").exists()
+
+
+def test_home_of_another_user_exits_7_quietly(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("running the stand-in as another user needs root")
+    base = Path(tempfile.mkdtemp(prefix="left4me-standin-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        home = base / "steamcmd"
+        assert run_standin(["python3", "-m", "standins.steamcmd", "bootstrap", str(home)],
+                           tmp_path).returncode == 0  # root's, run by nobody below
+        result = subprocess.run(
+            [str(home / "steamcmd.sh"), "+login", "anonymous", "+quit"], cwd=base,
+            env=standin_env({"PYTHONPATH": ""}), user="nobody", capture_output=True,
+            text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert "Loading Steam API" not in result.stdout and "ERROR" not in result.stdout
+        shutil.chown(home, "nobody")
+        for path in home.rglob("*"):
+            shutil.chown(path, "nobody")
+        owned = subprocess.run(
+            [str(home / "steamcmd.sh"), "+login", "anonymous", "+quit"], cwd=base,
+            env=standin_env({"PYTHONPATH": ""}), user="nobody", capture_output=True,
+            text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert owned.returncode == 0, owned.stdout + owned.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+def test_first_linux_install_may_be_refused_as_missing_configuration(steamcmd_home, tmp_path):
+    control(steamcmd_home, platform_refusal="Missing configuration")
+    refused = linux_only(steamcmd_home, tmp_path / "srv")
+    assert refused.returncode == 8
+    assert "ERROR! Failed to install app '222860' (Missing configuration)" in refused.stdout
+    assert full_install(steamcmd_home, tmp_path / "srv").returncode == 0
+
+
+def test_cold_cache_refuses_the_first_requests_of_a_new_home(steamcmd_home, tmp_path):
+    control(steamcmd_home, cold_cache=2)
+    for _ in range(2):
+        cold = full_install(steamcmd_home, tmp_path / "srv")
+        assert cold.returncode == 8
+        assert "ERROR! Failed to install app '222860' (Missing configuration)" in cold.stdout
+        assert "Update state" not in cold.stdout  # refused before any download
+    assert full_install(steamcmd_home, tmp_path / "srv").returncode == 0
+
+
+def stack_flags(path):
+    """PT_GNU_STACK flags as pyelftools reads them (None: no such header)."""
+    elf = ELFFile(io.BytesIO(path.read_bytes()))
+    flags = [seg["p_flags"] for seg in elf.iter_segments() if seg["p_type"] == "PT_GNU_STACK"]
+    return elf, (flags[0] if flags else None)
+
+
+def test_libraries_are_shared_objects_with_a_non_executable_stack(steamcmd_home, tmp_path):
+    target = tmp_path / "srv"
+    assert full_install(steamcmd_home, target).returncode == 0
+    for name in ("bin/engine_srv.so", "bin/dedicated_srv.so", "left4dead2/bin/server_srv.so"):
+        elf, flags = stack_flags(target / name)
+        assert (elf.elfclass, elf["e_type"], elf["e_machine"]) == (32, "ET_DYN", "EM_386")
+        assert flags == 6, f"{name}: RW, no PF_X"
+
+
+def test_execstack_knob_plants_libraries_that_request_an_executable_stack(steamcmd_home,
+                                                                          tmp_path):
+    target = tmp_path / "srv"
+    control(steamcmd_home, execstack="bin/engine_srv.so,bin/linux64/standin_probe.so")
+    assert full_install(steamcmd_home, target).returncode == 0
+    engine, flags = stack_flags(target / "bin/engine_srv.so")
+    assert engine.elfclass == 32 and flags == 7  # RWE, as `ld -z execstack` leaves it
+    probe, flags = stack_flags(target / "bin/linux64/standin_probe.so")
+    assert (probe.elfclass, probe["e_machine"], flags) == (64, "EM_X86_64", 7)
+    assert stack_flags(target / "bin/dedicated_srv.so")[1] == 6
+    # Someone clears the flag by hand; validate puts Valve's bytes back, a plain update not.
+    engine_path = target / "bin/engine_srv.so"
+    shipped = engine_path.read_bytes()
+    offset = engine["e_phoff"] + 2 * engine["e_phentsize"] + 24  # 3rd header's p_flags
+    engine_path.write_bytes(shipped[:offset] + struct.pack("<I", 6) + shipped[offset + 4:])
+    assert stack_flags(engine_path)[1] == 6
+    plain = steamcmd(steamcmd_home, "+force_install_dir", str(target), "+login", "anonymous",
+                     "+app_update", APP, "+quit")
+    assert "already up to date" in plain.stdout and stack_flags(engine_path)[1] == 6
+    assert full_install(steamcmd_home, target).returncode == 0  # validate
+    assert engine_path.read_bytes() == shipped

@@ -11,7 +11,9 @@ Standard library only (target hosts have no ``vdf`` package). The collection's
   complete.
 * ``install_script`` writes the steamcmd command script; secrets go into that file
   (mode 0600), never onto a command line.
-* ``classify_output`` maps steamcmd's console text to an actionable ``Failure``.
+* ``classify_output`` maps steamcmd's console text, update-state code and exit code to an
+  actionable ``Failure`` (tables ``UPDATE_STATE_KINDS`` and ``EXIT_CODE_KINDS``), and
+  ``failure_message`` says what to do about it.
 * ``plan_links``/``apply_links`` keep ``~/.steam/sdk32|sdk64/steamclient.so`` pointing
   into steamcmd's ``linux32``/``linux64``, without which srcds cannot init Steam.
 * ``run_streaming`` runs steamcmd as the runtime user with a deadline, keeping the
@@ -35,7 +37,7 @@ SUCCESS_RE = re.compile(r"Success! App '(\d+)' (fully installed|already up to da
 STATE_FULLY_INSTALLED = 4
 # Characters a steamcmd script line cannot carry inside one argument.
 _SCRIPT_UNSAFE_RE = re.compile(r"[\s\"]")
-_STATE_RE = re.compile(r"App '\d+' state is (0x[0-9a-fA-F]+) after update job")
+_STATE_RE = re.compile(r"[Ss]tate is (0x[0-9a-fA-F]+) after update job")
 
 
 class SteamcmdError(Exception):
@@ -223,23 +225,50 @@ class Failure:
     detail: str
 
 
+# Kinds after which the module runs the Windows-then-Linux platform pass: the anonymous
+# licence of 222860 refuses a first Linux install with either text.
+PLATFORM_PASS_KINDS = frozenset({"invalid_platform", "missing_configuration"})
+
 # (kind, pattern) in order: the first match names the failure.
 _FAILURE_PATTERNS = (
     ("invalid_platform", re.compile(r"\(Invalid platform\)")),
+    # A first anonymous Linux install, or a cold appinfo cache (steamcmd's first run on a
+    # host, right after its self-update): transient, a retry usually succeeds.
+    ("missing_configuration", re.compile(r"\(Missing configuration\)")),
     ("no_subscription", re.compile(r"\(No subscription\)")),
     ("steam_guard", re.compile(
         r"Two-factor code mismatch|Invalid Login Auth Code|Account Logon Denied"
         r"|Steam Guard code|two-factor", re.IGNORECASE)),
     ("login_failed", re.compile(
         r"Logging in user .*FAILED|FAILED login with result code|Login Failure")),
-    ("disk_full", re.compile(
-        r"state is 0x202 after update job|Not enough disk space|\(Disk space\)",
-        re.IGNORECASE)),
-    ("disk_write", re.compile(r"\(Disk write failure\)|\(Disk read failure\)", re.IGNORECASE)),
-    ("timeout", re.compile(r"state is 0x6 after update job|\bTimeout\b", re.IGNORECASE)),
+    ("appinfo_timeout", re.compile(r"Timed out waiting for AppInfo update", re.IGNORECASE)),
+    ("self_update", re.compile(r"needs to be online to update", re.IGNORECASE)),
+    ("disk_full", re.compile(r"Not enough disk space|\(Disk space\)", re.IGNORECASE)),
+    ("disk_write", re.compile(r"\(Disk write failure\)|\(Disk read failure\)"
+                              r"|\(Missing file permissions\)", re.IGNORECASE)),
     ("offline", re.compile(r"not online or not logged in|\(No Connection\)"
                            r"|\(Service Unavailable\)", re.IGNORECASE)),
 )
+
+# `Error! App 'N' state is 0xNNN after update job.` (older builds: `Error! State is ...`).
+# Valve documents none of these; the meanings are what operators collected (LinuxGSM's
+# list of steamcmd errors) and what the codes' bits say (0x2 = update required).
+UPDATE_STATE_KINDS = {
+    0x202: "disk_full",  # not enough disk space (quota)
+    0x212: "disk_full",  # not enough disk space
+    0x402: "network",  # update required, connection to Steam lost
+    0x602: "network",  # update required but not completed: content servers unreachable
+    0x606: "disk_write",  # cannot write the install (permissions, a symlinked directory)
+    0x626: "content",  # missing update files
+    0x6A6: "content",  # corrupt update files
+}
+
+# Exit codes that only the bootstrapper (steamcmd.sh's self-update, before the console
+# starts) returns; it prints no error line for them.
+EXIT_CODE_KINDS = {
+    7: "steamcmd_dir_owner",  # its directory belongs to another user: self-update refused
+}
+_CONSOLE_STARTED_RE = re.compile(r"^Loading Steam API", re.MULTILINE)
 
 
 def _failure_line(output: str) -> str:
@@ -254,12 +283,19 @@ def succeeded(output: str, app_id: int = APP_ID) -> bool:
     return any(int(m.group(1)) == app_id for m in SUCCESS_RE.finditer(output))
 
 
+def update_state(output: str) -> int | None:
+    """The last `state is 0x... after update job` code in the output, if any."""
+    codes = _STATE_RE.findall(output)
+    return int(codes[-1], 16) if codes else None
+
+
 def classify_output(output: str, rc: int | None, app_id: int = APP_ID) -> Failure | None:
     """None when steamcmd installed the app, else the Failure its output names.
 
     ``rc`` None means the run was stopped at its deadline. Success needs both the
     ``Success! App '222860' ...`` line and rc 0: steamcmd has exited 0 after failures,
-    so the exit code alone is not enough.
+    so the exit code alone is not enough. Order: a known error text, then a known update
+    state code, then what the exit code alone says (the bootstrapper's quiet exits).
     """
     if rc is None:
         return Failure("run_timeout", _failure_line(output))
@@ -269,9 +305,20 @@ def classify_output(output: str, rc: int | None, app_id: int = APP_ID) -> Failur
         for line in output.splitlines():
             if pattern.search(line):
                 return Failure(kind, line.strip())
-    state = _STATE_RE.search(output)
-    if state:
-        return Failure("unknown", f"{_failure_line(output)} (update state {state.group(1)})")
+    state = update_state(output)
+    if state is not None:
+        kind = UPDATE_STATE_KINDS.get(state, "unknown")
+        detail = _failure_line(output)
+        return Failure(kind, detail if kind != "unknown" else f"{detail} (update state"
+                       f" {state:#x})")
+    console_started = bool(_CONSOLE_STARTED_RE.search(output))
+    if not console_started and rc in EXIT_CODE_KINDS:
+        return Failure(EXIT_CODE_KINDS[rc], f"steamcmd exited {rc} before its console started")
+    if not console_started and rc == 1:
+        # The bootstrapper updates steamcmd at every start and exits 1, often silently,
+        # when it cannot (no route to Valve's CDN, no space, an unwritable directory).
+        return Failure("self_update", f"steamcmd exited 1 before its console started:"
+                       f" {_failure_line(output)}")
     return Failure("unknown", _failure_line(output))
 
 
@@ -281,6 +328,13 @@ _ADVICE = {
         " Windows-then-Linux platform pass. Anonymous installs of 222860 need that pass into"
         " an install dir of their own; remove a half-installed {install_dir} or log in with"
         " an account that owns Left 4 Dead 2"
+    ),
+    "missing_configuration": (
+        "steamcmd could not resolve the configuration of app {app} (Missing configuration),"
+        " still after {attempts} Windows-then-Linux platform pass(es). A cold appinfo cache"
+        " (steamcmd's first runs on a host) causes this and clears on its own: re-run in a"
+        " few minutes; if it persists, check the host's connection to Steam and remove"
+        " {steamcmd_dir}/appcache so steamcmd fetches it anew"
     ),
     "no_subscription": (
         "Steam account {user!r} may not install app {app} (No subscription). Use"
@@ -296,17 +350,41 @@ _ADVICE = {
         " 'Rate Limit Exceeded' wait before retrying"
     ),
     "disk_full": (
-        "not enough disk space for app {app} in {install_dir} (steamcmd state 0x202). Free"
-        " space on that filesystem (the dedicated server needs about 15 GB) and re-run;"
-        " the download resumes"
+        "disk: not enough disk space for app {app} in {install_dir} (update state 0x202 or"
+        " 0x212). Free space on that filesystem (the dedicated server needs about 15 GB) and"
+        " re-run; the download resumes"
     ),
     "disk_write": (
-        "steamcmd could not write into {install_dir}. It must be writable by the runtime"
-        " user steamcmd runs as, on a filesystem with free space"
+        "disk: steamcmd could not write into {install_dir} (update state 0x606 or a"
+        " permission error). It and every directory under it (follow symlinks) must be"
+        " writable by {run_as}, who runs steamcmd: chown -R {run_as}: {install_dir}"
     ),
-    "timeout": (
-        "the download from Steam timed out (steamcmd state 0x6). Re-run to resume; if it"
-        " repeats, check the host's connection to Steam's content servers"
+    "content": (
+        "content: steamcmd found its downloaded update files missing or corrupt (update state"
+        " 0x626 or 0x6A6). Re-run with validate: true (role: game_host_install_validate) so"
+        " steamcmd checks and re-fetches them; if it repeats, remove"
+        " {install_dir}/steamapps/downloading and check the disk for errors"
+    ),
+    "network": (
+        "network: steamcmd could not reach Steam's content servers (update state 0x402 or"
+        " 0x602: an update is required but did not complete). Check the host's DNS and"
+        " outbound HTTP(S) to Steam's CDN, then re-run; the download resumes"
+    ),
+    "appinfo_timeout": (
+        "network: steamcmd timed out waiting for Steam to send the app information of {app}"
+        " (ERROR! Timed out waiting for AppInfo update). Steam's servers were slow or"
+        " unreachable: check the host's DNS and outbound connections to Steam and re-run"
+    ),
+    "self_update": (
+        "steamcmd could not update itself and exited 1 before doing anything (it updates at"
+        " every start). Check that the host reaches Valve's CDN (DNS, outbound HTTPS), that"
+        " the filesystem of {steamcmd_dir} has free space and that {run_as} may write there;"
+        " then re-run"
+    ),
+    "steamcmd_dir_owner": (
+        "steamcmd exited 7 before doing anything: its directory {steamcmd_dir} (or files in"
+        " it) belongs to another user than {run_as}, who runs it, so it cannot update"
+        " itself. chown -R {run_as}: {steamcmd_dir} and re-run"
     ),
     "run_timeout": (
         "steamcmd did not finish within {timeout} s and was stopped. Raise timeout for a"
@@ -326,7 +404,7 @@ _ADVICE = {
 def failure_message(failure: Failure, **context) -> str:
     """An actionable one-paragraph message: what happened, then what to do."""
     values = {"app": APP_ID, "user": "anonymous", "install_dir": "?", "steamcmd_dir": "?",
-              "timeout": "?"}
+              "timeout": "?", "run_as": "the runtime user", "attempts": 1}
     values.update(context)
     advice = _ADVICE.get(failure.kind, _ADVICE["unknown"]).format(**values)
     return f"{advice} [{failure.kind}: {failure.detail}]"

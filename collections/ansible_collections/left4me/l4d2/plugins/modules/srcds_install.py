@@ -14,9 +14,12 @@ description:
   - Installs or updates Steam app 222860 (Left 4 Dead 2 Dedicated Server) into
     O(install_dir) with the steamcmd found in O(steamcmd_dir), running steamcmd as the
     unprivileged O(run_as) user.
-  - An anonymous Linux install that steamcmd refuses with C(Invalid platform) is retried
-    once with the platform pass C(@sSteamCmdForcePlatformType windows), C(app_update
-    222860), C(@sSteamCmdForcePlatformType linux), C(app_update 222860 validate).
+  - An anonymous Linux install that steamcmd refuses with C(Invalid platform) or
+    C(Missing configuration) is retried with the platform pass
+    C(@sSteamCmdForcePlatformType windows), C(app_update 222860),
+    C(@sSteamCmdForcePlatformType linux), C(app_update 222860 validate). A cold appinfo
+    cache (steamcmd's first runs on a host) can make that pass fail with C(Missing
+    configuration) too; it is retried up to three times in all, a few seconds apart.
   - Keeps C(~/.steam/sdk32/steamclient.so) and C(~/.steam/sdk64/steamclient.so) of the
     O(run_as) user pointing into steamcmd's C(linux32/) and C(linux64/); without them srcds
     cannot initialise Steam and the server is invisible to the master server.
@@ -25,6 +28,11 @@ description:
     within the same build are not a change.
   - steamcmd's output is classified; a failure names its kind (RV(error_kind)) and what to
     do about it, and the last lines of steamcmd's output are returned in both outcomes.
+    Update-state codes map to kinds (0x402 and 0x602 V(network); 0x202 and 0x212
+    V(disk_full); 0x606 V(disk_write); 0x626 and 0x6A6 V(content)), and so do steamcmd's
+    quiet exits before its console starts (1 V(self_update), 7 V(steamcmd_dir_owner)).
+  - After every run, shared objects under O(install_dir) that request an executable stack
+    (C(PT_GNU_STACK) with C(PF_X)) get that flag cleared, see O(clear_execstack).
   - The login is written to a steamcmd script file (mode 0600, removed afterwards) run with
     C(+runscript); the password never appears in a command line.
 author:
@@ -82,16 +90,47 @@ options:
       - File that steamcmd's output is appended to as it arrives, so a long run can be
         followed with C(tail -f). Not written in check mode.
     type: path
+  clear_execstack:
+    description:
+      - Clear the executable-stack request of shared objects (C(*.so), C(*.so.N)) under
+        O(install_dir) whose C(PT_GNU_STACK) program header has C(PF_X), after every run.
+      - Why - glibc 2.41 (Debian 13) refuses to C(dlopen) a library that requests an
+        executable stack ("cannot enable executable stack as shared object requires"), and
+        Left 4 Dead 2 builds have shipped such libraries (Source-1-Games issues 6978 and
+        8116) that do not need one; srcds then cannot load its engine. Valve fixed those
+        builds by clearing the same flag (C(execstack -c)).
+      - How - only that flag in only those files changes; each file is patched in a copy
+        that replaces it atomically, keeping mode, owner and times. The files and their
+        sha256 after clearing are recorded in O(execstack_record), so a re-run changes
+        nothing, and a file that steamcmd restored (an update or C(validate) rewrites it)
+        is cleared again. A library with no C(PT_GNU_STACK) header at all cannot be fixed
+        in place; the module then fails and names it.
+      - The alternative, C(GLIBC_TUNABLES=glibc.rtld.execstack=2) in the game unit, lets
+        every library the server loads (add-on plugins included) make the whole process's
+        stack executable. Clearing the flag keeps the stack non-executable and touches only
+        the files that asked, which is why it is the default. V(false) leaves the files as
+        Valve shipped them.
+    type: bool
+    default: true
+  execstack_record:
+    description:
+      - JSON file recording the shared objects whose flag was cleared (install-relative
+        path and sha256 after clearing). Defaults to C(<install_dir>.execstack.json),
+        beside the install and outside what steamcmd manages.
+    type: path
 attributes:
   check_mode:
     description:
-      - Reads the manifest and the links and runs no steamcmd. It predicts an install when
-        the manifest is missing or incomplete and a link change exactly; whether Steam has
-        a newer build cannot be known without asking Steam, so check mode never predicts an
-        update of a complete install (RV(update_checked) is V(false)).
-    support: full
+      - Reads the manifest, the links and the installed shared objects and runs no steamcmd.
+    support: partial
+    details:
+      - It predicts an install when the manifest is missing or incomplete, a link change,
+        and which libraries it would clear (RV(execstack_cleared)) exactly. Whether Steam
+        has a newer build cannot be known without asking Steam, so check mode never
+        predicts an update of a complete install (RV(update_checked) is V(false)), nor the
+        libraries that update would bring.
   diff_mode:
-    description: Shows the installed build and the links before and after.
+    description: Shows the installed build, the links and the cleared libraries before and after.
     support: full
 notes:
   - Needs root on the target when O(run_as) differs from the connecting user.
@@ -171,11 +210,33 @@ output_tail:
   type: list
   elements: str
   sample: ["Success! App '222860' already up to date."]
+execstack_cleared:
+  description:
+    - Install-relative paths of the shared objects whose executable-stack request this run
+      cleared (in check mode, would clear); a file steamcmd restored appears again.
+  returned: always
+  type: list
+  elements: str
+  sample: ["bin/engine_srv.so"]
+execstack_recorded:
+  description:
+    - Every file of the install whose flag left4me has cleared and that still holds that change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["bin/engine_srv.so"]
+platform_pass_attempts:
+  description: How many Windows-then-Linux platform passes ran (0 when none was needed).
+  returned: always
+  type: int
+  sample: 1
 error_kind:
   description:
-    - On failure, what went wrong - V(disk_full), V(disk_write), V(no_subscription),
-      V(login_failed), V(steam_guard), V(invalid_platform), V(timeout) (Steam timed out),
-      V(run_timeout) (O(timeout) passed), V(offline), V(unknown), or V(bad_input).
+    - On failure, what went wrong - V(disk_full), V(disk_write), V(content), V(network),
+      V(appinfo_timeout), V(self_update), V(steamcmd_dir_owner), V(no_subscription),
+      V(login_failed), V(steam_guard), V(invalid_platform), V(missing_configuration),
+      V(run_timeout) (O(timeout) passed), V(offline), V(execstack), V(unknown), or
+      V(bad_input).
   returned: failure
   type: str
   sample: disk_full
@@ -188,7 +249,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils import (  # noqa: E402
+    _execstack as execstack,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
+    PLATFORM_PASS_KINDS,
     SteamcmdError,
     apply_links,
     classify_output,
@@ -199,6 +264,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  #
     read_app_state,
     run_streaming,
 )
+
+# A cold appinfo cache clears within seconds to minutes: a few spaced attempts, not a loop.
+PLATFORM_PASS_ATTEMPTS = 3
+PLATFORM_PASS_PAUSE = 5.0
 
 
 class Installer:
@@ -242,8 +311,12 @@ class Installer:
     def steamcmd_present(self) -> bool:
         return os.path.isfile(os.path.join(self.steamcmd_dir, "steamcmd.sh"))
 
-    def run_steamcmd(self, platform_pass: bool) -> str | None:
-        """One steamcmd run; returns None on success, else fails or names a retryable kind."""
+    def run_steamcmd(self, platform_pass: bool, attempt: int = 0) -> str | None:
+        """One steamcmd run; returns None on success, else fails or names a retryable kind.
+
+        Retryable: the first Linux-only run refused as a platform problem (the platform
+        pass follows), and a platform pass refused for a cold cache while attempts remain.
+        """
         script = install_script(
             self.install_dir, self.params["steam_user"], self.params["steam_password"],
             validate=self.params["validate"], platform_pass=platform_pass,
@@ -264,13 +337,49 @@ class Installer:
         failure = classify_output(result.output, result.rc)
         if failure is None:
             return None
-        if failure.kind == "invalid_platform" and not platform_pass:
+        if failure.kind in PLATFORM_PASS_KINDS and not platform_pass:
+            return failure.kind
+        if (failure.kind == "missing_configuration" and platform_pass
+                and attempt < PLATFORM_PASS_ATTEMPTS):
             return failure.kind
         self.fail(failure.kind, failure_message(
             failure, user=self.params["steam_user"], install_dir=self.install_dir,
-            steamcmd_dir=self.steamcmd_dir, timeout=self.params["timeout"]),
+            steamcmd_dir=self.steamcmd_dir, timeout=self.params["timeout"],
+            run_as=self.account.pw_name, attempts=attempt),
             rc=result.rc)
         return None
+
+    def install(self) -> int:
+        """Run steamcmd, with the platform pass when needed; returns the passes run."""
+        if self.run_steamcmd(platform_pass=False) is None:
+            return 0
+        for attempt in range(1, PLATFORM_PASS_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(min(PLATFORM_PASS_PAUSE, max(self.remaining - 1.0, 0.0)))
+            if self.run_steamcmd(platform_pass=True, attempt=attempt) is None:
+                return attempt
+        return PLATFORM_PASS_ATTEMPTS  # not reached: the last attempt fails the module
+
+    def record_path(self) -> str:
+        return self.params["execstack_record"] or f"{self.install_dir}.execstack.json"
+
+    def plan_execstack(self) -> execstack.Plan | None:
+        if not self.params["clear_execstack"] or not os.path.isdir(self.install_dir):
+            return None
+        return execstack.plan(self.install_dir, execstack.read_record(self.record_path()))
+
+    def apply_execstack(self, decided: execstack.Plan) -> bool:
+        """Clear the planned files and write the record; True when the record changed."""
+        try:
+            record = execstack.apply(self.install_dir, decided)
+            return execstack.write_record(self.record_path(), record)
+        except execstack.ExecstackError as exc:
+            self.fail("execstack", str(exc))
+        except OSError as exc:
+            self.fail("execstack", f"could not clear the executable-stack flag: {exc}; the"
+                      f" install dir and {os.path.dirname(self.record_path())} must be"
+                      " writable by the user running the module (root)")
+        return False
 
     def _run(self, argv: list[str]):
         env = dict(os.environ)
@@ -308,6 +417,8 @@ def main():
             steam_password=dict(type="str", no_log=True),
             timeout=dict(type="int", default=3600),
             log_path=dict(type="path"),
+            clear_execstack=dict(type="bool", default=True),
+            execstack_record=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -321,7 +432,9 @@ def main():
     links_to_fix = [link for link in links if not link_is_correct(link)]
     run_needed = module.params["update"] or not before.complete
     after = before
-    platform_pass = False
+    platform_passes = 0
+    execstack_plan = None
+    record_changed = False
 
     if not module.check_mode:
         if not installer.steamcmd_present():
@@ -330,9 +443,8 @@ def main():
         if not os.path.isdir(installer.install_dir):
             os.mkdir(installer.install_dir, 0o755)
             os.chown(installer.install_dir, installer.account.pw_uid, installer.account.pw_gid)
-        if run_needed and installer.run_steamcmd(platform_pass=False) == "invalid_platform":
-            platform_pass = True
-            installer.run_steamcmd(platform_pass=True)
+        if run_needed:
+            platform_passes = installer.install()
         after = read_app_state(installer.install_dir)
         if run_needed and not after.complete:
             installer.fail("unknown", "steamcmd reported success but the app manifest of"
@@ -345,19 +457,33 @@ def main():
             apply_links(links, installer.account.pw_uid, installer.account.pw_gid)
         except OSError as exc:
             installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
+        # After steamcmd: an update or validate may have put Valve's bytes back.
+        execstack_plan = installer.plan_execstack()
+        if execstack_plan is not None:
+            record_changed = installer.apply_execstack(execstack_plan)
     elif not before.complete:
         after = None  # an install would run: its build is only known afterwards
+    else:
+        execstack_plan = installer.plan_execstack()  # the files as they are now
 
     installed = after.complete if after is not None else True
     build_changed = after is None or (before.buildid, before.complete) != (
         after.buildid, after.complete)
+    cleared = execstack_plan.to_clear if execstack_plan is not None else []
+    recorded = sorted({*execstack_plan.record, *cleared}) if execstack_plan is not None else []
+    if module.check_mode and execstack_plan is not None:
+        # The record would be rewritten when its list of files changes.
+        record_changed = recorded != sorted(execstack.read_record(installer.record_path()))
     result = dict(
-        changed=bool(build_changed or links_to_fix),
+        changed=bool(build_changed or links_to_fix or cleared or record_changed),
         buildid=after.buildid if after is not None else None,
         buildid_before=before.buildid,
         installed=installed,
         update_checked=run_needed and not module.check_mode,
-        platform_pass=platform_pass,
+        platform_pass=platform_passes > 0,
+        platform_pass_attempts=platform_passes,
+        execstack_cleared=cleared,
+        execstack_recorded=recorded,
         links={link.path: link.target for link in links},
         output_tail=installer.tail,
     )
@@ -365,9 +491,11 @@ def main():
         result["diff"] = dict(
             before={"buildid": before.buildid, "complete": before.complete,
                     "links_correct": sorted(link.path for link in links
-                                            if link not in links_to_fix)},
+                                            if link not in links_to_fix),
+                    "execstack_requested": cleared},
             after={"buildid": result["buildid"], "complete": installed,
-                   "links_correct": sorted(link.path for link in links)},
+                   "links_correct": sorted(link.path for link in links),
+                   "execstack_requested": []},
         )
     module.exit_json(**result)
 

@@ -206,15 +206,52 @@ FAILURES = [
      "steam_guard"),
     ("Logging in user 'bob' to Steam Public...FAILED (Account Logon Denied)", 5, "steam_guard"),
     ("FAILED login with result code Invalid Login Auth Code", 5, "steam_guard"),
-    ("Error! App '222860' state is 0x6 after update job.", 8, "timeout"),
     ("ERROR! Failed to install app '222860' (Disk write failure)", 8, "disk_write"),
     ("ERROR! Failed to request AppInfo update, not online or not logged in to Steam.", 8,
      "offline"),
     ("ERROR! Failed to install app '222860' (No Connection)", 8, "offline"),
-    ("Error! App '222860' state is 0x602 after update job.", 8, "unknown"),
+    ("Error! App '222860' state is 0x10E after update job.", 8, "unknown"),
     ("Segmentation fault (core dumped)", 139, "unknown"),
-    ("", 1, "unknown"),
+    ("Connecting anonymously to Steam Public...OK", 1, "unknown"),  # console had started
+    ("ERROR! Failed to install app '222860' (Missing configuration)", 8,
+     "missing_configuration"),
+    ("ERROR! Failed to install app '222860' (Missing file permissions)", 8, "disk_write"),
+    ("ERROR! Timed out waiting for AppInfo update.", 1, "appinfo_timeout"),
 ]
+
+
+# Update-state codes seen in the wild, in both spellings steamcmd has used.
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("0x402", "network"), ("0x602", "network"), ("0x202", "disk_full"),
+     ("0x212", "disk_full"), ("0x606", "disk_write"), ("0x626", "content"),
+     ("0x6A6", "content"), ("0x6a6", "content")],
+)
+@pytest.mark.parametrize("template", ["Error! App '222860' state is {} after update job.",
+                                      "Error! State is {} after update job."])
+def test_update_state_codes_are_classified(code, kind, template):
+    output = " Update state (0x61) downloading, progress: 12.01 (1 / 2)\n" + template.format(code)
+    failure = steamcmd.classify_output("Loading Steam API...OK\n" + output, 8)
+    assert failure.kind == kind and code in failure.detail
+
+
+# The bootstrapper's quiet exits: it updates steamcmd before the console ("Loading Steam
+# API") starts, and prints no error line when that fails.
+BOOTSTRAP = ("Redirecting stderr to '/var/lib/left4me/steam/logs/stderr.txt'\n"
+             "ILocalize::AddFile() failed to load file \"public/steambootstrapper_english.txt\".\n"
+             "[  0%] Checking for available update...\n")
+
+
+@pytest.mark.parametrize(
+    ("output", "rc", "kind"),
+    [(BOOTSTRAP, 1, "self_update"),
+     (BOOTSTRAP + "[----] !!! Fatal Error: Steamcmd needs to be online to update.  Please"
+      " confirm your network connection and try again.\n", 1, "self_update"),
+     (BOOTSTRAP + "[----] Download complete.\n", 7, "steamcmd_dir_owner"),
+     ("", 1, "self_update")],
+)
+def test_bootstrapper_exits_are_named(output, rc, kind):
+    assert steamcmd.classify_output(output, rc).kind == kind
 
 
 @pytest.mark.parametrize(("output", "rc", "kind"), FAILURES)
@@ -224,8 +261,8 @@ def test_classify_real_failure_texts(output, rc, kind):
 
 
 def test_unknown_failure_keeps_the_update_state_code():
-    failure = steamcmd.classify_output("Error! App '222860' state is 0x602 after update job.", 8)
-    assert "0x602" in failure.detail
+    failure = steamcmd.classify_output("Error! App '222860' state is 0x10E after update job.", 8)
+    assert failure.kind == "unknown" and "0x10e" in failure.detail.lower()
 
 
 def test_exit_0_without_success_line_is_a_failure():
@@ -250,7 +287,13 @@ def test_stopped_at_deadline_is_run_timeout():
         ("steam_guard", "Steam Guard"),
         ("login_failed", "steam_password"),
         ("invalid_platform", "platform pass"),
-        ("timeout", "Re-run"),
+        ("network", "DNS"),
+        ("appinfo_timeout", "re-run"),
+        ("content", "validate: true"),
+        ("disk_write", "chown -R left4me: /srv/l4d2"),
+        ("self_update", "update itself"),
+        ("steamcmd_dir_owner", "chown -R left4me: /opt/steam"),
+        ("missing_configuration", "3 Windows-then-Linux"),
         ("run_timeout", "Raise timeout"),
         ("offline", "outbound"),
         ("unknown", "/opt/steam/logs"),
@@ -259,7 +302,7 @@ def test_stopped_at_deadline_is_run_timeout():
 def test_failure_message_says_what_to_do(kind, words):
     message = steamcmd.failure_message(steamcmd.Failure(kind, "the line"), user="bob",
                                        install_dir="/srv/l4d2", steamcmd_dir="/opt/steam",
-                                       timeout=60)
+                                       timeout=60, run_as="left4me", attempts=3)
     assert words.lower() in message.lower()
     assert message.endswith(f"[{kind}: the line]")
 

@@ -5,11 +5,15 @@
 
 steamcmd runs as ``nobody`` (the module drops privileges like on a host), so these
 tests need root; the steamcmd home and install live under /var/tmp where nobody can
-reach them. Faults and builds are steered through ``standin-control.json``.
+reach them. The steamcmd home is nobody's, as the role bootstraps it as the runtime user
+(steamcmd exits 7 in a home of another user). Faults and builds are steered through
+``standin-control.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pathlib
@@ -29,6 +33,7 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
 
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.left4me.l4d2.plugins.modules import srcds_install
+from elftools.elf.elffile import ELFFile
 
 REPO = pathlib.Path(__file__).resolve().parents[8]
 RUNTIME_USER = "nobody"
@@ -82,6 +87,9 @@ def host(monkeypatch):
     for path in (made.install, made.home):
         path.mkdir()
         os.chown(path, made.uid, made.gid)
+    for path in [made.steam, *made.steam.rglob("*")]:
+        os.lchown(path, made.uid, made.gid)
+    monkeypatch.setattr(srcds_install, "PLATFORM_PASS_PAUSE", 0.0)
     # The runtime user's home is ours, not nobody's /nonexistent.
     real_getpwnam = pwd.getpwnam
     monkeypatch.setattr(srcds_install.pwd, "getpwnam",
@@ -169,12 +177,71 @@ def test_disk_full_fails_clearly_and_installs_nothing(host, capsys):
     assert not (host.home / ".steam").exists()
 
 
-def test_steam_timeout_is_its_own_kind(host, capsys):
+def test_stalled_download_is_a_network_failure(host, capsys):
     run_module(capsys, **host.args())
     host.control(buildid=FIRST_BUILD + 1, fault="timeout")
     result = run_module(capsys, **host.args())
-    assert result["error_kind"] == "timeout" and "0x6" in result["msg"]
+    assert result["error_kind"] == "network" and "0x602" in result["msg"]
+    assert "could not reach Steam's content servers" in result["msg"]
+    assert "DNS" in result["msg"] and "re-run" in result["msg"]
     assert installed_build(host) == FIRST_BUILD, "a failed update keeps the installed build"
+
+
+@pytest.mark.parametrize(
+    ("control", "kind", "words"),
+    [({"update_state": "0x402"}, "network", "DNS"),
+     ({"update_state": "0x212"}, "disk_full", "Free space"),
+     ({"update_state": "0x606"}, "disk_write", "chown -R nobody:"),
+     ({"update_state": "0x6A6"}, "content", "validate: true"),
+     ({"update_state": "0x626"}, "content", "steamapps/downloading"),
+     ({"fault": "appinfo_timeout"}, "appinfo_timeout", "Timed out waiting for AppInfo"),
+     ({"fault": "self_update_offline"}, "self_update", "could not update itself")],
+)
+def test_update_failures_say_what_to_do(host, capsys, control, kind, words):
+    run_module(capsys, **host.args())
+    host.control(buildid=FIRST_BUILD + 1, **control)
+    result = run_module(capsys, **host.args())
+    assert result["failed"] is True and result["error_kind"] == kind, result["msg"]
+    assert words in result["msg"]
+    assert "unknown" not in result["msg"]
+    assert installed_build(host) == FIRST_BUILD
+
+
+def test_steamcmd_home_of_another_user_is_named(host, capsys):
+    for path in [host.steam, *host.steam.rglob("*")]:
+        os.lchown(path, 0, 0)
+    result = run_module(capsys, **host.args())
+    assert result["failed"] is True and result["error_kind"] == "steamcmd_dir_owner"
+    assert result["rc"] == 7
+    assert f"chown -R nobody: {host.steam}" in result["msg"]
+    assert installed_build(host) is None
+
+
+def test_missing_configuration_also_triggers_the_platform_pass(host, capsys):
+    host.control(platform_refusal="Missing configuration")
+    log = host.base / "install.log"
+    result = run_module(capsys, **host.args(log_path=str(log)))
+    assert "ERROR! Failed to install app '222860' (Missing configuration)" in log.read_text()
+    assert "(Invalid platform)" not in log.read_text()
+    assert result["changed"] is True and result["platform_pass"] is True
+    assert result["platform_pass_attempts"] == 1
+    assert installed_build(host) == FIRST_BUILD
+
+
+def test_cold_cache_retries_the_platform_pass(host, capsys):
+    host.control(cold_cache=2)  # the Linux run and the first platform pass are refused
+    result = run_module(capsys, **host.args())
+    assert result["changed"] is True and result["platform_pass_attempts"] == 2
+    assert installed_build(host) == FIRST_BUILD
+
+
+def test_cold_cache_retries_are_bounded(host, capsys):
+    host.control(cold_cache=50)
+    result = run_module(capsys, **host.args())
+    assert result["failed"] is True and result["error_kind"] == "missing_configuration"
+    assert "after 3 Windows-then-Linux platform pass(es)" in result["msg"]
+    refusals = host.steam / "appcache" / "standin-cold-cache-refusals"
+    assert refusals.read_text() == "4", "one Linux run, then three platform passes"
 
 
 def test_run_timeout_stops_steamcmd(host, capsys):
@@ -263,3 +330,78 @@ def test_missing_steamcmd_is_reported(host, capsys):
     (host.steam / "steamcmd.sh").unlink()
     result = run_module(capsys, **host.args())
     assert result["failed"] is True and "steamcmd.sh is missing" in result["msg"]
+
+
+# --- libraries that request an executable stack ------------------------------------------
+
+ENGINE = "bin/engine_srv.so"
+
+
+def stack_flags(path: pathlib.Path) -> int | None:
+    """PT_GNU_STACK p_flags as pyelftools reads them."""
+    elf = ELFFile(io.BytesIO(path.read_bytes()))
+    flags = [seg["p_flags"] for seg in elf.iter_segments() if seg["p_type"] == "PT_GNU_STACK"]
+    return flags[0] if flags else None
+
+
+def record_of(host: Host) -> dict:
+    return json.loads(pathlib.Path(f"{host.install}.execstack.json").read_text())["files"]
+
+
+def test_install_clears_a_requested_executable_stack_and_records_it(host, capsys):
+    host.control(execstack=ENGINE)
+    engine = host.install / ENGINE
+    result = run_module(capsys, **host.args())
+    assert result["changed"] is True
+    assert result["execstack_cleared"] == [ENGINE] == result["execstack_recorded"]
+    assert stack_flags(engine) == 6, "RW: PF_X cleared, nothing else"
+    assert stack_flags(host.install / "bin/dedicated_srv.so") == 6
+    info = engine.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (host.uid, 0o755), "owner and mode kept"
+    digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+    assert record_of(host) == {ENGINE: {"sha256": digest}}
+    assert not list(engine.parent.glob("*.left4me-tmp")), "no temporary file left behind"
+
+    again = run_module(capsys, **host.args())
+    assert again["changed"] is False and again["execstack_cleared"] == []
+    assert again["execstack_recorded"] == [ENGINE]
+
+
+def test_validate_restores_the_flag_and_the_next_run_clears_it_again(host, capsys):
+    host.control(execstack=ENGINE)
+    run_module(capsys, **host.args())
+    repaired = run_module(capsys, **host.args(validate=True))
+    assert repaired["changed"] is True and repaired["execstack_cleared"] == [ENGINE]
+    assert stack_flags(host.install / ENGINE) == 6
+    assert run_module(capsys, **host.args(validate=True))["changed"] is True  # each validate
+    assert run_module(capsys, **host.args())["changed"] is False
+
+
+def test_an_update_that_ships_the_flag_is_cleared(host, capsys):
+    run_module(capsys, **host.args())
+    host.control(buildid=FIRST_BUILD + 1, execstack=ENGINE)
+    update = run_module(capsys, **host.args())
+    assert update["execstack_cleared"] == [ENGINE] and stack_flags(host.install / ENGINE) == 6
+    host.control(buildid=FIRST_BUILD + 2)  # Valve ships a fixed build: the record empties
+    fixed = run_module(capsys, **host.args())
+    assert fixed["execstack_cleared"] == [] and fixed["execstack_recorded"] == []
+    assert record_of(host) == {}
+
+
+def test_check_mode_names_what_it_would_clear_and_touches_nothing(host, capsys):
+    host.control(execstack=ENGINE)
+    run_module(capsys, **host.args(clear_execstack=False))
+    assert stack_flags(host.install / ENGINE) == 7, "left as shipped when asked to"
+    before = host.tree()
+    check = run_module(capsys, _ansible_check_mode=True, _ansible_diff=True, **host.args())
+    assert check["changed"] is True and check["execstack_cleared"] == [ENGINE]
+    assert check["diff"]["before"]["execstack_requested"] == [ENGINE]
+    assert host.tree() == before and stack_flags(host.install / ENGINE) == 7
+
+
+def test_no_record_without_a_library_to_clear(host, capsys):
+    run_module(capsys, **host.args())
+    assert not pathlib.Path(f"{host.install}.execstack.json").exists()
+    assert run_module(capsys, **host.args())["changed"] is False
+    run_module(capsys, **host.args())
+    assert run_module(capsys, _ansible_check_mode=True, **host.args())["changed"] is False
