@@ -1,0 +1,139 @@
+"""AWX configuration as code (awx/configure.yml) and the self-service playbook it points at."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from engine_support import PROJECT, Converged, pinned_requirements
+from packaging.requirements import Requirement
+
+CONFIGURE = PROJECT / "awx/configure.yml"
+SERVER_ACTION = PROJECT / "playbooks/server-action.yml"
+WHEELS = Path.home() / ".cache/left4me/wheels"  # kept between runs: the wheel is ~54 MB
+
+
+class PlaybookLoader(yaml.SafeLoader):
+    """Reads Ansible's !unsafe tag as the plain string it marks."""
+
+
+PlaybookLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def configure_play() -> dict:
+    return yaml.load(CONFIGURE.read_text(), Loader=PlaybookLoader)[0]
+
+
+def ansible_pin() -> str:
+    lines = (PROJECT / "awx/requirements.txt").read_text().splitlines()
+    return next(line.strip() for line in lines if line.startswith("ansible=="))
+
+
+@pytest.fixture(scope="session")
+def ansible_wheel() -> Path:
+    version = ansible_pin().split("==")[1]
+    wheel = WHEELS / f"ansible-{version}-py3-none-any.whl"
+    if not wheel.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--dest", str(WHEELS), ansible_pin()], check=True, timeout=900)
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def awx_collections(ansible_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A collections path holding only awx.awx, taken out of the ansible package."""
+    root = tmp_path_factory.mktemp("awx-collection")
+    with zipfile.ZipFile(ansible_wheel) as wheel:
+        members = [name for name in wheel.namelist()
+                   if name.startswith("ansible_collections/awx/awx/")]
+        wheel.extractall(root, members)
+    return root
+
+
+def job_templates() -> dict[str, dict]:
+    tasks = configure_play()["tasks"]
+    return {task["awx.awx.job_template"]["name"]: task["awx.awx.job_template"]
+            for task in tasks if "awx.awx.job_template" in task}
+
+
+def test_the_awx_package_is_built_on_the_pinned_ansible_core(ansible_wheel: Path) -> None:
+    with zipfile.ZipFile(ansible_wheel) as wheel:
+        metadata = next(name for name in wheel.namelist() if name.endswith(".dist-info/METADATA"))
+        text = wheel.read(metadata).decode()
+    core = next(Requirement(line.split(":", 1)[1].strip()) for line in text.splitlines()
+                if line.startswith("Requires-Dist: ansible-core"))
+    assert pinned_requirements()["ansible-core"] in core.specifier
+
+
+def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{awx_collections}:{PROJECT / 'collections'}"}
+    result = subprocess.run(
+        ["ansible-lint", "--offline", "--profile", "production", "--nocolor",
+         "awx/configure.yml", "execution-environment.yml", "playbooks/server-action.yml"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Profile 'production' was required, and it passed" in result.stderr
+
+
+def test_templates_run_playbooks_of_this_project() -> None:
+    templates = job_templates()
+    assert {template["playbook"] for template in templates.values()} == {
+        "playbooks/site.yml", "playbooks/server-action.yml"}
+    for template in templates.values():
+        assert (PROJECT / template["playbook"]).is_file()
+    # The converge is sliced: AWX splits the inventory over that many jobs run side by side.
+    play_vars = configure_play()["vars"]
+    assert "left4me_awx_converge_slices" in templates["left4me converge"]["job_slice_count"]
+    assert play_vars["left4me_awx_converge_slices"] > 1
+
+
+def test_survey_asks_what_the_playbook_reads() -> None:
+    spec = job_templates()["left4me server action"]["survey_spec"]["spec"]
+    variables = {question["variable"]: question for question in spec}
+    assert set(variables) == {"left4me_server_name", "left4me_server_action"}
+    playbook_text = SERVER_ACTION.read_text()
+    assert str(variables["left4me_server_action"]["choices"]) in playbook_text
+
+
+def test_rcon_passwords_live_in_a_credential_not_the_inventory() -> None:
+    tasks = configure_play()["tasks"]
+    credential_type = next(task["awx.awx.credential_type"] for task in tasks
+                           if "awx.awx.credential_type" in task)
+    field = credential_type["inputs"]["fields"][0]
+    assert field["secret"] is True
+    assert "left4me_rcon_passwords" in credential_type["injectors"]["extra_vars"]
+    assert all(task.get("no_log") for task in tasks if "awx.awx.credential" in task)
+    inventory_text = "".join(path.read_text() for path in
+                             (PROJECT / "inventories/fleet").rglob("*.yml"))
+    assert "left4me_rcon_passwords[" in inventory_text
+    assert "rcon_password: " not in inventory_text.replace('rcon_password: "{{', "")
+
+
+@pytest.mark.testhost
+def test_server_action_runs_with_plain_ansible_playbook(converged_from_artifact: Converged
+                                                        ) -> None:
+    inventory = converged_from_artifact.inventory
+    host = converged_from_artifact.host
+
+    def action(name: str, state: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ansible-playbook", "-i", str(inventory), str(SERVER_ACTION),
+             "-e", f"left4me_server_name={name}", "-e", f"left4me_server_action={state}"],
+            cwd=PROJECT, capture_output=True, text=True, timeout=600)
+
+    def main_pid() -> str:
+        return host.nsenter("systemctl", "show", "--value", "--property=MainPID",
+                            "left4me-server@coop1.service").strip()
+
+    before = main_pid()
+    refused = action("coop1", "explode")
+    assert refused.returncode != 0 and "left4me_server_action" in refused.stdout
+    assert main_pid() == before
+    restarted = action("coop1", "restarted")
+    assert restarted.returncode == 0, restarted.stdout[-3000:]
+    assert main_pid() not in (before, "0")
