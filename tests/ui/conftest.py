@@ -74,3 +74,16 @@ def alice(core: Core) -> Person:
 @pytest.fixture
 def bob(core: Core) -> Person:
     return Person(core, "bob", "user")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test leaves a photo of every page it had open, beside its shots."""
+    outcome = yield
+    report = outcome.get_result()
+    shots = item.funcargs.get("shots") if hasattr(item, "funcargs") else None
+    if report.when != "call" or not report.failed or shots is None:
+        return
+    for number, page in enumerate(getattr(item.module, "OPEN_PAGES", [])):
+        if not page.is_closed():
+            page.screenshot(path=shots / f"failed-{item.name}-{number}.png", full_page=True)
