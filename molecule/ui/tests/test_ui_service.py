@@ -140,7 +140,7 @@ def test_unit_exposure_is_at_most_2(host):
     ("PrivateTmp", "yes"),
     ("CapabilityBoundingSet", ""),
     ("UMask", "0077"),
-    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
 ])
 def test_running_unit_has_sandbox_property(host, prop, value):
     assert host.check_output(f"systemctl show -p {prop} --value {UNIT}") == value
