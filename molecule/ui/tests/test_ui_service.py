@@ -4,12 +4,15 @@ user, its files have the owners and modes it states, its unit is hardened (expos
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shlex
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +46,7 @@ def main_pid(host) -> int:
     return int(host.check_output(f"systemctl show -p MainPID --value {UNIT}"))
 
 
-def as_the_ui(host, command: str, timeout: int = 300):
+def as_the_ui(host, command: str, timeout: int = 300, stdin: str | None = None):
     """Run COMMAND as a transient unit with the installed UI unit's user, environment and
     sandbox (every [Service] line but how it starts and restarts): what a job of the UI meets."""
     unit = host.file(UNIT_FILE).content_string
@@ -52,8 +55,9 @@ def as_the_ui(host, command: str, timeout: int = 300):
                   if re.match(r"^[A-Za-z]+=", line) and line.split("=", 1)[0] not in NOT_SANDBOX]
     assert any(p.startswith("MemoryDenyWriteExecute=") for p in properties)
     args = " ".join(f"-p {shlex.quote(p)}" for p in properties)
+    feed = f"printf '%s\\n' {shlex.quote(stdin)} | " if stdin is not None else ""
     return host.run(
-        f"timeout {timeout} systemd-run --quiet --wait --pipe --collect {args} {command}")
+        f"{feed}timeout {timeout} systemd-run --quiet --wait --pipe --collect {args} {command}")
 
 
 # --- the service answers -----------------------------------------------------------------
@@ -136,7 +140,7 @@ def test_unit_exposure_is_at_most_2(host):
     ("PrivateTmp", "yes"),
     ("CapabilityBoundingSet", ""),
     ("UMask", "0077"),
-    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
 ])
 def test_running_unit_has_sandbox_property(host, prop, value):
     assert host.check_output(f"systemctl show -p {prop} --value {UNIT}") == value
@@ -189,6 +193,30 @@ def test_state_the_ui_wrote_is_its_own(host):
     assert host.check_output(f"find {STATE} -mindepth 1 -perm /g=rwx,o=rwx -print") == ""
 
 
+# --- database and sessions (the UI's domain package) -----------------------------------
+
+PROBE = "/usr/local/lib/left4me-ui-test-probe.py"
+
+
+@pytest.fixture(scope="module")
+def domain_login(host):
+    """Signed in once through the installed UI's own code, as the UI, before any restart."""
+    if not host.file(f"{INSTALL}/src/ui/left4me_ui/core.py").exists:
+        pytest.skip("the installed UI has no domain package (ui/left4me_ui/core.py) yet:"
+                    " its database and sessions cannot be checked")
+    probe = (Path(__file__).parent / "ui_domain_probe.py").read_text()
+    encoded = base64.b64encode(probe.encode()).decode()
+    host.run_expect([0], f"echo {encoded} | base64 -d > {PROBE} && chmod 0644 {PROBE}")
+    run = as_the_ui(host, f"{VENV_PYTHON} {PROBE} login")
+    assert run.rc == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_database_and_its_wal_sidecars_are_the_services_alone(host, domain_login):
+    uid = host.user(USER).uid
+    assert domain_login["files"] == {name: [uid, 0o600] for name in ("db", "-wal", "-shm")}
+
+
 # --- restarts ---------------------------------------------------------------------------
 
 
@@ -202,7 +230,17 @@ def test_restart_keeps_secret_and_state(host):
     assert main_pid(host) != before_pid
     assert host.file(f"{CONFIG}/secret_key").sha256sum == secret
     after = host.check_output(f"find {STATE} -type f -exec sha256sum {{}} + | sort")
-    assert set(state.splitlines()) <= set(after.splitlines())
+    # The database may change while the UI runs; every other state file stays as it was.
+    kept = {line for line in state.splitlines() if ".sqlite3" not in line}
+    assert kept <= set(after.splitlines())
+
+
+def test_restart_keeps_sessions(host, domain_login):
+    host.run_expect([0], f"systemctl restart {UNIT}")
+    wait_healthy(host)
+    run = as_the_ui(host, f"{VENV_PYTHON} {PROBE} check", stdin=domain_login["token"])
+    assert run.rc == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"valid": True}
 
 
 # --- a converged host is left alone ------------------------------------------------------
