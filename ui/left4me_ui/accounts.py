@@ -123,7 +123,7 @@ def _recent_failures(conn: sqlite3.Connection, kind: str, key: str, since: float
 def _check_throttle(core: Core, conn: sqlite3.Connection, name: str, client: str) -> None:
     config, now = core.settings, core.clock()
     since = now - config.throttle_window_seconds
-    for kind, key, limit in (("account", name.lower(), config.throttle_account_failures),
+    for kind, key, limit in (("account", _account_key(name), config.throttle_account_failures),
                              ("client", client, config.throttle_client_failures)):
         failures = _recent_failures(conn, kind, key, since)
         if len(failures) >= limit:
@@ -132,14 +132,21 @@ def _check_throttle(core: Core, conn: sqlite3.Connection, name: str, client: str
             raise Throttled(oldest_counting + config.throttle_window_seconds - now)
 
 
-def _record_failure(core: Core, name: str, client: str) -> None:
+def _account_key(name: str) -> str:
+    # Hashed: people type their password into the name field; it must not sit in clear.
+    return hashlib.sha256(name.lower().encode()).hexdigest()
+
+
+def _record_failure(core: Core, name: str, known: bool, client: str) -> None:
     now = core.clock()
     with core.db.connect() as conn:
         conn.executemany("INSERT INTO login_failures (kind, key, at) VALUES (?, ?, ?)",
-                         [("account", name.lower(), now), ("client", client, now)])
+                         [("account", _account_key(name), now), ("client", client, now)])
         conn.execute("DELETE FROM login_failures WHERE at < ?",
                      (now - 2 * core.settings.throttle_window_seconds,))
-        audit.record(conn, now, name, "login", f"user {name}", "failed", f"from {client}")
+        # An unknown name is not recorded: it may be a password typed in the wrong field.
+        shown = name if known else "(unknown name)"
+        audit.record(conn, now, shown, "login", f"user {shown}", "failed", f"from {client}")
 
 
 # --- login, sessions ----------------------------------------------------------------------
@@ -155,7 +162,7 @@ def login(core: Core, name: str, password: str, client: str) -> Login:
     # One argon2 verify on every path, outside the write lock (it takes ~50 ms).
     password_ok = _verify(row["pw_hash"] if row is not None else _DUMMY_HASH, str(password))
     if row is None or row["disabled"] or not password_ok:
-        _record_failure(core, name, client)
+        _record_failure(core, name, row is not None, client)
         raise LoginFailed()
     now = core.clock()
     token = secrets.token_urlsafe(32)
@@ -164,7 +171,7 @@ def login(core: Core, name: str, password: str, client: str) -> Login:
                      " client) VALUES (?, ?, ?, ?, ?)",
                      (row["id"], token_digest(token), now, now, client))
         conn.execute("DELETE FROM login_failures WHERE kind = 'account' AND key = ?",
-                     (name.lower(),))
+                     (_account_key(name),))
         audit.record(conn, now, row["name"], "login", f"user {row['name']}", "ok",
                      f"from {client}")
     if _hasher.check_needs_rehash(row["pw_hash"]):

@@ -151,6 +151,8 @@ class Database:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        # WAL's recommended level: no fsync per commit, still never a corrupt database.
+        conn.execute("PRAGMA synchronous=NORMAL")
         try:
             # IMMEDIATE: take the write lock up front, so read-then-write steps (port
             # allocation, job claiming) never interleave with another writer.

@@ -145,6 +145,7 @@ def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, ho
     job_id = int(cursor.lastrowid)
     audit.record(conn, now, actor.name, kind, target, "queued", f"job {job_id}")
     if core.worker is not None:
+        # After the caller's commit: a worker woken now waits on the write lock until then.
         core.worker.wake()
     return job_id
 

@@ -216,3 +216,11 @@ def test_a_forged_actor_gets_its_stored_role_not_the_claimed_one(core, alice):
     forged = authz.Actor(alice.user_id, "alice", "admin")
     with pytest.raises(Forbidden):
         accounts.list_users(core, forged)
+
+
+def test_a_password_typed_as_the_name_is_not_kept_in_clear(core, alice):
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "my secret passphrase", "whatever", "c")
+    with core.db.connect() as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "my secret passphrase" not in dump

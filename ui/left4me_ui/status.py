@@ -1,0 +1,113 @@
+"""Live status of servers: systemd's view (one ansible-runner read per host) and A2S.
+
+Reads change nothing, so they are not jobs; a page should cache them for a few seconds
+(one `systemctl show` for all of a host's servers costs an SSH round trip).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+import a2s
+import ansible_runner
+
+from left4me_ui import authz
+from left4me_ui.authz import Actor, NotFound
+from left4me_ui.core import Core
+from left4me_ui.runner import runner_envvars
+from left4me_ui.validation import check_name
+
+
+@dataclass(frozen=True)
+class A2SAnswer:
+    server_name: str
+    map_name: str
+    players: int
+    max_players: int
+
+
+@dataclass(frozen=True)
+class SystemdState:
+    active: str  # active | inactive | failed | activating | unknown ...
+    sub: str  # running | dead | failed | auto-restart ...
+    result: str  # success | oom-kill | exit-code | start-limit-hit ...
+
+    @property
+    def text(self) -> str:
+        shown = f"{self.active} ({self.sub})"
+        return shown if self.result in ("", "success") else f"{shown}, last result {self.result}"
+
+
+def _address(core: Core, host: str) -> str:
+    hostvars = core.inventory().hostvars.get(host, {})
+    return str(hostvars.get("ansible_host") or host)
+
+
+def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
+             ) -> A2SAnswer | None:
+    """The server's A2S_INFO answer (map, players/max), or None if it does not answer."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        row = conn.execute("SELECT owner_id, host, port FROM servers WHERE id = ?",
+                           (server_id,)).fetchone()
+        if row is None or not authz.may_view(me, row["owner_id"]):
+            raise NotFound("no such server")
+    try:
+        info = a2s.info((_address(core, row["host"]), row["port"]), timeout=timeout,
+                        encoding="utf-8")
+    except (OSError, a2s.BrokenMessageError, a2s.BufferExhaustedError):
+        return None
+    return A2SAnswer(info.server_name, info.map_name, info.player_count, info.max_players)
+
+
+def parse_systemctl_show(text: str) -> dict[str, SystemdState]:
+    """`systemctl show -p Id,ActiveState,SubState,Result UNIT...` -> unit id -> state."""
+    states: dict[str, SystemdState] = {}
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if fields.get("Id"):
+            states[fields["Id"]] = SystemdState(fields.get("ActiveState", "unknown"),
+                                                fields.get("SubState", "unknown"),
+                                                fields.get("Result", ""))
+    return states
+
+
+def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
+                   ) -> dict[int, SystemdState]:
+    """systemd's state of every server on `host` the actor may see: server id -> state."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        rows = [r for r in conn.execute("SELECT id, owner_id, name FROM servers WHERE host = ?",
+                                        (host,)) if authz.may_view(me, r["owner_id"])]
+    if not rows:
+        return {}
+    units = {f"left4me-server@{check_name(r['name'])}.service": r["id"] for r in rows}
+    outputs: list[str] = []
+    failures: list[str] = []
+
+    def collect(event: dict) -> bool:
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        if event.get("event") == "runner_on_ok":
+            outputs.append(str(res.get("stdout", "")))
+        elif event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+            failures.append(str(res.get("msg") or res.get("stderr") or "failed"))
+        return False
+
+    with tempfile.TemporaryDirectory(prefix="left4me-ui-status-") as private_data_dir:
+        ansible_runner.run(
+            private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
+            host_pattern=host, module="ansible.builtin.command",
+            module_args="systemctl show --property=Id,ActiveState,SubState,Result "
+                        + " ".join(sorted(units)),
+            cmdline=f"--become --timeout {timeout}", envvars=runner_envvars(), quiet=True,
+            event_handler=collect, cancel_callback=lambda: False,
+            status_handler=lambda _status, runner_config=None: None,
+        )
+    if failures or not outputs:
+        raise RuntimeError(f"could not read systemd state on {host}: "
+                           + ("; ".join(failures) or "no answer"))
+    found = parse_systemctl_show(outputs[0])
+    return {server_id: found.get(unit, SystemdState("unknown", "unknown", ""))
+            for unit, server_id in units.items()}
