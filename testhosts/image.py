@@ -48,8 +48,8 @@ REPO_PACKAGES = (
     "lib32gcc-s1", "lib32stdc++6",
     # Ansible's apt module installs its Python bindings on first use
     "python3-apt",
-    # a controller running the UI in a virtualenv
-    "python3-venv", "python3-pip",
+    # role ui_service: the UI's virtualenv, and the ssh client its Ansible runs log in with
+    "python3-venv", "python3-pip", "openssh-client",
 )
 
 # Bump when the customisation below changes, so cached images are rebuilt.

@@ -63,8 +63,10 @@ def apt_installs() -> dict[str, set[str]]:
     """Package -> the files whose apt tasks install it (roles' tasks, molecule prepares)."""
     sources = []
     for role in sorted(d for d in ROLES.iterdir() if d.is_dir()):
-        defaults = role / "defaults/main.yml"
-        variables = yaml.safe_load(defaults.read_text()) if defaults.exists() else {}
+        variables = {}
+        for variables_file in (role / "defaults/main.yml", role / "vars/main.yml"):
+            if variables_file.exists():
+                variables.update(yaml.safe_load(variables_file.read_text()) or {})
         sources += [(f, variables) for f in sorted((role / "tasks").glob("*.yml"))]
     sources += [(f, {}) for f in sorted((REPO / "molecule").glob("*/*.yml"))
                 if f.name != "molecule.yml"]
