@@ -49,7 +49,7 @@ REPO_PACKAGES = (
     # Ansible's apt module installs its Python bindings on first use
     "python3-apt",
     # role ui_service: the UI's virtualenv, and the ssh client its Ansible runs log in with
-    "python3-venv", "python3-pip", "openssh-client",
+    "python3-venv", "openssh-client",
 )
 
 # Bump when the customisation below changes, so cached images are rebuilt.
