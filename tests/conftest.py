@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import testinfra
 
 from testhosts import host
 from testhosts.pytest_report import pytest_terminal_summary, report_on  # noqa: F401 (hook)
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _need_root_and_nspawn() -> None:
@@ -34,3 +39,30 @@ def booted_testinfra(booted_host: host.TestHost) -> testinfra.host.Host:
     return testinfra.get_host(f"ssh://{booted_host.name}", ssh_config=booted_host.ssh_config,
                               sudo=True)
 
+
+
+@pytest.fixture(scope="session")
+def demo_inventory(booted_host: host.TestHost, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """booted_host in group l4d2_hosts with the demo world's group_vars, converged by site.yml.
+
+    One converge for every test that needs a game host with servers: the UI's domain and
+    browser tests share it (their own servers take ports the inventory leaves free).
+    """
+    directory = tmp_path_factory.mktemp("demo-inventory")
+    (directory / "hosts.yml").write_text(f"""
+l4d2_hosts:
+  hosts:
+    {booted_host.name}:
+      ansible_host: {booted_host.address}
+      ansible_user: {booted_host.user}
+      ansible_ssh_private_key_file: {booted_host.identity_file}
+      ansible_ssh_common_args: -F {booted_host.ssh_config}
+""")
+    (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
+    converge = subprocess.run(
+        ["ansible-playbook", "-i", str(directory), "playbooks/site.yml"], cwd=PROJECT,
+        capture_output=True, text=True, check=False, timeout=1800,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
+    return directory

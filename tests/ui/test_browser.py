@@ -45,26 +45,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def inventory(booted_host, tmp_path_factory) -> Path:
-    """The booted host in group l4d2_hosts with the demo world's group_vars, converged."""
-    directory = tmp_path_factory.mktemp("inventory")
-    (directory / "hosts.yml").write_text(f"""
-l4d2_hosts:
-  hosts:
-    {booted_host.name}:
-      ansible_host: {booted_host.address}
-      ansible_user: {booted_host.user}
-      ansible_ssh_private_key_file: {booted_host.identity_file}
-      ansible_ssh_common_args: -F {booted_host.ssh_config}
-""")
-    (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
-    converge = subprocess.run(
-        ["ansible-playbook", "-i", str(directory), "playbooks/site.yml"], cwd=PROJECT,
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
-    assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
-    return directory
+def inventory(demo_inventory: Path) -> Path:
+    """The booted host with the demo world's servers (tests/conftest.py), converged once."""
+    return demo_inventory
 
 
 @pytest.fixture(scope="module")

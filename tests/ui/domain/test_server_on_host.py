@@ -7,9 +7,6 @@ is a playbooks/server.yml job run by ansible-runner, as the UI runs it.
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,47 +16,15 @@ from rcon.source import Client
 from left4me_ui import blueprints, jobs, servers, status
 from left4me_ui.core import Core
 from left4me_ui.inventory import load_inventory
-from left4me_ui.settings import PROJECT_DIR
 from testhosts import host
 
 pytestmark = pytest.mark.testhost
 
 
 @pytest.fixture(scope="module")
-def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[host.TestHost, Path]]:
-    """A fresh host, converged by site.yml with one files overlay and no servers of its own."""
-    if os.geteuid() != 0:
-        pytest.skip("test hosts need root and systemd-nspawn (scripts/test installs them)")
-    booted = host.create(host.unique_name("ui"))
-    try:
-        inventory = tmp_path_factory.mktemp("converged") / "hosts.yml"
-        inventory.write_text(f"""
-l4d2_hosts:
-  hosts:
-    {booted.name}:
-      ansible_host: {booted.address}
-      ansible_user: {booted.user}
-      ansible_ssh_private_key_file: {booted.identity_file}
-      ansible_ssh_common_args: -F {booted.ssh_config}
-  vars:
-    game_host_steamcmd_standin: true
-    game_instances_ip_address_allow: [169.254.77.0/24, localhost]
-    overlays_list:
-      - id: ui-test
-        kind: files
-        files:
-          - dest: left4dead2/cfg/ui-test.cfg
-            content: "sv_tags ui-test\\n"
-""")
-        site = subprocess.run(
-            [str(PROJECT_DIR / ".venv/bin/ansible-playbook"), "-i", str(inventory),
-             "playbooks/site.yml"], cwd=PROJECT_DIR, capture_output=True, text=True,
-            env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg")},
-            timeout=900, check=False)
-        assert site.returncode == 0, site.stdout[-3000:] + site.stderr[-2000:]
-        yield booted, inventory
-    finally:
-        host.destroy(booted.name)
+def converged(booted_host: host.TestHost, demo_inventory: Path) -> tuple[host.TestHost, Path]:
+    """The demo world's host, converged once for every test that needs one (tests/conftest.py)."""
+    return booted_host, demo_inventory
 
 
 @pytest.fixture
@@ -80,7 +45,7 @@ def _run(core: Core, actor, job_id: int) -> jobs.Job:
 def test_create_play_change_restart_stop_delete(host_core, converged, alice):
     booted, _ = converged
     blueprint = blueprints.create(
-        host_core, alice, "coop", ["ui-test"],
+        host_core, alice, "coop", ["demo-config"],
         blueprints.BlueprintSettings(hostname="Alice UI test", maxplayers=4))
     server_id, job_id = servers.create(host_core, alice, "alice1", booted.name, blueprint.id)
     job = _run(host_core, alice, job_id)
@@ -110,4 +75,4 @@ def test_create_play_change_restart_stop_delete(host_core, converged, alice):
 
     _run(host_core, alice, servers.delete(host_core, alice, server_id, "alice1"))
     assert servers.list_for(host_core, alice) == []
-    assert booted.nsenter("ls", "/etc/left4me/instances").split() == []
+    assert "alice1.env" not in booted.nsenter("ls", "/etc/left4me/instances").split()
