@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import ansible_runner
 
+from left4me_ui.inventory import load_inventory
 from left4me_ui.settings import PROJECT_DIR
 
 
@@ -23,27 +23,20 @@ class Reachability:
 
 def runner_envvars() -> dict[str, str]:
     """Environment of every ansible-runner call: this project's config, host keys checked."""
-    # ansible-runner finds ansible-playbook & co. through PATH: use the ones installed
-    # beside this interpreter (the project's virtualenv), even when it is not activated.
+    # ansible-runner finds ansible-playbook & co. through the run's PATH: put the ones
+    # installed beside this interpreter (the project's virtualenv) first, even when it is not
+    # activated. Only the run's environment changes: this process's is shared by threads.
     venv_bin = str(Path(sys.executable).parent)
-    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless the caller sets it, which
     # would let a changed (or spoofed) host key through despite ansible.cfg.
     return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
-            "ANSIBLE_HOST_KEY_CHECKING": "True"}
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
 
 
 def inventory_hosts(inventory: Path) -> list[str]:
     """Every host the inventory names, sorted."""
-    out, err = ansible_runner.get_inventory(
-        action="list", inventories=[str(inventory)], response_format="json",
-        envvars=runner_envvars(), quiet=True,
-    )
-    listing = out if isinstance(out, dict) else json.loads(out or "{}")
-    if not listing:
-        raise RuntimeError(f"could not read inventory {inventory}: {err}")
-    return sorted(listing.get("_meta", {}).get("hostvars", {}))
+    return load_inventory(inventory).hosts
 
 
 def check_reachability(inventory: Path, timeout: int = 10) -> list[Reachability]:
