@@ -214,8 +214,8 @@ def steam_home(tmp_path, sdk32="ok", sdk64="ok") -> pathlib.Path:
         (None, None, [r"sdk32/steamclient\.so is missing", r"sdk64/steamclient\.so is missing"]),
     ],
 )
-def test_missing_steam_links_names_each_link_that_does_not_resolve(tmp_path, sdk32, sdk64,
-                                                                  problems):
+def test_missing_steam_links_names_each_link_that_does_not_resolve(
+        tmp_path, sdk32, sdk64, problems):
     found = inst.missing_steam_links(str(steam_home(tmp_path, sdk32, sdk64)))
     assert len(found) == len(problems)
     for text, pattern in zip(found, problems, strict=True):
