@@ -122,7 +122,7 @@ def test_query_of_a_closed_port_fails_fast():
 def silent_ports():
     """Bound UDP sockets that never answer: a server still starting, as A2S sees it."""
     sockets = []
-    for _ in range(20):
+    for _count in range(20):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sockets.append(sock)
