@@ -55,22 +55,31 @@ def test_host_has_no_route_off_this_machine(booted_host):
         assert routes == "", f"a test host must not route out: {routes}"
 
 
-def test_host_starts_as_bare_as_a_fresh_server(booted_host):
+@pytest.fixture(scope="module")
+def fresh_host():
+    """A host of this module's own, never converged: the session's booted_host may have been
+    converged by earlier tests (they share it), so bareness is checked here."""
+    extra = host.create(host.unique_name("pb"))
+    yield extra
+    host.destroy(extra.name)
+
+
+def test_host_starts_as_bare_as_a_fresh_server(fresh_host):
     # What the roles install must not be there before a converge, or a role that forgets
     # a package would pass. (dpkg-query, not the files: a package is what a role installs.)
     for package in ("curl", "7zip", "ca-certificates", "python3-apt", "file", "acl"):
-        status = ssh(booted_host, f"dpkg-query -W -f='${{Status}}' {package}").stdout
+        status = ssh(fresh_host, f"dpkg-query -W -f='${{Status}}' {package}").stdout
         assert "installed" not in status.replace("not-installed", ""), (
             f"{package} is in the test image: {status}")
 
 
-def test_host_installs_only_from_the_local_repository(booted_host):
-    update = ssh(booted_host, "sudo apt-get update")
+def test_host_installs_only_from_the_local_repository(fresh_host):
+    update = ssh(fresh_host, "sudo apt-get update")
     assert update.returncode == 0, update.stdout + update.stderr
-    uris = ssh(booted_host, "apt-get indextargets --format '$(URI)'").stdout.split()
+    uris = ssh(fresh_host, "apt-get indextargets --format '$(URI)'").stdout.split()
     assert uris and all(u.startswith("file:/srv/left4me-apt/") for u in uris), uris
     # A dry run, so the session's host stays bare for the other tests.
-    plan = ssh(booted_host, "apt-get --simulate install curl 7zip lib32gcc-s1")
+    plan = ssh(fresh_host, "apt-get --simulate install curl 7zip lib32gcc-s1")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "Inst curl " in plan.stdout and "left4me-testhosts" in plan.stdout
 
@@ -92,16 +101,9 @@ def test_reboot_inside_brings_the_host_back(booted_host):
         "running", "degraded")
 
 
-@pytest.fixture
-def second_host(booted_host):
-    extra = host.create(host.unique_name("pb"))
-    yield extra
-    host.destroy(extra.name)
-
-
-def test_two_hosts_run_side_by_side(booted_host, second_host):
-    assert booted_host.address != second_host.address
-    for target in (booted_host, second_host):
+def test_two_hosts_run_side_by_side(booted_host, fresh_host):
+    assert booted_host.address != fresh_host.address
+    for target in (booted_host, fresh_host):
         result = ssh(target, "hostname")
         assert result.stdout.strip() == target.name, result.stderr
 
