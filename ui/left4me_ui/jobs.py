@@ -13,6 +13,10 @@ Shaped after AWX's RunnerCallback:
 Worker threads live in the UI process, not in a page script: closing a browser stops
 nothing. Jobs on one host run one after another; a UI restart marks jobs it finds
 running as interrupted.
+
+The run itself is a JobBackend's: LocalRunner (ansible-runner here, the default) or
+awx.AwxBackend, which launches an AWX / Automation Platform job template and follows its
+job events; both feed the same callbacks, so pages see the same progress, log and outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import ansible_runner
 import yaml
@@ -349,45 +354,83 @@ def _remove_private_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a backend's run ended: a job state, ansible's rc if known, and a one-line reason
+    shown when the run failed without a failed task saying why."""
+
+    state: str
+    rc: int | None
+    summary: str
+
+
+class JobBackend(Protocol):
+    """Runs one claimed job to its end: `job.playbook` on `job.host` with `job.extravars` and
+    `secrets` (never stored). Feeds every event, in ansible-runner's shape (`event`,
+    `event_data` with `host`, `task`, `res`, and `stdout`), to `sink.event`; asks
+    `sink.cancel()` between steps and stops the run when it says so."""
+
+    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome: ...
+
+
+class LocalRunner:
+    """The default backend: ansible-runner in this process, secrets in a 0600 file."""
+
+    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome:
+        private_dir = _private_dir(core, job)
+        try:
+            _write_extravars(private_dir / "env" / "extravars", {**job.extravars, **secrets})
+            result = ansible_runner.run(
+                private_data_dir=str(private_dir),
+                project_dir=str(core.settings.playbooks_dir),
+                playbook=str(core.settings.playbooks_dir / job.playbook),
+                inventory=str(core.settings.inventory),
+                limit=job.host,
+                envvars=runner_envvars(),
+                suppress_env_files=True,
+                quiet=True,
+                ident="run",
+                event_handler=sink.event,
+                status_handler=sink.status,
+                cancel_callback=sink.cancel,
+                finished_callback=lambda _runner: _remove_private_dir(private_dir),
+            )
+        finally:
+            _remove_private_dir(private_dir)
+        state = {"successful": SUCCEEDED, "canceled": CANCELLED}.get(result.status, FAILED)
+        return Outcome(state, result.rc,
+                       f"ansible-playbook ended with {result.status} (rc {result.rc}); see the log")
+
+
+def backend_for(core: Core) -> JobBackend:
+    """The backend the settings choose (LEFT4ME_UI_JOB_BACKEND)."""
+    if core.settings.job_backend == "awx":
+        from left4me_ui.awx import AwxBackend
+
+        return AwxBackend(core.settings)
+    return LocalRunner()
+
+
 def run(core: Core, job: Job) -> Job:
     """Run a claimed job to its end and record the outcome; returns the finished job."""
     from left4me_ui import servers  # noqa: F401  (registers the server secret provider & hooks)
 
-    private_dir = _private_dir(core, job)
     run_state = _Run(core, job)
     state, rc = FAILED, None
     try:
-        extravars = dict(job.extravars)
+        secrets = {}
         if job.secrets_from is not None:
-            extravars.update(SECRET_PROVIDERS[job.secrets_from](core, job))
-        _write_extravars(private_dir / "env" / "extravars", extravars)
-        result = ansible_runner.run(
-            private_data_dir=str(private_dir),
-            project_dir=str(core.settings.playbooks_dir),
-            playbook=str(core.settings.playbooks_dir / job.playbook),
-            inventory=str(core.settings.inventory),
-            limit=job.host,
-            envvars=runner_envvars(),
-            suppress_env_files=True,
-            quiet=True,
-            ident="run",
-            event_handler=run_state.event,
-            status_handler=run_state.status,
-            cancel_callback=run_state.cancel,
-            finished_callback=lambda _runner: _remove_private_dir(private_dir),
-        )
-        rc = result.rc
-        state = {"successful": SUCCEEDED, "canceled": CANCELLED}.get(result.status, FAILED)
+            secrets = SECRET_PROVIDERS[job.secrets_from](core, job)
+        outcome = backend_for(core).execute(core, job, secrets, run_state)
+        state, rc = outcome.state, outcome.rc
         if state == FAILED and run_state.error is None:
-            run_state.error = f"ansible-playbook ended with {result.status} (rc {rc}); see the log"
+            run_state.error = outcome.summary
         if state == CANCELLED:
             run_state.error = ("cancelled: ansible stopped between steps; the module validates"
                                " before it changes anything, so run the action again to"
                                " converge the server")
     except Exception as exc:  # the job row must end, whatever broke
         run_state.error = f"the job could not run: {exc}"
-    finally:
-        _remove_private_dir(private_dir)
     with core.db.connect() as conn:
         conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?", (run_state.done, job.id))
         _finish(conn, core, job, state, rc, None if state == SUCCEEDED else run_state.error)

@@ -66,6 +66,13 @@ class Settings:
     throttle_window_seconds: int = 15 * 60
     throttle_account_failures: int = 5
     throttle_client_failures: int = 20
+    # Job backend: "local" (ansible-runner in this process) or "awx" (an AWX / Automation
+    # Platform's API runs the job templates named in awx_templates, playbook -> name or id).
+    job_backend: str = "local"
+    awx_url: str | None = None
+    awx_token_file: Path | None = None
+    awx_templates: tuple[tuple[str, str], ...] = ()
+    awx_poll_seconds: float = 2.0
 
     @property
     def db_path(self) -> Path:
@@ -78,6 +85,38 @@ class Settings:
     @property
     def generated_admin_password_file(self) -> Path:
         return self.state_dir / "bootstrap-admin-password"
+
+
+JOB_BACKENDS = ("local", "awx")
+
+
+def _awx_templates(raw: str) -> tuple[tuple[str, str], ...]:
+    """'server.yml=left4me UI server,other.yml=12' -> ((playbook, template name or id), ...)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        playbook, sep, template = (text.strip() for text in item.partition("="))
+        if not sep or not playbook or not template:
+            raise ValueError("LEFT4ME_UI_AWX_TEMPLATES must be PLAYBOOK=TEMPLATE pairs separated"
+                             f" by commas (the template's name or numeric id), got {item!r}")
+        pairs.append((playbook, template))
+    return tuple(pairs)
+
+
+def _job_backend_settings() -> dict:
+    backend = os.environ.get("LEFT4ME_UI_JOB_BACKEND", "local") or "local"
+    if backend not in JOB_BACKENDS:
+        raise ValueError(f"LEFT4ME_UI_JOB_BACKEND must be one of {', '.join(JOB_BACKENDS)},"
+                         f" got {backend!r}")
+    if backend == "local":
+        return {}
+    url = os.environ.get("LEFT4ME_UI_AWX_URL", "").rstrip("/")
+    token = os.environ.get("LEFT4ME_UI_AWX_TOKEN_FILE", "")
+    if not url.startswith(("https://", "http://")) or not token:
+        raise ValueError("the awx job backend needs LEFT4ME_UI_AWX_URL (https://...) and"
+                         " LEFT4ME_UI_AWX_TOKEN_FILE (a 0600 file holding an OAuth2 token)")
+    return {"job_backend": backend, "awx_url": url, "awx_token_file": _project_path(token),
+            "awx_templates": _awx_templates(os.environ.get("LEFT4ME_UI_AWX_TEMPLATES", "")),
+            "awx_poll_seconds": float(_int_env("LEFT4ME_UI_AWX_POLL_SECONDS", 2))}
 
 
 def from_environment() -> Settings:
@@ -97,6 +136,7 @@ def from_environment() -> Settings:
         job_retention_days=_int_env("LEFT4ME_UI_JOB_RETENTION_DAYS", 30),
         job_workers=_int_env("LEFT4ME_UI_JOB_WORKERS", 2),
         port_range=(int(low), int(high or low)),
+        **_job_backend_settings(),
     )
 
 
