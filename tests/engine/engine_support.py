@@ -29,7 +29,7 @@ def pinned_requirements() -> dict[str, str]:
     """name -> version from requirements.txt, the project's one place for pins."""
     pins: dict[str, str] = {}
     for line in (PROJECT / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()  # no comment, no marker
         if "==" in line:
             name, version = line.split("==", 1)
             pins[name.strip().lower()] = version.strip()

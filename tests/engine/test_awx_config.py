@@ -30,8 +30,7 @@ def configure_play() -> dict:
 
 
 def ansible_pin() -> str:
-    lines = (PROJECT / "awx/requirements.txt").read_text().splitlines()
-    return next(line.strip() for line in lines if line.startswith("ansible=="))
+    return f"ansible=={pinned_requirements()['ansible']}"
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +67,17 @@ def test_the_awx_package_is_built_on_the_pinned_ansible_core(ansible_wheel: Path
     core = next(Requirement(line.split(":", 1)[1].strip()) for line in text.splitlines()
                 if line.startswith("Requires-Dist: ansible-core"))
     assert pinned_requirements()["ansible-core"] in core.specifier
+
+
+def test_the_ansible_package_is_pinned_once_and_kept_out_of_the_venv() -> None:
+    lines = [line for line in (PROJECT / "requirements.txt").read_text().splitlines()
+             if line.startswith("ansible==")]
+    assert len(lines) == 1
+    marker = Requirement(lines[0]).marker
+    # pip evaluates a requirements file's markers with an empty extra: the venv skips it.
+    assert marker is not None and not marker.evaluate({"extra": ""})
+    # No second pin file beside the playbook that needs it.
+    assert list((PROJECT / "awx").glob("*requirements*")) == []
 
 
 def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
