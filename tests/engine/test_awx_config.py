@@ -93,7 +93,7 @@ def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
 def test_templates_run_playbooks_of_this_project() -> None:
     templates = job_templates()
     assert {template["playbook"] for template in templates.values()} == {
-        "playbooks/site.yml", "playbooks/server-action.yml"}
+        "playbooks/site.yml", "playbooks/server-action.yml", "playbooks/server.yml"}
     for template in templates.values():
         assert (PROJECT / template["playbook"]).is_file()
     # The converge is sliced: AWX splits the inventory over that many jobs run side by side.
@@ -108,6 +108,18 @@ def test_survey_asks_what_the_playbook_reads() -> None:
     assert set(variables) == {"left4me_server_name", "left4me_server_action"}
     playbook_text = SERVER_ACTION.read_text()
     assert str(variables["left4me_server_action"]["choices"]) in playbook_text
+
+
+def test_the_ui_template_takes_what_the_ui_sends() -> None:
+    """LEFT4ME_UI_JOB_BACKEND=awx launches it with a limit, variables and the RCON password
+    (tests/ui/domain/test_jobs_awx.py runs the UI against a stand-in AWX holding it)."""
+    template = job_templates()["left4me UI server"]
+    assert template["playbook"] == "playbooks/server.yml"
+    assert template["ask_limit_on_launch"] and template["ask_variables_on_launch"]
+    questions = {q["variable"]: q for q in template["survey_spec"]["spec"]}
+    # A password question: AWX stores the answer encrypted, never in clear.
+    assert questions == {"left4me_server_rcon_password": questions["left4me_server_rcon_password"]}
+    assert questions["left4me_server_rcon_password"]["type"] == "password"
 
 
 def test_rcon_passwords_live_in_a_credential_not_the_inventory() -> None:

@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,7 +147,7 @@ class Template:
 class AwxBackend:
     """jobs.JobBackend over the AWX API (LEFT4ME_UI_JOB_BACKEND=awx)."""
 
-    def __init__(self, config: Settings, sleep=time.sleep) -> None:  # noqa: ANN001
+    def __init__(self, config: Settings, sleep: Callable[[float], None] = time.sleep) -> None:
         if not config.awx_url or config.awx_token_file is None:
             raise AwxError("the awx job backend needs LEFT4ME_UI_AWX_URL and"
                            " LEFT4ME_UI_AWX_TOKEN_FILE")
@@ -218,8 +219,8 @@ class AwxBackend:
         while True:
             try:
                 if not cancel_sent and sink.cancel():
-                    cancel_sent = True
                     self._cancel(awx_job, sink)
+                    cancel_sent = True  # after it went through: a failed POST is retried
                 status = self.client.request("GET", f"{API}jobs/{awx_job}/")
                 last_counter = self._events(awx_job, last_counter, sink)
                 errors = 0

@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from domain_helpers import with_settings
 from fake_awx import TOKEN, FakeAwx, Scenario, playbook_events
 
-from left4me_ui import jobs, settings
-from left4me_ui.awx import AwxBackend
+from left4me_ui import blueprints, jobs, servers, settings
+from left4me_ui.awx import AwxBackend, AwxClient, AwxError
 from left4me_ui.core import Core
 
+CONFIGURE = Path(__file__).resolve().parents[3] / "awx/configure.yml"
 SERVER_VARS = {"left4me_server": {"name": "coop2", "port": 27035, "state": "started"}}
 RCON = "rcon-pa55word-9f3b"
 
@@ -174,6 +177,38 @@ def test_the_rcon_password_goes_only_to_a_survey_password_question(core, tmp_pat
     assert fake.violations == []
 
 
+def ui_template_scenario() -> Scenario:
+    """The stand-in AWX holding the template awx/configure.yml registers for the UI."""
+    loader = type("PlaybookLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!unsafe", lambda load, node: load.construct_scalar(node))
+    tasks = yaml.load(CONFIGURE.read_text(), Loader=loader)[0]["tasks"]
+    template = next(task["awx.awx.job_template"] for task in tasks
+                    if task.get("awx.awx.job_template", {}).get("name") == "left4me UI server")
+    return Scenario(template_name=template["name"], survey=template["survey_spec"]["spec"],
+                    ask_limit=template["ask_limit_on_launch"],
+                    ask_variables=template["ask_variables_on_launch"])
+
+
+def test_a_ui_server_runs_on_the_template_configure_yml_registers(core, tmp_path, alice):
+    with FakeAwx(ui_template_scenario()) as fake:
+        awx_core(core, tmp_path, fake)
+        blueprint = blueprints.create(core, alice, "coop", ["demo-config"],
+                                      blueprints.BlueprintSettings(hostname="Coop"))
+        server_id, job_id = servers.create(core, alice, "coop2", "alpha", blueprint.id)
+        job = jobs.run_next(core)
+    assert (job.id, job.state) == (job_id, jobs.SUCCEEDED), job.error
+    password = servers.rcon_password(core, alice, server_id)
+    launch = next(body for _m, path, _q, body in fake.requests if path.endswith("/launch/"))
+    assert launch["extra_vars"]["left4me_server_rcon_password"] == password  # AWX got it
+    assert launch["extra_vars"]["left4me_server"]["name"] == "coop2"
+    # What AWX keeps: the server's settings as sent, the password only as $encrypted$.
+    assert fake.launched["extra_vars"]["left4me_server"] == launch["extra_vars"]["left4me_server"]
+    assert fake.launched["extra_vars"]["left4me_server_rcon_password"] == "$encrypted$"
+    assert fake.launched["limit"] == "alpha"
+    assert password.encode() not in stored_bytes(core)
+    assert fake.violations == []
+
+
 def test_a_secret_awx_would_store_in_clear_is_never_sent(core, tmp_path, alice, rcon_secret):
     with FakeAwx(Scenario(survey=[])) as fake:
         awx_core(core, tmp_path, fake)
@@ -246,3 +281,41 @@ def test_settings_choose_the_backend(core, monkeypatch, tmp_path):
     monkeypatch.setenv("LEFT4ME_UI_JOB_BACKEND", "tower")
     with pytest.raises(ValueError, match="one of local, awx"):
         settings.from_environment()
+
+
+def test_the_token_never_follows_a_redirect_or_a_foreign_link(core, tmp_path, alice):
+    reached: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            reached.append(self.headers.get("Authorization", ""))
+            self.send_response(302 if self.server is redirector else 200)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}/api/v2/")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    for server in (redirector, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fake = FakeAwx(Scenario())
+        fake.url = f"http://127.0.0.1:{redirector.server_address[1]}"
+        awx_core(core, tmp_path, fake)
+        enqueue(core, alice)
+        job = jobs.run_next(core)
+    finally:
+        for server in (redirector, other):
+            server.shutdown()
+            server.server_close()
+        fake.server.server_close()
+    assert job.state == jobs.FAILED
+    assert "AWX answered 302 redirecting to" in job.error
+    assert reached == [f"Bearer {TOKEN}"]  # the controller only, never the other site
+    client = AwxClient("https://awx.example.net", tmp_path / "awx-token")
+    with pytest.raises(AwxError, match="another site"):
+        client.absolute("https://elsewhere.example.net/api/v2/jobs/42/job_events/?page=2")
+    assert client.absolute("/api/v2/jobs/42/job_events/?page=2") == (
+        "https://awx.example.net/api/v2/jobs/42/job_events/?page=2")
