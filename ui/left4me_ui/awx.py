@@ -235,13 +235,19 @@ class AwxBackend:
                 final_since = final_since or time.monotonic()
                 if (status.get("event_processing_finished", True)
                         or time.monotonic() - final_since > EVENTS_GRACE_SECONDS):
-                    # One more read: events stored between the two requests above.
-                    self._events(awx_job, last_counter, sink)
+                    # One more read: events stored between the two requests above, and
+                    # any after a gap that will never fill.
+                    self._events(awx_job, last_counter, sink, final=True)
                     return status
             self.sleep(self.poll_seconds)
 
-    def _events(self, awx_job: int, after: int, sink: _Run) -> int:
-        """Feed events with counter > after to the sink, page by page; the last counter."""
+    def _events(self, awx_job: int, after: int, sink: _Run, final: bool = False) -> int:
+        """Feed events with counter > after to the sink, page by page; the last counter fed.
+
+        AWX stores events as its callback receiver gets to them, not strictly in order: while
+        the job's events are still being stored, stop at a gap in `counter` and ask again
+        from there next time, so a late event is never skipped.
+        """
         query = urllib.parse.urlencode({"order_by": "counter", "counter__gt": after,
                                         "page_size": PAGE_SIZE})
         path: str | None = f"{API}jobs/{awx_job}/job_events/?{query}"
@@ -251,6 +257,8 @@ class AwxBackend:
                 counter = int(event.get("counter") or 0)
                 if counter <= after:
                     continue  # a page boundary moved under us: seen already
+                if counter != after + 1 and not final:
+                    return after
                 after = counter
                 sink.event(event)
             path = page.get("next")

@@ -73,6 +73,7 @@ class Scenario:
                                                          "successful"])
     stored: list[int] = field(default_factory=lambda: [0, 5, 6, 7])
     events: list[dict] = field(default_factory=playbook_events)
+    late: set[int] = field(default_factory=set)  # counters stored only at the last step
     explanation: str = ""
     hold_until_cancelled: bool = False  # stays "running" until POST cancel
     max_page_size: int = 3  # small, so every run pages
@@ -131,7 +132,10 @@ class FakeAwx:
         if self.cancelled or self.scenario.hold_until_cancelled:
             return self.scenario.events[:3]
         index = min(max(self.step, 0), len(self.scenario.stored) - 1)
-        return self.scenario.events[:self.scenario.stored[index]]
+        stored = self.scenario.events[:self.scenario.stored[index]]
+        if index < len(self.scenario.stored) - 1:
+            stored = [e for e in stored if e["counter"] not in self.scenario.late]
+        return stored
 
     def passwords(self) -> set[str]:
         return {q["variable"] for q in self.scenario.survey if q["type"] == "password"}

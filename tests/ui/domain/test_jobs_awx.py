@@ -84,6 +84,19 @@ def test_an_awx_run_shows_progress_and_log_to_done(core, tmp_path, alice):
     assert any(q.get("page") == "2" for q in pages)
 
 
+def test_an_event_awx_stores_late_is_not_skipped(core, tmp_path, alice):
+    # Event 4 ("ok: [alpha]") is stored after 5 and 6: the log still has it, in order.
+    with FakeAwx(Scenario(late={4})) as fake:
+        awx_core(core, tmp_path, fake)
+        job_id = enqueue(core, alice)
+        job = jobs.run_next(core)
+    assert (job.state, job.done_tasks) == (jobs.SUCCEEDED, 2)
+    assert [e.text for e in jobs.events(core, alice, job_id)][2:5] == [
+        "TASK [Check the server] ****", "ok: [alpha]",
+        "TASK [Apply the server's settings and state] ****"]
+    assert fake.violations == []
+
+
 def test_a_failed_awx_job_shows_the_failed_task(core, tmp_path, alice):
     scenario = Scenario(statuses=["running", "failed"], stored=[3, 7],
                         events=playbook_events(failed_msg="port 27035 is taken"))
