@@ -120,6 +120,18 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: each server's console commands (who, what, when, how it ended; never the output).
+    """
+    CREATE TABLE console_history (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        at REAL NOT NULL,
+        command TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX console_history_server ON console_history(server_id, id);
+    """,
 ]
 
 
