@@ -74,6 +74,8 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
         return found["run"]
     if runner.status == "timeout":
         return ModuleRun(False, f"no answer from {host} within {timeout} s")
+    if runner.status == "successful":  # ansible matched no host: nothing ran
+        return ModuleRun(False, f"{host} is not a host of the inventory")
     return ModuleRun(False, f"{module} did not run on {host} (runner {runner.status})")
 
 
