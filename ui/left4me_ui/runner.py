@@ -50,6 +50,12 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
     whole run, SSH included.
     """
     found: dict[str, ModuleRun] = {}
+    # ansible-runner points SSH's control sockets into each run's temporary directory, so
+    # every read would pay a new SSH login; a directory of the UI's own (0700) lets reads
+    # that follow each other (a console session, a followed log) reuse one connection.
+    control_dir = core.settings.state_dir / "ssh-control"
+    control_dir.mkdir(mode=0o700, exist_ok=True)
+    envvars = {**runner_envvars(), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}
 
     def collect(event: dict) -> bool:
         data = event.get("event_data") or {}
@@ -66,7 +72,7 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
         runner = ansible_runner.run(
             private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
             host_pattern=host, module=module, module_args=json.dumps(args),
-            cmdline="--become", envvars=runner_envvars(), quiet=True, timeout=timeout,
+            cmdline="--become", envvars=envvars, quiet=True, timeout=timeout,
             event_handler=collect,
             status_handler=lambda _status, runner_config=None: None,
         )
