@@ -66,6 +66,8 @@ class Settings:
     throttle_window_seconds: int = 15 * 60
     throttle_account_failures: int = 5
     throttle_client_failures: int = 20
+    # How often the poller asks every host what its servers do (0: no poller).
+    poll_seconds: int = 60
 
     @property
     def db_path(self) -> Path:
@@ -97,6 +99,7 @@ def from_environment() -> Settings:
         job_retention_days=_int_env("LEFT4ME_UI_JOB_RETENTION_DAYS", 30),
         job_workers=_int_env("LEFT4ME_UI_JOB_WORKERS", 2),
         port_range=(int(low), int(high or low)),
+        poll_seconds=_int_env("LEFT4ME_UI_POLL_SECONDS", 60),
     )
 
 
