@@ -20,6 +20,8 @@ if actor is None:
 pages = {
     "": [
         st.Page("pages/servers.py", title="Servers", icon=":material/dns:", default=True),
+        st.Page("pages/activity.py", title="Activity", icon=":material/monitoring:"),
+        st.Page("pages/console.py", title="Console and log", icon=":material/terminal:"),
         st.Page("pages/blueprints.py", title="Blueprints", icon=":material/layers:"),
         st.Page("pages/jobs.py", title="Jobs", icon=":material/history:"),
         st.Page("pages/account.py", title="Account", icon=":material/person:"),

@@ -51,6 +51,7 @@ class Core:
     inventory_loader: Callable[[Path], Inventory] = load_inventory
     _inventory: tuple[float, Inventory] | None = field(default=None, repr=False)
     worker: object | None = field(default=None, repr=False)  # jobs.Worker once started
+    poller: object | None = field(default=None, repr=False)  # observe.Poller once started
 
     @classmethod
     def open(cls, config: settings_module.Settings, *,
@@ -76,7 +77,7 @@ def boot(config: settings_module.Settings | None = None, *, start_worker: bool =
 
     Raises SecretError without a usable secret. Prints where a generated admin password is.
     """
-    from left4me_ui import accounts, jobs  # here: both import this module
+    from left4me_ui import accounts, jobs, observe  # here: they import this module
 
     core = Core.open(config or settings_module.from_environment())
     created = accounts.ensure_bootstrap_admin(core)
@@ -88,4 +89,7 @@ def boot(config: settings_module.Settings | None = None, *, start_worker: bool =
     if start_worker:
         core.worker = jobs.Worker(core)
         core.worker.start()
+        if core.settings.poll_seconds > 0:
+            core.poller = observe.Poller(core, core.settings.poll_seconds)
+            core.poller.start()
     return core

@@ -120,6 +120,58 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: each server's console commands (who, what, when, how it ended; never the output).
+    """
+    CREATE TABLE console_history (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        at REAL NOT NULL,
+        command TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX console_history_server ON console_history(server_id, id);
+    """,
+    # 3: what the poller sees: observations (charts, true state), changes, player sessions.
+    """
+    CREATE TABLE observations (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        state TEXT NOT NULL,
+        running INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        players INTEGER,
+        max_players INTEGER,
+        memory_bytes INTEGER,
+        cpu_seconds REAL
+    );
+    CREATE INDEX observations_server ON observations(server_id, id);
+    CREATE INDEX observations_at ON observations(at);
+    CREATE TABLE server_changes (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE player_sessions (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        player_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        steam_id TEXT NOT NULL,
+        joined_at REAL NOT NULL,
+        left_at REAL,
+        last_seen REAL NOT NULL,
+        ping_min INTEGER,
+        ping_max INTEGER,
+        ping_last INTEGER,
+        connected TEXT NOT NULL
+    );
+    CREATE INDEX player_sessions_server ON player_sessions(server_id, left_at);
+    """,
 ]
 
 

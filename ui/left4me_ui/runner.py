@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ansible_runner
@@ -32,6 +33,56 @@ def runner_envvars() -> dict[str, str]:
     return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
+
+
+@dataclass(frozen=True)
+class ModuleRun:
+    ok: bool
+    message: str  # why it failed ("" when ok)
+    result: dict = field(default_factory=dict)  # the module's return values
+
+
+def run_module(core, host: str, module: str, args: dict, timeout: int) -> ModuleRun:
+    """One ad-hoc module run on one inventory host (become), as `ansible HOST -b -m ...`.
+
+    The arguments go to ansible as JSON (its -a accepts it), so no quoting can split them;
+    they are on ansible's command line, so they must hold no secret. `timeout` bounds the
+    whole run, SSH included.
+    """
+    found: dict[str, ModuleRun] = {}
+    # ansible-runner points SSH's control sockets into each run's temporary directory, so
+    # every read would pay a new SSH login; a directory of the UI's own (0700) lets reads
+    # that follow each other (a console session, a followed log) reuse one connection.
+    control_dir = core.settings.state_dir / "ssh-control"
+    control_dir.mkdir(mode=0o700, exist_ok=True)
+    envvars = {**runner_envvars(), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}
+
+    def collect(event: dict) -> bool:
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        kind = event.get("event")
+        if kind == "runner_on_ok":
+            found["run"] = ModuleRun(True, "", res)
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            message = str(res.get("msg") or res.get("stderr") or "failed").strip()
+            found["run"] = ModuleRun(False, message, res)
+        return False  # nothing of the events is kept on disk beyond the run
+
+    with tempfile.TemporaryDirectory(prefix="left4me-ui-module-") as private_data_dir:
+        runner = ansible_runner.run(
+            private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
+            host_pattern=host, module=module, module_args=json.dumps(args),
+            cmdline="--become", envvars=envvars, quiet=True, timeout=timeout,
+            event_handler=collect,
+            status_handler=lambda _status, runner_config=None: None,
+        )
+    if "run" in found:
+        return found["run"]
+    if runner.status == "timeout":
+        return ModuleRun(False, f"no answer from {host} within {timeout} s")
+    if runner.status == "successful":  # ansible matched no host: nothing ran
+        return ModuleRun(False, f"{host} is not a host of the inventory")
+    return ModuleRun(False, f"{module} did not run on {host} (runner {runner.status})")
 
 
 def inventory_hosts(inventory: Path) -> list[str]:

@@ -73,6 +73,8 @@ class Settings:
     awx_token_file: Path | None = None
     awx_templates: tuple[tuple[str, str], ...] = ()
     awx_poll_seconds: float = 2.0
+    # How often the poller asks every host what its servers do (0: no poller).
+    poll_seconds: int = 60
 
     @property
     def db_path(self) -> Path:
@@ -137,6 +139,7 @@ def from_environment() -> Settings:
         job_workers=_int_env("LEFT4ME_UI_JOB_WORKERS", 2),
         port_range=(int(low), int(high or low)),
         **_job_backend_settings(),
+        poll_seconds=_int_env("LEFT4ME_UI_POLL_SECONDS", 60),
     )
 
 

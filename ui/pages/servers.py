@@ -4,7 +4,7 @@ its live status, the console line to join it, start / stop / restart / delete, i
 import frame
 import streamlit as st
 
-from left4me_ui import blueprints, jobs, servers
+from left4me_ui import blueprints, jobs, observe, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -15,12 +15,19 @@ if mine is frame.REFUSED:
     st.stop()
 
 
+# What the poller last saw on the hosts (never "running" for a server that is not).
+observed = observe.latest(core, actor)
+
+
 def state_of(server: servers.Server) -> str:
     if server.deleting:
         return "being deleted"
     if not server.deployed:
         return "being created"
-    return "running" if server.desired_state == "started" else "stopped"
+    seen = observed.get(server.id)
+    if seen is not None:
+        return seen.reason
+    return f"{'started' if server.desired_state == 'started' else 'stopped'} (not polled yet)"
 
 
 if mine:

@@ -7,13 +7,15 @@ is a playbooks/server.yml job run by ansible-runner, as the UI runs it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from domain_helpers import with_settings
 from rcon.source import Client
 
-from left4me_ui import blueprints, jobs, servers, status
+from left4me_ui import blueprints, jobs, live, observe, servers, status
+from left4me_ui.authz import NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import load_inventory
 from testhosts import host
@@ -76,3 +78,63 @@ def test_create_play_change_restart_stop_delete(host_core, converged, alice):
     _run(host_core, alice, servers.delete(host_core, alice, server_id, "alice1"))
     assert servers.list_for(host_core, alice) == []
     assert "alice1.env" not in booted.nsenter("ls", "/etc/left4me/instances").split()
+
+
+def test_console_runs_status_and_the_log_shows_what_was_said(host_core, converged, alice, bob):
+    booted, _ = converged
+    blueprint = blueprints.create(
+        host_core, alice, "coop", ["demo-config"],
+        blueprints.BlueprintSettings(hostname="Alice console test", maxplayers=4))
+    server_id, job_id = servers.create(host_core, alice, "alice2", booted.name, blueprint.id)
+    _run(host_core, alice, job_id)
+    try:
+        answer = live.run_console(host_core, alice, server_id, "status")
+        assert "hostname: Alice console test" in answer.output
+        assert "map     : c1m1_hotel" in answer.output
+
+        marker = f"left4me-console-test-{server_id}"
+        live.run_console(host_core, alice, server_id, f"say {marker}")
+        page = live.read_log(host_core, alice, server_id)
+        assert any(f"Console: {marker}" in line for line in page.lines), page.lines[-20:]
+        # Following from the cursor returns only what came after it.
+        live.run_console(host_core, alice, server_id, f"say {marker}-2")
+        following = live.read_log(host_core, alice, server_id, cursor=page.cursor)
+        assert any(f"Console: {marker}-2" in line for line in following.lines)
+        assert not any(line.endswith(f"Console: {marker}") for line in following.lines)
+
+        history = live.console_history(host_core, alice, server_id)
+        assert [(e.user_name, e.command, e.outcome) for e in history][-1] == (
+            "alice", "status", "ok")
+        with pytest.raises(NotFound):
+            live.run_console(host_core, bob, server_id, "status")
+    finally:
+        _run(host_core, alice, servers.delete(host_core, alice, server_id, "alice2"))
+
+
+def test_the_poll_sees_a_crash_loop_the_ui_did_not_cause(host_core, converged, alice):
+    booted, _ = converged
+    blueprint = blueprints.create(
+        host_core, alice, "crashy", ["demo-config"],
+        blueprints.BlueprintSettings(hostname="Alice crash test", maxplayers=4))
+    server_id, job_id = servers.create(host_core, alice, "alice3", booted.name, blueprint.id)
+    _run(host_core, alice, job_id)
+    unit = "left4me-server@alice3.service"
+    try:
+        observe.poll_host(host_core, booted.name)
+        seen = observe.latest(host_core, alice)[server_id]
+        assert (seen.state, seen.running, seen.max_players) == ("running", True, 4)
+        # kill -9 until systemd's crash-loop cap (5 starts in 60 s) gives up.
+        for _attempt in range(12):
+            active = booted.nsenter("systemctl", "show", "-P", "ActiveState", unit).strip()
+            if active == "failed":
+                break
+            if active == "active":
+                booted.nsenter("systemctl", "kill", "--signal=KILL", unit)
+            time.sleep(1.5)
+        changed = observe.poll_host(host_core, booted.name)
+        seen = observe.latest(host_core, alice)[server_id]
+        assert seen.state == "crash_loop" and not seen.running, seen
+        assert seen.reason.startswith("crash loop: gave up after 5 starts"), seen.reason
+        assert [(c.before, c.after) for c in changed] == [("running", "crash_loop")]
+    finally:
+        _run(host_core, alice, servers.delete(host_core, alice, server_id, "alice3"))

@@ -1,0 +1,74 @@
+"""The console and log page, driven with AppTest: who gets a console, what a refused
+command looks like. Commands really run on a host in tests/ui/domain/test_server_on_host.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from left4me_ui import blueprints, live, servers
+from left4me_ui.runner import ModuleRun
+from tests.ui.conftest import Person
+
+LOG_LINES = ["2026-11-27T16:40:12Z srcds_run: Console: hello from the test"]
+
+
+@pytest.fixture(autouse=True)
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
+    """What the page asked of the host (the modules' real runs: test_server_on_host.py)."""
+    asked: list[tuple[str, dict]] = []
+
+    def answer(_core, _host, module, args, timeout):
+        asked.append((module, args))
+        return ModuleRun(True, "", {"lines": LOG_LINES, "cursor": "s=1"})
+    monkeypatch.setattr(live, "run_module", answer)
+    return asked
+
+
+def shown(app) -> str:
+    """Errors as a person reads them (the frame escapes markdown)."""
+    return "\n".join(e.value for e in app.error).replace("\\", "")
+
+
+def deployed_server(core, person: Person) -> int:
+    blueprint = blueprints.create(core, person.actor, "coop", ["demo-config"],
+                                  blueprints.BlueprintSettings(hostname="My coop"))
+    server_id, _job = servers.create(core, person.actor, "mine1", "alpha", blueprint.id)
+    with core.db.connect() as conn:  # as if its create job had run
+        conn.execute("UPDATE servers SET applied_revision = 1 WHERE id = ?", (server_id,))
+    return server_id
+
+
+def test_without_a_running_server_there_is_no_console(core, alice):
+    app = alice.app("console")
+    assert not app.exception
+    assert "no running servers" in "\n".join(t.value for t in app.text)
+    assert not app.text_input
+
+
+def test_another_users_server_is_not_offered(core, alice, bob):
+    deployed_server(core, alice)
+    app = bob.app("console")
+    assert "no running servers" in "\n".join(t.value for t in app.text)
+
+
+def test_the_log_is_shown_as_plain_text_and_followed_from_its_cursor(core, alice, host_reads):
+    server_id = deployed_server(core, alice)
+    app = alice.app("console")
+    assert LOG_LINES[0] in [c.value for c in app.code]
+    app.run()  # the next refresh asks only for what came after the cursor
+    assert host_reads[-1] == ("left4me.l4d2.server_logs",
+                              {"name": "mine1", "lines": 200, "cursor": "s=1"})
+    assert server_id
+
+
+def test_a_refused_command_is_explained_and_kept_nowhere(core, alice, host_reads):
+    server_id = deployed_server(core, alice)
+    app = alice.app("console")
+    assert [s.label for s in app.selectbox][0] == "Server"
+    app.text_input(key=f"command_{server_id}").input("rcon_password hunter2")
+    app.button[0].click().run()  # the form's Run button
+    assert "rcon_password is refused here" in shown(app)
+    assert not any("hunter2" in c.value for c in app.code)
+    with core.db.connect() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM console_history").fetchone()[0] == 0
+    assert not [m for m, _args in host_reads if m == "left4me.l4d2.rcon"]

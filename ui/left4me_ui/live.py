@@ -1,0 +1,137 @@
+"""Live operations on one server: its RCON console and its journal, read on its host.
+
+Both are ad-hoc runs of this collection's modules on the server's host
+(`left4me.l4d2.rcon`, `left4me.l4d2.server_logs`), the same calls an operator makes with
+`ansible HOST -b -m left4me.l4d2.rcon -a '{"name": ..., "command": "status"}'`. The rcon
+module reads the password on the host and talks to 127.0.0.1, so neither the password nor
+RCON traffic crosses the network; the SSH connection carries only the command and its
+output. Console commands are kept per server (who, what, when, how it ended); their
+output is shown, never stored: it can hold players' addresses.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from left4me_ui import audit, authz
+from left4me_ui.authz import Actor, Forbidden, NotFound
+from left4me_ui.core import Core
+from left4me_ui.runner import run_module
+from left4me_ui.validation import check_name
+
+COMMAND_MAX_BYTES = 4000  # the rcon module's own limit
+CONSOLE_DEADLINE = 30.0  # seconds the whole RCON exchange may take on the host
+# Commands the console refuses, with why: they would cut the UI off from its own server.
+REFUSED_COMMANDS = {
+    "rcon_password": "the RCON password belongs to the server's settings; changed here, "
+                     "the UI could no longer reach the server",
+}
+LOG_PAGE_LINES = 200
+
+
+class ConsoleError(Exception):
+    """The command did not run; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ConsoleAnswer:
+    command: str
+    output: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ConsoleEntry:
+    at: float
+    user_name: str
+    command: str
+    outcome: str  # ok | failed: ...
+
+
+@dataclass(frozen=True)
+class LogPage:
+    lines: list[str]
+    cursor: str | None  # pass back to read what comes next
+
+
+def check_command(command: str) -> str:
+    """One console line, or ConsoleError saying what is wrong with it."""
+    if "\n" in command or "\r" in command or "\0" in command:
+        raise ConsoleError("one command per line: it may not contain a line break or NUL")
+    command = command.strip()
+    if not command:
+        raise ConsoleError("type a command, e.g. status")
+    if len(command.encode("utf-8")) > COMMAND_MAX_BYTES:
+        raise ConsoleError(f"a command is at most {COMMAND_MAX_BYTES} bytes")
+    first = command.split()[0].lower()
+    if first in REFUSED_COMMANDS:
+        raise ConsoleError(f"{first} is refused here: {REFUSED_COMMANDS[first]}")
+    return command
+
+
+def _server(conn: sqlite3.Connection, actor: Actor, server_id: int, manage: bool
+            ) -> sqlite3.Row:
+    me = authz.current(conn, actor)
+    row = conn.execute("SELECT id, owner_id, host, name FROM servers WHERE id = ?",
+                       (server_id,)).fetchone()
+    if row is None or not authz.may_view(me, row["owner_id"]):
+        raise NotFound("no such server")
+    if manage and not authz.may_manage(me, row["owner_id"]):
+        raise Forbidden("only the server's owner and admins may use its console")
+    return row
+
+
+def run_console(core: Core, actor: Actor, server_id: int, command: str,
+                deadline: float = CONSOLE_DEADLINE) -> ConsoleAnswer:
+    """Run one RCON command on the server (owner or admin); kept in its console history."""
+    with core.db.connect() as conn:
+        row = _server(conn, actor, server_id, manage=True)
+        me = authz.current(conn, actor)
+    command = check_command(command)
+    args = {"name": check_name(row["name"]), "command": command, "timeout": deadline}
+    # The SSH run itself gets room beyond the module's own deadline to report it.
+    run = run_module(core, row["host"], "left4me.l4d2.rcon", args,
+                     timeout=int(deadline) + 30)
+    outcome = "ok" if run.ok else f"failed: {run.message}"
+    with core.db.connect() as conn:
+        now = time.time()
+        conn.execute("INSERT INTO console_history (server_id, user_id, at, command, outcome)"
+                     " VALUES (?,?,?,?,?)", (server_id, me.user_id, now, command, outcome))
+        audit.record(conn, now, me.name, "console", f"server {row['name']} on {row['host']}",
+                     "ok" if run.ok else "failed", command)
+    if not run.ok:
+        raise ConsoleError(run.message)
+    return ConsoleAnswer(command, str(run.result.get("output", "")),
+                         float(run.result.get("seconds", 0.0)))
+
+
+def console_history(core: Core, actor: Actor, server_id: int, limit: int = 50
+                    ) -> list[ConsoleEntry]:
+    """The server's console commands, newest first (owner and admins)."""
+    with core.db.connect() as conn:
+        _server(conn, actor, server_id, manage=True)
+        rows = conn.execute(
+            "SELECT h.at, COALESCE(u.name, '(deleted user)') AS user_name, h.command, h.outcome"
+            " FROM console_history h LEFT JOIN users u ON u.id = h.user_id"
+            " WHERE h.server_id = ? ORDER BY h.id DESC LIMIT ?", (server_id, limit))
+        return [ConsoleEntry(r["at"], r["user_name"], r["command"], r["outcome"])
+                for r in rows]
+
+
+def read_log(core: Core, actor: Actor, server_id: int, cursor: str | None = None,
+             lines: int = LOG_PAGE_LINES) -> LogPage:
+    """The server's journal: the last `lines` entries, or those after `cursor`."""
+    with core.db.connect() as conn:
+        row = _server(conn, actor, server_id, manage=False)
+    args: dict[str, object] = {"name": check_name(row["name"]), "lines": lines}
+    if cursor:
+        args["cursor"] = cursor
+    run = run_module(core, row["host"], "left4me.l4d2.server_logs", args, timeout=30)
+    if not run.ok:
+        raise ConsoleError(f"could not read the log on {row['host']}: {run.message}")
+    return LogPage([str(line) for line in run.result.get("lines") or []],
+                   run.result.get("cursor") or cursor)
+
+

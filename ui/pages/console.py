@@ -1,0 +1,73 @@
+"""Console and log of one server: RCON commands run on its host (owner and admins), and its
+journal followed while the page is open. Output is shown as plain monospace text only."""
+
+import frame
+import streamlit as st
+
+from left4me_ui import authz, live, servers
+
+actor = frame.require_actor()
+core = frame.domain()
+st.title("Console and log")
+
+listed = frame.attempt(lambda: servers.list_for(core, actor))
+if listed is frame.REFUSED:
+    st.stop()
+# The console is for the servers this person may manage; the domain checks it again.
+mine = [s for s in listed if authz.may_manage(actor, s.owner_id) and s.deployed]
+if not mine:
+    st.text("You have no running servers to open a console on yet.")
+    st.stop()
+
+by_id = {s.id: s for s in mine}
+wanted = st.query_params.get("server")
+default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in by_id else mine[0].id
+chosen_id = st.selectbox("Server", list(by_id), index=list(by_id).index(default),
+                         format_func=lambda i: f"{by_id[i].name} on {by_id[i].host}",
+                         key="console_server")
+st.query_params["server"] = str(chosen_id)
+server = by_id[chosen_id]
+
+st.subheader("Console")
+st.caption("One command per line, e.g. status, or changelevel c2m1_highway. Runs on the "
+           f"server's host over RCON on 127.0.0.1; at most {live.CONSOLE_DEADLINE:.0f} s.")
+history = frame.attempt(lambda: live.console_history(core, actor, server.id))
+recent = [] if history is frame.REFUSED else history
+recalled = st.selectbox("Recall an earlier command", [""] + list(
+    dict.fromkeys(e.command for e in recent)), key=f"recall_{server.id}")
+with st.form(f"console_{server.id}", clear_on_submit=False):
+    command = st.text_input("Command", value=recalled, key=f"command_{server.id}")
+    sent = st.form_submit_button("Run", type="primary", icon=":material/terminal:")
+if sent:
+    with st.spinner(f"running {command.strip()[:60]} on {server.host}..."):
+        answer = frame.attempt(lambda: live.run_console(core, actor, server.id, command))
+    if answer is not frame.REFUSED:
+        st.session_state[f"console_answer_{server.id}"] = answer
+answer = st.session_state.get(f"console_answer_{server.id}")
+if answer is not None:
+    st.text(f"] {answer.command}   ({answer.seconds:.2f} s on the host)")
+    st.code(answer.output or "(no output)", language=None)
+if recent:
+    with st.expander("Command history of this server"):
+        st.dataframe([{"when (UTC)": frame.when(e.at), "by": e.user_name,
+                       "command": e.command, "outcome": e.outcome} for e in recent],
+                     hide_index=True, width="stretch")
+
+st.subheader("Log")
+follow = st.toggle("Follow (refresh every 3 s while this page is open)", value=True,
+                   key=f"follow_{server.id}")
+LINES_KEPT = 1000
+
+
+@st.fragment(run_every=3 if follow else None)
+def log_panel(server_id: int) -> None:
+    frame.require_actor()
+    seen = st.session_state.setdefault(f"_log_{server_id}", {"cursor": None, "lines": []})
+    page = frame.attempt(lambda: live.read_log(core, actor, server_id, seen["cursor"]))
+    if page is not frame.REFUSED:
+        seen["cursor"] = page.cursor
+        seen["lines"] = (seen["lines"] + page.lines)[-LINES_KEPT:]
+    st.code("\n".join(seen["lines"]) or "(nothing logged yet)", language=None, height=400)
+
+
+log_panel(server.id)
