@@ -29,7 +29,7 @@ def host(tmp_path, start_webapi):  # noqa: F811 - the imported fixture
                 libexec / "left4me_workshop.py")
     shutil.copy(COLLECTION / "plugins" / "module_utils" / "_steamcmd.py",
                 libexec / "left4me_steamcmd.py")
-    shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh",
+    shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh.py",
                 libexec / "left4me-workshop-refresh")
     for sub in ("etc/overlays", "state/overlays", "state/workshop_cache"):
         (tmp_path / sub).mkdir(parents=True)
