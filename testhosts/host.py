@@ -149,6 +149,29 @@ def wait_until_booted(host: TestHost, timeout: float = BOOT_TIMEOUT) -> None:
         time.sleep(0.2)
 
 
+def reboot(host: TestHost, timeout: float = 60.0) -> None:
+    """Reboot the host from inside, as an operator would (sudo systemctl reboot over SSH), and
+    return once it runs and answers SSH again.
+
+    The supervisor starts nspawn again (exit 133); a new init PID is how we know the old
+    system is gone, so the boot wait cannot mistake the dying system for the new one.
+    """
+    pid_before = host.init_pid()
+    subprocess.run(["ssh", "-F", host.ssh_config, host.name, "sudo systemctl reboot"],
+                   capture_output=True, timeout=60, check=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if host.init_pid() != pid_before:
+                break
+        except RuntimeError:
+            pass  # between the old nspawn exiting and the new one starting
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host.name} did not come back after reboot")
+        time.sleep(0.2)
+    wait_until_booted(host)
+
+
 def destroy(name: str) -> None:
     """Power the host off and remove every trace: processes, namespace, veth, files."""
     hostdir = paths.host_dir(name)

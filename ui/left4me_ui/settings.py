@@ -30,7 +30,9 @@ def _project_path(configured: str) -> Path:
 
 
 def inventory_path() -> Path:
-    """The inventory the UI shows and converges: LEFT4ME_INVENTORY, else the demo world."""
+    """The inventory whose hosts the UI shows and runs its one-server jobs (playbooks/server.yml)
+    against: LEFT4ME_INVENTORY, else the demo world. Converging hosts (site.yml) is not the
+    UI's: that stays with ansible-playbook or AWX."""
     return _project_path(os.environ.get("LEFT4ME_INVENTORY", "inventories/demo"))
 
 

@@ -21,13 +21,12 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import (  # noqa: E402,F401 pylint: disable=unused-import
-    free_port,
-    make_game_root,
-    start_srcds,
-)
+
+def closed_udp_port() -> int:
+    """A loopback UDP port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def info_payload(name: bytes = b"Coop", edf: bytes = b"") -> bytes:
@@ -96,8 +95,9 @@ def test_compressed_split_packets_are_refused():
         _a2s.split_packet_parts(packet)
 
 
-def test_query_answers_the_challenge_of_the_simulated_srcds(start_srcds, tmp_path):  # noqa: F811
-    root = make_game_root(tmp_path, server_cfg='hostname "left4me unit test"\n')
+def test_query_answers_the_challenge_of_the_simulated_srcds(
+        start_srcds, standin_harness, tmp_path):
+    root = standin_harness.make_game_root(tmp_path, server_cfg='hostname "left4me unit test"\n')
     server = start_srcds(root, "+maxplayers", "12")
     info = _a2s.query_info("127.0.0.1", server.port, timeout=2)
     assert (info["name"], info["map"], info["max_players"]) == ("left4me unit test",
@@ -113,7 +113,7 @@ def test_query_of_a_silent_port_times_out():
 
 
 def test_query_of_a_closed_port_fails_fast():
-    port = free_port()
+    port = closed_udp_port()
     with pytest.raises(_a2s.A2SError):
         _a2s.query_info("127.0.0.1", port, timeout=2)
 
@@ -144,10 +144,11 @@ def test_waiting_for_twenty_silent_servers_is_bounded_by_retries_times_timeout(s
     assert 0.6 * 0.9 <= elapsed < 0.6 + 0.5, f"{elapsed:.2f} s for 3 rounds of 0.2 s"
 
 
-def test_one_round_asks_every_server_at_once(start_srcds, tmp_path, silent_ports):  # noqa: F811
-    root = make_game_root(tmp_path, server_cfg='hostname "answering"\n')
+def test_one_round_asks_every_server_at_once(
+        start_srcds, standin_harness, tmp_path, silent_ports):
+    root = standin_harness.make_game_root(tmp_path, server_cfg='hostname "answering"\n')
     server = start_srcds(root)
-    targets = {"up": ("127.0.0.1", server.port), "closed": ("127.0.0.1", free_port()),
+    targets = {"up": ("127.0.0.1", server.port), "closed": ("127.0.0.1", closed_udp_port()),
                **{f"s{i}": ("127.0.0.1", p) for i, p in enumerate(silent_ports)}}
     started = time.monotonic()
     results = _a2s.query_many(targets, timeout=1.0)

@@ -29,7 +29,7 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
 
 OverlayError = overlay.OverlayError
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-HELPER = COLLECTION / "roles" / "game_host" / "files" / "left4me-mount"
+HELPER = COLLECTION / "roles" / "game_host" / "files" / "left4me-mount.py"
 RUNTIME_USER = "nobody"
 
 

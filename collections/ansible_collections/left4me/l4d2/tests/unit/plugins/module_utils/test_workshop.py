@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import urllib.request
 
@@ -23,9 +22,6 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd_utils
     from ansible_collections.left4me.l4d2.plugins.module_utils import _workshop as workshop
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
 
 GEN = 1_000_000_000  # generated items are GEN+1 ... GEN+N
 OUTER, INNER = "3000000001", "3000000002"
@@ -54,7 +50,7 @@ class Admin:
 
 
 @pytest.fixture
-def steam(start_webapi):  # noqa: F811 - the imported fixture
+def steam(start_webapi):
     server = start_webapi("--generate", "150")
     return Admin(server.base_url)
 
@@ -309,12 +305,10 @@ def test_damaged_index_only_costs_downloads(steam, state):
 
 
 @pytest.fixture
-def steamcmd_home(steam, tmp_path: pathlib.Path) -> pathlib.Path:
+def steamcmd_home(steam, bootstrap_steamcmd, tmp_path: pathlib.Path) -> pathlib.Path:
     """A bootstrapped fake steamcmd that serves items from the fake Web API's catalogue."""
     home = tmp_path / "steam"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(home)],
-                   check=True, env=env, cwd=REPO)
+    bootstrap_steamcmd(home)
     (home / "standin-control.json").write_text(json.dumps({"webapi": steam.base_url}))
     return home
 

@@ -15,13 +15,10 @@ import urllib.request
 import pytest
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
 
 
 @pytest.fixture
-def host(tmp_path, start_webapi):  # noqa: F811 - the imported fixture
+def host(tmp_path, start_webapi):
     """libexec/ with the command and its library, a config dir and a state dir."""
     libexec = tmp_path / "libexec"
     libexec.mkdir()
@@ -29,7 +26,7 @@ def host(tmp_path, start_webapi):  # noqa: F811 - the imported fixture
                 libexec / "left4me_workshop.py")
     shutil.copy(COLLECTION / "plugins" / "module_utils" / "_steamcmd.py",
                 libexec / "left4me_steamcmd.py")
-    shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh",
+    shutil.copy(COLLECTION / "roles" / "overlays" / "files" / "left4me-workshop-refresh.py",
                 libexec / "left4me-workshop-refresh")
     for sub in ("etc/overlays", "state/overlays", "state/workshop_cache"):
         (tmp_path / sub).mkdir(parents=True)
@@ -111,13 +108,12 @@ def test_every_failed_overlay_is_named_at_the_end(host):
     assert run.stdout.rstrip().endswith("2 of 3 overlay(s) failed: bad, worse")
 
 
-def test_steampipe_item_is_refreshed_with_steamcmd(host):
+def test_steampipe_item_is_refreshed_with_steamcmd(host, bootstrap_steamcmd):
     base, url = host
     steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
     urllib.request.urlopen(urllib.request.Request(f"{url}/_standin/item", data=steampipe))
     steam = base / "state" / "steam"
-    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(steam)],
-                   check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    bootstrap_steamcmd(steam)
     (steam / "standin-control.json").write_text(json.dumps({"webapi": url}))
     record(base, url, "pipe", items=["1000000003"])
     run = refresh(base)  # --steamcmd-dir defaults to STATE/steam

@@ -28,7 +28,8 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.left4me.l4d2.plugins.modules import instance_mount
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
+# The directory holding ansible_collections/: where Ansible finds this collection.
+COLLECTIONS_PATH = pathlib.Path(__file__).resolve().parents[7]
 OWNER = "nobody"
 
 
@@ -225,7 +226,8 @@ def test_fuse_tainted_upper_fails_with_a_fix(host, capsys):
 
 
 def test_adhoc_run_through_ansible(host):
-    """The FQCN resolves from ansible.cfg's collections_path and the module ships its util."""
+    """The FQCN resolves from the collections path this collection sits in, and the module
+    ships its util (a checkout's ansible.cfg names the same path)."""
     state, config = host
     ansible = pathlib.Path(sys.executable).with_name("ansible")
     if not ansible.exists():
@@ -241,7 +243,8 @@ def test_adhoc_run_through_ansible(host):
     ]  # fmt: skip
     results = []
     for _attempt in range(2):
-        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        proc = subprocess.run(command, cwd=state, capture_output=True, text=True, check=False,
+                              env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS_PATH)})
         assert proc.returncode == 0, proc.stdout + proc.stderr
         results.append(proc.stdout)
     assert "localhost | CHANGED" in results[0]

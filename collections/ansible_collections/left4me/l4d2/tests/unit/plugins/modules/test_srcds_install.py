@@ -19,7 +19,6 @@ import os
 import pathlib
 import pwd
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -35,7 +34,6 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.left4me.l4d2.plugins.modules import srcds_install
 from elftools.elf.elffile import ELFFile
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
 RUNTIME_USER = "nobody"
 FIRST_BUILD = 16140412
 
@@ -43,8 +41,6 @@ FIRST_BUILD = 16140412
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "steamcmd runs as another user: needs root"
-    if not (REPO / "standins" / "steamcmd").is_dir():
-        return f"the fake steamcmd is not at {REPO / 'standins'}"
     return None
 
 
@@ -76,13 +72,10 @@ class Host:
 
 
 @pytest.fixture
-def host(monkeypatch):
+def host(monkeypatch, bootstrap_steamcmd):
     base = pathlib.Path(tempfile.mkdtemp(prefix="left4me-install-test-", dir="/var/tmp"))
     base.chmod(0o755)
-    result = subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap",
-                             str(base / "steam")], cwd=REPO, capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stderr
+    bootstrap_steamcmd(base / "steam")
     made = Host(base)
     for path in (made.install, made.home):
         path.mkdir()

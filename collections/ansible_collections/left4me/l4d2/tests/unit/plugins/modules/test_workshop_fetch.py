@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import pwd
-import subprocess
 import sys
 import urllib.request
 
@@ -23,10 +22,6 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
 
 from ansible.module_utils.testing import patch_module_args
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import start_webapi  # noqa: E402,F401 pylint: disable=unused-import
-
 ME = pwd.getpwuid(os.getuid()).pw_name
 
 
@@ -37,7 +32,7 @@ def run(capsys, **args) -> dict:
 
 
 @pytest.fixture
-def setup(start_webapi, tmp_path):  # noqa: F811 - the imported fixture
+def setup(start_webapi, tmp_path):
     for sub in ("overlays", "workshop_cache"):
         (tmp_path / sub).mkdir()
     api = start_webapi("--generate", "4")
@@ -71,20 +66,17 @@ def test_unusable_item_is_a_warning_when_allowed(capsys, setup):
     assert "item 1000000099: removed" in json.dumps(result["warnings"])
 
 
-def bootstrap_steamcmd(home: pathlib.Path, webapi: str) -> None:
-    subprocess.run([sys.executable, "-m", "standins.steamcmd", "bootstrap", str(home)],
-                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    (home / "standin-control.json").write_text(json.dumps({"webapi": webapi}))
-
-
-def test_steampipe_item_is_fetched_with_steamcmd_from_state_dir_steam(capsys, setup, tmp_path):
+def test_steampipe_item_is_fetched_with_steamcmd_from_state_dir_steam(capsys, setup, tmp_path,
+                                                                      bootstrap_steamcmd):
     steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
     request = urllib.request.Request(f"{setup['api_url']}/_standin/item", data=steampipe)
     urllib.request.urlopen(request, timeout=10).close()
     args = {**setup, "items": ["1000000003"], "collections": []}
     missing = run(capsys, **args)
     assert missing["failed"] and f"{tmp_path}/steam/steamcmd.sh is missing" in missing["msg"]
-    bootstrap_steamcmd(tmp_path / "steam", setup["api_url"])
+    bootstrap_steamcmd(tmp_path / "steam")
+    (tmp_path / "steam" / "standin-control.json").write_text(
+        json.dumps({"webapi": setup["api_url"]}))
     predicted = run(capsys, _ansible_check_mode=True, **args)
     assert predicted["changed"] and predicted["items"][0]["source"] == "steamcmd"
     assert predicted["items"][0]["status"] == "would_download"
