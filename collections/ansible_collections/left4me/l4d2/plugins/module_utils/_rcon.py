@@ -1,0 +1,297 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Source RCON over TCP (Valve's protocol, as srcds speaks it), standard library only.
+
+A packet is ``<int32 size><int32 id><int32 type><body>\\0\\0``, little endian, where
+size counts everything after itself. srcds sends a command's output in as many
+``SERVERDATA_RESPONSE_VALUE`` packets as its 4 KB redirect buffer needs and never
+says which one is the last; so after the command an empty ``RESPONSE_VALUE`` is
+sent, which srcds mirrors once everything before it has gone out: output is read
+until that echo. The whole exchange runs under one deadline.
+
+The password is read from the instance's own configuration on the host (root only),
+so it never crosses the network or the controller.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+SERVERDATA_AUTH = 3
+SERVERDATA_AUTH_RESPONSE = 2
+SERVERDATA_EXECCOMMAND = 2
+SERVERDATA_RESPONSE_VALUE = 0
+AUTH_ID = 1
+COMMAND_ID = 2
+TERMINATOR_ID = 3
+AUTH_FAILED_ID = -1
+# srcds reads requests into a 4096-byte buffer: a longer command would be cut or dropped.
+MAX_COMMAND_BYTES = 4000
+# srcds sends at most 4095 bytes of text a packet; anything far larger is not srcds.
+MAX_PACKET_SIZE = 64 * 1024
+MIN_PACKET_SIZE = 10
+DEFAULT_TIMEOUT = 30.0
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+LOOPBACK = "127.0.0.1"
+
+# instance.cfg (written by srcds_instance) and cfg files: `rcon_password "value"`.
+_RCON_PASSWORD_RE = re.compile(
+    r"^\s*rcon_password\s+(?:\"([^\"\r\n]*)\"?|([^\s\";/]+))", re.I | re.M
+)
+
+
+class RconError(Exception):
+    """RCON did not work; the message says why and what to do."""
+
+
+class RconUnreachable(RconError):
+    """Nothing accepted the connection (the server is not running or not listening)."""
+
+
+class RconAuthError(RconError):
+    """The server refused the password."""
+
+
+class RconBanned(RconError):
+    """The server closed the connection before answering (an address ban, most often)."""
+
+
+class RconTimeout(RconError):
+    """No complete answer before the deadline."""
+
+
+class RconProtocolError(RconError):
+    """The peer sent something that is not Source RCON."""
+
+
+def validate_command(command: object) -> str:
+    """The command, or RconError: one line, no NUL, not empty, not too long."""
+    if not isinstance(command, str) or not command.strip():
+        raise RconError("command must be a non-empty string")
+    bad = [name for char, name in (("\n", "line feed"), ("\r", "carriage return"),
+                                   ("\x00", "NUL")) if char in command]
+    if bad:
+        raise RconError(
+            f"command contains a {' and a '.join(bad)}: send one command per call (srcds would"
+            " run the text after a line break as a further command, and a NUL ends the packet)"
+        )
+    if len(command.encode("utf-8")) > MAX_COMMAND_BYTES:
+        raise RconError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
+    return command
+
+
+def _require_password(password: str) -> None:
+    if not password:
+        raise RconAuthError("no RCON password is set for this server: srcds refuses every"
+                            " RCON login until rcon_password is set")
+
+
+def encode_packet(request_id: int, kind: int, body: bytes = b"") -> bytes:
+    payload = struct.pack("<ii", request_id, kind) + body + b"\x00\x00"
+    return struct.pack("<i", len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class Packet:
+    request_id: int
+    kind: int
+    body: bytes
+
+
+class PacketReader:
+    """Splits a byte stream into packets; feed it what ``recv`` returned."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[Packet]:
+        self.buffer += data
+        packets = []
+        while len(self.buffer) >= 4:
+            size = struct.unpack("<i", self.buffer[:4])[0]
+            if not MIN_PACKET_SIZE <= size <= MAX_PACKET_SIZE:
+                raise RconProtocolError(
+                    f"the peer sent a packet of size {size}: this is not Source RCON"
+                )
+            if len(self.buffer) < 4 + size:
+                break
+            payload = self.buffer[4 : 4 + size]
+            self.buffer = self.buffer[4 + size :]
+            request_id, kind = struct.unpack("<ii", payload[:8])
+            # Body then two NULs; srcds's empty body is just the two NULs.
+            packets.append(Packet(request_id, kind, payload[8:-2].rstrip(b"\x00")))
+        return packets
+
+
+def read_rcon_password(cfg_text: str | None) -> str | None:
+    """The last ``rcon_password`` a cfg file sets (srcds keeps the last), or None."""
+    if not cfg_text:
+        return None
+    found = None
+    for match in _RCON_PASSWORD_RE.finditer(cfg_text):
+        found = match.group(1) if match.group(1) is not None else match.group(2)
+    return found
+
+
+class RconClient:
+    """One connection, one deadline: ``connect``, ``authenticate``, ``execute``, ``close``."""
+
+    def __init__(self, port: int, address: str = LOOPBACK, timeout: float = DEFAULT_TIMEOUT,
+                 clock=time.monotonic) -> None:
+        self.target = (address, port)
+        self.timeout = timeout
+        self.clock = clock
+        self.deadline = clock() + timeout
+        self.sock: socket.socket | None = None
+        self.reader = PacketReader()
+        self.pending: list[Packet] = []
+
+    def __enter__(self) -> RconClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _timeout(self, doing: str) -> RconTimeout:
+        return RconTimeout(
+            f"no complete RCON answer from {self.target[0]}:{self.target[1]} within"
+            f" {self.timeout:g} s ({doing}); the server may be busy, hung or changing map"
+        )
+
+    def _remaining(self, doing: str) -> float:
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise self._timeout(doing)
+        return left
+
+    def connect(self) -> None:
+        address, port = self.target
+        try:
+            self.sock = socket.create_connection(self.target, self._remaining("connecting"))
+        except ConnectionRefusedError:
+            raise RconUnreachable(
+                f"nothing accepts RCON connections on {address}:{port}: the server is not"
+                " running (or is still starting)"
+            ) from None
+        except TimeoutError:
+            raise self._timeout("connecting") from None
+        except OSError as exc:
+            raise RconUnreachable(
+                f"cannot connect to {address}:{port}: {exc.strerror or exc}"
+            ) from None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def send(self, request_id: int, kind: int, body: bytes = b"") -> None:
+        assert self.sock is not None
+        self.sock.settimeout(self._remaining("sending"))
+        try:
+            self.sock.sendall(encode_packet(request_id, kind, body))
+        except TimeoutError:
+            raise self._timeout("sending") from None
+        except OSError as exc:
+            raise RconBanned(self._closed_message(f"sending failed: {exc.strerror or exc}")) \
+                from None
+
+    def _closed_message(self, detail: str) -> str:
+        return (
+            f"the server at {self.target[0]}:{self.target[1]} closed the RCON connection"
+            f" ({detail}): this address is banned from RCON after too many wrong passwords"
+            " (sv_rcon_maxfailures; the ban lasts sv_rcon_banpenalty minutes, 0 = until the"
+            " server restarts), or the server is shutting down"
+        )
+
+    def next_packet(self, doing: str) -> Packet:
+        assert self.sock is not None
+        while not self.pending:
+            self.sock.settimeout(self._remaining(doing))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise self._timeout(doing) from None
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise RconBanned(self._closed_message(f"while {doing}"))
+            self.pending.extend(self.reader.feed(data))
+        return self.pending.pop(0)
+
+    def authenticate(self, password: str) -> None:
+        _require_password(password)
+        self.send(AUTH_ID, SERVERDATA_AUTH, password.encode("utf-8"))
+        while True:
+            # srcds first sends an empty RESPONSE_VALUE, then the AUTH_RESPONSE.
+            packet = self.next_packet("logging in")
+            if packet.kind != SERVERDATA_AUTH_RESPONSE:
+                continue
+            if packet.request_id == AUTH_FAILED_ID:
+                raise RconAuthError(
+                    f"the server at {self.target[0]}:{self.target[1]} refused the RCON"
+                    " password (wrong password; repeated failures get this address banned)"
+                )
+            if packet.request_id != AUTH_ID:
+                raise RconProtocolError(f"unexpected login answer id {packet.request_id}")
+            return
+
+    def execute(self, command: str, max_bytes: int = MAX_OUTPUT_BYTES) -> str:
+        """Run one command; its output, however many packets it came in."""
+        validate_command(command)
+        self.send(COMMAND_ID, SERVERDATA_EXECCOMMAND, command.encode("utf-8"))
+        # Sent right behind the command: srcds answers requests in order, so its echo comes
+        # after the last packet of the command's output.
+        self.send(TERMINATOR_ID, SERVERDATA_RESPONSE_VALUE)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            packet = self.next_packet(f"reading the answer to {command.split()[0]!r}")
+            if packet.request_id == TERMINATOR_ID:
+                break
+            if packet.request_id == COMMAND_ID and packet.kind == SERVERDATA_RESPONSE_VALUE:
+                size += len(packet.body)
+                if size > max_bytes:
+                    raise RconProtocolError(f"the answer is larger than {max_bytes} bytes")
+                chunks.append(packet.body)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+def run_command(port: int, password: str, command: str, timeout: float = DEFAULT_TIMEOUT,
+                address: str = LOOPBACK) -> tuple[str, float]:
+    """Log in, run ``command``, return (output, seconds it took); RconError on failure."""
+    validate_command(command)
+    _require_password(password)
+    started = time.monotonic()
+    with RconClient(port, address, timeout) as client:
+        client.authenticate(password)
+        output = client.execute(command)
+    return output, round(time.monotonic() - started, 3)
+
+
+# --- where the password is -------------------------------------------------------------
+
+CONFIG_LAYER_PREFIX = ".instance-"
+
+
+def instance_cfg_path(name: str, state_dir: str) -> str:
+    """srcds_instance's per-instance cfg (root:left4me 0640), which holds rcon_password."""
+    return os.path.join(state_dir, "overlays", CONFIG_LAYER_PREFIX + name, "left4dead2", "cfg",
+                        "left4me", "instance.cfg")
+
+
+def server_cfg_path(merged: str) -> str:
+    return os.path.join(merged, "left4dead2", "cfg", "server.cfg")
+
+
+def password_for(instance_cfg_text: str | None, server_cfg_text: str | None) -> str | None:
+    """The password the running server uses: srcds runs server.cfg after the instance cfg
+    (``+exec`` at start-up, server.cfg at every map load), so server.cfg's value wins."""
+    return read_rcon_password(server_cfg_text) or read_rcon_password(instance_cfg_text)

@@ -1,0 +1,235 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Where each game server instance stands, from systemd's own properties, stdlib only.
+
+``systemctl show`` gives a unit's state, the result of its last run, how often it was
+restarted and what it uses. :func:`classify` turns them (and the unit's last journal
+lines, which name an OOM kill or a failed ExecStartPre) into one state a person
+reads: never "running" for a server that is not.
+
+The game unit runs ``Restart=on-failure`` with ``StartLimitBurst=5`` in 60 s: a crash
+is restarted; five failed starts in a row end as ``failed`` with the result
+``start-limit-hit``. A unit stopped with ``systemctl stop`` while still enabled was
+stopped outside left4me (left4me stops with ``disable --now``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+UNIT_PREFIX = "left4me-server@"
+SHOW_PROPERTIES = (
+    "Id", "LoadState", "ActiveState", "SubState", "Result", "UnitFileState", "NRestarts",
+    "MemoryCurrent", "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "StartLimitBurst",
+    "StartLimitIntervalUSec", "ActiveEnterTimestamp", "InvocationID",
+)
+# systemd prints these for a value it does not have (no accounting, no controller).
+UNSET_VALUES = ("", "[not set]", "18446744073709551615", "infinity")
+ENABLED_STATES = ("enabled", "enabled-runtime")
+# Exit codes of the kernel's wait status: CLD_EXITED, CLD_KILLED, CLD_DUMPED.
+CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+SIGNAL_NAMES = {
+    1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS",
+    8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM",
+}
+_OOM_RE = re.compile(r"killed by the OOM killer|oom-kill|Out of memory", re.I)
+# systemd's line when ExecStartPre (the overlay mount) or another control process failed.
+_CONTROL_FAILED_RE = re.compile(r"Control process exited|left4me-mount:")
+_INTERVAL_RE = re.compile(r"^(?:(\d+)min)?\s*(?:(\d+)s)?$")
+
+RUNNING = "running"
+STARTING = "starting"
+RESTARTING = "restarting"
+STOPPING = "stopping"
+STOPPED = "stopped"
+STOPPED_OUTSIDE = "stopped_outside_left4me"
+OOM_KILLED = "oom_killed"
+CRASH_LOOP = "crash_loop"
+FAILED_AT_START = "failed_at_start"
+FAILED = "failed"
+NOT_INSTALLED = "not_installed"
+STATES = (RUNNING, STARTING, RESTARTING, STOPPING, STOPPED, STOPPED_OUTSIDE, OOM_KILLED,
+          CRASH_LOOP, FAILED_AT_START, FAILED, NOT_INSTALLED)
+
+
+def unit_of(name: str) -> str:
+    return f"{UNIT_PREFIX}{name}.service"
+
+
+def parse_show(text: str) -> dict[str, dict[str, str]]:
+    """``systemctl show`` of several units (blocks split by a blank line), by Id."""
+    units: dict[str, dict[str, str]] = {}
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            units[props["Id"]] = props
+    return units
+
+
+def accounted(value: str | None) -> int | None:
+    """A systemd counter, or None when the host does not account it."""
+    if value is None or value.strip() in UNSET_VALUES:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def interval_seconds(usec_text: str | None) -> int | None:
+    """``StartLimitIntervalUSec`` as systemd prints it (``1min``, ``1min 30s``, ``10s``)."""
+    match = _INTERVAL_RE.match((usec_text or "").strip())
+    if not match or not any(match.groups()):
+        return None
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+def how_it_ended(props: dict[str, str]) -> str:
+    """The main process's end, as a person says it (``killed by SIGSEGV``)."""
+    code, status = props.get("ExecMainCode", "0"), props.get("ExecMainStatus", "0")
+    if not (code.isdigit() and status.isdigit()):
+        return ""
+    if int(code) == CLD_EXITED:
+        return f"exited with status {status}"
+    if int(code) in (CLD_KILLED, CLD_DUMPED):
+        name = SIGNAL_NAMES.get(int(status), f"signal {status}")
+        return f"killed by {name}" + (" (core dumped)" if int(code) == CLD_DUMPED else "")
+    return ""
+
+
+@dataclass
+class UnitState:
+    state: str
+    running: bool
+    reason: str
+
+
+def classify(props: dict[str, str], journal_messages: Sequence[str] = ()) -> UnitState:
+    """One state and a sentence for a unit, from ``systemctl show`` and its last lines."""
+    active = props.get("ActiveState", "")
+    sub = props.get("SubState", "")
+    result = props.get("Result", "")
+    enabled = props.get("UnitFileState", "") in ENABLED_STATES
+    restarts = accounted(props.get("NRestarts")) or 0
+    oom = result == "oom-kill" or any(_OOM_RE.search(m) for m in journal_messages)
+    control_failed = any(_CONTROL_FAILED_RE.search(m) for m in journal_messages)
+    ended = how_it_ended(props)
+    if props.get("LoadState") == "not-found":
+        return UnitState(NOT_INSTALLED, False, "the unit template is not installed"
+                         " (role left4me.l4d2.game_instances)")
+    if active == "active" and sub == "running":
+        return UnitState(RUNNING, True, f"running (restarted {restarts} times)" if restarts
+                         else RUNNING)
+    if active in ("activating", "reloading") and sub == "auto-restart":
+        why = "out of memory" if oom else (ended or result or "a failure")
+        return UnitState(RESTARTING, False,
+                         f"restarting after {why} (restart {restarts + 1})")
+    if active in ("activating", "reloading"):
+        return UnitState(STARTING, False, "starting")
+    if active == "deactivating":
+        return UnitState(STOPPING, False, "stopping")
+    if active == "failed":
+        if result == "start-limit-hit":
+            burst = props.get("StartLimitBurst", "")
+            interval = interval_seconds(props.get("StartLimitIntervalUSec"))
+            within = f" within {interval} s" if interval else ""
+            cause = "out of memory" if oom else ("failed at start" if control_failed
+                                                 else ended or "crashed")
+            return UnitState(CRASH_LOOP, False,
+                             f"crash loop: gave up after {burst or 'too many'} starts{within}"
+                             f" ({cause})")
+        if oom:
+            return UnitState(OOM_KILLED, False, "killed: out of memory")
+        if control_failed:
+            return UnitState(FAILED_AT_START, False,
+                             "failed at start (before the server ran: see the journal)")
+        return UnitState(FAILED, False, f"failed: {ended or result or 'unknown result'}")
+    if active == "inactive":
+        if oom:
+            return UnitState(OOM_KILLED, False, "killed: out of memory")
+        if enabled:
+            return UnitState(STOPPED_OUTSIDE, False,
+                             "stopped outside left4me (the unit is still enabled: stopped by"
+                             " hand, or the server quit on its own)")
+        return UnitState(STOPPED, False, STOPPED)
+    return UnitState(FAILED, False, f"unknown state {active}/{sub}")
+
+
+@dataclass
+class InstanceInfo:
+    name: str
+    unit: str
+    port: int | None
+    ip: str | None
+    state: str
+    running: bool
+    reason: str
+    active_state: str
+    sub_state: str
+    result: str
+    enabled: bool
+    restarts: int
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    not_accounted: list[str]
+    mounted: bool
+    merged: str
+    journal: list[str] = field(default_factory=list)
+    a2s: dict | None = None
+    a2s_error: str | None = None
+    players: list[dict] | None = None
+    players_error: str | None = None
+    status_problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def instance_info(name: str, env: dict[str, str], props: dict[str, str], mounted: bool,
+                  merged: str, journal_messages: Sequence[str] = ()) -> InstanceInfo:
+    """What systemd, the env file and the mount table say about one instance."""
+    unit_state = classify(props, journal_messages)
+    memory = accounted(props.get("MemoryCurrent"))
+    cpu = accounted(props.get("CPUUsageNSec"))
+    port = env.get("LEFT4ME_PORT", "")
+    return InstanceInfo(
+        name=name,
+        unit=unit_of(name),
+        port=int(port) if port.isdigit() else None,
+        ip=env.get("LEFT4ME_IP"),
+        state=unit_state.state,
+        running=unit_state.running,
+        reason=unit_state.reason,
+        active_state=props.get("ActiveState", ""),
+        sub_state=props.get("SubState", ""),
+        result=props.get("Result", ""),
+        enabled=props.get("UnitFileState", "") in ENABLED_STATES,
+        restarts=accounted(props.get("NRestarts")) or 0,
+        memory_bytes=memory,
+        cpu_seconds=None if cpu is None else round(cpu / 1e9, 3),
+        not_accounted=[what for what, value in (("memory", memory), ("cpu", cpu))
+                       if value is None],
+        mounted=mounted,
+        merged=merged,
+        journal=list(journal_messages) if not unit_state.running else [],
+    )
+
+
+def probe_address(ip: str | None) -> str:
+    """Where the host itself reaches a server: loopback when it binds every address."""
+    if not ip or ip in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return ip
+
+
+def configured_names(instances_dir: str) -> list[str]:
+    """Instance names with an env file (``NAME.env``) in ``instances_dir``, sorted."""
+    try:
+        entries = os.listdir(instances_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(e[: -len(".env")] for e in entries if e.endswith(".env") and len(e) > 4)

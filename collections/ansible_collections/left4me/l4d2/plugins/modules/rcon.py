@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rcon
+short_description: Run one console command on a left4me game server over RCON, from the host itself
+version_added: 0.1.0
+description:
+  - Sends one command to one instance's srcds over Source RCON on the host itself and returns
+    its output, assembled from however many packets srcds sends it in (an empty
+    C(SERVERDATA_RESPONSE_VALUE) follows the command; output is read until srcds echoes it).
+  - The RCON password is read on the host, as root, from the instance's configuration (the
+    C(rcon_password) of an overlay's C(server.cfg) in the mounted tree, which srcds runs
+    last, else the instance cfg M(left4me.l4d2.srcds_instance) writes); it never crosses
+    the network or reaches the controller. RCON connects to 127.0.0.1 (or the address the
+    server binds, when it binds one).
+  - The whole exchange (connect, login, output) has one deadline, O(timeout).
+  - Errors say what happened; the server is not running, nothing listens on its port, the
+    password was refused, the address is banned after too many wrong passwords, or no
+    complete answer came in time.
+  - A command with a line break or NUL is refused before anything is sent (srcds would run
+    the text after a line break as a second command).
+  - This module is not read-only. A console command may change anything (C(changelevel),
+    C(kick), C(quit), cvars), so a command sent is reported as changed, like
+    M(ansible.builtin.command); use C(changed_when) for commands that only read.
+author:
+  - left4me developers (@left4me)
+options:
+  name:
+    description: Instance name (as configured by M(left4me.l4d2.srcds_instance)).
+    type: str
+    required: true
+  command:
+    description:
+      - One console command, for example V(status) or V(changelevel c2m1_highway).
+      - One line, no NUL, at most 4000 bytes.
+    type: str
+    required: true
+  timeout:
+    description: Seconds the whole exchange may take.
+    type: float
+    default: 30.0
+  state_dir:
+    description: Runtime state root (overlays, runtime mounts).
+    type: path
+    default: /var/lib/left4me
+  config_dir:
+    description: Configuration root holding C(instances/NAME.env).
+    type: path
+    default: /etc/left4me
+attributes:
+  check_mode:
+    description:
+      - Checks the command, the instance, that its unit runs and that a password is
+        configured, and sends nothing. Reports changed as a real run would.
+    support: full
+  diff_mode:
+    description: A console command has no file to compare.
+    support: none
+notes:
+  - Needs root (ad hoc, C(ansible -b)) to read the password.
+seealso:
+  - module: left4me.l4d2.srcds_info
+  - module: left4me.l4d2.server_logs
+"""
+
+EXAMPLES = r"""
+- name: Who is on coop1
+  left4me.l4d2.rcon:
+    name: coop1
+    command: status
+  register: status
+  changed_when: false
+
+- name: Change the map
+  left4me.l4d2.rcon:
+    name: coop1
+    command: changelevel c2m1_highway
+"""
+
+RETURN = r"""
+output:
+  description: What srcds printed for the command, all packets joined.
+  returned: success
+  type: str
+  sample: "hostname: left4me demo coop\nmap     : c1m1_hotel\n..."
+stdout_lines:
+  description: O(command)'s output, one item a line.
+  returned: success
+  type: list
+  elements: str
+seconds:
+  description: How long the exchange took (connect, login, command).
+  returned: success
+  type: float
+  sample: 0.042
+address:
+  description: Where RCON was sent.
+  returned: always
+  type: str
+  sample: 127.0.0.1:27015
+"""
+
+import os  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+    OverlayError,
+    instance_paths,
+    parse_env,
+    validate_instance_name,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
+    RconError,
+    instance_cfg_path,
+    password_for,
+    run_command,
+    server_cfg_path,
+    validate_command,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
+    SHOW_PROPERTIES,
+    classify,
+    parse_show,
+    probe_address,
+    unit_of,
+)
+
+LANG_C = {"LANG": "C", "LC_ALL": "C"}
+NEEDS_ROOT = (
+    "rcon needs root to read the server's RCON password: run with become (-b on the ansible"
+    " command line, become: true in a play)"
+)
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            command=dict(type="str", required=True),
+            timeout=dict(type="float", default=30.0),
+            state_dir=dict(type="path", default="/var/lib/left4me"),
+            config_dir=dict(type="path", default="/etc/left4me"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    name = params["name"]
+    try:
+        validate_instance_name(name)
+        validate_command(params["command"])
+    except (OverlayError, RconError) as exc:
+        module.fail_json(msg=str(exc))
+    if params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be above 0 seconds")
+    if os.geteuid() != 0:
+        module.fail_json(msg=NEEDS_ROOT)
+    env_file = os.path.join(params["config_dir"], "instances", f"{name}.env")
+    env_text = read_text(env_file)
+    if env_text is None:
+        module.fail_json(msg=f"instance {name!r} is not configured on this host ({env_file} is"
+                         " missing)")
+    try:
+        env = parse_env(env_text, env_file)
+    except OverlayError as exc:
+        module.fail_json(msg=str(exc))
+    port = env.get("LEFT4ME_PORT", "")
+    if not port.isdigit():
+        module.fail_json(msg=f"{env_file} has no LEFT4ME_PORT")
+    address = probe_address(env.get("LEFT4ME_IP"))
+    where = f"{address}:{port}"
+
+    rc, out, err = module.run_command(
+        ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), unit_of(name)],
+        environ_update=LANG_C,
+    )
+    if rc != 0:
+        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}", address=where)
+    unit_state = classify(parse_show(out).get(unit_of(name), {}))
+    if not unit_state.running:
+        module.fail_json(
+            msg=f"instance {name!r} is not running ({unit_state.reason}); nothing was sent",
+            address=where, state=unit_state.state)
+    merged = instance_paths(name, params["state_dir"]).merged
+    password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
+                            read_text(server_cfg_path(merged)))
+    if not password:
+        module.fail_json(
+            msg=f"instance {name!r} has no RCON password (no rcon_password in"
+            f" {instance_cfg_path(name, params['state_dir'])} or its server.cfg): srcds refuses"
+            " every RCON login; set rcon_password with left4me.l4d2.srcds_instance",
+            address=where)
+    module.no_log_values.add(password)
+    if module.check_mode:
+        module.exit_json(changed=True, address=where, msg="check mode: command not sent")
+    try:
+        output, seconds = run_command(int(port), password, params["command"], params["timeout"],
+                                      address)
+    except RconError as exc:
+        module.fail_json(msg=f"instance {name!r}: {exc}", address=where)
+    module.exit_json(changed=True, output=output, stdout_lines=output.splitlines(),
+                     seconds=seconds, address=where)
+
+
+if __name__ == "__main__":
+    main()

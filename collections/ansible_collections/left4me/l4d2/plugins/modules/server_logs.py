@@ -1,0 +1,221 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: server_logs
+short_description: Read a left4me game server's journal, the last lines or those after a cursor
+version_added: 0.1.0
+description:
+  - Reads the journal of one instance's unit C(left4me-server@NAME.service) (the server's
+    console output and what systemd said about it) with C(journalctl -o json).
+  - Without O(cursor), returns the last O(lines) entries. With O(cursor) (the C(cursor) a
+    previous call returned), returns at most O(lines) entries that came after it, oldest
+    first, and C(more) when further entries are waiting; calling again with the returned
+    C(cursor) follows the log without skipping or repeating a line.
+  - Bounded in size, each message at most 2000 characters and the page at most O(max_bytes)
+    of messages (a tail keeps its newest lines, a follow stops early and sets C(more)).
+    RCON and server passwords in messages are masked.
+  - Never changes anything.
+author:
+  - left4me developers (@left4me)
+options:
+  name:
+    description: Instance name.
+    type: str
+    required: true
+  lines:
+    description: How many entries at most, 1 to 5000.
+    type: int
+    default: 100
+  cursor:
+    description: Return the entries after this cursor (from a previous call's C(cursor)).
+    type: str
+  max_bytes:
+    description:
+      - Upper bound of the messages returned, in bytes (roughly; at least one entry is
+        returned).
+    type: int
+    default: 262144
+  state_dir:
+    description: Runtime state root (to find the password to mask).
+    type: path
+    default: /var/lib/left4me
+  config_dir:
+    description: Configuration root holding C(instances/NAME.env).
+    type: path
+    default: /etc/left4me
+attributes:
+  check_mode:
+    description: Reads only; runs the same in check mode.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+notes:
+  - Needs root (ad hoc, C(ansible -b)) to read the system journal.
+  - An instance that is no longer configured can still be read while its journal is kept.
+seealso:
+  - module: left4me.l4d2.srcds_info
+"""
+
+EXAMPLES = r"""
+- name: The last 50 lines of coop1's log
+  left4me.l4d2.server_logs:
+    name: coop1
+    lines: 50
+  register: log
+
+- name: What was logged since
+  left4me.l4d2.server_logs:
+    name: coop1
+    cursor: "{{ log.cursor }}"
+  register: newer
+"""
+
+RETURN = r"""
+entries:
+  description: The entries, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    time:
+      description: When it was logged (UTC, ISO 8601, microseconds).
+      type: str
+      sample: "2026-11-27T16:40:12.345678Z"
+    identifier:
+      description: Who logged it (C(systemd), the server's program name, C(left4me-mount)).
+      type: str
+      sample: srcds_run
+    pid:
+      description: Process id that logged it.
+      type: str
+    priority:
+      description: syslog priority (0 emergency ... 7 debug).
+      type: int
+      sample: 6
+    message:
+      description: The line, secrets masked, bounded to 2000 characters.
+      type: str
+      sample: "Map c1m1_hotel loaded (0 players stay connected)"
+    cursor:
+      description: This entry's journal cursor.
+      type: str
+lines:
+  description: The entries as text lines, C(TIME IDENTIFIER) then the message.
+  returned: always
+  type: list
+  elements: str
+cursor:
+  description:
+    - Pass it as O(cursor) to read what comes after this page. The given cursor when
+      nothing new came; V(null) when the journal holds nothing for the unit yet.
+  returned: always
+  type: str
+more:
+  description: With O(cursor), whether more entries were waiting than this page holds.
+  returned: always
+  type: bool
+truncated_lines:
+  description: How many messages were cut to 2000 characters.
+  returned: always
+  type: int
+unit:
+  description: The unit whose journal was read.
+  returned: always
+  type: str
+  sample: left4me-server@coop1.service
+"""
+
+import os  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
+    JournalError,
+    journalctl_argv,
+    page,
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+    OverlayError,
+    instance_paths,
+    validate_instance_name,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
+    instance_cfg_path,
+    read_rcon_password,
+    server_cfg_path,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
+    unit_of,
+)
+
+LANG_C = {"LANG": "C", "LC_ALL": "C"}
+NEEDS_ROOT = (
+    "server_logs needs root to read the system journal: run with become (-b on the ansible"
+    " command line, become: true in a play)"
+)
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            lines=dict(type="int", default=100),
+            cursor=dict(type="str"),
+            max_bytes=dict(type="int", default=262144),
+            state_dir=dict(type="path", default="/var/lib/left4me"),
+            config_dir=dict(type="path", default="/etc/left4me"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    name = params["name"]
+    try:
+        validate_instance_name(name)
+        argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
+    except (OverlayError, JournalError) as exc:
+        module.fail_json(msg=str(exc))
+    if params["max_bytes"] < 1024:
+        module.fail_json(msg="max_bytes must be at least 1024")
+    if os.geteuid() != 0:
+        module.fail_json(msg=NEEDS_ROOT)
+    configured = os.path.exists(os.path.join(params["config_dir"], "instances", f"{name}.env"))
+    rc, out, err = module.run_command(argv, environ_update=LANG_C)
+    if rc != 0:
+        hint = ""
+        if params["cursor"] and "cursor" in err.lower():
+            hint = " (the cursor is not one of this host's journal: start again without cursor)"
+        module.fail_json(msg=f"journalctl failed (rc {rc}): {err.strip()}{hint}")
+    entries = parse_json_lines(out)
+    if not entries and not configured and not params["cursor"]:
+        module.fail_json(msg=f"instance {name!r} is not configured on this host and its unit"
+                         f" {unit_of(name)} has no journal entries")
+    secrets = [
+        s for s in (
+            read_rcon_password(read_text(instance_cfg_path(name, params["state_dir"]))),
+            read_rcon_password(read_text(server_cfg_path(
+                instance_paths(name, params["state_dir"]).merged))),
+        ) if s
+    ]
+    result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
+    module.exit_json(changed=False, unit=unit_of(name), entries=result.entries,
+                     lines=result.lines, cursor=result.cursor, more=result.more,
+                     truncated_lines=result.truncated_lines)
+
+
+if __name__ == "__main__":
+    main()

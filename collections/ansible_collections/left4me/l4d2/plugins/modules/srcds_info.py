@@ -1,0 +1,372 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: srcds_info
+short_description: Report every left4me game server instance on a host, with why it is not running
+version_added: 0.1.0
+description:
+  - Reads, in one call per host, every instance configured by M(left4me.l4d2.srcds_instance)
+    (each C({config_dir}/instances/NAME.env)) and reports for each where it stands.
+  - The state comes from systemd's own properties (C(systemctl show)) and, for a server
+    that is not running, its unit's last journal lines. It is one of V(running),
+    V(starting), V(restarting) (after a crash, before C(Restart=) runs it again),
+    V(stopping), V(stopped) (stopped by left4me, which disables the unit),
+    V(stopped_outside_left4me) (inactive while still enabled, so stopped by hand or the
+    server quit), V(oom_killed), V(crash_loop) (systemd gave up after C(StartLimitBurst)
+    starts), V(failed_at_start) (the overlay mount or another step before the server
+    failed), V(failed), or V(not_installed). A server that is not running is never
+    reported as running.
+  - Reports the restart count (C(NRestarts)), memory (C(MemoryCurrent)) and CPU time
+    (C(CPUUsageNSec)) from systemd's accounting; a host that does not account them
+    (no cgroup controller, as in containers) gets V(null) and the name in C(not_accounted).
+  - Reports whether the instance's overlay is mounted (in PID 1's mount namespace) and,
+    for running servers, their A2S_INFO answer (name, map, players/max), all queried at
+    once from the host itself.
+  - With O(players=true), asks each running server for RCON C(status) on 127.0.0.1 with
+    the password from its configuration and returns its players (bots marked). A row
+    that does not parse is listed in C(status_problems), never fatal.
+  - Never changes anything.
+author:
+  - left4me developers (@left4me)
+options:
+  names:
+    description:
+      - Only these instances. Each must be configured on the host.
+      - Default is every configured instance.
+    type: list
+    elements: str
+  players:
+    description: Also list each running server's players from RCON C(status).
+    type: bool
+    default: false
+  journal_lines:
+    description:
+      - How many of the unit's last journal lines to return for a server that is not
+        running (0 for none).
+    type: int
+    default: 10
+  a2s_timeout:
+    description: Seconds to wait for A2S_INFO answers (all servers are asked at once).
+    type: float
+    default: 1.0
+  rcon_timeout:
+    description: Seconds one server's RCON C(status) may take, with O(players=true).
+    type: float
+    default: 5.0
+  state_dir:
+    description: Runtime state root (overlays, runtime mounts).
+    type: path
+    default: /var/lib/left4me
+  config_dir:
+    description: Configuration root holding C(instances/NAME.env).
+    type: path
+    default: /etc/left4me
+attributes:
+  check_mode:
+    description: Reads only; runs the same in check mode.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+notes:
+  - Needs root (ad hoc, C(ansible -b)) to read the journal, the mount table of PID 1 and
+    the RCON password.
+  - A2S and RCON go to 127.0.0.1 for a server bound to every address, else to the address
+    it binds; a unit whose C(IPAddressAllow=) list leaves out C(localhost) does not answer
+    them.
+seealso:
+  - module: left4me.l4d2.srcds_instance
+  - module: left4me.l4d2.rcon
+  - module: left4me.l4d2.server_logs
+"""
+
+EXAMPLES = r"""
+- name: Where every server on the host stands
+  left4me.l4d2.srcds_info:
+  register: servers
+
+- name: Who plays on coop1
+  left4me.l4d2.srcds_info:
+    names: [coop1]
+    players: true
+  register: coop1
+
+- name: Say which servers are down and why
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.reason }}"
+  loop: "{{ servers.instances | rejectattr('running') }}"
+  loop_control:
+    label: "{{ item.name }}"
+"""
+
+RETURN = r"""
+instances:
+  description: One entry per instance, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Instance name.
+      type: str
+      sample: coop1
+    unit:
+      description: The systemd unit.
+      type: str
+      sample: left4me-server@coop1.service
+    port:
+      description: Game port from the env file.
+      type: int
+      sample: 27015
+    ip:
+      description: Address the server binds.
+      type: str
+      sample: 0.0.0.0
+    state:
+      description: Where the server stands (see the description).
+      type: str
+      sample: crash_loop
+    running:
+      description: Whether the server process is running.
+      type: bool
+    reason:
+      description: The state in a sentence a person reads.
+      type: str
+      sample: "crash loop: gave up after 5 starts within 60 s (killed by SIGSEGV)"
+    active_state:
+      description: systemd's C(ActiveState).
+      type: str
+      sample: failed
+    sub_state:
+      description: systemd's C(SubState).
+      type: str
+      sample: failed
+    result:
+      description: systemd's C(Result) of the last run.
+      type: str
+      sample: start-limit-hit
+    enabled:
+      description: Whether the unit is enabled (left4me enables the servers it runs).
+      type: bool
+    restarts:
+      description: How often systemd restarted the server since it was last started (C(NRestarts)).
+      type: int
+      sample: 0
+    memory_bytes:
+      description: Memory the unit uses (C(MemoryCurrent)); V(null) when not accounted.
+      type: int
+      sample: 183500800
+    cpu_seconds:
+      description: CPU time the unit used (C(CPUUsageNSec)); V(null) when not accounted.
+      type: float
+      sample: 12.5
+    not_accounted:
+      description: What this host does not account (V(memory), V(cpu)).
+      type: list
+      elements: str
+      sample: [memory]
+    mounted:
+      description: Whether the instance's overlay is mounted on O(state_dir)C(/runtime/NAME/merged).
+      type: bool
+    merged:
+      description: The instance's overlay mount point.
+      type: str
+      sample: /var/lib/left4me/runtime/coop1/merged
+    journal:
+      description: The unit's last journal lines when it is not running (passwords masked).
+      type: list
+      elements: str
+    a2s:
+      description: The A2S_INFO answer of a running server (V(null) without one).
+      type: dict
+      sample: {name: "left4me demo coop", map: c1m1_hotel, players: 1, max_players: 8}
+    a2s_error:
+      description: Why a running server gave no A2S answer.
+      type: str
+    players:
+      description: Players from RCON C(status) (humans and bots), with O(players=true).
+      type: list
+      elements: dict
+      sample:
+        - {userid: 2, slot: 1, name: Veteran, bot: false, steam_id: "STEAM_1:1:41813649",
+           connected: "2:05:07", connected_seconds: 7507, ping: 64, loss: 0, state: active,
+           rate: 30000, address: "127.0.0.4:27005"}
+        - {userid: 4, slot: null, name: Coach, bot: true, state: active}
+    players_error:
+      description: Why the players could not be read (RCON refused, timed out ...).
+      type: str
+    status_problems:
+      description: Rows of C(status) that did not parse, with their line numbers.
+      type: list
+      elements: str
+"""
+
+import os  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
+    A2SError,
+    query_many,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
+    entry_message,
+    mask_secrets,
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+    OverlayError,
+    instance_paths,
+    mount_state,
+    mountinfo_path,
+    parse_env,
+    validate_instance_name,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
+    RconError,
+    instance_cfg_path,
+    password_for,
+    run_command,
+    server_cfg_path,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
+    SHOW_PROPERTIES,
+    configured_names,
+    instance_info,
+    parse_show,
+    probe_address,
+    unit_of,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import (  # noqa: E402
+    parse_status,
+)
+
+LANG_C = {"LANG": "C", "LC_ALL": "C"}
+A2S_KEYS = ("name", "map", "players", "max_players")
+NEEDS_ROOT = (
+    "srcds_info needs root to read the journal, PID 1's mounts and the RCON password: run"
+    " with become (-b on the ansible command line, become: true in a play)"
+)
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            names=dict(type="list", elements="str"),
+            players=dict(type="bool", default=False),
+            journal_lines=dict(type="int", default=10),
+            a2s_timeout=dict(type="float", default=1.0),
+            rcon_timeout=dict(type="float", default=5.0),
+            state_dir=dict(type="path", default="/var/lib/left4me"),
+            config_dir=dict(type="path", default="/etc/left4me"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not 0 <= params["journal_lines"] <= 1000:
+        module.fail_json(msg="journal_lines must be between 0 and 1000")
+    if params["a2s_timeout"] <= 0 or params["rcon_timeout"] <= 0:
+        module.fail_json(msg="a2s_timeout and rcon_timeout must be above 0")
+    if os.geteuid() != 0:
+        module.fail_json(msg=NEEDS_ROOT)
+    instances_dir = os.path.join(params["config_dir"], "instances")
+    configured = []
+    for name in configured_names(instances_dir):
+        try:
+            configured.append(validate_instance_name(name))
+        except OverlayError:
+            continue  # not an instance file left4me would write
+    names = configured
+    if params["names"] is not None:
+        try:
+            for name in params["names"]:
+                validate_instance_name(name)
+        except OverlayError as exc:
+            module.fail_json(msg=str(exc))
+        unknown = [n for n in params["names"] if n not in configured]
+        if unknown:
+            module.fail_json(
+                msg=f"not configured on this host: {', '.join(unknown)} (no"
+                f" {instances_dir}/NAME.env); configured: {', '.join(configured) or 'none'}"
+            )
+        names = sorted(set(params["names"]))
+    if not names:
+        module.exit_json(changed=False, instances=[])
+
+    units = [unit_of(n) for n in names]
+    rc, out, err = module.run_command(
+        ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), *units],
+        environ_update=LANG_C,
+    )
+    if rc != 0:
+        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}")
+    shown = parse_show(out)
+    with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
+        mountinfo = handle.read()
+
+    infos = []
+    for name in names:
+        env_text = read_text(os.path.join(instances_dir, f"{name}.env")) or ""
+        try:
+            env = parse_env(env_text)
+        except OverlayError:
+            env = {}
+        props = shown.get(unit_of(name), {"LoadState": "not-found"})
+        paths = instance_paths(name, params["state_dir"])
+        merged_cfg = read_text(server_cfg_path(paths.merged))
+        password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
+                                merged_cfg)
+        messages = []
+        if props.get("ActiveState") != "active" and params["journal_lines"]:
+            rc, out, _err = module.run_command(
+                ["journalctl", f"--unit={unit_of(name)}", "--output=json", "--no-pager",
+                 "--quiet", f"--lines={params['journal_lines']}"],
+                environ_update=LANG_C,
+            )
+            messages = [mask_secrets(entry_message(e).strip(), [password or ""])
+                        for e in parse_json_lines(out)]
+        info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
+                             paths.merged, messages)
+        infos.append((info, password))
+
+    targets = {
+        info.name: (probe_address(info.ip), info.port)
+        for info, _password in infos if info.running and info.port
+    }
+    answers = query_many(targets, params["a2s_timeout"]) if targets else {}
+    for info, password in infos:
+        if info.name in answers:
+            answer = answers[info.name]
+            if isinstance(answer, A2SError):
+                info.a2s_error = str(answer)
+            else:
+                info.a2s = {key: answer.get(key) for key in A2S_KEYS}
+        if params["players"] and info.running and info.port:
+            try:
+                output, _seconds = run_command(info.port, password or "", "status",
+                                               params["rcon_timeout"],
+                                               probe_address(info.ip))
+            except RconError as exc:
+                info.players_error = str(exc)
+            else:
+                report = parse_status(output)
+                info.players = [p.__dict__ for p in report.players]
+                info.status_problems = report.problems
+    module.exit_json(changed=False, instances=[info.as_dict() for info, _password in infos])
+
+
+if __name__ == "__main__":
+    main()

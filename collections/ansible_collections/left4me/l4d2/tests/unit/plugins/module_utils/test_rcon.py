@@ -1,0 +1,189 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests for module_utils/_rcon.py: packet framing, and real exchanges with the simulated
+srcds (repo standins/) on loopback: multi-packet answers, wrong password, ban, timeout."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+import struct
+import sys
+import threading
+import time
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon
+
+REPO = pathlib.Path(__file__).resolve().parents[8]
+sys.path.insert(0, str(REPO / "tests" / "standins"))
+from standin_harness import (  # noqa: E402,F401 pylint: disable=unused-import
+    free_port,
+    make_game_root,
+    start_srcds,
+)
+
+PASSWORD = "s3cret-rcon"
+
+
+def test_a_packet_is_size_id_type_body_and_two_nuls():
+    packet = _rcon.encode_packet(7, _rcon.SERVERDATA_EXECCOMMAND, b"status")
+    assert packet == struct.pack("<iii", 4 + 4 + 6 + 2, 7, 2) + b"status\x00\x00"
+
+
+def test_the_reader_joins_packets_split_across_reads_and_splits_coalesced_ones():
+    stream = (_rcon.encode_packet(2, 0, b"a" * 5000)
+              + _rcon.encode_packet(3, 0) + _rcon.encode_packet(3, 0, b"\x00\x01\x00\x00"))
+    reader = _rcon.PacketReader()
+    packets = []
+    for start in range(0, len(stream), 1000):  # TCP may cut anywhere
+        packets += reader.feed(stream[start:start + 1000])
+    assert [(p.request_id, len(p.body)) for p in packets] == [(2, 5000), (3, 0), (3, 2)]
+
+
+@pytest.mark.parametrize("size", [0, 9, -1, 10_000_000])
+def test_a_size_no_srcds_sends_is_a_protocol_error(size):
+    with pytest.raises(_rcon.RconProtocolError, match="not Source RCON"):
+        _rcon.PacketReader().feed(struct.pack("<i", size) + b"\x00" * 12)
+
+
+@pytest.mark.parametrize("command, what", [
+    ("status\nquit", "line feed"),
+    ("status\r", "carriage return"),
+    ("say hi\x00quit", "NUL"),
+])
+def test_a_command_with_a_line_break_or_nul_is_refused(command, what):
+    with pytest.raises(_rcon.RconError, match=f"contains a {what}"):
+        _rcon.validate_command(command)
+
+
+@pytest.mark.parametrize("command", ["", "   ", None, "x" * 4001])
+def test_an_empty_or_oversized_command_is_refused(command):
+    with pytest.raises(_rcon.RconError):
+        _rcon.validate_command(command)
+
+
+@pytest.mark.parametrize("text, password", [
+    ('// x\nhostname "a"\nrcon_password "first"\nrcon_password "second"\n', "second"),
+    ("rcon_password plainword // comment\n", "plainword"),
+    ('RCON_PASSWORD "with space"\n', "with space"),
+    ('// rcon_password "commented"\nhostname x\n', None),
+    ("", None),
+    (None, None),
+])
+def test_the_password_is_the_last_one_a_cfg_sets(text, password):
+    assert _rcon.read_rcon_password(text) == password
+
+
+def test_server_cfg_wins_over_the_instance_cfg_as_srcds_runs_it_later():
+    assert _rcon.password_for('rcon_password "inst"', 'rcon_password "srv"') == "srv"
+    assert _rcon.password_for('rcon_password "inst"', 'hostname "x"') == "inst"
+    assert _rcon.password_for(None, None) is None
+
+
+def test_the_instance_cfg_is_where_srcds_instance_writes_it():
+    assert _rcon.instance_cfg_path("coop1", "/var/lib/left4me") == (
+        "/var/lib/left4me/overlays/.instance-coop1/left4dead2/cfg/left4me/instance.cfg")
+
+
+@pytest.fixture
+def server(start_srcds, tmp_path):  # noqa: F811
+    root = make_game_root(tmp_path, f'rcon_password "{PASSWORD}"\nsv_rcon_maxfailures 3\n')
+    return start_srcds(root, "+maxplayers", "8")
+
+
+def test_status_from_the_simulated_srcds(server):
+    output, seconds = _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+    assert output.startswith("hostname: ")
+    assert output.rstrip().endswith("#end")
+    assert seconds < 10
+
+
+def test_an_answer_of_many_packets_is_assembled_whole(start_srcds, tmp_path):  # noqa: F811
+    root = make_game_root(tmp_path, f'rcon_password "{PASSWORD}"\n')
+    plugins = root / "left4dead2" / "addons" / "sourcemod" / "plugins"
+    plugins.mkdir(parents=True)
+    names = [f"plugin_{i:03d}_{'x' * 40}" for i in range(300)]
+    for name in names:
+        (plugins / f"{name}.smx").write_bytes(b"")
+    server = start_srcds(root)
+    output, _seconds = _rcon.run_command(server.port, PASSWORD, "sm plugins list", timeout=10)
+    assert len(output.encode()) > 3 * _rcon.MAX_COMMAND_BYTES  # srcds sent several packets
+    assert output.splitlines()[0] == "[SM] Listing 300 plugins:"
+    assert [line.split('"')[1] for line in output.splitlines()[1:]] == names
+
+
+def test_a_wrong_password_is_said_so(server):
+    with pytest.raises(_rcon.RconAuthError, match="refused the RCON password"):
+        _rcon.run_command(server.port, "wrong", "status", timeout=10)
+
+
+def test_an_address_banned_after_too_many_wrong_passwords_is_said_so(server):
+    for _attempt in range(3):  # sv_rcon_maxfailures 3: the third failure bans the address
+        with pytest.raises(_rcon.RconAuthError):
+            _rcon.run_command(server.port, "wrong", "status", timeout=10)
+    with pytest.raises(_rcon.RconBanned, match="banned from RCON"):
+        _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+
+
+def test_no_password_is_refused_before_connecting():
+    with pytest.raises(_rcon.RconAuthError, match="no RCON password"):
+        _rcon.run_command(free_port(), "", "status", timeout=1)
+
+
+def test_a_server_that_is_not_running_is_said_so():
+    started = time.monotonic()
+    with pytest.raises(_rcon.RconUnreachable, match="not running"):
+        _rcon.run_command(free_port(), PASSWORD, "status", timeout=10)
+    assert time.monotonic() - started < 1
+
+
+def test_a_server_that_never_answers_times_out_at_the_deadline():
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(_rcon.RconTimeout, match=r"within 0\.5 s \(logging in\)"):
+            _rcon.run_command(listener.getsockname()[1], PASSWORD, "status", timeout=0.5)
+        assert 0.5 <= time.monotonic() - started < 1.5
+    finally:
+        listener.close()
+        for conn, _address in accepted:
+            conn.close()
+
+
+def test_output_stops_at_the_echo_of_the_empty_packet_not_at_the_first_short_one():
+    """A fake srcds that sends an empty first packet (as srcds may for a command whose
+    output comes on a later frame): only the echo ends the answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _address = listener.accept()
+        with conn:
+            reader = _rcon.PacketReader()
+            packets: list = []
+            while len(packets) < 1:  # the login
+                packets += reader.feed(conn.recv(4096))
+            conn.sendall(_rcon.encode_packet(1, 0) + _rcon.encode_packet(1, 2))
+            while len(packets) < 3:  # the command and the empty packet behind it
+                packets += reader.feed(conn.recv(4096))
+            conn.sendall(_rcon.encode_packet(2, 0, b""))
+            time.sleep(0.1)
+            conn.sendall(_rcon.encode_packet(2, 0, b"late output\n"))
+            conn.sendall(_rcon.encode_packet(3, 0) + _rcon.encode_packet(3, 0, b"\x00\x01\x00\x00"))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        output, _seconds = _rcon.run_command(listener.getsockname()[1], PASSWORD, "status", timeout=5)
+    finally:
+        listener.close()
+    assert output == "late output\n"

@@ -1,0 +1,233 @@
+"""The read modules ad hoc on a host converged with the demo world (tests/conftest.py), as an
+operator runs them: `ansible HOST -b -m left4me.l4d2.srcds_info | rcon | server_logs`.
+
+The demo runs coop1 (27015, password demo-coop-rcon) and versus1 (27025) on the simulated
+srcds. Tests that break a server (stop it by hand, crash it until systemd gives up, change
+its password) use versus1 and bring it back before they end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testhosts import host
+
+pytestmark = pytest.mark.testhost
+
+PROJECT = Path(__file__).resolve().parents[2]
+COOP_PASSWORD = "demo-coop-rcon"
+VERSUS_UNIT = "left4me-server@versus1.service"
+
+
+@pytest.fixture(scope="module")
+def demo(request: pytest.FixtureRequest) -> tuple[host.TestHost, Path]:
+    """The session's converged demo host; LEFT4ME_READS_HOST=NAME:INVENTORY_DIR reuses a host
+    an earlier session converged (a converge costs minutes; for iterating on these tests)."""
+    reuse = os.environ.get("LEFT4ME_READS_HOST")
+    if reuse:
+        name, inventory = reuse.split(":", 1)
+        return host.load(name), Path(inventory)
+    return request.getfixturevalue("booted_host"), request.getfixturevalue("demo_inventory")
+
+
+def adhoc(demo, module: str, args: str = "", *extra: str) -> tuple[dict, str]:
+    """Run one module ad hoc with become; its result and the whole stdout (to grep secrets)."""
+    booted, inventory = demo
+    argv = ["ansible", booted.name, "-i", str(inventory), "-b", "-m", f"left4me.l4d2.{module}"]
+    if args:
+        argv += ["-a", args]
+    run = subprocess.run(
+        [*argv, *extra], cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+             "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    # The ad-hoc callback prints `HOST | SUCCESS|CHANGED|FAILED! => {json}`; the status is
+    # only in the marker.
+    marker = re.search(rf"^{re.escape(booted.name)} \| ([A-Z!]+) => ", run.stdout, re.M)
+    assert marker, run.stdout + run.stderr
+    result, _end = json.JSONDecoder().raw_decode(run.stdout[marker.end():].lstrip())
+    result["failed"] = marker.group(1) != "SUCCESS" and marker.group(1) != "CHANGED"
+    return result, run.stdout + run.stderr
+
+
+def by_name(result: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in result["instances"]}
+
+
+def wait_for(predicate, timeout: float = 60, step: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def versus_back(booted: host.TestHost) -> None:
+    booted.nsenter("systemctl", "reset-failed", VERSUS_UNIT, check=False)
+    booted.nsenter("systemctl", "start", VERSUS_UNIT)
+
+
+def test_srcds_info_reports_both_demo_servers_running_and_answering(demo):
+    result, _ = adhoc(demo, "srcds_info")
+    assert result["changed"] is False
+    servers = by_name(result)
+    assert sorted(servers) == ["coop1", "versus1"]
+    coop = servers["coop1"]
+    assert (coop["state"], coop["running"], coop["mounted"], coop["enabled"]) == (
+        "running", True, True, True)
+    assert coop["a2s"] == {"name": "left4me demo coop", "map": "c1m1_hotel", "players": 0,
+                           "max_players": 8}
+    assert servers["versus1"]["a2s"]["map"] == "c5m1_waterfront"
+    for server in servers.values():
+        # Either systemd accounts it, or the result says it does not (the test host's
+        # container has no memory controller delegated).
+        assert (server["memory_bytes"] is None) == ("memory" in server["not_accounted"])
+        assert (server["cpu_seconds"] is None) == ("cpu" in server["not_accounted"])
+        assert server["journal"] == []
+
+
+def test_srcds_info_in_check_mode_reads_the_same(demo):
+    result, _ = adhoc(demo, "srcds_info", "names=coop1", "--check")
+    assert result["changed"] is False
+    assert [s["state"] for s in result["instances"]] == ["running"]
+
+
+def test_rcon_runs_status_from_the_host_and_the_password_stays_there(demo):
+    result, stdout = adhoc(demo, "rcon", "name=coop1 command=status")
+    assert result["changed"] is True  # a console command may change anything
+    assert result["output"].startswith("hostname: left4me demo coop")
+    assert result["stdout_lines"][-1] == "#end"
+    assert result["address"] == "127.0.0.1:27015"
+    assert COOP_PASSWORD not in stdout
+
+
+def test_players_seated_on_the_server_are_listed_with_bots_marked(demo):
+    added, _ = adhoc(demo, "rcon", "name=coop1 command='sim_addplayer Veteran 64 7507'")
+    assert not added["failed"], added.get("msg")
+    try:
+        result, stdout = adhoc(demo, "srcds_info", "names=coop1 players=true")
+        coop = result["instances"][0]
+        assert coop["players_error"] is None and coop["status_problems"] == []
+        humans = [p for p in coop["players"] if not p["bot"]]
+        assert [(p["name"], p["ping"]) for p in humans] == [("Veteran", 64)]
+        assert humans[0]["connected_seconds"] >= 7507
+        assert humans[0]["steam_id"].startswith("STEAM_1:")
+        assert len([p for p in coop["players"] if p["bot"]]) == 3  # the rest of the four
+        assert coop["a2s"]["players"] == 1
+        assert COOP_PASSWORD not in stdout
+    finally:
+        adhoc(demo, "rcon", "name=coop1 command='sim_removeplayer Veteran'")
+
+
+@pytest.mark.parametrize("args, message", [
+    ("name=nosuch command=status", "instance 'nosuch' is not configured on this host"),
+    ('{"name": "coop1", "command": "status\\nquit"}', "contains a line feed"),
+    ("name=../etc command=status", "invalid instance name"),
+])
+def test_rcon_bad_inputs_are_answered_clearly(demo, args, message):
+    result, _ = adhoc(demo, "rcon", args)
+    assert result["failed"] is True
+    assert message in result["msg"]
+
+
+def test_srcds_info_for_an_unknown_instance_says_which_exist(demo):
+    result, _ = adhoc(demo, "srcds_info", "names=nosuch")
+    assert result["failed"] is True
+    assert "not configured on this host: nosuch" in result["msg"]
+    assert "configured: coop1, versus1" in result["msg"]
+
+
+def test_a_server_stopped_by_hand_is_reported_so_and_rcon_says_it_is_not_running(demo):
+    booted, _ = demo
+    booted.nsenter("systemctl", "stop", VERSUS_UNIT)
+    try:
+        result, _ = adhoc(demo, "srcds_info", "names=versus1")
+        versus = result["instances"][0]
+        assert (versus["state"], versus["running"], versus["a2s"]) == (
+            "stopped_outside_left4me", False, None)
+        assert versus["reason"].startswith("stopped outside left4me")
+        assert versus["journal"], "the last journal lines of a stopped server"
+        refused, _ = adhoc(demo, "rcon", "name=versus1 command=status")
+        assert refused["failed"] is True
+        assert "instance 'versus1' is not running (stopped outside left4me" in refused["msg"]
+    finally:
+        versus_back(booted)
+
+
+def test_a_server_killed_until_systemd_gives_up_is_a_crash_loop(demo):
+    booted, _ = demo
+
+    def main_pid() -> int:
+        return int(booted.nsenter("systemctl", "show", "-P", "MainPID", VERSUS_UNIT).strip())
+
+    try:
+        for _kill in range(8):  # StartLimitBurst=5 within 60 s
+            state = booted.nsenter("systemctl", "show", "-P", "ActiveState", VERSUS_UNIT).strip()
+            if state == "failed":
+                break
+            pid = wait_for(main_pid, timeout=20)
+            booted.nsenter("systemctl", "kill", "--signal=SIGKILL", VERSUS_UNIT, check=False)
+            wait_for(lambda pid=pid: main_pid() != pid, timeout=20)
+        result, _ = adhoc(demo, "srcds_info", "names=versus1")
+        versus = result["instances"][0]
+        assert versus["state"] == "crash_loop", versus
+        assert versus["reason"] == (
+            "crash loop: gave up after 5 starts within 60 s (killed by SIGKILL)")
+        assert versus["running"] is False
+    finally:
+        versus_back(booted)
+    assert wait_for(lambda: by_name(adhoc(demo, "srcds_info")[0])["versus1"]["a2s"], 30)
+
+
+def test_a_wrong_password_is_said_so(demo):
+    booted, _ = demo
+    # Change the running server's password behind its configuration's back.
+    changed, _ = adhoc(demo, "rcon", "name=versus1 command='rcon_password changed-behind'")
+    assert not changed["failed"], changed.get("msg")
+    try:
+        result, _ = adhoc(demo, "rcon", "name=versus1 command=status")
+        assert result["failed"] is True
+        assert "refused the RCON password" in result["msg"]
+    finally:
+        booted.nsenter("systemctl", "restart", VERSUS_UNIT)
+    assert wait_for(lambda: by_name(adhoc(demo, "srcds_info")[0])["versus1"]["a2s"], 30)
+
+
+def test_server_logs_tail_then_follow_a_line_written_to_the_console(demo):
+    tail, _ = adhoc(demo, "server_logs", "name=coop1 lines=5")
+    assert tail["changed"] is False
+    assert 1 <= len(tail["entries"]) <= 5 and tail["cursor"]
+    said, _ = adhoc(demo, "rcon", "name=coop1 command='say hello-from-the-log-test'")
+    assert not said["failed"], said.get("msg")
+
+    def newer():
+        page, stdout = adhoc(demo, "server_logs", f"name=coop1 cursor={tail['cursor']}")
+        return page if any("hello-from-the-log-test" in m for m in page["lines"]) else None
+
+    page = wait_for(newer, timeout=20, step=1)
+    assert page, "the console line reached the journal and the follow page"
+    assert page["cursor"] != tail["cursor"]
+    assert COOP_PASSWORD not in json.dumps(page)  # the rcon line is logged, masked
+    again, _ = adhoc(demo, "server_logs", f"name=coop1 cursor={page['cursor']}")
+    assert not any("hello-from-the-log-test" in m for m in again["lines"])
+    assert again["cursor"] is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    ("name=nosuch", "instance 'nosuch' is not configured on this host"),
+    ("name=coop1 cursor=--since=today", "cursor must be a journal cursor"),
+    ("name=coop1 lines=0", "lines must be between 1 and 5000"),
+])
+def test_server_logs_bad_inputs_are_answered_clearly(demo, args, message):
+    result, _ = adhoc(demo, "server_logs", args)
+    assert result["failed"] is True
+    assert message in result["msg"]
