@@ -137,3 +137,92 @@ def test_systemd_run_that_outlives_its_time_is_killed():
     started = time.monotonic()
     assert script_build.run_keeping_tail(["sleep", "30"], 0.5) is None
     assert time.monotonic() - started < 5
+
+
+# --- staging, swap and retire around a build, with the sandbox run faked ----------------
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, params, diff=False):
+        self.params = params
+        self._diff = diff
+        self.warnings: list[str] = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+
+def params_for(state_dir, **args):
+    params = {key: spec.get("default") for key, spec in script_build.ARGUMENT_SPEC.items()}
+    return {**params, "name": "maps", "content": SCRIPT, "state_dir": str(state_dir),
+            "user": USER, **args}
+
+
+def fake_build(monkeypatch, writes: dict[str, str], rc=0, service_result="success"):
+    """systemd-run stand-in: the 'script' writes ``writes`` into the staging tree."""
+
+    def run_build(module, paths, properties, limits):
+        staging = pathlib.Path(paths.staging)
+        for name in list(os.listdir(staging)):
+            (staging / name).unlink()
+        for name, text in writes.items():
+            (staging / name).write_text(text)
+        return dict(rc=rc, service_result=service_result, output=[])
+
+    monkeypatch.setattr(script_build, "run_build", run_build)
+
+
+def build_once(state_dir, monkeypatch, in_use=False, diff=False, **args):
+    monkeypatch.setattr(script_build, "_overlay_in_use", lambda _overlay: in_use)
+    module = FakeModule(params_for(state_dir, **args), diff=diff)
+    return module, script_build.build(module, script_build.Build(module.params))
+
+
+def test_a_build_swaps_in_its_tree_and_leaves_no_build_dir(state_dir, monkeypatch):
+    fake_build(monkeypatch, {"x": "new\n"})
+    _module, result = build_once(state_dir, monkeypatch, diff=True)
+    assert result["changed"] and result["entries"] == 1 and "retired" not in result
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "new\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+    assert "maps" in result["diff"]["after_header"] and "x" in result["diff"]["after"]
+    again = build_once(state_dir, monkeypatch)[1]
+    assert not again["changed"] and again["digest"] == result["digest"]
+
+
+def test_a_failed_build_keeps_the_previous_tree(state_dir, monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "half-written"}, rc=1, service_result="exit-code")
+    with pytest.raises(Failed) as failed:
+        build_once(state_dir, monkeypatch)
+    assert failed.value.args[0]["msg"] == (
+        f"build script of overlay maps exited with status 1; the previous content of"
+        f" {state_dir}/overlays/maps is untouched")
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+
+
+def test_a_tree_in_use_is_retired_then_removed_once_unused(state_dir, monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "new\n"})
+    module, result = build_once(state_dir, monkeypatch, in_use=True)
+    kept = pathlib.Path(result["retired"])
+    assert kept.parent == state_dir / "overlays" and kept.name.startswith(".maps.retired-")
+    assert (kept / "x").read_text() == "old\n", "the mounted instance's tree stays"
+    assert "still uses the previous tree of overlay maps" in module.warnings[0]
+    fake_build(monkeypatch, {"x": "newer\n"})
+    build_once(state_dir, monkeypatch, in_use=True)
+    assert kept.exists(), "still in use: not removed"
+    (state_dir / "overlays" / ".maps.build-0ld").mkdir()
+    fake_build(monkeypatch, {"x": "newest\n"})
+    build_once(state_dir, monkeypatch, in_use=False)
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"], (
+        "retired trees and interrupted builds are gone once no mount uses the overlay")
