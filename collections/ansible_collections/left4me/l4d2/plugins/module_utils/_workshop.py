@@ -36,7 +36,7 @@ details request per 100 items (plus one per collection nesting level) and
 downloads nothing. Progress lines go to ``workshop_cache/fetch.log`` (and to
 any ``progress`` callback), because an Ansible module cannot stream output.
 
-This file is standard library only. The ``workshop_fetch`` module imports it and
+This file is standard library only. The ``workshop_overlay`` module imports it and
 the overlays role copies it to ``/usr/local/libexec/left4me/left4me_workshop.py``
 for the daily ``left4me-workshop-refresh`` service.
 """
@@ -517,7 +517,7 @@ class Steamcmd:
     """How to run steamcmd as the runtime user: its directory and a runner.
 
     ``run(argv, cwd, timeout)`` returns (exit code or None on timeout, output). The
-    workshop_fetch module (root) passes one that drops to the runtime user with
+    workshop_overlay module (root) passes one that drops to the runtime user with
     ``_steamcmd.run_streaming``; the refresh service already runs as that user.
     """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: workshop_fetch
+module: workshop_overlay
 short_description: Build a left4me overlay from Steam Workshop items and collections
 version_added: 0.1.0
 description:
@@ -126,6 +126,8 @@ attributes:
     description: Shows the overlay's Workshop links (file names) before and after.
     support: full
 notes:
+  - Called C(left4me.l4d2.workshop_fetch) in version 0.1.0; that name still works, deprecated,
+    until version 1.0.0.
   - Needs outbound HTTPS to api.steampowered.com and Steam's download hosts.
   - Runs as root to set O(owner); the refresh service runs the same code as the runtime user.
 seealso:
@@ -136,13 +138,13 @@ seealso:
 
 EXAMPLES = r"""
 - name: Build the campaign overlay from a collection and two items
-  left4me.l4d2.workshop_fetch:
+  left4me.l4d2.workshop_overlay:
     id: campaigns
     collections: ["3000000001"]
     items: ["1000000001", "1000000002"]
 
 - name: Build an overlay, skipping items Steam has removed or banned
-  left4me.l4d2.workshop_fetch:
+  left4me.l4d2.workshop_overlay:
     id: community-maps
     collections: ["3000000001"]
     fail_on_item_error: false

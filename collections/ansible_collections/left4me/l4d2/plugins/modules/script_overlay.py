@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: script_build
+module: script_overlay
 short_description: Build a left4me overlay by running a user script in a hardened sandbox
 version_added: 0.1.0
 description:
@@ -149,6 +149,8 @@ attributes:
     description: Lists the overlay's entries (type, mode, short content hash) before and after.
     support: full
 notes:
+  - Called C(left4me.l4d2.script_build) in version 0.1.0; that name still works, deprecated,
+    until version 1.0.0.
   - Needs root and systemd (v257 or later for every property) on the target, with
     C(systemd-run) and a kernel that supports C(renameat2(RENAME_EXCHANGE)) on the
     state file system (ext4, xfs and btrfs do).
@@ -165,14 +167,14 @@ seealso:
 
 EXAMPLES = r"""
 - name: Build the tickrate overlay from a script shipped with the collection
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: tickrate
     content: "{{ lookup('ansible.builtin.file', 'scripts/tickrate-pack.sh') }}"
     environment:
       TICKRATE: "100"
 
 - name: Sync the l4d2center maps with a token and a tighter memory limit
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: l4d2center-maps
     script: /usr/local/share/left4me/scripts/l4d2center-maps.sh
     environment:
@@ -181,7 +183,7 @@ EXAMPLES = r"""
     runtime_max_sec: 7200
 
 - name: Rebuild a config pack from scratch
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: competitive
     content: |
       #!/bin/sh
