@@ -123,8 +123,8 @@ def test_probe_targets_asks_for_the_host_address_once_for_wildcard_binds():
     assert units.probe_targets(plans, None, host_address) == {
         "a": ("192.0.2.7", 27015), "b": ("192.0.2.7", 27016), "c": ("10.1.2.3", 27017)}
     assert asked == [1]
-    assert units.probe_targets(plans, "198.51.100.1", host_address)["a"] == ("198.51.100.1",
-                                                                            27015)
+    overridden = units.probe_targets(plans, "198.51.100.1", host_address)
+    assert overridden["a"] == ("198.51.100.1", 27015)
 
 
 class FakeWait:
@@ -151,8 +151,8 @@ def states_of(table):
 
     def unit_states(names):
         calls.append(list(names))
-        return {n: table.get(n, INACTIVE | {"ActiveState": "activating",
-                                             "SubState": "start"}) for n in names}
+        starting = {"ActiveState": "activating", "SubState": "start"}
+        return {n: table.get(n, starting) for n in names}
 
     return unit_states, calls
 
