@@ -307,9 +307,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     having,
     instance_diffs,
     instance_results,
-    is_enabled,  # noqa: F401 - part of the module's tested surface
     is_failed,
-    is_running,  # noqa: F401 - part of the module's tested surface
     is_serving,
     needs_daemon_reload,
     needs_reset,

@@ -13,9 +13,11 @@ import sys
 import pytest
 
 try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 
 from ansible.module_utils.testing import patch_module_args
@@ -90,7 +92,7 @@ def test_rcon_password_never_reaches_the_output(capsys, dirs):
     ],
 )
 def test_running_means_serving_or_about_to(props, running):
-    assert srcds_instance.is_running(props) is running
+    assert _instance_units.is_running(props) is running
 
 
 def test_without_root_the_module_says_to_use_become(capsys, dirs, monkeypatch):
@@ -274,7 +276,7 @@ def test_check_mode_reports_the_decision_and_runs_nothing(capsys, dirs, tmp_path
                  **{**dirs, "owner": "root"})
     props = dict(line.split("=", 1) for line in UNIT_SHOW[unit_state].splitlines())
     leftovers = state == "absent"  # the env file is there
-    wanted = srcds_instance.unit_actions(state, props, leftovers=leftovers)
+    wanted = _instance_units.unit_actions(state, props, leftovers=leftovers)
     assert result["instances"][0]["actions"] == wanted
     assert result["changed"] is bool(wanted)
     assert [c[:2] for c in calls] == [["systemctl", "show"]]
