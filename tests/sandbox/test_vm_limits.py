@@ -1,7 +1,7 @@
 """The build sandbox's resource limits bite: TasksMax, MemoryMax, CPUQuota and RuntimeMaxSec.
 
 nspawn test hosts get no cgroup controllers, so molecule/sandbox cannot prove these. Here
-the script_build module itself (with ansible's module_utils beside it, run the way
+the script_overlay module itself (with ansible's module_utils beside it, run the way
 ansible runs it on a target) builds three probe overlays inside a qemu (TCG) VM with its
 own kernel and systemd (testhosts/vm.py). The VM has no network card at all.
 """
@@ -77,7 +77,7 @@ for args in /run/probe/args/*.json; do
   name=$(basename "$args" .json)
   # The module prints one JSON document (no raw newlines in it); one console line each.
   result=$(PYTHONPATH=/run/probe/lib python3 \
-    -m ansible_collections.left4me.l4d2.plugins.modules.script_build "$args" | tr -d '\n')
+    -m ansible_collections.left4me.l4d2.plugins.modules.script_overlay "$args" | tr -d '\n')
   printf 'MODULE-RESULT %s %s\n' "$name" "$result"
 done
 """
@@ -93,7 +93,8 @@ def module_files() -> dict[str, bytes]:
                    *sorted((ansible_dir / "_vendor").rglob("*.py")),
                    *sorted((ansible_dir / "module_utils").rglob("*.py"))]:
         files[f"lib/ansible/{source.relative_to(ansible_dir)}"] = source.read_bytes()
-    for relative in ("plugins/modules/script_build.py", "plugins/module_utils/_sandbox.py",
+    for relative in ("plugins/modules/script_overlay.py", "plugins/module_utils/_sandbox.py",
+                     "plugins/module_utils/_script_overlay.py",
                      "plugins/module_utils/_overlay.py"):
         files[f"lib/ansible_collections/left4me/l4d2/{relative}"] = (
             COLLECTION / relative).read_bytes()

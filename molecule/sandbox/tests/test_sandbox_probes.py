@@ -1,6 +1,6 @@
 """The build sandbox refuses what a hostile build script would try.
 
-Every probe is a build script run by left4me.l4d2.script_build itself (probes.yml), so it
+Every probe is a build script run by left4me.l4d2.script_overlay itself (probes.yml), so it
 runs in the transient unit built from the module's own property list. Each prints one
 line, "RESULT allowed" or "RESULT blocked <why>", and exits 0; a probe that could not run
 at all fails the test. Connect probes target listeners on addresses inside the test

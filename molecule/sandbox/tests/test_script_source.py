@@ -16,12 +16,12 @@ OVERLAYS = "/var/lib/left4me/overlays"
 SCRIPTS = "/usr/local/share/left4me-molecule"
 
 
-def script_build(booted, arguments: dict) -> subprocess.CompletedProcess[str]:
+def script_overlay(booted, arguments: dict) -> subprocess.CompletedProcess[str]:
     """The module ad hoc with become, as an operator would run it."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), "-i",
          os.environ["MOLECULE_INVENTORY_FILE"], booted.name, "-b",
-         "-m", "left4me.l4d2.script_build", "-a", json.dumps(arguments)],
+         "-m", "left4me.l4d2.script_overlay", "-a", json.dumps(arguments)],
         cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
@@ -29,7 +29,7 @@ def script_build(booted, arguments: dict) -> subprocess.CompletedProcess[str]:
 
 def test_script_etc_shadow_is_refused_and_none_of_it_shown(booted, ssh):
     first_entry = ssh.check_output("head -n 1 /etc/shadow").split(":")[0]
-    run = script_build(booted, {"name": "probe-shadow", "script": "/etc/shadow"})
+    run = script_overlay(booted, {"name": "probe-shadow", "script": "/etc/shadow"})
     assert run.returncode != 0
     assert "cannot read the build script /etc/shadow as the runtime user" in run.stdout, \
         run.stdout[-2000:]
@@ -43,7 +43,7 @@ def test_a_script_file_the_runtime_user_may_read_builds(booted, ssh):
                      f" 'mkdir -p /overlay/cfg && echo from-file > /overlay/cfg/source.cfg'"
                      f" > {SCRIPTS}/build.sh && chmod 0644 {SCRIPTS}/build.sh")
     try:
-        run = script_build(booted, {"name": "probe-file", "script": f"{SCRIPTS}/build.sh"})
+        run = script_overlay(booted, {"name": "probe-file", "script": f"{SCRIPTS}/build.sh"})
         assert run.returncode == 0 and "CHANGED" in run.stdout, run.stdout[-2000:]
         assert ssh.file(f"{OVERLAYS}/probe-file/cfg/source.cfg").content_string == \
             "from-file\n"

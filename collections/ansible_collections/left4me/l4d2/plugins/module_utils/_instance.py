@@ -263,22 +263,9 @@ def layer_paths(raw: dict, layout: HostLayout, where: str) -> list[str]:
     return list(lowerdirs)
 
 
-def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
-    """Check one instance's settings (as the module receives them) and return a spec."""
-    name = raw.get("name")
-    try:
-        validate_instance_name(name)
-    except OverlayError as exc:
-        raise InstanceError(str(exc)) from None
-    where = _where(name)
-    if raw.get("port") is None:
-        raise InstanceError(f"{where}: port is required")
-    port = validate_port(raw["port"], f"{where}: port")
-    client_port = raw.get("client_port")
-    if client_port is not None:
-        client_port = validate_port(client_port, f"{where}: client_port")
-        if client_port == port:
-            raise InstanceError(f"{where}: client_port must differ from port {port}")
+def _validated_layers(raw: dict, layout: HostLayout, name: str, where: str) -> list[str]:
+    """The instance's layers resolved, the installation last; the layer count within
+    the kernel's limit, and neither the installation nor the own config layer listed."""
     layers = layer_paths(raw, layout, where)
     installation = os.path.realpath(layout.installation)
     if any(isinstance(p, str) and os.path.realpath(p) == installation for p in layers):
@@ -299,6 +286,26 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
     own_layer = os.path.realpath(layout.config_layer(name))
     if own_layer in resolved:
         raise InstanceError(f"{where}: {own_layer} is the instance's own config layer")
+    return resolved
+
+
+def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
+    """Check one instance's settings (as the module receives them) and return a spec."""
+    name = raw.get("name")
+    try:
+        validate_instance_name(name)
+    except OverlayError as exc:
+        raise InstanceError(str(exc)) from None
+    where = _where(name)
+    if raw.get("port") is None:
+        raise InstanceError(f"{where}: port is required")
+    port = validate_port(raw["port"], f"{where}: port")
+    client_port = raw.get("client_port")
+    if client_port is not None:
+        client_port = validate_port(client_port, f"{where}: client_port")
+        if client_port == port:
+            raise InstanceError(f"{where}: client_port must differ from port {port}")
+    resolved = _validated_layers(raw, layout, name, where)
     map_name = str(_given(raw, "map"))
     if not _MAP_RE.fullmatch(map_name):
         raise InstanceError(f"{where}: map {map_name!r} is not a map name")

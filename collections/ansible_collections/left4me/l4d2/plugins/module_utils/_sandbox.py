@@ -25,7 +25,7 @@ How the build ended (``$SERVICE_RESULT``: success, exit-code, timeout,
 oom-kill, signal) is printed by ``ExecStopPost=`` as the last output line,
 tagged with the build's random token, which the script cannot see.
 
-Standard library only: the ``script_build`` module imports it on the target.
+Standard library only: the ``script_overlay`` module imports it on the target.
 """
 
 from __future__ import annotations

@@ -481,6 +481,27 @@ def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
             continue
 
 
+def _read_output(process: subprocess.Popen, deadline: float, chunks: list[bytes],
+                 log) -> bool:
+    """Collect the process's output (and append it to ``log``) until it closes it or the
+    deadline passes; True when the deadline passed."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                return False
+            chunks.append(chunk)
+            if log:
+                log.write(chunk)
+                log.flush()
+
+
 def run_streaming(
     argv: list[str],
     *,
@@ -506,23 +527,7 @@ def run_streaming(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, umask=0o022, **kwargs,
         )
-        timed_out = False
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    break
-                if not selector.select(timeout=min(remaining, 1.0)):
-                    continue
-                chunk = os.read(process.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if log:
-                    log.write(chunk)
-                    log.flush()
+        timed_out = _read_output(process, deadline, chunks, log)
         if timed_out:
             _stop(process)
         else:

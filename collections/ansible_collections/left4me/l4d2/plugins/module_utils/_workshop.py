@@ -36,7 +36,7 @@ details request per 100 items (plus one per collection nesting level) and
 downloads nothing. Progress lines go to ``workshop_cache/fetch.log`` (and to
 any ``progress`` callback), because an Ansible module cannot stream output.
 
-This file is standard library only. The ``workshop_fetch`` module imports it and
+This file is standard library only. The ``workshop_overlay`` module imports it and
 the overlays role copies it to ``/usr/local/libexec/left4me/left4me_workshop.py``
 for the daily ``left4me-workshop-refresh`` service.
 """
@@ -434,6 +434,30 @@ def write_json_atomic(path: str, data: object, owner: tuple[int, int] | None) ->
         raise
 
 
+def _store_download(item: ItemResult, response, block: bytes, fd: int, temp: str, final: str,
+                    owner: tuple[int, int] | None) -> None:
+    """Write the response into ``temp``; rename it to ``final`` once the size is right."""
+    received = 0
+    with os.fdopen(fd, "wb") as out:
+        while block:
+            received += len(block)
+            if received > item.file_size:
+                raise TransientError(
+                    f"received more than the {item.file_size} bytes Steam announced")
+            out.write(block)
+            block = response.read(CHUNK)
+        out.flush()
+        os.fsync(out.fileno())
+    if received != item.file_size:
+        raise TransientError(
+            f"received {received} of {item.file_size} bytes (download cut off)")
+    os.chmod(temp, 0o644)
+    if owner:
+        os.chown(temp, *owner)
+    os.replace(temp, final)
+    item.bytes += received
+
+
 def download(
     item: ItemResult,
     cache_dir: str,
@@ -461,33 +485,12 @@ def download(
             fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{item.publishedfileid}.",
                                         suffix=".part")
             try:
-                store(response, block, fd, temp)
+                _store_download(item, response, block, fd, temp, final, owner)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
                 raise
         return b""
-
-    def store(response, block: bytes, fd: int, temp: str) -> None:
-        received = 0
-        with os.fdopen(fd, "wb") as out:
-            while block:
-                received += len(block)
-                if received > item.file_size:
-                    raise TransientError(
-                        f"received more than the {item.file_size} bytes Steam announced")
-                out.write(block)
-                block = response.read(CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        if received != item.file_size:
-            raise TransientError(
-                f"received {received} of {item.file_size} bytes (download cut off)")
-        os.chmod(temp, 0o644)
-        if owner:
-            os.chown(temp, *owner)
-        os.replace(temp, final)
-        item.bytes += received
 
     try:
         with_retries(once, f"download of item {item.publishedfileid}", attempts, retry_delay)
@@ -514,7 +517,7 @@ class Steamcmd:
     """How to run steamcmd as the runtime user: its directory and a runner.
 
     ``run(argv, cwd, timeout)`` returns (exit code or None on timeout, output). The
-    workshop_fetch module (root) passes one that drops to the runtime user with
+    workshop_overlay module (root) passes one that drops to the runtime user with
     ``_steamcmd.run_streaming``; the refresh service already runs as that user.
     """
 
@@ -864,6 +867,122 @@ class ProgressLog:
             os.close(fd)
 
 
+def _sync_inputs(overlay_id: str, items: Iterable[object], collections: Iterable[object],
+                 state_dir: str) -> tuple[OverlayPaths, list[str], list[str]]:
+    """Validated ids and the overlay's paths; the directories game_host makes must exist."""
+    paths = overlay_paths(overlay_id, state_dir)
+    item_ids = validate_item_ids(items, "items")
+    collection_ids = validate_item_ids(collections, "collections")
+    if not item_ids and not collection_ids:
+        raise WorkshopError(f"overlay {overlay_id}: give at least one item or collection")
+    for directory in (paths.overlays, paths.cache):
+        if not check_real_dir(directory):
+            raise WorkshopError(f"{directory} is missing; the game_host role creates it")
+    check_real_dir(paths.root)
+    check_real_dir(paths.game)
+    return paths, item_ids, collection_ids
+
+
+def _describe_wanted(api: SteamApi, item_ids: list[str],
+                     collection_ids: list[str]) -> tuple[list[ItemResult], list[str]]:
+    """One result per wanted item (collections expanded), plus failed collections."""
+    from_collections, collection_errors, seen = resolve_collections(api, collection_ids)
+    wanted = list(dict.fromkeys([*item_ids, *from_collections]))
+    results = describe_items(api, wanted) if wanted else []
+    for cid, error in collection_errors.items():
+        results.append(ItemResult(cid, status="error", error=error))
+    return results, seen
+
+
+def _refuse_steampipe_without_steamcmd(results: list[ItemResult], cache: str, index: dict,
+                                       steamcmd: Steamcmd | None) -> None:
+    steamcmd_ready = steamcmd is not None and steamcmd.available()
+    for item in results:
+        if (item.status != "error" and item.source == "steamcmd" and not steamcmd_ready
+                and not is_cached(cache, index, item)):
+            where = steamcmd.script if steamcmd else "steamcmd"
+            item.status = "error"
+            item.error = (f"item {item.publishedfileid}: {item.note}, which only steamcmd"
+                          f" downloads, and {where} is missing (role game_host installs it)")
+
+
+def _mark_cached(usable: list[ItemResult], cache: str, index: dict) -> list[ItemResult]:
+    """Mark each item cached or would_download; returns those to download."""
+    missing: list[ItemResult] = []
+    for item in usable:
+        if is_cached(cache, index, item):
+            item.status = "cached"
+        else:
+            item.status = "would_download"
+            missing.append(item)
+    return missing
+
+
+def _recorder(index: dict, log: ProgressLog, overlay_id: str,
+              total: int) -> Callable[[ItemResult], None]:
+    """Records each finished item in the cache index and the progress log, counting."""
+    done = 0
+
+    def record(item: ItemResult) -> None:
+        nonlocal done
+        done += 1
+        if item.status == "downloaded":
+            index[item.publishedfileid] = {
+                "time_updated": item.time_updated,
+                "file_size": item.file_size,
+                "filename": item.filename,
+                "title": item.title,
+                "source": item.source,
+            }
+            if item.source == "steamcmd":
+                index[item.publishedfileid]["vpk_size"] = item.bytes
+            log(f"overlay={overlay_id} item={item.publishedfileid} downloaded"
+                f" {item.bytes} bytes in {item.seconds:.2f} s via {item.source}"
+                f" [{done}/{total}]")
+        else:
+            log(f"overlay={overlay_id} {item.error} [{done}/{total}]")
+
+    return record
+
+
+def _download_over_http(missing: list[ItemResult], cache: str, owner: tuple[int, int] | None,
+                        record: Callable[[ItemResult], None], workers: int, timeout: float,
+                        attempts: int, retry_delay: float) -> None:
+    over_http = [item for item in missing if item.source == "http"]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {
+            pool.submit(download, item, cache, owner, timeout, attempts, retry_delay):
+            item for item in over_http
+        }
+        for future in concurrent.futures.as_completed(futures):
+            item = futures[future]
+            future.result()
+            if item.status != "would_download":  # else steamcmd's turn, below
+                record(item)
+
+
+def _download_with_steamcmd(missing: list[ItemResult], cache: str,
+                            owner: tuple[int, int] | None, steamcmd: Steamcmd | None,
+                            record: Callable[[ItemResult], None], log: ProgressLog,
+                            overlay_id: str) -> None:
+    """The items HTTP could not fetch (SteamPipe), in one steamcmd run."""
+    via_steamcmd = [item for item in missing if item.status == "would_download"]
+    if not via_steamcmd:
+        return
+    log(f"overlay={overlay_id} fetching {len(via_steamcmd)} item(s) with steamcmd:"
+        f" {' '.join(item.publishedfileid for item in via_steamcmd)}")
+    if steamcmd is not None and steamcmd.available():
+        fetch_with_steamcmd(via_steamcmd, cache, owner, steamcmd)
+    else:
+        for item in via_steamcmd:
+            item.status = "error"
+            item.error = (f"item {item.publishedfileid}: {item.note}; only steamcmd can"
+                          " fetch it and steamcmd is missing (role game_host installs"
+                          " it); the cache keeps its previous copy")
+    for item in via_steamcmd:
+        record(item)
+
+
 def sync_overlay(
     overlay_id: str,
     items: Iterable[object] = (),
@@ -882,33 +1001,12 @@ def sync_overlay(
     steamcmd: Steamcmd | None = None,
 ) -> SyncResult:
     """Bring one workshop overlay to the wanted items; see the module docstring."""
-    paths = overlay_paths(overlay_id, state_dir)
-    item_ids = validate_item_ids(items, "items")
-    collection_ids = validate_item_ids(collections, "collections")
-    if not item_ids and not collection_ids:
-        raise WorkshopError(f"overlay {overlay_id}: give at least one item or collection")
-    for directory in (paths.overlays, paths.cache):
-        if not check_real_dir(directory):
-            raise WorkshopError(f"{directory} is missing; the game_host role creates it")
-    check_real_dir(paths.root)
-    check_real_dir(paths.game)
-
-    from_collections, collection_errors, seen = resolve_collections(api, collection_ids)
-    wanted = list(dict.fromkeys([*item_ids, *from_collections]))
-    results = describe_items(api, wanted) if wanted else []
-    for cid, error in collection_errors.items():
-        results.append(ItemResult(cid, status="error", error=error))
+    paths, item_ids, collection_ids = _sync_inputs(overlay_id, items, collections, state_dir)
+    results, seen = _describe_wanted(api, item_ids, collection_ids)
     result = SyncResult(overlay_id, paths.root, results, LinkPlan(), seen,
                         api_calls=api.calls)
     index = read_index(paths.cache)
-    steamcmd_ready = steamcmd is not None and steamcmd.available()
-    for item in results:
-        if (item.status != "error" and item.source == "steamcmd" and not steamcmd_ready
-                and not is_cached(paths.cache, index, item)):
-            where = steamcmd.script if steamcmd else "steamcmd"
-            item.status = "error"
-            item.error = (f"item {item.publishedfileid}: {item.note}, which only steamcmd"
-                          f" downloads, and {where} is missing (role game_host installs it)")
+    _refuse_steampipe_without_steamcmd(results, paths.cache, index, steamcmd)
     if result.errors and fail_on_item_error:
         result.failed = True
         result.msg = (f"overlay {overlay_id}: {len(result.errors)} Workshop id(s) unusable,"
@@ -917,13 +1015,7 @@ def sync_overlay(
         return result
 
     usable = [item for item in results if item.status != "error"]
-    missing: list[ItemResult] = []
-    for item in usable:
-        if is_cached(paths.cache, index, item):
-            item.status = "cached"
-        else:
-            item.status = "would_download"
-            missing.append(item)
+    missing = _mark_cached(usable, paths.cache, index)
     result.links = plan_links(paths, [item.publishedfileid for item in usable])
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
     if check_mode or not result.changed:
@@ -933,52 +1025,10 @@ def sync_overlay(
     with cache_lock(paths.cache, owner):
         if missing:
             log(f"overlay={overlay_id} downloading {len(missing)} of {len(usable)} item(s)")
-        done = 0
-
-        def record(item: ItemResult) -> None:
-            if item.status == "downloaded":
-                index[item.publishedfileid] = {
-                    "time_updated": item.time_updated,
-                    "file_size": item.file_size,
-                    "filename": item.filename,
-                    "title": item.title,
-                    "source": item.source,
-                }
-                if item.source == "steamcmd":
-                    index[item.publishedfileid]["vpk_size"] = item.bytes
-                log(f"overlay={overlay_id} item={item.publishedfileid} downloaded"
-                    f" {item.bytes} bytes in {item.seconds:.2f} s via {item.source}"
-                    f" [{done}/{len(missing)}]")
-            else:
-                log(f"overlay={overlay_id} {item.error} [{done}/{len(missing)}]")
-
-        over_http = [item for item in missing if item.source == "http"]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {
-                pool.submit(download, item, paths.cache, owner, timeout, attempts, retry_delay):
-                item for item in over_http
-            }
-            for future in concurrent.futures.as_completed(futures):
-                item = futures[future]
-                future.result()
-                if item.status != "would_download":  # else steamcmd's turn, below
-                    done += 1
-                    record(item)
-        via_steamcmd = [item for item in missing if item.status == "would_download"]
-        if via_steamcmd:
-            log(f"overlay={overlay_id} fetching {len(via_steamcmd)} item(s) with steamcmd:"
-                f" {' '.join(item.publishedfileid for item in via_steamcmd)}")
-            if steamcmd is not None and steamcmd.available():
-                fetch_with_steamcmd(via_steamcmd, paths.cache, owner, steamcmd)
-            else:
-                for item in via_steamcmd:
-                    item.status = "error"
-                    item.error = (f"item {item.publishedfileid}: {item.note}; only steamcmd can"
-                                  " fetch it and steamcmd is missing (role game_host installs"
-                                  " it); the cache keeps its previous copy")
-            for item in via_steamcmd:
-                done += 1
-                record(item)
+        record = _recorder(index, log, overlay_id, len(missing))
+        _download_over_http(missing, paths.cache, owner, record, workers, timeout, attempts,
+                            retry_delay)
+        _download_with_steamcmd(missing, paths.cache, owner, steamcmd, record, log, overlay_id)
         if missing:
             write_json_atomic(os.path.join(paths.cache, INDEX_NAME),
                               {"version": 1, "items": index}, owner)

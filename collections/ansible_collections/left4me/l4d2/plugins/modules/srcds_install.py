@@ -405,23 +405,70 @@ class Installer:
         return result
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            install_dir=dict(type="path", required=True),
-            steamcmd_dir=dict(type="path", required=True),
-            run_as=dict(type="str"),
-            update=dict(type="bool", default=True),
-            validate=dict(type="bool", default=False),
-            steam_user=dict(type="str", default="anonymous"),
-            steam_password=dict(type="str", no_log=True),
-            timeout=dict(type="int", default=3600),
-            log_path=dict(type="path"),
-            clear_execstack=dict(type="bool", default=True),
-            execstack_record=dict(type="path"),
-        ),
-        supports_check_mode=True,
+ARGUMENT_SPEC = dict(
+    install_dir=dict(type="path", required=True),
+    steamcmd_dir=dict(type="path", required=True),
+    run_as=dict(type="str"),
+    update=dict(type="bool", default=True),
+    validate=dict(type="bool", default=False),
+    steam_user=dict(type="str", default="anonymous"),
+    steam_password=dict(type="str", no_log=True),
+    timeout=dict(type="int", default=3600),
+    log_path=dict(type="path"),
+    clear_execstack=dict(type="bool", default=True),
+    execstack_record=dict(type="path"),
+)
+
+
+def install_and_fix(installer, links, run_needed: bool):
+    """Run steamcmd when needed, then fix the sdk links and the execstack flags.
+
+    Returns the app state after it, the platform passes run, the execstack plan and
+    whether the execstack record changed.
+    """
+    platform_passes = 0
+    record_changed = False
+    if not installer.steamcmd_present():
+        installer.fail("bad_input", f"steamcmd not found: {installer.steamcmd_dir}/steamcmd.sh"
+                       " is missing; install steamcmd there first (role game_host does)")
+    if not os.path.isdir(installer.install_dir):
+        os.mkdir(installer.install_dir, 0o755)
+        os.chown(installer.install_dir, installer.account.pw_uid, installer.account.pw_gid)
+    if run_needed:
+        platform_passes = installer.install()
+    after = read_app_state(installer.install_dir)
+    if run_needed and not after.complete:
+        installer.fail("unknown", "steamcmd reported success but the app manifest of"
+                       f" {installer.install_dir} does not show a complete install")
+    missing = [link.target for link in links if not os.path.exists(link.target)]
+    if missing:
+        installer.fail("unknown", f"steamcmd's {', '.join(missing)} missing after the run;"
+                       " srcds needs them to init Steam; reinstall steamcmd")
+    try:
+        apply_links(links, installer.account.pw_uid, installer.account.pw_gid)
+    except OSError as exc:
+        installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
+    # After steamcmd: an update or validate may have put Valve's bytes back.
+    execstack_plan = installer.plan_execstack()
+    if execstack_plan is not None:
+        record_changed = installer.apply_execstack(execstack_plan)
+    return after, platform_passes, execstack_plan, record_changed
+
+
+def install_diff(before, links, links_to_fix, cleared, buildid, installed) -> dict:
+    return dict(
+        before={"buildid": before.buildid, "complete": before.complete,
+                "links_correct": sorted(link.path for link in links
+                                        if link not in links_to_fix),
+                "execstack_requested": cleared},
+        after={"buildid": buildid, "complete": installed,
+               "links_correct": sorted(link.path for link in links),
+               "execstack_requested": []},
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     installer = Installer(module)
     installer.check_inputs()
     if module.params["timeout"] < 1:
@@ -437,30 +484,8 @@ def main():
     record_changed = False
 
     if not module.check_mode:
-        if not installer.steamcmd_present():
-            installer.fail("bad_input", f"steamcmd not found: {installer.steamcmd_dir}/steamcmd.sh"
-                           " is missing; install steamcmd there first (role game_host does)")
-        if not os.path.isdir(installer.install_dir):
-            os.mkdir(installer.install_dir, 0o755)
-            os.chown(installer.install_dir, installer.account.pw_uid, installer.account.pw_gid)
-        if run_needed:
-            platform_passes = installer.install()
-        after = read_app_state(installer.install_dir)
-        if run_needed and not after.complete:
-            installer.fail("unknown", "steamcmd reported success but the app manifest of"
-                           f" {installer.install_dir} does not show a complete install")
-        missing = [link.target for link in links if not os.path.exists(link.target)]
-        if missing:
-            installer.fail("unknown", f"steamcmd's {', '.join(missing)} missing after the run;"
-                           " srcds needs them to init Steam; reinstall steamcmd")
-        try:
-            apply_links(links, installer.account.pw_uid, installer.account.pw_gid)
-        except OSError as exc:
-            installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
-        # After steamcmd: an update or validate may have put Valve's bytes back.
-        execstack_plan = installer.plan_execstack()
-        if execstack_plan is not None:
-            record_changed = installer.apply_execstack(execstack_plan)
+        after, platform_passes, execstack_plan, record_changed = install_and_fix(
+            installer, links, run_needed)
     elif not before.complete:
         after = None  # an install would run: its build is only known afterwards
     else:
@@ -488,15 +513,8 @@ def main():
         output_tail=installer.tail,
     )
     if module._diff:
-        result["diff"] = dict(
-            before={"buildid": before.buildid, "complete": before.complete,
-                    "links_correct": sorted(link.path for link in links
-                                            if link not in links_to_fix),
-                    "execstack_requested": cleared},
-            after={"buildid": result["buildid"], "complete": installed,
-                   "links_correct": sorted(link.path for link in links),
-                   "execstack_requested": []},
-        )
+        result["diff"] = install_diff(before, links, links_to_fix, cleared, result["buildid"],
+                                      installed)
     module.exit_json(**result)
 
 

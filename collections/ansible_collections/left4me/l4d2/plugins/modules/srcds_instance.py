@@ -278,9 +278,6 @@ import pwd  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
-    wait_for_info,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
     HostLayout,
     InstanceError,
@@ -304,6 +301,20 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     validate_spec,
     wanted_files,
     write_file,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units import (  # noqa: E402
+    await_answers,
+    having,
+    instance_diffs,
+    instance_results,
+    is_failed,
+    is_serving,
+    needs_daemon_reload,
+    needs_reset,
+    no_answer_message,
+    probe_targets,
+    starting,
+    unit_actions,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
     DirSpec,
@@ -335,6 +346,29 @@ INSTANCE_OPTIONS = dict(
     allowed_cpus=dict(type="str"),
     environment=dict(type="dict"),
 )
+ARGUMENT_SPEC = dict(
+    name=dict(type="str"),
+    instances=dict(
+        type="list",
+        elements="dict",
+        options=dict(name=dict(type="str", required=True), **INSTANCE_OPTIONS),
+    ),
+    state=dict(
+        type="str",
+        default="started",
+        choices=["present", "started", "stopped", "restarted", "absent"],
+    ),
+    restart_on_change=dict(type="bool", default=True),
+    wait=dict(type="bool", default=True),
+    wait_retries=dict(type="int", default=60),
+    wait_timeout=dict(type="float", default=1.0),
+    probe_address=dict(type="str"),
+    state_dir=dict(type="path", default="/var/lib/left4me"),
+    config_dir=dict(type="path", default="/etc/left4me"),
+    systemd_dir=dict(type="path", default="/etc/systemd/system"),
+    owner=dict(type="str", default="left4me"),
+    **INSTANCE_OPTIONS,
+)
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
 LANG_C = {"LANG": "C", "LC_ALL": "C"}
 UNIT_PROPERTIES = (
@@ -343,15 +377,14 @@ UNIT_PROPERTIES = (
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
 JOURNAL_READS = 3
-UNIT_FAILED = "the unit failed"
 NEEDS_ROOT = (
     "srcds_instance needs root: run with become (-b on the ansible command line,"
     " become: true in a play)"
 )
 
 
-class Host:
-    """systemctl and journalctl, run with LANG=C; every failure ends the module."""
+class Systemd:
+    """The host's systemctl and journalctl, run with LANG=C; every failure ends the module."""
 
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
@@ -402,6 +435,7 @@ class Host:
         return reason or f"nothing in its journal; see journalctl -u {unit}"
 
     def first_global_ipv4(self) -> str:
+        """The host's first global IPv4 address (as players reach it), else loopback."""
         rc, out, _err = self.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], False)
         for line in out.splitlines() if rc == 0 else []:
             fields = line.split()
@@ -410,15 +444,7 @@ class Host:
         return "127.0.0.1"
 
 
-def is_running(props: dict[str, str]) -> bool:
-    active, sub = props.get("ActiveState"), props.get("SubState")
-    if active == "activating":
-        return sub != "auto-restart"
-    return active in ("active", "reloading")
-
-
-def is_enabled(props: dict[str, str]) -> bool:
-    return props.get("UnitFileState") in ("enabled", "enabled-runtime")
+# --- facts and the plan ----------------------------------------------------------------
 
 
 def raw_instances(params: dict) -> list[dict]:
@@ -487,46 +513,59 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
         if plan.spec is not None:
             plan_files(plan, layout, uid, gid)
     for plan in plans:
-        plan.port = (
-            plan.spec.port
-            if plan.spec
-            else next(iter(ports_from_env(on_host.get(plan.name, {}))), None)
-        )
-        plan.ip = plan.spec.ip if plan.spec else on_host.get(plan.name, {}).get("LEFT4ME_IP")
-        if plan.spec is not None and plan.spec.rcon_password:
-            plan.secrets = [plan.spec.rcon_password]
-        elif state != "absent":
-            plan.secrets = cfg_secrets(read_text(layout.instance_cfg(plan.name)))
+        plan_address(plan, on_host.get(plan.name, {}), state)
     return plans
 
 
-def decide_unit_actions(plans, states, state, restart_on_change) -> None:
+def plan_address(plan: InstancePlan, env: dict[str, str], state: str) -> None:
+    """Port, address and secrets of one instance: from its arguments, else from the host."""
+    spec = plan.spec
+    plan.port = spec.port if spec else next(iter(ports_from_env(env)), None)
+    plan.ip = spec.ip if spec else env.get("LEFT4ME_IP")
+    if spec is not None and spec.rcon_password:
+        plan.secrets = [spec.rcon_password]
+    elif state != "absent":
+        plan.secrets = cfg_secrets(read_text(plan.layout.instance_cfg(plan.name)))
+
+
+def existing_removal_targets(plan: InstancePlan) -> list[str]:
+    layout = plan.layout
+    return [p for p in removal_targets(layout, plan.name, layout.state_dir) if os.path.lexists(p)]
+
+
+def decide_unit_actions(plans, states, state, restart_on_change) -> dict[str, list[str]]:
+    """Gather each unit's facts, let :func:`unit_actions` decide; returns, per instance,
+    the existing paths ``absent`` removes (what the diff shows)."""
+    removed = {}
     for plan in plans:
         props = states[unit_name(plan.name)]
-        running, enabled = is_running(props), is_enabled(props)
-        plan.failed_before = props.get("ActiveState") == "failed"
+        plan.failed_before = is_failed(props)
         plan.invocation_before = props.get("InvocationID", "")
-        if state in ("started", "restarted"):
-            if not enabled:
-                plan.actions.append("enable")
-            if state == "restarted" or (running and plan.config_changed and restart_on_change):
-                plan.actions.append("restart")
-            elif not running:
-                plan.actions.append("start")
-        elif state in ("stopped", "absent"):
-            if enabled:
-                plan.actions.append("disable")
-            if running or props.get("ActiveState") in ("activating", "deactivating"):
-                plan.actions.append("stop")
-            mount = plan_unmount(plan.name, state_dir=plan.layout.state_dir)
-            if mount.action == "unmount" and "stop" not in plan.actions:
-                plan.actions.append("unmount")
-            if state == "absent":
-                layout = plan.layout
-                if any(
-                    os.path.lexists(p) for p in removal_targets(layout, plan.name, layout.state_dir)
-                ):
-                    plan.actions.append("remove")
+        mounted = state in ("stopped", "absent") and (
+            plan_unmount(plan.name, state_dir=plan.layout.state_dir).action == "unmount"
+        )
+        removed[plan.name] = existing_removal_targets(plan) if state == "absent" else []
+        plan.actions = unit_actions(
+            state,
+            props,
+            config_changed=plan.config_changed,
+            restart_on_change=restart_on_change,
+            mounted=mounted,
+            leftovers=bool(removed[plan.name]),
+        )
+    return removed
+
+
+def check_steam_links(plans: list[InstancePlan], owner: str) -> str | None:
+    """Why the servers about to start would run LAN-only, or None when they can start."""
+    names = [p.name for p in starting(plans)]
+    if not names:
+        return None
+    problems = missing_steam_links(pwd.getpwnam(owner).pw_dir)
+    return steam_links_message(problems, names) if problems else None
+
+
+# --- acting on the plan -------------------------------------------------------------------
 
 
 def apply_files(plan: InstancePlan) -> None:
@@ -536,166 +575,99 @@ def apply_files(plan: InstancePlan) -> None:
             write_file(change.file)
 
 
-def check_steam_links(plans: list[InstancePlan], owner: str) -> str | None:
-    """Why the servers about to start would run LAN-only, or None when they can start."""
-    names = [p.name for p in plans if {"start", "restart"} & set(p.actions)]
-    if not names:
-        return None
-    problems = missing_steam_links(pwd.getpwnam(owner).pw_dir)
-    return steam_links_message(problems, names) if problems else None
-
-
-def start_units(module, host, plans, verb: str, since: float) -> None:
+def start_units(module, systemd, plans, verb: str, since: float) -> None:
     """systemctl start|restart; when it fails, say why each unit failed, from its journal."""
     chosen = [p for p in plans if verb in p.actions]
     if not chosen:
         return
     units = [unit_name(p.name) for p in chosen]
-    rc, out, err = host.run(["systemctl", verb, *units], check=False)
+    rc, out, err = systemd.run(["systemctl", verb, *units], check=False)
     if rc == 0:
         return
-    states = host.unit_states(units)
+    states = systemd.unit_states(units)
     failed = [p for p in chosen if not is_serving(states[unit_name(p.name)])] or chosen
     reasons = "; ".join(
-        f"{unit_name(p.name)} did not start: {host.failure_reason(p, since)}" for p in failed
+        f"{unit_name(p.name)} did not start: {systemd.failure_reason(p, since)}" for p in failed
     )
     said = (err.strip() or out.strip()).splitlines()
     module.fail_json(
         msg=f"{reasons} (systemctl {verb} rc {rc}: {said[0] if said else 'no output'})",
         rc=rc,
         changed=True,
-        instances=results(plans),
+        instances=instance_results(plans),
     )
 
 
-def is_serving(props: dict[str, str]) -> bool:
-    return props.get("ActiveState") in ("active", "reloading")
-
-
-def wait_for_answers(module, host, plans, params, since: float) -> None:
-    """Query every started server at once, round after round: retries x timeout at most."""
-    probe_default = None
-    targets = {}
-    for plan in plans:
-        address = params["probe_address"] or plan.ip
-        if not address or address in ("0.0.0.0", "::"):
-            if probe_default is None:
-                probe_default = host.first_global_ipv4()
-            address = probe_default
-        targets[plan.name] = (address, plan.port)
+def wait_for_answers(module, systemd, plans, params, since: float) -> None:
+    """Wait until every started server answers A2S_INFO; fail naming each that did not."""
+    targets = probe_targets(plans, params["probe_address"], systemd.first_global_ipv4)
     by_name = {plan.name: plan for plan in plans}
 
-    def units_that_failed(pending: list[str]) -> dict[str, str]:
-        states = host.unit_states([unit_name(n) for n in pending])
-        return {
-            n: UNIT_FAILED for n in pending
-            if states[unit_name(n)].get("ActiveState") == "failed"
-        }
+    def unit_states(names: list[str]) -> dict[str, dict[str, str]]:
+        states = systemd.unit_states([unit_name(n) for n in names])
+        return {n: states[unit_name(n)] for n in names}
 
-    answers, failures = wait_for_info(
-        targets, params["wait_retries"], params["wait_timeout"], units_that_failed
+    answers, failures = await_answers(
+        targets, params["wait_retries"], params["wait_timeout"], unit_states
     )
     for name, info in answers.items():
-        info["address"] = targets[name][0]
         by_name[name].a2s = info
-    # Out of retries: say where each unit stands now (a crash loop may have just ended).
-    silent = [n for n, why in failures.items() if why != UNIT_FAILED]
-    states = host.unit_states([unit_name(n) for n in silent]) if silent else {}
-    for name in silent:
-        props = states[unit_name(name)]
-        if props.get("ActiveState") == "failed":
-            failures[name] = UNIT_FAILED
-        elif props.get("SubState") == "auto-restart":
-            failures[name] += "; the unit is restarting after a failure"
     if failures:
+        reasons = {n: systemd.failure_reason(by_name[n], since) for n in sorted(failures)}
         module.fail_json(
-            msg="; ".join(
-                f"instance {name!r} did not answer A2S_INFO on {targets[name][0]}:"
-                f"{targets[name][1]} ({failures[name]}); journal of {unit_name(name)}:"
-                f" {host.failure_reason(by_name[name], since)}"
-                for name in sorted(failures)
-            ),
+            msg=no_answer_message(failures, targets, reasons),
             changed=True,
-            instances=results(plans),
+            instances=instance_results(plans),
         )
 
 
-def results(plans: list[InstancePlan]) -> list[dict]:
-    out = []
-    for plan in plans:
-        entry = dict(
-            name=plan.name,
-            unit=unit_name(plan.name),
-            changed=plan.changed,
-            actions=list(plan.actions),
-            port=plan.port,
-            env_file=plan.layout.env_file(plan.name),
-        )
-        if plan.a2s:
-            entry["a2s"] = plan.a2s
-        out.append(entry)
-    return out
-
-
-def diffs(plans: list[InstancePlan]) -> list[dict]:
-    shown = []
-    for plan in plans:
-        for change in plan.files:
-            if not change.content_changed:
-                continue
-            wanted = change.file
-            before = change.before
-            if wanted.diff_content is not None and before is not None:
-                before = "(previous content not shown: it holds a secret)\n"
-            after = wanted.diff_content if wanted.diff_content is not None else wanted.content
-            shown.append(
-                dict(
-                    before_header=wanted.path,
-                    after_header=wanted.path,
-                    before=before or "",
-                    after=after or "",
-                )
-            )
-        if "remove" in plan.actions:
-            for path in removal_targets(plan.layout, plan.name, plan.layout.state_dir):
-                if os.path.lexists(path):
-                    shown.append(
-                        dict(before_header=path, after_header=path, before=f"{path}\n", after="")
-                    )
-    return shown
-
-
-def main():
-    argument_spec = dict(
-        name=dict(type="str"),
-        instances=dict(
-            type="list",
-            elements="dict",
-            options=dict(name=dict(type="str", required=True), **INSTANCE_OPTIONS),
-        ),
-        state=dict(
-            type="str",
-            default="started",
-            choices=["present", "started", "stopped", "restarted", "absent"],
-        ),
-        restart_on_change=dict(type="bool", default=True),
-        wait=dict(type="bool", default=True),
-        wait_retries=dict(type="int", default=60),
-        wait_timeout=dict(type="float", default=1.0),
-        probe_address=dict(type="str"),
-        state_dir=dict(type="path", default="/var/lib/left4me"),
-        config_dir=dict(type="path", default="/etc/left4me"),
-        systemd_dir=dict(type="path", default="/etc/systemd/system"),
-        owner=dict(type="str", default="left4me"),
-        **INSTANCE_OPTIONS,
+def write_configuration(module, systemd, plans, states, result) -> None:
+    """Files first, then make systemd see them and forget failures of units about to start."""
+    try:
+        for plan in plans:
+            if plan.spec is not None:
+                apply_files(plan)
+    except (OverlayError, OSError) as exc:
+        module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
+    if needs_daemon_reload(plans, states):
+        systemd.run(["systemctl", "daemon-reload"])
+    systemd.systemctl(
+        "reset-failed",
+        [unit_name(p.name) for p in plans if needs_reset(states[unit_name(p.name)], p.actions)],
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[("name", "instances")],
-        required_one_of=[("name", "instances")],
-        supports_check_mode=True,
-    )
-    params = module.params
+
+
+def start_and_wait(module, systemd, plans, params) -> None:
+    since = time.time()  # the journal from here on explains a failed start
+    systemd.systemctl("enable", having(plans, "enable"))
+    start_units(module, systemd, plans, "start", since)
+    start_units(module, systemd, plans, "restart", since)
+    waiting = starting(plans)
+    if params["wait"] and waiting:
+        wait_for_answers(module, systemd, waiting, params, since)
+
+
+def stop_and_remove(module, systemd, plans, layout, state, result) -> None:
+    systemd.systemctl("disable", sorted(set(having(plans, "disable") + having(plans, "stop"))),
+                      "--now")
+    try:
+        for plan in plans:
+            mount = plan_unmount(plan.name, state_dir=layout.state_dir)
+            if mount.action == "unmount":
+                apply_plan(mount)
+            if "remove" in plan.actions:
+                remove_paths(removal_targets(layout, plan.name, layout.state_dir))
+    except (OverlayError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    if state == "absent" and having(plans, "remove"):
+        systemd.run(["systemctl", "daemon-reload"])
+
+
+# --- the module ---------------------------------------------------------------------------
+
+
+def refuse_bad_call(module, params) -> None:
+    """What fails before anything on the host is read."""
     if os.geteuid() != 0:
         # The env files, the unit drop-ins and the mounts are root's; without this the
         # first of them read fails with a bare "[Errno 13] Permission denied".
@@ -709,73 +681,49 @@ def main():
             )
     if params["wait_retries"] < 1 or params["wait_timeout"] <= 0:
         module.fail_json(msg="wait_retries must be at least 1 and wait_timeout above 0")
-    layout = HostLayout(params["state_dir"], params["config_dir"], params["systemd_dir"])
-    host = Host(module)
-    state = params["state"]
+
+
+def decide(module, systemd, params, layout):
+    """Every plan with its unit actions, the unit states and the paths ``absent`` removes."""
     try:
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
-        units = [unit_name(p.name) for p in plans]
-        states = host.unit_states(units)
-        decide_unit_actions(plans, states, state, params["restart_on_change"])
+        states = systemd.unit_states([unit_name(p.name) for p in plans])
+        removed = decide_unit_actions(plans, states, params["state"], params["restart_on_change"])
         lan_only = check_steam_links(plans, params["owner"])
     except (InstanceError, OverlayError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if lan_only:
         module.fail_json(msg=lan_only)
+    return plans, states, removed
 
-    result = dict(changed=any(p.changed for p in plans), instances=results(plans))
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("name", "instances")],
+        required_one_of=[("name", "instances")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    refuse_bad_call(module, params)
+    layout = HostLayout(params["state_dir"], params["config_dir"], params["systemd_dir"])
+    systemd = Systemd(module)
+    plans, states, removed = decide(module, systemd, params, layout)
+
+    result = dict(changed=any(p.changed for p in plans), instances=instance_results(plans))
     if module._diff:
-        result["diff"] = diffs(plans)
+        result["diff"] = instance_diffs(plans, removed)
     if module.check_mode:
         module.exit_json(**result)
 
-    try:
-        for plan in plans:
-            if plan.spec is not None:
-                apply_files(plan)
-    except (OverlayError, OSError) as exc:
-        module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
-
-    def having(action: str) -> list[str]:
-        return [unit_name(p.name) for p in plans if action in p.actions]
-
-    dropins_changed = any(
-        c.changed and c.file.path.endswith(".conf") for p in plans for c in p.files
-    ) or any("remove" in p.actions for p in plans)
-    if dropins_changed or any(s.get("NeedDaemonReload") == "yes" for s in states.values()):
-        host.run(["systemctl", "daemon-reload"])
-    host.systemctl(
-        "reset-failed",
-        [
-            unit_name(p.name)
-            for p in plans
-            if p.failed_before and ({"start", "restart"} & set(p.actions))
-        ],
-    )
-    if state in ("started", "restarted"):
-        since = time.time()  # the journal from here on explains a failed start
-        host.systemctl("enable", having("enable"))
-        start_units(module, host, plans, "start", since)
-        start_units(module, host, plans, "restart", since)
-        waiting = [p for p in plans if {"start", "restart"} & set(p.actions)]
-        if params["wait"] and waiting:
-            wait_for_answers(module, host, waiting, params, since)
-    elif state in ("stopped", "absent"):
-        host.systemctl("disable", sorted(set(having("disable") + having("stop"))), "--now")
-        try:
-            for plan in plans:
-                mount = plan_unmount(plan.name, state_dir=layout.state_dir)
-                if mount.action == "unmount":
-                    apply_plan(mount)
-                if "remove" in plan.actions:
-                    remove_paths(removal_targets(layout, plan.name, layout.state_dir))
-        except (OverlayError, OSError) as exc:
-            module.fail_json(msg=str(exc), **result)
-        if state == "absent" and having("remove"):
-            host.run(["systemctl", "daemon-reload"])
-    result["instances"] = results(plans)
+    write_configuration(module, systemd, plans, states, result)
+    if params["state"] in ("started", "restarted"):
+        start_and_wait(module, systemd, plans, params)
+    elif params["state"] in ("stopped", "absent"):
+        stop_and_remove(module, systemd, plans, layout, params["state"], result)
+    result["instances"] = instance_results(plans)
     module.exit_json(**result)
 
 

@@ -13,7 +13,7 @@ Run by left4me-workshop-refresh.service (daily timer) as the runtime user. Reads
      "api_url": "https://api.steampowered.com", "workers": 4}
 
 and an optional Web API key from {config_dir}/workshop-api-key. Each overlay is
-brought up to date with the same code as the workshop_fetch module (left4me_workshop.py
+brought up to date with the same code as the workshop_overlay module (left4me_workshop.py
 next to this file): unchanged items cost one details request per 100 and no
 download; updated items are downloaded, and links change only when all succeeded.
 Items on SteamPipe (no usable file_url) are fetched with steamcmd from --steamcmd-dir

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Sync the cedapug custom campaign maps into an overlay's addons/.
-# Runs inside the left4me build sandbox (module left4me.l4d2.script_build): the overlay is
+# Runs inside the left4me build sandbox (module left4me.l4d2.script_overlay): the overlay is
 # /overlay, the previous build's tree is already there (incremental), /tmp is private.
 #
 # The source publishes an md5sum-style list, "<md5>  <file.vpk>" per line, at

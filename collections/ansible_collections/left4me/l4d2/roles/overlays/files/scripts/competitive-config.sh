@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install a competitive config pack (the "L4D2 Competitive Rework" layout: cfg/ and addons/
 # at the top of the archive) into an overlay.
-# Runs inside the left4me build sandbox (module left4me.l4d2.script_build): the overlay is
+# Runs inside the left4me build sandbox (module left4me.l4d2.script_overlay): the overlay is
 # /overlay and /tmp is private. The pack owns the overlay's left4dead2/cfg and
 # left4dead2/addons: every build replaces them with the pack's content.
 #

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Sync the l4d2center map archives (non-Workshop custom campaigns) into an overlay.
-# Runs inside the left4me build sandbox (module left4me.l4d2.script_build): the overlay is
+# Runs inside the left4me build sandbox (module left4me.l4d2.script_overlay): the overlay is
 # /overlay, the previous build's tree is already there (incremental), /tmp is private.
 # Needs 7z (package 7zip) and md5sum (coreutils).
 #

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the tickrate enabler plugin and matching network rates into an overlay.
-# Runs inside the left4me build sandbox (module left4me.l4d2.script_build): the overlay is
+# Runs inside the left4me build sandbox (module left4me.l4d2.script_overlay): the overlay is
 # /overlay and /tmp is private. Needs 7z (package 7zip).
 #
 # $TICKRATE_BASE_URL/tickrate_enabler.zip holds addons/ (the plugin and its .vdf); the

@@ -13,9 +13,11 @@ import sys
 import pytest
 
 try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 
 from ansible.module_utils.testing import patch_module_args
@@ -90,7 +92,7 @@ def test_rcon_password_never_reaches_the_output(capsys, dirs):
     ],
 )
 def test_running_means_serving_or_about_to(props, running):
-    assert srcds_instance.is_running(props) is running
+    assert _instance_units.is_running(props) is running
 
 
 def test_without_root_the_module_says_to_use_become(capsys, dirs, monkeypatch):
@@ -152,7 +154,7 @@ def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
     })
     plans = [plan()]
     with pytest.raises(Failed) as failed:
-        srcds_instance.start_units(module, srcds_instance.Host(module), plans, "restart", 5.5)
+        srcds_instance.start_units(module, srcds_instance.Systemd(module), plans, "restart", 5.5)
     msg = failed.value.args[0]["msg"]
     assert msg.startswith(f"left4me-server@coop1.service did not start: {TAINTED}")
     assert msg.endswith("(systemctl restart rc 1: Job for left4me-server@coop1.service failed"
@@ -175,7 +177,7 @@ def test_a_server_that_exits_at_start_shows_the_journals_reason(silent_udp_port)
     plans[0].port = silent_udp_port
     params = {"probe_address": None, "wait_retries": 3, "wait_timeout": 0.2}
     with pytest.raises(Failed) as failed:
-        srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
+        srcds_instance.wait_for_answers(module, srcds_instance.Systemd(module), plans, params, 1.0)
     msg = failed.value.args[0]["msg"]
     assert f"did not answer A2S_INFO on 127.0.0.1:{silent_udp_port} (the unit failed)" in msg
     assert "Couldn't allocate any server IP port" in msg and "status=1/FAILURE" in msg
@@ -231,5 +233,72 @@ def test_out_of_retries_the_message_says_where_the_unit_stands(silent_udp_port, 
     plans[0].port = silent_udp_port
     params = {"probe_address": None, "wait_retries": 2, "wait_timeout": 0.1}
     with pytest.raises(Failed) as failed:
-        srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
+        srcds_instance.wait_for_answers(module, srcds_instance.Systemd(module), plans, params, 1.0)
     assert said.replace(":0:", f":{silent_udp_port}") in failed.value.args[0]["msg"]
+
+
+# --- check mode: the decision is reported, nothing but `systemctl show` runs -----------
+
+UNIT_SHOW = {
+    "active": "ActiveState=active\nSubState=running\nUnitFileState=enabled\n",
+    "inactive": "ActiveState=inactive\nSubState=dead\nUnitFileState=disabled\n",
+    "failed": "ActiveState=failed\nSubState=failed\nUnitFileState=enabled\n",
+}
+
+
+@pytest.fixture
+def fake_systemctl(monkeypatch):
+    """systemctl show answers the unit state given; every command run is recorded."""
+    calls: list[list[str]] = []
+    unit = {"state": "inactive"}
+
+    def run_command(_module, argv, environ_update=None, **_kwargs):
+        calls.append(list(argv))
+        if argv[:2] == ["systemctl", "show"]:
+            return 0, f"Id=left4me-server@coop1.service\n{UNIT_SHOW[unit['state']]}", ""
+        return 0, "", ""
+
+    monkeypatch.setattr(srcds_instance.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(srcds_instance, "enter_mount_namespace", lambda: False)
+    monkeypatch.setattr(srcds_instance, "missing_steam_links", lambda _home: [])
+    return calls, unit
+
+
+@pytest.mark.parametrize("unit_state", ["active", "inactive", "failed"])
+@pytest.mark.parametrize("state", ["started", "restarted", "stopped", "absent"])
+def test_check_mode_reports_the_decision_and_runs_nothing(capsys, dirs, tmp_path,
+                                                          fake_systemctl, state, unit_state):
+    calls, unit = fake_systemctl
+    unit["state"] = unit_state
+    (tmp_path / "etc" / "instances" / "coop1.env").write_text("LEFT4ME_PORT=27015\n")
+    before = listing(tmp_path)
+    result = run(capsys, _ansible_check_mode=True, name="coop1", state=state,
+                 **{**dirs, "owner": "root"})
+    props = dict(line.split("=", 1) for line in UNIT_SHOW[unit_state].splitlines())
+    leftovers = state == "absent"  # the env file is there
+    wanted = _instance_units.unit_actions(state, props, leftovers=leftovers)
+    assert result["instances"][0]["actions"] == wanted
+    assert result["changed"] is bool(wanted)
+    assert [c[:2] for c in calls] == [["systemctl", "show"]]
+    assert listing(tmp_path) == before
+
+
+def test_check_mode_diff_of_a_real_change_never_shows_the_password(capsys, dirs, tmp_path,
+                                                                   fake_systemctl):
+    """The diff path itself, not a validation failure: a configured instance gets a new
+    password; the old and the new one appear nowhere in the result."""
+    layout = srcds_instance.HostLayout(dirs["state_dir"], dirs["config_dir"],
+                                       dirs["systemd_dir"])
+    cfg = pathlib.Path(layout.instance_cfg("coop1"))
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('rcon_password "old-secret-on-disk"\n')
+    (tmp_path / "etc" / "instances" / "coop1.env").write_text("LEFT4ME_PORT=27015\n")
+    result = run(capsys, _ansible_check_mode=True, _ansible_diff=True, name="coop1",
+                 port=27015, overlays=["maps"], rcon_password="hunter2-secret", state="present",
+                 **{**dirs, "owner": "root"})
+    shown = {d["after_header"]: d for d in result["diff"]}
+    assert result["changed"] and str(cfg) in shown
+    assert shown[str(cfg)]["before"] == "(previous content not shown: it holds a secret)\n"
+    assert 'rcon_password "********"' in shown[str(cfg)]["after"]
+    assert "hunter2-secret" not in json.dumps(result)
+    assert "old-secret-on-disk" not in json.dumps(result)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: workshop_fetch
+module: workshop_overlay
 short_description: Build a left4me overlay from Steam Workshop items and collections
 version_added: 0.1.0
 description:
@@ -126,6 +126,8 @@ attributes:
     description: Shows the overlay's Workshop links (file names) before and after.
     support: full
 notes:
+  - Called C(left4me.l4d2.workshop_fetch) in version 0.1.0; that name still works, deprecated,
+    until version 1.0.0.
   - Needs outbound HTTPS to api.steampowered.com and Steam's download hosts.
   - Runs as root to set O(owner); the refresh service runs the same code as the runtime user.
 seealso:
@@ -136,13 +138,13 @@ seealso:
 
 EXAMPLES = r"""
 - name: Build the campaign overlay from a collection and two items
-  left4me.l4d2.workshop_fetch:
+  left4me.l4d2.workshop_overlay:
     id: campaigns
     collections: ["3000000001"]
     items: ["1000000001", "1000000002"]
 
 - name: Build an overlay, skipping items Steam has removed or banned
-  left4me.l4d2.workshop_fetch:
+  left4me.l4d2.workshop_overlay:
     id: community-maps
     collections: ["3000000001"]
     fail_on_item_error: false
@@ -270,77 +272,87 @@ def owner_ids(owner, group):
         raise WorkshopError(f"group {group!r} does not exist") from None
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            id=dict(type="str", required=True),
-            items=dict(type="list", elements="str", default=[]),
-            collections=dict(type="list", elements="str", default=[]),
-            fail_on_item_error=dict(type="bool", default=True),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            owner=dict(type="str", default="left4me"),
-            group=dict(type="str"),
-            api_url=dict(type="str", default="https://api.steampowered.com"),
-            api_key=dict(type="str", no_log=True),
-            workers=dict(type="int", default=4),
-            attempts=dict(type="int", default=3),
-            retry_delay=dict(type="float", default=1.0),
-            timeout=dict(type="float", default=60.0),
-            steamcmd_dir=dict(type="path"),
-            steamcmd_timeout=dict(type="int", default=1800),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        api = SteamApi(params["api_url"], params["api_key"], timeout=params["timeout"],
-                       attempts=params["attempts"], retry_delay=params["retry_delay"])
-        sync = sync_overlay(
-            params["id"],
-            params["items"],
-            params["collections"],
-            api=api,
-            state_dir=params["state_dir"],
-            owner=owner_ids(params["owner"], params["group"]),
-            fail_on_item_error=params["fail_on_item_error"],
-            workers=params["workers"],
-            check_mode=module.check_mode,
-            attempts=params["attempts"],
-            retry_delay=params["retry_delay"],
-            timeout=params["timeout"],
-            steamcmd=steamcmd_as(
-                params["owner"],
-                params["steamcmd_dir"] or os.path.join(params["state_dir"], "steam"),
-                params["steamcmd_timeout"]),
-        )
-    except (WorkshopError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+ARGUMENT_SPEC = dict(
+    id=dict(type="str", required=True),
+    items=dict(type="list", elements="str", default=[]),
+    collections=dict(type="list", elements="str", default=[]),
+    fail_on_item_error=dict(type="bool", default=True),
+    state_dir=dict(type="path", default="/var/lib/left4me"),
+    owner=dict(type="str", default="left4me"),
+    group=dict(type="str"),
+    api_url=dict(type="str", default="https://api.steampowered.com"),
+    api_key=dict(type="str", no_log=True),
+    workers=dict(type="int", default=4),
+    attempts=dict(type="int", default=3),
+    retry_delay=dict(type="float", default=1.0),
+    timeout=dict(type="float", default=60.0),
+    steamcmd_dir=dict(type="path"),
+    steamcmd_timeout=dict(type="int", default=1800),
+)
 
-    links = sync.links
+
+def sync(params, check_mode: bool):
+    """Bring the overlay to the wanted items (or predict it, in check mode)."""
+    api = SteamApi(params["api_url"], params["api_key"], timeout=params["timeout"],
+                   attempts=params["attempts"], retry_delay=params["retry_delay"])
+    return sync_overlay(
+        params["id"],
+        params["items"],
+        params["collections"],
+        api=api,
+        state_dir=params["state_dir"],
+        owner=owner_ids(params["owner"], params["group"]),
+        fail_on_item_error=params["fail_on_item_error"],
+        workers=params["workers"],
+        check_mode=check_mode,
+        attempts=params["attempts"],
+        retry_delay=params["retry_delay"],
+        timeout=params["timeout"],
+        steamcmd=steamcmd_as(
+            params["owner"],
+            params["steamcmd_dir"] or os.path.join(params["state_dir"], "steam"),
+            params["steamcmd_timeout"]),
+    )
+
+
+def report(synced, state_dir: str, diff: bool) -> dict:
+    """The module result of one sync; ``changed`` as if it succeeded."""
+    links = synced.links
     after = sorted((set(links.before) - set(links.remove)) | set(links.create))
     result = dict(
-        changed=sync.changed and not sync.failed,
-        path=sync.path,
-        items=[item.report() for item in sync.items],
-        collections=sync.collections,
-        bytes_fetched=sync.bytes_fetched,
-        downloaded=sum(item.status in ("downloaded", "would_download") for item in sync.items),
+        changed=synced.changed and not synced.failed,
+        path=synced.path,
+        items=[item.report() for item in synced.items],
+        collections=synced.collections,
+        bytes_fetched=synced.bytes_fetched,
+        downloaded=sum(item.status in ("downloaded", "would_download") for item in synced.items),
         links_set=sorted(links.create),
         links_removed=sorted(links.remove),
-        api_calls=sync.api_calls,
-        log=f"{params['state_dir'].rstrip('/')}/workshop_cache/{LOG_NAME}",
+        api_calls=synced.api_calls,
+        log=f"{state_dir.rstrip('/')}/workshop_cache/{LOG_NAME}",
     )
-    if module._diff:
+    if diff:
         result["diff"] = dict(
             before="".join(f"{name}\n" for name in links.before),
             after="".join(f"{name}\n" for name in after),
-            before_header=f"{sync.path}/left4dead2/addons (Workshop links)",
-            after_header=f"{sync.path}/left4dead2/addons (Workshop links)",
+            before_header=f"{synced.path}/left4dead2/addons (Workshop links)",
+            after_header=f"{synced.path}/left4dead2/addons (Workshop links)",
         )
-    if sync.failed:
-        result["changed"] = sync.bytes_fetched > 0  # the cache may have gained files
-        module.fail_json(msg=sync.msg, **result)
-    for error in sync.errors:
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    try:
+        synced = sync(params, module.check_mode)
+    except (WorkshopError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    result = report(synced, params["state_dir"], module._diff)
+    if synced.failed:
+        result["changed"] = synced.bytes_fetched > 0  # the cache may have gained files
+        module.fail_json(msg=synced.msg, **result)
+    for error in synced.errors:
         module.warn(error)
     module.exit_json(**result)
 

@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Runs the workshop_fetch module in-process against the fake Steam Web API."""
+"""Runs the workshop_overlay module in-process against the fake Steam Web API."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import urllib.request
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.modules import workshop_fetch
+    from ansible_collections.left4me.l4d2.plugins.modules import workshop_overlay
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.modules import workshop_fetch
+    from ansible_collections.left4me.l4d2.plugins.modules import workshop_overlay
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -27,7 +27,7 @@ ME = pwd.getpwuid(os.getuid()).pw_name
 
 def run(capsys, **args) -> dict:
     with patch_module_args(args), pytest.raises(SystemExit):
-        workshop_fetch.main()
+        workshop_overlay.main()
     return json.loads(capsys.readouterr().out)
 
 

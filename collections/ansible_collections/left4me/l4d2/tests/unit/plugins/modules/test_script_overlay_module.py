@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Runs the script_build module in-process for what needs no systemd: input checks and check mode.
+"""Runs the script_overlay module in-process for what needs no systemd: input checks and check mode.
 
 Real builds (systemd-run in a booted host) are covered by molecule/sandbox and
 tests/sandbox/test_vm_limits.py.
@@ -19,10 +19,10 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.modules import script_build
+    from ansible_collections.left4me.l4d2.plugins.modules import script_overlay
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.modules import script_build
+    from ansible_collections.left4me.l4d2.plugins.modules import script_overlay
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -32,7 +32,7 @@ SCRIPT = "#!/bin/sh\necho built > /overlay/x\n"
 
 def run_module(capsys, **args) -> dict:
     with patch_module_args(args), pytest.raises(SystemExit):
-        script_build.main()
+        script_overlay.main()
     return json.loads(capsys.readouterr().out)
 
 
@@ -125,7 +125,7 @@ def test_output_lines_above_64_are_refused(state_dir, capsys):
 
 
 def test_systemd_run_output_is_kept_as_a_bounded_tail():
-    ran = script_build.run_keeping_tail(
+    ran = script_overlay.run_keeping_tail(
         ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo the-end"], 60)
     assert ran is not None
     rc, tail = ran
@@ -135,5 +135,94 @@ def test_systemd_run_output_is_kept_as_a_bounded_tail():
 
 def test_systemd_run_that_outlives_its_time_is_killed():
     started = time.monotonic()
-    assert script_build.run_keeping_tail(["sleep", "30"], 0.5) is None
+    assert script_overlay.run_keeping_tail(["sleep", "30"], 0.5) is None
     assert time.monotonic() - started < 5
+
+
+# --- staging, swap and retire around a build, with the sandbox run faked ----------------
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, params, diff=False):
+        self.params = params
+        self._diff = diff
+        self.warnings: list[str] = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+
+def params_for(state_dir, **args):
+    params = {key: spec.get("default") for key, spec in script_overlay.ARGUMENT_SPEC.items()}
+    return {**params, "name": "maps", "content": SCRIPT, "state_dir": str(state_dir),
+            "user": USER, **args}
+
+
+def fake_build(monkeypatch, writes: dict[str, str], rc=0, service_result="success"):
+    """systemd-run stand-in: the 'script' writes ``writes`` into the staging tree."""
+
+    def run_build(module, paths, properties, limits):
+        staging = pathlib.Path(paths.staging)
+        for name in list(os.listdir(staging)):
+            (staging / name).unlink()
+        for name, text in writes.items():
+            (staging / name).write_text(text)
+        return dict(rc=rc, service_result=service_result, output=[])
+
+    monkeypatch.setattr(script_overlay, "run_build", run_build)
+
+
+def build_once(state_dir, monkeypatch, in_use=False, diff=False, **args):
+    monkeypatch.setattr(script_overlay, "_overlay_in_use", lambda _overlay: in_use)
+    module = FakeModule(params_for(state_dir, **args), diff=diff)
+    return module, script_overlay.build(module, script_overlay.Build(module.params))
+
+
+def test_a_build_swaps_in_its_tree_and_leaves_no_build_dir(state_dir, monkeypatch):
+    fake_build(monkeypatch, {"x": "new\n"})
+    _module, result = build_once(state_dir, monkeypatch, diff=True)
+    assert result["changed"] and result["entries"] == 1 and "retired" not in result
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "new\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+    assert "maps" in result["diff"]["after_header"] and "x" in result["diff"]["after"]
+    again = build_once(state_dir, monkeypatch)[1]
+    assert not again["changed"] and again["digest"] == result["digest"]
+
+
+def test_a_failed_build_keeps_the_previous_tree(state_dir, monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "half-written"}, rc=1, service_result="exit-code")
+    with pytest.raises(Failed) as failed:
+        build_once(state_dir, monkeypatch)
+    assert failed.value.args[0]["msg"] == (
+        f"build script of overlay maps exited with status 1; the previous content of"
+        f" {state_dir}/overlays/maps is untouched")
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+
+
+def test_a_tree_in_use_is_retired_then_removed_once_unused(state_dir, monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "new\n"})
+    module, result = build_once(state_dir, monkeypatch, in_use=True)
+    kept = pathlib.Path(result["retired"])
+    assert kept.parent == state_dir / "overlays" and kept.name.startswith(".maps.retired-")
+    assert (kept / "x").read_text() == "old\n", "the mounted instance's tree stays"
+    assert "still uses the previous tree of overlay maps" in module.warnings[0]
+    fake_build(monkeypatch, {"x": "newer\n"})
+    build_once(state_dir, monkeypatch, in_use=True)
+    assert kept.exists(), "still in use: not removed"
+    (state_dir / "overlays" / ".maps.build-0ld").mkdir()
+    fake_build(monkeypatch, {"x": "newest\n"})
+    build_once(state_dir, monkeypatch, in_use=False)
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"], (
+        "retired trees and interrupted builds are gone once no mount uses the overlay")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: script_build
+module: script_overlay
 short_description: Build a left4me overlay by running a user script in a hardened sandbox
 version_added: 0.1.0
 description:
@@ -149,6 +149,8 @@ attributes:
     description: Lists the overlay's entries (type, mode, short content hash) before and after.
     support: full
 notes:
+  - Called C(left4me.l4d2.script_build) in version 0.1.0; that name still works, deprecated,
+    until version 1.0.0.
   - Needs root and systemd (v257 or later for every property) on the target, with
     C(systemd-run) and a kernel that supports C(renameat2(RENAME_EXCHANGE)) on the
     state file system (ext4, xfs and btrfs do).
@@ -165,14 +167,14 @@ seealso:
 
 EXAMPLES = r"""
 - name: Build the tickrate overlay from a script shipped with the collection
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: tickrate
     content: "{{ lookup('ansible.builtin.file', 'scripts/tickrate-pack.sh') }}"
     environment:
       TICKRATE: "100"
 
 - name: Sync the l4d2center maps with a token and a tighter memory limit
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: l4d2center-maps
     script: /usr/local/share/left4me/scripts/l4d2center-maps.sh
     environment:
@@ -181,7 +183,7 @@ EXAMPLES = r"""
     runtime_max_sec: 7200
 
 - name: Rebuild a config pack from scratch
-  left4me.l4d2.script_build:
+  left4me.l4d2.script_overlay:
     name: competitive
     content: |
       #!/bin/sh
@@ -250,7 +252,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     Limits,
     SandboxError,
     build_paths,
-    describe_result,
     environment_file_text,
     make_world_readable,
     manifest_digest,
@@ -276,9 +277,63 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     validate_resolvers,
     validate_user,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._script_overlay import (  # noqa: E402
+    build_failure,
+    build_failure_message,
+    built_result,
+    check_mode_result,
+    leftovers_to_remove,
+    manifest_diff,
+    overlay_changed,
+    previous_tree_fate,
+    retired_path,
+)
 
 # How long after RuntimeMaxSec= we stop waiting for systemd-run itself.
 WAIT_GRACE_SEC = 120
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    script=dict(type="path"),
+    content=dict(type="str"),
+    environment=dict(type="dict", no_log=True),
+    incremental=dict(type="bool", default=True),
+    state_dir=dict(type="path", default="/var/lib/left4me"),
+    masked_paths=dict(type="list", elements="path", default=["/etc/left4me"]),
+    user=dict(type="str", default="left4me"),
+    group=dict(type="str"),
+    resolvers=dict(type="list", elements="str",
+                   default=["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111", "2620:fe::fe"]),
+    memory_max=dict(type="str", default="2G"),
+    tasks_max=dict(type="int", default=256),
+    cpu_quota=dict(type="str", default="100%"),
+    runtime_max_sec=dict(type="int", default=3600),
+    output_lines=dict(type="int", default=50),
+    slice=dict(type="str", default="l4d2-build.slice"),
+)
+
+
+class Build:
+    """One build's validated inputs: what :func:`build` needs besides the module."""
+
+    def __init__(self, params) -> None:
+        validate_overlay_id(params["name"])
+        if not params["slice"].endswith(".slice") or "/" in params["slice"]:
+            raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
+        self.limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],
+                             params["runtime_max_sec"])
+        self.environment = validate_environment(params["environment"])
+        self.resolvers = validate_resolvers(params["resolvers"])
+        validate_output_lines(params["output_lines"])
+        self.uid, self.gid, group = resolve_identity(params["user"], params["group"])
+        self.script_text = read_script(params, self.uid, self.gid)
+        self.paths = build_paths(params["name"], params["state_dir"], secrets.token_hex(8))
+        if not os.path.isdir(self.paths.overlays):
+            raise SandboxError(
+                f"{self.paths.overlays} does not exist; converge the game host first")
+        self.properties = sandbox_properties(
+            self.paths, params["user"], group, self.limits, masked_paths=params["masked_paths"],
+            state_dir=params["state_dir"], slice_name=params["slice"],
+            with_environment=bool(self.environment))
 
 
 def read_script(params, uid: int, gid: int) -> str:
@@ -308,7 +363,8 @@ def resolve_identity(user: str, group: str | None) -> tuple[int, int, str]:
         raise SandboxError(f"group {group!r} does not exist") from exc
 
 
-def write_file(path: str, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
+def create_file(path: str, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
+    """Create a new file in the build directory (never follows or reuses one)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode)
     with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
@@ -326,6 +382,8 @@ def run_command(argv: list[str]) -> tuple[int, str, str]:
 
 def prepare(paths, script_text: str, environment: dict[str, str], resolvers: list[str],
             uid: int, gid: int, incremental: bool) -> None:
+    """The build directory: the staging tree (a copy of the overlay, or empty) and the
+    files the sandbox binds."""
     os.mkdir(paths.build_dir, 0o700)
     os.chmod(paths.build_dir, 0o700)
     if incremental and os.path.isdir(paths.overlay):
@@ -338,24 +396,24 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
         os.mkdir(paths.staging)
     os.chown(paths.staging, uid, gid)
     os.chmod(paths.staging, 0o755)
-    write_file(paths.script, script_text, 0o500, uid, gid)
-    write_file(paths.resolv_conf, resolv_conf_text(resolvers), 0o644)
+    create_file(paths.script, script_text, 0o500, uid, gid)
+    create_file(paths.resolv_conf, resolv_conf_text(resolvers), 0o644)
     if environment:
-        write_file(paths.environment, environment_file_text(environment), 0o600)
+        create_file(paths.environment, environment_file_text(environment), 0o600)
 
 
 def run_build(module, paths, properties, limits: Limits) -> dict:
-    argv = systemd_run_argv(properties, unit_name(os.path.basename(paths.overlay)))
-    ran = run_keeping_tail(argv, limits.runtime_max_sec + WAIT_GRACE_SEC)
+    unit = unit_name(os.path.basename(paths.overlay))
+    ran = run_keeping_tail(systemd_run_argv(properties, unit),
+                           limits.runtime_max_sec + WAIT_GRACE_SEC)
     if ran is None:
         raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
                            f"RuntimeMaxSec={limits.runtime_max_sec}; check "
-                           f"'systemctl status {unit_name(os.path.basename(paths.overlay))}'")
+                           f"'systemctl status {unit}'")
     returncode, tail = ran
     output, service_result = split_result(tail.decode("utf-8", "replace"), paths.token)
     if not service_result:
         # The unit never reported back: show what systemd logged about it.
-        unit = unit_name(os.path.basename(paths.overlay))
         _rc, journal, _err = run_command(["journalctl", "--no-pager", "--output=cat",
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())
@@ -363,54 +421,51 @@ def run_build(module, paths, properties, limits: Limits) -> dict:
                 output=output_tail(output, module.params["output_lines"]))
 
 
-def build(module, paths, limits: Limits, properties, script_text, environment, resolvers,
-          uid, gid) -> dict:
+def swap_in(module, paths, overlay_id: str, result: dict) -> None:
+    """Make the staged tree the overlay; keep the previous one while a mount reads it."""
+    previous = os.path.join(paths.build_dir, "previous")
+    swap_into_place(paths.staging, paths.overlay, previous)
+    exists = os.path.lexists(previous)
+    fate = previous_tree_fate(exists, exists and _overlay_in_use(paths.overlay))
+    if fate == "retire":
+        kept = retired_path(paths.overlays, overlay_id, secrets.token_hex(8))
+        os.rename(previous, kept)
+        result["retired"] = kept
+        module.warn(f"a mounted instance still uses the previous tree of overlay "
+                    f"{overlay_id}; it sees the new one after a restart")
+    # "remove": it goes with the build directory.
+
+
+def build(module, job: Build) -> dict:
     """Run one build with the overlay lock held; returns the exit_json fields."""
-    params = module.params
+    params, paths = module.params, job.paths
     overlay_id = params["name"]
     with overlay_lock(paths.lock):
-        for leftover in stale_build_dirs(paths.overlays, overlay_id):
+        retired = retired_dirs(paths.overlays, overlay_id)
+        in_use = _overlay_in_use(paths.overlay)
+        for leftover in leftovers_to_remove(
+                stale_build_dirs(paths.overlays, overlay_id), retired, in_use):
             remove_tree(leftover)
-        if not _overlay_in_use(paths.overlay):
-            for retired in retired_dirs(paths.overlays, overlay_id):
-                remove_tree(retired)
         before_manifest = tree_manifest(paths.overlay)
         try:
-            prepare(paths, script_text, environment, resolvers, uid, gid, params["incremental"])
-            ran = run_build(module, paths, properties, limits)
-            if ran["rc"] != 0 or ran["service_result"] not in ("success", ""):
-                why = (f"never reported a result: systemd could not start the build unit "
-                       f"(systemd-run rc {ran['rc']}; 217 is a bad user, 226 a namespace set-up "
-                       f"failure; the output ends with the unit's journal)"
-                       if not ran["service_result"]
-                       else describe_result(ran["service_result"], ran["rc"],
-                                            limits.runtime_max_sec))
-                module.fail_json(
-                    msg=f"build script of overlay {overlay_id} {why}; the previous content "
-                        f"of {paths.overlay} is untouched",
-                    path=paths.overlay, built=True, changed=False, **ran)
+            prepare(paths, job.script_text, job.environment, job.resolvers, job.uid, job.gid,
+                    params["incremental"])
+            ran = run_build(module, paths, job.properties, job.limits)
+            why = build_failure(ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
+            if why:
+                module.fail_json(msg=build_failure_message(overlay_id, paths.overlay, why),
+                                 path=paths.overlay, built=True, changed=False, **ran)
             make_world_readable(paths.staging)
             after_manifest = tree_manifest(paths.staging)
-            result = dict(ran, built=True, path=paths.overlay,
-                          digest=manifest_digest(after_manifest), entries=len(after_manifest))
-            changed = (not os.path.isdir(paths.overlay)
-                       or manifest_digest(before_manifest) != result["digest"])
+            digest = manifest_digest(after_manifest)
+            changed = overlay_changed(os.path.isdir(paths.overlay),
+                                      manifest_digest(before_manifest), digest)
+            result = built_result(ran, paths.overlay, digest, len(after_manifest), changed)
             if changed:
-                retired = os.path.join(paths.build_dir, "previous")
-                swap_into_place(paths.staging, paths.overlay, retired)
-                if os.path.lexists(retired) and _overlay_in_use(paths.overlay):
-                    kept = os.path.join(paths.overlays,
-                                        f".{overlay_id}.retired-{secrets.token_hex(8)}")
-                    os.rename(retired, kept)
-                    result["retired"] = kept
-                    module.warn(f"a mounted instance still uses the previous tree of overlay "
-                                f"{overlay_id}; it sees the new one after a restart")
-            result["changed"] = changed
+                swap_in(module, paths, overlay_id, result)
             if module._diff:
-                result["diff"] = dict(
-                    before_header=f"{paths.overlay} (before)",
-                    before=manifest_text(before_manifest),
-                    after_header=f"{paths.overlay} (after)", after=manifest_text(after_manifest))
+                result["diff"] = manifest_diff(paths.overlay, manifest_text(before_manifest),
+                                               manifest_text(after_manifest))
             return result
         finally:
             remove_tree(paths.build_dir)
@@ -423,60 +478,23 @@ def _overlay_in_use(overlay: str) -> bool:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            script=dict(type="path"),
-            content=dict(type="str"),
-            environment=dict(type="dict", no_log=True),
-            incremental=dict(type="bool", default=True),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            masked_paths=dict(type="list", elements="path", default=["/etc/left4me"]),
-            user=dict(type="str", default="left4me"),
-            group=dict(type="str"),
-            resolvers=dict(type="list", elements="str",
-                           default=["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111",
-                                    "2620:fe::fe"]),
-            memory_max=dict(type="str", default="2G"),
-            tasks_max=dict(type="int", default=256),
-            cpu_quota=dict(type="str", default="100%"),
-            runtime_max_sec=dict(type="int", default=3600),
-            output_lines=dict(type="int", default=50),
-            slice=dict(type="str", default="l4d2-build.slice"),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=[("script", "content")],
         required_one_of=[("script", "content")],
         supports_check_mode=True,
     )
     params = module.params
     try:
-        validate_overlay_id(params["name"])
-        if not params["slice"].endswith(".slice") or "/" in params["slice"]:
-            raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
-        limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],
-                        params["runtime_max_sec"])
-        environment = validate_environment(params["environment"])
-        resolvers = validate_resolvers(params["resolvers"])
-        validate_output_lines(params["output_lines"])
-        uid, gid, group = resolve_identity(params["user"], params["group"])
-        script_text = read_script(params, uid, gid)
-        paths = build_paths(params["name"], params["state_dir"], secrets.token_hex(8))
-        if not os.path.isdir(paths.overlays):
-            raise SandboxError(f"{paths.overlays} does not exist; converge the game host first")
-        properties = sandbox_properties(
-            paths, params["user"], group, limits, masked_paths=params["masked_paths"],
-            state_dir=params["state_dir"], slice_name=params["slice"],
-            with_environment=bool(environment))
+        job = Build(params)
     except (SandboxError, OSError) as exc:
         module.fail_json(msg=str(exc))
-
+    paths = job.paths
     if module.check_mode:
-        before_manifest = tree_manifest(paths.overlay)
-        module.exit_json(changed=not os.path.isdir(paths.overlay), built=False,
-                         path=paths.overlay, digest=manifest_digest(before_manifest),
-                         entries=len(before_manifest))
+        manifest = tree_manifest(paths.overlay)
+        module.exit_json(**check_mode_result(paths.overlay, os.path.isdir(paths.overlay),
+                                             manifest_digest(manifest), len(manifest)))
     try:
-        result = build(module, paths, limits, properties, script_text, environment, resolvers,
-                       uid, gid)
+        result = build(module, job)
     except (SandboxError, OSError) as exc:
         module.fail_json(msg=f"build of overlay {params['name']} failed: {exc}; the previous "
                              f"content of {paths.overlay} is untouched", path=paths.overlay)
