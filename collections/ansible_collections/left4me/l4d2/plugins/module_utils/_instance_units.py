@@ -97,8 +97,32 @@ def unit_actions(
 
 
 def needs_reset(props: Mapping[str, str], actions: Sequence[str]) -> bool:
-    """A failed unit about to start has its failure state cleared first."""
-    return is_failed(props) and bool(STARTING & set(actions))
+    """A unit about to be started on request has its failure and start counters cleared.
+
+    systemd counts every start, an operator's too, against the crash-loop cap
+    (StartLimitBurst in StartLimitIntervalSec): without the reset a sixth restart
+    asked for within a minute would be refused with start-limit-hit.
+    """
+    del props  # failed or not: the counters are what a requested start must not trip on
+    return bool(STARTING & set(actions))
+
+
+def start_failed(props: Mapping[str, str]) -> bool:
+    """After ``systemctl start|restart`` failed: did the unit fail, or is systemd retrying?
+
+    A start can fail before the server runs for a reason systemd retries itself
+    (Restart=on-failure), e.g. 'resources': PID 1 racing the removal of the
+    previous run's cgroup on a quick restart. Such a unit is activating again
+    (auto-restart with result 'resources', then start-pre): not failed yet; the
+    A2S wait decides. A start that failed on its own account (a refused mount:
+    'exit-code') is failed at once, with its reason.
+    """
+    active = props.get("ActiveState")
+    if active in ("active", "reloading"):
+        return False
+    if active == "activating":
+        return props.get("SubState") == "auto-restart" and props.get("Result") != "resources"
+    return True
 
 
 def needs_daemon_reload(plans: Sequence[InstancePlan], states: Mapping[str, Mapping]) -> bool:

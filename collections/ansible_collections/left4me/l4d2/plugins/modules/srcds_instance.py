@@ -142,6 +142,9 @@ options:
       - V(stopped) disables and stops the unit (C(systemctl disable --now)) and unmounts the
         overlay.
       - V(restarted) enables the unit, restarts it and waits for A2S_INFO; always changed.
+      - Every start or restart the module makes first clears the unit's failed state and
+        start counter (C(systemctl reset-failed)), so requested restarts never count toward
+        the crash-loop cap (5 starts in 60 s) that stops a crashing server.
       - V(absent) disables and stops the unit, unmounts the overlay and removes the env
         file, drop-in, config layer and runtime directories. A missing instance is fine.
     type: str
@@ -313,6 +316,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     needs_reset,
     no_answer_message,
     probe_targets,
+    start_failed,
     starting,
     unit_actions,
 )
@@ -585,11 +589,17 @@ def start_units(module, systemd, plans, verb: str, since: float) -> None:
     if rc == 0:
         return
     states = systemd.unit_states(units)
-    failed = [p for p in chosen if not is_serving(states[unit_name(p.name)])] or chosen
+    said = (err.strip() or out.strip()).splitlines()
+    failed = [p for p in chosen if start_failed(states[unit_name(p.name)])]
+    if not failed and any(not is_serving(states[u]) for u in units):
+        # systemd is bringing them up again itself; the A2S wait has the last word.
+        module.warn(f"systemctl {verb} reported {said[0] if said else 'a failure'}; systemd"
+                    " is starting the unit again (Restart=on-failure)")
+        return
+    failed = failed or chosen
     reasons = "; ".join(
         f"{unit_name(p.name)} did not start: {systemd.failure_reason(p, since)}" for p in failed
     )
-    said = (err.strip() or out.strip()).splitlines()
     module.fail_json(
         msg=f"{reasons} (systemctl {verb} rc {rc}: {said[0] if said else 'no output'})",
         rc=rc,

@@ -95,10 +95,29 @@ def test_absent_with_nothing_left_removes_nothing():
     (FAILED, ["start"], True),
     (FAILED, ["restart"], True),
     (FAILED, ["disable"], False),
-    (ACTIVE, ["restart"], False),
+    # A running unit restarted on request: its start counter is cleared too, or the
+    # sixth restart in a minute would hit the crash-loop cap (start-limit-hit).
+    (ACTIVE, ["restart"], True),
+    (ACTIVE, ["stop"], False),
 ])
-def test_a_failed_unit_is_reset_only_before_a_start(props, actions, reset):
+def test_a_unit_is_reset_before_every_requested_start(props, actions, reset):
     assert units.needs_reset(props, actions) is reset
+
+
+@pytest.mark.parametrize(("active", "sub", "result", "failed"), [
+    ("failed", "failed", "exit-code", True),
+    ("inactive", "dead", "success", True),
+    # PID 1 could not spawn it ('resources', e.g. racing the old run's cgroup removal):
+    # systemd retries by itself, so the start is not a failure yet.
+    ("activating", "auto-restart", "resources", False),
+    ("activating", "start-pre", "success", False),  # the retry is already under way
+    # ExecStartPre refused (a mount): failed at once, with the helper's reason.
+    ("activating", "auto-restart", "exit-code", True),
+    ("active", "running", "success", False),
+])
+def test_a_failed_start_that_systemd_retries_is_not_a_failure_yet(active, sub, result, failed):
+    props = {"ActiveState": active, "SubState": sub, "Result": result}
+    assert units.start_failed(props) is failed
 
 
 # --- the wait --------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class FakeModule:
     def __init__(self, answers: dict[str, tuple[int, str, str]]) -> None:
         self.answers = answers
         self.calls: list[list[str]] = []
+        self.warnings: list[str] = []
 
     def run_command(self, argv, environ_update=None):
         self.calls.append(argv)
@@ -127,6 +128,9 @@ class FakeModule:
 
     def fail_json(self, **result):
         raise Failed(result)
+
+    def warn(self, message):
+        self.warnings.append(message)
 
 
 def journal(*entries: dict) -> str:
@@ -161,6 +165,24 @@ def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
                         " because the control process exited with error code.)")
     journalctl = next(c for c in module.calls if c[:2] == ["journalctl", "-u"])
     assert "--since=@5.500000" in journalctl, "only this start's runs explain it"
+
+
+def test_a_restart_systemd_retries_after_a_spawn_failure_goes_on_to_the_wait():
+    # Seen on a loaded host: "bpf-socket-bind: Failed to open cgroup ...: No such file or
+    # directory", "Failed to spawn 'start-pre' task", result 'resources'; systemd restarted
+    # the unit a second later and it served. The module waits for A2S instead of failing.
+    module = FakeModule({
+        "systemctl restart": (1, "", "Job for left4me-server@coop1.service failed because of"
+                              " unavailable resources or another system error.\n"),
+        "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=activating\n"
+                              "SubState=auto-restart\nResult=resources\n", ""),
+    })
+    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan()], "restart", 5.5)
+    assert module.warnings == [
+        "systemctl restart reported Job for left4me-server@coop1.service failed because of"
+        " unavailable resources or another system error.; systemd is starting the unit again"
+        " (Restart=on-failure)"]
+    assert not [c for c in module.calls if c[:2] == ["journalctl", "-u"]]
 
 
 def test_a_server_that_exits_at_start_shows_the_journals_reason(silent_udp_port):
