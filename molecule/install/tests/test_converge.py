@@ -22,11 +22,11 @@ def test_converge_puts_back_what_changed_on_the_host_and_runs_no_steamcmd(host):
     slice_before = host.file(SLICE).content_string
     lib_before = host.file(WORKSHOP_LIB).sha256sum
     log_before = host.file(LOG).size
-    # Drift of every kind the single reads compare: content, mode, owner, a missing file and
-    # directory, a stopped timer.
+    # Drift of every kind the single reads compare: content, mode, owner, a missing file,
+    # a disabled and stopped timer.
     host.check_output(f"echo CPUWeight=1000 >> {SLICE} && chmod 0777 {HELPER}"
                       f" && chown root {STATE}/overlays && rm {WORKSHOP_LIB}"
-                      f" && rmdir {STATE}/runtime && systemctl disable --now {TIMER}")
+                      f" && chmod 0700 {STATE}/runtime && systemctl disable --now {TIMER}")
     counters = run_site(name)
     assert counters["changed"] >= 5 and counters["failed"] == 0, counters
     assert host.file(SLICE).content_string == slice_before
