@@ -165,7 +165,10 @@ for root, _dirs, files in os.walk(sys.argv[1]):
 
 
 def ansible_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
+    """This checkout's ansible.cfg, and the venv's ansible-* commands first on PATH (the
+    script may be started as .venv/bin/python without the venv activated)."""
+    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def write_inventory(directory: Path, *targets: host.TestHost) -> Path:
