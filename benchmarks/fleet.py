@@ -1,20 +1,29 @@
 """Fleet-scale figures of left4me against their natural alternatives, measured in one run.
 
-    sudo .venv/bin/python benchmarks/fleet.py [--section workshop|instances|all] [--size 3G]
+    sudo .venv/bin/python benchmarks/fleet.py [--section workshop|instances|converge|all]
+        [--size 3G] [--repeat 3]
 
 Each figure is a ratio of two measurements taken on this machine in this run, printed with
 its goal, the core count and the date (README "Benchmarks" carries the last table):
 
   P1  disk used by one more instance / a full copy of the install            goal <= 0.001
   P2  time to add and start one instance / `cp -a` of the install            goal <= 0.05
+  P3  idempotent site.yml, host with 20 instances / with 1 (changed=0 both)   goal <= 1.3
+  P4  no-op site.yml on one host / a bare `ansible.builtin.ping` of it        goal <= 5
   P5  Workshop refresh of 100 cached items: API calls, downloads             goal 1 and 0
   P6  cold Workshop fetch of 20 items, stand-in latency on: parallel/serial  goal <= 0.35
+  P7  idempotent site.yml on 4 hosts / on 1 of them (forks 10)                goal <= 1.8
 
 `workshop` runs in this process against the fake Steam Web API (standins/webapi).
 `instances` boots one test host, converges it with site.yml (the demo world's settings),
 grows its game install into a dense one of realistic shape with the steamcmd stand-in's
 size knobs (its content files are sparse; the benchmark then writes every byte, so the copy
 it is compared with costs what a real install's copy costs), and measures there.
+`converge` boots four test hosts, converges them with site.yml (the demo world's settings),
+and times re-runs that have nothing to do: on one host against a ping of it (P4), with 20
+instances against 1 (P3), and on all four hosts against one (P7). Each timing is the best
+of --repeat runs (the machine's load varies while it runs), and every re-run must report
+changed=0.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -155,16 +165,22 @@ for root, _dirs, files in os.walk(sys.argv[1]):
 
 
 def ansible_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
+    """This checkout's ansible.cfg, and the venv's ansible-* commands first on PATH (the
+    script may be started as .venv/bin/python without the venv activated)."""
+    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def write_inventory(directory: Path, target: host.TestHost) -> Path:
+def write_inventory(directory: Path, *targets: host.TestHost) -> Path:
+    """An inventory of the booted hosts in group l4d2_hosts, with the demo world's settings."""
     (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
-    (directory / "hosts.yml").write_text(
-        f"l4d2_hosts:\n  hosts:\n    {target.name}:\n      ansible_host: {target.address}\n"
-        f"      ansible_user: {target.user}\n"
-        f"      ansible_ssh_private_key_file: {target.identity_file}\n"
-        f"      ansible_ssh_common_args: -F {target.ssh_config}\n")
+    lines = ["l4d2_hosts:", "  hosts:"]
+    for target in targets:
+        lines += [f"    {target.name}:", f"      ansible_host: {target.address}",
+                  f"      ansible_user: {target.user}",
+                  f"      ansible_ssh_private_key_file: {target.identity_file}",
+                  f"      ansible_ssh_common_args: -F {target.ssh_config}"]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
     return directory
 
 
@@ -236,6 +252,86 @@ def instance_figures(size: str, files: int) -> list[Figure]:
     ]
 
 
+# --- Converges (P3, P4, P7) -----------------------------------------------------------------
+
+RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=0"
+                   r"\s+failed=0", re.M)
+
+
+def instances_file(directory: Path, count: int) -> Path:
+    """Extra vars: COUNT servers on the host (the demo's two pruned), each on its own ports."""
+    servers = [{"name": f"bench{n}", "port": 27100 + 2 * n, "overlays": ["demo-config"],
+                "rcon_password": f"bench-rcon-{n}"} for n in range(count)]
+    path = directory / f"instances-{count}.json"
+    path.write_text(json.dumps({"game_instances_list": servers, "game_instances_prune": True}))
+    return path
+
+
+def site(inventory: Path, *options: str, expect_no_change: bool = False) -> float:
+    """Seconds one site.yml run takes; with expect_no_change, fails unless changed=0."""
+    command = ["ansible-playbook", "-i", str(inventory), *options, "playbooks/site.yml"]
+    started = time.monotonic()
+    run = subprocess.run(command, cwd=PROJECT, env=ansible_env(), capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    recap = RECAP.findall(run.stdout)
+    if run.returncode != 0 or not recap:
+        raise RuntimeError(f"site.yml failed ({' '.join(options)}):\n{run.stdout[-4000:]}")
+    if expect_no_change and any(changed != "0" for _, changed in recap):
+        raise RuntimeError(f"site.yml was not idempotent ({' '.join(options)}): {recap}")
+    return seconds
+
+
+def best(repeat: int, action: Callable[[], float]) -> float:
+    return min(action() for _ in range(repeat))
+
+
+def converge_figures(repeat: int) -> list[Figure]:
+    names = [host.unique_name(f"fc{n}") for n in range(4)]
+    try:
+        targets = [host.create(name) for name in names]
+        with tempfile.TemporaryDirectory() as work:
+            work_dir = Path(work)
+            inventory = work_dir / "inventory"
+            inventory.mkdir()
+            write_inventory(inventory, *targets)
+            first = targets[0].name
+
+            say("converging site.yml on 4 fresh hosts at once (the demo world's settings)")
+            cold_four = site(inventory)
+            say(f"  {cold_four:.0f} s; timing re-runs that have nothing to do")
+            four = best(repeat, lambda: site(inventory, expect_no_change=True))
+            one = best(repeat, lambda: site(inventory, "--limit", first, expect_no_change=True))
+            ping_command = ["ansible", "-i", str(inventory), first, "-m", "ansible.builtin.ping"]
+            ping = best(repeat, lambda: timed(lambda: subprocess.run(
+                ping_command, cwd=PROJECT, env=ansible_env(), check=True, capture_output=True)))
+
+            timings = {}
+            for count in (1, 20):
+                extra = f"@{instances_file(work_dir, count)}"
+                say(f"P3: {count} instance(s) on {first}")
+                site(inventory, "--limit", first, "-e", extra)
+                timings[count] = best(repeat, lambda extra=extra: site(
+                    inventory, "--limit", first, "-e", extra, expect_no_change=True))
+    finally:
+        for name in names:
+            host.destroy(name)
+
+    p3 = timings[20] / timings[1]
+    p4 = one / ping
+    p7 = four / one
+    return [
+        Figure("P3", "idempotent site.yml, 20 instances / 1 instance (changed=0 both)",
+               "20 / 1", f"{p3:.2f} ({timings[20]:.1f} s / {timings[1]:.1f} s)",
+               "<= 1.3", p3 <= 1.3),
+        Figure("P4", "no-op site.yml on one host (demo world) / ansible.builtin.ping of it",
+               "site.yml / ping", f"{p4:.1f} ({one:.1f} s / {ping:.1f} s)", "<= 5", p4 <= 5),
+        Figure("P7", f"no-op site.yml on 4 hosts / on 1 of them (forks 10, {os.cpu_count()} cores)",
+               "4 hosts / 1 host",
+               f"{p7:.2f} ({four:.1f} s / {one:.1f} s; first converge of 4: {cold_four:.0f} s)",
+               "<= 1.8", p7 <= 1.8),
+    ]
+
+
 def print_table(figures: list[Figure]) -> None:
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
@@ -252,7 +348,10 @@ def print_table(figures: list[Figure]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("workshop", "instances", "all"), default="all")
+    parser.add_argument("--section", choices=("workshop", "instances", "converge", "all"),
+                        default="all")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="re-runs per converge timing; the best counts (default 3)")
     parser.add_argument("--size", default="3G", help="install size for P1/P2 (default 3G)")
     parser.add_argument("--files", type=int, default=3000, help="install files (default 3000)")
     args = parser.parse_args()
@@ -261,6 +360,10 @@ def main() -> None:
         if os.geteuid() != 0:
             parser.error("the instances section boots a test host: run it as root")
         figures += instance_figures(args.size, args.files)
+    if args.section in ("converge", "all"):
+        if os.geteuid() != 0:
+            parser.error("the converge section boots test hosts: run it as root")
+        figures += converge_figures(args.repeat)
     if args.section in ("workshop", "all"):
         figures += workshop_figures()
     print_table(sorted(figures, key=lambda figure: figure.key))

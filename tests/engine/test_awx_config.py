@@ -14,7 +14,7 @@ from engine_support import PROJECT, Converged, pinned_requirements
 from packaging.requirements import Requirement
 
 CONFIGURE = PROJECT / "awx/configure.yml"
-SERVER_ACTION = PROJECT / "playbooks/server-action.yml"
+SERVER_PLAYBOOK = PROJECT / "playbooks/server.yml"
 WHEELS = Path.home() / ".cache/left4me/wheels"  # kept between runs: the wheel is ~54 MB
 
 
@@ -84,7 +84,7 @@ def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{awx_collections}:{PROJECT / 'collections'}"}
     result = subprocess.run(
         ["ansible-lint", "--offline", "--profile", "production", "--nocolor",
-         "awx/configure.yml", "execution-environment.yml", "playbooks/server-action.yml"],
+         "awx/configure.yml", "execution-environment.yml", "playbooks/server.yml"],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Profile 'production' was required, and it passed" in result.stderr
@@ -93,7 +93,7 @@ def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
 def test_templates_run_playbooks_of_this_project() -> None:
     templates = job_templates()
     assert {template["playbook"] for template in templates.values()} == {
-        "playbooks/site.yml", "playbooks/server-action.yml", "playbooks/server.yml"}
+        "playbooks/site.yml", "playbooks/server.yml"}
     for template in templates.values():
         assert (PROJECT / template["playbook"]).is_file()
     # The converge is sliced: AWX splits the inventory over that many jobs run side by side.
@@ -105,9 +105,9 @@ def test_templates_run_playbooks_of_this_project() -> None:
 def test_survey_asks_what_the_playbook_reads() -> None:
     spec = job_templates()["left4me server action"]["survey_spec"]["spec"]
     variables = {question["variable"]: question for question in spec}
-    assert set(variables) == {"left4me_server_name", "left4me_server_action"}
-    playbook_text = SERVER_ACTION.read_text()
-    assert str(variables["left4me_server_action"]["choices"]) in playbook_text
+    assert set(variables) == {"left4me_server_name", "left4me_server_state"}
+    playbook_text = SERVER_PLAYBOOK.read_text()
+    assert str(variables["left4me_server_state"]["choices"]) in playbook_text
 
 
 def test_the_ui_template_takes_what_the_ui_sends() -> None:
@@ -137,15 +137,15 @@ def test_rcon_passwords_live_in_a_credential_not_the_inventory() -> None:
 
 
 @pytest.mark.testhost
-def test_server_action_runs_with_plain_ansible_playbook(converged_from_artifact: Converged
-                                                        ) -> None:
+def test_server_playbook_acts_on_a_server_by_name_with_plain_ansible_playbook(
+        converged_from_artifact: Converged) -> None:
     inventory = converged_from_artifact.inventory
     host = converged_from_artifact.host
 
     def action(name: str, state: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), str(SERVER_ACTION),
-             "-e", f"left4me_server_name={name}", "-e", f"left4me_server_action={state}"],
+            ["ansible-playbook", "-i", str(inventory), str(SERVER_PLAYBOOK),
+             "-e", f"left4me_server_name={name}", "-e", f"left4me_server_state={state}"],
             cwd=PROJECT, capture_output=True, text=True, timeout=600)
 
     def main_pid() -> str:
@@ -154,7 +154,7 @@ def test_server_action_runs_with_plain_ansible_playbook(converged_from_artifact:
 
     before = main_pid()
     refused = action("coop1", "explode")
-    assert refused.returncode != 0 and "left4me_server_action" in refused.stdout
+    assert refused.returncode != 0 and "left4me_server_state" in refused.stdout
     assert main_pid() == before
     restarted = action("coop1", "restarted")
     assert restarted.returncode == 0, restarted.stdout[-3000:]

@@ -77,12 +77,11 @@ def connect_line(hostvars: dict, host: str, port: int) -> str:
 def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str) -> dict:
     """playbooks/server.yml's variables (no secret: the RCON password goes separately)."""
     if state == "absent":
-        return {"left4me_server": {"name": row["name"], "state": "absent"}}
-    return {"left4me_server": {
-        "name": row["name"], "port": row["port"], "client_port": row["client_port"],
-        "overlays": list(blueprint.overlays), **blueprint.settings.module_args(),
-        "state": state,
-    }}
+        return {"left4me_server_name": row["name"], "left4me_server_state": "absent"}
+    return {"left4me_server_name": row["name"], "left4me_server_state": state,
+            "left4me_server_settings": {
+                "port": row["port"], "client_port": row["client_port"],
+                "overlays": list(blueprint.overlays), **blueprint.settings.module_args()}}
 
 
 # --- reads ---------------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def test_a_changed_blueprint_asks_a_running_server_to_restart(core, alice, alice
                       config=blueprints.BlueprintSettings(map="c2m1_highway"))
     assert servers.get(core, alice, server_id).needs_restart is True
     restart_job = servers.restart(core, alice, server_id)
-    assert jobs.get(core, alice, restart_job).extravars["left4me_server"]["map"] == "c2m1_highway"
+    settings = jobs.get(core, alice, restart_job).extravars["left4me_server_settings"]
+    assert settings["map"] == "c2m1_highway"
     _finish(core, restart_job)
     assert servers.get(core, alice, server_id).needs_restart is False
 
@@ -205,7 +206,7 @@ def test_delete_needs_the_name_and_the_row_goes_when_the_job_succeeds(core, alic
         servers.delete(core, alice, server_id, "wrong")
     delete_job = servers.delete(core, alice, server_id, "alice1")
     assert jobs.get(core, alice, delete_job).extravars == {
-        "left4me_server": {"name": "alice1", "state": "absent"}}
+        "left4me_server_name": "alice1", "left4me_server_state": "absent"}
     assert jobs.get(core, alice, delete_job).secrets_from is None
     _finish(core, delete_job)
     with pytest.raises(NotFound):
