@@ -26,14 +26,17 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_STATE_DIR,
+    validate_id,
+    write_atomic,
+)
+
 MANIFEST_NAME = ".left4me-files.json"
-DEFAULT_STATE_DIR = "/var/lib/left4me"
 MAX_DIFF_BYTES = 64 * 1024
-_OVERLAY_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MODE_RE = re.compile(r"0?[0-7]{3,4}")
 
 
@@ -42,12 +45,7 @@ class FilesOverlayError(Exception):
 
 
 def validate_overlay_id(overlay_id: object) -> str:
-    if not isinstance(overlay_id, str) or not _OVERLAY_ID_RE.fullmatch(overlay_id):
-        raise FilesOverlayError(
-            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
-            " starting with a letter or digit"
-        )
-    return overlay_id
+    return validate_id(overlay_id, "overlay id", FilesOverlayError)
 
 
 def validate_dest(dest: object) -> str:
@@ -250,23 +248,6 @@ def plan_files(
                     before = read_current(os.path.join(root, dest)).content  # type: ignore[union-attr]
                 plan.changes.append(FileChange(dest, "remove", before, None))
     return plan
-
-
-def write_atomic(path: str, content: bytes, mode: int, owner: tuple[int, int] | None) -> None:
-    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            if owner:
-                os.fchown(fh.fileno(), *owner)
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def write_manifest(root: str, dests: Iterable[str], owner: tuple[int, int]) -> None:

@@ -39,11 +39,16 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+    write_atomic,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
+    ALLOWED_ROOT_NAMES,
     LOWERDIRS_KEY,
     MAX_LAYERS,
     OverlayError,
@@ -85,8 +90,8 @@ class InstanceError(OverlayError):
 
 @dataclass(frozen=True)
 class HostLayout:
-    state_dir: str = "/var/lib/left4me"
-    config_dir: str = "/etc/left4me"
+    state_dir: str = DEFAULT_STATE_DIR
+    config_dir: str = DEFAULT_CONFIG_DIR
     systemd_dir: str = "/etc/systemd/system"
 
     @property
@@ -117,10 +122,7 @@ class HostLayout:
         return os.path.join(self.dropin_dir(name), DROPIN_NAME)
 
     def allowed_roots(self) -> list[str]:
-        return [
-            os.path.join(self.state_dir, sub)
-            for sub in ("installation", "overlays", "workshop_cache")
-        ]
+        return [os.path.join(self.state_dir, sub) for sub in ALLOWED_ROOT_NAMES]
 
 
 def unit_name(name: str) -> str:
@@ -518,25 +520,12 @@ def file_change(wanted: ManagedFile) -> FileChange:
 
 
 def write_file(wanted: ManagedFile) -> None:
-    """Write atomically (temp file in the same directory, then rename)."""
-    directory = os.path.dirname(wanted.path)
+    """Write the file atomically, or remove it when it must not exist."""
     if wanted.content is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(wanted.path)
         return
-    fd, temporary = tempfile.mkstemp(prefix=".left4me-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(wanted.content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chown(temporary, wanted.uid, wanted.gid)
-        os.chmod(temporary, wanted.mode)
-        os.replace(temporary, wanted.path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    write_atomic(wanted.path, wanted.content, wanted.mode, (wanted.uid, wanted.gid))
 
 
 # --- the plan ------------------------------------------------------------------------

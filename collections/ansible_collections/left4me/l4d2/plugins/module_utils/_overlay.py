@@ -35,16 +35,29 @@ import contextlib
 import ctypes
 import errno
 import os
-import pwd
 import re
 import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-DEFAULT_STATE_DIR = "/var/lib/left4me"
-DEFAULT_CONFIG_DIR = "/etc/left4me"
-DEFAULT_OWNER = "left4me"
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+        DEFAULT_CONFIG_DIR,
+        DEFAULT_RUNTIME_USER,
+        DEFAULT_STATE_DIR,
+        owner_ids,
+        validate_id,
+    )
+except ImportError:  # the host's copy, beside left4me_common.py (role game_host)
+    from left4me_common import (  # type: ignore[no-redef]
+        DEFAULT_CONFIG_DIR,
+        DEFAULT_RUNTIME_USER,
+        DEFAULT_STATE_DIR,
+        owner_ids,
+        validate_id,
+    )
+
 LOWERDIRS_KEY = "LEFT4ME_LOWERDIRS"
 ALLOWED_ROOT_NAMES = ("installation", "overlays", "workshop_cache")
 
@@ -58,7 +71,6 @@ MAX_FSCONFIG_STRING = 255
 FORBIDDEN_PATH_CHARS = (":", ",", "\\", "\n")
 FUSE_OVERLAYFS_XATTR_PREFIX = "user.fuseoverlayfs."
 
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OCTAL_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 
@@ -90,12 +102,7 @@ class OverlayError(Exception):
 
 def validate_instance_name(name: object) -> str:
     """Return ``name`` if it is a valid instance name, else raise OverlayError."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise OverlayError(
-            f"invalid instance name {name!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
-            " starting with a letter or digit"
-        )
-    return name
+    return validate_id(name, "instance name", OverlayError)
 
 
 @dataclass(frozen=True)
@@ -669,13 +676,10 @@ class DirSpec:
 
 
 def resolve_owner(owner: str) -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(owner)
-    except KeyError:
-        raise OverlayError(
-            f"runtime user {owner!r} does not exist; create it first or set owner"
-        ) from None
-    return entry.pw_uid, entry.pw_gid
+    return owner_ids(
+        owner, None, OverlayError,
+        "runtime user {name!r} does not exist; create it first or set owner",
+    )
 
 
 def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
@@ -770,7 +774,7 @@ def plan_mount(
     *,
     state_dir: str = DEFAULT_STATE_DIR,
     allowed_roots: Sequence[str] | None = None,
-    owner: str = DEFAULT_OWNER,
+    owner: str = DEFAULT_RUNTIME_USER,
     remount: bool = False,
     ns_pid: int = 1,
 ) -> Plan:

@@ -30,10 +30,8 @@ Standard library only: the ``script_build`` module imports it on the target.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import ipaddress
 import os
@@ -46,15 +44,18 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+    exclusive_lock,
+    validate_id,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
     OverlayError,
     overlay_state_from_options,
     parse_mountinfo,
 )
 
-DEFAULT_STATE_DIR = "/var/lib/left4me"
-DEFAULT_CONFIG_DIR = "/etc/left4me"
-DEFAULT_USER = "left4me"
 BUILD_SLICE = "l4d2-build.slice"
 OVERLAY_MOUNT = "/overlay"
 SCRIPT_MOUNT = "/run/left4me-build/script"
@@ -94,7 +95,6 @@ DEFAULT_TASKS_MAX = 256
 DEFAULT_CPU_QUOTA = "100%"
 DEFAULT_RUNTIME_MAX_SEC = 3600
 
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"(?:[1-9][0-9]*[KMGT]?|infinity)")
 _CPU_QUOTA_RE = re.compile(r"[1-9][0-9]{0,4}%")
@@ -112,12 +112,7 @@ class SandboxError(Exception):
 
 
 def validate_overlay_id(overlay_id: object) -> str:
-    if not isinstance(overlay_id, str) or not _ID_RE.fullmatch(overlay_id):
-        raise SandboxError(
-            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and"
-            " '-', starting with a letter or digit"
-        )
-    return overlay_id
+    return validate_id(overlay_id, "overlay id", SandboxError)
 
 
 def validate_user(name: object, what: str = "user") -> str:
@@ -696,20 +691,10 @@ def remove_tree(path: str) -> None:
         shutil.rmtree(path)
 
 
-@contextlib.contextmanager
 def overlay_lock(lock_path: str):
     """Hold an exclusive lock for one overlay's build; fail at once if another holds it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise SandboxError(
-                f"another build of this overlay is running (lock {lock_path}); wait for it"
-            ) from exc
-        yield
-    finally:
-        os.close(fd)
+    busy = SandboxError(f"another build of this overlay is running (lock {lock_path}); wait for it")
+    return exclusive_lock(lock_path, 0o600, busy=busy)
 
 
 def stale_build_dirs(overlays_dir: str, overlay_id: str) -> list[str]:

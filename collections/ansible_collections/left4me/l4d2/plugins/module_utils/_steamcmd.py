@@ -31,6 +31,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import replace_symlink
+except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
+    from left4me_common import replace_symlink  # type: ignore[no-redef]
+
 APP_ID = 222860
 SUCCESS_RE = re.compile(r"Success! App '(\d+)' (fully installed|already up to date)")
 # StateFlags of a complete install (k_EAppStateFullyInstalled with no other bit set).
@@ -446,12 +451,7 @@ def apply_links(links: list[Link], uid: int, gid: int) -> list[Link]:
             if not os.path.isdir(path):
                 os.mkdir(path, 0o755)
                 os.chown(path, uid, gid)
-        temporary = f"{link.path}.left4me-tmp"
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        os.symlink(link.target, temporary)
-        os.lchown(temporary, uid, gid)
-        os.replace(temporary, link.path)  # atomic: srcds never sees a missing link
+        replace_symlink(link.path, link.target, (uid, gid))
         changed.append(link)
     return changed
 

@@ -112,10 +112,8 @@ unchanged:
   sample: [left4dead2/motd.txt]
 """
 
-import grp  # noqa: E402
-import pwd  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import owner_ids  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (  # noqa: E402
     FilesOverlayError,
     apply_plan,
@@ -124,19 +122,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import
     plan_diff,
     plan_files,
 )
-
-
-def owner_ids(owner, group):
-    try:
-        user = pwd.getpwnam(owner)
-    except KeyError:
-        raise FilesOverlayError(f"owner {owner!r} does not exist") from None
-    if group is None:
-        return user.pw_uid, user.pw_gid
-    try:
-        return user.pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise FilesOverlayError(f"group {group!r} does not exist") from None
 
 
 def main():
@@ -163,8 +148,8 @@ def main():
     params = module.params
     try:
         root = overlay_root(params["id"], params["state_dir"])
-        plan = plan_files(root, params["files"], owner_ids(params["owner"], params["group"]),
-                          parse_mode(params["directory_mode"]))
+        owner = owner_ids(params["owner"], params["group"], FilesOverlayError)
+        plan = plan_files(root, params["files"], owner, parse_mode(params["directory_mode"]))
     except (FilesOverlayError, OSError) as exc:
         module.fail_json(msg=str(exc))
 

@@ -246,6 +246,10 @@ import secrets  # noqa: E402
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    group_id,
+    user_account,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
     Limits,
     SandboxError,
@@ -294,18 +298,12 @@ def read_script(params, uid: int, gid: int) -> str:
 
 def resolve_identity(user: str, group: str | None) -> tuple[int, int, str]:
     validate_user(user)
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError as exc:
-        raise SandboxError(f"runtime user {user!r} does not exist; create it first "
-                           "(role left4me.l4d2.game_host)") from exc
+    entry = user_account(user, SandboxError, "runtime user {name!r} does not exist; create it"
+                         " first (role left4me.l4d2.game_host)")
     if group is None:
         return entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name
     validate_user(group, "group")
-    try:
-        return entry.pw_uid, grp.getgrnam(group).gr_gid, group
-    except KeyError as exc:
-        raise SandboxError(f"group {group!r} does not exist") from exc
+    return entry.pw_uid, group_id(group, SandboxError), group
 
 
 def write_file(path: str, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:

@@ -252,6 +252,9 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils import (  # noqa: E402
     _execstack as execstack,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    user_account,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     PLATFORM_PASS_KINDS,
     SteamcmdError,
@@ -284,10 +287,13 @@ class Installer:
         self.module.fail_json(msg=msg, error_kind=kind, output_tail=self.tail, **extra)
 
     def _account(self, name: str | None) -> pwd.struct_passwd:
+        if not name:
+            return pwd.getpwuid(os.geteuid())
         try:
-            account = pwd.getpwnam(name) if name else pwd.getpwuid(os.geteuid())
-        except KeyError:
-            self.fail("bad_input", f"run_as user {name!r} does not exist on this host")
+            account = user_account(name, SteamcmdError,
+                                   "run_as user {name!r} does not exist on this host")
+        except SteamcmdError as exc:
+            self.fail("bad_input", str(exc))
         if account.pw_uid != os.geteuid() and os.geteuid() != 0:
             self.fail("bad_input", f"running steamcmd as {name!r} needs root (become: true)")
         return account

@@ -221,11 +221,11 @@ log:
   sample: /var/lib/left4me/workshop_cache/fetch.log
 """
 
-import grp  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import owner_ids  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     run_streaming,
 )
@@ -253,21 +253,6 @@ def steamcmd_as(owner, directory, timeout):
         return result.rc, result.output
 
     return Steamcmd(directory, run, float(timeout))
-
-
-def owner_ids(owner, group):
-    try:
-        user = pwd.getpwnam(owner)
-    except KeyError:
-        raise WorkshopError(
-            f"owner {owner!r} does not exist; create the runtime user first"
-        ) from None
-    if group is None:
-        return user.pw_uid, user.pw_gid
-    try:
-        return user.pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise WorkshopError(f"group {group!r} does not exist") from None
 
 
 def main():
@@ -301,7 +286,8 @@ def main():
             params["collections"],
             api=api,
             state_dir=params["state_dir"],
-            owner=owner_ids(params["owner"], params["group"]),
+            owner=owner_ids(params["owner"], params["group"], WorkshopError,
+                            "owner {name!r} does not exist; create the runtime user first"),
             fail_on_item_error=params["fail_on_item_error"],
             workers=params["workers"],
             check_mode=module.check_mode,

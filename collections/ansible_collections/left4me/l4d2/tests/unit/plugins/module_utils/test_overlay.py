@@ -712,6 +712,8 @@ def test_mount_from_a_private_namespace_lands_in_the_target_namespace(state_dir)
     script = (
         "import os, sys\n"
         f"sys.path.insert(0, {str(module_dir)!r})\n"
+        # the collection, for the _common module it imports
+        f"sys.path.insert(0, {str(module_dir.parents[4])!r})\n"
         "import _overlay as o\n"
         f"assert not o.in_mount_namespace_of({os.getpid()})\n"
         f"assert o.enter_mount_namespace({os.getpid()}) is True\n"
@@ -740,6 +742,8 @@ def helper(tmp_path):
     libexec.mkdir()
     shutil.copy2(HELPER, libexec / "left4me-mount")
     shutil.copy2(overlay.__file__, libexec / "left4me_overlay.py")
+    shutil.copy2(pathlib.Path(overlay.__file__).with_name("_common.py"),
+                 libexec / "left4me_common.py")
     return libexec / "left4me-mount"
 
 
