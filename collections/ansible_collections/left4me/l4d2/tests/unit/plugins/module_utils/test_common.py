@@ -161,6 +161,6 @@ def test_exclusive_lock_refuses_a_symlink(tmp_path):
 
 
 def test_exclusive_lock_propagates_errors_of_the_block_unchanged(tmp_path):
-    with pytest.raises(KeyError), common.exclusive_lock(str(tmp_path / ".lock"),
-                                                         busy=OwnError("busy")):
+    lock = str(tmp_path / ".lock")
+    with pytest.raises(KeyError), common.exclusive_lock(lock, busy=OwnError("busy")):
         raise KeyError("from the block")
