@@ -47,10 +47,6 @@ options:
         description: Octal mode as a string; setuid, setgid and sticky bits are refused.
         type: str
         default: "0644"
-  state_dir:
-    description: Runtime state root holding C(overlays/).
-    type: path
-    default: /var/lib/left4me
   owner:
     description: User owning the files and the directories created.
     type: str
@@ -62,6 +58,8 @@ options:
     description: Mode of directories this module creates (existing ones are left as they are).
     type: str
     default: "0755"
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
 attributes:
   check_mode:
     description: Reports what would be written and deleted without touching anything.
@@ -113,7 +111,10 @@ unchanged:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._common import owner_ids  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_STATE_DIR,
+    owner_ids,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (  # noqa: E402
     FilesOverlayError,
     apply_plan,
@@ -138,7 +139,7 @@ def main():
                     mode=dict(type="str", default="0644"),
                 ),
             ),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             owner=dict(type="str", default="root"),
             group=dict(type="str"),
             directory_mode=dict(type="str", default="0755"),

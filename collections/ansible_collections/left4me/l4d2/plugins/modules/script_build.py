@@ -85,10 +85,6 @@ options:
       - With V(false) every build starts from an empty directory.
     type: bool
     default: true
-  state_dir:
-    description: Runtime state root; overlays live in C(overlays/) below it. Masked in the sandbox.
-    type: path
-    default: /var/lib/left4me
   masked_paths:
     description:
       - Further directories replaced by an empty tmpfs inside the sandbox, in addition
@@ -137,6 +133,8 @@ options:
     description: Slice the build runs in.
     type: str
     default: l4d2-build.slice
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
 attributes:
   check_mode:
     description: Runs nothing; validates the arguments and reads the script.
@@ -247,6 +245,9 @@ import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
     group_id,
     user_account,
 )
@@ -427,9 +428,9 @@ def main():
             content=dict(type="str"),
             environment=dict(type="dict", no_log=True),
             incremental=dict(type="bool", default=True),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            masked_paths=dict(type="list", elements="path", default=["/etc/left4me"]),
-            user=dict(type="str", default="left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            masked_paths=dict(type="list", elements="path", default=[DEFAULT_CONFIG_DIR]),
+            user=dict(type="str", default=DEFAULT_RUNTIME_USER),
             group=dict(type="str"),
             resolvers=dict(type="list", elements="str",
                            default=["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111",

@@ -26,7 +26,8 @@ description:
     overlay's C(server.cfg) wins where both set a cvar.
   - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
     with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
-  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}).
+  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
+    O(owner), whose group may read the configuration.
   - Everything is validated before anything changes; bad arguments fail with a message and
     leave the host as it was. Ports must be unique among the given instances and among the
     other instances configured on the host.
@@ -171,22 +172,14 @@ options:
       - Address to send A2S_INFO to. Defaults to the instance's O(instances[].ip) or, when
         that is V(0.0.0.0), the host's first global IPv4 address (as players reach it).
     type: str
-  state_dir:
-    description: Runtime state root (installation, overlays, runtime).
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/NAME.env).
-    type: path
-    default: /etc/left4me
   systemd_dir:
     description: Directory for the per-instance unit drop-ins.
     type: path
     default: /etc/systemd/system
-  owner:
-    description: Runtime user; owns C(upper) and C(merged), its group may read the config.
-    type: str
-    default: left4me
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
+  - left4me.l4d2.common.owner
 attributes:
   check_mode:
     description: Reports what would change without writing, starting or stopping anything.
@@ -280,6 +273,11 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
     wait_for_info,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
     HostLayout,
@@ -683,10 +681,10 @@ def main():
         wait_retries=dict(type="int", default=60),
         wait_timeout=dict(type="float", default=1.0),
         probe_address=dict(type="str"),
-        state_dir=dict(type="path", default="/var/lib/left4me"),
-        config_dir=dict(type="path", default="/etc/left4me"),
+        state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+        config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         systemd_dir=dict(type="path", default="/etc/systemd/system"),
-        owner=dict(type="str", default="left4me"),
+        owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
         **INSTANCE_OPTIONS,
     )
     module = AnsibleModule(
