@@ -94,7 +94,7 @@ def module_files() -> dict[str, bytes]:
                    *sorted((ansible_dir / "module_utils").rglob("*.py"))]:
         files[f"lib/ansible/{source.relative_to(ansible_dir)}"] = source.read_bytes()
     for relative in ("plugins/modules/script_build.py", "plugins/module_utils/_sandbox.py",
-                     "plugins/module_utils/_overlay.py", "plugins/module_utils/_common.py"):
+                     "plugins/module_utils/_mount.py", "plugins/module_utils/_common.py"):
         files[f"lib/ansible_collections/left4me/l4d2/{relative}"] = (
             COLLECTION / relative).read_bytes()
     return files

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_STATE_DIR,
+    Left4meError,
     validate_id,
     write_atomic,
 )
@@ -40,7 +41,7 @@ MAX_DIFF_BYTES = 64 * 1024
 _MODE_RE = re.compile(r"0?[0-7]{3,4}")
 
 
-class FilesOverlayError(Exception):
+class FilesOverlayError(Left4meError):
     """Bad input or a host state we refuse; the message says what to do."""
 
 
@@ -255,7 +256,7 @@ def write_manifest(root: str, dests: Iterable[str], owner: tuple[int, int]) -> N
     write_atomic(os.path.join(root, MANIFEST_NAME), content.encode(), 0o644, owner)
 
 
-def apply_plan(plan: FilesPlan) -> None:
+def apply_files_plan(plan: FilesPlan) -> None:
     for directory in plan.create_dirs:
         os.mkdir(directory, plan.dir_mode)
         os.chmod(directory, plan.dir_mode)

@@ -20,7 +20,7 @@ module writes and the ``left4me-server@.service`` template reads:
 * ``{systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf``:
   ``SocketBindAllow=`` for the instance's ports and ``AllowedCPUs=``, which
   systemd cannot take from an environment file.
-* ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_overlay``).
+* ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_mount``).
 
 Before a server starts, :func:`missing_steam_links` checks the runtime user's
 ``~/.steam/sdk32|sdk64/steamclient.so``; when a start fails or a server does not
@@ -45,13 +45,14 @@ from dataclasses import dataclass, field
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
+    Left4meError,
     write_atomic,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     ALLOWED_ROOT_NAMES,
     LOWERDIRS_KEY,
     MAX_LAYERS,
-    OverlayError,
+    MountError,
     env_file_path,
     instance_paths,
     parse_env,
@@ -84,7 +85,7 @@ _CPU_LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 _PLAIN_ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+,=%-]*")
 
 
-class InstanceError(OverlayError):
+class InstanceError(Left4meError):
     """Bad instance settings or a host state we refuse; the message says what to do."""
 
 
@@ -116,7 +117,7 @@ class HostLayout:
         return os.path.join(self.config_layer(name), "left4dead2", "cfg", INSTANCE_CFG)
 
     def dropin_dir(self, name: str) -> str:
-        return os.path.join(self.systemd_dir, unit_name(name) + ".d")
+        return os.path.join(self.systemd_dir, server_unit_name(name) + ".d")
 
     def dropin_file(self, name: str) -> str:
         return os.path.join(self.dropin_dir(name), DROPIN_NAME)
@@ -125,7 +126,7 @@ class HostLayout:
         return [os.path.join(self.state_dir, sub) for sub in ALLOWED_ROOT_NAMES]
 
 
-def unit_name(name: str) -> str:
+def server_unit_name(name: str) -> str:
     return f"left4me-server@{validate_instance_name(name)}.service"
 
 
@@ -270,7 +271,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
     name = raw.get("name")
     try:
         validate_instance_name(name)
-    except OverlayError as exc:
+    except MountError as exc:
         raise InstanceError(str(exc)) from None
     where = _where(name)
     if raw.get("port") is None:
@@ -296,7 +297,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
         )
     try:
         resolved = validate_lowerdirs([*layers, layout.installation], layout.allowed_roots())
-    except OverlayError as exc:
+    except MountError as exc:
         raise InstanceError(f"{where}: {exc}") from None
     own_layer = os.path.realpath(layout.config_layer(name))
     if own_layer in resolved:
@@ -466,7 +467,7 @@ def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
         name = entry[: -len(".env")]
         try:
             validate_instance_name(name)
-        except OverlayError:
+        except MountError:
             continue
         path = os.path.join(layout.instances_dir, entry)
         text = read_text(path)
@@ -474,7 +475,7 @@ def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
             continue
         try:
             found[name] = parse_env(text, path)
-        except OverlayError:
+        except MountError:
             found[name] = {}
     return found
 
@@ -519,7 +520,7 @@ def file_change(wanted: ManagedFile) -> FileChange:
     return FileChange(wanted, before, before != wanted.content, attrs_changed)
 
 
-def write_file(wanted: ManagedFile) -> None:
+def write_managed_file(wanted: ManagedFile) -> None:
     """Write the file atomically, or remove it when it must not exist."""
     if wanted.content is None:
         with contextlib.suppress(FileNotFoundError):
@@ -537,7 +538,7 @@ class InstancePlan:
     spec: InstanceSpec | None  # None: keep the configuration on the host as it is
     layout: HostLayout
     files: list[FileChange] = field(default_factory=list)
-    dirs: list = field(default_factory=list)  # _overlay.DirSpec entries to ensure
+    dirs: list = field(default_factory=list)  # _mount.DirSpec entries to ensure
     dir_changes: list[str] = field(default_factory=list)
     port: int | None = None
     ip: str | None = None

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
+    Left4meError,
     exclusive_lock,
     validate_id,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
-    OverlayError,
-    overlay_state_from_options,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
+    MountError,
+    mount_state_from_options,
     parse_mountinfo,
 )
 
@@ -104,7 +105,7 @@ RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
 
-class SandboxError(Exception):
+class SandboxError(Left4meError):
     """Bad input or a host state we refuse; the message tells a person what to do."""
 
 
@@ -244,7 +245,7 @@ def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
     )
 
 
-def unit_name(overlay_id: str) -> str:
+def build_unit_name(overlay_id: str) -> str:
     """One unit name per overlay: systemd refuses a second concurrent build of it."""
     return f"left4me-build-{validate_overlay_id(overlay_id)}.service"
 
@@ -725,13 +726,13 @@ def mounts_using(overlay: str, mountinfo_text: str) -> list[str]:
     """
     try:
         entries = parse_mountinfo(mountinfo_text)
-    except OverlayError as exc:
+    except MountError as exc:
         raise SandboxError(str(exc)) from exc
     wanted = {os.path.normpath(overlay), os.path.realpath(overlay)}
     return [
         entry.mount_point for entry in entries
         if entry.fstype == "overlay"
-        and wanted & set(overlay_state_from_options(entry.super_options).lowerdirs)
+        and wanted & set(mount_state_from_options(entry.super_options).lowerdirs)
     ]
 
 

@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 try:
     from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
         DEFAULT_STATE_DIR,
+    Left4meError,
         exclusive_lock,
         replace_symlink,
         validate_id,
@@ -70,6 +71,7 @@ try:
 except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
     from left4me_common import (  # type: ignore[no-redef]
         DEFAULT_STATE_DIR,
+    Left4meError,
         exclusive_lock,
         replace_symlink,
         validate_id,
@@ -105,7 +107,7 @@ OPENER = urllib.request.build_opener()
 _ITEM_ID_RE = re.compile(r"[1-9][0-9]{0,19}")
 
 
-class WorkshopError(Exception):
+class WorkshopError(Left4meError):
     """Bad input, an API failure or a host state we refuse; the message says what to do."""
 
 
@@ -748,7 +750,7 @@ class LinkPlan:
         return bool(self.create or self.remove)
 
 
-def plan_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
+def plan_addon_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
     """Links to create or repoint and our stale links to remove; foreign entries stay.
 
     A link is ours when it points into the workshop cache. A wanted name taken by
@@ -780,7 +782,7 @@ def plan_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
     return plan
 
 
-def apply_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | None) -> None:
+def apply_addon_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | None) -> None:
     for directory in (paths.root, paths.game, paths.addons):
         if not check_real_dir(directory):
             os.mkdir(directory, 0o755)
@@ -903,7 +905,7 @@ def sync_overlay(
         else:
             item.status = "would_download"
             missing.append(item)
-    result.links = plan_links(paths, [item.publishedfileid for item in usable])
+    result.links = plan_addon_links(paths, [item.publishedfileid for item in usable])
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
     if check_mode or not result.changed:
         return result
@@ -970,7 +972,7 @@ def sync_overlay(
                           f" overlay links left as they were: {'; '.join(failed_downloads)}")
             log(f"overlay={overlay_id} not updated: {len(failed_downloads)} download(s) failed")
             return result
-        apply_links(result.links, paths, owner)
+        apply_addon_links(result.links, paths, owner)
         log(f"overlay={overlay_id} linked {len(usable)} item(s):"
             f" {len(result.links.create)} link(s) set, {len(result.links.remove)} removed")
     return result

@@ -117,7 +117,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (  # noqa: E402
     FilesOverlayError,
-    apply_plan,
+    apply_files_plan,
     overlay_root,
     parse_mode,
     plan_diff,
@@ -165,7 +165,7 @@ def main():
         result["diff"] = plan_diff(plan)
     if plan.changed and not module.check_mode:
         try:
-            apply_plan(plan)
+            apply_files_plan(plan)
         except (FilesOverlayError, OSError) as exc:
             module.fail_json(msg=f"{exc}; run again once fixed (the manifest still lists every"
                                  " file this run may have written)", path=root)

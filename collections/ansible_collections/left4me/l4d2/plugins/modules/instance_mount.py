@@ -139,9 +139,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
-    OverlayError,
-    apply_plan,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    MountError,
+    apply_mount_plan,
     enter_mount_namespace,
     env_file_path,
     lowerdirs_from_env,
@@ -186,7 +186,7 @@ def main():
         # Plan and act where the mount must land: the host's (PID 1's) namespace.
         enter_mount_namespace()
         plan = make_plan(module.params)
-    except (OverlayError, OSError) as exc:
+    except (MountError, OSError) as exc:
         module.fail_json(msg=str(exc))
 
     before = {"mounted": plan.before.mounted, "lowerdirs": plan.before.lowerdirs}
@@ -205,8 +205,8 @@ def main():
 
     if plan.changed and not module.check_mode:
         try:
-            apply_plan(plan)
-        except (OverlayError, OSError) as exc:
+            apply_mount_plan(plan)
+        except (MountError, OSError) as exc:
             module.fail_json(msg=str(exc), merged=plan.paths.merged)
     module.exit_json(**result)
 

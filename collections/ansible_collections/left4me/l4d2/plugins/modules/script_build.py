@@ -255,6 +255,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     Limits,
     SandboxError,
     build_paths,
+    build_unit_name,
     describe_result,
     environment_file_text,
     make_world_readable,
@@ -274,7 +275,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     swap_into_place,
     systemd_run_argv,
     tree_manifest,
-    unit_name,
     validate_environment,
     validate_output_lines,
     validate_overlay_id,
@@ -344,17 +344,17 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
 
 
 def run_build(module, paths, properties, limits: Limits) -> dict:
-    argv = systemd_run_argv(properties, unit_name(os.path.basename(paths.overlay)))
+    argv = systemd_run_argv(properties, build_unit_name(os.path.basename(paths.overlay)))
     ran = run_keeping_tail(argv, limits.runtime_max_sec + WAIT_GRACE_SEC)
     if ran is None:
         raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
                            f"RuntimeMaxSec={limits.runtime_max_sec}; check "
-                           f"'systemctl status {unit_name(os.path.basename(paths.overlay))}'")
+                           f"'systemctl status {build_unit_name(os.path.basename(paths.overlay))}'")
     returncode, tail = ran
     output, service_result = split_result(tail.decode("utf-8", "replace"), paths.token)
     if not service_result:
         # The unit never reported back: show what systemd logged about it.
-        unit = unit_name(os.path.basename(paths.overlay))
+        unit = build_unit_name(os.path.basename(paths.overlay))
         _rc, journal, _err = run_command(["journalctl", "--no-pager", "--output=cat",
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())

@@ -258,12 +258,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     PLATFORM_PASS_KINDS,
     SteamcmdError,
-    apply_links,
+    apply_steamclient_links,
     classify_output,
     failure_message,
     install_script,
     link_is_correct,
-    plan_links,
+    plan_steamclient_links,
     read_app_state,
     run_streaming,
 )
@@ -434,7 +434,7 @@ def main():
         installer.fail("bad_input", "timeout must be at least 1 second")
 
     before = read_app_state(installer.install_dir)
-    links = plan_links(installer.account.pw_dir, installer.steamcmd_dir)
+    links = plan_steamclient_links(installer.account.pw_dir, installer.steamcmd_dir)
     links_to_fix = [link for link in links if not link_is_correct(link)]
     run_needed = module.params["update"] or not before.complete
     after = before
@@ -460,7 +460,7 @@ def main():
             installer.fail("unknown", f"steamcmd's {', '.join(missing)} missing after the run;"
                            " srcds needs them to init Steam; reinstall steamcmd")
         try:
-            apply_links(links, installer.account.pw_uid, installer.account.pw_gid)
+            apply_steamclient_links(links, installer.account.pw_uid, installer.account.pw_gid)
         except OSError as exc:
             installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
         # After steamcmd: an update or validate may have put Valve's bytes back.

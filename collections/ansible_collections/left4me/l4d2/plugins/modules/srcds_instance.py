@@ -297,16 +297,16 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     read_text,
     removal_targets,
     remove_paths,
+    server_unit_name,
     steam_links_message,
-    unit_name,
     validate_spec,
     wanted_files,
-    write_file,
+    write_managed_file,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     DirSpec,
-    OverlayError,
-    apply_plan,
+    MountError,
+    apply_mount_plan,
     dir_changes,
     ensure_dirs,
     enter_mount_namespace,
@@ -382,7 +382,7 @@ class Host:
 
     def failure_reason(self, plan: InstancePlan, since: float) -> str:
         """Why the unit's runs since ``since`` failed, from its journal (bounded, masked)."""
-        unit = unit_name(plan.name)
+        unit = server_unit_name(plan.name)
         # journald reads the processes' output streams on its own time: ask it to catch
         # up, and look again briefly when only systemd's own lines are there yet.
         self.run(["journalctl", "--sync"], check=False)
@@ -452,7 +452,7 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     for raw in raws:
         try:
             validate_instance_name(raw.get("name"))
-        except OverlayError as exc:
+        except MountError as exc:
             raise InstanceError(str(exc)) from None
     names = [raw["name"] for raw in raws]
     if len(set(names)) != len(names):
@@ -500,7 +500,7 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
 
 def decide_unit_actions(plans, states, state, restart_on_change) -> None:
     for plan in plans:
-        props = states[unit_name(plan.name)]
+        props = states[server_unit_name(plan.name)]
         running, enabled = is_running(props), is_enabled(props)
         plan.failed_before = props.get("ActiveState") == "failed"
         plan.invocation_before = props.get("InvocationID", "")
@@ -531,7 +531,7 @@ def apply_files(plan: InstancePlan) -> None:
     ensure_dirs(plan.dirs, [instance_paths(plan.name, plan.layout.state_dir).merged])
     for change in plan.files:
         if change.changed:
-            write_file(change.file)
+            write_managed_file(change.file)
 
 
 def check_steam_links(plans: list[InstancePlan], owner: str) -> str | None:
@@ -548,14 +548,14 @@ def start_units(module, host, plans, verb: str, since: float) -> None:
     chosen = [p for p in plans if verb in p.actions]
     if not chosen:
         return
-    units = [unit_name(p.name) for p in chosen]
+    units = [server_unit_name(p.name) for p in chosen]
     rc, out, err = host.run(["systemctl", verb, *units], check=False)
     if rc == 0:
         return
     states = host.unit_states(units)
-    failed = [p for p in chosen if not is_serving(states[unit_name(p.name)])] or chosen
+    failed = [p for p in chosen if not is_serving(states[server_unit_name(p.name)])] or chosen
     reasons = "; ".join(
-        f"{unit_name(p.name)} did not start: {host.failure_reason(p, since)}" for p in failed
+        f"{server_unit_name(p.name)} did not start: {host.failure_reason(p, since)}" for p in failed
     )
     said = (err.strip() or out.strip()).splitlines()
     module.fail_json(
@@ -584,10 +584,10 @@ def wait_for_answers(module, host, plans, params, since: float) -> None:
     by_name = {plan.name: plan for plan in plans}
 
     def units_that_failed(pending: list[str]) -> dict[str, str]:
-        states = host.unit_states([unit_name(n) for n in pending])
+        states = host.unit_states([server_unit_name(n) for n in pending])
         return {
             n: UNIT_FAILED for n in pending
-            if states[unit_name(n)].get("ActiveState") == "failed"
+            if states[server_unit_name(n)].get("ActiveState") == "failed"
         }
 
     answers, failures = wait_for_info(
@@ -598,9 +598,9 @@ def wait_for_answers(module, host, plans, params, since: float) -> None:
         by_name[name].a2s = info
     # Out of retries: say where each unit stands now (a crash loop may have just ended).
     silent = [n for n, why in failures.items() if why != UNIT_FAILED]
-    states = host.unit_states([unit_name(n) for n in silent]) if silent else {}
+    states = host.unit_states([server_unit_name(n) for n in silent]) if silent else {}
     for name in silent:
-        props = states[unit_name(name)]
+        props = states[server_unit_name(name)]
         if props.get("ActiveState") == "failed":
             failures[name] = UNIT_FAILED
         elif props.get("SubState") == "auto-restart":
@@ -609,7 +609,7 @@ def wait_for_answers(module, host, plans, params, since: float) -> None:
         module.fail_json(
             msg="; ".join(
                 f"instance {name!r} did not answer A2S_INFO on {targets[name][0]}:"
-                f"{targets[name][1]} ({failures[name]}); journal of {unit_name(name)}:"
+                f"{targets[name][1]} ({failures[name]}); journal of {server_unit_name(name)}:"
                 f" {host.failure_reason(by_name[name], since)}"
                 for name in sorted(failures)
             ),
@@ -623,7 +623,7 @@ def results(plans: list[InstancePlan]) -> list[dict]:
     for plan in plans:
         entry = dict(
             name=plan.name,
-            unit=unit_name(plan.name),
+            unit=server_unit_name(plan.name),
             changed=plan.changed,
             actions=list(plan.actions),
             port=plan.port,
@@ -714,11 +714,11 @@ def main():
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
-        units = [unit_name(p.name) for p in plans]
+        units = [server_unit_name(p.name) for p in plans]
         states = host.unit_states(units)
         decide_unit_actions(plans, states, state, params["restart_on_change"])
         lan_only = check_steam_links(plans, params["owner"])
-    except (InstanceError, OverlayError, OSError) as exc:
+    except (InstanceError, MountError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if lan_only:
         module.fail_json(msg=lan_only)
@@ -733,11 +733,11 @@ def main():
         for plan in plans:
             if plan.spec is not None:
                 apply_files(plan)
-    except (OverlayError, OSError) as exc:
+    except (MountError, OSError) as exc:
         module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
 
     def having(action: str) -> list[str]:
-        return [unit_name(p.name) for p in plans if action in p.actions]
+        return [server_unit_name(p.name) for p in plans if action in p.actions]
 
     dropins_changed = any(
         c.changed and c.file.path.endswith(".conf") for p in plans for c in p.files
@@ -747,7 +747,7 @@ def main():
     host.systemctl(
         "reset-failed",
         [
-            unit_name(p.name)
+            server_unit_name(p.name)
             for p in plans
             if p.failed_before and ({"start", "restart"} & set(p.actions))
         ],
@@ -766,10 +766,10 @@ def main():
             for plan in plans:
                 mount = plan_unmount(plan.name, state_dir=layout.state_dir)
                 if mount.action == "unmount":
-                    apply_plan(mount)
+                    apply_mount_plan(mount)
                 if "remove" in plan.actions:
                     remove_paths(removal_targets(layout, plan.name, layout.state_dir))
-        except (OverlayError, OSError) as exc:
+        except (MountError, OSError) as exc:
             module.fail_json(msg=str(exc), **result)
         if state == "absent" and having("remove"):
             host.run(["systemctl", "daemon-reload"])

@@ -164,3 +164,21 @@ def test_exclusive_lock_propagates_errors_of_the_block_unchanged(tmp_path):
     lock = str(tmp_path / ".lock")
     with pytest.raises(KeyError), common.exclusive_lock(lock, busy=OwnError("busy")):
         raise KeyError("from the block")
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_project_errors_share_one_base_and_an_instance_error_is_no_mount_error():
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _files_overlay,
+        _instance,
+        _mount,
+        _sandbox,
+        _workshop,
+    )
+
+    errors = (_mount.MountError, _instance.InstanceError, _files_overlay.FilesOverlayError,
+              _sandbox.SandboxError, _workshop.WorkshopError)
+    assert all(issubclass(error, common.Left4meError) for error in errors)
+    assert not issubclass(_instance.InstanceError, _mount.MountError)
