@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 try:
     from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
         DEFAULT_STATE_DIR,
-    Left4meError,
+        Left4meError,
         exclusive_lock,
         replace_symlink,
         validate_id,
@@ -71,7 +71,7 @@ try:
 except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
     from left4me_common import (  # type: ignore[no-redef]
         DEFAULT_STATE_DIR,
-    Left4meError,
+        Left4meError,
         exclusive_lock,
         replace_symlink,
         validate_id,
