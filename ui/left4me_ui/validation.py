@@ -20,8 +20,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     layer_paths,
     validate_spec,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
-    OverlayError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
+    MountError,
     validate_instance_name,
 )
 
@@ -35,7 +35,7 @@ def check_name(name: object) -> str:
     """A server name as srcds_instance takes it, or InstanceError."""
     try:
         return validate_instance_name(name)
-    except OverlayError as exc:
+    except MountError as exc:
         raise InstanceError(str(exc)) from None
 
 

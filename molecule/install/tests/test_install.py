@@ -104,7 +104,8 @@ def test_build_slice_weights_bite(host):
 @pytest.mark.parametrize(
     ("path", "mode"),
     [(LIBEXEC, 0o755), (f"{LIBEXEC}/left4me-mount", 0o755),
-     (f"{LIBEXEC}/left4me_overlay.py", 0o644), ("/etc/sudoers.d/left4me", 0o440)],
+     (f"{LIBEXEC}/left4me_mount.py", 0o644), (f"{LIBEXEC}/left4me_common.py", 0o644),
+     ("/etc/sudoers.d/left4me", 0o440)],
 )
 def test_helpers_are_root_owned_and_not_writable_by_others(host, path, mode):
     target = host.file(path)
@@ -112,10 +113,10 @@ def test_helpers_are_root_owned_and_not_writable_by_others(host, path, mode):
     assert target.mode == mode, f"{path} is {oct(target.mode)}"
 
 
-def test_helper_library_is_the_collections_overlay_code(host):
+def test_helper_library_is_the_collections_mount_code(host):
     local = PROJECT.joinpath("collections/ansible_collections/left4me/l4d2",
-                             "plugins/module_utils/_overlay.py")
-    installed = host.file(f"{LIBEXEC}/left4me_overlay.py").sha256sum
+                             "plugins/module_utils/_mount.py")
+    installed = host.file(f"{LIBEXEC}/left4me_mount.py").sha256sum
     assert installed == hashlib.sha256(local.read_bytes()).hexdigest()
 
 

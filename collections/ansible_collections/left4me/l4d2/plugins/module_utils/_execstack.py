@@ -25,6 +25,8 @@ import struct
 import tempfile
 from dataclasses import dataclass
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import write_atomic
+
 PT_GNU_STACK = 0x6474E551
 PF_X = 0x1
 ET_DYN = 3
@@ -201,17 +203,8 @@ def write_record(path: str, cleared: dict[str, str]) -> bool:
                 return False
     except OSError:
         pass
-    handle, temporary = tempfile.mkstemp(prefix=".execstack.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        # Paths and hashes only, nothing secret; readable so the UI and operators can see it.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    # Paths and hashes only, nothing secret; readable so the UI and operators can see it.
+    write_atomic(path, text, 0o644)
     return True
 
 

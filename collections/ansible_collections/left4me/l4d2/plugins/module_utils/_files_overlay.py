@@ -26,28 +26,27 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_STATE_DIR,
+    Left4meError,
+    validate_id,
+    write_atomic,
+)
+
 MANIFEST_NAME = ".left4me-files.json"
-DEFAULT_STATE_DIR = "/var/lib/left4me"
 MAX_DIFF_BYTES = 64 * 1024
-_OVERLAY_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MODE_RE = re.compile(r"0?[0-7]{3,4}")
 
 
-class FilesOverlayError(Exception):
+class FilesOverlayError(Left4meError):
     """Bad input or a host state we refuse; the message says what to do."""
 
 
 def validate_overlay_id(overlay_id: object) -> str:
-    if not isinstance(overlay_id, str) or not _OVERLAY_ID_RE.fullmatch(overlay_id):
-        raise FilesOverlayError(
-            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
-            " starting with a letter or digit"
-        )
-    return overlay_id
+    return validate_id(overlay_id, "overlay id", FilesOverlayError)
 
 
 def validate_dest(dest: object) -> str:
@@ -252,29 +251,12 @@ def plan_files(
     return plan
 
 
-def write_atomic(path: str, content: bytes, mode: int, owner: tuple[int, int] | None) -> None:
-    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            if owner:
-                os.fchown(fh.fileno(), *owner)
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
 def write_manifest(root: str, dests: Iterable[str], owner: tuple[int, int]) -> None:
     content = json.dumps({"version": 1, "files": sorted(set(dests))}, indent=1) + "\n"
     write_atomic(os.path.join(root, MANIFEST_NAME), content.encode(), 0o644, owner)
 
 
-def apply_plan(plan: FilesPlan) -> None:
+def apply_files_plan(plan: FilesPlan) -> None:
     for directory in plan.create_dirs:
         os.mkdir(directory, plan.dir_mode)
         os.chmod(directory, plan.dir_mode)

@@ -20,7 +20,7 @@ module writes and the ``left4me-server@.service`` template reads:
 * ``{systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf``:
   ``SocketBindAllow=`` for the instance's ports and ``AllowedCPUs=``, which
   systemd cannot take from an environment file.
-* ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_overlay``).
+* ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_mount``).
 
 Before a server starts, :func:`missing_steam_links` checks the runtime user's
 ``~/.steam/sdk32|sdk64/steamclient.so``; when a start fails or a server does not
@@ -39,14 +39,20 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+    Left4meError,
+    write_atomic,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
+    ALLOWED_ROOT_NAMES,
     LOWERDIRS_KEY,
     MAX_LAYERS,
-    OverlayError,
+    MountError,
     env_file_path,
     instance_paths,
     parse_env,
@@ -79,14 +85,14 @@ _CPU_LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 _PLAIN_ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+,=%-]*")
 
 
-class InstanceError(OverlayError):
+class InstanceError(Left4meError):
     """Bad instance settings or a host state we refuse; the message says what to do."""
 
 
 @dataclass(frozen=True)
 class HostLayout:
-    state_dir: str = "/var/lib/left4me"
-    config_dir: str = "/etc/left4me"
+    state_dir: str = DEFAULT_STATE_DIR
+    config_dir: str = DEFAULT_CONFIG_DIR
     systemd_dir: str = "/etc/systemd/system"
 
     @property
@@ -111,19 +117,16 @@ class HostLayout:
         return os.path.join(self.config_layer(name), "left4dead2", "cfg", INSTANCE_CFG)
 
     def dropin_dir(self, name: str) -> str:
-        return os.path.join(self.systemd_dir, unit_name(name) + ".d")
+        return os.path.join(self.systemd_dir, server_unit_name(name) + ".d")
 
     def dropin_file(self, name: str) -> str:
         return os.path.join(self.dropin_dir(name), DROPIN_NAME)
 
     def allowed_roots(self) -> list[str]:
-        return [
-            os.path.join(self.state_dir, sub)
-            for sub in ("installation", "overlays", "workshop_cache")
-        ]
+        return [os.path.join(self.state_dir, sub) for sub in ALLOWED_ROOT_NAMES]
 
 
-def unit_name(name: str) -> str:
+def server_unit_name(name: str) -> str:
     return f"left4me-server@{validate_instance_name(name)}.service"
 
 
@@ -281,7 +284,7 @@ def _validated_layers(raw: dict, layout: HostLayout, name: str, where: str) -> l
         )
     try:
         resolved = validate_lowerdirs([*layers, layout.installation], layout.allowed_roots())
-    except OverlayError as exc:
+    except MountError as exc:
         raise InstanceError(f"{where}: {exc}") from None
     own_layer = os.path.realpath(layout.config_layer(name))
     if own_layer in resolved:
@@ -294,7 +297,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
     name = raw.get("name")
     try:
         validate_instance_name(name)
-    except OverlayError as exc:
+    except MountError as exc:
         raise InstanceError(str(exc)) from None
     where = _where(name)
     if raw.get("port") is None:
@@ -471,7 +474,7 @@ def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
         name = entry[: -len(".env")]
         try:
             validate_instance_name(name)
-        except OverlayError:
+        except MountError:
             continue
         path = os.path.join(layout.instances_dir, entry)
         text = read_text(path)
@@ -479,7 +482,7 @@ def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
             continue
         try:
             found[name] = parse_env(text, path)
-        except OverlayError:
+        except MountError:
             found[name] = {}
     return found
 
@@ -524,26 +527,13 @@ def file_change(wanted: ManagedFile) -> FileChange:
     return FileChange(wanted, before, before != wanted.content, attrs_changed)
 
 
-def write_file(wanted: ManagedFile) -> None:
-    """Write atomically (temp file in the same directory, then rename)."""
-    directory = os.path.dirname(wanted.path)
+def write_managed_file(wanted: ManagedFile) -> None:
+    """Write the file atomically, or remove it when it must not exist."""
     if wanted.content is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(wanted.path)
         return
-    fd, temporary = tempfile.mkstemp(prefix=".left4me-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(wanted.content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chown(temporary, wanted.uid, wanted.gid)
-        os.chmod(temporary, wanted.mode)
-        os.replace(temporary, wanted.path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    write_atomic(wanted.path, wanted.content, wanted.mode, (wanted.uid, wanted.gid))
 
 
 # --- the plan ------------------------------------------------------------------------
@@ -555,7 +545,7 @@ class InstancePlan:
     spec: InstanceSpec | None  # None: keep the configuration on the host as it is
     layout: HostLayout
     files: list[FileChange] = field(default_factory=list)
-    dirs: list = field(default_factory=list)  # _overlay.DirSpec entries to ensure
+    dirs: list = field(default_factory=list)  # _mount.DirSpec entries to ensure
     dir_changes: list[str] = field(default_factory=list)
     port: int | None = None
     ip: str | None = None

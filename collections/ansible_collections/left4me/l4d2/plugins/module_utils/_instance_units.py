@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import wait_for_info
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     InstancePlan,
-    unit_name,
+    server_unit_name,
 )
 
 UNIT_FAILED = "the unit failed"
@@ -135,7 +135,7 @@ def needs_daemon_reload(plans: Sequence[InstancePlan], states: Mapping[str, Mapp
 
 def having(plans: Sequence[InstancePlan], action: str) -> list[str]:
     """The units of the plans that take ``action``."""
-    return [unit_name(p.name) for p in plans if action in p.actions]
+    return [server_unit_name(p.name) for p in plans if action in p.actions]
 
 
 def starting(plans: Sequence[InstancePlan]) -> list[InstancePlan]:
@@ -209,7 +209,7 @@ def no_answer_message(
 ) -> str:
     return "; ".join(
         f"instance {name!r} did not answer A2S_INFO on {targets[name][0]}:"
-        f"{targets[name][1]} ({failures[name]}); journal of {unit_name(name)}:"
+        f"{targets[name][1]} ({failures[name]}); journal of {server_unit_name(name)}:"
         f" {journal_reasons[name]}"
         for name in sorted(failures)
     )
@@ -223,7 +223,7 @@ def instance_results(plans: Sequence[InstancePlan]) -> list[dict]:
     for plan in plans:
         entry = dict(
             name=plan.name,
-            unit=unit_name(plan.name),
+            unit=server_unit_name(plan.name),
             changed=plan.changed,
             actions=list(plan.actions),
             port=plan.port,

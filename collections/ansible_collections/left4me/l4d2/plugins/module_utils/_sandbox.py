@@ -30,10 +30,8 @@ Standard library only: the ``script_overlay`` module imports it on the target.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import ipaddress
 import os
@@ -46,15 +44,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (
-    OverlayError,
-    overlay_state_from_options,
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+    Left4meError,
+    exclusive_lock,
+    validate_id,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
+    MountError,
+    mount_state_from_options,
     parse_mountinfo,
 )
 
-DEFAULT_STATE_DIR = "/var/lib/left4me"
-DEFAULT_CONFIG_DIR = "/etc/left4me"
-DEFAULT_USER = "left4me"
 BUILD_SLICE = "l4d2-build.slice"
 OVERLAY_MOUNT = "/overlay"
 SCRIPT_MOUNT = "/run/left4me-build/script"
@@ -94,7 +96,6 @@ DEFAULT_TASKS_MAX = 256
 DEFAULT_CPU_QUOTA = "100%"
 DEFAULT_RUNTIME_MAX_SEC = 3600
 
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"(?:[1-9][0-9]*[KMGT]?|infinity)")
 _CPU_QUOTA_RE = re.compile(r"[1-9][0-9]{0,4}%")
@@ -104,7 +105,7 @@ RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
 
-class SandboxError(Exception):
+class SandboxError(Left4meError):
     """Bad input or a host state we refuse; the message tells a person what to do."""
 
 
@@ -112,12 +113,7 @@ class SandboxError(Exception):
 
 
 def validate_overlay_id(overlay_id: object) -> str:
-    if not isinstance(overlay_id, str) or not _ID_RE.fullmatch(overlay_id):
-        raise SandboxError(
-            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and"
-            " '-', starting with a letter or digit"
-        )
-    return overlay_id
+    return validate_id(overlay_id, "overlay id", SandboxError)
 
 
 def validate_user(name: object, what: str = "user") -> str:
@@ -249,7 +245,7 @@ def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
     )
 
 
-def unit_name(overlay_id: str) -> str:
+def build_unit_name(overlay_id: str) -> str:
     """One unit name per overlay: systemd refuses a second concurrent build of it."""
     return f"left4me-build-{validate_overlay_id(overlay_id)}.service"
 
@@ -696,20 +692,10 @@ def remove_tree(path: str) -> None:
         shutil.rmtree(path)
 
 
-@contextlib.contextmanager
 def overlay_lock(lock_path: str):
     """Hold an exclusive lock for one overlay's build; fail at once if another holds it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise SandboxError(
-                f"another build of this overlay is running (lock {lock_path}); wait for it"
-            ) from exc
-        yield
-    finally:
-        os.close(fd)
+    busy = SandboxError(f"another build of this overlay is running (lock {lock_path}); wait for it")
+    return exclusive_lock(lock_path, 0o600, busy=busy)
 
 
 def stale_build_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
@@ -740,13 +726,13 @@ def mounts_using(overlay: str, mountinfo_text: str) -> list[str]:
     """
     try:
         entries = parse_mountinfo(mountinfo_text)
-    except OverlayError as exc:
+    except MountError as exc:
         raise SandboxError(str(exc)) from exc
     wanted = {os.path.normpath(overlay), os.path.realpath(overlay)}
     return [
         entry.mount_point for entry in entries
         if entry.fstype == "overlay"
-        and wanted & set(overlay_state_from_options(entry.super_options).lowerdirs)
+        and wanted & set(mount_state_from_options(entry.super_options).lowerdirs)
     ]
 
 

@@ -14,8 +14,9 @@ Standard library only (target hosts have no ``vdf`` package). The collection's
 * ``classify_output`` maps steamcmd's console text, update-state code and exit code to an
   actionable ``Failure`` (tables ``UPDATE_STATE_KINDS`` and ``EXIT_CODE_KINDS``), and
   ``failure_message`` says what to do about it.
-* ``plan_links``/``apply_links`` keep ``~/.steam/sdk32|sdk64/steamclient.so`` pointing
-  into steamcmd's ``linux32``/``linux64``, without which srcds cannot init Steam.
+* ``plan_steamclient_links``/``apply_steamclient_links`` keep
+  ``~/.steam/sdk32|sdk64/steamclient.so`` pointing into steamcmd's ``linux32``/``linux64``,
+  without which srcds cannot init Steam.
 * ``run_streaming`` runs steamcmd as the runtime user with a deadline, keeping the
   output (and optionally copying it to a log file as it arrives).
 """
@@ -30,6 +31,11 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import replace_symlink
+except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
+    from left4me_common import replace_symlink  # type: ignore[no-redef]
 
 APP_ID = 222860
 SUCCESS_RE = re.compile(r"Success! App '(\d+)' (fully installed|already up to date)")
@@ -419,7 +425,7 @@ class Link:
     target: str
 
 
-def plan_links(home: str, steamcmd_dir: str) -> list[Link]:
+def plan_steamclient_links(home: str, steamcmd_dir: str) -> list[Link]:
     """The links srcds needs to init Steam: ~/.steam/sdkNN/steamclient.so -> steamcmd's."""
     return [
         Link(os.path.join(home, ".steam", sdk, "steamclient.so"),
@@ -435,7 +441,7 @@ def link_is_correct(link: Link) -> bool:
         return False
 
 
-def apply_links(links: list[Link], uid: int, gid: int) -> list[Link]:
+def apply_steamclient_links(links: list[Link], uid: int, gid: int) -> list[Link]:
     """Create or repoint the links (and their directories, owned by uid:gid); return changes."""
     changed = []
     for link in links:
@@ -446,12 +452,7 @@ def apply_links(links: list[Link], uid: int, gid: int) -> list[Link]:
             if not os.path.isdir(path):
                 os.mkdir(path, 0o755)
                 os.chown(path, uid, gid)
-        temporary = f"{link.path}.left4me-tmp"
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        os.symlink(link.target, temporary)
-        os.lchown(temporary, uid, gid)
-        os.replace(temporary, link.path)  # atomic: srcds never sees a missing link
+        replace_symlink(link.path, link.target, (uid, gid))
         changed.append(link)
     return changed
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import fcntl
 import http.client
 import json
 import os
@@ -60,8 +59,26 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+        DEFAULT_STATE_DIR,
+        Left4meError,
+        exclusive_lock,
+        replace_symlink,
+        validate_id,
+        write_atomic,
+    )
+except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
+    from left4me_common import (  # type: ignore[no-redef]
+        DEFAULT_STATE_DIR,
+        Left4meError,
+        exclusive_lock,
+        replace_symlink,
+        validate_id,
+        write_atomic,
+    )
+
 DEFAULT_API_URL = "https://api.steampowered.com"
-DEFAULT_STATE_DIR = "/var/lib/left4me"
 L4D2_APP_ID = 550
 BATCH_SIZE = 100  # GetPublishedFileDetails/GetCollectionDetails take at most 100 ids
 DETAILS_PATH = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
@@ -87,11 +104,10 @@ _STEAMCMD_TIMEOUT_RE = re.compile(r"ERROR! Timeout downloading item (\d+)")
 # refresh service's library. The default opener honours https_proxy and verifies TLS.
 OPENER = urllib.request.build_opener()
 
-_OVERLAY_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ITEM_ID_RE = re.compile(r"[1-9][0-9]{0,19}")
 
 
-class WorkshopError(Exception):
+class WorkshopError(Left4meError):
     """Bad input, an API failure or a host state we refuse; the message says what to do."""
 
 
@@ -99,12 +115,7 @@ class WorkshopError(Exception):
 
 
 def validate_overlay_id(overlay_id: object) -> str:
-    if not isinstance(overlay_id, str) or not _OVERLAY_ID_RE.fullmatch(overlay_id):
-        raise WorkshopError(
-            f"invalid overlay id {overlay_id!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
-            " starting with a letter or digit"
-        )
-    return overlay_id
+    return validate_id(overlay_id, "overlay id", WorkshopError)
 
 
 def validate_item_ids(ids: Iterable[object], what: str) -> list[str]:
@@ -416,22 +427,7 @@ def is_cached(cache_dir: str, index: dict[str, dict[str, object]], item: ItemRes
 
 
 def write_json_atomic(path: str, data: object, owner: tuple[int, int] | None) -> None:
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp, 0o644)
-        if owner:
-            os.chown(temp, *owner)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644, owner)
 
 
 def _store_download(item: ItemResult, response, block: bytes, fd: int, temp: str, final: str,
@@ -757,7 +753,7 @@ class LinkPlan:
         return bool(self.create or self.remove)
 
 
-def plan_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
+def plan_addon_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
     """Links to create or repoint and our stale links to remove; foreign entries stay.
 
     A link is ours when it points into the workshop cache. A wanted name taken by
@@ -789,7 +785,7 @@ def plan_links(paths: OverlayPaths, item_ids: Sequence[str]) -> LinkPlan:
     return plan
 
 
-def apply_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | None) -> None:
+def apply_addon_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | None) -> None:
     for directory in (paths.root, paths.game, paths.addons):
         if not check_real_dir(directory):
             os.mkdir(directory, 0o755)
@@ -797,13 +793,7 @@ def apply_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int] | No
             if owner:
                 os.chown(directory, *owner)
     for name, target in plan.create.items():
-        temp = os.path.join(paths.addons, f".{name}.tmp-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        os.symlink(target, temp)
-        if owner:
-            os.lchown(temp, *owner)
-        os.replace(temp, os.path.join(paths.addons, name))
+        replace_symlink(os.path.join(paths.addons, name), target, owner)
     for name in plan.remove:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(paths.addons, name))
@@ -830,18 +820,9 @@ class SyncResult:
         return [item.error for item in self.items if item.status == "error"]
 
 
-@contextlib.contextmanager
 def cache_lock(cache_dir: str, owner: tuple[int, int] | None):
     """Serialise runs (Ansible and the refresh timer) that share the cache."""
-    path = os.path.join(cache_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        if owner:
-            os.fchown(fd, *owner)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return exclusive_lock(os.path.join(cache_dir, LOCK_NAME), 0o644, owner)
 
 
 class ProgressLog:
@@ -1016,7 +997,7 @@ def sync_overlay(
 
     usable = [item for item in results if item.status != "error"]
     missing = _mark_cached(usable, paths.cache, index)
-    result.links = plan_links(paths, [item.publishedfileid for item in usable])
+    result.links = plan_addon_links(paths, [item.publishedfileid for item in usable])
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
     if check_mode or not result.changed:
         return result
@@ -1041,7 +1022,7 @@ def sync_overlay(
                           f" overlay links left as they were: {'; '.join(failed_downloads)}")
             log(f"overlay={overlay_id} not updated: {len(failed_downloads)} download(s) failed")
             return result
-        apply_links(result.links, paths, owner)
+        apply_addon_links(result.links, paths, owner)
         log(f"overlay={overlay_id} linked {len(usable)} item(s):"
             f" {len(result.links.create)} link(s) set, {len(result.links.remove)} removed")
     return result

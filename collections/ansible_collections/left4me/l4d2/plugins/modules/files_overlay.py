@@ -47,10 +47,6 @@ options:
         description: Octal mode as a string; setuid, setgid and sticky bits are refused.
         type: str
         default: "0644"
-  state_dir:
-    description: Runtime state root holding C(overlays/).
-    type: path
-    default: /var/lib/left4me
   owner:
     description: User owning the files and the directories created.
     type: str
@@ -62,6 +58,8 @@ options:
     description: Mode of directories this module creates (existing ones are left as they are).
     type: str
     default: "0755"
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
 attributes:
   check_mode:
     description: Reports what would be written and deleted without touching anything.
@@ -112,31 +110,19 @@ unchanged:
   sample: [left4dead2/motd.txt]
 """
 
-import grp  # noqa: E402
-import pwd  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_STATE_DIR,
+    owner_ids,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (  # noqa: E402
     FilesOverlayError,
-    apply_plan,
+    apply_files_plan,
     overlay_root,
     parse_mode,
     plan_diff,
     plan_files,
 )
-
-
-def owner_ids(owner, group):
-    try:
-        user = pwd.getpwnam(owner)
-    except KeyError:
-        raise FilesOverlayError(f"owner {owner!r} does not exist") from None
-    if group is None:
-        return user.pw_uid, user.pw_gid
-    try:
-        return user.pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise FilesOverlayError(f"group {group!r} does not exist") from None
 
 
 def main():
@@ -153,7 +139,7 @@ def main():
                     mode=dict(type="str", default="0644"),
                 ),
             ),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             owner=dict(type="str", default="root"),
             group=dict(type="str"),
             directory_mode=dict(type="str", default="0755"),
@@ -163,8 +149,8 @@ def main():
     params = module.params
     try:
         root = overlay_root(params["id"], params["state_dir"])
-        plan = plan_files(root, params["files"], owner_ids(params["owner"], params["group"]),
-                          parse_mode(params["directory_mode"]))
+        owner = owner_ids(params["owner"], params["group"], FilesOverlayError)
+        plan = plan_files(root, params["files"], owner, parse_mode(params["directory_mode"]))
     except (FilesOverlayError, OSError) as exc:
         module.fail_json(msg=str(exc))
 
@@ -179,7 +165,7 @@ def main():
         result["diff"] = plan_diff(plan)
     if plan.changed and not module.check_mode:
         try:
-            apply_plan(plan)
+            apply_files_plan(plan)
         except (FilesOverlayError, OSError) as exc:
             module.fail_json(msg=f"{exc}; run again once fixed (the manifest still lists every"
                                  " file this run may have written)", path=root)

@@ -54,30 +54,22 @@ options:
         most 255 bytes once symlinks are resolved.
     type: list
     elements: path
-  state_dir:
-    description: Runtime state root; instances live in C(runtime/) below it.
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/{name}.env).
-    type: path
-    default: /etc/left4me
   allowed_roots:
     description:
       - Directories the lower layers must lie under.
       - Defaults to C(installation), C(overlays) and C(workshop_cache) under O(state_dir).
     type: list
     elements: path
-  owner:
-    description: Runtime user that owns C(upper) and C(merged).
-    type: str
-    default: left4me
   remount:
     description:
       - When the overlay is mounted with different layers, unmount it and mount the new
         ones. Without it that case fails, because a running server would lose its files.
     type: bool
     default: false
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
+  - left4me.l4d2.common.owner
 attributes:
   check_mode:
     description: Predicts changes without mounting or creating anything.
@@ -142,9 +134,14 @@ mounted:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
-    OverlayError,
-    apply_plan,
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    MountError,
+    apply_mount_plan,
     enter_mount_namespace,
     env_file_path,
     lowerdirs_from_env,
@@ -177,10 +174,10 @@ def main():
             name=dict(type="str", required=True),
             state=dict(type="str", default="mounted", choices=["mounted", "unmounted"]),
             lowerdirs=dict(type="list", elements="path"),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            config_dir=dict(type="path", default="/etc/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
             allowed_roots=dict(type="list", elements="path"),
-            owner=dict(type="str", default="left4me"),
+            owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
             remount=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -189,7 +186,7 @@ def main():
         # Plan and act where the mount must land: the host's (PID 1's) namespace.
         enter_mount_namespace()
         plan = make_plan(module.params)
-    except (OverlayError, OSError) as exc:
+    except (MountError, OSError) as exc:
         module.fail_json(msg=str(exc))
 
     before = {"mounted": plan.before.mounted, "lowerdirs": plan.before.lowerdirs}
@@ -208,8 +205,8 @@ def main():
 
     if plan.changed and not module.check_mode:
         try:
-            apply_plan(plan)
-        except (OverlayError, OSError) as exc:
+            apply_mount_plan(plan)
+        except (MountError, OSError) as exc:
             module.fail_json(msg=str(exc), merged=plan.paths.merged)
     module.exit_json(**result)
 

@@ -109,8 +109,8 @@ address:
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
-    OverlayError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    MountError,
     instance_paths,
     parse_env,
     validate_instance_name,
@@ -162,7 +162,7 @@ def main():
     try:
         validate_instance_name(name)
         validate_command(params["command"])
-    except (OverlayError, RconError) as exc:
+    except (MountError, RconError) as exc:
         module.fail_json(msg=str(exc))
     if params["timeout"] <= 0:
         module.fail_json(msg="timeout must be above 0 seconds")
@@ -175,7 +175,7 @@ def main():
                          " missing)")
     try:
         env = parse_env(env_text, env_file)
-    except OverlayError as exc:
+    except MountError as exc:
         module.fail_json(msg=str(exc))
     port = env.get("LEFT4ME_PORT", "")
     if not port.isdigit():

@@ -85,10 +85,6 @@ options:
       - With V(false) every build starts from an empty directory.
     type: bool
     default: true
-  state_dir:
-    description: Runtime state root; overlays live in C(overlays/) below it. Masked in the sandbox.
-    type: path
-    default: /var/lib/left4me
   masked_paths:
     description:
       - Further directories replaced by an empty tmpfs inside the sandbox, in addition
@@ -137,6 +133,8 @@ options:
     description: Slice the build runs in.
     type: str
     default: l4d2-build.slice
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
 attributes:
   check_mode:
     description: Runs nothing; validates the arguments and reads the script.
@@ -248,10 +246,18 @@ import secrets  # noqa: E402
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
+    group_id,
+    user_account,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
     Limits,
     SandboxError,
     build_paths,
+    build_unit_name,
     environment_file_text,
     make_world_readable,
     manifest_digest,
@@ -270,7 +276,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     swap_into_place,
     systemd_run_argv,
     tree_manifest,
-    unit_name,
     validate_environment,
     validate_output_lines,
     validate_overlay_id,
@@ -297,9 +302,9 @@ ARGUMENT_SPEC = dict(
     content=dict(type="str"),
     environment=dict(type="dict", no_log=True),
     incremental=dict(type="bool", default=True),
-    state_dir=dict(type="path", default="/var/lib/left4me"),
-    masked_paths=dict(type="list", elements="path", default=["/etc/left4me"]),
-    user=dict(type="str", default="left4me"),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    masked_paths=dict(type="list", elements="path", default=[DEFAULT_CONFIG_DIR]),
+    user=dict(type="str", default=DEFAULT_RUNTIME_USER),
     group=dict(type="str"),
     resolvers=dict(type="list", elements="str",
                    default=["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111", "2620:fe::fe"]),
@@ -349,18 +354,12 @@ def read_script(params, uid: int, gid: int) -> str:
 
 def resolve_identity(user: str, group: str | None) -> tuple[int, int, str]:
     validate_user(user)
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError as exc:
-        raise SandboxError(f"runtime user {user!r} does not exist; create it first "
-                           "(role left4me.l4d2.game_host)") from exc
+    entry = user_account(user, SandboxError, "runtime user {name!r} does not exist; create it"
+                         " first (role left4me.l4d2.game_host)")
     if group is None:
         return entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name
     validate_user(group, "group")
-    try:
-        return entry.pw_uid, grp.getgrnam(group).gr_gid, group
-    except KeyError as exc:
-        raise SandboxError(f"group {group!r} does not exist") from exc
+    return entry.pw_uid, group_id(group, SandboxError), group
 
 
 def create_file(path: str, text: str, mode: int, uid: int = 0, gid: int = 0) -> None:
@@ -403,7 +402,7 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
 
 
 def run_build(module, paths, properties, limits: Limits) -> dict:
-    unit = unit_name(os.path.basename(paths.overlay))
+    unit = build_unit_name(os.path.basename(paths.overlay))
     ran = run_keeping_tail(systemd_run_argv(properties, unit),
                            limits.runtime_max_sec + WAIT_GRACE_SEC)
     if ran is None:

@@ -141,8 +141,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # 
     page,
     parse_json_lines,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
-    OverlayError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    MountError,
     instance_paths,
     validate_instance_name,
 )
@@ -187,7 +187,7 @@ def main():
     try:
         validate_instance_name(name)
         argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
-    except (OverlayError, JournalError) as exc:
+    except (MountError, JournalError) as exc:
         module.fail_json(msg=str(exc))
     if params["max_bytes"] < 1024:
         module.fail_json(msg="max_bytes must be at least 1024")

@@ -219,8 +219,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # 
     mask_secrets,
     parse_json_lines,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
-    OverlayError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    MountError,
     instance_paths,
     mount_state,
     mountinfo_path,
@@ -287,14 +287,14 @@ def main():
     for name in configured_names(instances_dir):
         try:
             configured.append(validate_instance_name(name))
-        except OverlayError:
+        except MountError:
             continue  # not an instance file left4me would write
     names = configured
     if params["names"] is not None:
         try:
             for name in params["names"]:
                 validate_instance_name(name)
-        except OverlayError as exc:
+        except MountError as exc:
             module.fail_json(msg=str(exc))
         unknown = [n for n in params["names"] if n not in configured]
         if unknown:
@@ -322,7 +322,7 @@ def main():
         env_text = read_text(os.path.join(instances_dir, f"{name}.env")) or ""
         try:
             env = parse_env(env_text)
-        except OverlayError:
+        except MountError:
             env = {}
         props = shown.get(unit_of(name), {"LoadState": "not-found"})
         paths = instance_paths(name, params["state_dir"])

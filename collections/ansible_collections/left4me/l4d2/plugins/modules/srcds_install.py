@@ -252,15 +252,18 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils import (  # noqa: E402
     _execstack as execstack,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    user_account,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     PLATFORM_PASS_KINDS,
     SteamcmdError,
-    apply_links,
+    apply_steamclient_links,
     classify_output,
     failure_message,
     install_script,
     link_is_correct,
-    plan_links,
+    plan_steamclient_links,
     read_app_state,
     run_streaming,
 )
@@ -284,10 +287,13 @@ class Installer:
         self.module.fail_json(msg=msg, error_kind=kind, output_tail=self.tail, **extra)
 
     def _account(self, name: str | None) -> pwd.struct_passwd:
+        if not name:
+            return pwd.getpwuid(os.geteuid())
         try:
-            account = pwd.getpwnam(name) if name else pwd.getpwuid(os.geteuid())
-        except KeyError:
-            self.fail("bad_input", f"run_as user {name!r} does not exist on this host")
+            account = user_account(name, SteamcmdError,
+                                   "run_as user {name!r} does not exist on this host")
+        except SteamcmdError as exc:
+            self.fail("bad_input", str(exc))
         if account.pw_uid != os.geteuid() and os.geteuid() != 0:
             self.fail("bad_input", f"running steamcmd as {name!r} needs root (become: true)")
         return account
@@ -445,7 +451,7 @@ def install_and_fix(installer, links, run_needed: bool):
         installer.fail("unknown", f"steamcmd's {', '.join(missing)} missing after the run;"
                        " srcds needs them to init Steam; reinstall steamcmd")
     try:
-        apply_links(links, installer.account.pw_uid, installer.account.pw_gid)
+        apply_steamclient_links(links, installer.account.pw_uid, installer.account.pw_gid)
     except OSError as exc:
         installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
     # After steamcmd: an update or validate may have put Valve's bytes back.
@@ -475,7 +481,7 @@ def main():
         installer.fail("bad_input", "timeout must be at least 1 second")
 
     before = read_app_state(installer.install_dir)
-    links = plan_links(installer.account.pw_dir, installer.steamcmd_dir)
+    links = plan_steamclient_links(installer.account.pw_dir, installer.steamcmd_dir)
     links_to_fix = [link for link in links if not link_is_correct(link)]
     run_needed = module.params["update"] or not before.complete
     after = before

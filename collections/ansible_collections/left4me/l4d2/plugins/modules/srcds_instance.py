@@ -26,7 +26,8 @@ description:
     overlay's C(server.cfg) wins where both set a cvar.
   - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
     with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
-  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}).
+  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
+    O(owner), whose group may read the configuration.
   - Everything is validated before anything changes; bad arguments fail with a message and
     leave the host as it was. Ports must be unique among the given instances and among the
     other instances configured on the host.
@@ -174,22 +175,14 @@ options:
       - Address to send A2S_INFO to. Defaults to the instance's O(instances[].ip) or, when
         that is V(0.0.0.0), the host's first global IPv4 address (as players reach it).
     type: str
-  state_dir:
-    description: Runtime state root (installation, overlays, runtime).
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/NAME.env).
-    type: path
-    default: /etc/left4me
   systemd_dir:
     description: Directory for the per-instance unit drop-ins.
     type: path
     default: /etc/systemd/system
-  owner:
-    description: Runtime user; owns C(upper) and C(merged), its group may read the config.
-    type: str
-    default: left4me
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
+  - left4me.l4d2.common.owner
 attributes:
   check_mode:
     description: Reports what would change without writing, starting or stopping anything.
@@ -281,6 +274,11 @@ import pwd  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
     HostLayout,
     InstanceError,
@@ -299,11 +297,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     read_text,
     removal_targets,
     remove_paths,
+    server_unit_name,
     steam_links_message,
-    unit_name,
     validate_spec,
     wanted_files,
-    write_file,
+    write_managed_file,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units import (  # noqa: E402
     await_answers,
@@ -320,10 +318,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     starting,
     unit_actions,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     DirSpec,
-    OverlayError,
-    apply_plan,
+    MountError,
+    apply_mount_plan,
     dir_changes,
     ensure_dirs,
     enter_mount_namespace,
@@ -367,10 +365,10 @@ ARGUMENT_SPEC = dict(
     wait_retries=dict(type="int", default=60),
     wait_timeout=dict(type="float", default=1.0),
     probe_address=dict(type="str"),
-    state_dir=dict(type="path", default="/var/lib/left4me"),
-    config_dir=dict(type="path", default="/etc/left4me"),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
     systemd_dir=dict(type="path", default="/etc/systemd/system"),
-    owner=dict(type="str", default="left4me"),
+    owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
     **INSTANCE_OPTIONS,
 )
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
@@ -421,7 +419,7 @@ class Systemd:
 
     def failure_reason(self, plan: InstancePlan, since: float) -> str:
         """Why the unit's runs since ``since`` failed, from its journal (bounded, masked)."""
-        unit = unit_name(plan.name)
+        unit = server_unit_name(plan.name)
         # journald reads the processes' output streams on its own time: ask it to catch
         # up, and look again briefly when only systemd's own lines are there yet.
         self.run(["journalctl", "--sync"], check=False)
@@ -484,7 +482,7 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     for raw in raws:
         try:
             validate_instance_name(raw.get("name"))
-        except OverlayError as exc:
+        except MountError as exc:
             raise InstanceError(str(exc)) from None
     names = [raw["name"] for raw in raws]
     if len(set(names)) != len(names):
@@ -542,7 +540,7 @@ def decide_unit_actions(plans, states, state, restart_on_change) -> dict[str, li
     the existing paths ``absent`` removes (what the diff shows)."""
     removed = {}
     for plan in plans:
-        props = states[unit_name(plan.name)]
+        props = states[server_unit_name(plan.name)]
         plan.failed_before = is_failed(props)
         plan.invocation_before = props.get("InvocationID", "")
         mounted = state in ("stopped", "absent") and (
@@ -576,7 +574,7 @@ def apply_files(plan: InstancePlan) -> None:
     ensure_dirs(plan.dirs, [instance_paths(plan.name, plan.layout.state_dir).merged])
     for change in plan.files:
         if change.changed:
-            write_file(change.file)
+            write_managed_file(change.file)
 
 
 def start_units(module, systemd, plans, verb: str, since: float) -> None:
@@ -584,13 +582,13 @@ def start_units(module, systemd, plans, verb: str, since: float) -> None:
     chosen = [p for p in plans if verb in p.actions]
     if not chosen:
         return
-    units = [unit_name(p.name) for p in chosen]
+    units = [server_unit_name(p.name) for p in chosen]
     rc, out, err = systemd.run(["systemctl", verb, *units], check=False)
     if rc == 0:
         return
     states = systemd.unit_states(units)
     said = (err.strip() or out.strip()).splitlines()
-    failed = [p for p in chosen if start_failed(states[unit_name(p.name)])]
+    failed = [p for p in chosen if start_failed(states[server_unit_name(p.name)])]
     if not failed and any(not is_serving(states[u]) for u in units):
         # systemd is bringing them up again itself; the A2S wait has the last word.
         module.warn(f"systemctl {verb} reported {said[0] if said else 'a failure'}; systemd"
@@ -598,7 +596,8 @@ def start_units(module, systemd, plans, verb: str, since: float) -> None:
         return
     failed = failed or chosen
     reasons = "; ".join(
-        f"{unit_name(p.name)} did not start: {systemd.failure_reason(p, since)}" for p in failed
+        f"{server_unit_name(p.name)} did not start: {systemd.failure_reason(p, since)}"
+        for p in failed
     )
     module.fail_json(
         msg=f"{reasons} (systemctl {verb} rc {rc}: {said[0] if said else 'no output'})",
@@ -614,8 +613,8 @@ def wait_for_answers(module, systemd, plans, params, since: float) -> None:
     by_name = {plan.name: plan for plan in plans}
 
     def unit_states(names: list[str]) -> dict[str, dict[str, str]]:
-        states = systemd.unit_states([unit_name(n) for n in names])
-        return {n: states[unit_name(n)] for n in names}
+        states = systemd.unit_states([server_unit_name(n) for n in names])
+        return {n: states[server_unit_name(n)] for n in names}
 
     answers, failures = await_answers(
         targets, params["wait_retries"], params["wait_timeout"], unit_states
@@ -637,13 +636,14 @@ def write_configuration(module, systemd, plans, states, result) -> None:
         for plan in plans:
             if plan.spec is not None:
                 apply_files(plan)
-    except (OverlayError, OSError) as exc:
+    except (MountError, OSError) as exc:
         module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
     if needs_daemon_reload(plans, states):
         systemd.run(["systemctl", "daemon-reload"])
     systemd.systemctl(
         "reset-failed",
-        [unit_name(p.name) for p in plans if needs_reset(states[unit_name(p.name)], p.actions)],
+        [server_unit_name(p.name) for p in plans
+         if needs_reset(states[server_unit_name(p.name)], p.actions)],
     )
 
 
@@ -664,10 +664,10 @@ def stop_and_remove(module, systemd, plans, layout, state, result) -> None:
         for plan in plans:
             mount = plan_unmount(plan.name, state_dir=layout.state_dir)
             if mount.action == "unmount":
-                apply_plan(mount)
+                apply_mount_plan(mount)
             if "remove" in plan.actions:
                 remove_paths(removal_targets(layout, plan.name, layout.state_dir))
-    except (OverlayError, OSError) as exc:
+    except (MountError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
     if state == "absent" and having(plans, "remove"):
         systemd.run(["systemctl", "daemon-reload"])
@@ -699,10 +699,10 @@ def decide(module, systemd, params, layout):
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
-        states = systemd.unit_states([unit_name(p.name) for p in plans])
+        states = systemd.unit_states([server_unit_name(p.name) for p in plans])
         removed = decide_unit_actions(plans, states, params["state"], params["restart_on_change"])
         lan_only = check_steam_links(plans, params["owner"])
-    except (InstanceError, OverlayError, OSError) as exc:
+    except (InstanceError, MountError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if lan_only:
         module.fail_json(msg=lan_only)

@@ -71,16 +71,10 @@ options:
       - A failed download always fails the run and leaves the links unchanged.
     type: bool
     default: true
-  state_dir:
-    description: Runtime state root holding C(overlays/) and C(workshop_cache/).
-    type: path
-    default: /var/lib/left4me
-  owner:
-    description: Runtime user owning the overlay directories, links and cache files.
-    type: str
-    default: left4me
   group:
-    description: Group of those files; defaults to the primary group of O(owner).
+    description:
+      - Group of the overlay directories, links and cache files, which belong to O(owner);
+        defaults to the primary group of O(owner).
     type: str
   api_url:
     description: Base URL of the Steam Web API (a stand-in in tests).
@@ -116,6 +110,9 @@ options:
     description: Seconds one steamcmd run (all SteamPipe items of the overlay) may take.
     type: int
     default: 1800
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.owner
 attributes:
   check_mode:
     description:
@@ -223,11 +220,15 @@ log:
   sample: /var/lib/left4me/workshop_cache/fetch.log
 """
 
-import grp  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_RUNTIME_USER,
+    DEFAULT_STATE_DIR,
+    owner_ids,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     run_streaming,
 )
@@ -257,19 +258,6 @@ def steamcmd_as(owner, directory, timeout):
     return Steamcmd(directory, run, float(timeout))
 
 
-def owner_ids(owner, group):
-    try:
-        user = pwd.getpwnam(owner)
-    except KeyError:
-        raise WorkshopError(
-            f"owner {owner!r} does not exist; create the runtime user first"
-        ) from None
-    if group is None:
-        return user.pw_uid, user.pw_gid
-    try:
-        return user.pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise WorkshopError(f"group {group!r} does not exist") from None
 
 
 ARGUMENT_SPEC = dict(
@@ -277,8 +265,8 @@ ARGUMENT_SPEC = dict(
     items=dict(type="list", elements="str", default=[]),
     collections=dict(type="list", elements="str", default=[]),
     fail_on_item_error=dict(type="bool", default=True),
-    state_dir=dict(type="path", default="/var/lib/left4me"),
-    owner=dict(type="str", default="left4me"),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
     group=dict(type="str"),
     api_url=dict(type="str", default="https://api.steampowered.com"),
     api_key=dict(type="str", no_log=True),
@@ -301,7 +289,8 @@ def sync(params, check_mode: bool):
         params["collections"],
         api=api,
         state_dir=params["state_dir"],
-        owner=owner_ids(params["owner"], params["group"]),
+        owner=owner_ids(params["owner"], params["group"], WorkshopError,
+                        "owner {name!r} does not exist; create the runtime user first"),
         fail_on_item_error=params["fail_on_item_error"],
         workers=params["workers"],
         check_mode=check_mode,

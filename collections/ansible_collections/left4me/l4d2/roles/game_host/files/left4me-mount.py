@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""left4me-mount: mount or unmount one left4me instance's overlay (runs as root).
+"""left4me-mount: mount or unmount one left4me instance's overlayfs (runs as root).
 
     /usr/bin/python3 -I left4me-mount mount NAME  [--state-dir DIR] [--config-dir DIR]
                                                   [--owner USER]
@@ -18,7 +18,7 @@ other layers is replaced (the game unit calls this in ExecStartPre, when its
 server is not running). ``umount`` unmounts it. Both exit 0 when there is
 nothing to do, otherwise print one line on stderr and exit 1.
 
-The logic lives in left4me_overlay.py next to this file. Through sudo
+The logic lives in left4me_mount.py (and left4me_common.py) next to this file. Through sudo
 (SUDO_UID set) the path and owner options are refused, so a sudoers rule can
 only ever pick a verb and an instance name.
 """
@@ -28,7 +28,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import left4me_overlay as overlay  # noqa: E402
+import left4me_mount as mount_lib  # noqa: E402
 
 PROG = "left4me-mount"
 
@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = _Parser(prog=PROG, description="Mount or unmount a left4me instance overlay.")
+    parser = _Parser(prog=PROG, description="Mount or unmount a left4me instance mount_lib.")
     parser.add_argument("verb", choices=["mount", "umount"])
     parser.add_argument("name")
     parser.add_argument("--state-dir", default=None)
@@ -49,25 +49,25 @@ def parse_args(argv):
 
 
 def run(args):
-    name = overlay.validate_instance_name(args.name)
+    name = mount_lib.validate_instance_name(args.name)
     overrides = [o for o in ("state_dir", "config_dir", "owner") if getattr(args, o) is not None]
     if overrides and "SUDO_UID" in os.environ:
-        raise overlay.OverlayError("--state-dir, --config-dir and --owner are refused under sudo")
-    state_dir = args.state_dir or overlay.DEFAULT_STATE_DIR
-    overlay.enter_mount_namespace()
+        raise mount_lib.MountError("--state-dir, --config-dir and --owner are refused under sudo")
+    state_dir = args.state_dir or mount_lib.DEFAULT_STATE_DIR
+    mount_lib.enter_mount_namespace()
     if args.verb == "umount":
-        plan = overlay.plan_unmount(name, state_dir=state_dir)
+        plan = mount_lib.plan_unmount(name, state_dir=state_dir)
     else:
-        env_path = overlay.env_file_path(name, args.config_dir or overlay.DEFAULT_CONFIG_DIR)
-        plan = overlay.plan_mount(
+        env_path = mount_lib.env_file_path(name, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        plan = mount_lib.plan_mount(
             name,
-            overlay.lowerdirs_from_env(overlay.read_env_file(env_path), env_path),
+            mount_lib.lowerdirs_from_env(mount_lib.read_env_file(env_path), env_path),
             state_dir=state_dir,
-            owner=args.owner or overlay.DEFAULT_OWNER,
+            owner=args.owner or mount_lib.DEFAULT_RUNTIME_USER,
             remount=True,
         )
     if plan.changed:
-        overlay.apply_plan(plan)
+        mount_lib.apply_mount_plan(plan)
 
 
 def main(argv=None):
@@ -77,7 +77,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run(args)
-    except (overlay.OverlayError, OSError) as exc:
+    except (mount_lib.MountError, OSError) as exc:
         message = " ".join(str(exc).split())
         sys.stderr.write(f"{PROG}: {args.verb} {args.name}: {message}\n")
         return 1

@@ -31,7 +31,7 @@ def root(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def converge(root: pathlib.Path, files: list[dict]) -> fo.FilesPlan:
     plan = fo.plan_files(str(root), files, ME)
-    fo.apply_plan(plan)
+    fo.apply_files_plan(plan)
     return plan
 
 

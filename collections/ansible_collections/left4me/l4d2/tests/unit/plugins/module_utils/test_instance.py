@@ -17,11 +17,11 @@ import pytest
 
 try:
     from ansible_collections.left4me.l4d2.plugins.module_utils import _instance as inst
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _instance as inst
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 
 
 @pytest.fixture
@@ -105,8 +105,8 @@ def test_env_file_round_trips_through_the_mount_helpers_parser(layout):
     result = spec(layout, overlays=["maps"], client_port=27005, args=["+sv_lan", "1"],
                   environment={"SRCDS_SIM_CRASH_AT_START": "1"}, rcon_password="s3cret")
     text = inst.render_env(result, layout)
-    env = overlay.parse_env(text)
-    assert overlay.lowerdirs_from_env(env) == inst.lowerdirs_of(result, layout)
+    env = mount_lib.parse_env(text)
+    assert mount_lib.lowerdirs_from_env(env) == inst.lowerdirs_of(result, layout)
     assert env["LEFT4ME_PORT"] == "27015" and env["LEFT4ME_CLIENT_PORT"] == "27005"
     assert shlex.split(env["LEFT4ME_ARGS"]) == ["-clientport", "27005", "+sv_lan", "1"]
     assert env["SRCDS_SIM_CRASH_AT_START"] == "1"
@@ -164,7 +164,7 @@ def test_file_change_and_atomic_write(layout, tmp_path):
     wanted = inst.ManagedFile(str(path), "A=1\n", os.getuid(), os.getgid(), 0o640)
     change = inst.file_change(wanted)
     assert change.content_changed and change.before is None
-    inst.write_file(wanted)
+    inst.write_managed_file(wanted)
     assert path.read_text() == "A=1\n" and (path.stat().st_mode & 0o777) == 0o640
     assert not inst.file_change(wanted).changed
     path.chmod(0o644)

@@ -311,23 +311,23 @@ def test_failure_message_says_what_to_do(kind, words):
 
 
 def test_plan_links_points_sdk_dirs_into_steamcmd():
-    assert steamcmd.plan_links("/home/u", "/opt/steam") == [
+    assert steamcmd.plan_steamclient_links("/home/u", "/opt/steam") == [
         steamcmd.Link("/home/u/.steam/sdk32/steamclient.so", "/opt/steam/linux32/steamclient.so"),
         steamcmd.Link("/home/u/.steam/sdk64/steamclient.so", "/opt/steam/linux64/steamclient.so"),
     ]
 
 
 def test_apply_links_creates_repairs_and_then_leaves_alone(tmp_path):
-    links = steamcmd.plan_links(str(tmp_path), "/opt/steam")
+    links = steamcmd.plan_steamclient_links(str(tmp_path), "/opt/steam")
     uid, gid = os.getuid(), os.getgid()
-    assert steamcmd.apply_links(links, uid, gid) == links
+    assert steamcmd.apply_steamclient_links(links, uid, gid) == links
     assert os.readlink(tmp_path / ".steam/sdk64/steamclient.so") == (
         "/opt/steam/linux64/steamclient.so")
-    assert steamcmd.apply_links(links, uid, gid) == []
+    assert steamcmd.apply_steamclient_links(links, uid, gid) == []
     wrong = tmp_path / ".steam/sdk32/steamclient.so"
     wrong.unlink()
     wrong.write_text("a copied file")
-    assert steamcmd.apply_links(links, uid, gid) == [links[0]]
+    assert steamcmd.apply_steamclient_links(links, uid, gid) == [links[0]]
     assert all(steamcmd.link_is_correct(link) for link in links)
 
 

@@ -20,10 +20,10 @@ import tempfile
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.left4me.l4d2.plugins.modules import instance_mount
@@ -59,10 +59,10 @@ def host():
         yield state, base / "etc"
     finally:
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            points = [e.mount_point for e in overlay.parse_mountinfo(fh.read())]
+            points = [e.mount_point for e in mount_lib.parse_mountinfo(fh.read())]
         for point in sorted((p for p in points if p.startswith(str(base))), reverse=True):
             with contextlib.suppress(OSError):
-                overlay.unmount_overlay(point)
+                mount_lib.unmount_overlayfs(point)
         shutil.rmtree(base)
 
 
@@ -80,8 +80,8 @@ def layers(state: pathlib.Path, *names: str) -> list[str]:
     return [str(state / "overlays" / n) for n in names] + [str(state / "installation")]
 
 
-def mounted_layers(state: pathlib.Path, name: str = "coop1") -> overlay.MountState:
-    return overlay.read_mount_state(str(state / "runtime" / name / "merged"), os.getpid())
+def mounted_layers(state: pathlib.Path, name: str = "coop1") -> mount_lib.MountState:
+    return mount_lib.read_mount_state(str(state / "runtime" / name / "merged"), os.getpid())
 
 
 def tree(path: pathlib.Path) -> list[str]:

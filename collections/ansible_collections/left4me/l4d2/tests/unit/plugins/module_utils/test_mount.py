@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Tests for module_utils/_overlay.py and the left4me-mount helper.
+"""Tests for module_utils/_mount.py and the left4me-mount helper.
 
 The pure helpers are tested everywhere. The mount tests make real kernel
 overlayfs mounts and are skipped unless we are root and overlayfs works; their
@@ -22,12 +22,12 @@ import tempfile
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _overlay as overlay
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
 
-OverlayError = overlay.OverlayError
+MountError = mount_lib.MountError
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
 HELPER = COLLECTION / "roles" / "game_host" / "files" / "left4me-mount.py"
 RUNTIME_USER = "nobody"
@@ -39,10 +39,10 @@ RUNTIME_USER = "nobody"
 def unmount_below(base: str) -> None:
     """Unmount every mount at or below ``base``, deepest first."""
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        points = [e.mount_point for e in overlay.parse_mountinfo(fh.read())]
+        points = [e.mount_point for e in mount_lib.parse_mountinfo(fh.read())]
     for point in sorted((p for p in points if p.startswith(base)), key=len, reverse=True):
         with contextlib.suppress(OSError):
-            overlay.unmount_overlay(point)
+            mount_lib.unmount_overlayfs(point)
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def overlay_works() -> str | None:
     except OSError as exc:
         return f"cannot read /proc/filesystems: {exc}"
     try:
-        overlay.resolve_owner(RUNTIME_USER)
-    except OverlayError:
+        mount_lib.resolve_owner(RUNTIME_USER)
+    except MountError:
         return f"user {RUNTIME_USER} missing"
     return None
 
@@ -84,16 +84,16 @@ def layers(root: pathlib.Path, *names: str) -> list[str]:
     return [str(root / "overlays" / n) for n in names] + [str(root / "installation")]
 
 
-def mount(root: pathlib.Path, name: str, lowerdirs: list[str], **kwargs) -> overlay.Plan:
-    plan = overlay.plan_mount(
+def mount(root: pathlib.Path, name: str, lowerdirs: list[str], **kwargs) -> mount_lib.MountPlan:
+    plan = mount_lib.plan_mount(
         name, lowerdirs, state_dir=str(root), owner=RUNTIME_USER, ns_pid=os.getpid(), **kwargs
     )
-    overlay.apply_plan(plan)
+    mount_lib.apply_mount_plan(plan)
     return plan
 
 
-def current(root: pathlib.Path, name: str) -> overlay.MountState:
-    return overlay.read_mount_state(str(root / "runtime" / name / "merged"), os.getpid())
+def current(root: pathlib.Path, name: str) -> mount_lib.MountState:
+    return mount_lib.read_mount_state(str(root / "runtime" / name / "merged"), os.getpid())
 
 
 # --- instance names and paths ------------------------------------------------
@@ -101,7 +101,7 @@ def current(root: pathlib.Path, name: str) -> overlay.MountState:
 
 @pytest.mark.parametrize("name", ["a", "0", "coop1", "a-b_c", "9lives", "a" * 64, "x-" * 32])
 def test_valid_instance_names(name):
-    assert overlay.validate_instance_name(name) == name
+    assert mount_lib.validate_instance_name(name) == name
 
 
 @pytest.mark.parametrize(
@@ -109,12 +109,12 @@ def test_valid_instance_names(name):
     ["", "-a", "_a", "A", "coOp", "a" * 65, "a/b", "a.b", "..", "a b", "a\n", "é", None, 5],
 )
 def test_invalid_instance_names(name):
-    with pytest.raises(OverlayError, match="invalid instance name"):
-        overlay.validate_instance_name(name)
+    with pytest.raises(MountError, match="invalid instance name"):
+        mount_lib.validate_instance_name(name)
 
 
 def test_instance_paths_default_state_dir():
-    paths = overlay.instance_paths("coop1")
+    paths = mount_lib.instance_paths("coop1")
     assert paths.root == "/var/lib/left4me/runtime/coop1"
     assert (paths.upper, paths.work, paths.merged) == (
         "/var/lib/left4me/runtime/coop1/upper",
@@ -124,28 +124,28 @@ def test_instance_paths_default_state_dir():
 
 
 def test_instance_paths_custom_state_dir_and_errors():
-    assert overlay.instance_paths("x", "/srv/l4d//").merged == "/srv/l4d/runtime/x/merged"
-    with pytest.raises(OverlayError, match="absolute"):
-        overlay.instance_paths("x", "srv")
-    with pytest.raises(OverlayError, match="invalid instance name"):
-        overlay.instance_paths("../x")
+    assert mount_lib.instance_paths("x", "/srv/l4d//").merged == "/srv/l4d/runtime/x/merged"
+    with pytest.raises(MountError, match="absolute"):
+        mount_lib.instance_paths("x", "srv")
+    with pytest.raises(MountError, match="invalid instance name"):
+        mount_lib.instance_paths("../x")
 
 
 def test_default_allowed_roots_and_env_path():
-    assert overlay.default_allowed_roots("/s") == [
+    assert mount_lib.default_allowed_roots("/s") == [
         "/s/installation",
         "/s/overlays",
         "/s/workshop_cache",
     ]
-    assert overlay.env_file_path("coop1") == "/etc/left4me/instances/coop1.env"
-    assert overlay.env_file_path("x", "/cfg") == "/cfg/instances/x.env"
+    assert mount_lib.env_file_path("coop1") == "/etc/left4me/instances/coop1.env"
+    assert mount_lib.env_file_path("x", "/cfg") == "/cfg/instances/x.env"
 
 
 # --- lowerdir validation -------------------------------------------------------
 
 
 def roots_of(root: pathlib.Path) -> list[str]:
-    return overlay.default_allowed_roots(str(root))
+    return mount_lib.default_allowed_roots(str(root))
 
 
 def test_lowerdirs_keep_order_and_resolve_symlinks_inside_roots(state_dir):
@@ -156,7 +156,7 @@ def test_lowerdirs_keep_order_and_resolve_symlinks_inside_roots(state_dir):
         str(state_dir / "workshop_cache"),
         str(state_dir / "installation"),
     ]
-    assert overlay.validate_lowerdirs(given, roots_of(state_dir)) == [
+    assert mount_lib.validate_lowerdirs(given, roots_of(state_dir)) == [
         str(state_dir / "overlays" / "a"),
         str(state_dir / "overlays" / "b"),
         str(state_dir / "workshop_cache"),
@@ -225,25 +225,25 @@ def make_bad_lowerdirs(root: pathlib.Path, case: str) -> list[str]:
 )
 def test_bad_lowerdirs_are_refused(state_dir, case, message):
     lowerdirs = make_bad_lowerdirs(state_dir, case)
-    with pytest.raises(OverlayError, match=message):
-        overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))
+    with pytest.raises(MountError, match=message):
+        mount_lib.validate_lowerdirs(lowerdirs, roots_of(state_dir))
 
 
 def test_lowerdirs_must_be_a_list(state_dir):
-    with pytest.raises(OverlayError, match="list of paths"):
-        overlay.validate_lowerdirs(str(state_dir / "installation"), roots_of(state_dir))
+    with pytest.raises(MountError, match="list of paths"):
+        mount_lib.validate_lowerdirs(str(state_dir / "installation"), roots_of(state_dir))
 
 
 def test_empty_allowlist_accepts_nothing(state_dir):
-    with pytest.raises(OverlayError, match="allowed_roots is empty"):
-        overlay.validate_lowerdirs([str(state_dir / "installation")], [])
+    with pytest.raises(MountError, match="allowed_roots is empty"):
+        mount_lib.validate_lowerdirs([str(state_dir / "installation")], [])
 
 
 def test_custom_allowlist(state_dir):
     outside = str(state_dir.parent / "outside")
-    assert overlay.validate_lowerdirs([outside], [outside]) == [outside]
-    with pytest.raises(OverlayError, match="outside the allowed roots"):
-        overlay.validate_lowerdirs([str(state_dir / "installation")], [outside])
+    assert mount_lib.validate_lowerdirs([outside], [outside]) == [outside]
+    with pytest.raises(MountError, match="outside the allowed roots"):
+        mount_lib.validate_lowerdirs([str(state_dir / "installation")], [outside])
 
 
 def make_layers(root: pathlib.Path, count: int, stem: str = "l") -> list[str]:
@@ -259,10 +259,10 @@ def make_layers(root: pathlib.Path, count: int, stem: str = "l") -> list[str]:
 def test_layer_limit(state_dir, count, ok):
     lowerdirs = make_layers(state_dir, count)
     if ok:
-        assert len(overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))) == count
+        assert len(mount_lib.validate_lowerdirs(lowerdirs, roots_of(state_dir))) == count
     else:
-        with pytest.raises(OverlayError, match="501 lower layers given.*at most 500"):
-            overlay.validate_lowerdirs(lowerdirs, roots_of(state_dir))
+        with pytest.raises(MountError, match="501 lower layers given.*at most 500"):
+            mount_lib.validate_lowerdirs(lowerdirs, roots_of(state_dir))
 
 
 # --- env file --------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_layer_limit(state_dir, count, ok):
     ],
 )
 def test_parse_env(text, expected):
-    assert overlay.parse_env(text) == expected
+    assert mount_lib.parse_env(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -300,8 +300,8 @@ def test_parse_env(text, expected):
     ],
 )
 def test_parse_env_errors(text, message):
-    with pytest.raises(OverlayError, match=message):
-        overlay.parse_env(text, "env")
+    with pytest.raises(MountError, match=message):
+        mount_lib.parse_env(text, "env")
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def test_parse_env_errors(text, message):
     ],
 )
 def test_lowerdirs_from_env(env, expected):
-    assert overlay.lowerdirs_from_env(env) == expected
+    assert mount_lib.lowerdirs_from_env(env) == expected
 
 
 @pytest.mark.parametrize(
@@ -325,16 +325,16 @@ def test_lowerdirs_from_env(env, expected):
     ],
 )
 def test_lowerdirs_from_env_errors(env, message):
-    with pytest.raises(OverlayError, match=message):
-        overlay.lowerdirs_from_env(env)
+    with pytest.raises(MountError, match=message):
+        mount_lib.lowerdirs_from_env(env)
 
 
 def test_read_env_file(tmp_path):
     path = tmp_path / "coop1.env"
     path.write_text('# managed\nLEFT4ME_LOWERDIRS="/a:/b"\n')
-    assert overlay.read_env_file(str(path)) == {"LEFT4ME_LOWERDIRS": "/a:/b"}
-    with pytest.raises(OverlayError, match=r"nope.env does not exist; create it"):
-        overlay.read_env_file(str(tmp_path / "nope.env"))
+    assert mount_lib.read_env_file(str(path)) == {"LEFT4ME_LOWERDIRS": "/a:/b"}
+    with pytest.raises(MountError, match=r"nope.env does not exist; create it"):
+        mount_lib.read_env_file(str(tmp_path / "nope.env"))
 
 
 # --- mountinfo -----------------------------------------------------------------------
@@ -361,7 +361,7 @@ SAMPLE = "\n".join([ROOT_LINE, PLUS_LINE, LEGACY_LINE, ESCAPED_LINE, TMPFS_LINE]
 
 
 def test_parse_mountinfo_fields():
-    entries = overlay.parse_mountinfo(SAMPLE)
+    entries = mount_lib.parse_mountinfo(SAMPLE)
     assert [e.mount_id for e in entries] == [27, 48, 49, 50, 51]
     plus = entries[1]
     assert plus.parent_id == 27
@@ -377,7 +377,7 @@ def test_parse_mountinfo_fields():
     [
         (
             "/s/runtime/t1/merged",
-            overlay.MountState(
+            mount_lib.MountState(
                 True,
                 "overlay",
                 ["/s/overlays/a", "/s/overlays/b", "/s/installation"],
@@ -387,7 +387,7 @@ def test_parse_mountinfo_fields():
         ),
         (
             "/s/runtime/t2/merged",
-            overlay.MountState(
+            mount_lib.MountState(
                 True,
                 "overlay",
                 ["/s/overlays/a", "/s/installation"],
@@ -397,7 +397,7 @@ def test_parse_mountinfo_fields():
         ),
         (
             "/s x/runtime/t3/merged",
-            overlay.MountState(
+            mount_lib.MountState(
                 True,
                 "overlay",
                 ["/s x/installation"],
@@ -405,33 +405,34 @@ def test_parse_mountinfo_fields():
                 "/s x/runtime/t3/work",
             ),
         ),
-        ("/s/runtime/t4/merged", overlay.MountState(True, "tmpfs")),
-        ("/s/runtime/none/merged", overlay.MountState(False)),
+        ("/s/runtime/t4/merged", mount_lib.MountState(True, "tmpfs")),
+        ("/s/runtime/none/merged", mount_lib.MountState(False)),
     ],
 )
 def test_mount_state(merged, expected):
-    assert overlay.mount_state(merged, SAMPLE) == expected
+    assert mount_lib.mount_state(merged, SAMPLE) == expected
 
 
 def test_mount_state_uses_topmost_of_stacked_mounts():
     stacked = SAMPLE + TMPFS_LINE.replace("t4", "t1").replace("51 27", "52 48") + "\n"
-    assert overlay.mount_state("/s/runtime/t1/merged", stacked) == overlay.MountState(True, "tmpfs")
+    state = mount_lib.mount_state("/s/runtime/t1/merged", stacked)
+    assert state == mount_lib.MountState(True, "tmpfs")
 
 
 def test_parse_mountinfo_rejects_garbage():
-    with pytest.raises(OverlayError, match="unexpected mountinfo line"):
-        overlay.parse_mountinfo("this is not mountinfo\n")
+    with pytest.raises(MountError, match="unexpected mountinfo line"):
+        mount_lib.parse_mountinfo("this is not mountinfo\n")
 
 
 def test_legacy_mount_data():
-    assert overlay.legacy_mount_data(["/a", "/b"], "/u", "/w") == (
+    assert mount_lib.legacy_mount_data(["/a", "/b"], "/u", "/w") == (
         "lowerdir=/a:/b,upperdir=/u,workdir=/w"
     )
 
 
 def test_we_share_our_own_mount_namespace():
-    assert overlay.in_mount_namespace_of(os.getpid())
-    assert overlay.enter_mount_namespace(os.getpid()) is False
+    assert mount_lib.in_mount_namespace_of(os.getpid())
+    assert mount_lib.enter_mount_namespace(os.getpid()) is False
 
 
 # --- fuse-overlayfs leftovers ---------------------------------------------------------
@@ -457,9 +458,9 @@ def test_fuse_taint_is_found(state_dir, where):
         "nested-dir": upper / "left4dead2" / "cfg",
     }[where]
     set_fuse_xattr(target)
-    assert overlay.find_fuse_taint(str(upper)) == (str(target), "user.fuseoverlayfs.origin")
-    with pytest.raises(OverlayError, match=rf"{target} has xattr.*mv {upper} {upper}.fuse-old"):
-        overlay.check_upper_not_fuse_tainted(str(upper))
+    assert mount_lib.find_fuse_taint(str(upper)) == (str(target), "user.fuseoverlayfs.origin")
+    with pytest.raises(MountError, match=rf"{target} has xattr.*mv {upper} {upper}.fuse-old"):
+        mount_lib.check_upper_not_fuse_tainted(str(upper))
 
 
 def test_fuse_taint_ignores_clean_trees_and_symlink_targets(state_dir):
@@ -471,17 +472,17 @@ def test_fuse_taint_ignores_clean_trees_and_symlink_targets(state_dir):
     (upper / "link").symlink_to(tainted)
     (upper / "dirlink").symlink_to(tainted.parent)
     os.setxattr(upper, "user.left4me.note", b"fine")
-    assert overlay.find_fuse_taint(str(upper)) is None
-    assert overlay.find_fuse_taint(str(state_dir / "missing")) is None
-    overlay.check_upper_not_fuse_tainted(str(upper))
+    assert mount_lib.find_fuse_taint(str(upper)) is None
+    assert mount_lib.find_fuse_taint(str(state_dir / "missing")) is None
+    mount_lib.check_upper_not_fuse_tainted(str(upper))
 
 
 # --- directories -----------------------------------------------------------------------
 
 
 def test_instance_dir_specs_and_changes(state_dir):
-    paths = overlay.instance_paths("t1", str(state_dir))
-    specs = overlay.instance_dir_specs(paths, 65534, 65534)
+    paths = mount_lib.instance_paths("t1", str(state_dir))
+    specs = mount_lib.instance_dir_specs(paths, 65534, 65534)
     assert [(s.path, s.uid, s.mode, s.create_only) for s in specs] == [
         (str(state_dir / "runtime"), 0, 0o755, True),
         (paths.root, 0, 0o755, False),
@@ -489,33 +490,33 @@ def test_instance_dir_specs_and_changes(state_dir):
         (paths.work, 0, 0o700, False),
         (paths.merged, 65534, 0o755, False),
     ]
-    assert overlay.dir_changes(specs) == [f"create {s.path}" for s in specs]
-    created = overlay.ensure_dirs(specs)
+    assert mount_lib.dir_changes(specs) == [f"create {s.path}" for s in specs]
+    created = mount_lib.ensure_dirs(specs)
     assert created == [s.path for s in specs]
-    assert overlay.dir_changes(specs) == []
+    assert mount_lib.dir_changes(specs) == []
     os.chmod(paths.work, 0o755)
     os.chown(paths.upper, 0, 0)
-    assert overlay.dir_changes(specs) == [
+    assert mount_lib.dir_changes(specs) == [
         f"chown 65534:65534 {paths.upper}",
         f"chmod 0700 {paths.work}",
     ]
-    overlay.ensure_dirs(specs)
-    assert overlay.dir_changes(specs) == []
-    overlay.remove_created_dirs(created)
+    mount_lib.ensure_dirs(specs)
+    assert mount_lib.dir_changes(specs) == []
+    mount_lib.remove_created_dirs(created)
     assert not (state_dir / "runtime").exists()
 
 
 def test_dir_in_the_way_is_refused(state_dir):
-    paths = overlay.instance_paths("t1", str(state_dir))
+    paths = mount_lib.instance_paths("t1", str(state_dir))
     os.makedirs(paths.root)
     pathlib.Path(paths.upper).write_text("not a dir")
-    with pytest.raises(OverlayError, match="exists but is not a directory"):
-        overlay.dir_changes(overlay.instance_dir_specs(paths, 0, 0))
+    with pytest.raises(MountError, match="exists but is not a directory"):
+        mount_lib.dir_changes(mount_lib.instance_dir_specs(paths, 0, 0))
 
 
 def test_unknown_owner_is_refused():
-    with pytest.raises(OverlayError, match="runtime user 'no-such-user-l4m' does not exist"):
-        overlay.resolve_owner("no-such-user-l4m")
+    with pytest.raises(MountError, match="runtime user 'no-such-user-l4m' does not exist"):
+        mount_lib.resolve_owner("no-such-user-l4m")
 
 
 # --- real mounts ---------------------------------------------------------------------------
@@ -547,7 +548,7 @@ def test_three_layers_first_wins_and_writes_land_in_upper(state_dir):
     assert (state_dir / "installation" / "gameinfo.txt").read_text() == "game"
     assert not (state_dir / "overlays" / "a" / "new.txt").exists()
 
-    nobody = overlay.resolve_owner(RUNTIME_USER)
+    nobody = mount_lib.resolve_owner(RUNTIME_USER)
     for path, owner, mode in [
         (plan.paths.upper, nobody, 0o755),
         (plan.paths.work, (0, 0), 0o700),
@@ -556,13 +557,13 @@ def test_three_layers_first_wins_and_writes_land_in_upper(state_dir):
         st = os.stat(path)
         assert ((st.st_uid, st.st_gid), st.st_mode & 0o7777) == (owner, mode), path
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        entry = [e for e in overlay.parse_mountinfo(fh.read()) if e.mount_point == str(merged)]
+        entry = [e for e in mount_lib.parse_mountinfo(fh.read()) if e.mount_point == str(merged)]
     assert entry[0].source == "left4me-t1"
     assert {"nosuid", "nodev"} <= set(entry[0].mount_options)
 
 
 @needs_mount
-@pytest.mark.parametrize("count", [200, overlay.MAX_LAYERS])
+@pytest.mark.parametrize("count", [200, mount_lib.MAX_LAYERS])
 def test_many_long_layers_use_lowerdir_plus(state_dir, count):
     """200 layers, and the kernel's maximum, far over any single option string."""
     stem = "a-layer-name-long-enough-to-blow-every-option-string-limit-"
@@ -581,22 +582,23 @@ def test_many_long_layers_use_lowerdir_plus(state_dir, count):
 
 @needs_mount
 def test_legacy_mount_is_understood_and_its_page_limit_enforced(state_dir):
-    paths = overlay.instance_paths("old", str(state_dir))
-    uid, gid = overlay.resolve_owner(RUNTIME_USER)
-    overlay.ensure_dirs(overlay.instance_dir_specs(paths, uid, gid))
+    paths = mount_lib.instance_paths("old", str(state_dir))
+    uid, gid = mount_lib.resolve_owner(RUNTIME_USER)
+    mount_lib.ensure_dirs(mount_lib.instance_dir_specs(paths, uid, gid))
     lowerdirs = layers(state_dir, "a", "b")
-    method = overlay.mount_overlay(lowerdirs, paths.upper, paths.work, paths.merged, legacy=True)
+    method = mount_lib.mount_overlayfs(lowerdirs, paths.upper, paths.work, paths.merged,
+                                       legacy=True)
     assert method == "mount(2)"
     assert current(state_dir, "old").lowerdirs == lowerdirs
-    again = overlay.plan_mount(
+    again = mount_lib.plan_mount(
         "old", lowerdirs, state_dir=str(state_dir), owner=RUNTIME_USER, ns_pid=os.getpid()
     )
     assert (again.action, again.changed) == ("none", False)
-    overlay.unmount_overlay(paths.merged)
+    mount_lib.unmount_overlayfs(paths.merged)
 
     long_layers = make_layers(state_dir, 60, "x" * 80)
-    with pytest.raises(OverlayError, match=r"lacks lowerdir\+.*over the \d+-byte limit"):
-        overlay.mount_overlay(long_layers, paths.upper, paths.work, paths.merged, legacy=True)
+    with pytest.raises(MountError, match=r"lacks lowerdir\+.*over the \d+-byte limit"):
+        mount_lib.mount_overlayfs(long_layers, paths.upper, paths.work, paths.merged, legacy=True)
     assert not current(state_dir, "old").mounted
 
 
@@ -604,7 +606,7 @@ def test_legacy_mount_is_understood_and_its_page_limit_enforced(state_dir):
 def test_mount_is_idempotent_and_layer_changes_need_remount(state_dir):
     first = mount(state_dir, "t1", layers(state_dir, "a"))
     assert first.changed
-    again = overlay.plan_mount(
+    again = mount_lib.plan_mount(
         "t1",
         layers(state_dir, "a"),
         state_dir=str(state_dir),
@@ -612,9 +614,9 @@ def test_mount_is_idempotent_and_layer_changes_need_remount(state_dir):
         ns_pid=os.getpid(),
     )
     assert (again.action, again.dir_changes, again.changed) == ("none", [], False)
-    overlay.apply_plan(again)
+    mount_lib.apply_mount_plan(again)
 
-    with pytest.raises(OverlayError, match="mounted with different layers.*pass remount"):
+    with pytest.raises(MountError, match="mounted with different layers.*pass remount"):
         mount(state_dir, "t1", layers(state_dir, "b"))
     assert current(state_dir, "t1").lowerdirs == layers(state_dir, "a")
 
@@ -626,7 +628,7 @@ def test_mount_is_idempotent_and_layer_changes_need_remount(state_dir):
 @needs_mount
 def test_failed_remount_restores_previous_layers(state_dir):
     mount(state_dir, "t1", layers(state_dir, "a"))
-    plan = overlay.plan_mount(
+    plan = mount_lib.plan_mount(
         "t1",
         layers(state_dir, "b"),
         state_dir=str(state_dir),
@@ -636,13 +638,13 @@ def test_failed_remount_restores_previous_layers(state_dir):
     )
     (state_dir / "overlays" / "b").rmdir()  # vanishes between plan and mount
     with pytest.raises(OSError, match=r"fsconfig lowerdir\+=.*overlays/b"):
-        overlay.apply_plan(plan)
+        mount_lib.apply_mount_plan(plan)
     assert current(state_dir, "t1").lowerdirs == layers(state_dir, "a")
 
 
 @needs_mount
 def test_failed_first_mount_removes_the_dirs_it_created(state_dir):
-    plan = overlay.plan_mount(
+    plan = mount_lib.plan_mount(
         "t1",
         layers(state_dir, "a"),
         state_dir=str(state_dir),
@@ -651,7 +653,7 @@ def test_failed_first_mount_removes_the_dirs_it_created(state_dir):
     )
     (state_dir / "overlays" / "a").rmdir()
     with pytest.raises(OSError):
-        overlay.apply_plan(plan)
+        mount_lib.apply_mount_plan(plan)
     assert not (state_dir / "runtime").exists()
 
 
@@ -661,7 +663,7 @@ def test_fuse_tainted_upper_is_refused_before_mounting(state_dir):
     (upper / "addons").mkdir(parents=True)
     (upper / "addons" / "map.vpk").write_text("x")
     set_fuse_xattr(upper / "addons" / "map.vpk")
-    with pytest.raises(OverlayError, match=r"addons/map.vpk has xattr user\.fuseoverlayfs"):
+    with pytest.raises(MountError, match=r"addons/map.vpk has xattr user\.fuseoverlayfs"):
         mount(state_dir, "t1", layers(state_dir, "a"))
     assert not current(state_dir, "t1").mounted
     assert not (state_dir / "runtime" / "t1" / "merged").exists()
@@ -672,23 +674,23 @@ def test_something_else_on_merged_is_refused(state_dir):
     merged = state_dir / "runtime" / "t1" / "merged"
     merged.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(merged)], check=True)
-    with pytest.raises(OverlayError, match="has a tmpfs mount on it"):
+    with pytest.raises(MountError, match="has a tmpfs mount on it"):
         mount(state_dir, "t1", layers(state_dir, "a"))
 
 
 @needs_mount
 def test_unmount_twice_is_fine(state_dir):
     mount(state_dir, "t1", layers(state_dir, "a"))
-    plan = overlay.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
+    plan = mount_lib.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
     assert plan.changed
-    assert overlay.apply_plan(plan) == "unmounted"
-    again = overlay.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
+    assert mount_lib.apply_mount_plan(plan) == "unmounted"
+    again = mount_lib.plan_unmount("t1", state_dir=str(state_dir), ns_pid=os.getpid())
     assert not again.changed
-    assert overlay.apply_plan(again) == "none"
-    assert overlay.unmount_overlay(again.paths.merged) is False
-    gone = overlay.plan_unmount("never", state_dir=str(state_dir), ns_pid=os.getpid())
+    assert mount_lib.apply_mount_plan(again) == "none"
+    assert mount_lib.unmount_overlayfs(again.paths.merged) is False
+    gone = mount_lib.plan_unmount("never", state_dir=str(state_dir), ns_pid=os.getpid())
     assert not gone.changed
-    assert overlay.unmount_overlay(gone.paths.merged) is False
+    assert mount_lib.unmount_overlayfs(gone.paths.merged) is False
 
 
 @needs_mount
@@ -696,11 +698,11 @@ def test_busy_unmount_names_the_holder(state_dir):
     plan = mount(state_dir, "t1", layers(state_dir, "a"))
     with open(os.path.join(plan.paths.merged, "held.txt"), "w") as held:
         with pytest.raises(OSError, match=rf"target busy, held by: pid {os.getpid()} ") as exc:
-            overlay.unmount_overlay(plan.paths.merged)
+            mount_lib.unmount_overlayfs(plan.paths.merged)
         assert exc.value.errno == errno.EBUSY
         assert current(state_dir, "t1").mounted
         held.write("x")
-    assert overlay.unmount_overlay(plan.paths.merged) is True
+    assert mount_lib.unmount_overlayfs(plan.paths.merged) is True
 
 
 @needs_mount
@@ -708,16 +710,18 @@ def test_mount_from_a_private_namespace_lands_in_the_target_namespace(state_dir)
     """What the helper does from a sandboxed unit: setns, then mount."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) missing")
-    module_dir = pathlib.Path(overlay.__file__).parent
+    module_dir = pathlib.Path(mount_lib.__file__).parent
     script = (
         "import os, sys\n"
         f"sys.path.insert(0, {str(module_dir)!r})\n"
-        "import _overlay as o\n"
+        # the collection, for the _common module it imports
+        f"sys.path.insert(0, {str(module_dir.parents[4])!r})\n"
+        "import _mount as o\n"
         f"assert not o.in_mount_namespace_of({os.getpid()})\n"
         f"assert o.enter_mount_namespace({os.getpid()}) is True\n"
         f"plan = o.plan_mount('t1', {layers(state_dir, 'a')!r}, state_dir={str(state_dir)!r},"
         f" owner={RUNTIME_USER!r}, ns_pid={os.getpid()})\n"
-        "print(o.apply_plan(plan))\n"
+        "print(o.apply_mount_plan(plan))\n"
     )
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", script],
@@ -735,11 +739,13 @@ def test_mount_from_a_private_namespace_lands_in_the_target_namespace(state_dir)
 
 @pytest.fixture
 def helper(tmp_path):
-    """The helper installed as the role does: next to left4me_overlay.py."""
+    """The helper installed as the role does: next to left4me_mount.py."""
     libexec = tmp_path / "libexec"
     libexec.mkdir()
     shutil.copy2(HELPER, libexec / "left4me-mount")
-    shutil.copy2(overlay.__file__, libexec / "left4me_overlay.py")
+    shutil.copy2(mount_lib.__file__, libexec / "left4me_mount.py")
+    shutil.copy2(pathlib.Path(mount_lib.__file__).with_name("_common.py"),
+                 libexec / "left4me_common.py")
     return libexec / "left4me-mount"
 
 

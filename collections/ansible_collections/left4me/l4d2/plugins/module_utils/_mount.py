@@ -1,16 +1,18 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Instance overlay mounts: validation, mount state and the mount itself.
+"""Instance mounts: validation, mount state and the mount itself.
 
-Each left4me instance is a kernel overlayfs at
+Each left4me instance is a kernel overlayfs mount (here: the instance's *mount*) at
 ``{state_dir}/runtime/{name}/merged`` whose lower layers are the instance's
-overlays (first wins) followed by the shared game installation, with its own
-``upper`` and ``work`` directories next to ``merged``.
+overlays (the layer directories under ``overlays/``, first wins) followed by the
+shared game installation, with its own ``upper`` and ``work`` directories next to
+``merged``.
 
 This file is standard library only. The collection's ``instance_mount`` module
 imports it, and the host role copies it verbatim to
-``/usr/local/libexec/left4me/left4me_overlay.py`` for the privileged
+``/usr/local/libexec/left4me/left4me_mount.py`` (with ``_common.py`` as
+``left4me_common.py`` beside it) for the privileged
 ``left4me-mount`` helper that the game unit runs in ``ExecStartPre=+`` and
 ``ExecStopPost=+``.
 
@@ -35,16 +37,31 @@ import contextlib
 import ctypes
 import errno
 import os
-import pwd
 import re
 import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-DEFAULT_STATE_DIR = "/var/lib/left4me"
-DEFAULT_CONFIG_DIR = "/etc/left4me"
-DEFAULT_OWNER = "left4me"
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+        DEFAULT_CONFIG_DIR,
+        DEFAULT_RUNTIME_USER,
+        DEFAULT_STATE_DIR,
+        Left4meError,
+        owner_ids,
+        validate_id,
+    )
+except ImportError:  # the host's copy, beside left4me_common.py (role game_host)
+    from left4me_common import (  # type: ignore[no-redef]
+        DEFAULT_CONFIG_DIR,
+        DEFAULT_RUNTIME_USER,
+        DEFAULT_STATE_DIR,
+        Left4meError,
+        owner_ids,
+        validate_id,
+    )
+
 LOWERDIRS_KEY = "LEFT4ME_LOWERDIRS"
 ALLOWED_ROOT_NAMES = ("installation", "overlays", "workshop_cache")
 
@@ -58,7 +75,6 @@ MAX_FSCONFIG_STRING = 255
 FORBIDDEN_PATH_CHARS = (":", ",", "\\", "\n")
 FUSE_OVERLAYFS_XATTR_PREFIX = "user.fuseoverlayfs."
 
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OCTAL_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 
@@ -81,21 +97,16 @@ MS_NODEV = 0x4
 CLONE_NEWNS = 0x00020000
 
 
-class OverlayError(Exception):
-    """Bad input or a host state we refuse; the message tells a person what to do."""
+class MountError(Left4meError):
+    """A mount request or a host state we refuse; the message tells a person what to do."""
 
 
 # --- names and paths -------------------------------------------------------
 
 
 def validate_instance_name(name: object) -> str:
-    """Return ``name`` if it is a valid instance name, else raise OverlayError."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise OverlayError(
-            f"invalid instance name {name!r}: use 1-64 characters from a-z, 0-9, '_' and '-',"
-            " starting with a letter or digit"
-        )
-    return name
+    """Return ``name`` if it is a valid instance name, else raise MountError."""
+    return validate_id(name, "instance name", MountError)
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class InstancePaths:
 def instance_paths(name: str, state_dir: str = DEFAULT_STATE_DIR) -> InstancePaths:
     validate_instance_name(name)
     if not os.path.isabs(state_dir):
-        raise OverlayError(f"state_dir must be an absolute path, got {state_dir!r}")
+        raise MountError(f"state_dir must be an absolute path, got {state_dir!r}")
     root = os.path.join(os.path.normpath(state_dir), "runtime", name)
     return InstancePaths(
         root=root,
@@ -133,17 +144,17 @@ def env_file_path(name: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str:
 
 def _check_path_text(path: object, what: str) -> str:
     if not isinstance(path, str) or not path:
-        raise OverlayError(f"{what} must be a non-empty path string, got {path!r}")
+        raise MountError(f"{what} must be a non-empty path string, got {path!r}")
     bad = [c for c in FORBIDDEN_PATH_CHARS if c in path]
     if bad:
-        raise OverlayError(
+        raise MountError(
             f"{what} {path!r} contains {', '.join(repr(c) for c in bad)};"
             " overlayfs option strings cannot carry ':', ',', '\\' or newlines"
         )
     if not os.path.isabs(path):
-        raise OverlayError(f"{what} {path!r} is not an absolute path")
+        raise MountError(f"{what} {path!r} is not an absolute path")
     if ".." in path.split("/"):
-        raise OverlayError(f"{what} {path!r} contains a '..' component; give the real path")
+        raise MountError(f"{what} {path!r} contains a '..' component; give the real path")
     return path
 
 
@@ -159,17 +170,17 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
     MAX_LAYERS layers, no duplicates.
     """
     if isinstance(lowerdirs, str) or not isinstance(lowerdirs, Sequence):
-        raise OverlayError("lowerdirs must be a list of paths")
+        raise MountError("lowerdirs must be a list of paths")
     if not lowerdirs:
-        raise OverlayError("no lower layers given: an instance needs at least one lowerdir")
+        raise MountError("no lower layers given: an instance needs at least one lowerdir")
     if len(lowerdirs) > MAX_LAYERS:
-        raise OverlayError(
+        raise MountError(
             f"{len(lowerdirs)} lower layers given; the kernel allows at most {MAX_LAYERS}"
             " lowerdirs per overlay mount"
         )
     roots = [os.path.realpath(_check_path_text(r, "allowed root")) for r in allowed_roots]
     if not roots:
-        raise OverlayError("allowed_roots is empty: no lowerdir can be accepted")
+        raise MountError("allowed_roots is empty: no lowerdir can be accepted")
     resolved: list[str] = []
     seen: dict[str, int] = {}
     for index, given in enumerate(lowerdirs, start=1):
@@ -178,17 +189,17 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
         real = os.path.realpath(given)
         if not any(_is_within(real, root) for root in roots):
             shown = given if real == os.path.normpath(given) else f"{given} (-> {real})"
-            raise OverlayError(f"{what} {shown} is outside the allowed roots {', '.join(roots)}")
+            raise MountError(f"{what} {shown} is outside the allowed roots {', '.join(roots)}")
         if not os.path.isdir(real):
-            raise OverlayError(f"{what} {given} does not exist or is not a directory")
+            raise MountError(f"{what} {given} does not exist or is not a directory")
         _check_path_text(real, what)
         if len(real.encode()) > MAX_FSCONFIG_STRING:
-            raise OverlayError(
+            raise MountError(
                 f"{what} {real} is {len(real.encode())} bytes long;"
                 f" the kernel takes at most {MAX_FSCONFIG_STRING} per layer"
             )
         if real in seen:
-            raise OverlayError(
+            raise MountError(
                 f"{what} {given} duplicates lowerdir #{seen[real]} ({real}); list each layer once"
             )
         seen[real] = index
@@ -210,13 +221,13 @@ def parse_env(text: str, source: str = "env file") -> dict[str, str]:
             line = line[len("export ") :].lstrip()
         key, sep, value = line.partition("=")
         if not sep or not _ENV_KEY_RE.fullmatch(key):
-            raise OverlayError(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
+            raise MountError(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
         try:
             words = shlex.split(value, comments=True)
         except ValueError as exc:
-            raise OverlayError(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
+            raise MountError(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
         if len(words) > 1:
-            raise OverlayError(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
+            raise MountError(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
         env[key] = words[0] if words else ""
     return env
 
@@ -226,21 +237,21 @@ def read_env_file(path: str) -> dict[str, str]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise OverlayError(
+        raise MountError(
             f"instance env file {path} does not exist; create it with {LOWERDIRS_KEY}=..."
         ) from None
     except OSError as exc:
-        raise OverlayError(f"cannot read instance env file {path}: {exc.strerror}") from None
+        raise MountError(f"cannot read instance env file {path}: {exc.strerror}") from None
     return parse_env(text, path)
 
 
 def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[str]:
     value = env.get(LOWERDIRS_KEY, "")
     if not value:
-        raise OverlayError(f"{source} does not set {LOWERDIRS_KEY} (colon-separated lowerdirs)")
+        raise MountError(f"{source} does not set {LOWERDIRS_KEY} (colon-separated lowerdirs)")
     layers = value.split(":")
     if "" in layers:
-        raise OverlayError(f"{source}: {LOWERDIRS_KEY} has an empty entry ('::' or a stray ':')")
+        raise MountError(f"{source}: {LOWERDIRS_KEY} has an empty entry ('::' or a stray ':')")
     return layers
 
 
@@ -282,7 +293,7 @@ def check_upper_not_fuse_tainted(upper: str) -> None:
     taint = find_fuse_taint(upper)
     if taint:
         path, xattr = taint
-        raise OverlayError(
+        raise MountError(
             f"upper dir {upper} was written by fuse-overlayfs ({path} has xattr {xattr});"
             " kernel overlayfs would resurrect files deleted there. Stop the instance and move"
             f" the upper dir aside (mv {upper} {upper}.fuse-old), then mount again"
@@ -317,7 +328,7 @@ def parse_mountinfo(text: str) -> list[MountInfoEntry]:
         fields = left.split(" ")
         tail = right.split(" ")
         if not sep or len(fields) < 6 or len(tail) < 3:
-            raise OverlayError(f"unexpected mountinfo line: {line!r}")
+            raise MountError(f"unexpected mountinfo line: {line!r}")
         entries.append(
             MountInfoEntry(
                 mount_id=int(fields[0]),
@@ -341,7 +352,7 @@ class MountState:
     workdir: str | None = None
 
 
-def overlay_state_from_options(options: Sequence[str]) -> MountState:
+def mount_state_from_options(options: Sequence[str]) -> MountState:
     """Lower/upper/work dirs from overlay super options.
 
     A legacy mount shows one ``lowerdir=a:b:c``; a mount built with
@@ -372,7 +383,7 @@ def mount_state(merged: str, mountinfo_text: str) -> MountState:
         return MountState(False)
     if top.fstype != "overlay":
         return MountState(True, top.fstype)
-    return overlay_state_from_options(top.super_options)
+    return mount_state_from_options(top.super_options)
 
 
 def mountinfo_path(ns_pid: int = 1) -> str:
@@ -549,7 +560,7 @@ def _mount_legacy(
     data = legacy_mount_data(lowerdirs, upper, work)
     limit = os.sysconf("SC_PAGE_SIZE") - 1
     if len(data.encode()) > limit:
-        raise OverlayError(
+        raise MountError(
             f"this kernel lacks lowerdir+ (needs >= 6.8) and the joined overlay options are"
             f" {len(data.encode())} bytes, over the {limit}-byte limit of mount(2);"
             " use fewer or shorter lowerdirs"
@@ -565,7 +576,7 @@ def _mount_legacy(
         raise _oserror(f"mount(2) overlay on {merged}", merged, "see dmesg for overlayfs details")
 
 
-def mount_overlay(
+def mount_overlayfs(
     lowerdirs: Sequence[str],
     upper: str,
     work: str,
@@ -632,7 +643,7 @@ def find_holders(path: str, mountinfo_text: str = "") -> list[str]:
     return holders
 
 
-def unmount_overlay(merged: str) -> bool:
+def unmount_overlayfs(merged: str) -> bool:
     """umount2(merged) in the current namespace; False if it was not mounted."""
     if _libc().umount2(ctypes.c_char_p(merged.encode()), ctypes.c_int(0)) == 0:
         return True
@@ -669,13 +680,10 @@ class DirSpec:
 
 
 def resolve_owner(owner: str) -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(owner)
-    except KeyError:
-        raise OverlayError(
-            f"runtime user {owner!r} does not exist; create it first or set owner"
-        ) from None
-    return entry.pw_uid, entry.pw_gid
+    return owner_ids(
+        owner, None, MountError,
+        "runtime user {name!r} does not exist; create it first or set owner",
+    )
 
 
 def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
@@ -703,7 +711,7 @@ def dir_changes(specs: Sequence[DirSpec], skip: Sequence[str] = ()) -> list[str]
             changes.append(f"create {spec.path}")
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise OverlayError(f"{spec.path} exists but is not a directory; move it aside")
+            raise MountError(f"{spec.path} exists but is not a directory; move it aside")
         if spec.path in skip or spec.create_only:
             continue
         if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):
@@ -738,7 +746,7 @@ def remove_created_dirs(created: Sequence[str]) -> None:
 
 
 @dataclass
-class Plan:
+class MountPlan:
     """What to do for one instance, decided before anything changes."""
 
     name: str
@@ -770,30 +778,30 @@ def plan_mount(
     *,
     state_dir: str = DEFAULT_STATE_DIR,
     allowed_roots: Sequence[str] | None = None,
-    owner: str = DEFAULT_OWNER,
+    owner: str = DEFAULT_RUNTIME_USER,
     remount: bool = False,
     ns_pid: int = 1,
-) -> Plan:
+) -> MountPlan:
     """Validate everything and decide; changes nothing on the host."""
     paths = instance_paths(name, state_dir)
     roots = default_allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
     resolved = validate_lowerdirs(lowerdirs, roots)
     uid, gid = resolve_owner(owner)
     if not os.path.isdir(state_dir):
-        raise OverlayError(f"state dir {state_dir} does not exist; the host role creates it")
+        raise MountError(f"state dir {state_dir} does not exist; the host role creates it")
     before = read_mount_state(paths.merged, ns_pid)
-    plan = Plan(name, "mounted", paths, before, resolved, instance_dir_specs(paths, uid, gid))
+    plan = MountPlan(name, "mounted", paths, before, resolved, instance_dir_specs(paths, uid, gid))
     skip = [paths.merged] if before.mounted else []
     plan.dir_changes = dir_changes(plan.dirs, skip)
     if before.mounted and before.fstype != "overlay":
-        raise OverlayError(
+        raise MountError(
             f"{paths.merged} has a {before.fstype} mount on it, not an overlay; unmount it first"
         )
     if not before.mounted:
         plan.action = "mount"
     elif not _same_mount(before, resolved, paths):
         if not remount:
-            raise OverlayError(
+            raise MountError(
                 f"{paths.merged} is mounted with different layers"
                 f" ({':'.join(before.lowerdirs)}); stop the instance first or pass remount"
             )
@@ -805,20 +813,21 @@ def plan_mount(
             and os.path.isdir(paths.work)
             and os.stat(paths.upper).st_dev != os.stat(paths.work).st_dev
         ):
-            raise OverlayError(
+            raise MountError(
                 f"{paths.work} and {paths.upper} are on different filesystems;"
                 " overlayfs needs them on the same one"
             )
     return plan
 
 
-def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> Plan:
+def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> MountPlan:
     paths = instance_paths(name, state_dir)
     before = read_mount_state(paths.merged, ns_pid)
-    return Plan(name, "unmounted", paths, before, action="unmount" if before.mounted else "none")
+    action = "unmount" if before.mounted else "none"
+    return MountPlan(name, "unmounted", paths, before, action=action)
 
 
-def apply_plan(plan: Plan) -> str:
+def apply_mount_plan(plan: MountPlan) -> str:
     """Carry out a plan in the current mount namespace; return what was done.
 
     On a failed mount it removes the directories it created, and after a
@@ -826,7 +835,7 @@ def apply_plan(plan: Plan) -> str:
     """
     paths = plan.paths
     if plan.action in ("unmount", "remount"):
-        unmount_overlay(paths.merged)
+        unmount_overlayfs(paths.merged)
     if plan.state == "unmounted":
         return "unmounted" if plan.action == "unmount" else "none"
     created = ensure_dirs(plan.dirs, [paths.merged] if plan.action == "none" else [])
@@ -834,12 +843,12 @@ def apply_plan(plan: Plan) -> str:
         return "none"
     source = mount_source(plan.name)
     try:
-        return mount_overlay(plan.lowerdirs, paths.upper, paths.work, paths.merged, source=source)
-    except (OSError, OverlayError):
+        return mount_overlayfs(plan.lowerdirs, paths.upper, paths.work, paths.merged, source=source)
+    except (OSError, MountError):
         remove_created_dirs(created)
         if plan.action == "remount" and plan.before.lowerdirs:
-            with contextlib.suppress(OSError, OverlayError):
-                mount_overlay(
+            with contextlib.suppress(OSError, MountError):
+                mount_overlayfs(
                     plan.before.lowerdirs, paths.upper, paths.work, paths.merged, source=source
                 )
         raise

@@ -1,0 +1,163 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every left4me module_utils shares: the id rule, default paths, owners, atomic
+writes, atomic symlink swaps and locks. Each fact lives here once.
+
+An instance name and an overlay id both become a path component and part of a unit
+name, so both follow :data:`ID_PATTERN`. Copies that cannot import this file (role
+argument specs, the sudoers line, READMEs, templates) are checked against it by
+``tests/collection/test_one_copy.py``.
+
+Standard library only: modules import it on the target, and the roles copy it as
+``left4me_common.py`` beside the libraries they install for the root-run helpers
+(``left4me_mount.py``, ``left4me_workshop.py``, ``left4me_steamcmd.py``), which import
+it from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import os
+import pwd
+import re
+import tempfile
+from collections.abc import Iterator
+
+DEFAULT_STATE_DIR = "/var/lib/left4me"
+DEFAULT_CONFIG_DIR = "/etc/left4me"
+DEFAULT_RUNTIME_USER = "left4me"
+
+ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+ID_RULE = "use 1-64 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class Left4meError(Exception):
+    """Bad input or a host state we refuse; the message tells a person what to do."""
+
+
+# --- ids ---------------------------------------------------------------------------
+
+
+def validate_id(value: object, what: str, error: type[Exception] = Left4meError) -> str:
+    """Return ``value`` if it follows :data:`ID_PATTERN`, else raise ``error``.
+
+    ``what`` names the thing in the message ("instance name", "overlay id"); ``error``
+    is the caller's own error class, so callers keep catching what they caught.
+    """
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise error(f"invalid {what} {value!r}: {ID_RULE}")
+    return value
+
+
+# --- owners ------------------------------------------------------------------------
+
+
+def user_account(
+    name: str, error: type[Exception] = Left4meError, unknown: str = "user {name!r} does not exist"
+) -> pwd.struct_passwd:
+    """The passwd entry of ``name``; ``unknown`` (formatted with ``name``) is the error text."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise error(unknown.format(name=name)) from None
+
+
+def group_id(name: str, error: type[Exception] = Left4meError) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise error(f"group {name!r} does not exist") from None
+
+
+def owner_ids(
+    owner: str,
+    group: str | None = None,
+    error: type[Exception] = Left4meError,
+    unknown: str = "owner {name!r} does not exist",
+) -> tuple[int, int]:
+    """(uid, gid) of ``owner`` and ``group``, or of the owner's primary group."""
+    account = user_account(owner, error, unknown)
+    if group is None:
+        return account.pw_uid, account.pw_gid
+    return account.pw_uid, group_id(group, error)
+
+
+# --- atomic writes -----------------------------------------------------------------
+
+
+def write_atomic(
+    path: str, content: bytes | str, mode: int, owner: tuple[int, int] | None = None
+) -> None:
+    """Replace ``path`` by a temp file in its directory renamed over it.
+
+    Readers see the old file or the new one, never a part; the mode and owner are set
+    before the rename, so the new file never shows with the temp file's 0600. Text is
+    written as UTF-8.
+    """
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if owner:
+                os.fchown(handle.fileno(), *owner)
+            # after the chown, which would clear setuid/setgid bits
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def replace_symlink(path: str, target: str, owner: tuple[int, int] | None = None) -> None:
+    """Point ``path`` at ``target`` through a temp link renamed over it.
+
+    A reader (srcds loading steamclient.so, an instance reading an addon) never sees
+    the link missing. A temp link left by a killed run is replaced.
+    """
+    temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+    os.symlink(target, temp)
+    if owner:
+        os.lchown(temp, *owner)
+    os.replace(temp, path)
+
+
+# --- locks -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    path: str,
+    mode: int = 0o600,
+    owner: tuple[int, int] | None = None,
+    busy: Exception | None = None,
+) -> Iterator[None]:
+    """Hold flock(LOCK_EX) on ``path`` (created with ``mode`` and ``owner``) for the block.
+
+    Without ``busy`` it waits for another holder; with it, it raises ``busy`` at once
+    instead. The file is opened read-only and never followed through a symlink: a lock
+    needs no write access, so a lock file owned by another user still works.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        if owner:
+            os.fchown(fd, *owner)
+        if busy is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise busy from exc
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,184 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests for module_utils/_common.py: ids, owners, atomic writes, symlink swaps, locks."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pathlib
+import pwd
+import sys
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common as common
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common as common
+
+
+class OwnError(Exception):
+    pass
+
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+RULE = "use 1-64 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
+
+
+# --- ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("good", ["a", "0", "comp-1", "maps_2", "a" * 64, "9-_"])
+def test_validate_id_returns_a_good_id(good):
+    assert common.validate_id(good, "overlay id") == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "-a", "_a", "A", "a.b", "a/b", "a b", "a" * 65, ".hidden", "a\n", None, 7]
+)
+def test_validate_id_raises_the_callers_error_naming_the_thing(bad):
+    with pytest.raises(OwnError) as exc:
+        common.validate_id(bad, "instance name", OwnError)
+    assert str(exc.value) == f"invalid instance name {bad!r}: {RULE}"
+
+
+def test_validate_id_defaults_to_the_project_error():
+    with pytest.raises(common.Left4meError, match="invalid overlay id 'A'"):
+        common.validate_id("A", "overlay id")
+
+
+# --- owners ------------------------------------------------------------------------------
+
+
+def test_owner_ids_of_an_owner_alone_take_its_primary_group():
+    assert common.owner_ids(ME) == (os.getuid(), pwd.getpwuid(os.getuid()).pw_gid)
+
+
+def test_owner_ids_with_a_group_take_that_group():
+    assert common.owner_ids(ME, MY_GROUP) == (os.getuid(), os.getgid())
+
+
+def test_owner_ids_name_a_missing_owner_in_the_callers_words():
+    with pytest.raises(OwnError) as exc:
+        common.owner_ids("no-such-user-l4m", None, OwnError, "runtime user {name!r} is missing")
+    assert str(exc.value) == "runtime user 'no-such-user-l4m' is missing"
+
+
+def test_owner_ids_name_a_missing_group():
+    with pytest.raises(OwnError) as exc:
+        common.owner_ids(ME, "no-such-group-l4m", OwnError)
+    assert str(exc.value) == "group 'no-such-group-l4m' does not exist"
+
+
+def test_user_account_is_the_passwd_entry():
+    assert common.user_account(ME).pw_dir == pwd.getpwnam(ME).pw_dir
+    with pytest.raises(common.Left4meError, match="user 'no-such-user-l4m' does not exist"):
+        common.user_account("no-such-user-l4m")
+
+
+# --- atomic writes -----------------------------------------------------------------------
+
+
+def test_write_atomic_writes_text_and_bytes_with_mode_and_owner(tmp_path):
+    text, data = tmp_path / "a.cfg", tmp_path / "b.bin"
+    common.write_atomic(str(text), "hostname ü\n", 0o640, (os.getuid(), os.getgid()))
+    common.write_atomic(str(data), b"\x00\x01", 0o600)
+    assert text.read_text(encoding="utf-8") == "hostname ü\n"
+    assert data.read_bytes() == b"\x00\x01"
+    assert (text.stat().st_mode & 0o7777, data.stat().st_mode & 0o7777) == (0o640, 0o600)
+    assert (text.stat().st_uid, text.stat().st_gid) == (os.getuid(), os.getgid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.cfg", "b.bin"]
+
+
+def test_write_atomic_replaces_a_file_and_never_follows_a_symlink(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("keep\n")
+    link = tmp_path / "link"
+    link.symlink_to(outside)
+    common.write_atomic(str(link), "new\n", 0o644)
+    assert outside.read_text() == "keep\n"
+    assert not link.is_symlink() and link.read_text() == "new\n"
+
+
+def test_write_atomic_leaves_the_old_file_and_no_temp_when_it_fails(tmp_path):
+    target = tmp_path / "f"
+    target.write_text("old\n")
+    with pytest.raises(TypeError):
+        common.write_atomic(str(target), 12, 0o644)  # type: ignore[arg-type]
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+# --- symlink swaps -----------------------------------------------------------------------
+
+
+def test_replace_symlink_creates_and_repoints_leaving_no_temp(tmp_path):
+    link = tmp_path / "steamclient.so"
+    common.replace_symlink(str(link), "/opt/a", (os.getuid(), os.getgid()))
+    assert os.readlink(link) == "/opt/a"
+    common.replace_symlink(str(link), "/opt/b")
+    assert os.readlink(link) == "/opt/b"
+    assert [p.name for p in tmp_path.iterdir()] == ["steamclient.so"]
+
+
+def test_replace_symlink_replaces_a_temp_link_a_killed_run_left(tmp_path):
+    link = tmp_path / "1.vpk"
+    (tmp_path / f".1.vpk.tmp-{os.getpid()}").symlink_to("/stale")
+    common.replace_symlink(str(link), "/cache/1.vpk")
+    assert os.readlink(link) == "/cache/1.vpk"
+    assert [p.name for p in tmp_path.iterdir()] == ["1.vpk"]
+
+
+# --- locks -------------------------------------------------------------------------------
+
+
+def test_exclusive_lock_creates_the_file_with_its_mode(tmp_path):
+    lock = tmp_path / ".lock"
+    with common.exclusive_lock(str(lock), 0o640, (os.getuid(), os.getgid())):
+        assert lock.stat().st_mode & 0o7777 == 0o640
+
+
+def test_exclusive_lock_raises_busy_at_once_while_held_and_frees_on_exit(tmp_path):
+    lock = str(tmp_path / ".lock")
+    busy = OwnError("another run holds it")
+    with common.exclusive_lock(lock):
+        held = common.exclusive_lock(lock, busy=busy)
+        with pytest.raises(OwnError, match="another run holds it"):
+            held.__enter__()
+    with common.exclusive_lock(lock, busy=busy):
+        pass
+
+
+def test_exclusive_lock_refuses_a_symlink(tmp_path):
+    (tmp_path / "target").write_text("")
+    (tmp_path / ".lock").symlink_to(tmp_path / "target")
+    with pytest.raises(OSError), common.exclusive_lock(str(tmp_path / ".lock")):
+        pass
+
+
+def test_exclusive_lock_propagates_errors_of_the_block_unchanged(tmp_path):
+    lock = str(tmp_path / ".lock")
+    with pytest.raises(KeyError), common.exclusive_lock(lock, busy=OwnError("busy")):
+        raise KeyError("from the block")
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_project_errors_share_one_base_and_an_instance_error_is_no_mount_error():
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _files_overlay,
+        _instance,
+        _mount,
+        _sandbox,
+        _workshop,
+    )
+
+    errors = (_mount.MountError, _instance.InstanceError, _files_overlay.FilesOverlayError,
+              _sandbox.SandboxError, _workshop.WorkshopError)
+    assert all(issubclass(error, common.Left4meError) for error in errors)
+    assert not issubclass(_instance.InstanceError, _mount.MountError)
