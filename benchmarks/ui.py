@@ -30,18 +30,19 @@ def main() -> None:
     options = parser.parse_args()
     if options.section in ("jobs", "all") and os.geteuid() != 0:
         parser.error("the jobs section boots a test host: run it as root")
-    lines = []
-    if options.section in ("render", "all"):
-        lines.append(ui_render.measure())
-    if options.section in ("memory", "all"):
-        lines.append(ui_memory.measure())
-    if options.section in ("jobs", "all"):
-        lines.append(ui_jobs.measure(options.rounds))
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"left4me UI benchmarks, {os.cpu_count()} cores, {today}, load average {load}")
-    for line in lines:
-        print(f"- {line}")
+    print(f"left4me UI benchmarks, {os.cpu_count()} cores, {today}, load average {load}",
+          flush=True)
+    # Each figure as soon as it is measured: a later one failing loses none of them.
+    if options.section in ("render", "all"):
+        print(f"- {ui_render.measure()}", flush=True)
+    if options.section in ("memory", "all"):
+        print(f"- {ui_memory.measure()}", flush=True)
+    if options.section in ("jobs", "all"):
+        print(f"- {ui_jobs.measure(options.rounds)}", flush=True)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"(load average at the end: {load})")
 
 
 if __name__ == "__main__":

@@ -67,14 +67,20 @@ def measure(sessions: int = 20) -> str:
                 browser = driver.chromium.launch(executable_path="/usr/bin/chromium",
                                                  chromium_sandbox=False)
                 pages = []
-                for _ in range(sessions):
+                for number in range(sessions):
                     page = browser.new_context().new_page()
+                    # generous: the machine may be busy with other work
+                    page.set_default_timeout(300_000)
                     page.goto(url + "/")
+                    page.wait_for_url(url + "/login")
                     page.fill("#name", "admin")
                     page.fill("#password", PASSWORD)
                     page.click("button[type=submit]")
-                    page.get_by_role("heading", name="Servers").wait_for(timeout=120_000)
+                    page.wait_for_url(url + "/")
+                    page.get_by_role("heading", name="Servers").wait_for()
                     pages.append(page)
+                    print(f"  .. ui_memory: session {number + 1} of {sessions} on Servers",
+                          file=sys.stderr, flush=True)
                 time.sleep(2)
                 busy = rss_mib(server.pid)
                 browser.close()
