@@ -37,10 +37,8 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=20)
-    options = parser.parse_args()
+def measure(sessions: int = 20) -> str:
+    """One line: the UI server's RSS idle and with `sessions` logged-in browser sessions."""
     with tempfile.TemporaryDirectory(prefix="left4me-bench-") as scratch:
         root = Path(scratch)
         settings.write_new_secret(root / "secret")
@@ -69,23 +67,36 @@ def main() -> None:
                 browser = driver.chromium.launch(executable_path="/usr/bin/chromium",
                                                  chromium_sandbox=False)
                 pages = []
-                for _ in range(options.sessions):
+                for number in range(sessions):
                     page = browser.new_context().new_page()
+                    # generous: the machine may be busy with other work
+                    page.set_default_timeout(300_000)
                     page.goto(url + "/")
+                    page.wait_for_url(url + "/login")
                     page.fill("#name", "admin")
                     page.fill("#password", PASSWORD)
                     page.click("button[type=submit]")
-                    page.get_by_role("heading", name="Servers").wait_for(timeout=120_000)
+                    page.wait_for_url(url + "/")
+                    page.get_by_role("heading", name="Servers").wait_for()
                     pages.append(page)
+                    print(f"  .. ui_memory: session {number + 1} of {sessions} on Servers",
+                          file=sys.stderr, flush=True)
                 time.sleep(2)
                 busy = rss_mib(server.pid)
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"UI server memory (RSS): {idle:.0f} MiB idle after start, {busy:.0f} MiB with "
-          f"{options.sessions} logged-in sessions on the Servers page "
-          f"({(busy - idle) / options.sessions:.1f} MiB per session)")
+    return (f"UI server memory (RSS): {idle:.0f} MiB idle after start, {busy:.0f} MiB with"
+            f" {sessions} logged-in sessions on the Servers page"
+            f" ({(busy - idle) / sessions:.1f} MiB per session)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=20)
+    options = parser.parse_args()
+    print(measure(options.sessions))
 
 
 if __name__ == "__main__":

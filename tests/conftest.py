@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +33,32 @@ def booted_host() -> Iterator[host.TestHost]:
     host.destroy(booted.name)
 
 
+def inventory_yaml(target: host.TestHost, *, ssh_config: str | None = None,
+                   more_hosts: str = "") -> str:
+    """An inventory naming `target` in l4d2_hosts, reached over SSH as the harness reaches
+    it (its key, its ssh_config's checked host key); more_hosts: further hosts' YAML lines."""
+    return f"""
+l4d2_hosts:
+  hosts:
+    {target.name}:
+      ansible_host: {target.address}
+      ansible_user: {target.user}
+      ansible_ssh_private_key_file: {target.identity_file}
+      ansible_ssh_common_args: -F {ssh_config or target.ssh_config}
+{more_hosts}"""
+
+
+@pytest.fixture(scope="session")
+def host_inventory() -> Callable[..., str]:
+    """inventory_yaml, for tests (they cannot import a conftest)."""
+    return inventory_yaml
+
+
 @pytest.fixture(scope="session")
 def booted_testinfra(booted_host: host.TestHost) -> testinfra.host.Host:
     """testinfra over SSH (key auth, sudo), the way an operator reaches a production host."""
     return testinfra.get_host(f"ssh://{booted_host.name}", ssh_config=booted_host.ssh_config,
                               sudo=True)
-
 
 
 @pytest.fixture(scope="session")
@@ -49,15 +69,7 @@ def demo_inventory(booted_host: host.TestHost, tmp_path_factory: pytest.TempPath
     browser tests share it (their own servers take ports the inventory leaves free).
     """
     directory = tmp_path_factory.mktemp("demo-inventory")
-    (directory / "hosts.yml").write_text(f"""
-l4d2_hosts:
-  hosts:
-    {booted_host.name}:
-      ansible_host: {booted_host.address}
-      ansible_user: {booted_host.user}
-      ansible_ssh_private_key_file: {booted_host.identity_file}
-      ansible_ssh_common_args: -F {booted_host.ssh_config}
-""")
+    (directory / "hosts.yml").write_text(inventory_yaml(booted_host))
     (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
     converge = subprocess.run(
         ["ansible-playbook", "-i", str(directory), "playbooks/site.yml"], cwd=PROJECT,

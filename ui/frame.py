@@ -117,6 +117,35 @@ def attempt(action: Callable[[], T]) -> T | object:
         return REFUSED
 
 
+def load(read: Callable[[], T]) -> T:
+    """A domain read the page cannot go on without: on a refusal, show it and stop the page."""
+    result = attempt(read)
+    if result is REFUSED:
+        st.stop()
+    return result
+
+
+def act(action: Callable[[], object], done: str | None = None) -> None:
+    """A domain change from a button or form. Done: rerun the page so it shows the new state,
+    with the confirmation `done` (if any) above it. Refused: show why, change nothing."""
+    if attempt(action) is not REFUSED:
+        if done:
+            flash(done)
+        st.rerun()
+
+
+def pick(label: str, options: dict[int, T], param: str, describe: Callable[[T], str]) -> T:
+    """Choose one of `options` (by id) in a selectbox that follows the URL's ?param=id, so a
+    link opens that one and a reload keeps it; the first option otherwise."""
+    ids = list(options)
+    wanted = st.query_params.get(param)
+    default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in options else ids[0]
+    chosen = st.selectbox(label, ids, index=ids.index(default),
+                          format_func=lambda i: describe(options[i]))
+    st.query_params[param] = str(chosen)
+    return options[chosen]
+
+
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return ""

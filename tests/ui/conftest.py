@@ -1,5 +1,6 @@
-"""Page-test fixtures: a domain Core on a temporary state dir that the app's frame uses,
-users with real sessions, and AppTest runs of ui/app.py signed in as one of them.
+"""UI test fixtures: the one domain Core of a test on a temporary state dir (the app's frame
+uses it too; tests/ui/domain overrides its clock and inventory), users with real sessions,
+and AppTest runs of ui/app.py signed in as one of them.
 
 AppTest cannot send cookies, so a signed-in run carries a real session token in session
 state instead (frame.TEST_TOKEN_KEY); the frame checks it against the sessions table
@@ -8,6 +9,8 @@ exactly as it checks the cookie.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import frame
@@ -29,13 +32,31 @@ PAGE_INVENTORY = Inventory({
 
 
 @pytest.fixture
-def core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Core:
-    """The Core every page of this test sees (the frame's process-wide one)."""
+def clock() -> Callable[[], float]:
+    """The Core's clock: real time for pages (tests/ui/domain moves a fake one by hand)."""
+    return time.time
+
+
+@pytest.fixture
+def core_inventory() -> Inventory:
+    """The inventory the Core sees instead of running ansible-inventory."""
+    return PAGE_INVENTORY
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> settings.Settings:
     secret = tmp_path / "secret"
     settings.write_new_secret(secret)
-    config = settings.Settings(state_dir=tmp_path / "state", secret_file=secret,
-                               inventory=tmp_path / "inventory.yml")
-    opened = Core.open(config, inventory_loader=lambda _path: PAGE_INVENTORY)
+    return settings.Settings(state_dir=tmp_path / "state", secret_file=secret,
+                             inventory=tmp_path / "inventory.yml")
+
+
+@pytest.fixture
+def core(config: settings.Settings, clock: Callable[[], float], core_inventory: Inventory,
+         monkeypatch: pytest.MonkeyPatch) -> Core:
+    """The one Core of a test on a temporary state dir; it is also the frame's process-wide
+    Core, so every page the test runs sees it."""
+    opened = Core.open(config, clock=clock, inventory_loader=lambda _path: core_inventory)
     monkeypatch.setattr(frame, "_core", opened)
     return opened
 

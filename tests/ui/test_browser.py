@@ -5,7 +5,8 @@ served by `streamlit run ui/asgi.py` on a free loopback port with its own state 
 Playwright drives Debian's chromium (never a downloaded browser). Alice makes a blueprint
 and a server, watches the job reach done, the server answers A2S, she restarts, stops and
 deletes it; Bob sees none of it; a password change logs out her second browser. Every page
-is photographed into a directory printed at the end of the run.
+is photographed once it has drawn, into docs/screenshots/ (the README shows them; set
+LEFT4ME_SCREENSHOTS to write elsewhere), and the directory is printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ CHROMIUM = "/usr/bin/chromium"
 OPEN_PAGES: list = []
 ADMIN_PASSWORD = "the admin password"
 JOB_TIMEOUT_MS = 240_000
+# Tall enough that a page's main parts fit one shot (Streamlit scrolls inside its own
+# container, so a "full page" shot is the viewport).
+VIEWPORT = {"width": 1280, "height": 1100}
 
 
 def _free_port() -> int:
@@ -111,16 +115,15 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Iterator[Path]:
-    directory = Path(os.environ.get("LEFT4ME_SCREENSHOTS") or
-                     tmp_path_factory.mktemp("screenshots"))
+def shots() -> Iterator[Path]:
+    directory = Path(os.environ.get("LEFT4ME_SCREENSHOTS") or PROJECT / "docs/screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     yield directory
     print(f"\nUI screenshots of this run: {directory}", file=sys.__stderr__, flush=True)
 
 
 def log_in(browser, url: str, name: str, password: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     # generous: the test machine may be busy converging other hosts
     page.set_default_timeout(120_000)
@@ -148,9 +151,23 @@ def settle(page) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached")
 
 
-def snap(page, path: Path) -> None:
+def snap(page, path: Path, *ready) -> None:
+    """Photograph the page once it has drawn: each of `ready` (locators of what only this
+    page shows, in the state the shot is for) visible, the app's run over, no element still
+    marked stale from the previous run, tables painted."""
+    for locator in ready:
+        locator.first.wait_for(state="visible")
     settle(page)
-    page.screenshot(path=path, full_page=True)
+    page.locator('[data-stale="true"]').first.wait_for(state="detached")
+    # A table is a canvas (glide-data-grid) painted a moment after its element appears.
+    for table in page.locator('[data-testid="stDataFrame"] canvas').all():
+        table.wait_for(state="visible")
+    page.wait_for_timeout(700)
+    page.screenshot(path=path)
+
+
+def table(page):
+    return page.locator('[data-testid="stDataFrame"]')
 
 
 def wait_for_job(page, kind: str) -> None:
@@ -169,28 +186,38 @@ def a2s_answer(address: str, port: int) -> a2s.SourceInfo | None:
 def test_a_user_runs_a_server_from_the_browser(ui, people, browser, booted_host, shots):
     url, core = ui
     page = log_in(browser, url, "alice", people["alice"])
-    snap(page, shots / "servers-empty.png")
+    snap(page, shots / "servers-empty.png", page.get_by_text("You have no servers yet."),
+         page.get_by_text("create one on Blueprints first"))
 
     open_page(page, "Blueprints")
     page.get_by_label("Name", exact=True).fill("coop evenings")
     page.get_by_label("Server name shown in the browser").fill("Alices coop")
     page.get_by_role("button", name="Create blueprint").click()
-    page.get_by_text("Blueprint created.").wait_for()
-    snap(page, shots / "blueprints.png")
+    snap(page, shots / "blueprints.png", page.get_by_text("Blueprint created."), table(page),
+         page.get_by_text("Change or delete a blueprint"))
 
     open_page(page, "Servers")
     page.get_by_label("Name", exact=True).fill("alice1")
     page.get_by_role("button", name="Create server").click()
-    page.get_by_text(re.compile(r"Job \d+ \(server create\)")).first.wait_for()
-    snap(page, shots / "server-job-running.png")
+    running = page.get_by_text(re.compile(r"Job \d+ \(server create\): (queued|running)"))
+    running.first.wait_for()
+    page.get_by_text("Latest job").scroll_into_view_if_needed()
+    # Mid-run, the progress fragment reruns every second: catch a moment it is not faded.
+    page.locator('[data-stale="true"]').first.wait_for(state="detached")
+    page.screenshot(path=shots / "server-job-running.png")
     wait_for_job(page, "server create")
     alice = accounts.login(core, "alice", people["alice"], client="test").actor
     [server] = servers.list_for(core, alice)
     page.get_by_text(server.connect_line).wait_for()
     answer = a2s_answer(booted_host.address, server.port)
     assert answer is not None and answer.server_name == "Alices coop"
-    page.get_by_text(re.compile(r"Status: answering")).wait_for(timeout=20_000)
-    snap(page, shots / "server-detail.png")
+    answering = page.get_by_text(re.compile(r"Status: answering"))
+    answering.wait_for(timeout=20_000)
+    page.get_by_role("heading", name="Servers").scroll_into_view_if_needed()
+    snap(page, shots / "servers.png", table(page), answering)
+    page.get_by_text("Latest job").scroll_into_view_if_needed()
+    snap(page, shots / "server-detail.png", answering,
+         page.get_by_text(re.compile(r"Job \d+ \(server create\): succeeded")))
 
     page.get_by_role("button", name="Restart").click()
     page.get_by_text(re.compile(r"Job \d+ \(server restart\)")).first.wait_for()
@@ -211,7 +238,8 @@ def test_a_user_runs_a_server_from_the_browser(ui, people, browser, booted_host,
     assert a2s_answer(booted_host.address, server.port) is None
 
     open_page(page, "Jobs")
-    snap(page, shots / "jobs.png")
+    snap(page, shots / "jobs.png", table(page),
+         page.get_by_text(re.compile(r"Job \d+ \(server stop\): succeeded")))
     open_page(page, "Servers")
     page.get_by_text("Delete this server").click()
     page.get_by_label("Server name").fill("alice1")
@@ -225,7 +253,7 @@ def test_a_password_change_logs_out_the_other_browser(ui, people, browser, shots
     first = log_in(browser, url, "bob", people["bob"])
     second = log_in(browser, url, "bob", people["bob"])
     open_page(first, "Account")
-    snap(first, shots / "account.png")
+    snap(first, shots / "account.png", first.get_by_role("button", name="Change password"))
     first.get_by_label("Current password").fill(people["bob"])
     first.get_by_label("New password", exact=True).fill("bobs brand new password")
     first.get_by_label("New password again").fill("bobs brand new password")
@@ -237,6 +265,7 @@ def test_a_password_change_logs_out_the_other_browser(ui, people, browser, shots
     second.get_by_text("not logged in").wait_for()
     second.reload()
     second.wait_for_url(url + "/login")
+    second.locator("#password").wait_for()
     second.screenshot(path=shots / "login.png")
     # the first browser goes on, then logs out for real
     open_page(first, "Servers")
@@ -250,10 +279,12 @@ def test_a_password_change_logs_out_the_other_browser(ui, people, browser, shots
 def test_the_admin_pages(ui, browser, shots):
     url, _core = ui
     page = log_in(browser, url, "admin", ADMIN_PASSWORD)
-    for title, shot in (("Users", "admin-users.png"), ("Audit", "admin-audit.png"),
-                        ("Hosts", "admin-hosts.png")):
-        open_page(page, title)
-        snap(page, shots / shot)
-    page.get_by_text(re.compile(r"1 of 1 hosts reachable")).wait_for(timeout=60_000)
-    snap(page, shots / "admin-hosts.png")
+    open_page(page, "Users")
+    snap(page, shots / "users.png", table(page), page.get_by_text("Add a user"),
+         page.get_by_text("Change a user"))
+    open_page(page, "Audit")
+    snap(page, shots / "audit.png", table(page), page.get_by_text("Rows"))
+    open_page(page, "Hosts")
+    snap(page, shots / "hosts.png", table(page),
+         page.get_by_text(re.compile(r"1 of 1 hosts reachable")))
     page.context.close()

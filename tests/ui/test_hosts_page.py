@@ -10,21 +10,11 @@ from left4me_ui import runner
 
 
 @pytest.fixture
-def inventory(booted_host, tmp_path: Path) -> Path:
+def inventory(booted_host, host_inventory, tmp_path: Path) -> Path:
     """The booted host, plus one whose SSH port is closed (on loopback: nothing leaves)."""
     path = tmp_path / "hosts.yml"
-    path.write_text(f"""
-l4d2_hosts:
-  hosts:
-    {booted_host.name}:
-      ansible_host: {booted_host.address}
-      ansible_user: {booted_host.user}
-      ansible_ssh_private_key_file: {booted_host.identity_file}
-      ansible_ssh_common_args: -F {booted_host.ssh_config}
-    closed-port:
-      ansible_host: 127.0.0.1
-      ansible_port: 1
-""")
+    path.write_text(host_inventory(booted_host, more_hosts=(
+        "    closed-port:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n")))
     return path
 
 

@@ -6,9 +6,7 @@ import streamlit as st
 actor = frame.require_actor()
 st.title("Audit")
 limit = st.select_slider("Rows", options=[50, 200, 1000], value=200)
-entries = frame.attempt(lambda: frame.audit_entries(actor, limit))
-if entries is frame.REFUSED:
-    st.stop()
+entries = frame.load(lambda: frame.audit_entries(actor, limit))
 st.dataframe(
     [{"when (UTC)": frame.when(e.at), "who": e.actor, "action": e.action, "target": e.target,
       "outcome": e.outcome, "detail": e.detail} for e in entries],

@@ -14,9 +14,7 @@ core = frame.domain()
 st.title("Blueprints")
 frame.show_flash()
 
-mine = frame.attempt(lambda: blueprints.list_for(core, actor))
-if mine is frame.REFUSED:
-    st.stop()
+mine = frame.load(lambda: blueprints.list_for(core, actor))
 overlay_choices = sorted({o for host in core.inventory().hosts
                           for o in core.inventory().overlay_ids(host)})
 
@@ -61,10 +59,8 @@ with st.expander("Create a blueprint", icon=":material/add:", expanded=not mine)
     submitted = settings_form("create_blueprint", None)
     if submitted:
         name, overlays, config = submitted
-        made = frame.attempt(lambda: blueprints.create(core, actor, name, overlays, config))
-        if made is not frame.REFUSED:
-            frame.flash("Blueprint created.")
-            st.rerun()
+        frame.act(lambda: blueprints.create(core, actor, name, overlays, config),
+                  "Blueprint created.")
 
 if mine:
     st.subheader("Change or delete a blueprint")
@@ -74,15 +70,10 @@ if mine:
     submitted = settings_form(f"edit_blueprint_{chosen.id}", chosen)
     if submitted:
         name, overlays, config = submitted
-        saved = frame.attempt(lambda: blueprints.update(
-            core, actor, chosen.id, name=name, overlays=overlays, config=config))
-        if saved is not frame.REFUSED:
-            frame.flash("Saved.")
-            st.rerun()
+        frame.act(lambda: blueprints.update(core, actor, chosen.id, name=name,
+                                            overlays=overlays, config=config), "Saved.")
     if st.button("Delete this blueprint", icon=":material/delete:",
                  disabled=bool(chosen.linked_servers),
                  help="Servers still use it" if chosen.linked_servers else None):
-        deleted = frame.attempt(lambda: blueprints.delete(core, actor, chosen.id))
-        if deleted is not frame.REFUSED:
-            st.rerun()
+        frame.act(lambda: blueprints.delete(core, actor, chosen.id), "Blueprint deleted.")
 

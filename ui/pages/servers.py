@@ -10,9 +10,7 @@ actor = frame.require_actor()
 core = frame.domain()
 st.title("Servers")
 
-mine = frame.attempt(lambda: servers.list_for(core, actor))
-if mine is frame.REFUSED:
-    st.stop()
+mine = frame.load(lambda: servers.list_for(core, actor))
 
 
 # What the poller last saw on the hosts (never "running" for a server that is not).
@@ -53,23 +51,18 @@ with st.expander("Create a server", icon=":material/add:", expanded=not mine):
             host = st.selectbox("Host", hosts)
             blueprint = st.selectbox("Blueprint", my_blueprints, format_func=lambda b: b.name)
             if st.form_submit_button("Create server", type="primary"):
-                made = frame.attempt(lambda: servers.create(core, actor, name, host,
-                                                            blueprint.id))
-                if made is not frame.REFUSED:
-                    server_id, _job_id = made
+
+                def create_and_show() -> None:
+                    server_id, _job_id = servers.create(core, actor, name, host, blueprint.id)
                     st.query_params["server"] = str(server_id)
-                    st.rerun()
+
+                frame.act(create_and_show)
 
 if not mine:
     st.stop()
 
-by_id = {s.id: s for s in mine}
-wanted = st.query_params.get("server")
-default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in by_id else mine[0].id
-chosen_id = st.selectbox("Server", list(by_id), index=list(by_id).index(default),
-                         format_func=lambda i: f"{by_id[i].name} on {by_id[i].host}")
-st.query_params["server"] = str(chosen_id)
-server = by_id[chosen_id]
+server = frame.pick("Server", {s.id: s for s in mine}, "server",
+                    lambda s: f"{s.name} on {s.host}")
 
 st.divider()
 st.text(f"{server.name} on {server.host}: game port {server.port}, client port "
@@ -107,17 +100,14 @@ if middle.button("Stop", icon=":material/stop:", disabled=busy):
     action = servers.stop
 if right.button("Restart", icon=":material/restart_alt:", disabled=busy):
     action = servers.restart
-if action is not None and frame.attempt(
-        lambda: action(core, actor, server.id)) is not frame.REFUSED:
-    st.rerun()
+if action is not None:
+    frame.act(lambda: action(core, actor, server.id))
 
 with st.expander("Delete this server", icon=":material/delete:"):
     st.text(f"This removes {server.name} from {server.host}. Type its name to confirm.")
     confirm = st.text_input("Server name", key=f"confirm_delete_{server.id}")
-    if st.button("Delete server", type="primary", disabled=busy, key="delete_server") \
-            and frame.attempt(lambda: servers.delete(core, actor, server.id, confirm)) \
-            is not frame.REFUSED:
-        st.rerun()
+    if st.button("Delete server", type="primary", disabled=busy, key="delete_server"):
+        frame.act(lambda: servers.delete(core, actor, server.id, confirm))
 
 history = jobs.history(core, actor, server_id=server.id, limit=50)
 if history:

@@ -10,9 +10,7 @@ core = frame.domain()
 st.title("Users")
 frame.show_flash()
 
-users = frame.attempt(lambda: accounts.list_users(core, actor))
-if users is frame.REFUSED:
-    st.stop()
+users = frame.load(lambda: accounts.list_users(core, actor))
 
 st.dataframe(
     [{"name": u.name, "role": u.role, "disabled": "yes" if u.disabled else "no",
@@ -29,10 +27,8 @@ with st.expander("Add a user", icon=":material/person_add:"), \
                                   "tell it to the user, who changes it on Account.")
     role = st.selectbox("Role", ["user", "admin"])
     if st.form_submit_button("Add user", type="primary"):
-        added = frame.attempt(lambda: accounts.create_user(core, actor, name, password, role))
-        if added is not frame.REFUSED:
-            frame.flash("User added.")
-            st.rerun()
+        frame.act(lambda: accounts.create_user(core, actor, name, password, role),
+                  "User added.")
 
 others = [u for u in users if u.id != actor.user_id]
 if others:
@@ -42,14 +38,10 @@ if others:
     with col_state:
         label = "Enable" if chosen.disabled else "Disable (ends their sessions)"
         if st.button(label, key="toggle_disabled"):
-            done = frame.attempt(lambda: accounts.set_disabled(
-                core, actor, chosen.id, not chosen.disabled))
-            if done is not frame.REFUSED:
-                st.rerun()
+            frame.act(lambda: accounts.set_disabled(core, actor, chosen.id, not chosen.disabled),
+                      "User enabled." if chosen.disabled else "User disabled.")
     with col_reset, st.form("reset_password", clear_on_submit=True):
         new_password = st.text_input("New password", type="password")
         if st.form_submit_button("Reset password (ends their sessions)"):
-            done = frame.attempt(lambda: accounts.reset_password(
-                core, actor, chosen.id, new_password))
-            if done is not frame.REFUSED:
-                st.success("Password reset.")
+            frame.act(lambda: accounts.reset_password(core, actor, chosen.id, new_password),
+                      "Password reset; their sessions have ended.")

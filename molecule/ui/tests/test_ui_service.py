@@ -1,6 +1,7 @@
 """What role ui_service promises on a converged host: the UI answers on loopback as its own
 user, its files have the owners and modes it states, its unit is hardened (exposure at most
-2.0) and the UI's Ansible reaches a game host inside that sandbox with its own key."""
+2.0), the UI's Ansible reaches a game host inside that sandbox with its own key, and a job
+the running service takes from its queue starts a real server there."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import a2s
 import pytest
 
 UNIT = "left4me-ui.service"
@@ -215,6 +217,19 @@ def domain_login(host):
 def test_database_and_its_wal_sidecars_are_the_services_alone(host, domain_login):
     uid = host.user(USER).uid
     assert domain_login["files"] == {name: [uid, 0o600] for name in ("db", "-wal", "-shm")}
+
+
+def test_a_job_the_service_runs_starts_a_server_on_its_game_host(host, booted, domain_login):
+    """A server made through the installed UI's domain is a queued job; the probe starts no
+    worker, so the running service's own worker takes it, runs playbooks/server.yml over
+    SSH inside its sandbox, and the server answers A2S at this host's address."""
+    run = as_the_ui(host, f"{VENV_PYTHON} {PROBE} server {booted.name}", timeout=600)
+    assert run.rc == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    job = json.loads(run.stdout.strip().splitlines()[-1])
+    assert job["state"] == "succeeded", f"{job['error']}\n{job['log']}"
+    assert "Apply the server's settings and state" in job["log"]
+    answer = a2s.info((booted.address, job["port"]), timeout=5.0)
+    assert answer.server_name == job["hostname"]
 
 
 # --- restarts ---------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""Domain-layer fixtures: a Core on a temporary state dir, a fake clock, a fixed inventory."""
+"""Domain-layer fixtures: the Core of tests/ui/conftest.py with a fake clock and a fixed
+inventory, cheap password hashing, users as Actors."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from domain_helpers import FAKE_INVENTORY, Clock, RecordingHasher, make_user
 
-from left4me_ui import accounts, settings
+from left4me_ui import accounts
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.inventory import Inventory
 
 
 @pytest.fixture(autouse=True)
@@ -21,23 +21,13 @@ def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> RecordingHasher:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> settings.Settings:
-    state = tmp_path / "state"
-    secret = tmp_path / "secret"
-    settings.write_new_secret(secret)
-    return settings.Settings(state_dir=state, secret_file=secret,
-                             inventory=tmp_path / "inventory.yml")
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def core(config: settings.Settings, clock: Clock) -> Core:
-    opened = Core.open(config, clock=clock, inventory_loader=lambda _path: FAKE_INVENTORY)
-    return opened
+def core_inventory() -> Inventory:
+    return FAKE_INVENTORY
 
 
 @pytest.fixture
@@ -53,5 +43,3 @@ def alice(core: Core) -> Actor:
 @pytest.fixture
 def bob(core: Core) -> Actor:
     return make_user(core, "bob")
-
-

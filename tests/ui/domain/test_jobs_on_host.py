@@ -19,29 +19,17 @@ from left4me_ui.inventory import load_inventory
 pytestmark = pytest.mark.testhost
 
 
-def _inventory(path: Path, host, ssh_config: str) -> Path:
-    path.write_text(f"""
-l4d2_hosts:
-  hosts:
-    {host.name}:
-      ansible_host: {host.address}
-      ansible_user: {host.user}
-      ansible_ssh_private_key_file: {host.identity_file}
-      ansible_ssh_common_args: -F {ssh_config}
-""")
-    return path
-
-
 @pytest.fixture
-def host_core(core: Core, booted_host, tmp_path: Path) -> Core:
-    with_settings(core, inventory=_inventory(tmp_path / "hosts.yml", booted_host,
-                                             booted_host.ssh_config))
+def host_core(core: Core, booted_host, host_inventory, tmp_path: Path) -> Core:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(host_inventory(booted_host))
+    with_settings(core, inventory=inventory)
     core.inventory_loader = load_inventory
     return core
 
 
 def test_a_changed_host_key_fails_the_job_with_a_clear_message(core, booted_host, alice,
-                                                               tmp_path):
+                                                               host_inventory, tmp_path):
     # A known_hosts that holds some other key for the host's address: as after a reinstall,
     # or with someone in between.
     other = tmp_path / "other_key"
@@ -60,8 +48,9 @@ def test_a_changed_host_key_fails_the_job_with_a_clear_message(core, booted_host
     (playbooks / "ping.yml").write_text(
         "- name: Ping\n  hosts: l4d2_hosts\n  gather_facts: false\n  tasks:\n"
         "    - name: Ping\n      ansible.builtin.ping:\n")
-    with_settings(core, inventory=_inventory(tmp_path / "hosts.yml", booted_host,
-                                             str(ssh_config)), playbooks_dir=playbooks)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(host_inventory(booted_host, ssh_config=str(ssh_config)))
+    with_settings(core, inventory=inventory, playbooks_dir=playbooks)
     with core.db.connect() as conn:
         job_id = jobs.enqueue(conn, core, alice, kind="ping", host=booted_host.name,
                               target=booted_host.name, playbook="ping.yml", extravars={})
