@@ -187,6 +187,18 @@ options:
     description: Runtime user; owns C(upper) and C(merged), its group may read the config.
     type: str
     default: left4me
+  manager:
+    description:
+      - Who manages the instances of this call, recorded on the host in
+        C({config_dir}/instances/NAME.manager) whenever an instance is configured.
+      - V(inventory) (playbooks/site.yml, role C(left4me.l4d2.game_instances)) or V(ui)
+        (the left4me UI's C(playbooks/server.yml)); any short lower-case name works.
+      - The call fails, changing nothing, when an instance it names is recorded with another
+        manager, so C(site.yml) never changes or removes a UI server and the UI never an
+        inventory one. An instance with no record (configured before managers were
+        recorded) is taken over by the first call that configures it.
+    type: str
+    default: inventory
 attributes:
   check_mode:
     description: Reports what would change without writing, starting or stopping anything.
@@ -262,6 +274,11 @@ instances:
       description: Game port (absent instances show the one they had, if any).
       type: int
       sample: 27015
+    manager:
+      description: Who manages the instance (see O(manager)); null when the host has no
+        record of it and this call configured nothing.
+      type: str
+      sample: inventory
     env_file:
       description: Path of the instance env file.
       type: str
@@ -304,6 +321,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     validate_spec,
     wanted_files,
     write_file,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._manager import (  # noqa: E402
+    DEFAULT_MANAGER,
+    note_managers,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._overlay import (  # noqa: E402
     DirSpec,
@@ -629,6 +650,7 @@ def results(plans: list[InstancePlan]) -> list[dict]:
             changed=plan.changed,
             actions=list(plan.actions),
             port=plan.port,
+            manager=plan.manager,
             env_file=plan.layout.env_file(plan.name),
         )
         if plan.a2s:
@@ -687,6 +709,7 @@ def main():
         config_dir=dict(type="path", default="/etc/left4me"),
         systemd_dir=dict(type="path", default="/etc/systemd/system"),
         owner=dict(type="str", default="left4me"),
+        manager=dict(type="str", default=DEFAULT_MANAGER),
         **INSTANCE_OPTIONS,
     )
     module = AnsibleModule(
@@ -716,6 +739,7 @@ def main():
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
+        note_managers(plans, layout, params["manager"])  # another manager's instance: refuse
         units = [unit_name(p.name) for p in plans]
         states = host.unit_states(units)
         decide_unit_actions(plans, states, state, params["restart_on_change"])

@@ -233,3 +233,14 @@ def test_out_of_retries_the_message_says_where_the_unit_stands(silent_udp_port, 
     with pytest.raises(Failed) as failed:
         srcds_instance.wait_for_answers(module, srcds_instance.Host(module), plans, params, 1.0)
     assert said.replace(":0:", f":{silent_udp_port}") in failed.value.args[0]["msg"]
+
+
+@pytest.mark.parametrize("state", ["absent", "stopped", "restarted"])
+def test_another_managers_instance_is_refused_and_left_alone(capsys, dirs, tmp_path, state):
+    """The UI (manager=ui) may not stop, restart or remove a server site.yml manages."""
+    (tmp_path / "etc" / "instances" / "old.manager").write_text("inventory\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = run(capsys, name="old", state=state, manager="ui", **{**dirs, "owner": "root"})
+    assert result["failed"]
+    assert result["msg"].startswith("instance 'old' is managed by inventory"), result["msg"]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
