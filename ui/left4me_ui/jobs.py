@@ -351,7 +351,8 @@ def _remove_private_dir(path: Path) -> None:
 
 def run(core: Core, job: Job) -> Job:
     """Run a claimed job to its end and record the outcome; returns the finished job."""
-    from left4me_ui import servers  # noqa: F401  (registers the server secret provider & hooks)
+    # noqa: F401 below: imported to register their secret providers and finish hooks
+    from left4me_ui import reconcile, servers  # noqa: F401
 
     private_dir = _private_dir(core, job)
     run_state = _Run(core, job)
