@@ -189,7 +189,9 @@ def test_a_user_runs_a_server_from_the_browser(ui, people, browser, booted_host,
     page.get_by_text(server.connect_line).wait_for()
     answer = a2s_answer(booted_host.address, server.port)
     assert answer is not None and answer.server_name == "Alices coop"
-    page.get_by_text(re.compile(r"Status: answering")).wait_for(timeout=20_000)
+    page.get_by_text(re.compile(r"Status: running \(wanted: started\)")).wait_for(
+        timeout=20_000)
+    page.get_by_text("systemd: active (running)").wait_for()
     snap(page, shots / "server-detail.png")
 
     page.get_by_role("button", name="Restart").click()
