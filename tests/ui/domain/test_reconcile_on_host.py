@@ -92,8 +92,13 @@ def test_reconcile_brings_every_ui_server_back_on_a_rebuilt_host(
     assert job.kind == reconcile.KIND_RECONCILE
     for name, hostname in (("alpha1", "Alice alpha"), ("beta1", "Alice beta")):
         assert _name_answering(rebuilt.address, made[name].port) == hostname
+    # The stored RCON password reached the host (through the job's 0600 extravars) and works.
     password = servers.rcon_password(core, alice, made["beta1"].id)
-    with Client(rebuilt.address, made["beta1"].port, passwd=password, timeout=10) as rcon:
+    cfg = rebuilt.nsenter("cat", "/var/lib/left4me/overlays/.instance-beta1/left4dead2/cfg/"
+                          "left4me/instance.cfg")
+    assert f'rcon_password "{password}"' in cfg
+    # A generous timeout: one run on a machine at load ~36 saw the login wait past 10 s.
+    with Client(rebuilt.address, made["beta1"].port, passwd=password, timeout=30) as rcon:
         assert "c2m1_highway" in rcon.run("status")
     quiet = rebuilt.nsenter("systemctl", "is-active", "left4me-server@quiet1.service",
                             check=False).strip()
