@@ -61,6 +61,24 @@ def booted_testinfra(booted_host: host.TestHost) -> testinfra.host.Host:
                               sudo=True)
 
 
+
+def write_demo_inventory(booted: host.TestHost, directory: Path) -> Path:
+    """An inventory of `booted` in group l4d2_hosts with the demo world's group_vars."""
+    (directory / "hosts.yml").write_text(inventory_yaml(booted))
+    (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
+    return directory
+
+
+def run_site(inventory: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/site.yml on that inventory, as an operator runs it."""
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), *options, "playbooks/site.yml"], cwd=PROJECT,
+        capture_output=True, text=True, check=False, timeout=1800,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+
+
 @pytest.fixture(scope="session")
 def demo_inventory(booted_host: host.TestHost, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """booted_host in group l4d2_hosts with the demo world's group_vars, converged by site.yml.
@@ -68,13 +86,7 @@ def demo_inventory(booted_host: host.TestHost, tmp_path_factory: pytest.TempPath
     One converge for every test that needs a game host with servers: the UI's domain and
     browser tests share it (their own servers take ports the inventory leaves free).
     """
-    directory = tmp_path_factory.mktemp("demo-inventory")
-    (directory / "hosts.yml").write_text(inventory_yaml(booted_host))
-    (directory / "group_vars").symlink_to(PROJECT / "inventories/demo/group_vars")
-    converge = subprocess.run(
-        ["ansible-playbook", "-i", str(directory), "playbooks/site.yml"], cwd=PROJECT,
-        capture_output=True, text=True, check=False, timeout=1800,
-        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    directory = write_demo_inventory(booted_host, tmp_path_factory.mktemp("demo-inventory"))
+    converge = run_site(directory)
     assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
     return directory

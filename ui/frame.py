@@ -203,24 +203,6 @@ def job_rows(history) -> list[dict]:
             for j in history]
 
 
-# --- live server status ------------------------------------------------------------------------
-
-
-def live_status(server) -> dict:
-    """TEMPORARY adapter until the domain has servers.live_status (notes/ui-pages-requests.md):
-    the server's A2S answer (a read, like any player's server browser), from the address of
-    its connect line; the systemd state comes with the domain's version."""
-    import a2s
-
-    address, _, port = server.connect_line.removeprefix("connect ").rpartition(":")
-    try:
-        info = a2s.info((address, int(port)), timeout=1.0)
-    except (OSError, ValueError, a2s.BrokenMessageError):
-        return {"answers": False}
-    return {"answers": True, "name": info.server_name, "map": info.map_name,
-            "players": info.player_count, "max_players": info.max_players}
-
-
 _FLASH_KEY = "_left4me_flash"
 
 

@@ -37,7 +37,7 @@ def test_the_list_says_how_a_server_really_is(core, alice):
 def test_a_server_not_polled_yet_is_not_called_running(core, alice):
     deployed_server(core, alice)
     [row] = alice.app("servers").dataframe[0].value.to_dict("records")
-    assert row["state"] == "started (not polled yet)"
+    assert (row["state"], row["wanted"]) == ("not polled yet", "started")
 
 
 def test_activity_shows_who_plays_with_ping_and_a_players_chart(core, alice):

@@ -211,8 +211,9 @@ def test_a_user_runs_a_server_from_the_browser(ui, people, browser, booted_host,
     page.get_by_text(server.connect_line).wait_for()
     answer = a2s_answer(booted_host.address, server.port)
     assert answer is not None and answer.server_name == "Alices coop"
-    answering = page.get_by_text(re.compile(r"Status: answering"))
+    answering = page.get_by_text(re.compile(r"Status: running \(wanted: started\)"))
     answering.wait_for(timeout=20_000)
+    page.get_by_text("systemd: active (running)").wait_for()
     page.get_by_role("heading", name="Servers").scroll_into_view_if_needed()
     snap(page, shots / "servers.png", table(page), answering)
     page.get_by_text("Latest job").scroll_into_view_if_needed()

@@ -119,7 +119,7 @@ def test_create_a_server_then_see_its_connect_line_and_queued_job(core, alice):
     [server] = servers.list_for(core, alice.actor)
     assert server.name == "coop2"
     assert table(app)[0]["name"] == "coop2"
-    assert table(app)[0]["state"] == "being created"
+    assert table(app)[0]["wanted"] == "being created"
     assert app.code[0].value == f"connect 192.0.2.10:{server.port}"
     assert app.query_params["server"] == [str(server.id)] or \
         app.query_params["server"] == str(server.id)
@@ -150,7 +150,7 @@ def test_delete_needs_the_name_typed(core, alice):
     app.text_input(key=f"confirm_delete_{server_id}").input("coop2")
     app.button(key="delete_server").click().run()
     assert servers.get(core, alice.actor, server_id).deleting
-    assert table(app)[0]["state"] == "being deleted"
+    assert table(app)[0]["wanted"] == "being deleted"
 
 
 def test_another_user_sees_none_of_alices_servers_or_jobs(core, alice, bob):

@@ -27,6 +27,20 @@ class NoFreePort(Exception):
     pass
 
 
+class InventoryManaged(Forbidden):
+    """The server is the inventory's (site.yml manages it): the UI only shows it."""
+
+
+@dataclass(frozen=True)
+class DeclaredServer:
+    """A server the inventory declares on a host (game_instances_list): read-only here."""
+
+    host: str
+    name: str
+    ports: tuple[int, ...]
+    connect_line: str
+
+
 @dataclass(frozen=True)
 class Server:
     id: int
@@ -127,6 +141,30 @@ def list_for(core: Core, actor: Actor) -> list[Server]:
         return [_view(conn, core, r) for r in rows]
 
 
+def declared_for(core: Core, actor: Actor) -> list[DeclaredServer]:
+    """Servers the inventory runs (site.yml's game_instances_list), for admins to see
+    beside the UI's; nothing for users (they see only what they own)."""
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+    if not me.is_admin:
+        return []
+    inventory = core.inventory()
+    return [DeclaredServer(host, d.name, d.ports,
+                           connect_line(inventory.hostvars.get(host, {}), host, d.ports[0])
+                           if d.ports else "")
+            for host in inventory.hosts for d in inventory.declared_instances(host)]
+
+
+def require_ui_managed(core: Core, host: str, name: str) -> None:
+    """Refuse an action on a server the inventory declares on that host: site.yml manages
+    it (and srcds_instance, told manager=ui, would refuse it on the host as well)."""
+    if name in {d.name for d in core.inventory().declared_instances(host)}:
+        raise InventoryManaged(
+            f"{name} on {host} is declared by the inventory (game_instances_list): site.yml"
+            " manages it and the UI only shows it. Change it in the inventory and run"
+            " playbooks/site.yml")
+
+
 def hosts_for(core: Core, actor: Actor) -> list[str]:
     """Hosts the actor may create servers on (the admin's policy over the inventory)."""
     inventory_hosts = core.inventory().hosts
@@ -186,6 +224,7 @@ def _act(core: Core, actor: Actor, server_id: int, kind: str, state: str) -> int
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         row = _load(conn, me, server_id)
+        require_ui_managed(core, row["host"], row["name"])
         if row["deleting"]:
             raise InstanceError(f"server {row['name']} is being deleted")
         blueprint = blueprints.load(conn, authz.Actor(row["owner_id"], "", authz.USER),
@@ -212,6 +251,7 @@ def delete(core: Core, actor: Actor, server_id: int, confirm_name: str) -> int:
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         row = _load(conn, me, server_id)
+        require_ui_managed(core, row["host"], row["name"])
         if confirm_name != row["name"]:
             raise InstanceError(f"type the server's name, {row['name']}, to confirm")
         conn.execute("UPDATE servers SET deleting = 1 WHERE id = ?", (server_id,))

@@ -111,3 +111,53 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
     found = parse_systemctl_show(outputs[0])
     return {server_id: found.get(unit, SystemdState("unknown", "unknown", ""))
             for unit, server_id in units.items()}
+
+
+# --- what the server page shows ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """systemd's state of the server's unit beside its A2S answer, read together."""
+
+    systemd: SystemdState | None  # None: systemd could not be asked (see systemd_error)
+    a2s: A2SAnswer | None
+    systemd_error: str = ""
+
+    @property
+    def summary(self) -> str:
+        """One phrase; "running" only when systemd runs the unit AND the server answers."""
+        return summarize(self.systemd, self.a2s)
+
+
+def summarize(unit: SystemdState | None, answer: A2SAnswer | None) -> str:
+    if unit is None or unit.active == "unknown":
+        return ("state unknown (systemd could not be asked)"
+                + ("; it answers A2S" if answer else ""))
+    if unit.active == "active" and unit.sub == "running":
+        return "running" if answer else "started, not answering A2S (yet)"
+    if unit.active == "activating" and unit.sub == "auto-restart":
+        return f"restarting after a failure ({unit.result or 'no result'})"
+    if unit.active in ("activating", "reloading"):
+        return "starting"
+    if unit.active == "deactivating":
+        return "stopping"
+    if unit.active == "failed":
+        return f"failed ({unit.result or 'no result'})"
+    if unit.active == "inactive":
+        return "stopped"
+    return unit.text
+
+
+def live(core: Core, actor: Actor, server_id: int, a2s_timeout: float = 1.0) -> LiveStatus:
+    """The server's systemd state and A2S answer (authorized like servers.get)."""
+    answer = a2s_info(core, actor, server_id, timeout=a2s_timeout)  # NotFound for others
+    with core.db.connect() as conn:
+        host = conn.execute("SELECT host FROM servers WHERE id = ?", (server_id,)).fetchone()
+    if host is None:
+        raise NotFound("no such server")
+    try:
+        unit = systemd_states(core, actor, host["host"]).get(server_id)
+    except RuntimeError as exc:
+        return LiveStatus(None, answer, str(exc))
+    return LiveStatus(unit, answer)

@@ -1,10 +1,14 @@
 """Servers: yours (everyone's for admins), making a new one, and one server up close:
-its live status, the console line to join it, start / stop / restart / delete, its jobs."""
+its live status (systemd's state beside the A2S answer), the console line to join it,
+start / stop / restart / delete, its jobs. Admins also see the inventory's own servers,
+read-only: site.yml manages them."""
+
+import time
 
 import frame
 import streamlit as st
 
-from left4me_ui import blueprints, jobs, observe, servers
+from left4me_ui import blueprints, jobs, observe, servers, status
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -18,25 +22,42 @@ observed = observe.latest(core, actor)
 
 
 def state_of(server: servers.Server) -> str:
+    """What the UI last asked of the server (its live state is in the status panel)."""
     if server.deleting:
         return "being deleted"
     if not server.deployed:
         return "being created"
+    return server.desired_state  # started | stopped: wanted, not seen
+
+
+def observed_state(server: servers.Server) -> str:
+    """What the poller last saw on its host (never "running" for a server that is not)."""
+    if server.deleting or not server.deployed:
+        return state_of(server)
     seen = observed.get(server.id)
-    if seen is not None:
-        return seen.reason
-    return f"{'started' if server.desired_state == 'started' else 'stopped'} (not polled yet)"
+    return seen.reason if seen is not None else "not polled yet"
 
 
 if mine:
     st.dataframe(
         [{"name": s.name, "host": s.host, "port": s.port, "blueprint": s.blueprint_name,
-          "state": state_of(s), "restart to apply": "yes" if s.needs_restart else "",
+          "state": observed_state(s), "wanted": state_of(s), "restart to apply": "yes" if s.needs_restart else "",
           **({"owner": s.owner_name} if actor.is_admin else {})} for s in mine],
         hide_index=True, width="stretch",
     )
 else:
     st.text("You have no servers yet.")
+
+declared = frame.attempt(lambda: servers.declared_for(core, actor))
+if declared and declared is not frame.REFUSED:
+    with st.expander(f"Servers the inventory runs ({len(declared)}, read-only)",
+                     icon=":material/lock:"):
+        st.caption("Declared in the inventory (game_instances_list) and managed by "
+                   "playbooks/site.yml: the UI shows them but never changes them.")
+        st.dataframe([{"host": d.host, "name": d.name,
+                       "ports": ", ".join(str(p) for p in d.ports),
+                       "connect": d.connect_line, "managed by": "inventory (site.yml)"}
+                      for d in declared], hide_index=True, width="stretch")
 
 with st.expander("Create a server", icon=":material/add:", expanded=not mine):
     my_blueprints = [b for b in blueprints.list_for(core, actor) if b.owner_id == actor.user_id]
@@ -74,19 +95,37 @@ if server.needs_restart:
                icon=":material/restart_alt:")
 
 
+LIVE_STATUS_SECONDS = 4  # one systemctl over SSH per read: re-read at most this often
+
+
+def live_status(server_id: int) -> status.LiveStatus:
+    """status.live, kept a few seconds in this browser session (per person, per server)."""
+    key = f"_live_status_{server_id}"
+    cached = st.session_state.get(key)
+    if cached is None or time.monotonic() - cached[0] > LIVE_STATUS_SECONDS:
+        cached = (time.monotonic(), status.live(core, frame.require_actor(), server_id))
+        st.session_state[key] = cached
+    return cached[1]
+
+
 @st.fragment(run_every=5)
 def status_panel(server: servers.Server) -> None:
     frame.require_actor()
     if state_of(server) in ("being created", "being deleted"):
         st.text(f"Status: {state_of(server)}")
         return
-    status = frame.live_status(server)
-    if status["answers"]:
-        st.text(f"Status: answering. Map {status['map']}, players {status['players']}/"
-                f"{status['max_players']}, name {status['name']}")
+    live = frame.attempt(lambda: live_status(server.id))
+    if live is frame.REFUSED:
+        return
+    st.text(f"Status: {live.summary} (wanted: {server.desired_state})")
+    unit = (live.systemd.text if live.systemd is not None
+            else f"could not be asked: {live.systemd_error}")
+    st.text(f"systemd: {unit}")
+    if live.a2s is not None:
+        st.text(f"A2S: answering as {live.a2s.server_name}, map {live.a2s.map_name}, "
+                f"players {live.a2s.players}/{live.a2s.max_players}")
     else:
-        st.text(f"Status: not answering on {server.host}:{server.port} "
-                f"(wanted: {server.desired_state})")
+        st.text(f"A2S: no answer on {server.host}:{server.port}")
 
 
 status_panel(server)

@@ -110,6 +110,10 @@ class HostLayout:
     def env_file(self, name: str) -> str:
         return env_file_path(name, self.config_dir)
 
+    def manager_file(self, name: str) -> str:
+        """Who manages the instance (see _manager): beside its env file."""
+        return os.path.join(self.instances_dir, validate_instance_name(name) + ".manager")
+
     def config_layer(self, name: str) -> str:
         return os.path.join(self.overlays_dir, CONFIG_LAYER_PREFIX + validate_instance_name(name))
 
@@ -556,6 +560,7 @@ class InstancePlan:
     # config: the instance's own settings differ from what the host has.
     config_changed: bool = False
     actions: list[str] = field(default_factory=list)  # start | restart | stop | remove ...
+    manager: str | None = None  # who manages it on the host (see _manager)
 
     @property
     def changed(self) -> bool:
@@ -600,6 +605,7 @@ def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:
     paths = instance_paths(name, state_dir)
     return [
         layout.env_file(name),
+        layout.manager_file(name),
         layout.dropin_dir(name),
         layout.config_layer(name),
         paths.root,

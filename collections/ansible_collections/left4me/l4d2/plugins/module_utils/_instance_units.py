@@ -227,6 +227,7 @@ def instance_results(plans: Sequence[InstancePlan]) -> list[dict]:
             changed=plan.changed,
             actions=list(plan.actions),
             port=plan.port,
+            manager=plan.manager,
             env_file=plan.layout.env_file(plan.name),
         )
         if plan.a2s:

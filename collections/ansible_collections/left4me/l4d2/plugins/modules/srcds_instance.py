@@ -179,6 +179,18 @@ options:
     description: Directory for the per-instance unit drop-ins.
     type: path
     default: /etc/systemd/system
+  manager:
+    description:
+      - Who manages the instances of this call, recorded on the host in
+        C({config_dir}/instances/NAME.manager) whenever an instance is configured.
+      - V(inventory) (playbooks/site.yml, role C(left4me.l4d2.game_instances)) or V(ui)
+        (the left4me UI's C(playbooks/server.yml)); any short lower-case name works.
+      - The call fails, changing nothing, when an instance it names is recorded with another
+        manager, so C(site.yml) never changes or removes a UI server and the UI never an
+        inventory one. An instance with no record (configured before managers were
+        recorded) is taken over by the first call that configures it.
+    type: str
+    default: inventory
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
@@ -258,6 +270,11 @@ instances:
       description: Game port (absent instances show the one they had, if any).
       type: int
       sample: 27015
+    manager:
+      description: Who manages the instance (see O(manager)); null when the host has no
+        record of it and this call configured nothing.
+      type: str
+      sample: inventory
     env_file:
       description: Path of the instance env file.
       type: str
@@ -318,6 +335,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     starting,
     unit_actions,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._manager import (  # noqa: E402
+    DEFAULT_MANAGER,
+    note_managers,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     DirSpec,
     MountError,
@@ -369,6 +390,7 @@ ARGUMENT_SPEC = dict(
     config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
     systemd_dir=dict(type="path", default="/etc/systemd/system"),
     owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
+    manager=dict(type="str", default=DEFAULT_MANAGER),
     **INSTANCE_OPTIONS,
 )
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
@@ -699,6 +721,7 @@ def decide(module, systemd, params, layout):
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
+        note_managers(plans, layout, params["manager"])  # another manager's instance: refuse
         states = systemd.unit_states([server_unit_name(p.name) for p in plans])
         removed = decide_unit_actions(plans, states, params["state"], params["restart_on_change"])
         lan_only = check_steam_links(plans, params["owner"])

@@ -180,6 +180,7 @@ def test_config_layer_dirs_and_removal_targets(layout):
     assert os.path.dirname(layout.instance_cfg("coop1")) == dirs[-1]
     assert inst.removal_targets(layout, "coop1", layout.state_dir) == [
         layout.env_file("coop1"),
+        f"{layout.config_dir}/instances/coop1.manager",
         f"{layout.systemd_dir}/left4me-server@coop1.service.d",
         f"{layout.state_dir}/overlays/.instance-coop1",
         f"{layout.state_dir}/runtime/coop1",

@@ -324,3 +324,14 @@ def test_check_mode_diff_of_a_real_change_never_shows_the_password(capsys, dirs,
     assert 'rcon_password "********"' in shown[str(cfg)]["after"]
     assert "hunter2-secret" not in json.dumps(result)
     assert "old-secret-on-disk" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("state", ["absent", "stopped", "restarted"])
+def test_another_managers_instance_is_refused_and_left_alone(capsys, dirs, tmp_path, state):
+    """The UI (manager=ui) may not stop, restart or remove a server site.yml manages."""
+    (tmp_path / "etc" / "instances" / "old.manager").write_text("inventory\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = run(capsys, name="old", state=state, manager="ui", **{**dirs, "owner": "root"})
+    assert result["failed"]
+    assert result["msg"].startswith("instance 'old' is managed by inventory"), result["msg"]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
