@@ -41,7 +41,8 @@ def observed_state(server: servers.Server) -> str:
 if mine:
     st.dataframe(
         [{"name": s.name, "host": s.host, "port": s.port, "blueprint": s.blueprint_name,
-          "state": observed_state(s), "wanted": state_of(s), "restart to apply": "yes" if s.needs_restart else "",
+          "state": observed_state(s), "wanted": state_of(s),
+          "restart to apply": "yes" if s.needs_restart else "",
           **({"owner": s.owner_name} if actor.is_admin else {})} for s in mine],
         hide_index=True, width="stretch",
     )

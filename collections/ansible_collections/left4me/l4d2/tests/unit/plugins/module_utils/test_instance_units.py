@@ -250,7 +250,7 @@ def planned(layout, **raw):
 def write_all(p):
     for change in p.files:
         pathlib.Path(change.file.path).parent.mkdir(parents=True, exist_ok=True)
-        inst.write_file(change.file)
+        inst.write_managed_file(change.file)
 
 
 def test_a_new_instance_diff_shows_every_file_with_the_password_masked(layout):
