@@ -89,8 +89,8 @@ def test_module_docs_state_the_id_rule_in_one_sentence():
         for module, doc in module_docs().items()
         for key in ("id", "name") if key in doc["options"]
     }
-    assert set(described) == {"files_overlay", "instance_mount", "script_build",
-                              "srcds_instance", "workshop_fetch"}
+    assert set(described) == {"files_overlay", "instance_mount", "script_overlay",
+                              "srcds_instance", "workshop_overlay", "rcon", "server_logs"}
     for module, text in described.items():
         assert ID_SENTENCE in " ".join(text.split()), module
     low, high = re.fullmatch(r".*\{(\d+),(\d+)\}", common.ID_PATTERN).groups()
@@ -107,8 +107,8 @@ def test_doc_fragment_defaults_are_the_ones_in_common():
     assert fragment_options("OWNER")["owner"]["default"] == common.DEFAULT_RUNTIME_USER
 
 
-def test_script_build_documents_the_common_defaults():
-    options = module_docs()["script_build"]["options"]
+def test_script_overlay_documents_the_common_defaults():
+    options = module_docs()["script_overlay"]["options"]
     assert options["user"]["default"] == common.DEFAULT_RUNTIME_USER
     assert options["masked_paths"]["default"] == [common.DEFAULT_CONFIG_DIR]
 

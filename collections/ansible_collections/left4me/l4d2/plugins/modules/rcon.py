@@ -32,7 +32,9 @@ author:
   - left4me developers (@left4me)
 options:
   name:
-    description: Instance name (as configured by M(left4me.l4d2.srcds_instance)).
+    description:
+      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
+        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
     type: str
     required: true
   command:
@@ -45,14 +47,9 @@ options:
     description: Seconds the whole exchange may take.
     type: float
     default: 30.0
-  state_dir:
-    description: Runtime state root (overlays, runtime mounts).
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/NAME.env).
-    type: path
-    default: /etc/left4me
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
 attributes:
   check_mode:
     description:
@@ -109,6 +106,10 @@ address:
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
     instance_paths,
@@ -152,8 +153,8 @@ def main():
             name=dict(type="str", required=True),
             command=dict(type="str", required=True),
             timeout=dict(type="float", default=30.0),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            config_dir=dict(type="path", default="/etc/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )

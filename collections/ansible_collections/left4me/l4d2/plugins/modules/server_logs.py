@@ -25,7 +25,9 @@ author:
   - left4me developers (@left4me)
 options:
   name:
-    description: Instance name.
+    description:
+      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
+        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
     type: str
     required: true
   lines:
@@ -41,14 +43,9 @@ options:
         returned).
     type: int
     default: 262144
-  state_dir:
-    description: Runtime state root (to find the password to mask).
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/NAME.env).
-    type: path
-    default: /etc/left4me
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.
@@ -135,6 +132,10 @@ unit:
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     JournalError,
     journalctl_argv,
@@ -177,8 +178,8 @@ def main():
             lines=dict(type="int", default=100),
             cursor=dict(type="str"),
             max_bytes=dict(type="int", default=262144),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            config_dir=dict(type="path", default="/etc/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )

@@ -59,14 +59,9 @@ options:
     description: Seconds one server's RCON C(status) may take, with O(players=true).
     type: float
     default: 5.0
-  state_dir:
-    description: Runtime state root (overlays, runtime mounts).
-    type: path
-    default: /var/lib/left4me
-  config_dir:
-    description: Configuration root holding C(instances/NAME.env).
-    type: path
-    default: /etc/left4me
+extends_documentation_fragment:
+  - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.config_dir
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.
@@ -214,6 +209,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa
     A2SError,
     query_many,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     entry_message,
     mask_secrets,
@@ -270,8 +269,8 @@ def main():
             journal_lines=dict(type="int", default=10),
             a2s_timeout=dict(type="float", default=1.0),
             rcon_timeout=dict(type="float", default=5.0),
-            state_dir=dict(type="path", default="/var/lib/left4me"),
-            config_dir=dict(type="path", default="/etc/left4me"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )

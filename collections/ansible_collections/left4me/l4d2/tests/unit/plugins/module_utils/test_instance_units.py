@@ -287,8 +287,8 @@ def test_results_report_each_instance_in_order():
     second = plan("b", port=27016)
     assert units.instance_results([first, second]) == [
         dict(name="a", unit="left4me-server@a.service", changed=True,
-             actions=["enable", "start"], port=27015, env_file="/etc/left4me/instances/a.env",
-             a2s={"map": "c1m1_hotel"}),
+             actions=["enable", "start"], port=27015, manager=None,
+             env_file="/etc/left4me/instances/a.env", a2s={"map": "c1m1_hotel"}),
         dict(name="b", unit="left4me-server@b.service", changed=False, actions=[],
-             port=27016, env_file="/etc/left4me/instances/b.env"),
+             port=27016, manager=None, env_file="/etc/left4me/instances/b.env"),
     ]
