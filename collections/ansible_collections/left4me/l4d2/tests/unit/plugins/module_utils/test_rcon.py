@@ -183,7 +183,8 @@ def test_output_stops_at_the_echo_of_the_empty_packet_not_at_the_first_short_one
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        output, _seconds = _rcon.run_command(listener.getsockname()[1], PASSWORD, "status", timeout=5)
+        output, _seconds = _rcon.run_command(listener.getsockname()[1], PASSWORD, "status",
+                                             timeout=5)
     finally:
         listener.close()
     assert output == "late output\n"
