@@ -37,8 +37,14 @@ SIGNAL_NAMES = {
     8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM",
 }
 _OOM_RE = re.compile(r"killed by the OOM killer|oom-kill|Out of memory", re.I)
-# systemd's line when ExecStartPre (the overlay mount) or another control process failed.
-_CONTROL_FAILED_RE = re.compile(r"Control process exited|left4me-mount:")
+# ExecStartPre (the overlay mount) failed: the helper's own refusal, or a control process that
+# exited with an error. "Control process exited, code=killed" is not one: systemd 257 logs it
+# for ExecStopPost when a kill of the unit's cgroup ends it with the server.
+_CONTROL_FAILED_RE = re.compile(r"Control process exited, code=exited|^left4me-mount:")
+_MAIN_EXITED_RE = re.compile(r"Main process exited")
+# systemd 257 keeps the last run's Result (signal, exit-code ...) when it refuses a restart
+# and says so only in the journal; older releases set Result=start-limit-hit.
+_START_LIMIT_RE = re.compile(r"Start request repeated too quickly")
 _INTERVAL_RE = re.compile(r"^(?:(\d+)min)?\s*(?:(\d+)s)?$")
 
 RUNNING = "running"
@@ -116,7 +122,10 @@ def classify(props: dict[str, str], journal_messages: Sequence[str] = ()) -> Uni
     enabled = props.get("UnitFileState", "") in ENABLED_STATES
     restarts = accounted(props.get("NRestarts")) or 0
     oom = result == "oom-kill" or any(_OOM_RE.search(m) for m in journal_messages)
-    control_failed = any(_CONTROL_FAILED_RE.search(m) for m in journal_messages)
+    control_failed = any(_CONTROL_FAILED_RE.search(m) for m in journal_messages) and not any(
+        _MAIN_EXITED_RE.search(m) for m in journal_messages)
+    gave_up = result == "start-limit-hit" or any(
+        _START_LIMIT_RE.search(m) for m in journal_messages)
     ended = how_it_ended(props)
     if props.get("LoadState") == "not-found":
         return UnitState(NOT_INSTALLED, False, "the unit template is not installed"
@@ -133,7 +142,7 @@ def classify(props: dict[str, str], journal_messages: Sequence[str] = ()) -> Uni
     if active == "deactivating":
         return UnitState(STOPPING, False, "stopping")
     if active == "failed":
-        if result == "start-limit-hit":
+        if gave_up:
             burst = props.get("StartLimitBurst", "")
             interval = interval_seconds(props.get("StartLimitIntervalUSec"))
             within = f" within {interval} s" if interval else ""
@@ -190,8 +199,10 @@ class InstanceInfo:
 
 
 def instance_info(name: str, env: dict[str, str], props: dict[str, str], mounted: bool,
-                  merged: str, journal_messages: Sequence[str] = ()) -> InstanceInfo:
-    """What systemd, the env file and the mount table say about one instance."""
+                  merged: str, journal_messages: Sequence[str] = (),
+                  journal_lines: int = 10) -> InstanceInfo:
+    """What systemd, the env file and the mount table say about one instance (the journal
+    messages explain the state; the last ``journal_lines`` of them are returned)."""
     unit_state = classify(props, journal_messages)
     memory = accounted(props.get("MemoryCurrent"))
     cpu = accounted(props.get("CPUUsageNSec"))
@@ -215,7 +226,8 @@ def instance_info(name: str, env: dict[str, str], props: dict[str, str], mounted
                        if value is None],
         mounted=mounted,
         merged=merged,
-        journal=list(journal_messages) if not unit_state.running else [],
+        journal=list(journal_messages)[-journal_lines:]
+        if journal_lines and not unit_state.running else [],
     )
 
 

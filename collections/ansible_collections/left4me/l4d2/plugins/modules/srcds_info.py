@@ -247,6 +247,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import 
 
 LANG_C = {"LANG": "C", "LC_ALL": "C"}
 A2S_KEYS = ("name", "map", "players", "max_players")
+CLASSIFY_LINES = 30
 NEEDS_ROOT = (
     "srcds_info needs root to read the journal, PID 1's mounts and the RCON password: run"
     " with become (-b on the ansible command line, become: true in a play)"
@@ -329,16 +330,18 @@ def main():
         password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
                                 merged_cfg)
         messages = []
-        if props.get("ActiveState") != "active" and params["journal_lines"]:
+        if props.get("ActiveState") != "active":
+            # Enough lines to see how the last runs ended, whatever journal_lines returns.
+            lines = max(params["journal_lines"], CLASSIFY_LINES)
             rc, out, _err = module.run_command(
                 ["journalctl", f"--unit={unit_of(name)}", "--output=json", "--no-pager",
-                 "--quiet", f"--lines={params['journal_lines']}"],
+                 "--quiet", f"--lines={lines}"],
                 environ_update=LANG_C,
             )
             messages = [mask_secrets(entry_message(e).strip(), [password or ""])
                         for e in parse_json_lines(out)]
         info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
-                             paths.merged, messages)
+                             paths.merged, messages, params["journal_lines"])
         infos.append((info, password))
 
     targets = {

@@ -41,7 +41,23 @@ MOUNT_REFUSED_JOURNAL = [
 ]
 
 
+# What systemd 257 logged on a test host for five SIGKILLs of the server within a minute: the
+# Result stays 'signal', and ExecStopPost, killed with the cgroup, is a "Control process".
+SIGKILL_LOOP_JOURNAL = [
+    "left4me-server@versus1.service: Main process exited, code=killed, status=9/KILL",
+    "left4me-server@versus1.service: Control process exited, code=killed, status=9/KILL",
+    "left4me-server@versus1.service: Failed with result 'signal'.",
+    "left4me-server@versus1.service: Scheduled restart job, restart counter is at 6.",
+    "left4me-server@versus1.service: Start request repeated too quickly.",
+    "left4me-server@versus1.service: Failed with result 'signal'.",
+    "Failed to start left4me-server@versus1.service - Left 4 Dead 2 server versus1 (left4me).",
+]
+
+
 @pytest.mark.parametrize("unit, journal, state, reason", [
+    (props(ActiveState="failed", SubState="failed", Result="signal", ExecMainCode="2",
+           ExecMainStatus="9", NRestarts="5"), SIGKILL_LOOP_JOURNAL, "crash_loop",
+     "crash loop: gave up after 5 starts within 60 s (killed by SIGKILL)"),
     (RUNNING, [], "running", "running"),
     (props(ActiveState="active", SubState="running", NRestarts="2"), [], "running",
      "running (restarted 2 times)"),
@@ -112,6 +128,10 @@ def test_the_journal_is_kept_only_for_a_server_that_is_not_running():
     info = _srcds_info.instance_info("coop1", {}, CRASH_LOOP, False, "/m", ["Segmentation fault"])
     assert info.journal == ["Segmentation fault"] and info.port is None
     assert _srcds_info.instance_info("coop1", {}, RUNNING, True, "/m", ["x"]).journal == []
+    lines = [f"line {i}" for i in range(30)]
+    assert _srcds_info.instance_info("c", {}, CRASH_LOOP, False, "/m", lines, 3).journal == [
+        "line 27", "line 28", "line 29"]
+    assert _srcds_info.instance_info("c", {}, CRASH_LOOP, False, "/m", lines, 0).journal == []
 
 
 def test_systemctl_show_of_several_units():
