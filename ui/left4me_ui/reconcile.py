@@ -30,9 +30,9 @@ def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Bluepri
     """playbooks/reconcile.yml's variables for these servers (no secret)."""
     wanted = []
     for row in rows:
-        item = servers.server_vars(row, linked[row["blueprint_id"]], "started")["left4me_server"]
-        item.pop("state")
-        wanted.append(item)
+        server = servers.server_vars(row, linked[row["blueprint_id"]], "started")
+        wanted.append({"name": server["left4me_server_name"],
+                       **server["left4me_server_settings"]})
     return {
         "left4me_servers": wanted,
         "left4me_servers_stopped": [r["name"] for r in rows if r["desired_state"] == "stopped"],

@@ -23,7 +23,8 @@ from left4me_ui.awx import AwxBackend, AwxClient, AwxError
 from left4me_ui.core import Core
 
 CONFIGURE = Path(__file__).resolve().parents[3] / "awx/configure.yml"
-SERVER_VARS = {"left4me_server": {"name": "coop2", "port": 27035, "state": "started"}}
+SERVER_VARS = {"left4me_server_name": "coop2", "left4me_server_state": "started",
+               "left4me_server_settings": {"port": 27035}}
 RCON = "rcon-pa55word-9f3b"
 
 
@@ -213,9 +214,10 @@ def test_a_ui_server_runs_on_the_template_configure_yml_registers(core, tmp_path
     password = servers.rcon_password(core, alice, server_id)
     launch = next(body for _m, path, _q, body in fake.requests if path.endswith("/launch/"))
     assert launch["extra_vars"]["left4me_server_rcon_password"] == password  # AWX got it
-    assert launch["extra_vars"]["left4me_server"]["name"] == "coop2"
+    assert launch["extra_vars"]["left4me_server_name"] == "coop2"
     # What AWX keeps: the server's settings as sent, the password only as $encrypted$.
-    assert fake.launched["extra_vars"]["left4me_server"] == launch["extra_vars"]["left4me_server"]
+    assert (fake.launched["extra_vars"]["left4me_server_settings"]
+            == launch["extra_vars"]["left4me_server_settings"])
     assert fake.launched["extra_vars"]["left4me_server_rcon_password"] == "$encrypted$"
     assert fake.launched["limit"] == "alpha"
     assert password.encode() not in stored_bytes(core)

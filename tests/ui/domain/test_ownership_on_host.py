@@ -95,7 +95,8 @@ def test_the_ui_refuses_to_act_on_an_inventory_server(host_core, booted_host, ad
         job_id = jobs.enqueue(conn, host_core, admin, kind=servers.KIND_DELETE,
                               host=booted_host.name, target=f"{booted_host.name}/coop1",
                               playbook="server.yml", server_id=server_id,
-                              extravars={"left4me_server": {"name": "coop1", "state": "absent"}})
+                              extravars={"left4me_server_name": "coop1",
+                                         "left4me_server_state": "absent"})
     job = _run(host_core, admin, job_id)
     assert job.state == jobs.FAILED
     assert "instance 'coop1' is managed by inventory" in job.error, job.error
