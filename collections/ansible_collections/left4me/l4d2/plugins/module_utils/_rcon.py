@@ -193,7 +193,8 @@ class RconClient:
             self.sock = None
 
     def send(self, request_id: int, kind: int, body: bytes = b"") -> None:
-        assert self.sock is not None
+        if self.sock is None:
+            raise RconError("the RCON connection is closed")
         self.sock.settimeout(self._remaining("sending"))
         try:
             self.sock.sendall(encode_packet(request_id, kind, body))
@@ -212,7 +213,8 @@ class RconClient:
         )
 
     def next_packet(self, doing: str) -> Packet:
-        assert self.sock is not None
+        if self.sock is None:
+            raise RconError("the RCON connection is closed")
         while not self.pending:
             self.sock.settimeout(self._remaining(doing))
             try:

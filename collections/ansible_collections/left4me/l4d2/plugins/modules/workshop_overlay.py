@@ -258,8 +258,6 @@ def steamcmd_as(owner, directory, timeout):
     return Steamcmd(directory, run, float(timeout))
 
 
-
-
 ARGUMENT_SPEC = dict(
     id=dict(type="str", required=True),
     items=dict(type="list", elements="str", default=[]),
