@@ -103,8 +103,11 @@ def needs_reset(props: Mapping[str, str], actions: Sequence[str]) -> bool:
     (StartLimitBurst in StartLimitIntervalSec): without the reset a sixth restart
     asked for within a minute would be refused with start-limit-hit.
     """
-    del props  # failed or not: the counters are what a requested start must not trip on
-    return bool(STARTING & set(actions))
+    if not STARTING & set(actions):
+        return False
+    # A unit systemd holds in memory: failed, or running (a restart). An inactive one may be
+    # unloaded, and reset-failed refuses a unit that is not loaded ("Unit ... not loaded").
+    return is_failed(props) or props.get("ActiveState") in ("active", "activating", "reloading")
 
 
 def start_failed(props: Mapping[str, str]) -> bool:

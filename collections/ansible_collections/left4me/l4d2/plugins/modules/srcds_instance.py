@@ -143,9 +143,10 @@ options:
       - V(stopped) disables and stops the unit (C(systemctl disable --now)) and unmounts the
         overlay.
       - V(restarted) enables the unit, restarts it and waits for A2S_INFO; always changed.
-      - Every start or restart the module makes first clears the unit's failed state and
-        start counter (C(systemctl reset-failed)), so requested restarts never count toward
-        the crash-loop cap (5 starts in 60 s) that stops a crashing server.
+      - Before it restarts a running unit or starts a failed one, the module clears the
+        unit's failed state and start counter (C(systemctl reset-failed)), so requested
+        restarts never count toward the crash-loop cap (5 starts in 60 s) that stops a
+        crashing server.
       - V(absent) disables and stops the unit, unmounts the overlay and removes the env
         file, drop-in, config layer and runtime directories. A missing instance is fine.
     type: str

@@ -99,6 +99,8 @@ def test_absent_with_nothing_left_removes_nothing():
     # sixth restart in a minute would hit the crash-loop cap (start-limit-hit).
     (ACTIVE, ["restart"], True),
     (ACTIVE, ["stop"], False),
+    # Never started (or unloaded since): nothing to reset, and reset-failed would refuse it.
+    (INACTIVE, ["enable", "start"], False),
 ])
 def test_a_unit_is_reset_before_every_requested_start(props, actions, reset):
     assert units.needs_reset(props, actions) is reset
