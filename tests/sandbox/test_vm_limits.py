@@ -26,6 +26,12 @@ LIMITS = ("TasksMax", "MemoryMax", "CPUQuota", "RuntimeMaxSec")
 
 
 def _skip_reason() -> str | None:
+    if os.environ.get("LEFT4ME_VM_TESTS") != "1":
+        # Seen on 2026-11-27: the four probes ran in 110 s once; twice the guest kernel oopsed
+        # in the CFS scheduler (dequeue_entity) while a bare probe VM runs in 91 s. Until the
+        # probe that trips it is isolated, the default run does not depend on it.
+        return ("the qemu (TCG) guest kernel oopses intermittently under the limit probes"
+                " (2 of 3 runs on 2026-11-27); set LEFT4ME_VM_TESTS=1 to run them")
     if os.geteuid() != 0:
         return "building the VM image needs root"
     if vm.qemu_binary() is None:
