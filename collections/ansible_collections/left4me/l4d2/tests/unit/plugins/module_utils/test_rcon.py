@@ -21,13 +21,13 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import (  # noqa: E402,F401 pylint: disable=unused-import
-    free_port,
-    make_game_root,
-    start_srcds,
-)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 PASSWORD = "s3cret-rcon"
 
@@ -93,8 +93,9 @@ def test_the_instance_cfg_is_where_srcds_instance_writes_it():
 
 
 @pytest.fixture
-def server(start_srcds, tmp_path):  # noqa: F811
-    root = make_game_root(tmp_path, f'rcon_password "{PASSWORD}"\nsv_rcon_maxfailures 3\n')
+def server(start_srcds, standin_harness, tmp_path):
+    root = standin_harness.make_game_root(
+        tmp_path, f'rcon_password "{PASSWORD}"\nsv_rcon_maxfailures 3\n')
     return start_srcds(root, "+maxplayers", "8")
 
 
@@ -105,8 +106,8 @@ def test_status_from_the_simulated_srcds(server):
     assert seconds < 10
 
 
-def test_an_answer_of_many_packets_is_assembled_whole(start_srcds, tmp_path):  # noqa: F811
-    root = make_game_root(tmp_path, f'rcon_password "{PASSWORD}"\n')
+def test_an_answer_of_many_packets_is_assembled_whole(start_srcds, standin_harness, tmp_path):
+    root = standin_harness.make_game_root(tmp_path, f'rcon_password "{PASSWORD}"\n')
     plugins = root / "left4dead2" / "addons" / "sourcemod" / "plugins"
     plugins.mkdir(parents=True)
     names = [f"plugin_{i:03d}_{'x' * 40}" for i in range(300)]

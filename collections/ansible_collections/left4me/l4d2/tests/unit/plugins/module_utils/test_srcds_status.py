@@ -17,12 +17,6 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_status
 
-REPO = pathlib.Path(__file__).resolve().parents[8]
-sys.path.insert(0, str(REPO / "tests" / "standins"))
-from standin_harness import (  # noqa: E402,F401 pylint: disable=unused-import
-    make_game_root,
-    start_srcds,
-)
 
 # L4D2 over RCON (slot column; the address column only over RCON; bots without a rate).
 L4D2 = """hostname: left4me demo coop
@@ -141,8 +135,9 @@ def test_a_hibernating_server_has_no_players():
     assert report.players == [] and report.problems == [] and report.humans == 0
 
 
-def test_status_of_the_simulated_srcds_with_an_hour_long_player(start_srcds, tmp_path):  # noqa: F811
-    root = make_game_root(tmp_path, 'rcon_password "pw"\n')
+def test_status_of_the_simulated_srcds_with_an_hour_long_player(start_srcds, standin_harness,
+                                                               tmp_path):
+    root = standin_harness.make_game_root(tmp_path, 'rcon_password "pw"\n')
     server = start_srcds(root, "+maxplayers", "8")
     _rcon.run_command(server.port, "pw", "sim_addplayer Veteran 64 7507", timeout=10)
     _rcon.run_command(server.port, "pw", "sim_addplayer Newcomer 80 65", timeout=10)
