@@ -110,22 +110,36 @@ def needs_reset(props: Mapping[str, str], actions: Sequence[str]) -> bool:
     return is_failed(props) or props.get("ActiveState") in ("active", "activating", "reloading")
 
 
-def start_failed(props: Mapping[str, str]) -> bool:
+# What systemctl show must read for the decisions here (srcds_instance asks for these).
+UNIT_PROPERTIES = (
+    "Id", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload", "InvocationID",
+    "Result", "ExecMainStartTimestampMonotonic",
+)
+
+
+def start_failed(props: Mapping[str, str], started_us: int = 0) -> bool:
     """After ``systemctl start|restart`` failed: did the unit fail, or is systemd retrying?
 
     A start can fail before the server runs for a reason systemd retries itself
     (Restart=on-failure), e.g. 'resources': PID 1 racing the removal of the
     previous run's cgroup on a quick restart. Such a unit is activating again
-    (auto-restart with result 'resources', then start-pre): not failed yet; the
-    A2S wait decides. A start that failed on its own account (a refused mount:
-    'exit-code') is failed at once, with its reason.
+    (auto-restart, then start-pre): not failed yet; the A2S wait decides, and its
+    journal excerpt says why the server exits if it keeps exiting. So does a unit
+    whose server process ran since the start (``ExecMainStartTimestampMonotonic``,
+    in microseconds, at or after ``started_us``): the server ran and exited, and a
+    retry after a 'resources' failure may have got that far by the time we look.
+    A start refused before the server ran (a refused mount in ExecStartPre:
+    'exit-code', no server process since) is failed at once, with its reason.
     """
     active = props.get("ActiveState")
     if active in ("active", "reloading"):
         return False
-    if active == "activating":
-        return props.get("SubState") == "auto-restart" and props.get("Result") != "resources"
-    return True
+    if active != "activating":
+        return True
+    if props.get("SubState") != "auto-restart" or props.get("Result") == "resources":
+        return False
+    server_ran = int(props.get("ExecMainStartTimestampMonotonic") or 0)
+    return not (started_us and server_ran >= started_us)
 
 
 def needs_daemon_reload(plans: Sequence[InstancePlan], states: Mapping[str, Mapping]) -> bool:

@@ -322,6 +322,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     write_managed_file,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units import (  # noqa: E402
+    UNIT_PROPERTIES,
     await_answers,
     having,
     instance_diffs,
@@ -396,9 +397,6 @@ ARGUMENT_SPEC = dict(
 )
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
 LANG_C = {"LANG": "C", "LC_ALL": "C"}
-UNIT_PROPERTIES = (
-    "Id", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload", "InvocationID"
-)
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
 JOURNAL_READS = 3
@@ -600,8 +598,12 @@ def apply_files(plan: InstancePlan) -> None:
             write_managed_file(change.file)
 
 
-def start_units(module, systemd, plans, verb: str, since: float) -> None:
-    """systemctl start|restart; when it fails, say why each unit failed, from its journal."""
+def start_units(module, systemd, plans, verb: str, since: float, started_us: int) -> None:
+    """systemctl start|restart; when it fails, say why each unit failed, from its journal.
+
+    ``since`` (wall clock) bounds the journal read; ``started_us`` (CLOCK_MONOTONIC, as
+    systemd stamps a server process's start) tells a server that ran from one that did not.
+    """
     chosen = [p for p in plans if verb in p.actions]
     if not chosen:
         return
@@ -611,7 +613,8 @@ def start_units(module, systemd, plans, verb: str, since: float) -> None:
         return
     states = systemd.unit_states(units)
     said = (err.strip() or out.strip()).splitlines()
-    failed = [p for p in chosen if start_failed(states[server_unit_name(p.name)])]
+    failed = [p for p in chosen
+              if start_failed(states[server_unit_name(p.name)], started_us)]
     if not failed and any(not is_serving(states[u]) for u in units):
         # systemd is bringing them up again itself; the A2S wait has the last word.
         module.warn(f"systemctl {verb} reported {said[0] if said else 'a failure'}; systemd"
@@ -672,9 +675,10 @@ def write_configuration(module, systemd, plans, states, result) -> None:
 
 def start_and_wait(module, systemd, plans, params) -> None:
     since = time.time()  # the journal from here on explains a failed start
+    started_us = time.monotonic_ns() // 1000  # a server process stamped after this ran
     systemd.systemctl("enable", having(plans, "enable"))
-    start_units(module, systemd, plans, "start", since)
-    start_units(module, systemd, plans, "restart", since)
+    start_units(module, systemd, plans, "start", since, started_us)
+    start_units(module, systemd, plans, "restart", since, started_us)
     waiting = starting(plans)
     if params["wait"] and waiting:
         wait_for_answers(module, systemd, waiting, params, since)

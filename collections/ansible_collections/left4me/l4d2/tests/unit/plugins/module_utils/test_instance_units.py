@@ -106,20 +106,29 @@ def test_a_unit_is_reset_before_every_requested_start(props, actions, reset):
     assert units.needs_reset(props, actions) is reset
 
 
-@pytest.mark.parametrize(("active", "sub", "result", "failed"), [
-    ("failed", "failed", "exit-code", True),
-    ("inactive", "dead", "success", True),
+START = 5_000_000  # CLOCK_MONOTONIC microseconds when the module began the start
+
+
+@pytest.mark.parametrize(("active", "sub", "result", "server_ran_us", "failed"), [
+    ("failed", "failed", "exit-code", START + 1, True),
+    ("inactive", "dead", "success", 0, True),
     # PID 1 could not spawn it ('resources', e.g. racing the old run's cgroup removal):
     # systemd retries by itself, so the start is not a failure yet.
-    ("activating", "auto-restart", "resources", False),
-    ("activating", "start-pre", "success", False),  # the retry is already under way
-    # ExecStartPre refused (a mount): failed at once, with the helper's reason.
-    ("activating", "auto-restart", "exit-code", True),
-    ("active", "running", "success", False),
+    ("activating", "auto-restart", "resources", 0, False),
+    ("activating", "start-pre", "success", 0, False),  # the retry is already under way
+    # ExecStartPre refused (a mount): no server process since the start, failed at once.
+    ("activating", "auto-restart", "exit-code", 0, True),
+    ("activating", "auto-restart", "exit-code", START - 1, True),  # an earlier run's server
+    # The retry after a 'resources' failure reached the server, which exited (cannot bind):
+    # the A2S wait decides, and its journal excerpt says why.
+    ("activating", "auto-restart", "exit-code", START, False),
+    ("active", "running", "success", START + 1, False),
 ])
-def test_a_failed_start_that_systemd_retries_is_not_a_failure_yet(active, sub, result, failed):
-    props = {"ActiveState": active, "SubState": sub, "Result": result}
-    assert units.start_failed(props) is failed
+def test_a_failed_start_that_systemd_retries_is_not_a_failure_yet(active, sub, result,
+                                                                  server_ran_us, failed):
+    props = {"ActiveState": active, "SubState": sub, "Result": result,
+             "ExecMainStartTimestampMonotonic": str(server_ran_us)}
+    assert units.start_failed(props, START) is failed
 
 
 # --- the wait --------------------------------------------------------------------------

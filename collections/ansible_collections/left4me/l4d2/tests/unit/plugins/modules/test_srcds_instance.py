@@ -137,6 +137,9 @@ def journal(*entries: dict) -> str:
     return "\n".join(json.dumps(e) for e in entries) + "\n"
 
 
+STARTED_US = 9_000_000  # CLOCK_MONOTONIC microseconds when the module began starting units
+
+
 def plan(name="coop1", actions=("restart",), secrets=()):
     p = srcds_instance.InstancePlan(name, None, srcds_instance.HostLayout())
     p.actions, p.port, p.ip, p.secrets = list(actions), 27015, "127.0.0.1", list(secrets)
@@ -158,7 +161,8 @@ def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
     })
     plans = [plan()]
     with pytest.raises(Failed) as failed:
-        srcds_instance.start_units(module, srcds_instance.Systemd(module), plans, "restart", 5.5)
+        srcds_instance.start_units(module, srcds_instance.Systemd(module), plans, "restart", 5.5,
+                                   STARTED_US)
     msg = failed.value.args[0]["msg"]
     assert msg.startswith(f"left4me-server@coop1.service did not start: {TAINTED}")
     assert msg.endswith("(systemctl restart rc 1: Job for left4me-server@coop1.service failed"
@@ -177,12 +181,34 @@ def test_a_restart_systemd_retries_after_a_spawn_failure_goes_on_to_the_wait():
         "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=activating\n"
                               "SubState=auto-restart\nResult=resources\n", ""),
     })
-    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan()], "restart", 5.5)
+    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan()], "restart", 5.5,
+                               STARTED_US)
     assert module.warnings == [
         "systemctl restart reported Job for left4me-server@coop1.service failed because of"
         " unavailable resources or another system error.; systemd is starting the unit again"
         " (Restart=on-failure)"]
     assert not [c for c in module.calls if c[:2] == ["journalctl", "-u"]]
+    show = next(c for c in module.calls if c[:2] == ["systemctl", "show"])
+    assert "Result" in show[2].split("=", 1)[1].split(","), "the decision reads Result"
+
+
+def test_a_start_whose_retry_reached_the_server_goes_on_to_the_wait():
+    # Seen in molecule: the first spawn failed ('resources', so systemctl start failed), the
+    # retry ran the server, which could not bind and exited ('exit-code', auto-restart) by
+    # the time the module looked. The server ran, so the A2S wait and its journal excerpt
+    # ("Couldn't allocate any server IP port") say why, not a bare spawn error.
+    module = FakeModule({
+        "systemctl start": (1, "", "Job for left4me-server@coop1.service failed because of"
+                            " unavailable resources or another system error.\n"),
+        "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=activating\n"
+                              "SubState=auto-restart\nResult=exit-code\n"
+                              f"ExecMainStartTimestampMonotonic={STARTED_US + 2_000_000}\n", ""),
+    })
+    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan(actions=["start"])],
+                               "start", 5.5, STARTED_US)
+    assert len(module.warnings) == 1 and "systemd is starting the unit again" in module.warnings[0]
+    show = next(c for c in module.calls if c[:2] == ["systemctl", "show"])
+    assert "ExecMainStartTimestampMonotonic" in show[2]
 
 
 def test_a_server_that_exits_at_start_shows_the_journals_reason(silent_udp_port):
