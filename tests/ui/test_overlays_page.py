@@ -29,7 +29,7 @@ def test_an_overlay_is_created_and_its_text_edited_on_the_page(core, alice):
     assert "Overlay created." in [s.value for s in app.success]
 
     app.text_input(key="edit_path").input("left4dead2/cfg/server.cfg")
-    app.text_area(key="edit_text").input("sv_cheats 0\n")
+    app.text_area(key="edit_text_my-cfg_(a new file)").input("sv_cheats 0\n")
     next(b for b in app.button if b.label == "Save").click().run()
     assert not app.exception
     assert overlays.read_text(core, alice.actor, "my-cfg", "left4dead2/cfg/server.cfg") == \
@@ -44,10 +44,23 @@ def test_a_path_leaving_the_overlay_is_refused_in_words(core, alice):
     overlays.create(core, alice.actor, "my-cfg")
     app = alice.app("overlays")
     app.text_input(key="edit_path").input("../../etc/cron.d/evil")
-    app.text_area(key="edit_text").input("* * * * * root sh\n")
+    app.text_area(key="edit_text_my-cfg_(a new file)").input("* * * * * root sh\n")
     next(b for b in app.button if b.label == "Save").click().run()
     assert "has an empty, '.' or '..' component; paths stay inside the overlay" in shown(app)
     assert overlays.tree(core, alice.actor, "my-cfg") == []
+
+
+def test_a_binary_file_is_not_offered_for_text_editing(core, alice):
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.upload(core, alice.actor, "my-cfg", "map.vpk", b"\xff\x00")
+    overlays.write_text(core, alice.actor, "my-cfg", "motd.txt", "hi\n")
+    app = alice.app("overlays")
+    app.selectbox(key="edit_file").select("motd.txt").run()
+    assert app.text_area(key="edit_text_my-cfg_motd.txt").value == "hi\n"
+    app.selectbox(key="edit_file").select("map.vpk").run()
+    assert "map.vpk is not UTF-8 text; download it instead" in shown(app)
+    assert not [b for b in app.button if b.label == "Save"]  # nothing to overwrite it with
+    assert overlays.read_bytes(core, alice.actor, "my-cfg", "map.vpk") == b"\xff\x00"
 
 
 def test_folders_rename_delete_and_download(core, alice):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._common import validate_id
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import ID_RULE, validate_id
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (
     FilesOverlayError,
     validate_dest,
@@ -51,6 +51,8 @@ from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.blueprints import InUse
 from left4me_ui.core import Core
+
+__all__ = ["ID_RULE", "OverlayError"]  # ID_RULE: the collection's id rule in words (pages)
 
 KINDS = ("files", "workshop", "script")
 BUILDABLE_KINDS = ("files",)  # the editors of the other kinds come later

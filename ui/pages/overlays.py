@@ -35,8 +35,7 @@ else:
 with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine),
       st.form("create_overlay", clear_on_submit=True)):
     new_id = st.text_input("Overlay id", key="new_overlay_id",
-                           help="1-64 characters from a-z, 0-9, '_' and '-'; the folder"
-                                " name on every host")
+                           help=f"The folder name on every host: {overlays.ID_RULE}")
     if st.form_submit_button("Create overlay", type="primary"):
         frame.act(lambda: overlays.create(core, actor, new_id), "Overlay created.")
 
@@ -73,13 +72,14 @@ with edit:
                          placeholder="left4dead2/cfg/server.cfg") if target == NEW else target
     current = ""
     if target != NEW:
-        loaded = frame.attempt(lambda: overlays.read_text(core, actor, chosen.id, target))
-        current = "" if loaded is frame.REFUSED else loaded
-    with st.form(f"edit_{chosen.id}_{target}"):
-        text = st.text_area("Text", value=current, height=300, key="edit_text")
-        if st.form_submit_button("Save", type="primary"):
-            frame.act(lambda: overlays.write_text(core, actor, chosen.id, path, text),
-                      f"Saved {path}.")
+        current = frame.attempt(lambda: overlays.read_text(core, actor, chosen.id, target))
+    if current is not frame.REFUSED:  # a file that is not text is never overwritten from here
+        with st.form(f"edit_{chosen.id}_{target}"):
+            text = st.text_area("Text", value=current, height=300,
+                                key=f"edit_text_{chosen.id}_{target}")
+            if st.form_submit_button("Save", type="primary"):
+                frame.act(lambda: overlays.write_text(core, actor, chosen.id, path, text),
+                          f"Saved {path}.")
 
 with upload:
     with st.form(f"upload_{chosen.id}", clear_on_submit=True):
