@@ -307,8 +307,14 @@ def _change(core: Core, actor: Actor, overlay_id: str, action: str, target: str
         me = authz.current(conn, actor)
         overlay = load(conn, me, overlay_id)
         _require_files(overlay)
-        with _opened(_root(core, overlay_id)) as root_fd:
-            yield me, overlay, root_fd
+        try:
+            with _opened(_root(core, overlay_id)) as root_fd:
+                yield me, overlay, root_fd
+        except OverlayError:
+            raise
+        except OSError as exc:  # a full disk, a vanished folder: said, not a traceback
+            raise OverlayError(f"the overlay could not be changed: {exc.strerror or exc}"
+                               f" ({target})") from None
         conn.execute("UPDATE overlays SET revision = revision + 1, updated_at = ? WHERE id = ?",
                      (now, overlay_id))
         audit.record(conn, now, me.name, action, f"overlay {overlay_id}: {target}", "ok")

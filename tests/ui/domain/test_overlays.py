@@ -267,6 +267,21 @@ def test_an_upload_over_a_limit_is_refused_and_nothing_changes(small, alice, cfg
     assert revision(core, alice, cfg) == rev + 3
 
 
+def test_a_full_disk_is_said_and_leaves_the_file_as_it_was(core, alice, cfg, monkeypatch):
+    def no_space(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    rev, before = revision(core, alice, cfg), snapshot(root(core, cfg))
+    monkeypatch.setattr(overlays.os, "rename", no_space)
+    with pytest.raises(OverlayError, match="could not be changed: No space left on device"
+                                           " .left4dead2/cfg/server.cfg."):
+        overlays.write_text(core, alice, cfg, "left4dead2/cfg/server.cfg", "new\n")
+    monkeypatch.undo()
+    assert overlays.read_text(core, alice, cfg, "left4dead2/cfg/server.cfg") == "sv_cheats 0\n"
+    assert snapshot(root(core, cfg)) == before  # no temp file left either
+    assert revision(core, alice, cfg) == rev
+
+
 def test_a_file_cannot_replace_a_folder_or_be_written_below_a_file(core, alice, cfg):
     with pytest.raises(OverlayError, match="left4dead2/maps is a folder"):
         overlays.write_text(core, alice, cfg, "left4dead2/maps", "x")
