@@ -23,6 +23,7 @@ pages = {
         st.Page("pages/activity.py", title="Activity", icon=":material/monitoring:"),
         st.Page("pages/console.py", title="Console and log", icon=":material/terminal:"),
         st.Page("pages/blueprints.py", title="Blueprints", icon=":material/layers:"),
+        st.Page("pages/overlays.py", title="Overlays", icon=":material/folder_open:"),
         st.Page("pages/jobs.py", title="Jobs", icon=":material/history:"),
         st.Page("pages/account.py", title="Account", icon=":material/person:"),
     ],

@@ -15,7 +15,17 @@ from typing import TypeVar
 
 import streamlit as st
 
-from left4me_ui import accounts, audit, authz, blueprints, core, live, settings, validation
+from left4me_ui import (
+    accounts,
+    audit,
+    authz,
+    blueprints,
+    core,
+    live,
+    overlays,
+    settings,
+    validation,
+)
 from left4me_ui.authz import Actor
 
 SESSION_COOKIE = "left4me_session"
@@ -26,7 +36,7 @@ TEST_TOKEN_KEY = "_left4me_session_token"
 # Refusals the domain explains in words a person can act on (shown, never a traceback).
 DomainError: tuple[type[Exception], ...] = (
     authz.Forbidden, authz.NotFound, ValueError, accounts.LoginFailed, accounts.Throttled,
-    validation.InstanceError, blueprints.InUse, live.ConsoleError)
+    validation.InstanceError, blueprints.InUse, live.ConsoleError, overlays.OverlayError)
 
 _core: core.Core | None = None
 _core_lock = threading.Lock()

@@ -172,6 +172,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX player_sessions_server ON player_sessions(server_id, left_at);
     """,
+    # 4: user-owned overlays; the id is the directory name on every host (so unique overall),
+    # the tree of a files overlay lives under the UI's state dir (overlays/<id>).
+    """
+    CREATE TABLE overlays (
+        id TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE RESTRICT,
+        kind TEXT NOT NULL CHECK (kind IN ('files', 'workshop', 'script')),
+        definition TEXT NOT NULL DEFAULT '{}',
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX overlays_owner ON overlays(owner_id);
+    """,
 ]
 
 

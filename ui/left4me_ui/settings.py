@@ -77,6 +77,11 @@ class Settings:
     awx_poll_seconds: float = 2.0
     # How often the poller asks every host what its servers do (0: no poller).
     poll_seconds: int = 60
+    # Files overlays: the most one file, one overlay (all its files) and its entries (files
+    # and folders) may be; uploads and zip imports over a limit are refused, changing nothing.
+    overlay_max_file_bytes: int = 64 * 1024 * 1024
+    overlay_max_total_bytes: int = 512 * 1024 * 1024
+    overlay_max_entries: int = 10_000
 
     @property
     def db_path(self) -> Path:
@@ -85,6 +90,16 @@ class Settings:
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    @property
+    def overlays_dir(self) -> Path:
+        """Each user-owned overlay's tree, overlays/<id> (directories 0700)."""
+        return self.state_dir / "overlays"
+
+    @property
+    def overlays_staging_dir(self) -> Path:
+        """Zip imports are extracted here first (same file system: swapped in by rename)."""
+        return self.state_dir / "overlays-staging"
 
     @property
     def generated_admin_password_file(self) -> Path:
@@ -142,6 +157,10 @@ def from_environment() -> Settings:
         port_range=(int(low), int(high or low)),
         **_job_backend_settings(),
         poll_seconds=_int_env("LEFT4ME_UI_POLL_SECONDS", 60),
+        overlay_max_file_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_FILE_BYTES", 64 * 1024 * 1024),
+        overlay_max_total_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES",
+                                         512 * 1024 * 1024),
+        overlay_max_entries=_int_env("LEFT4ME_UI_OVERLAY_MAX_ENTRIES", 10_000),
     )
 
 

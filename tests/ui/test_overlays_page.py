@@ -1,0 +1,101 @@
+"""The overlays page, driven with AppTest: create, see the tree, edit text, make folders,
+rename, delete, download, and the domain's refusals shown in words. (AppTest cannot drive
+a file uploader; uploads and zip imports are the domain's, tests/ui/domain/test_overlays.py.)"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from left4me_ui import blueprints, overlays
+
+
+def shown(app) -> str:
+    """Errors as a person reads them (the frame escapes markdown)."""
+    return "\n".join(e.value for e in app.error).replace("\\", "")
+
+
+def tree(app) -> list[dict]:
+    return app.dataframe[1].value.to_dict("records")
+
+
+def test_an_overlay_is_created_and_its_text_edited_on_the_page(core, alice):
+    app = alice.app("overlays")
+    assert not app.exception
+    assert "You have no overlays yet" in "\n".join(t.value for t in app.text)
+    app.text_input(key="new_overlay_id").input("my-cfg")
+    app.button[0].click().run()  # the create form's button
+    assert [o.id for o in overlays.list_for(core, alice.actor)] == ["my-cfg"]
+    assert "Overlay created." in [s.value for s in app.success]
+
+    app.text_input(key="edit_path").input("left4dead2/cfg/server.cfg")
+    app.text_area(key="edit_text_my-cfg_(a new file)").input("sv_cheats 0\n")
+    next(b for b in app.button if b.label == "Save").click().run()
+    assert not app.exception
+    assert overlays.read_text(core, alice.actor, "my-cfg", "left4dead2/cfg/server.cfg") == \
+        "sv_cheats 0\n"
+    assert tree(app) == [
+        {"path": "left4dead2", "type": "folder", "size": ""},
+        {"path": "left4dead2/cfg", "type": "folder", "size": ""},
+        {"path": "left4dead2/cfg/server.cfg", "type": "file", "size": "12 bytes"}]
+
+
+def test_a_path_leaving_the_overlay_is_refused_in_words(core, alice):
+    overlays.create(core, alice.actor, "my-cfg")
+    app = alice.app("overlays")
+    app.text_input(key="edit_path").input("../../etc/cron.d/evil")
+    app.text_area(key="edit_text_my-cfg_(a new file)").input("* * * * * root sh\n")
+    next(b for b in app.button if b.label == "Save").click().run()
+    assert "has an empty, '.' or '..' component; paths stay inside the overlay" in shown(app)
+    assert overlays.tree(core, alice.actor, "my-cfg") == []
+
+
+def test_a_binary_file_is_not_offered_for_text_editing(core, alice):
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.upload(core, alice.actor, "my-cfg", "map.vpk", b"\xff\x00")
+    overlays.write_text(core, alice.actor, "my-cfg", "motd.txt", "hi\n")
+    app = alice.app("overlays")
+    app.selectbox(key="edit_file").select("motd.txt").run()
+    assert app.text_area(key="edit_text_my-cfg_motd.txt").value == "hi\n"
+    app.selectbox(key="edit_file").select("map.vpk").run()
+    assert "map.vpk is not UTF-8 text; download it instead" in shown(app)
+    assert not [b for b in app.button if b.label == "Save"]  # nothing to overwrite it with
+    assert overlays.read_bytes(core, alice.actor, "my-cfg", "map.vpk") == b"\xff\x00"
+
+
+def test_folders_rename_delete_and_download(core, alice):
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.write_text(core, alice.actor, "my-cfg", "motd.txt", "hi\n")
+    app = alice.app("overlays")
+    app.text_input(key="new_folder").input("left4dead2/maps")
+    next(b for b in app.button if b.label == "Create folder").click().run()
+    assert "left4dead2/maps" in [r["path"] for r in tree(app)]
+
+    app.selectbox(key="move_source").select("motd.txt")
+    app.text_input(key="move_to").input("left4dead2/motd.txt")
+    next(b for b in app.button if b.label == "Rename or move").click().run()
+    assert [r["path"] for r in tree(app)] == ["left4dead2", "left4dead2/maps",
+                                             "left4dead2/motd.txt"]
+
+    app.selectbox(key="remove_path").select("left4dead2/maps")
+    next(b for b in app.button if b.label == "Delete").click().run()
+    assert "Tick the box to confirm." in shown(app)
+    app.checkbox(key="remove_sure").check()
+    next(b for b in app.button if b.label == "Delete").click().run()
+    assert [r["path"] for r in tree(app)] == ["left4dead2", "left4dead2/motd.txt"]
+
+    app.button(key="prepare_zip").click().run()
+    assert not app.exception
+    revision = overlays.get(core, alice.actor, "my-cfg").revision
+    prepared = app.session_state[f"_overlay_zip_my-cfg_{revision}"]  # what Download serves
+    with zipfile.ZipFile(io.BytesIO(prepared)) as archive:
+        assert archive.read("left4dead2/motd.txt") == b"hi\n"
+
+
+def test_another_user_sees_none_and_an_overlay_in_use_cannot_be_deleted(core, alice, bob):
+    overlays.create(core, alice.actor, "my-cfg")
+    blueprints.create(core, alice.actor, "coop", ["my-cfg"], blueprints.BlueprintSettings())
+    assert "You have no overlays yet" in "\n".join(t.value for t in bob.app("overlays").text)
+    app = alice.app("overlays")
+    assert app.button(key="delete_overlay").disabled
+    assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == "coop"

@@ -1,0 +1,146 @@
+"""Overlays: your own files overlays (configs, cfg packs, add-ons) that blueprints stack.
+
+Every rule (who may, paths kept inside, limits, zip checks) is the domain's
+(left4me_ui.overlays); this page draws the tree and hands each action over.
+"""
+
+import frame
+import streamlit as st
+
+from left4me_ui import overlays
+
+actor = frame.require_actor()
+core = frame.domain()
+st.title("Overlays")
+frame.show_flash()
+
+mine = frame.load(lambda: overlays.list_for(core, actor))
+limits = core.settings
+
+
+def size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+if mine:
+    st.dataframe(
+        [{"id": o.id, "kind": o.kind, "owner": o.owner_name, "revision": o.revision,
+          "used by blueprints": ", ".join(o.used_by), "changed (UTC)": frame.when(o.updated_at)}
+         for o in mine],
+        hide_index=True, width="stretch",
+    )
+else:
+    st.text("You have no overlays yet. Create one, then add files to it.")
+
+with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine),
+      st.form("create_overlay", clear_on_submit=True)):
+    new_id = st.text_input("Overlay id", key="new_overlay_id",
+                           help=f"The folder name on every host: {overlays.ID_RULE}")
+    if st.form_submit_button("Create overlay", type="primary"):
+        frame.act(lambda: overlays.create(core, actor, new_id), "Overlay created.")
+
+if not mine:
+    st.stop()
+
+st.subheader("Files")
+chosen = st.selectbox("Overlay", mine, format_func=lambda o: o.id, key="overlay")
+entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
+files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
+folders = [e.path for e in entries if e.is_dir]
+used = sum(e.size for e in entries)
+st.caption(f"{len(entries)} of {limits.overlay_max_entries} files and folders,"
+           f" {size(used)} of {size(limits.overlay_max_total_bytes)};"
+           f" one file at most {size(limits.overlay_max_file_bytes)}. Paths are relative to"
+           " the game root, e.g. left4dead2/cfg/server.cfg.")
+if entries:
+    st.dataframe([{"path": e.path, "type": "link (refused)" if e.is_symlink else
+                   "folder" if e.is_dir else "file", "size": "" if e.is_dir else size(e.size)}
+                  for e in entries], hide_index=True, width="stretch")
+else:
+    st.text("This overlay is empty.")
+if any(e.is_symlink for e in entries):
+    st.warning("This overlay holds a symbolic link left4me did not make; left4me never"
+               " follows one. Delete it below.", icon=":material/warning:")
+
+edit, upload, arrange, whole = st.tabs(["Edit text", "Upload", "Folders, rename, delete",
+                                        "Download or delete overlay"])
+
+with edit:
+    NEW = "(a new file)"
+    target = st.selectbox("File", [NEW, *files], key="edit_file")
+    path = st.text_input("New file's path", key="edit_path",
+                         placeholder="left4dead2/cfg/server.cfg") if target == NEW else target
+    current = ""
+    if target != NEW:
+        current = frame.attempt(lambda: overlays.read_text(core, actor, chosen.id, target))
+    if current is not frame.REFUSED:  # a file that is not text is never overwritten from here
+        with st.form(f"edit_{chosen.id}_{target}"):
+            text = st.text_area("Text", value=current, height=300,
+                                key=f"edit_text_{chosen.id}_{target}")
+            if st.form_submit_button("Save", type="primary"):
+                frame.act(lambda: overlays.write_text(core, actor, chosen.id, path, text),
+                          f"Saved {path}.")
+
+with upload:
+    with st.form(f"upload_{chosen.id}", clear_on_submit=True):
+        into = st.text_input("Into folder (empty: the overlay's top)", key="upload_into",
+                             placeholder="left4dead2/addons")
+        extract = st.checkbox("Extract .zip files into the overlay", value=True,
+                              key="upload_extract")
+        uploaded = st.file_uploader("Files or a zip", accept_multiple_files=True,
+                                    key="upload_files")
+        if st.form_submit_button("Upload", type="primary") and uploaded:
+            def store() -> None:
+                for item in uploaded:
+                    data = item.getvalue()
+                    if extract and item.name.lower().endswith(".zip") and not into:
+                        overlays.import_zip(core, actor, chosen.id, data)
+                    else:
+                        where = f"{into.strip('/')}/{item.name}" if into else item.name
+                        overlays.upload(core, actor, chosen.id, where, data)
+            frame.act(store, f"Uploaded {len(uploaded)} file(s).")
+    st.caption("A zip is extracted at the overlay's top (leave the folder empty); entries"
+               " leaving the overlay, links and zip bombs are refused and nothing changes.")
+
+with arrange:
+    with st.form(f"folder_{chosen.id}", clear_on_submit=True):
+        folder = st.text_input("New folder", key="new_folder", placeholder="left4dead2/cfg")
+        if st.form_submit_button("Create folder"):
+            frame.act(lambda: overlays.make_folder(core, actor, chosen.id, folder),
+                      f"Created {folder}.")
+    everything = [e.path for e in entries]
+    if everything:
+        with st.form(f"move_{chosen.id}"):
+            source = st.selectbox("Rename or move", everything, key="move_source")
+            destination = st.text_input("To", key="move_to")
+            if st.form_submit_button("Rename or move"):
+                frame.act(lambda: overlays.move(core, actor, chosen.id, source, destination),
+                          f"Moved {source} to {destination}.")
+        with st.form(f"remove_{chosen.id}"):
+            doomed = st.selectbox("Delete", everything, key="remove_path")
+            sure = st.checkbox("Yes, delete it (a folder with everything in it)",
+                               key="remove_sure")
+            if st.form_submit_button("Delete", type="primary"):
+                if sure:
+                    frame.act(lambda: overlays.remove(core, actor, chosen.id, doomed),
+                              f"Deleted {doomed}.")
+                else:
+                    st.error("Tick the box to confirm.", icon=":material/block:")
+
+with whole:
+    prepared_key = f"_overlay_zip_{chosen.id}_{chosen.revision}"
+    if prepared_key not in st.session_state and st.button(
+            "Prepare a zip of this overlay", icon=":material/folder_zip:", key="prepare_zip"):
+        archive = frame.attempt(lambda: overlays.export_zip(core, actor, chosen.id))
+        if archive is not frame.REFUSED:
+            st.session_state[prepared_key] = archive
+    if prepared_key in st.session_state:
+        st.download_button("Download zip", st.session_state[prepared_key],
+                           file_name=f"{chosen.id}.zip", mime="application/zip",
+                           icon=":material/download:", key="download_zip")
+    if chosen.used_by:
+        st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of them"
+                   " before deleting the overlay.")
+    if st.button("Delete this overlay", icon=":material/delete:", key="delete_overlay",
+                 disabled=bool(chosen.used_by)):
+        frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")
