@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from tests.ui.conftest import PASSWORD
 
 pytestmark = pytest.mark.testhost
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+PlaywrightTimeoutError = playwright.TimeoutError
 
 PROJECT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -172,8 +174,14 @@ def table(page):
 
 def wait_for_job(page, kind: str) -> None:
     """The live progress bar's text says the job of this kind succeeded."""
-    page.get_by_text(re.compile(rf"Job \d+ \({kind}\): succeeded")).first.wait_for(
-        timeout=JOB_TIMEOUT_MS)
+    try:
+        page.get_by_text(re.compile(rf"Job \d+ \({kind}\): succeeded")).first.wait_for(
+            timeout=JOB_TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        # What the user saw instead (a failed job's message, a stuck bar) is the diagnosis.
+        page.screenshot(path=Path(tempfile.gettempdir()) / f"left4me-{kind.replace(' ', '-')}.png")
+        pytest.fail(f"no 'Job N ({kind}): succeeded' within {JOB_TIMEOUT_MS / 1000:.0f} s;"
+                    f" the page said:\n{page.locator('body').inner_text()[-3000:]}")
 
 
 def a2s_answer(address: str, port: int) -> a2s.SourceInfo | None:
