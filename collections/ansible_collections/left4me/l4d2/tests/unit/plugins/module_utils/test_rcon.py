@@ -22,12 +22,12 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
 
 
-
 def free_port() -> int:
     """A loopback TCP port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
 
 PASSWORD = "s3cret-rcon"
 

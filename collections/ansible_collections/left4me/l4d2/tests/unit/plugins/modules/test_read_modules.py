@@ -62,7 +62,8 @@ def host(tmp_path, monkeypatch):
     fake = {"show": show("coop1") + "\n\n" + show("versus1", **CRASHED), "calls": [],
             "a2s": {"coop1": {"name": "demo", "map": "c1m1_hotel", "players": 1,
                               "max_players": 8}},
-            "rcon": ("hello", 0.25), "args": {"state_dir": str(state), "config_dir": str(etc)}}
+            "rcon": lambda: ("hello", 0.25),
+            "args": {"state_dir": str(state), "config_dir": str(etc)}}
 
     def run_command(_module, argv, **_kwargs):
         fake["calls"].append(argv[0])
@@ -74,9 +75,7 @@ def host(tmp_path, monkeypatch):
 
     def send(port, password, command, _timeout, address):
         fake["calls"].append(("rcon", address, port, password, command))
-        if isinstance(fake["rcon"], Exception):
-            raise fake["rcon"]
-        return fake["rcon"]
+        return fake["rcon"]()  # the server's answer, or the RconError it ends in
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr("os.geteuid", lambda: 0)
@@ -95,13 +94,13 @@ def run(module, capsys, host, **args) -> tuple[dict, str]:
 
 
 def test_srcds_info_reports_each_instance_and_asks_only_running_servers(capsys, host):
-    host["rcon"] = (STATUS, 0.1)
+    host["rcon"] = lambda: (STATUS, 0.1)
     result, out = run(srcds_info, capsys, host, players=True, journal_lines=2)
     coop, versus = result["instances"]
     assert not result["changed"] and COOP_PASSWORD not in out
     assert (coop["state"], coop["mounted"], coop["a2s"]["map"]) == ("running", True, "c1m1_hotel")
-    assert [(p["name"], p["bot"]) for p in coop["players"]] == [("Veteran", False),
-                                                                 ("Coach", True)]
+    assert [(p["name"], p["bot"]) for p in coop["players"]] == [
+        ("Veteran", False), ("Coach", True)]
     assert (versus["state"], versus["mounted"], versus["a2s"], versus["players"]) == (
         "crash_loop", False, None, None)
     assert versus["reason"] == "crash loop: gave up after 5 starts within 60 s (killed by SIGKILL)"
@@ -113,8 +112,11 @@ def test_srcds_info_reports_each_instance_and_asks_only_running_servers(capsys, 
 
 
 def test_srcds_info_says_why_players_could_not_be_read(capsys, host):
-    host["rcon"] = _rcon.RconAuthError("the server refused the RCON password")
-    result, _ = run(srcds_info, capsys, host, names=["coop1"], players=True)
+    def refuse():
+        raise _rcon.RconAuthError("the server refused the RCON password")
+
+    host["rcon"] = refuse
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
     assert result["instances"][0]["players_error"] == "the server refused the RCON password"
 
 
@@ -125,13 +127,13 @@ def test_srcds_info_says_why_players_could_not_be_read(capsys, host):
     ({"a2s_timeout": 0}, "a2s_timeout and rcon_timeout must be above 0"),
 ])
 def test_srcds_info_refuses_before_asking_anything(capsys, host, args, message):
-    result, _ = run(srcds_info, capsys, host, **args)
+    result, _out = run(srcds_info, capsys, host, **args)
     assert result["failed"] and message in result["msg"]
     assert host["calls"] == []
 
 
 def test_rcon_sends_with_the_password_read_on_the_host_and_never_shows_it(capsys, host):
-    host["rcon"] = (f"rcon_password is {COOP_PASSWORD}\nok", 0.25)
+    host["rcon"] = lambda: (f"rcon_password is {COOP_PASSWORD}\nok", 0.25)
     result, out = run(rcon, capsys, host, name="coop1", command="status")
     assert result["changed"] and result["address"] == "127.0.0.1:27015"
     assert result["stdout_lines"] == ["rcon_password is ********", "ok"]
@@ -140,7 +142,7 @@ def test_rcon_sends_with_the_password_read_on_the_host_and_never_shows_it(capsys
 
 
 def test_rcon_in_check_mode_sends_nothing(capsys, host):
-    result, _ = run(rcon, capsys, host, name="coop1", command="status", _ansible_check_mode=True)
+    result, _out = run(rcon, capsys, host, name="coop1", command="status", _ansible_check_mode=True)
     assert result["changed"] and result["msg"] == "check mode: command not sent"
     assert host["calls"] == ["systemctl"]
 
@@ -155,6 +157,6 @@ def test_rcon_in_check_mode_sends_nothing(capsys, host):
      " killed by SIGKILL); nothing was sent", ["systemctl"]),
 ])
 def test_rcon_refuses_and_sends_nothing(capsys, host, args, message, asked):
-    result, _ = run(rcon, capsys, host, **args)
+    result, _out = run(rcon, capsys, host, **args)
     assert result["failed"] and result["msg"].startswith(message), result["msg"]
     assert host["calls"] == asked
