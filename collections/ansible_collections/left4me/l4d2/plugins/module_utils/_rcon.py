@@ -11,7 +11,9 @@ sent, which srcds mirrors once everything before it has gone out: output is read
 until that echo. The whole exchange runs under one deadline.
 
 The password is read from the instance's own configuration on the host (root only),
-so it never crosses the network or the controller.
+so it never crosses the network or the controller. The rcon module only gathers and
+sends; what it refuses and where it connects are decided here (:func:`validate_request`,
+:func:`target_of`, :func:`not_running_message`, :func:`no_password_message`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import validate_id
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import MountError, parse_env
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+    UnitState,
+    probe_address,
+)
 
 SERVERDATA_AUTH = 3
 SERVERDATA_AUTH_RESPONSE = 2
@@ -297,3 +306,50 @@ def password_for(instance_cfg_text: str | None, server_cfg_text: str | None) -> 
     """The password the running server uses: srcds runs server.cfg after the instance cfg
     (``+exec`` at start-up, server.cfg at every map load), so server.cfg's value wins."""
     return read_rcon_password(server_cfg_text) or read_rcon_password(instance_cfg_text)
+
+
+# --- what the rcon module refuses, and where it connects ---------------------------------
+
+
+def validate_request(name: object, command: object, timeout: float) -> None:
+    """RconError for a bad instance name, command (:func:`validate_command`) or timeout."""
+    validate_id(name, "instance name", RconError)
+    validate_command(command)
+    if timeout <= 0:
+        raise RconError("timeout must be above 0 seconds")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the host reaches an instance's RCON: ``where`` is ``address:port`` as reported."""
+
+    port: int
+    address: str
+    where: str
+
+
+def target_of(name: str, env_file: str, env_text: str | None) -> Target:
+    """The instance's RCON address from its env file's text (None: the file is missing);
+    RconError when it is not configured or names no port."""
+    if env_text is None:
+        raise RconError(f"instance {name!r} is not configured on this host ({env_file} is"
+                        " missing)")
+    try:
+        env = parse_env(env_text, env_file)
+    except MountError as exc:
+        raise RconError(str(exc)) from None
+    port = env.get("LEFT4ME_PORT", "")
+    if not port.isdigit():
+        raise RconError(f"{env_file} has no LEFT4ME_PORT")
+    address = probe_address(env.get("LEFT4ME_IP"))
+    return Target(int(port), address, f"{address}:{port}")
+
+
+def not_running_message(name: str, unit_state: UnitState) -> str:
+    return f"instance {name!r} is not running ({unit_state.reason}); nothing was sent"
+
+
+def no_password_message(name: str, instance_cfg: str) -> str:
+    return (f"instance {name!r} has no RCON password (no rcon_password in {instance_cfg} or"
+            " its server.cfg): srcds refuses every RCON login; set rcon_password with"
+            " left4me.l4d2.srcds_instance")

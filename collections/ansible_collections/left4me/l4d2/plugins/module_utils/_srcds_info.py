@@ -12,6 +12,11 @@ The game unit runs ``Restart=on-failure`` with ``StartLimitBurst=5`` in 60 s: a 
 is restarted; five failed starts in a row end as ``failed`` with the result
 ``start-limit-hit``. A unit stopped with ``systemctl stop`` while still enabled was
 stopped outside left4me (left4me stops with ``disable --now``).
+
+The srcds_info module only gathers (``systemctl show``, env files, the journal, A2S and
+RCON answers); which instances it reports, what it asks and how answers land in a report
+are decided here (:func:`select_names`, :func:`needs_journal`, :func:`a2s_targets`,
+:func:`record_a2s`, :func:`record_status`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,19 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    Left4meError,
+    validate_id,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
+    entry_message,
+    journalctl_argv,
+    mask_secrets,
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import parse_status
 
 UNIT_PREFIX = "left4me-server@"
 SHOW_PROPERTIES = (
@@ -46,6 +64,11 @@ _MAIN_EXITED_RE = re.compile(r"Main process exited")
 # and says so only in the journal; older releases set Result=start-limit-hit.
 _START_LIMIT_RE = re.compile(r"Start request repeated too quickly")
 _INTERVAL_RE = re.compile(r"^(?:(\d+)min)?\s*(?:(\d+)s)?$")
+MAX_JOURNAL_LINES = 1000
+# Journal lines read for a server that is not running, whatever journal_lines returns:
+# enough to see how its last runs ended (classify reads them).
+CLASSIFY_LINES = 30
+A2S_KEYS = ("name", "map", "players", "max_players")
 
 RUNNING = "running"
 STARTING = "starting"
@@ -62,8 +85,17 @@ STATES = (RUNNING, STARTING, RESTARTING, STOPPING, STOPPED, STOPPED_OUTSIDE, OOM
           CRASH_LOOP, FAILED_AT_START, FAILED, NOT_INSTALLED)
 
 
+class InfoError(Left4meError):
+    """A request srcds_info refuses; the message says what is wrong."""
+
+
 def unit_of(name: str) -> str:
     return f"{UNIT_PREFIX}{name}.service"
+
+
+def show_argv(units: Sequence[str]) -> list[str]:
+    """``systemctl show`` of the properties :func:`classify` and :func:`instance_info` read."""
+    return ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), *units]
 
 
 def parse_show(text: str) -> dict[str, dict[str, str]]:
@@ -245,3 +277,86 @@ def configured_names(instances_dir: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(e[: -len(".env")] for e in entries if e.endswith(".env") and len(e) > 4)
+
+
+def param_problem(journal_lines: int, a2s_timeout: float, rcon_timeout: float) -> str | None:
+    """Why srcds_info refuses these bounds, or None."""
+    if not 0 <= journal_lines <= MAX_JOURNAL_LINES:
+        return f"journal_lines must be between 0 and {MAX_JOURNAL_LINES}"
+    if a2s_timeout <= 0 or rcon_timeout <= 0:
+        return "a2s_timeout and rcon_timeout must be above 0"
+    return None
+
+
+def _is_instance_name(name: str) -> bool:
+    try:
+        validate_id(name, "instance name", InfoError)
+    except InfoError:
+        return False
+    return True
+
+
+def select_names(found: Sequence[str], wanted: Sequence[str] | None,
+                 instances_dir: str) -> list[str]:
+    """The instances to report, sorted: every configured one (``found``: the env files'
+    names, see :func:`configured_names`; a name left4me would not write is skipped), or
+    the ``wanted`` ones, each of which must be configured (else InfoError, naming them)."""
+    configured = [name for name in found if _is_instance_name(name)]
+    if wanted is None:
+        return configured
+    for name in wanted:
+        validate_id(name, "instance name", InfoError)
+    unknown = [name for name in wanted if name not in configured]
+    if unknown:
+        raise InfoError(
+            f"not configured on this host: {', '.join(unknown)} (no"
+            f" {instances_dir}/NAME.env); configured: {', '.join(configured) or 'none'}"
+        )
+    return sorted(set(wanted))
+
+
+def needs_journal(props: dict[str, str]) -> bool:
+    """Whether the unit's journal is read: it explains a server that is not active."""
+    return props.get("ActiveState") != "active"
+
+
+def journal_argv(name: str, journal_lines: int) -> list[str]:
+    """The journalctl call for a server that is not running: the lines :func:`classify`
+    reads (CLASSIFY_LINES) or the ``journal_lines`` returned, whichever are more."""
+    return journalctl_argv(unit_of(name), max(journal_lines, CLASSIFY_LINES))
+
+
+def journal_messages(journalctl_output: str, password: str | None) -> list[str]:
+    """The messages of ``journalctl -o json`` output, the RCON password and any password
+    cvar masked (a cfg echoed into the log)."""
+    return [mask_secrets(entry_message(entry).strip(), [password or ""])
+            for entry in parse_json_lines(journalctl_output)]
+
+
+def answers_queries(info: InstanceInfo) -> bool:
+    """Whether A2S and RCON are asked: only a running server with a known port answers."""
+    return info.running and bool(info.port)
+
+
+def a2s_targets(infos: Sequence[InstanceInfo]) -> dict[str, tuple[str, int]]:
+    """Where the host asks A2S_INFO, by instance name (see :func:`probe_address`)."""
+    return {info.name: (probe_address(info.ip), info.port)
+            for info in infos if answers_queries(info)}
+
+
+def record_a2s(info: InstanceInfo, answer: dict | A2SError | None) -> None:
+    """An A2S_INFO answer (its name, map and player counts) or why there was none; no
+    entry (``None``: the server was not asked) leaves both unset."""
+    if answer is None:
+        return
+    if isinstance(answer, A2SError):
+        info.a2s_error = str(answer)
+    else:
+        info.a2s = {key: answer.get(key) for key in A2S_KEYS}
+
+
+def record_status(info: InstanceInfo, output: str) -> None:
+    """The players of an RCON ``status`` answer, and the rows that did not parse."""
+    report = parse_status(output)
+    info.players = [player.__dict__ for player in report.players]
+    info.status_problems = report.problems

@@ -964,6 +964,33 @@ def _download_with_steamcmd(missing: list[ItemResult], cache: str,
         record(item)
 
 
+def unusable_message(overlay_id: str, errors: Sequence[str]) -> str:
+    """Why a sync with fail_on_item_error refused to touch the overlay."""
+    return (f"overlay {overlay_id}: {len(errors)} Workshop id(s) unusable, overlay left as it"
+            f" was (set fail_on_item_error=false to build it without them): {'; '.join(errors)}")
+
+
+def failed_downloads_message(overlay_id: str, errors: Sequence[str]) -> str:
+    """Why a sync left the overlay's links as they were after downloading."""
+    return (f"overlay {overlay_id}: {len(errors)} download(s) failed, overlay links left as"
+            f" they were: {'; '.join(errors)}")
+
+
+def _fetch_missing(missing: list[ItemResult], wanted: int, cache: str, index: dict,
+                   log: ProgressLog, overlay_id: str, owner: tuple[int, int] | None,
+                   steamcmd: Steamcmd | None, *, workers: int, timeout: float, attempts: int,
+                   retry_delay: float) -> None:
+    """Downloads the items the cache lacks (over HTTP, SteamPipe ones with steamcmd) and
+    records them in the cache index; a failed download is marked on its item."""
+    if missing:
+        log(f"overlay={overlay_id} downloading {len(missing)} of {wanted} item(s)")
+    record = _recorder(index, log, overlay_id, len(missing))
+    _download_over_http(missing, cache, owner, record, workers, timeout, attempts, retry_delay)
+    _download_with_steamcmd(missing, cache, owner, steamcmd, record, log, overlay_id)
+    if missing:
+        write_json_atomic(os.path.join(cache, INDEX_NAME), {"version": 1, "items": index}, owner)
+
+
 def sync_overlay(
     overlay_id: str,
     items: Iterable[object] = (),
@@ -990,9 +1017,7 @@ def sync_overlay(
     _refuse_steampipe_without_steamcmd(results, paths.cache, index, steamcmd)
     if result.errors and fail_on_item_error:
         result.failed = True
-        result.msg = (f"overlay {overlay_id}: {len(result.errors)} Workshop id(s) unusable,"
-                      f" overlay left as it was (set fail_on_item_error=false to build it"
-                      f" without them): {'; '.join(result.errors)}")
+        result.msg = unusable_message(overlay_id, result.errors)
         return result
 
     usable = [item for item in results if item.status != "error"]
@@ -1004,22 +1029,15 @@ def sync_overlay(
 
     log = ProgressLog(os.path.join(paths.cache, LOG_NAME), owner, echo)
     with cache_lock(paths.cache, owner):
-        if missing:
-            log(f"overlay={overlay_id} downloading {len(missing)} of {len(usable)} item(s)")
-        record = _recorder(index, log, overlay_id, len(missing))
-        _download_over_http(missing, paths.cache, owner, record, workers, timeout, attempts,
-                            retry_delay)
-        _download_with_steamcmd(missing, paths.cache, owner, steamcmd, record, log, overlay_id)
-        if missing:
-            write_json_atomic(os.path.join(paths.cache, INDEX_NAME),
-                              {"version": 1, "items": index}, owner)
+        _fetch_missing(missing, len(usable), paths.cache, index, log, overlay_id, owner,
+                       steamcmd, workers=workers, timeout=timeout, attempts=attempts,
+                       retry_delay=retry_delay)
         result.bytes_fetched = sum(item.bytes for item in usable)
         result.api_calls = api.calls
         failed_downloads = [item.error for item in missing if item.status == "error"]
         if failed_downloads:
             result.failed = True
-            result.msg = (f"overlay {overlay_id}: {len(failed_downloads)} download(s) failed,"
-                          f" overlay links left as they were: {'; '.join(failed_downloads)}")
+            result.msg = failed_downloads_message(overlay_id, failed_downloads)
             log(f"overlay={overlay_id} not updated: {len(failed_downloads)} download(s) failed")
             return result
         apply_addon_links(result.links, paths, owner)

@@ -111,24 +111,23 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_STATE_DIR,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    MountError,
     instance_paths,
-    parse_env,
-    validate_instance_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconError,
     instance_cfg_path,
+    no_password_message,
+    not_running_message,
     password_for,
     run_command,
     server_cfg_path,
-    validate_command,
+    target_of,
+    validate_request,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    SHOW_PROPERTIES,
     classify,
     parse_show,
-    probe_address,
+    show_argv,
     unit_of,
 )
 
@@ -159,61 +158,42 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    name = params["name"]
+    name, state_dir = params["name"], params["state_dir"]
     try:
-        validate_instance_name(name)
-        validate_command(params["command"])
-    except (MountError, RconError) as exc:
+        validate_request(name, params["command"], params["timeout"])
+    except RconError as exc:
         module.fail_json(msg=str(exc))
-    if params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be above 0 seconds")
     if os.geteuid() != 0:
         module.fail_json(msg=NEEDS_ROOT)
     env_file = os.path.join(params["config_dir"], "instances", f"{name}.env")
-    env_text = read_text(env_file)
-    if env_text is None:
-        module.fail_json(msg=f"instance {name!r} is not configured on this host ({env_file} is"
-                         " missing)")
     try:
-        env = parse_env(env_text, env_file)
-    except MountError as exc:
+        target = target_of(name, env_file, read_text(env_file))
+    except RconError as exc:
         module.fail_json(msg=str(exc))
-    port = env.get("LEFT4ME_PORT", "")
-    if not port.isdigit():
-        module.fail_json(msg=f"{env_file} has no LEFT4ME_PORT")
-    address = probe_address(env.get("LEFT4ME_IP"))
-    where = f"{address}:{port}"
 
-    rc, out, err = module.run_command(
-        ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), unit_of(name)],
-        environ_update=LANG_C,
-    )
+    rc, out, err = module.run_command(show_argv([unit_of(name)]), environ_update=LANG_C)
     if rc != 0:
-        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}", address=where)
+        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}",
+                         address=target.where)
     unit_state = classify(parse_show(out).get(unit_of(name), {}))
     if not unit_state.running:
-        module.fail_json(
-            msg=f"instance {name!r} is not running ({unit_state.reason}); nothing was sent",
-            address=where, state=unit_state.state)
-    merged = instance_paths(name, params["state_dir"]).merged
-    password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
-                            read_text(server_cfg_path(merged)))
+        module.fail_json(msg=not_running_message(name, unit_state), address=target.where,
+                         state=unit_state.state)
+    password = password_for(read_text(instance_cfg_path(name, state_dir)),
+                            read_text(server_cfg_path(instance_paths(name, state_dir).merged)))
     if not password:
-        module.fail_json(
-            msg=f"instance {name!r} has no RCON password (no rcon_password in"
-            f" {instance_cfg_path(name, params['state_dir'])} or its server.cfg): srcds refuses"
-            " every RCON login; set rcon_password with left4me.l4d2.srcds_instance",
-            address=where)
+        module.fail_json(msg=no_password_message(name, instance_cfg_path(name, state_dir)),
+                         address=target.where)
     module.no_log_values.add(password)
     if module.check_mode:
-        module.exit_json(changed=True, address=where, msg="check mode: command not sent")
+        module.exit_json(changed=True, address=target.where, msg="check mode: command not sent")
     try:
-        output, seconds = run_command(int(port), password, params["command"], params["timeout"],
-                                      address)
+        output, seconds = run_command(target.port, password, params["command"],
+                                      params["timeout"], target.address)
     except RconError as exc:
-        module.fail_json(msg=f"instance {name!r}: {exc}", address=where)
+        module.fail_json(msg=f"instance {name!r}: {exc}", address=target.where)
     module.exit_json(changed=True, output=output, stdout_lines=output.splitlines(),
-                     seconds=seconds, address=where)
+                     seconds=seconds, address=target.where)
 
 
 if __name__ == "__main__":

@@ -206,17 +206,11 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
-    A2SError,
     query_many,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
-    entry_message,
-    mask_secrets,
-    parse_json_lines,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
@@ -224,7 +218,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
     mount_state,
     mountinfo_path,
     parse_env,
-    validate_instance_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconError,
@@ -234,20 +227,26 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noq
     server_cfg_path,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    SHOW_PROPERTIES,
+    InfoError,
+    InstanceInfo,
+    a2s_targets,
+    answers_queries,
     configured_names,
     instance_info,
+    journal_argv,
+    journal_messages,
+    needs_journal,
+    param_problem,
     parse_show,
     probe_address,
+    record_a2s,
+    record_status,
+    select_names,
+    show_argv,
     unit_of,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import (  # noqa: E402
-    parse_status,
 )
 
 LANG_C = {"LANG": "C", "LC_ALL": "C"}
-A2S_KEYS = ("name", "map", "players", "max_players")
-CLASSIFY_LINES = 30
 NEEDS_ROOT = (
     "srcds_info needs root to read the journal, PID 1's mounts and the RCON password: run"
     " with become (-b on the ansible command line, become: true in a play)"
@@ -260,6 +259,47 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def read_env(path: str) -> dict[str, str]:
+    """The instance's env file; empty when it is missing or does not parse."""
+    try:
+        return parse_env(read_text(path) or "")
+    except MountError:
+        return {}
+
+
+def gather(module: AnsibleModule, name: str, props: dict[str, str],
+           mountinfo: str) -> tuple[InstanceInfo, str | None]:
+    """One instance as systemd, its env file, the mount table and (for a server that is not
+    running) its journal say; and its RCON password, read on the host."""
+    params = module.params
+    env = read_env(os.path.join(params["config_dir"], "instances", f"{name}.env"))
+    paths = instance_paths(name, params["state_dir"])
+    password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
+                            read_text(server_cfg_path(paths.merged)))
+    messages = []
+    if needs_journal(props):
+        _rc, out, _err = module.run_command(journal_argv(name, params["journal_lines"]),
+                                            environ_update=LANG_C)
+        messages = journal_messages(out, password)
+    info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
+                         paths.merged, messages, params["journal_lines"])
+    return info, password
+
+
+def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float) -> None:
+    """RCON ``status`` of each running server, one after the other."""
+    for info, password in infos:
+        if not answers_queries(info):
+            continue
+        try:
+            output, _seconds = run_command(info.port, password or "", "status", timeout,
+                                           probe_address(info.ip))
+        except RconError as exc:
+            info.players_error = str(exc)
+        else:
+            record_status(info, output)
 
 
 def main():
@@ -276,97 +316,36 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not 0 <= params["journal_lines"] <= 1000:
-        module.fail_json(msg="journal_lines must be between 0 and 1000")
-    if params["a2s_timeout"] <= 0 or params["rcon_timeout"] <= 0:
-        module.fail_json(msg="a2s_timeout and rcon_timeout must be above 0")
+    problem = param_problem(params["journal_lines"], params["a2s_timeout"],
+                            params["rcon_timeout"])
+    if problem:
+        module.fail_json(msg=problem)
     if os.geteuid() != 0:
         module.fail_json(msg=NEEDS_ROOT)
     instances_dir = os.path.join(params["config_dir"], "instances")
-    configured = []
-    for name in configured_names(instances_dir):
-        try:
-            configured.append(validate_instance_name(name))
-        except MountError:
-            continue  # not an instance file left4me would write
-    names = configured
-    if params["names"] is not None:
-        try:
-            for name in params["names"]:
-                validate_instance_name(name)
-        except MountError as exc:
-            module.fail_json(msg=str(exc))
-        unknown = [n for n in params["names"] if n not in configured]
-        if unknown:
-            module.fail_json(
-                msg=f"not configured on this host: {', '.join(unknown)} (no"
-                f" {instances_dir}/NAME.env); configured: {', '.join(configured) or 'none'}"
-            )
-        names = sorted(set(params["names"]))
+    try:
+        names = select_names(configured_names(instances_dir), params["names"], instances_dir)
+    except InfoError as exc:
+        module.fail_json(msg=str(exc))
     if not names:
         module.exit_json(changed=False, instances=[])
 
-    units = [unit_of(n) for n in names]
-    rc, out, err = module.run_command(
-        ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), *units],
-        environ_update=LANG_C,
-    )
+    rc, out, err = module.run_command(show_argv([unit_of(n) for n in names]),
+                                      environ_update=LANG_C)
     if rc != 0:
         module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}")
     shown = parse_show(out)
     with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
         mountinfo = handle.read()
+    infos = [gather(module, name, shown.get(unit_of(name), {"LoadState": "not-found"}),
+                    mountinfo) for name in names]
 
-    infos = []
-    for name in names:
-        env_text = read_text(os.path.join(instances_dir, f"{name}.env")) or ""
-        try:
-            env = parse_env(env_text)
-        except MountError:
-            env = {}
-        props = shown.get(unit_of(name), {"LoadState": "not-found"})
-        paths = instance_paths(name, params["state_dir"])
-        merged_cfg = read_text(server_cfg_path(paths.merged))
-        password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
-                                merged_cfg)
-        messages = []
-        if props.get("ActiveState") != "active":
-            # Enough lines to see how the last runs ended, whatever journal_lines returns.
-            lines = max(params["journal_lines"], CLASSIFY_LINES)
-            rc, out, _err = module.run_command(
-                ["journalctl", f"--unit={unit_of(name)}", "--output=json", "--no-pager",
-                 "--quiet", f"--lines={lines}"],
-                environ_update=LANG_C,
-            )
-            messages = [mask_secrets(entry_message(e).strip(), [password or ""])
-                        for e in parse_json_lines(out)]
-        info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
-                             paths.merged, messages, params["journal_lines"])
-        infos.append((info, password))
-
-    targets = {
-        info.name: (probe_address(info.ip), info.port)
-        for info, _password in infos if info.running and info.port
-    }
+    targets = a2s_targets([info for info, _password in infos])
     answers = query_many(targets, params["a2s_timeout"]) if targets else {}
-    for info, password in infos:
-        if info.name in answers:
-            answer = answers[info.name]
-            if isinstance(answer, A2SError):
-                info.a2s_error = str(answer)
-            else:
-                info.a2s = {key: answer.get(key) for key in A2S_KEYS}
-        if params["players"] and info.running and info.port:
-            try:
-                output, _seconds = run_command(info.port, password or "", "status",
-                                               params["rcon_timeout"],
-                                               probe_address(info.ip))
-            except RconError as exc:
-                info.players_error = str(exc)
-            else:
-                report = parse_status(output)
-                info.players = [p.__dict__ for p in report.players]
-                info.status_problems = report.problems
+    for info, _password in infos:
+        record_a2s(info, answers.get(info.name))
+    if params["players"]:
+        ask_players(infos, params["rcon_timeout"])
     module.exit_json(changed=False, instances=[info.as_dict() for info, _password in infos])
 
 

@@ -16,11 +16,10 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon
-
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
 
 
 def free_port() -> int:
@@ -28,6 +27,7 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
 
 PASSWORD = "s3cret-rcon"
 
@@ -189,3 +189,73 @@ def test_output_stops_at_the_echo_of_the_empty_packet_not_at_the_first_short_one
     finally:
         listener.close()
     assert output == "late output\n"
+
+
+# --- what the rcon module refuses, and where it connects (it only gathers and sends) ----
+
+@pytest.mark.parametrize("name, command, timeout, message", [
+    ("Bad!", "status", 30.0, "invalid instance name 'Bad!': use 1-64 characters"),
+    ("Bad!", "status\nquit", 0.0, "invalid instance name 'Bad!'"),  # the name comes first
+    ("coop1", "status\nquit", 0.0, "command contains a line feed: send one command per call"),
+    ("coop1", " ", 30.0, "command must be a non-empty string"),
+    ("coop1", "status", 0.0, "timeout must be above 0 seconds"),
+    ("coop1", "status", -1.0, "timeout must be above 0 seconds"),
+])
+def test_a_bad_request_is_refused_before_anything_is_read(name, command, timeout, message):
+    with pytest.raises(_rcon.RconError) as refused:
+        _rcon.validate_request(name, command, timeout)
+    assert str(refused.value).startswith(message)
+
+
+def test_a_good_request_passes():
+    assert _rcon.validate_request("coop1", "sm_say hello", 0.5) is None
+
+
+ENV_FILE = "/etc/left4me/instances/coop1.env"
+
+
+@pytest.mark.parametrize("env_text, port, address, where", [
+    ("LEFT4ME_PORT=27015\nLEFT4ME_IP=0.0.0.0\n", 27015, "127.0.0.1", "127.0.0.1:27015"),
+    ("LEFT4ME_PORT=27015\n", 27015, "127.0.0.1", "127.0.0.1:27015"),
+    ('LEFT4ME_PORT="27025"\nLEFT4ME_IP=10.0.0.5\n', 27025, "10.0.0.5", "10.0.0.5:27025"),
+    ("LEFT4ME_PORT=27015\nLEFT4ME_IP=::\n", 27015, "127.0.0.1", "127.0.0.1:27015"),
+])
+def test_rcon_goes_where_the_host_reaches_the_server(env_text, port, address, where):
+    assert _rcon.target_of("coop1", ENV_FILE, env_text) == _rcon.Target(port, address, where)
+
+
+@pytest.mark.parametrize("env_text, message", [
+    (None, "instance 'coop1' is not configured on this host"
+     " (/etc/left4me/instances/coop1.env is missing)"),
+    ("LEFT4ME_IP=0.0.0.0\n", "/etc/left4me/instances/coop1.env has no LEFT4ME_PORT"),
+    ("LEFT4ME_PORT=\n", "/etc/left4me/instances/coop1.env has no LEFT4ME_PORT"),
+    ("LEFT4ME_PORT=game\n", "/etc/left4me/instances/coop1.env has no LEFT4ME_PORT"),
+    ("this is not env\n", "/etc/left4me/instances/coop1.env:1: expected KEY=value, got"
+     " 'this is not env'"),
+])
+def test_an_instance_rcon_cannot_reach_is_said_so(env_text, message):
+    with pytest.raises(_rcon.RconError) as refused:
+        _rcon.target_of("coop1", ENV_FILE, env_text)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("active, sub, enabled, reason", [
+    ("inactive", "dead", "disabled", "stopped"),
+    ("inactive", "dead", "enabled", "stopped outside left4me (the unit is still enabled:"
+     " stopped by hand, or the server quit on its own)"),
+    ("activating", "start-pre", "enabled", "starting"),
+])
+def test_nothing_is_sent_to_a_server_that_is_not_running(active, sub, enabled, reason):
+    unit_state = _srcds_info.classify(
+        {"LoadState": "loaded", "ActiveState": active, "SubState": sub, "UnitFileState": enabled})
+    assert not unit_state.running
+    assert _rcon.not_running_message("versus1", unit_state) == (
+        f"instance 'versus1' is not running ({reason}); nothing was sent")
+
+
+def test_an_instance_without_a_password_says_where_to_set_it():
+    cfg = _rcon.instance_cfg_path("coop1", "/var/lib/left4me")
+    assert _rcon.no_password_message("coop1", cfg) == (
+        "instance 'coop1' has no RCON password (no rcon_password in /var/lib/left4me/overlays/"
+        ".instance-coop1/left4dead2/cfg/left4me/instance.cfg or its server.cfg): srcds refuses"
+        " every RCON login; set rcon_password with left4me.l4d2.srcds_instance")

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _srcds_info
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _srcds_info
 
 BASE = {
     "Id": "left4me-server@coop1.service", "LoadState": "loaded", "UnitFileState": "enabled",
@@ -159,3 +159,139 @@ def test_configured_names(tmp_path):
         (tmp_path / entry).write_text("")
     assert _srcds_info.configured_names(str(tmp_path)) == ["a", "b"]
     assert _srcds_info.configured_names(str(tmp_path / "missing")) == []
+
+
+# --- what the srcds_info module asks and reports (it only gathers and calls these) -------
+
+@pytest.mark.parametrize("journal_lines, a2s_timeout, rcon_timeout, problem", [
+    (10, 1.0, 5.0, None),
+    (0, 0.1, 0.1, None),
+    (1000, 1.0, 5.0, None),
+    (1001, 1.0, 5.0, "journal_lines must be between 0 and 1000"),
+    (-1, 1.0, 5.0, "journal_lines must be between 0 and 1000"),
+    (10, 0.0, 5.0, "a2s_timeout and rcon_timeout must be above 0"),
+    (10, 1.0, -1.0, "a2s_timeout and rcon_timeout must be above 0"),
+    (5000, 0.0, 0.0, "journal_lines must be between 0 and 1000"),
+])
+def test_bounds_srcds_info_refuses(journal_lines, a2s_timeout, rcon_timeout, problem):
+    assert _srcds_info.param_problem(journal_lines, a2s_timeout, rcon_timeout) == problem
+
+
+FOUND = ["Bad!", "coop1", "versus1"]  # env file names; Bad! is no name left4me writes
+
+
+@pytest.mark.parametrize("found, wanted, names", [
+    (FOUND, None, ["coop1", "versus1"]),
+    (FOUND, ["versus1", "coop1", "versus1"], ["coop1", "versus1"]),
+    (FOUND, ["versus1"], ["versus1"]),
+    (FOUND, [], []),
+    ([], None, []),
+])
+def test_which_instances_are_reported(found, wanted, names):
+    assert _srcds_info.select_names(found, wanted, "/etc/left4me/instances") == names
+
+
+@pytest.mark.parametrize("found, wanted, message", [
+    (FOUND, ["coop1", "ghost", "zz"], "not configured on this host: ghost, zz (no"
+     " /etc/left4me/instances/NAME.env); configured: coop1, versus1"),
+    ([], ["coop1"], "not configured on this host: coop1 (no /etc/left4me/instances/NAME.env);"
+     " configured: none"),
+    (FOUND, ["Bad!"], "invalid instance name 'Bad!': use 1-64 characters"),
+    (FOUND, ["ghost", "Bad!"], "invalid instance name 'Bad!'"),  # names checked first
+])
+def test_a_request_for_instances_not_configured_names_them(found, wanted, message):
+    with pytest.raises(_srcds_info.InfoError) as refused:
+        _srcds_info.select_names(found, wanted, "/etc/left4me/instances")
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("unit, read", [
+    (RUNNING, False),
+    (props(ActiveState="active", SubState="exited"), False),
+    (CRASH_LOOP, True),
+    (props(ActiveState="inactive", SubState="dead"), True),
+    (props(ActiveState="activating", SubState="auto-restart"), True),
+    ({"LoadState": "not-found"}, True),
+])
+def test_the_journal_is_read_for_a_server_that_is_not_active(unit, read):
+    assert _srcds_info.needs_journal(unit) is read
+
+
+@pytest.mark.parametrize("journal_lines, lines", [(0, 30), (10, 30), (30, 30), (200, 200)])
+def test_the_journal_read_covers_what_classify_needs_and_what_is_returned(journal_lines,
+                                                                          lines):
+    assert _srcds_info.journal_argv("coop1", journal_lines) == [
+        "journalctl", "--unit=left4me-server@coop1.service", "--output=json", "--no-pager",
+        "--quiet", f"--lines={lines}"]
+
+
+def test_systemctl_show_asks_for_the_properties_classify_reads():
+    argv = _srcds_info.show_argv(["left4me-server@a.service", "left4me-server@b.service"])
+    assert argv[:2] == ["systemctl", "show"]
+    assert argv[2].startswith("--property=Id,LoadState,ActiveState,SubState,Result,")
+    assert argv[3:] == ["left4me-server@a.service", "left4me-server@b.service"]
+
+
+@pytest.mark.parametrize("password, first", [
+    ("hunter2", "stop ******** leaking"),  # the server's own password, wherever it appears
+    (None, "stop hunter2 leaking"),  # no password known: only password cvars are masked
+])
+def test_journal_messages_mask_the_password_and_password_cvars(password, first):
+    output = "\n".join([
+        '{"MESSAGE": "stop hunter2 leaking"}',
+        '{"MESSAGE": "rcon_password hunter2"}',
+        '{"MESSAGE": [99, 97, 102, 233]}',  # journald's non-UTF-8 message: a byte list
+        "not json",
+        '{"MESSAGE": "  Segfault \\n"}',
+    ])
+    assert _srcds_info.journal_messages(output, password) == [
+        first, "rcon_password ********", "caf\ufffd", "Segfault"]
+
+
+def info_of(name: str, unit: dict[str, str], env: dict[str, str]) -> _srcds_info.InstanceInfo:
+    return _srcds_info.instance_info(name, env, unit, True, f"/m/{name}")
+
+
+def test_a2s_is_asked_of_running_servers_with_a_port_where_the_host_reaches_them():
+    infos = [
+        info_of("coop1", RUNNING, {"LEFT4ME_PORT": "27015", "LEFT4ME_IP": "0.0.0.0"}),
+        info_of("bound", RUNNING, {"LEFT4ME_PORT": "27025", "LEFT4ME_IP": "10.0.0.5"}),
+        info_of("noport", RUNNING, {"LEFT4ME_IP": "0.0.0.0"}),
+        info_of("down", CRASH_LOOP, {"LEFT4ME_PORT": "27035"}),
+    ]
+    assert _srcds_info.a2s_targets(infos) == {"coop1": ("127.0.0.1", 27015),
+                                              "bound": ("10.0.0.5", 27025)}
+    assert [_srcds_info.answers_queries(i) for i in infos] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("answer, a2s, a2s_error", [
+    ({"name": "demo", "map": "c1m1_hotel", "players": 1, "max_players": 8, "vac": 1},
+     {"name": "demo", "map": "c1m1_hotel", "players": 1, "max_players": 8}, None),
+    ({"name": "demo"}, {"name": "demo", "map": None, "players": None, "max_players": None},
+     None),
+    (_a2s.A2SError("no answer within 1 s"), None, "no answer within 1 s"),
+    (None, None, None),  # not asked: neither is set
+])
+def test_an_a2s_answer_or_why_there_was_none(answer, a2s, a2s_error):
+    info = info_of("coop1", RUNNING, {"LEFT4ME_PORT": "27015"})
+    _srcds_info.record_a2s(info, answer)
+    assert (info.a2s, info.a2s_error) == (a2s, a2s_error)
+
+
+STATUS = (
+    "hostname: left4me demo coop\nmap     : c1m1_hotel\n"
+    "# userid name uniqueid connected ping loss state rate adr\n"
+    '#  2 1 "Veteran" STEAM_1:1:41813649 2:05:07 64 0 active 30000 127.0.0.4:27005\n'
+    '# 4 "Coach" BOT active\n'
+    "#end\n"
+    "# what is this row\n"
+)
+
+
+def test_players_from_rcon_status_with_bots_marked_and_rows_that_did_not_parse():
+    info = info_of("coop1", RUNNING, {"LEFT4ME_PORT": "27015"})
+    _srcds_info.record_status(info, STATUS)
+    assert [(p["name"], p["bot"]) for p in info.players] == [("Veteran", False), ("Coach", True)]
+    assert info.players[0]["connected_seconds"] == 7507
+    assert len(info.status_problems) == 1 and "what is this row" in info.status_problems[0]
+    assert info.as_dict()["players"] == info.players

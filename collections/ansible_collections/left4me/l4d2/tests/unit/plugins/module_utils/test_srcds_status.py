@@ -136,7 +136,7 @@ def test_a_hibernating_server_has_no_players():
 
 
 def test_status_of_the_simulated_srcds_with_an_hour_long_player(start_srcds, standin_harness,
-                                                               tmp_path):
+                                                                tmp_path):
     root = standin_harness.make_game_root(tmp_path, 'rcon_password "pw"\n')
     server = start_srcds(root, "+maxplayers", "8")
     _rcon.run_command(server.port, "pw", "sim_addplayer Veteran 64 7507", timeout=10)

@@ -477,3 +477,24 @@ def test_links_planted_in_steamcmds_tree_are_not_followed(steam, state, tmp_path
         workshop.open_dir_below(staging, parts)
     workshop.remove_below(staging, parts)
     assert (elsewhere / "keep.vpk").exists(), "removal never follows a link out of staging"
+
+
+@pytest.mark.parametrize("errors, message", [
+    (["123: not found"], "overlay maps: 1 Workshop id(s) unusable, overlay left as it was (set"
+     " fail_on_item_error=false to build it without them): 123: not found"),
+    (["1: banned", "2: not a l4d2 item"], "overlay maps: 2 Workshop id(s) unusable, overlay"
+     " left as it was (set fail_on_item_error=false to build it without them): 1: banned;"
+     " 2: not a l4d2 item"),
+])
+def test_unusable_ids_say_how_to_build_without_them(errors, message):
+    assert workshop.unusable_message("maps", errors) == message
+
+
+@pytest.mark.parametrize("errors, message", [
+    (["123: HTTP 503"], "overlay maps: 1 download(s) failed, overlay links left as they were:"
+     " 123: HTTP 503"),
+    (["1: timed out", "2: size mismatch"], "overlay maps: 2 download(s) failed, overlay links"
+     " left as they were: 1: timed out; 2: size mismatch"),
+])
+def test_failed_downloads_say_the_links_were_left_alone(errors, message):
+    assert workshop.failed_downloads_message("maps", errors) == message

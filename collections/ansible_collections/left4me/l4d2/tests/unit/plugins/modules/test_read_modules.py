@@ -1,0 +1,162 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runs the srcds_info and rcon modules in-process on a faked host (systemctl, journalctl,
+A2S and RCON answered by the test): what they ask, what they report, what they refuse
+before asking anything. tests/collection/test_reads_on_host.py runs them on a real host."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+try:
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon
+    from ansible_collections.left4me.l4d2.plugins.modules import rcon, srcds_info
+except ImportError:  # plain pytest from the repo root: make the collection importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon
+    from ansible_collections.left4me.l4d2.plugins.modules import rcon, srcds_info
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+COOP_PASSWORD = "sekrit-coop"
+STATUS = ('# userid name uniqueid connected ping loss state rate adr\n'
+          '#  2 1 "Veteran" STEAM_1:1:41813649 2:05:07 64 0 active 30000 127.0.0.4:27005\n'
+          '# 4 "Coach" BOT active\n')
+
+
+def show(name: str, **changes: str) -> str:
+    props = {"Id": f"left4me-server@{name}.service", "LoadState": "loaded",
+             "UnitFileState": "enabled", "ActiveState": "active", "SubState": "running",
+             "Result": "success", "NRestarts": "0", "MemoryCurrent": "1000",
+             "CPUUsageNSec": "2000000000", "ExecMainCode": "0", "ExecMainStatus": "0",
+             "StartLimitBurst": "5", "StartLimitIntervalUSec": "1min", **changes}
+    return "\n".join(f"{key}={value}" for key, value in props.items())
+
+
+CRASHED = dict(ActiveState="failed", SubState="failed", Result="signal", ExecMainCode="2",
+               ExecMainStatus="9", NRestarts="5")
+JOURNAL = "\n".join(json.dumps({"MESSAGE": m}) for m in (
+    "Main process exited, code=killed, status=9/KILL", f"echo rcon_password {COOP_PASSWORD}",
+    "Start request repeated too quickly."))
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """Two instances (coop1 on every address, versus1 on 10.0.0.5), coop1 mounted; records
+    every command, A2S and RCON call the modules make."""
+    state, etc = tmp_path / "state", tmp_path / "etc"
+    (etc / "instances").mkdir(parents=True)
+    (etc / "instances" / "coop1.env").write_text("LEFT4ME_PORT=27015\nLEFT4ME_IP=0.0.0.0\n")
+    (etc / "instances" / "versus1.env").write_text("LEFT4ME_PORT=27025\nLEFT4ME_IP=10.0.0.5\n")
+    cfg = state / "overlays" / ".instance-coop1" / "left4dead2" / "cfg" / "left4me"
+    cfg.mkdir(parents=True)
+    (cfg / "instance.cfg").write_text(f'rcon_password "{COOP_PASSWORD}"\n')
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"36 35 0:30 / {state}/runtime/coop1/merged rw - overlay overlay rw\n")
+    fake = {"show": show("coop1") + "\n\n" + show("versus1", **CRASHED), "calls": [],
+            "a2s": {"coop1": {"name": "demo", "map": "c1m1_hotel", "players": 1,
+                              "max_players": 8}},
+            "rcon": lambda: ("hello", 0.25),
+            "args": {"state_dir": str(state), "config_dir": str(etc)}}
+
+    def run_command(_module, argv, **_kwargs):
+        fake["calls"].append(argv[0])
+        return (0, fake["show"], "") if argv[0] == "systemctl" else (0, JOURNAL, "")
+
+    def query_many(targets, _timeout):
+        fake["calls"].append(("a2s", dict(targets)))
+        return {name: fake["a2s"].get(name, _a2s.A2SError("no answer")) for name in targets}
+
+    def send(port, password, command, _timeout, address):
+        fake["calls"].append(("rcon", address, port, password, command))
+        return fake["rcon"]()  # the server's answer, or the RconError it ends in
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr(srcds_info, "mountinfo_path", lambda _pid: str(mountinfo))
+    monkeypatch.setattr(srcds_info, "query_many", query_many)
+    monkeypatch.setattr(srcds_info, "run_command", send)
+    monkeypatch.setattr(rcon, "run_command", send)
+    return fake
+
+
+def run(module, capsys, host, **args) -> tuple[dict, str]:
+    with patch_module_args({**host["args"], **args}), pytest.raises(SystemExit):
+        module.main()
+    out = capsys.readouterr().out
+    return json.loads(out), out
+
+
+def test_srcds_info_reports_each_instance_and_asks_only_running_servers(capsys, host):
+    host["rcon"] = lambda: (STATUS, 0.1)
+    result, out = run(srcds_info, capsys, host, players=True, journal_lines=2)
+    coop, versus = result["instances"]
+    assert not result["changed"] and COOP_PASSWORD not in out
+    assert (coop["state"], coop["mounted"], coop["a2s"]["map"]) == ("running", True, "c1m1_hotel")
+    assert [(p["name"], p["bot"]) for p in coop["players"]] == [
+        ("Veteran", False), ("Coach", True)]
+    assert (versus["state"], versus["mounted"], versus["a2s"], versus["players"]) == (
+        "crash_loop", False, None, None)
+    assert versus["reason"] == "crash loop: gave up after 5 starts within 60 s (killed by SIGKILL)"
+    assert versus["journal"] == ["echo rcon_password ********",
+                                 "Start request repeated too quickly."]
+    # One systemctl for all, the journal of the server that is down, A2S and RCON of coop1.
+    assert host["calls"] == ["systemctl", "journalctl", ("a2s", {"coop1": ("127.0.0.1", 27015)}),
+                             ("rcon", "127.0.0.1", 27015, COOP_PASSWORD, "status")]
+
+
+def test_srcds_info_says_why_players_could_not_be_read(capsys, host):
+    def refuse():
+        raise _rcon.RconAuthError("the server refused the RCON password")
+
+    host["rcon"] = refuse
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
+    assert result["instances"][0]["players_error"] == "the server refused the RCON password"
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"names": ["coop1", "ghost"]}, "not configured on this host: ghost"),
+    ({"names": ["Bad!"]}, "invalid instance name 'Bad!'"),
+    ({"journal_lines": 1001}, "journal_lines must be between 0 and 1000"),
+    ({"a2s_timeout": 0}, "a2s_timeout and rcon_timeout must be above 0"),
+])
+def test_srcds_info_refuses_before_asking_anything(capsys, host, args, message):
+    result, _out = run(srcds_info, capsys, host, **args)
+    assert result["failed"] and message in result["msg"]
+    assert host["calls"] == []
+
+
+def test_rcon_sends_with_the_password_read_on_the_host_and_never_shows_it(capsys, host):
+    host["rcon"] = lambda: (f"rcon_password is {COOP_PASSWORD}\nok", 0.25)
+    result, out = run(rcon, capsys, host, name="coop1", command="status")
+    assert result["changed"] and result["address"] == "127.0.0.1:27015"
+    assert result["stdout_lines"] == ["rcon_password is ********", "ok"]
+    assert COOP_PASSWORD not in out
+    assert host["calls"][-1] == ("rcon", "127.0.0.1", 27015, COOP_PASSWORD, "status")
+
+
+def test_rcon_in_check_mode_sends_nothing(capsys, host):
+    result, _out = run(rcon, capsys, host, name="coop1", command="status", _ansible_check_mode=True)
+    assert result["changed"] and result["msg"] == "check mode: command not sent"
+    assert host["calls"] == ["systemctl"]
+
+
+@pytest.mark.parametrize("args, message, asked", [
+    ({"name": "Bad!", "command": "status"}, "invalid instance name 'Bad!'", []),
+    ({"name": "coop1", "command": "status\nquit"}, "command contains a line feed", []),
+    ({"name": "coop1", "command": "status", "timeout": 0}, "timeout must be above 0", []),
+    ({"name": "ghost", "command": "status"}, "instance 'ghost' is not configured", []),
+    # rcon reads no journal: the state is systemd's alone.
+    ({"name": "versus1", "command": "status"}, "instance 'versus1' is not running (failed:"
+     " killed by SIGKILL); nothing was sent", ["systemctl"]),
+])
+def test_rcon_refuses_and_sends_nothing(capsys, host, args, message, asked):
+    result, _out = run(rcon, capsys, host, **args)
+    assert result["failed"] and result["msg"].startswith(message), result["msg"]
+    assert host["calls"] == asked
