@@ -142,10 +142,10 @@ def test_server_playbook_acts_on_a_server_by_name_with_plain_ansible_playbook(
     inventory = converged_from_artifact.inventory
     host = converged_from_artifact.host
 
-    def action(name: str, state: str) -> subprocess.CompletedProcess[str]:
+    def action(name: str, state: str, *more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ansible-playbook", "-i", str(inventory), str(SERVER_PLAYBOOK),
-             "-e", f"left4me_server_name={name}", "-e", f"left4me_server_state={state}"],
+             "-e", f"left4me_server_name={name}", "-e", f"left4me_server_state={state}", *more],
             cwd=PROJECT, capture_output=True, text=True, timeout=600)
 
     def main_pid() -> str:
@@ -156,6 +156,12 @@ def test_server_playbook_acts_on_a_server_by_name_with_plain_ansible_playbook(
     refused = action("coop1", "explode")
     assert refused.returncode != 0 and "left4me_server_state" in refused.stdout
     assert main_pid() == before
-    restarted = action("coop1", "restarted")
+    # coop1 is the inventory's (site.yml's): the playbook's default manager, the UI's, may
+    # not touch it, and says whose it is.
+    not_ours = action("coop1", "restarted")
+    assert not_ours.returncode != 0 and "managed by inventory" in not_ours.stdout, \
+        not_ours.stdout[-3000:]
+    assert main_pid() == before
+    restarted = action("coop1", "restarted", "-e", "left4me_server_manager=inventory")
     assert restarted.returncode == 0, restarted.stdout[-3000:]
     assert main_pid() not in (before, "0")
