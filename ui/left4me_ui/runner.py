@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +37,28 @@ def runner_envvars() -> dict[str, str]:
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
 
 
+# ssh binds a control socket at DIR/<10-char hash>.<16 random chars>, and a Unix socket's
+# path holds at most 107 bytes: a directory longer than this cannot hold one.
+CONTROL_DIR_MAX = 107 - len("/0123456789.0123456789abcdef")
+
+
+def ssh_control_dir(state_dir: Path) -> Path:
+    """The UI's private directory for SSH control sockets: STATE_DIR/ssh-control, or, when
+    that path is too long for a socket, a directory in the temp dir named after it."""
+    directory = state_dir / "ssh-control"
+    if len(os.fsencode(directory)) > CONTROL_DIR_MAX:
+        digest = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:16]
+        directory = Path(tempfile.gettempdir()) / f"left4me-ssh-{digest}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    found = directory.lstat()
+    # In a shared temp dir someone else could have made it first: use only our own, private.
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() \
+            or found.st_mode & 0o077:
+        raise RuntimeError(f"{directory} is not a private directory of this user (mode 0700):"
+                           " remove it, or run the UI with a shorter LEFT4ME_UI_STATE_DIR")
+    return directory
+
+
 @dataclass(frozen=True)
 class ModuleRun:
     ok: bool
@@ -53,8 +77,7 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
     # ansible-runner points SSH's control sockets into each run's temporary directory, so
     # every read would pay a new SSH login; a directory of the UI's own (0700) lets reads
     # that follow each other (a console session, a followed log) reuse one connection.
-    control_dir = core.settings.state_dir / "ssh-control"
-    control_dir.mkdir(mode=0o700, exist_ok=True)
+    control_dir = ssh_control_dir(core.settings.state_dir)
     envvars = {**runner_envvars(), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}
 
     def collect(event: dict) -> bool:

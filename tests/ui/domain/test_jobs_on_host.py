@@ -29,7 +29,11 @@ def host_core(core: Core, booted_host, host_inventory, tmp_path: Path) -> Core:
 
 
 def test_a_changed_host_key_fails_the_job_with_a_clear_message(core, booted_host, alice,
-                                                               host_inventory, tmp_path):
+                                                               host_inventory, tmp_path,
+                                                               monkeypatch):
+    # ssh checks the host key when it connects, not when it rides a master connection an
+    # earlier run to this host left open (ControlPersist): this job connects afresh.
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(tmp_path / "cp"))
     # A known_hosts that holds some other key for the host's address: as after a reinstall,
     # or with someone in between.
     other = tmp_path / "other_key"
