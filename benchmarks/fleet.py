@@ -277,7 +277,14 @@ def site(inventory: Path, *options: str, expect_no_change: bool = False) -> floa
     if run.returncode != 0 or not recap:
         raise RuntimeError(f"site.yml failed ({' '.join(options)}):\n{run.stdout[-4000:]}")
     if expect_no_change and any(changed != "0" for _, changed in recap):
-        raise RuntimeError(f"site.yml was not idempotent ({' '.join(options)}): {recap}")
+        task, changed_tasks = "", []
+        for line in run.stdout.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                task = line.rstrip(" *")
+            elif line.startswith("changed:"):
+                changed_tasks.append(f"{task} {line}")
+        raise RuntimeError(f"site.yml was not idempotent ({' '.join(options)}): {recap}\n"
+                           + "\n".join(changed_tasks))
     return seconds
 
 
