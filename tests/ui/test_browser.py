@@ -16,7 +16,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -178,8 +177,8 @@ def wait_for_job(page, kind: str) -> None:
         page.get_by_text(re.compile(rf"Job \d+ \({kind}\): succeeded")).first.wait_for(
             timeout=JOB_TIMEOUT_MS)
     except PlaywrightTimeoutError:
-        # What the user saw instead (a failed job's message, a stuck bar) is the diagnosis.
-        page.screenshot(path=Path(tempfile.gettempdir()) / f"left4me-{kind.replace(' ', '-')}.png")
+        # What the user saw instead (a failed job's message, a stuck bar) is the diagnosis;
+        # the failure hook (tests/ui/conftest.py) photographs the page too.
         pytest.fail(f"no 'Job N ({kind}): succeeded' within {JOB_TIMEOUT_MS / 1000:.0f} s;"
                     f" the page said:\n{page.locator('body').inner_text()[-3000:]}")
 
