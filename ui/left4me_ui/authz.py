@@ -46,6 +46,15 @@ def current(conn: sqlite3.Connection, actor: Actor | None) -> Actor:
     return Actor(row["id"], row["name"], row["role"])
 
 
+def owner_actor(conn: sqlite3.Connection, owner_id: int) -> Actor:
+    """The owner of a thing as an Actor with their stored role (what their servers and
+    blueprints may use), whether or not they are signed in."""
+    row = conn.execute("SELECT id, name, role FROM users WHERE id = ?", (owner_id,)).fetchone()
+    if row is None:
+        raise NotFound("the owner no longer exists")
+    return Actor(row["id"], row["name"], row["role"])
+
+
 def may_admin(actor: Actor) -> bool:
     return actor.is_admin
 

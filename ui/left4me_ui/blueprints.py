@@ -64,6 +64,17 @@ def check(name: str, overlays: list[str], config: BlueprintSettings) -> Blueprin
                              {str(k): str(v) for k, v in config.cvars.items()})
 
 
+def check_overlay_access(conn: sqlite3.Connection, actor: Actor, overlays: list[str]) -> None:
+    """A users' overlay may be stacked only by someone who may view it: its owner or an
+    admin (ids the UI does not know, the inventory's, are left to the host to check)."""
+    for overlay_id in overlays:
+        row = conn.execute("SELECT owner_id FROM overlays WHERE id = ?",
+                           (overlay_id,)).fetchone()
+        if row is not None and not authz.may_view(actor, row["owner_id"]):
+            raise InstanceError(f"overlay {overlay_id!r} is another user's; stack your own"
+                                " overlays or the inventory's")
+
+
 def _from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Blueprint:
     raw = json.loads(row["settings"])
     linked = conn.execute("SELECT host, name FROM servers WHERE blueprint_id = ? ORDER BY"
@@ -87,6 +98,7 @@ def create(core: Core, actor: Actor, name: str, overlays: list[str],
     now = core.clock()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
+        check_overlay_access(conn, me, list(overlays))
         try:
             cursor = conn.execute(
                 "INSERT INTO blueprints (owner_id, name, overlays, settings, created_at,"
@@ -110,6 +122,8 @@ def update(core: Core, actor: Actor, blueprint_id: int, *, name: str | None = No
         new_name = before.name if name is None else name
         new_overlays = list(before.overlays if overlays is None else overlays)
         normalised = check(new_name, new_overlays, before.settings if config is None else config)
+        owner = authz.owner_actor(conn, before.owner_id)
+        check_overlay_access(conn, owner, new_overlays)
         try:
             conn.execute("UPDATE blueprints SET name = ?, overlays = ?, settings = ?,"
                          " revision = revision + 1, updated_at = ? WHERE id = ?",

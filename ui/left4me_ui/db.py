@@ -186,6 +186,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX overlays_owner ON overlays(owner_id);
     """,
+    # 5: which revision of each user overlay a host has (the last successful build there),
+    # and which of those a server's last job applied (a newer build: "restart to apply").
+    """
+    CREATE TABLE overlay_builds (
+        overlay_id TEXT NOT NULL REFERENCES overlays(id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        built_at REAL NOT NULL,
+        job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+        PRIMARY KEY (overlay_id, host)
+    );
+    ALTER TABLE servers ADD COLUMN applied_overlays TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 

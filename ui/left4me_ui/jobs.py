@@ -414,7 +414,7 @@ def backend_for(core: Core) -> JobBackend:
 def run(core: Core, job: Job) -> Job:
     """Run a claimed job to its end and record the outcome; returns the finished job."""
     # noqa: F401 below: imported to register their secret providers and finish hooks
-    from left4me_ui import reconcile, servers  # noqa: F401
+    from left4me_ui import overlays, reconcile, servers  # noqa: F401
 
     run_state = _Run(core, job)
     state, rc = FAILED, None

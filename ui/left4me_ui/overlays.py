@@ -47,7 +47,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import
     validate_dest,
 )
 
-from left4me_ui import audit, authz
+from left4me_ui import audit, authz, jobs
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.blueprints import InUse
 from left4me_ui.core import Core
@@ -381,7 +381,8 @@ def list_for(core: Core, actor: Actor) -> list[Overlay]:
 
 
 def delete(core: Core, actor: Actor, overlay_id: str) -> None:
-    """Delete an overlay and its tree; InUse while any blueprint stacks it."""
+    """Delete an overlay and its tree; InUse while any blueprint stacks it. Each host it
+    was built on gets an "overlay remove" job (playbooks/overlay.yml, state absent)."""
     now = core.clock()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
@@ -396,6 +397,13 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
                 named += f"{others} blueprint(s) of other users"
             raise InUse(f"overlay {overlay_id!r} is used by blueprint {named}; take it out of"
                         " them first")
+        for host in _hosts_with(conn, overlay_id):
+            # After any build queued there (jobs on a host run in order); the playbook
+            # refuses while a server of the host still stacks the directory.
+            jobs.enqueue(conn, core, me, kind=KIND_REMOVE, host=host,
+                         target=f"{host}/overlay {overlay_id}", playbook=BUILD_PLAYBOOK,
+                         extravars={"left4me_overlay_id": overlay_id,
+                                    "left4me_overlay_state": "absent"})
         conn.execute("DELETE FROM overlays WHERE id = ?", (overlay_id,))
         root = _root(core, overlay_id)
         trash = None
@@ -806,26 +814,179 @@ def files_spec(core: Core, actor: Actor, overlay_id: str) -> list[dict[str, str]
     """The overlay as the `files` option of left4me.l4d2.files_overlay (and the overlays
     role's `kind: files` entry): `[{dest, content, mode}]`, every file, sorted by dest. The
     module writes text only, so a file that is not UTF-8 is refused by name."""
-    spec = []
     with _reading(core, actor, overlay_id) as root_fd:
-        entries = list(_scan(root_fd))
-        _refuse_links(entries, "build the overlay")
-        for entry in entries:
-            if entry.is_dir:
-                continue
-            parts = tuple(entry.path.split("/"))
-            parent = _parent(root_fd, parts)
-            try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             dir_fd=parent)
-            finally:
-                os.close(parent)
-            with os.fdopen(fd, "rb") as handle:
-                data = handle.read()
-            try:
-                content = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise OverlayError(f"{entry.path} is not UTF-8 text; a files overlay holds text"
-                                   " only (the host's files_overlay module writes text)") from None
-            spec.append({"dest": entry.path, "content": content, "mode": FILE_MODE})
+        return _spec(root_fd)
+
+
+def _spec(root_fd: int) -> list[dict[str, str]]:
+    spec = []
+    entries = list(_scan(root_fd))
+    _refuse_links(entries, "build the overlay")
+    for entry in entries:
+        if entry.is_dir:
+            continue
+        parts = tuple(entry.path.split("/"))
+        parent = _parent(root_fd, parts)
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=parent)
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read()
+        try:
+            content = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise OverlayError(f"{entry.path} is not UTF-8 text; a files overlay holds text"
+                               " only (the host's files_overlay module writes text)") from None
+        spec.append({"dest": entry.path, "content": content, "mode": FILE_MODE})
     return spec
+
+
+# --- builds: the overlay on a host (playbooks/overlay.yml jobs) -----------------------------
+
+BUILD_PLAYBOOK = "overlay.yml"
+KIND_BUILD, KIND_REMOVE = "overlay build", "overlay remove"
+# A build's files travel as the job's extravars (stored in the job row, handed to ansible
+# as one JSON file, and to AWX in one request), so they are bounded: the smaller of this
+# and the overlay's own limit. Bigger content belongs in a script or Workshop overlay.
+MAX_BUILD_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Build:
+    """What the last successful build put on a host."""
+
+    host: str
+    revision: int
+    built_at: float
+    current: bool  # the host has the overlay's latest revision
+
+
+def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict:
+    """playbooks/overlay.yml's variables for one build, refused above `limit` bytes."""
+    extravars = {"left4me_overlay_id": overlay.id, "left4me_overlay_state": "present",
+                 "left4me_overlay_revision": overlay.revision, "left4me_overlay_files": spec}
+    size = len(json.dumps(extravars).encode())
+    if size > limit:
+        raise OverlayError(f"overlay {overlay.id!r} is {_size(size)} as a build's variables;"
+                           f" a build sends at most {_size(limit)}. Make it smaller (big files"
+                           " belong in a Workshop or script overlay)")
+    return extravars
+
+
+def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
+                   host: str) -> int:
+    """Queue one build of the overlay as it is now (read under the caller's transaction,
+    which every change also takes, so the files and the revision agree)."""
+    _require_files(overlay)
+    with _opened(_root(core, overlay.id)) as root_fd:
+        spec = _spec(root_fd)
+    limit = min(MAX_BUILD_BYTES, core.settings.overlay_max_total_bytes)
+    return jobs.enqueue(conn, core, me, kind=KIND_BUILD, host=host,
+                        target=f"{host}/overlay {overlay.id} r{overlay.revision}",
+                        playbook=BUILD_PLAYBOOK, extravars=build_vars(overlay, spec, limit))
+
+
+def build(core: Core, actor: Actor, overlay_id: str, host: str) -> int:
+    """Queue a build of the overlay on `host` (one the actor may use); returns the job id.
+    When it succeeds the host has this revision; servers stacking it take it at their next
+    (re)start."""
+    inventory_hosts = core.inventory().hosts
+    with core.db.connect() as conn:
+        me = authz.current(conn, actor)
+        overlay = load(conn, me, overlay_id)
+        authz.require_host(conn, me, host, inventory_hosts)
+        return _enqueue_build(conn, core, me, overlay, host)
+
+
+def _built(conn: sqlite3.Connection, host: str, overlay_id: str) -> int | None:
+    row = conn.execute("SELECT revision FROM overlay_builds WHERE overlay_id = ? AND host = ?",
+                       (overlay_id, host)).fetchone()
+    return None if row is None else int(row["revision"])
+
+
+def built_revisions(conn: sqlite3.Connection, host: str, overlay_ids: list[str]
+                    ) -> dict[str, int]:
+    """{id: revision on host} for those of the ids the UI built there (users' overlays)."""
+    found = {}
+    for overlay_id in overlay_ids:
+        revision = _built(conn, host, overlay_id)
+        if revision is not None:
+            found[overlay_id] = revision
+    return found
+
+
+def revisions(conn: sqlite3.Connection, overlay_ids: list[str]) -> dict[str, int]:
+    """{id: latest revision} for those of the ids that are users' overlays."""
+    found = {}
+    for overlay_id in overlay_ids:
+        row = conn.execute("SELECT revision FROM overlays WHERE id = ?",
+                           (overlay_id,)).fetchone()
+        if row is not None:
+            found[overlay_id] = int(row["revision"])
+    return found
+
+
+def ensure_built(conn: sqlite3.Connection, core: Core, me: Actor, host: str,
+                 overlay_ids: list[str], *, force: bool = False) -> list[int]:
+    """Before a server job on `host`: queue a build of each users' overlay among the ids
+    that the host has at an older revision (or not at all; every one with `force`), unless
+    a build of that revision is queued or running there already. Jobs on one host run in
+    order, so the builds run before the server job queued next. Returns the job ids."""
+    queued = []
+    for overlay_id in overlay_ids:
+        row = conn.execute(f"{_SELECT} WHERE overlays.id = ?", (overlay_id,)).fetchone()
+        if row is None:
+            continue  # the inventory's (site.yml builds those)
+        overlay = _from_row(conn, row)
+        built = _built(conn, host, overlay_id)
+        if not force and built is not None and built >= overlay.revision:
+            continue
+        pending = conn.execute(
+            "SELECT extravars FROM jobs WHERE kind = ? AND host = ? AND state IN (?, ?)",
+            (KIND_BUILD, host, jobs.QUEUED, jobs.RUNNING)).fetchall()
+        if any(json.loads(p["extravars"]).get("left4me_overlay_id") == overlay_id
+               and json.loads(p["extravars"]).get("left4me_overlay_revision") == overlay.revision
+               for p in pending):
+            continue
+        queued.append(_enqueue_build(conn, core, me, overlay, host))
+    return queued
+
+
+def builds(core: Core, actor: Actor, overlay_id: str) -> list[Build]:
+    """Where the overlay was built and at which revision (out of date: not `current`)."""
+    with core.db.connect() as conn:
+        overlay = load(conn, authz.current(conn, actor), overlay_id)
+        rows = conn.execute("SELECT host, revision, built_at FROM overlay_builds WHERE"
+                            " overlay_id = ? ORDER BY host", (overlay_id,)).fetchall()
+        return [Build(r["host"], r["revision"], r["built_at"], r["revision"] >= overlay.revision)
+                for r in rows]
+
+
+def _hosts_with(conn: sqlite3.Connection, overlay_id: str) -> list[str]:
+    """Hosts the overlay was built on, or may be by a build queued or running now."""
+    hosts = {r["host"] for r in conn.execute("SELECT host FROM overlay_builds WHERE"
+                                             " overlay_id = ?", (overlay_id,))}
+    for row in conn.execute("SELECT host, extravars FROM jobs WHERE kind = ? AND state IN"
+                            " (?, ?)", (KIND_BUILD, jobs.QUEUED, jobs.RUNNING)):
+        if json.loads(row["extravars"]).get("left4me_overlay_id") == overlay_id:
+            hosts.add(row["host"])
+    return sorted(hosts)
+
+
+def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+    """A successful build records the revision it put on the host."""
+    if state != jobs.SUCCEEDED:
+        return
+    overlay_id = job.extravars.get("left4me_overlay_id")
+    if conn.execute("SELECT 1 FROM overlays WHERE id = ?", (overlay_id,)).fetchone() is None:
+        return  # deleted meanwhile; its remove job follows on this host
+    conn.execute(
+        "INSERT INTO overlay_builds (overlay_id, host, revision, built_at, job_id)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (overlay_id, host) DO UPDATE SET"
+        " revision = excluded.revision, built_at = excluded.built_at, job_id = excluded.job_id",
+        (overlay_id, job.host, job.extravars["left4me_overlay_revision"], core.clock(), job.id))
+
+
+jobs.FINISH_HOOKS[KIND_BUILD] = _build_finished

@@ -6,15 +6,17 @@ queues one playbooks/reconcile.yml job for the host: every UI server on it is co
 with its blueprint as it is now (overlays, settings, its ports and RCON password) and
 started or stopped as its owner last wanted. On a host that lost nothing the same job
 changes nothing, except that a running server whose blueprint changed is restarted (as
-"restart to apply" would). RCON passwords reach the run only through the job's 0600
-extravars file, as for a single server's job.
+"restart to apply" would). The users' overlays those servers stack are built there
+first (one "overlay build" job each, queued before it). RCON passwords reach the run only
+through the job's 0600 extravars file, as for a single server's job.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
-from left4me_ui import authz, blueprints, jobs, servers
+from left4me_ui import authz, blueprints, jobs, overlays, servers
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 
@@ -54,6 +56,10 @@ def reconcile_host(core: Core, admin: Actor, host: str) -> int:
             servers.require_ui_managed(core, host, row["name"])
             linked[row["blueprint_id"]] = blueprints.load(
                 conn, authz.Actor(row["owner_id"], "", authz.USER), row["blueprint_id"])
+        # A wiped host lost the users' overlays too: build every one stacked here again
+        # (a build changes nothing where the files are there already), before the servers.
+        stacked = sorted({o for b in linked.values() for o in b.overlays})
+        overlays.ensure_built(conn, core, me, host, stacked, force=True)
         return jobs.enqueue(conn, core, me, kind=KIND_RECONCILE, host=host, target=host,
                             playbook=PLAYBOOK, extravars=reconcile_vars(rows, linked),
                             secrets_from=RCON_SECRETS)
@@ -75,9 +81,11 @@ def _rcon_secrets(core: Core, job: jobs.Job) -> dict:
 def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
     if state != jobs.SUCCEEDED:
         return
+    stacked = {s["name"]: s.get("overlays", []) for s in job.extravars.get("left4me_servers", [])}
     for name, revision in job.extravars.get(REVISIONS_VAR, {}).items():
-        conn.execute("UPDATE servers SET applied_revision = ? WHERE host = ? AND name = ?",
-                     (revision, job.host, name))
+        applied = overlays.built_revisions(conn, job.host, stacked.get(name, []))
+        conn.execute("UPDATE servers SET applied_revision = ?, applied_overlays = ? WHERE"
+                     " host = ? AND name = ?", (revision, json.dumps(applied), job.host, name))
 
 
 jobs.SECRET_PROVIDERS[RCON_SECRETS] = _rcon_secrets

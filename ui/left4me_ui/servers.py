@@ -7,12 +7,13 @@ to the run only through the job's 0600 extravars file).
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from left4me_ui import audit, authz, blueprints, jobs
+from left4me_ui import audit, authz, blueprints, jobs, overlays
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.validation import InstanceError, check_instance, check_name
@@ -55,7 +56,9 @@ class Server:
     desired_state: str  # started | stopped
     deleting: bool
     deployed: bool  # a job has applied its configuration at least once
-    needs_restart: bool  # running with an older blueprint revision: "restart to apply"
+    # running with an older blueprint revision, or a user overlay it stacks changed since
+    # (the restart builds it on the host first): "restart to apply"
+    needs_restart: bool
     connect_line: str
 
 
@@ -102,7 +105,7 @@ def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str) -
 
 
 def _view(conn: sqlite3.Connection, core: Core, row: sqlite3.Row) -> Server:
-    blueprint = conn.execute("SELECT name, revision FROM blueprints WHERE id = ?",
+    blueprint = conn.execute("SELECT name, revision, overlays FROM blueprints WHERE id = ?",
                              (row["blueprint_id"],)).fetchone()
     owner = conn.execute("SELECT name FROM users WHERE id = ?", (row["owner_id"],)).fetchone()
     deployed = row["applied_revision"] is not None
@@ -115,7 +118,9 @@ def _view(conn: sqlite3.Connection, core: Core, row: sqlite3.Row) -> Server:
         row["client_port"], row["blueprint_id"], blueprint["name"], row["desired_state"],
         bool(row["deleting"]), deployed,
         deployed and row["desired_state"] == "started"
-        and row["applied_revision"] != blueprint["revision"],
+        and (row["applied_revision"] != blueprint["revision"]
+             or json.loads(row["applied_overlays"]) != overlays.revisions(
+                 conn, json.loads(blueprint["overlays"]))),
         connect_line(hostvars, row["host"], row["port"]))
 
 
@@ -187,6 +192,7 @@ def create(core: Core, actor: Actor, name: str, host: str, blueprint_id: int) ->
         blueprint = blueprints.load(conn, me, blueprint_id)
         if blueprint.owner_id != me.user_id:
             raise Forbidden("a server uses one of its owner's own blueprints")
+        blueprints.check_overlay_access(conn, me, list(blueprint.overlays))
         declared = {d.name for d in inventory.declared_instances(host)}
         taken_names = {r["name"] for r in conn.execute("SELECT name FROM servers WHERE host = ?",
                                                        (host,))}
@@ -207,6 +213,7 @@ def create(core: Core, actor: Actor, name: str, host: str, blueprint_id: int) ->
         row = conn.execute("SELECT * FROM servers WHERE id = ?", (server_id,)).fetchone()
         audit.record(conn, core.clock(), me.name, "create server", f"{host}/{name}", "ok",
                      f"ports {port}/{client_port}, blueprint {blueprint.name}")
+        overlays.ensure_built(conn, core, me, host, list(blueprint.overlays))
         job_id = _enqueue(conn, core, me, row, blueprint, KIND_CREATE, "started")
         return server_id, job_id
 
@@ -227,8 +234,11 @@ def _act(core: Core, actor: Actor, server_id: int, kind: str, state: str) -> int
         require_ui_managed(core, row["host"], row["name"])
         if row["deleting"]:
             raise InstanceError(f"server {row['name']} is being deleted")
-        blueprint = blueprints.load(conn, authz.Actor(row["owner_id"], "", authz.USER),
-                                    row["blueprint_id"])
+        owner = authz.owner_actor(conn, row["owner_id"])
+        blueprint = blueprints.load(conn, owner, row["blueprint_id"])
+        # The owner's overlays as they are now, on this host before the server job.
+        blueprints.check_overlay_access(conn, owner, list(blueprint.overlays))
+        overlays.ensure_built(conn, core, me, row["host"], list(blueprint.overlays))
         return _enqueue(conn, core, me, row, blueprint, kind, state)
 
 
@@ -291,8 +301,11 @@ def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -
     if state != jobs.SUCCEEDED:
         return
     desired = "stopped" if job.kind == KIND_STOP else "started"
-    conn.execute("UPDATE servers SET desired_state = ?, applied_revision = ? WHERE id = ?",
-                 (desired, job.blueprint_revision, job.server_id))
+    stacked = job.extravars.get("left4me_server_settings", {}).get("overlays", [])
+    applied = overlays.built_revisions(conn, job.host, stacked)  # what the host had
+    conn.execute("UPDATE servers SET desired_state = ?, applied_revision = ?,"
+                 " applied_overlays = ? WHERE id = ?",
+                 (desired, job.blueprint_revision, json.dumps(applied), job.server_id))
 
 
 jobs.SECRET_PROVIDERS[RCON_SECRET] = _rcon_secret

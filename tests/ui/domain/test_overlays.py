@@ -357,17 +357,18 @@ def test_every_change_bumps_the_revision_and_is_audited(core, alice, cfg):
 
 def test_an_overlay_a_blueprint_uses_cannot_be_deleted(core, alice, bob, admin, cfg):
     bp = blueprints.create(core, alice, "coop", ["alice-cfg"], blueprints.BlueprintSettings())
-    other = blueprints.create(core, bob, "bobs", ["alice-cfg"], blueprints.BlueprintSettings())
+    other = blueprints.create(core, admin, "admins", ["alice-cfg"],
+                              blueprints.BlueprintSettings())  # an admin may stack any
     before = snapshot(root(core, cfg))
     with pytest.raises(blueprints.InUse, match="'alice-cfg' is used by blueprint 'coop' and 1"
                                                " blueprint.s. of other users; take it out"):
         overlays.delete(core, alice, cfg)
-    with pytest.raises(blueprints.InUse, match="used by blueprint 'bobs', 'coop'"):
+    with pytest.raises(blueprints.InUse, match="used by blueprint 'admins', 'coop'"):
         overlays.delete(core, admin, cfg)
-    assert overlays.get(core, alice, cfg).used_by == ("bobs", "coop")
+    assert overlays.get(core, alice, cfg).used_by == ("admins", "coop")
     assert snapshot(root(core, cfg)) == before
     blueprints.update(core, alice, bp.id, overlays=[])
-    blueprints.delete(core, bob, other.id)
+    blueprints.delete(core, admin, other.id)
     overlays.delete(core, alice, cfg)
     assert not root(core, cfg).exists()
     assert overlays.list_for(core, alice) == []
