@@ -99,3 +99,45 @@ def test_another_user_sees_none_and_an_overlay_in_use_cannot_be_deleted(core, al
     app = alice.app("overlays")
     assert app.button(key="delete_overlay").disabled
     assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == "coop"
+
+
+def test_build_on_host_queues_a_build_and_shows_where_it_is_current(core, alice, bob):
+    from left4me_ui import jobs
+
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.write_text(core, alice.actor, "my-cfg", "left4dead2/cfg/server.cfg", "sv_cheats 0\n")
+    app = alice.app("overlays")
+    assert "Not built on any host yet (revision 2 now)." in [t.value for t in app.text]
+    app.selectbox(key="build_host").select("alpha")
+    app.button(key="build_overlay").click().run()
+    assert not app.exception
+    (job,) = jobs.history(core, alice.actor)
+    assert (job.kind, job.host, job.extravars["left4me_overlay_id"]) == (
+        "overlay build", "alpha", "my-cfg")
+    assert [p.proto.text for p in app.get("progress")] == [
+        f"Job {job.id} (overlay build): queued, 0 of 5 tasks"]
+    assert jobs.history(core, bob.actor) == []  # bob sees neither the job nor the overlay
+
+    claimed = jobs.claim(core)  # the worker's part, without ansible
+    with core.db.connect() as conn:
+        jobs._finish(conn, core, claimed, jobs.SUCCEEDED, 0, None)
+    overlays.write_text(core, alice.actor, "my-cfg", "motd.txt", "hi\n")
+    app = alice.app("overlays")
+    assert app.dataframe[0].value.to_dict("records")[0]["built on"] == "alpha r2 (out of date)"
+    assert app.dataframe[2].value.to_dict("records")[0]["state"] == \
+        "out of date (revision 3 now)"
+
+
+def test_the_blueprints_page_offers_my_overlays_not_other_users(core, alice, bob):
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.create(core, bob.actor, "bob-cfg")
+    app = alice.app("blueprints")
+    assert app.multiselect[0].options == ["demo-config", "demo-coop", "my-cfg"]
+    {t.label: t for t in app.text_input}["Name"].input("mine")
+    app.multiselect[0].select("my-cfg").select("demo-config")
+    app.button[0].click().run()
+    assert not app.exception
+    (made,) = blueprints.list_for(core, alice.actor)
+    assert made.overlays == ("my-cfg", "demo-config")
+    assert bob.app("blueprints").multiselect[0].options == ["bob-cfg", "demo-config",
+                                                          "demo-coop"]

@@ -7,7 +7,7 @@ a blueprint still used by a server cannot be deleted.
 import frame
 import streamlit as st
 
-from left4me_ui import blueprints
+from left4me_ui import blueprints, overlays
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -15,8 +15,10 @@ st.title("Blueprints")
 frame.show_flash()
 
 mine = frame.load(lambda: blueprints.list_for(core, actor))
+# The inventory's overlays and the user's own (an admin's list holds everyone's).
 overlay_choices = sorted({o for host in core.inventory().hosts
-                          for o in core.inventory().overlay_ids(host)})
+                          for o in core.inventory().overlay_ids(host)}
+                         | {o.id for o in frame.load(lambda: overlays.list_for(core, actor))})
 
 
 def settings_form(key: str, current: blueprints.Blueprint | None) -> tuple | None:

@@ -1,5 +1,9 @@
 """Overlays: your own files overlays (configs, cfg packs, add-ons) that blueprints stack.
 
+A build puts an overlay's files on a host (a playbooks/overlay.yml job); a server stacking
+it builds it there first when the host's copy is older, so "Build on host" is for seeing
+the result early. Servers take a new build at their next restart.
+
 Every rule (who may, paths kept inside, limits, zip checks) is the domain's
 (left4me_ui.overlays); this page draws the tree and hands each action over.
 """
@@ -7,7 +11,7 @@ Every rule (who may, paths kept inside, limits, zip checks) is the domain's
 import frame
 import streamlit as st
 
-from left4me_ui import overlays
+from left4me_ui import overlays, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -22,10 +26,19 @@ def size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
+def built_on(overlay: overlays.Overlay) -> str:
+    found = frame.attempt(lambda: overlays.builds(core, actor, overlay.id))
+    if found is frame.REFUSED:
+        return ""
+    return ", ".join(f"{b.host} r{b.revision}" + ("" if b.current else " (out of date)")
+                     for b in found)
+
+
 if mine:
     st.dataframe(
         [{"id": o.id, "kind": o.kind, "owner": o.owner_name, "revision": o.revision,
-          "used by blueprints": ", ".join(o.used_by), "changed (UTC)": frame.when(o.updated_at)}
+          "used by blueprints": ", ".join(o.used_by), "built on": built_on(o),
+          "changed (UTC)": frame.when(o.updated_at)}
          for o in mine],
         hide_index=True, width="stretch",
     )
@@ -62,8 +75,8 @@ if any(e.is_symlink for e in entries):
     st.warning("This overlay holds a symbolic link left4me did not make; left4me never"
                " follows one. Delete it below.", icon=":material/warning:")
 
-edit, upload, arrange, whole = st.tabs(["Edit text", "Upload", "Folders, rename, delete",
-                                        "Download or delete overlay"])
+edit, upload, arrange, hosts, whole = st.tabs(["Edit text", "Upload", "Folders, rename, delete",
+                                               "Build on host", "Download or delete overlay"])
 
 with edit:
     NEW = "(a new file)"
@@ -126,6 +139,28 @@ with arrange:
                               f"Deleted {doomed}.")
                 else:
                     st.error("Tick the box to confirm.", icon=":material/block:")
+
+with hosts:
+    builds = frame.attempt(lambda: overlays.builds(core, actor, chosen.id))
+    if builds is not frame.REFUSED and builds:
+        st.dataframe([{"host": b.host, "built revision": b.revision,
+                       "state": "up to date" if b.current else
+                       f"out of date (revision {chosen.revision} now)",
+                       "built (UTC)": frame.when(b.built_at)} for b in builds],
+                     hide_index=True, width="stretch")
+    elif builds is not frame.REFUSED:
+        st.text(f"Not built on any host yet (revision {chosen.revision} now).")
+    st.caption("A server stacking this overlay builds it on its host first when that host's"
+               " copy is older; a running server takes a new build at its next restart.")
+    choices = frame.attempt(lambda: servers.hosts_for(core, actor))
+    if choices is not frame.REFUSED and choices:
+        host = st.selectbox("Host", choices, key="build_host")
+        if st.button("Build on host", icon=":material/build:", key="build_overlay"):
+            queued = frame.attempt(lambda: overlays.build(core, actor, chosen.id, host))
+            if queued is not frame.REFUSED:
+                st.session_state[f"overlay_build_job_{chosen.id}"] = queued
+    if st.session_state.get(f"overlay_build_job_{chosen.id}"):
+        frame.job_panel(st.session_state[f"overlay_build_job_{chosen.id}"], key="overlay_build")
 
 with whole:
     prepared_key = f"_overlay_zip_{chosen.id}_{chosen.revision}"
