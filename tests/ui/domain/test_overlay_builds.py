@@ -267,3 +267,18 @@ def test_reconcile_builds_every_user_overlay_its_servers_stack_first(core, alice
     finish(core, build)
     finish(core, job_id)
     assert servers.get(core, alice, server_id).needs_restart is True  # built r2, not r3
+
+
+def test_a_template_in_an_overlay_file_is_written_as_text_never_run(local_core, alice,
+                                                                     tmp_path):
+    # A job's variables come from people: ansible must never render what they typed.
+    proof = tmp_path / "ran"
+    text = f"echo {{{{ lookup('pipe', 'touch {proof}') }}}} {{{{ 6 * 7 }}}}\n"
+    overlays.create(local_core, alice, "tpl")
+    overlays.write_text(local_core, alice, "tpl", "left4dead2/cfg/{{ 1 }}.cfg", text)
+    overlays.build(local_core, alice, "tpl", "host-a")
+    done = jobs.run_next(local_core)
+    assert (done.state, done.error) == (jobs.SUCCEEDED, None)
+    written = tmp_path / "host" / "overlays" / "tpl" / "left4dead2" / "cfg" / "{{ 1 }}.cfg"
+    assert written.read_text() == text
+    assert not proof.exists()
