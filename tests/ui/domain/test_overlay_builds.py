@@ -170,6 +170,16 @@ def test_a_server_on_a_stale_overlay_is_preceded_by_its_build(core, alice, admin
     assert servers.get(core, alice, server_id).needs_restart is False
 
 
+def test_a_server_whose_overlay_cannot_be_built_is_not_created(core, alice, admin, cfg):
+    overlays.upload(core, alice, cfg, "left4dead2/maps/x.vpk", b"\xff\xfe")
+    blueprint = blueprints.create(core, alice, "coop", ["alice-cfg"],
+                                  blueprints.BlueprintSettings())
+    with pytest.raises(OverlayError, match="x.vpk is not UTF-8 text"):
+        servers.create(core, alice, "alice1", "alpha", blueprint.id)
+    assert servers.list_for(core, alice) == []
+    assert jobs.history(core, admin) == []
+
+
 def test_a_build_already_queued_is_not_queued_twice(core, alice, admin, cfg):
     blueprint = blueprints.create(core, alice, "coop", ["alice-cfg"],
                                   blueprints.BlueprintSettings())
