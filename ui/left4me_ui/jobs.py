@@ -40,7 +40,7 @@ import yaml
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import runner_envvars
+from left4me_ui.runner import UnsafeVarsDumper, runner_envvars
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -276,7 +276,7 @@ def _private_dir(core: Core, job: Job) -> Path:
 def _write_extravars(path: Path, values: dict) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
+        yaml.dump(values, handle, Dumper=UnsafeVarsDumper, allow_unicode=True)
 
 
 class _Run:
