@@ -182,6 +182,7 @@ def destroy(name: str) -> None:
     subprocess.run(["ip", "link", "delete", veth_name(name)], capture_output=True)
     for mountpoint in reversed(_mounts_under(hostdir)):
         subprocess.run(["umount", "--lazy", mountpoint], capture_output=True)
+    _remove_cgroups(name)
     shutil.rmtree(hostdir, ignore_errors=True)
     with _registry_lock():
         _write_known_hosts()
@@ -205,7 +206,60 @@ def leftovers(name: str) -> list[str]:
         found.append(f"veth {veth_name(name)}")
     if Path(hostdir).exists():
         found.append(f"directory {hostdir}")
+    found += [f"cgroup {c}" for c in host_cgroups(name) if c.exists()]
     return found
+
+
+# --- each host in a cgroup of its own ------------------------------------------------------
+# With --keep-unit and no systemd on this side, systemd-nspawn runs the host's systemd in a
+# "payload" cgroup below its own. Started from one cgroup, every host would get the same
+# payload cgroup: one host's systemd stopping or killing left4me-server@versus1 would kill
+# the other hosts' processes of that unit and remove the cgroup under their feet (seen as
+# servers dying for no reason, "Supervising process ... which is not our child" and
+# "Failed to spawn executor: No such file or directory" in the other hosts' journals). So
+# the supervisor starts each nspawn in a cgroup named after its host, in every hierarchy
+# nspawn reads its own cgroup from (the cgroup2 one, and a legacy name=systemd one if any).
+
+
+def _cgroup_hierarchies() -> list[Path]:
+    """This process's cgroup directory in each hierarchy nspawn uses (cgroup2, name=systemd)."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        number, controllers, path = line.split(":", 2)
+        if number == "0" or "name=systemd" in controllers.split(","):
+            own["cgroup2" if number == "0" else "name=systemd"] = path
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        separator = fields.index("-")
+        mountpoint, fstype, options = fields[4], fields[separator + 1], fields[separator + 3]
+        if fstype == "cgroup2" and "cgroup2" in own:
+            found.append(Path(mountpoint) / own["cgroup2"].lstrip("/"))
+        elif fstype == "cgroup" and "name=systemd" in options.split(",") \
+                and "name=systemd" in own:
+            found.append(Path(mountpoint) / own["name=systemd"].lstrip("/"))
+    return found
+
+
+def host_cgroups(name: str) -> list[Path]:
+    """The cgroups NAME's systemd-nspawn runs in (its payload cgroup is below them)."""
+    return [hierarchy / f"left4me-testhost-{name}" for hierarchy in _cgroup_hierarchies()]
+
+
+def _enter_cgroups(cgroups: list[Path]) -> None:
+    """In the forked child, before exec: move this process into each of `cgroups`."""
+    for cgroup in cgroups:
+        (cgroup / "cgroup.procs").write_text("0\n")
+
+
+def _remove_cgroups(name: str) -> None:
+    """Remove NAME's cgroups, deepest first (the host's systemd may leave empty ones)."""
+    for cgroup in host_cgroups(name):
+        if not cgroup.exists():
+            continue
+        for directory, _dirs, _files in sorted(os.walk(cgroup), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):  # still holds a process: leftovers() says so
+                os.rmdir(directory)
 
 
 def supervise(name: str) -> int:
@@ -222,11 +276,15 @@ def supervise(name: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    cgroups = host_cgroups(name)
+    for cgroup in cgroups:
+        cgroup.mkdir(exist_ok=True)
     with open(host.dir / "console.log", "ab") as console:
         while not stopping:
             nspawn = subprocess.Popen(_nspawn_command(host), stdin=subprocess.DEVNULL,
                                       stdout=console, stderr=console,
-                                      env={**os.environ, **NSPAWN_ENV})
+                                      env={**os.environ, **NSPAWN_ENV},
+                                      preexec_fn=lambda: _enter_cgroups(cgroups))  # noqa: PLW1509
             (host.dir / "nspawn.pid").write_text(str(nspawn.pid))
             returncode = nspawn.wait()
             if returncode != REBOOT_EXIT_CODE:

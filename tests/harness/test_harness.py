@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,25 @@ def test_two_hosts_run_side_by_side(booted_host, fresh_host):
     for target in (booted_host, fresh_host):
         result = ssh(target, "hostname")
         assert result.stdout.strip() == target.name, result.stderr
+
+
+def test_a_unit_stopped_on_one_host_keeps_running_on_another(booted_host, fresh_host):
+    """Each host's systemd has a cgroup tree of its own: stopping (or killing) a unit on one
+    host never reaches the same-named unit's processes on another."""
+    unit = "left4me-cgroup-probe.service"
+    for target in (booted_host, fresh_host):
+        target.nsenter("systemd-run", f"--unit={unit}", "sleep", "600")
+    try:
+        booted_host.nsenter("systemctl", "stop", unit)
+        assert fresh_host.nsenter("systemctl", "is-active", unit, check=False).strip() == \
+            "active", fresh_host.nsenter("journalctl", "-u", unit, "--no-pager", check=False)
+        cgroups = [next(line for line in Path(f"/proc/{t.init_pid()}/cgroup").read_text()
+                        .splitlines() if line.startswith("0::"))
+                   for t in (booted_host, fresh_host)]
+        assert cgroups[0] != cgroups[1], cgroups
+    finally:
+        for target in (booted_host, fresh_host):
+            target.nsenter("systemctl", "stop", unit, check=False)
 
 
 def test_teardown_leaves_nothing_behind(booted_host):

@@ -40,7 +40,7 @@ import yaml
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import runner_envvars
+from left4me_ui.runner import UnsafeVarsDumper, runner_envvars
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -273,38 +273,10 @@ def _private_dir(core: Core, job: Job) -> Path:
     return path
 
 
-class _UnsafeDumper(yaml.SafeDumper):
-    """YAML with every string value that could hold a template tagged !unsafe: ansible
-    renders a template it finds in a variable's value, and a job's values come from people
-    (an overlay file's text, a server name), so `{{ lookup('pipe', ...) }}` in one would run
-    on this machine. Tagged, it stays text. (AWX marks launch-time extra_vars unsafe itself,
-    ALLOW_JINJA_IN_EXTRA_VARS.)"""
-
-
-def _unsafe_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # Every Jinja delimiter starts with '{'. Only such strings are tagged: ansible resolves
-    # an !unsafe scalar's type from its text, quotes or not ("0644" would become a number),
-    # and no number, boolean or null is written with a '{'.
-    if "{" in value:
-        return dumper.represent_scalar("!unsafe", value, style='"')
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-
-
-def _plain_keys(dumper: yaml.SafeDumper, value: dict) -> yaml.MappingNode:
-    """Keys stay plain strings (variable names); only values are tagged."""
-    return yaml.MappingNode("tag:yaml.org,2002:map", [
-        (yaml.ScalarNode("tag:yaml.org,2002:str", str(key), style='"'),
-         dumper.represent_data(item)) for key, item in value.items()])
-
-
-_UnsafeDumper.add_representer(str, _unsafe_text)
-_UnsafeDumper.add_representer(dict, _plain_keys)
-
-
 def _write_extravars(path: Path, values: dict) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        yaml.dump(values, handle, Dumper=_UnsafeDumper, allow_unicode=True)
+        yaml.dump(values, handle, Dumper=UnsafeVarsDumper, allow_unicode=True)
 
 
 class _Run:

@@ -12,9 +12,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ansible_runner
+import yaml
 
 from left4me_ui.inventory import load_inventory
 from left4me_ui.settings import PROJECT_DIR
+
+
+class UnsafeVarsDumper(yaml.SafeDumper):
+    """YAML with every string value that could hold a template tagged !unsafe. ansible
+    renders a template it finds in a variable's value, and the values of a job or a module
+    run come from people (an overlay file's text, a server name, a console command), so
+    `{{ lookup('pipe', ...) }}` in one would run on this machine. Tagged, it stays text.
+    (AWX marks launch-time extra_vars unsafe itself: ALLOW_JINJA_IN_EXTRA_VARS.)"""
+
+
+def _unsafe_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # Every Jinja delimiter starts with '{'. Only such strings are tagged: ansible resolves
+    # an !unsafe scalar's type from its text, quotes or not ("0644" would become a number),
+    # and no number, boolean or null is written with a '{'.
+    if "{" in value:
+        return dumper.represent_scalar("!unsafe", value, style='"')
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+
+def _plain_keys(dumper: yaml.SafeDumper, value: dict) -> yaml.MappingNode:
+    """Keys stay plain strings (variable names); only values are tagged."""
+    return yaml.MappingNode("tag:yaml.org,2002:map", [
+        (yaml.ScalarNode("tag:yaml.org,2002:str", str(key), style='"'),
+         dumper.represent_data(item)) for key, item in value.items()])
+
+
+UnsafeVarsDumper.add_representer(str, _unsafe_text)
+UnsafeVarsDumper.add_representer(dict, _plain_keys)
 
 
 @dataclass(frozen=True)
@@ -66,12 +95,16 @@ class ModuleRun:
     result: dict = field(default_factory=dict)  # the module's return values
 
 
+MODULE_ARGS_VAR = "left4me_module_args"
+
+
 def run_module(core, host: str, module: str, args: dict, timeout: int) -> ModuleRun:
     """One ad-hoc module run on one inventory host (become), as `ansible HOST -b -m ...`.
 
-    The arguments go to ansible as JSON (its -a accepts it), so no quoting can split them;
-    they are on ansible's command line, so they must hold no secret. `timeout` bounds the
-    whole run, SSH included.
+    The values go to ansible as variables in the run's private (0700) directory, tagged
+    !unsafe so nothing in them is rendered; the arguments (JSON, which -a accepts, so no
+    quoting can split them) only name those variables. `timeout` bounds the whole run, SSH
+    included.
     """
     found: dict[str, ModuleRun] = {}
     # ansible-runner points SSH's control sockets into each run's temporary directory, so
@@ -92,9 +125,17 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
         return False  # nothing of the events is kept on disk beyond the run
 
     with tempfile.TemporaryDirectory(prefix="left4me-ui-module-") as private_data_dir:
+        # ansible renders templates in ad-hoc module arguments: the values (a console command
+        # someone typed) go in as variables tagged !unsafe, and the arguments only name them.
+        (Path(private_data_dir) / "env").mkdir()
+        with open(Path(private_data_dir) / "env" / "extravars", "w") as handle:
+            yaml.dump({MODULE_ARGS_VAR: args}, handle, Dumper=UnsafeVarsDumper,
+                      allow_unicode=True)
         runner = ansible_runner.run(
             private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
-            host_pattern=host, module=module, module_args=json.dumps(args),
+            host_pattern=host, module=module,
+            module_args=json.dumps({key: f"{{{{ {MODULE_ARGS_VAR}[{key!r}] }}}}"
+                                    for key in args}),
             cmdline="--become", envvars=envvars, quiet=True, timeout=timeout,
             event_handler=collect,
             status_handler=lambda _status, runner_config=None: None,

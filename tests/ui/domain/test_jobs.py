@@ -147,3 +147,33 @@ def test_retention_prunes_old_logs_and_keeps_rows(local_core, alice, clock):
     assert jobs.events(local_core, alice, job_id) == []
     job = jobs.get(local_core, alice, job_id)
     assert job.state == jobs.SUCCEEDED and job.log_pruned
+
+
+ECHO_PLAYBOOK = """\
+- name: Write what the job was given
+  hosts: l4d2_hosts
+  gather_facts: false
+  tasks:
+    - name: Write the value and the name as text
+      ansible.builtin.copy:
+        content: "{{ value }}|{{ names | join(',') }}|{{ mode }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+def test_a_template_someone_typed_is_passed_as_text_never_run(local_core, alice, tmp_path):
+    """A job's values come from people (a blueprint's server name, an overlay file): a
+    Jinja template in one reaches the playbook as the text typed, and runs nothing here."""
+    (local_core.settings.playbooks_dir / "echo.yml").write_text(ECHO_PLAYBOOK)
+    out, witness = tmp_path / "written.txt", tmp_path / "pwned"
+    typed = f"{{{{ lookup('pipe', 'touch {witness}') }}}}{{{{ 6 * 7 }}}}"
+    with local_core.db.connect() as conn:
+        job_id = jobs.enqueue(conn, local_core, alice, kind="test echo", host="host-a",
+                              target="host-a echo", playbook="echo.yml",
+                              extravars={"value": typed, "names": ["{% raw %}x", "plain"],
+                                         "mode": "0644", "out": str(out)})
+    job = jobs.run_next(local_core)
+    assert job.id == job_id and job.state == jobs.SUCCEEDED, job.error
+    assert out.read_text() == f"{typed}|{{% raw %}}x,plain|0644"
+    assert not witness.exists(), "the typed lookup ran on the UI's machine"
