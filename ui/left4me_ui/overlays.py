@@ -177,6 +177,17 @@ def _missing_dirs(root_fd: int, parts: tuple[str, ...]) -> int:
         os.close(fd)
 
 
+def _open_file(root_fd: int, path: str):
+    """A file of the tree (a path _scan found), opened for reading without following links."""
+    parts = tuple(path.split("/"))
+    parent = _parent(root_fd, parts)
+    try:
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
+    return os.fdopen(fd, "rb")
+
+
 def _parent(root_fd: int, parts: tuple[str, ...], create: bool = False) -> int:
     """An fd of parts[-1]'s folder, walked without following links; the caller closes it."""
     fd = os.dup(root_fd)
@@ -609,14 +620,8 @@ def export_zip(core: Core, actor: Actor, overlay_id: str) -> bytes:
                 info = zipfile.ZipInfo(entry.path, stamp)
                 info.external_attr = (stat.S_IFREG | 0o644) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                parts = tuple(entry.path.split("/"))
-                parent = _parent(root_fd, parts)
-                try:
-                    fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 dir_fd=parent)
-                finally:
-                    os.close(parent)
-                with os.fdopen(fd, "rb") as source, archive.open(info, "w") as target:
+                with _open_file(root_fd, entry.path) as source, \
+                        archive.open(info, "w") as target:
                     shutil.copyfileobj(source, target, _CHUNK)
     return buffer.getvalue()
 
@@ -825,14 +830,7 @@ def _spec(root_fd: int) -> list[dict[str, str]]:
     for entry in entries:
         if entry.is_dir:
             continue
-        parts = tuple(entry.path.split("/"))
-        parent = _parent(root_fd, parts)
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=parent)
-        finally:
-            os.close(parent)
-        with os.fdopen(fd, "rb") as handle:
+        with _open_file(root_fd, entry.path) as handle:
             data = handle.read()
         try:
             content = data.decode("utf-8")
