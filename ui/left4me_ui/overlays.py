@@ -973,9 +973,36 @@ def _hosts_with(conn: sqlite3.Connection, overlay_id: str) -> list[str]:
     return sorted(hosts)
 
 
+def _stacked_by(job: jobs.Job) -> set[str]:
+    """The overlays a queued job would stack: a server job's, or any of a reconcile's."""
+    settings = job.extravars.get("left4me_server_settings") or {}
+    stacked = set(settings.get("overlays") or [])
+    for server in job.extravars.get("left4me_servers") or []:
+        stacked.update(server.get("overlays") or [])
+    return stacked
+
+
+def _fail_jobs_waiting_on(conn: sqlite3.Connection, core: Core, build: jobs.Job,
+                          state: str) -> None:
+    """A build that did not succeed ends the jobs queued behind it on that host that stack
+    the overlay: they would start a server on old files or none, so they do not run."""
+    overlay_id = build.extravars.get("left4me_overlay_id")
+    rows = conn.execute("SELECT * FROM jobs WHERE host = ? AND state = ? AND id > ? ORDER BY id",
+                        (build.host, jobs.QUEUED, build.id)).fetchall()
+    for row in rows:
+        waiting = jobs._job(row)
+        if overlay_id not in _stacked_by(waiting):
+            continue
+        jobs._finish(conn, core, waiting, jobs.FAILED, None,
+                     f"not run: overlay {overlay_id!r} did not build on {build.host} (job"
+                     f" {build.id} {state}); fix the overlay, then run this again")
+
+
 def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
-    """A successful build records the revision it put on the host."""
+    """A successful build records the revision it put on the host; any other outcome ends
+    the server jobs waiting on it."""
     if state != jobs.SUCCEEDED:
+        _fail_jobs_waiting_on(conn, core, job, state)
         return
     overlay_id = job.extravars.get("left4me_overlay_id")
     if conn.execute("SELECT 1 FROM overlays WHERE id = ?", (overlay_id,)).fetchone() is None:

@@ -170,6 +170,26 @@ def test_a_server_on_a_stale_overlay_is_preceded_by_its_build(core, alice, admin
     assert servers.get(core, alice, server_id).needs_restart is False
 
 
+def test_a_failed_build_ends_the_server_jobs_waiting_on_it_on_that_host(core, alice, admin,
+                                                                       cfg):
+    blueprint = blueprints.create(core, alice, "coop", ["alice-cfg"],
+                                  blueprints.BlueprintSettings())
+    other = blueprints.create(core, alice, "plain", ["demo-config"],
+                              blueprints.BlueprintSettings())
+    _server_id, create = servers.create(core, alice, "alice1", "alpha", blueprint.id)
+    _plain_id, plain = servers.create(core, alice, "alice2", "alpha", other.id)
+    _beta_id, on_beta = servers.create(core, alice, "alice3", "beta", blueprint.id)
+    build = queued_kinds(core, admin)[0][0]
+    finish(core, build, jobs.FAILED)
+    ended = jobs.get(core, alice, create)
+    assert ended.state == jobs.FAILED
+    assert ended.error == (f"not run: overlay 'alice-cfg' did not build on alpha (job {build}"
+                           " failed); fix the overlay, then run this again")
+    # A server on alpha that does not stack it, and the one on beta, still wait their turn.
+    assert jobs.get(core, alice, plain).state == jobs.QUEUED
+    assert jobs.get(core, alice, on_beta).state == jobs.QUEUED
+
+
 def test_a_server_whose_overlay_cannot_be_built_is_not_created(core, alice, admin, cfg):
     overlays.upload(core, alice, cfg, "left4dead2/maps/x.vpk", b"\xff\xfe")
     blueprint = blueprints.create(core, alice, "coop", ["alice-cfg"],
