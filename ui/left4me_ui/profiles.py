@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from left4me_ui import authz
+from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 from left4me_ui.settings import Settings
 
@@ -33,6 +35,9 @@ TIMEOUT_SECONDS = 10
 RETRY_AFTER_FAILURE_SECONDS = 300
 SEEN_WITHIN_SECONDS = 24 * 3600  # whose profile the poller keeps fresh: the last day's players
 KEEP_LOOKUPS = 50
+NO_KEY_NOTE = ("Names as the server's status shows them. Steam profile names and avatars"
+               " appear when the operator gives the UI a Steam Web API key"
+               " (LEFT4ME_UI_STEAM_API_KEY_FILE, see the UI's README).")
 
 # SteamID64 of an individual account in the public universe: universe 1 << 56,
 # type 1 (individual) << 52, instance 1 << 32, plus the 32-bit account id.
@@ -242,3 +247,20 @@ def for_steam_ids(core: Core, steam_ids: Iterable[str]) -> dict[str, Profile]:
     return {s: Profile(i, rows[i]["persona_name"], rows[i]["avatar_url"],
                        rows[i]["profile_url"], rows[i]["fetched_at"])
             for s, i in wanted.items() if i in rows and rows[i]["persona_name"]}
+
+
+def note(core: Core, actor: Actor) -> str:
+    """What the Activity page says about Steam profiles ("" when lookups work).
+
+    Why a lookup failed (it may name the key file) is for admins; users read that it did.
+    """
+    if not configured(core.settings):
+        return NO_KEY_NOTE
+    last = last_lookup(core)
+    if last is None or not last.error:
+        return ""
+    with core.db.connect() as conn:
+        admin = authz.may_admin(authz.current(conn, actor))
+    why = f": {last.error}" if admin else " (an admin sees why here)"
+    return (f"Steam profiles could not be looked up{why}. Names as the server's status shows"
+            " them until a later poll succeeds.")

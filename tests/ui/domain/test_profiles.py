@@ -4,17 +4,14 @@ Web API (standins/webapi, started in this process on loopback: the real server, 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import urllib.request
 
 import pytest
 
 from left4me_ui import blueprints, observe, profiles, servers, settings
-from standins.webapi.catalogue import Catalogue
-from standins.webapi.server import StandinServer
+from tests.ui.steam_standin import KEY, serving, summaries_calls, write_key
 
-KEY = "0123456789ABCDEF0123456789ABCDEF"  # shaped like a key Valve issues
 # The classic example account: STEAM_0:0:11101 = [U:1:22202] = 76561197960287930.
 GABE64 = "76561197960287930"
 VETERAN = {"name": "Veteran", "bot": False, "steam_id": "STEAM_1:1:41813649",
@@ -51,23 +48,13 @@ def test_ids_without_a_public_profile_convert_to_none(shown):
 
 @pytest.fixture
 def webapi():
-    catalogue = Catalogue()
-    catalogue.player_names.update({VETERAN64: "vet_on_steam", GABE64: "Rabscuttle"})
-    server = StandinServer(("127.0.0.1", 0), catalogue, None)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving({VETERAN64: "vet_on_steam", GABE64: "Rabscuttle"}) as server:
+        yield server
 
 
 @pytest.fixture
 def key_file(tmp_path):
-    path = tmp_path / "steam-api-key"
-    path.touch(mode=0o600)
-    path.write_text(KEY + "\n")
-    return path
+    return write_key(tmp_path / "steam-api-key")
 
 
 @pytest.fixture
@@ -77,8 +64,7 @@ def config(config, webapi, key_file):
                                steam_api_key_file=key_file)
 
 
-def calls(webapi) -> int:
-    return webapi.stats.snapshot()["requests"].get("GetPlayerSummaries", 0)
+calls = summaries_calls
 
 
 def seen(core, owner, players: list[dict]) -> int:
