@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from standins import vpk
+from standins.webapi import avatars
 from standins.webapi.catalogue import (
     JPEG_HEADER,
     Catalogue,
@@ -29,6 +30,10 @@ COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
 PLAYERS_PATH = "/ISteamUser/GetPlayerSummaries/v2/"
 _UGC_PATH = re.compile(r"^/ugc/(\d+)/(\d+)/[^/]+$")
 _PREVIEW_PATH = re.compile(r"^/preview/(\d+)\.jpg$")
+# Where GetPlayerSummaries points `avatar`, `avatarmedium` and `avatarfull` (Steam: its CDN).
+_AVATAR_PATH = re.compile(r"^/avatars/([0-9a-f]{40})(_medium|_full)?\.jpg$")
+# A Web API key as Valve issues it; anything else is refused like a revoked key.
+_API_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
 # What the fake steamcmd asks for (not a Steam URL): the item's content as
 # workshop_download_item would get it from the Workshop depot, so both stand-ins share one
 # catalogue.
@@ -196,6 +201,9 @@ class Handler(BaseHTTPRequestHandler):
         elif _PREVIEW_PATH.match(url.path):
             if self._admit("preview"):
                 self._preview(int(_PREVIEW_PATH.match(url.path).group(1)))  # type: ignore[union-attr]
+        elif _AVATAR_PATH.match(url.path):
+            if self._admit("avatar"):
+                self._avatar(*_AVATAR_PATH.match(url.path).groups())  # type: ignore[union-attr]
         elif url.path == PLAYERS_PATH:
             if self._admit("GetPlayerSummaries"):
                 self._player_summaries({k: v[0] for k, v in parse_qs(url.query).items()})
@@ -237,8 +245,9 @@ class Handler(BaseHTTPRequestHandler):
         self._json({"response": response})
 
     def _player_summaries(self, query: dict[str, str]) -> None:
-        if not query.get("key"):
-            self._error(403, "Forbidden")  # Steam answers a missing/invalid key with HTML 403
+        if not _API_KEY.match(query.get("key", "")):
+            # Steam answers a missing, malformed or revoked key with an HTML 403.
+            self._error(403, "Forbidden")
             return
         steamids = [s for s in query.get("steamids", "").split(",") if s.isdigit()][:100]
         players = [self._player(steamid) for steamid in steamids]
@@ -260,6 +269,14 @@ class Handler(BaseHTTPRequestHandler):
             "avatarhash": avatar_hash,
             "personastate": 0,
         }
+
+    def _avatar(self, avatar_hash: str, suffix: str | None) -> None:
+        body = avatars.avatar(avatar_hash, suffix or "")
+        if body is None:
+            self._error(404, "Not Found")
+            return
+        self.server.stats.add_bytes(len(body))
+        self._send(200, body, "image/jpeg", {"Cache-Control": "max-age=86400"})
 
     def _download(self, match: re.Match[str]) -> None:
         item = self.server.catalogue.item(int(match.group(1)))

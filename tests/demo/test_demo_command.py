@@ -5,6 +5,7 @@ It replaces a demo that is already running on this machine (same host name, same
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -13,6 +14,7 @@ from testhosts import host
 
 PROJECT = Path(__file__).resolve().parents[2]
 UI_HEALTH = "http://127.0.0.1:8501/_stcore/health"
+WEBAPI_STATS = "http://127.0.0.1:8880/_standin/stats"
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -26,6 +28,15 @@ def ui_answers() -> bool:
             return response.read() == b"ok"
     except OSError:
         return False
+
+
+def steam_lookups() -> int | None:
+    """GetPlayerSummaries calls the demo's stand-in Web API answered; None when it is down."""
+    try:
+        with urllib.request.urlopen(WEBAPI_STATS, timeout=5) as response:
+            return json.load(response)["requests"].get("GetPlayerSummaries", 0)
+    except OSError:
+        return None
 
 
 def test_demo_runs_twice_then_tears_down_without_leftovers():
@@ -42,6 +53,9 @@ def test_demo_runs_twice_then_tears_down_without_leftovers():
             assert admin_file.stat().st_mode & 0o777 == 0o600
             assert "who runs the server player1" in demo.stdout
             assert ui_answers(), f"run {attempt}: the UI does not answer"
+            # the players' Steam names and avatars were looked up (the demo stops otherwise)
+            assert "Steam:      the stand-in Web API at http://127.0.0.1:8880" in demo.stdout
+            assert steam_lookups(), f"run {attempt}: no Steam profile lookup"
             assert "demo" in host.names()
         assert subprocess.run(["pgrep", "-f", "streamlit run ui/asgi.py"],
                               capture_output=True).stdout.count(b"\n") == 1, "one UI, not two"
@@ -50,3 +64,4 @@ def test_demo_runs_twice_then_tears_down_without_leftovers():
     assert down.returncode == 0, down.stderr
     assert host.leftovers("demo") == []
     assert not ui_answers()
+    assert steam_lookups() is None  # the stand-in Web API went with the UI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 
@@ -148,9 +149,12 @@ def test_stats_count_each_endpoint(api):
     assert stats(api) == {}
 
 
+API_KEY = "0123456789ABCDEF0123456789ABCDEF"  # the shape of a key Valve issues
+
+
 def test_player_summaries(api):
     ids = "76561197960287930,76561197960287931"
-    result = curl("--fail", "--get", "--data", "key=TESTKEY", "--data", f"steamids={ids}",
+    result = curl("--fail", "--get", "--data", f"key={API_KEY}", "--data", f"steamids={ids}",
                   api.base_url + "/ISteamUser/GetPlayerSummaries/v2/")  # fmt: skip
     players = json.loads(result.stdout)["response"]["players"]
     assert [p["steamid"] for p in players] == ids.split(",")
@@ -158,6 +162,30 @@ def test_player_summaries(api):
         assert players[0][key]
     status, _ = curl_status(api.base_url + f"/ISteamUser/GetPlayerSummaries/v2/?steamids={ids}")
     assert status == 403
+
+
+def test_player_summaries_refuse_a_malformed_key(api):
+    url = api.base_url + "/ISteamUser/GetPlayerSummaries/v2/?key=TESTKEY&steamids=76561197960287930"
+    status, body = curl_status(url)
+    assert status == 403 and b"Forbidden" in body
+
+
+def test_avatars_are_jpegs_a_browser_can_draw_in_steams_sizes(api):
+    from PIL import Image  # Streamlit's dependency; decodes as a browser would
+
+    url = api.base_url + "/ISteamUser/GetPlayerSummaries/v2/"
+    result = curl("--fail", "--get", "--data", f"key={API_KEY}", "--data",
+                  "steamids=76561197960287930", url)  # fmt: skip
+    [player] = json.loads(result.stdout)["response"]["players"]
+    for field, size in (("avatar", 32), ("avatarmedium", 64), ("avatarfull", 184)):
+        fetched = curl("--fail", "--write-out", "%{content_type}", "--output", "-",
+                       player[field])  # fmt: skip
+        body = fetched.stdout.removesuffix(b"image/jpeg")
+        assert body != fetched.stdout, fetched.stdout[-40:]  # served as image/jpeg
+        image = Image.open(io.BytesIO(body))
+        image.load()
+        assert (image.format, image.size) == ("JPEG", (size, size))
+    assert stats(api)["avatar"] == 3
 
 
 def test_items_file_and_latency(start_webapi, tmp_path):

@@ -199,6 +199,24 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE servers ADD COLUMN applied_overlays TEXT NOT NULL DEFAULT '{}';
     """,
+    # 6: Steam profiles (GetPlayerSummaries) of the players seen, each fetched at a time and
+    # re-asked after steam_profile_max_age_seconds; and each lookup's outcome (why it failed).
+    """
+    CREATE TABLE steam_profiles (
+        steam_id64 TEXT PRIMARY KEY,
+        persona_name TEXT NOT NULL,
+        avatar_url TEXT NOT NULL,
+        profile_url TEXT NOT NULL,
+        fetched_at REAL NOT NULL
+    );
+    CREATE TABLE steam_profile_lookups (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        asked INTEGER NOT NULL,
+        answered INTEGER NOT NULL,
+        error TEXT
+    );
+    """,
 ]
 
 

@@ -7,7 +7,8 @@ read on the host) and systemd's accounting, and records:
   what is true ("killed: out of memory", "crash loop: gave up after 5 starts"), never
   "running" for a server that is not, and the charts draw from it;
 - a change row whenever a server's state differs from its last observation (drift);
-- player sessions (join, leave, min/max ping) from who is seated poll after poll.
+- player sessions (join, leave, min/max ping) from who is seated poll after poll;
+then, with a Steam Web API key configured, the players' Steam profiles (left4me_ui.profiles).
 Observations older than `KEEP_SECONDS` are pruned by the poll itself.
 """
 
@@ -18,13 +19,14 @@ import threading
 from dataclasses import dataclass
 from itertools import pairwise
 
-from left4me_ui import authz
+from left4me_ui import authz, profiles
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
 from left4me_ui.runner import run_module
 
 KEEP_SECONDS = 2 * 24 * 3600  # the charts show the last day; keep two
 STALE_POLLS = 3  # an observation older than this many intervals is no longer "now"
+PROFILES = "steam profiles"  # the poller's own step after the hosts (Poller.last_errors key)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,15 @@ class Poller:
                     self.last_errors.pop(host, None)
                 except Exception as failed:  # noqa: BLE001 - a host down must not end polling
                     self.last_errors[host] = str(failed)
+            self.refresh_profiles()
+
+    def refresh_profiles(self) -> None:
+        """Steam names and avatars of who was seen (off without a key; failures recorded)."""
+        try:
+            profiles.refresh(self.core)
+            self.last_errors.pop(PROFILES, None)
+        except Exception as failed:  # noqa: BLE001 - a bug here must not end polling either
+            self.last_errors[PROFILES] = str(failed)
 
 
 # --- reads for the pages ----------------------------------------------------------------------

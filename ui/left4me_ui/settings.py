@@ -6,7 +6,7 @@ import os
 import secrets
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -82,6 +82,13 @@ class Settings:
     overlay_max_file_bytes: int = 64 * 1024 * 1024
     overlay_max_total_bytes: int = 512 * 1024 * 1024
     overlay_max_entries: int = 10_000
+    # Steam profile names and avatars (GetPlayerSummaries) for the players the poller sees:
+    # off without a key. The key is a secret: a 0600 file (read at each lookup) or the
+    # variable; never logged, never in argv (left4me_ui.profiles).
+    steam_api_key: str | None = field(default=None, repr=False)
+    steam_api_key_file: Path | None = None
+    steam_api_url: str = "https://api.steampowered.com"
+    steam_profile_max_age_seconds: int = 24 * 3600
 
     @property
     def db_path(self) -> Path:
@@ -161,7 +168,21 @@ def from_environment() -> Settings:
         overlay_max_total_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES",
                                          512 * 1024 * 1024),
         overlay_max_entries=_int_env("LEFT4ME_UI_OVERLAY_MAX_ENTRIES", 10_000),
+        **_steam_api_settings(),
     )
+
+
+def _steam_api_settings() -> dict:
+    url = (os.environ.get("LEFT4ME_UI_STEAM_API_URL") or "https://api.steampowered.com")
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("LEFT4ME_UI_STEAM_API_URL must be an http(s) URL, got"
+                         f" {url!r} (default https://api.steampowered.com)")
+    key_file = os.environ.get("LEFT4ME_UI_STEAM_API_KEY_FILE")
+    return {"steam_api_key": os.environ.get("LEFT4ME_UI_STEAM_API_KEY", "").strip() or None,
+            "steam_api_key_file": _project_path(key_file) if key_file else None,
+            "steam_api_url": url.rstrip("/"),
+            "steam_profile_max_age_seconds": _int_env(
+                "LEFT4ME_UI_STEAM_PROFILE_MAX_AGE_SECONDS", 24 * 3600)}
 
 
 def load_secret(path: Path) -> bytes:

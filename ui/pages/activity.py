@@ -1,12 +1,13 @@
 """Activity of one server, from the poller (left4me_ui.observe): who is playing now, recent
-sessions, players / memory / CPU over the last day, and what changed outside the UI."""
+sessions (with Steam profile names and avatars when the operator configured a Web API key),
+players / memory / CPU over the last day, and what changed outside the UI."""
 
 from datetime import UTC, datetime
 
 import frame
 import streamlit as st
 
-from left4me_ui import observe, servers
+from left4me_ui import observe, profiles, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -36,19 +37,37 @@ else:
     st.text(f"State: {now.reason}{players} (at {frame.when(now.at)} UTC)")
 
 sessions = frame.attempt(lambda: observe.sessions(core, actor, chosen_id))
+# Steam names and avatars come from the poller's cache (left4me_ui.profiles), never from a
+# call per page view; without a key the names are the ones `status` shows.
+with_steam = profiles.configured(core.settings)
+steam = profiles.for_steam_ids(core, [p.steam_id for p in sessions]) if with_steam else {}
+AVATAR = {"avatar": st.column_config.ImageColumn("avatar", width="small")}
+
+
+def who(session: observe.PlayerSession) -> dict:
+    if not with_steam:
+        return {"name": session.name}
+    profile = steam.get(session.steam_id)
+    return {"avatar": (profile.avatar_url or None) if profile else None, "name": session.name,
+            "Steam name": profile.name if profile else None}
+
+
 on_now = [p for p in sessions if p.left_at is None]
 st.subheader("Playing now")
 if on_now:
-    st.dataframe([{"name": p.name, "ping (ms)": p.ping_last, "connected": p.connected}
-                  for p in on_now], hide_index=True, width="stretch")
+    st.dataframe([{**who(p), "ping (ms)": p.ping_last, "connected": p.connected}
+                  for p in on_now], hide_index=True, width="stretch", column_config=AVATAR)
 else:
     st.text("Nobody (bots are not counted).")
 earlier = [p for p in sessions if p.left_at is not None]
 if earlier:
     st.subheader("Recent sessions")
-    st.dataframe([{"name": p.name, "joined (UTC)": frame.when(p.joined_at),
+    st.dataframe([{**who(p), "joined (UTC)": frame.when(p.joined_at),
                    "left (UTC)": frame.when(p.left_at), "min ping": p.ping_min,
-                   "max ping": p.ping_max} for p in earlier], hide_index=True, width="stretch")
+                   "max ping": p.ping_max} for p in earlier], hide_index=True, width="stretch",
+                 column_config=AVATAR)
+if sessions and (steam_note := profiles.note(core, actor)):
+    st.caption(steam_note)
 
 seen = frame.attempt(lambda: observe.history(core, actor, chosen_id))
 if seen:
