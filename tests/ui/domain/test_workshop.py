@@ -260,3 +260,20 @@ def test_the_playbook_refuses_bad_input_before_touching_the_host(local_core, ali
     assert "nothing was changed" in failed.error
     assert list((tmp_path / "host" / "overlays").iterdir()) == []
     assert list((tmp_path / "host" / "workshop_cache").iterdir()) == []
+
+
+def test_a_workshop_build_expects_its_own_playbook_s_tasks_not_a_files_build_s(core, alice,
+                                                                              maps):
+    # Both are "overlay build" jobs; the progress bar must not take a files build's count.
+    overlays.create(core, alice, "alice-cfg")
+    overlays.write_text(core, alice, "alice-cfg", "motd.txt", "hi\n")
+    files_job = overlays.build(core, alice, "alice-cfg", "alpha")
+    job = jobs.claim(core)
+    with core.db.connect() as conn:
+        conn.execute("UPDATE jobs SET done_tasks = 5 WHERE id = ?", (files_job,))
+        jobs._finish(conn, core, job, jobs.SUCCEEDED, 0, None)
+    workshop.set_ids(core, alice, maps, "1000000001", "")
+    queued = jobs.get(core, alice, overlays.build(core, alice, maps, "alpha"))
+    assert queued.expected_tasks == 7  # workshop_overlay.yml's tasks, counted
+    assert jobs.get(core, alice, overlays.build(core, alice, "alice-cfg", "alpha")
+                    ).expected_tasks == 5  # the last files build's
