@@ -116,9 +116,11 @@ def _job(row: sqlite3.Row) -> Job:
 
 
 def expected_tasks(conn: sqlite3.Connection, kind: str, playbook_path: Path) -> int:
-    """Tasks the run will report: as many as the last success of this kind, else counted."""
-    row = conn.execute("SELECT done_tasks FROM jobs WHERE kind = ? AND state = ? AND"
-                       " done_tasks > 0 ORDER BY id DESC LIMIT 1", (kind, SUCCEEDED)).fetchone()
+    """Tasks the run will report: as many as the last success of this kind and playbook (an
+    overlay build runs one playbook per overlay kind), else counted."""
+    row = conn.execute("SELECT done_tasks FROM jobs WHERE kind = ? AND playbook = ? AND"
+                       " state = ? AND done_tasks > 0 ORDER BY id DESC LIMIT 1",
+                       (kind, playbook_path.name, SUCCEEDED)).fetchone()
     if row is not None:
         return int(row["done_tasks"])
     try:

@@ -55,7 +55,7 @@ from left4me_ui.core import Core
 __all__ = ["ID_RULE", "OverlayError"]  # ID_RULE: the collection's id rule in words (pages)
 
 KINDS = ("files", "workshop", "script")
-BUILDABLE_KINDS = ("files",)  # the editors of the other kinds come later
+BUILDABLE_KINDS = ("files", "workshop")  # the script kind's editor comes later
 FILE_MODE = "0644"  # what the files_overlay module writes on the host (the game only reads)
 # A zip entry that declares more than this many times its compressed size is refused as a
 # bomb (real game files compress a few-fold; deflate's own ceiling is about 1032:1). Small
@@ -877,6 +877,9 @@ def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Ove
                    host: str) -> int:
     """Queue one build of the overlay as it is now (read under the caller's transaction,
     which every change also takes, so the files and the revision agree)."""
+    if overlay.kind == "workshop":  # its ids, playbooks/workshop_overlay.yml
+        from left4me_ui import workshop  # imports this module
+        return workshop.enqueue_build(conn, core, me, overlay, host)
     _require_files(overlay)
     with _opened(_root(core, overlay.id)) as root_fd:
         spec = _spec(root_fd)

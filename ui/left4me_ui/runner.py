@@ -98,13 +98,16 @@ class ModuleRun:
 MODULE_ARGS_VAR = "left4me_module_args"
 
 
-def run_module(core, host: str, module: str, args: dict, timeout: int) -> ModuleRun:
+def run_module(core, host: str, module: str, args: dict, timeout: int, *,
+               host_args: dict[str, str] | None = None, check: bool = False) -> ModuleRun:
     """One ad-hoc module run on one inventory host (become), as `ansible HOST -b -m ...`.
 
     The values go to ansible as variables in the run's private (0700) directory, tagged
     !unsafe so nothing in them is rendered; the arguments (JSON, which -a accepts, so no
     quoting can split them) only name those variables. `timeout` bounds the whole run, SSH
-    included.
+    included. `host_args` maps further arguments to expressions of the host's own variables
+    (written here, never by a person: e.g. "overlays_workshop_api_url | default('...')"),
+    which ansible renders, a vaulted one too. `check`: the module's check mode (a read).
     """
     found: dict[str, ModuleRun] = {}
     # ansible-runner points SSH's control sockets into each run's temporary directory, so
@@ -134,9 +137,12 @@ def run_module(core, host: str, module: str, args: dict, timeout: int) -> Module
         runner = ansible_runner.run(
             private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
             host_pattern=host, module=module,
-            module_args=json.dumps({key: f"{{{{ {MODULE_ARGS_VAR}[{key!r}] }}}}"
-                                    for key in args}),
-            cmdline="--become", envvars=envvars, quiet=True, timeout=timeout,
+            module_args=json.dumps({
+                **{key: f"{{{{ {MODULE_ARGS_VAR}[{key!r}] }}}}" for key in args},
+                **{key: f"{{{{ {expression} }}}}" for key, expression in
+                   (host_args or {}).items()}}),
+            cmdline="--become --check" if check else "--become", envvars=envvars,
+            quiet=True, timeout=timeout,
             event_handler=collect,
             status_handler=lambda _status, runner_config=None: None,
         )

@@ -1,4 +1,5 @@
-"""Overlays: your own files overlays (configs, cfg packs, add-ons) that blueprints stack.
+"""Overlays: your own files overlays (configs, cfg packs, add-ons) and Workshop overlays
+(pages/workshop_editor.py) that blueprints stack.
 
 A build puts an overlay's files on a host (a playbooks/overlay.yml job); a server stacking
 it builds it there first when the host's copy is older, so "Build on host" is for seeing
@@ -10,6 +11,7 @@ Every rule (who may, paths kept inside, limits, zip checks) is the domain's
 
 import frame
 import streamlit as st
+from pages import workshop_editor
 
 from left4me_ui import overlays, servers
 
@@ -49,14 +51,22 @@ with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine)
       st.form("create_overlay", clear_on_submit=True)):
     new_id = st.text_input("Overlay id", key="new_overlay_id",
                            help=f"The folder name on every host: {overlays.ID_RULE}")
+    new_kind = st.radio("Kind", overlays.BUILDABLE_KINDS, horizontal=True,
+                        key="new_overlay_kind",
+                        help="files: text files you edit here; workshop: Steam Workshop"
+                             " items and collections, downloaded on the host")
     if st.form_submit_button("Create overlay", type="primary"):
-        frame.act(lambda: overlays.create(core, actor, new_id), "Overlay created.")
+        frame.act(lambda: overlays.create(core, actor, new_id, new_kind), "Overlay created.")
 
 if not mine:
     st.stop()
 
-st.subheader("Files")
-chosen = st.selectbox("Overlay", mine, format_func=lambda o: o.id, key="overlay")
+st.subheader("Contents")
+chosen = st.selectbox("Overlay", mine, format_func=lambda o: f"{o.id} ({o.kind})",
+                      key="overlay")
+if chosen.kind == "workshop":
+    workshop_editor.draw(core, actor, chosen)
+    st.stop()
 entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
 files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
 folders = [e.path for e in entries if e.is_dir]

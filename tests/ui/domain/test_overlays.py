@@ -143,7 +143,7 @@ def test_an_id_is_unique_across_users_and_the_inventory(core, alice, bob, cfg):
     with pytest.raises(OverlayError, match="inventory declares overlay 'demo-config' .*alpha"):
         overlays.create(core, bob, "demo-config")
     with pytest.raises(OverlayError, match="kind must be one of files"):
-        overlays.create(core, bob, "ws", kind="workshop")
+        overlays.create(core, bob, "ws", kind="maps")
     assert overlays.list_for(core, bob) == []
 
 

@@ -1,0 +1,100 @@
+"""The Overlays page's editor of a Workshop overlay (pages/overlays.py draws it for one):
+its items and collections as ids or links, Resolve (each item's title, size and last update,
+asked of the Steam Web API through a host), Build on host with the job's live log (one line
+per download as it finishes), and delete. Every rule is the domain's (left4me_ui.workshop)."""
+
+from __future__ import annotations
+
+import frame
+import streamlit as st
+
+from left4me_ui import overlays, servers, workshop
+from left4me_ui.authz import Actor
+from left4me_ui.core import Core
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+_STATUS = {"cached": "in the host's cache", "would_download": "to download",
+           "downloaded": "downloaded"}
+
+
+def _rows(found: workshop.Resolved) -> list[dict]:
+    return [{"id": i.publishedfileid, "title": i.title,
+             "size": "" if i.error else _size(i.file_size),
+             "last update (UTC)": frame.when(i.time_updated) if i.time_updated else "",
+             "state": f"error: {i.error}" if i.error else _STATUS.get(i.status, i.status)}
+            for i in found.items]
+
+
+def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
+    ids = frame.load(lambda: workshop.definition(core, actor, chosen.id))
+    with st.form(f"workshop_ids_{chosen.id}"):
+        items = st.text_area(
+            "Items", value="\n".join(ids.items), height=150,
+            key=f"workshop_items_{chosen.id}",
+            help="Workshop items, one a line: the id (123456789) or the item's page,"
+                 f" e.g. {workshop.EXAMPLE_LINK}")
+        collections = st.text_area(
+            "Collections", value="\n".join(ids.collections), height=100,
+            key=f"workshop_collections_{chosen.id}",
+            help="Workshop collections, one a line (id or page); their items, and those of"
+                 " collections they hold, are added")
+        if st.form_submit_button("Save items", type="primary"):
+            frame.act(lambda: workshop.set_ids(core, actor, chosen.id, items, collections),
+                      "Saved the Workshop items.")
+    st.caption("Servers stacking this overlay find each item as"
+               " left4dead2/addons/<id>.vpk. Resolve asks the Steam Web API through the host"
+               " chosen below; nothing is downloaded until you build.")
+
+    choices = frame.attempt(lambda: servers.hosts_for(core, actor))
+    if choices is frame.REFUSED or not choices:
+        st.text("No host you may use: an admin decides which hosts users may use.")
+        return
+    host = st.selectbox("Host", choices, key="workshop_host")
+    resolve_col, build_col = st.columns(2)
+    if resolve_col.button("Resolve", icon=":material/travel_explore:", key="workshop_resolve",
+                          disabled=ids.empty):
+        with st.spinner(f"Asking the Steam Web API through {host}..."):
+            frame.attempt(lambda: workshop.resolve(core, actor, chosen.id, host))
+    if build_col.button("Build on host", icon=":material/build:", key="workshop_build",
+                        disabled=ids.empty):
+        queued = frame.attempt(lambda: overlays.build(core, actor, chosen.id, host))
+        if queued is not frame.REFUSED:
+            st.session_state[f"overlay_build_job_{chosen.id}"] = queued
+
+    found = frame.attempt(lambda: workshop.last_resolved(core, actor, chosen.id))
+    if found not in (None, frame.REFUSED):
+        st.dataframe(_rows(found), hide_index=True, width="stretch", key="workshop_items_table")
+        total = sum(i.file_size for i in found.items if not i.error)
+        st.caption(f"{len(found.items)} item(s), {_size(total)}, resolved through"
+                   f" {found.host} at {frame.when(found.at)} UTC"
+                   + (f"; collections {', '.join(found.collections)}" if found.collections
+                      else ""))
+    elif found is None and not ids.empty:
+        st.text("Resolve to see each item's title, size and last update.")
+    if st.session_state.get(f"overlay_build_job_{chosen.id}"):
+        frame.job_panel(st.session_state[f"overlay_build_job_{chosen.id}"], key="overlay_build")
+
+    builds = frame.attempt(lambda: overlays.builds(core, actor, chosen.id))
+    if builds is not frame.REFUSED and builds:
+        st.dataframe([{"host": b.host, "built revision": b.revision,
+                       "state": "up to date" if b.current else
+                       f"out of date (revision {chosen.revision} now)",
+                       "built (UTC)": frame.when(b.built_at)} for b in builds],
+                     hide_index=True, width="stretch")
+    elif builds is not frame.REFUSED:
+        st.text(f"Not built on any host yet (revision {chosen.revision} now).")
+
+    if chosen.used_by:
+        st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of them"
+                   " before deleting the overlay.")
+    if st.button("Delete this overlay", icon=":material/delete:", key="delete_overlay",
+                 disabled=bool(chosen.used_by)):
+        frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")
