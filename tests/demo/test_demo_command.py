@@ -14,7 +14,7 @@ from testhosts import host
 
 PROJECT = Path(__file__).resolve().parents[2]
 UI_HEALTH = "http://127.0.0.1:8501/_stcore/health"
-WEBAPI_STATS = "http://127.0.0.1:8880/_standin/stats"
+WEBAPI_STATS = "http://169.254.77.1:8880/_standin/stats"
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,7 +54,7 @@ def test_demo_runs_twice_then_tears_down_without_leftovers():
             assert "who runs the server player1" in demo.stdout
             assert ui_answers(), f"run {attempt}: the UI does not answer"
             # the players' Steam names and avatars were looked up (the demo stops otherwise)
-            assert "Steam:      the stand-in Web API at http://127.0.0.1:8880" in demo.stdout
+            assert "Steam:      the stand-in Web API at http://169.254.77.1:8880" in demo.stdout
             assert steam_lookups(), f"run {attempt}: no Steam profile lookup"
             assert "demo" in host.names()
         assert subprocess.run(["pgrep", "-f", "streamlit run ui/asgi.py"],
