@@ -9,6 +9,7 @@ Every rule (who may, paths kept inside, limits, zip checks) is the domain's
 """
 
 import frame
+import script_editor
 import streamlit as st
 
 from left4me_ui import overlays, servers
@@ -51,12 +52,16 @@ with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine)
                            help=f"The folder name on every host: {overlays.ID_RULE}")
     if st.form_submit_button("Create overlay", type="primary"):
         frame.act(lambda: overlays.create(core, actor, new_id), "Overlay created.")
+script_editor.create_form(core, actor, expanded=False)
 
 if not mine:
     st.stop()
 
 st.subheader("Files")
 chosen = st.selectbox("Overlay", mine, format_func=lambda o: o.id, key="overlay")
+if chosen.kind == "script":
+    script_editor.show(core, actor, chosen)
+    st.stop()
 entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
 files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
 folders = [e.path for e in entries if e.is_dir]
