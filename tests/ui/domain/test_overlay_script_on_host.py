@@ -56,6 +56,7 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
     job = jobs.run_next(host_core)
     log = _log(host_core, alice, job_id)
     assert (job.id, job.state) == (job_id, jobs.SUCCEEDED), f"{job.error}\n{log[-3000:]}"
+    assert job.done_tasks == job.expected_tasks == 10  # the progress bar ends full
     built = "/var/lib/left4me/overlays/alice-script/left4dead2/cfg/script.cfg"
     assert booted_host.nsenter("cat", built) == "sv_tags v1\n"
     assert "FAILED - RETRYING" in log  # the job checked on the script while it ran
