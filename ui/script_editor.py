@@ -21,7 +21,7 @@ def create_form(core: Core, actor: Actor, expanded: bool) -> None:
     with (st.expander("Create a script overlay", icon=":material/terminal:",
                       expanded=expanded),
           st.form("create_script_overlay", clear_on_submit=True)):
-        new_id = st.text_input("Overlay id", key="new_script_overlay_id",
+        new_id = st.text_input("Script overlay id", key="new_script_overlay_id",
                                help=f"The folder name on every host: {overlays.ID_RULE}")
         seed = st.selectbox("Start from", [EMPTY, *overlay_script.examples()],
                             key="new_script_seed",

@@ -5,7 +5,9 @@ it builds it there first when the host's copy is older, so "Build on host" is fo
 the result early. Servers take a new build at their next restart.
 
 Every rule (who may, paths kept inside, limits, zip checks) is the domain's
-(left4me_ui.overlays); this page draws the tree and hands each action over.
+(left4me_ui.overlays); this page draws the tree and hands each action over. A script
+overlay (its build script runs on the host in a sandbox) gets the editor of
+ui/script_editor.py instead of the tree.
 """
 
 import frame
