@@ -36,7 +36,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,7 +55,7 @@ from left4me_ui.core import Core
 __all__ = ["ID_RULE", "OverlayError"]  # ID_RULE: the collection's id rule in words (pages)
 
 KINDS = ("files", "workshop", "script")
-BUILDABLE_KINDS = ("files", "workshop")  # the script kind's editor comes later
+BUILDABLE_KINDS = ("files", "workshop", "script")
 FILE_MODE = "0644"  # what the files_overlay module writes on the host (the game only reads)
 # A zip entry that declares more than this many times its compressed size is refused as a
 # bomb (real game files compress a few-fold; deflate's own ceiling is about 1032:1). Small
@@ -873,13 +873,18 @@ def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict
     return extravars
 
 
+# kind -> function(conn, core, me, overlay, host) queueing a build of an overlay of that
+# kind (an "overlay build" job of playbooks/overlay.yml); files is this module's own.
+BUILDERS: dict[str, Callable[[sqlite3.Connection, Core, Actor, Overlay, str], int]] = {}
+
+
 def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
                    host: str) -> int:
     """Queue one build of the overlay as it is now (read under the caller's transaction,
     which every change also takes, so the files and the revision agree)."""
-    if overlay.kind == "workshop":  # its ids, playbooks/workshop_overlay.yml
-        from left4me_ui import workshop  # imports this module
-        return workshop.enqueue_build(conn, core, me, overlay, host)
+    builder = BUILDERS.get(overlay.kind)
+    if builder is not None:
+        return builder(conn, core, me, overlay, host)
     _require_files(overlay)
     with _opened(_root(core, overlay.id)) as root_fd:
         spec = _spec(root_fd)
@@ -1018,3 +1023,6 @@ def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: 
 
 
 jobs.FINISH_HOOKS[KIND_BUILD] = _build_finished
+
+# The workshop and script kinds (their editors and builds) register their builders in BUILDERS.
+from left4me_ui import overlay_script, workshop  # noqa: E402, F401

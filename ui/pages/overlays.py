@@ -6,10 +6,13 @@ it builds it there first when the host's copy is older, so "Build on host" is fo
 the result early. Servers take a new build at their next restart.
 
 Every rule (who may, paths kept inside, limits, zip checks) is the domain's
-(left4me_ui.overlays); this page draws the tree and hands each action over.
+(left4me_ui.overlays); this page draws the tree and hands each action over. A script
+overlay (its build script runs on the host in a sandbox) gets the editor of
+ui/script_editor.py instead of the tree.
 """
 
 import frame
+import script_editor
 import streamlit as st
 from pages import workshop_editor
 
@@ -51,12 +54,14 @@ with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine)
       st.form("create_overlay", clear_on_submit=True)):
     new_id = st.text_input("Overlay id", key="new_overlay_id",
                            help=f"The folder name on every host: {overlays.ID_RULE}")
-    new_kind = st.radio("Kind", overlays.BUILDABLE_KINDS, horizontal=True,
+    # A script overlay starts from an example: its own form, below.
+    new_kind = st.radio("Kind", ("files", "workshop"), horizontal=True,
                         key="new_overlay_kind",
                         help="files: text files you edit here; workshop: Steam Workshop"
                              " items and collections, downloaded on the host")
     if st.form_submit_button("Create overlay", type="primary"):
         frame.act(lambda: overlays.create(core, actor, new_id, new_kind), "Overlay created.")
+script_editor.create_form(core, actor, expanded=False)
 
 if not mine:
     st.stop()
@@ -66,6 +71,9 @@ chosen = st.selectbox("Overlay", mine, format_func=lambda o: f"{o.id} ({o.kind})
                       key="overlay")
 if chosen.kind == "workshop":
     workshop_editor.draw(core, actor, chosen)
+    st.stop()
+if chosen.kind == "script":
+    script_editor.show(core, actor, chosen)
     st.stop()
 entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
 files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
