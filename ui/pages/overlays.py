@@ -1,5 +1,5 @@
 """Overlays: your own files overlays (configs, cfg packs, add-ons) and Workshop overlays
-(pages/workshop_editor.py) that blueprints stack.
+(ui/workshop_editor.py) that blueprints stack.
 
 A build puts an overlay's files on a host (a playbooks/overlay.yml job); a server stacking
 it builds it there first when the host's copy is older, so "Build on host" is for seeing
@@ -14,7 +14,7 @@ ui/script_editor.py instead of the tree.
 import frame
 import script_editor
 import streamlit as st
-from pages import workshop_editor
+import workshop_editor
 
 from left4me_ui import overlays, servers
 
