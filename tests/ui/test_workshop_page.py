@@ -1,7 +1,7 @@
 """The Overlays page's Workshop editor, driven with AppTest: create a Workshop overlay, paste
 ids and links (a bad line refused in words, nothing saved), Resolve shows each item's title,
 size and last update, Build on host queues its job and shows its panel. (The resolve itself,
-through a host against the stand-in Web API, is tests/ui/domain/test_workshop.py's.)"""
+through a host against the stand-in Web API, is tests/ui/domain/test_workshop_overlays.py's.)"""
 
 from __future__ import annotations
 
