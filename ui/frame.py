@@ -222,6 +222,11 @@ def flash(message: str) -> None:
 
 
 def show_flash() -> None:
+    """The pending confirmation, in a slot the page always has: were it there on one run and
+    gone on the next, every element below would move up one place, and Streamlit would draw
+    the moved tabs afresh on their first tab, hiding what the next action showed in another
+    (an upload refused on the Overlays page right after "Overlay created.")."""
+    slot = st.empty()
     message = st.session_state.pop(_FLASH_KEY, None)
     if message:
-        st.success(message, icon=":material/check:")
+        slot.success(message, icon=":material/check:")

@@ -9,8 +9,10 @@ exactly as it checks the cookie.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import frame
@@ -21,6 +23,7 @@ from left4me_ui import accounts, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
+from tests.ui import browser_helpers
 
 UI = Path(__file__).resolve().parents[2] / "ui"
 PASSWORD = "correct horse battery"
@@ -105,6 +108,62 @@ def pytest_runtest_makereport(item, call):
     shots = item.funcargs.get("shots") if hasattr(item, "funcargs") else None
     if report.when != "call" or not report.failed or shots is None:
         return
-    for number, page in enumerate(getattr(item.module, "OPEN_PAGES", [])):
+    for number, page in enumerate(browser_helpers.OPEN_PAGES):
         if not page.is_closed():
             page.screenshot(path=shots / f"failed-{item.name}-{number}.png", full_page=True)
+
+
+# --- the browser tests' fixtures (one UI server and one browser per test module) -----------
+
+
+@pytest.fixture(scope="module")
+def ui(demo_inventory: Path, tmp_path_factory: pytest.TempPathFactory,
+       request: pytest.FixtureRequest) -> Iterator[tuple[str, Core]]:
+    """The UI server (its own state dir, port and worker) on the demo world's converged
+    host, and a Core on the same database. A module's UI_ENV adds LEFT4ME_UI_* settings."""
+    state = tmp_path_factory.mktemp("ui-state")
+    secret = state / "secret"
+    settings.write_new_secret(secret)
+    env = getattr(request.module, "UI_ENV", {})
+    with browser_helpers.serve_ui(state, secret, demo_inventory, env) as url:
+        config = settings.Settings(state_dir=state / "ui", secret_file=secret,
+                                   inventory=demo_inventory)
+        yield url, Core.open(config)
+
+
+@pytest.fixture(scope="module")
+def people(ui) -> dict[str, str]:
+    """Alice and Bob, made by the admin (the bootstrap admin of this UI's first start)."""
+    _url, core = ui
+    admin = accounts.login(core, "admin", browser_helpers.ADMIN_PASSWORD, client="test").actor
+    for name in ("alice", "bob"):
+        accounts.create_user(core, admin, name, PASSWORD)
+    return {"alice": PASSWORD, "bob": PASSWORD}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not Path(browser_helpers.CHROMIUM).exists():
+        pytest.skip(f"{browser_helpers.CHROMIUM} is missing: apt-get install chromium"
+                    " (scripts/bootstrap.sh)")
+    playwright = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed")
+    with playwright.sync_playwright() as driver:
+        # Chromium's own sandbox needs user namespaces or a setuid helper and refuses to
+        # start as root; the tests run as root (they boot systemd hosts), so it is off here.
+        launched = driver.chromium.launch(executable_path=browser_helpers.CHROMIUM,
+                                          chromium_sandbox=False)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Iterator[Path]:
+    """Where the pages are photographed: docs/screenshots/ (the README shows them), or
+    LEFT4ME_SCREENSHOTS; printed at the end of the module."""
+    directory = Path(os.environ.get("LEFT4ME_SCREENSHOTS")
+                     or browser_helpers.PROJECT / "docs/screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    yield directory
+    print(f"\nUI screenshots of this run: {directory}", file=sys.__stderr__, flush=True)
