@@ -93,7 +93,8 @@ def test_awx_files_pass_ansible_lint_offline(awx_collections: Path) -> None:
 def test_templates_run_playbooks_of_this_project() -> None:
     templates = job_templates()
     assert {template["playbook"] for template in templates.values()} == {
-        "playbooks/site.yml", "playbooks/server.yml"}
+        "playbooks/site.yml", "playbooks/server.yml", "playbooks/overlay.yml",
+        "playbooks/workshop_overlay.yml"}
     for template in templates.values():
         assert (PROJECT / template["playbook"]).is_file()
     # The converge is sliced: AWX splits the inventory over that many jobs run side by side.
