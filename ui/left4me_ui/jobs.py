@@ -281,6 +281,20 @@ def _write_extravars(path: Path, values: dict) -> None:
         yaml.dump(values, handle, Dumper=UnsafeVarsDumper, allow_unicode=True)
 
 
+def _waiting_output(name: str, res: dict) -> str:
+    """What a task that waits by retrying (`until`) printed at this check, e.g. the lines a
+    build script wrote since the last one (playbooks/tasks/overlay-script.yml), so the log
+    follows a long wait as it goes. ansible's default callback only shows them with -vv; a
+    failed last check shows its whole result anyway."""
+    if name not in ("runner_retry", "runner_on_ok") or not res.get("attempts") \
+            or res.get("_ansible_no_log"):
+        return ""
+    lines = res.get("stdout_lines")
+    if not isinstance(lines, list):
+        return ""
+    return _ANSI_RE.sub("", "\n".join(str(line) for line in lines)).strip("\n")
+
+
 class _Run:
     """Callbacks of one ansible-runner run, writing to the job's rows."""
 
@@ -296,6 +310,9 @@ class _Run:
         name = data.get("event", "")
         event_data = data.get("event_data") or {}
         text = _ANSI_RE.sub("", str(data.get("stdout") or "")).strip()
+        waited = _waiting_output(name, event_data.get("res") or {})
+        if waited:
+            text = f"{text}\n{waited}" if text else waited
         host = event_data.get("host")
         task = event_data.get("task")
         if name in TASK_RESULTS:

@@ -6,7 +6,7 @@ Saving checks it (text, no NUL, at most MAX_SCRIPT_BYTES), bumps the revision an
 
 A build is an "overlay build" job of playbooks/overlay.yml (kind script), like a files
 overlay's: the playbook runs left4me.l4d2.script_overlay asynchronously and checks on it
-every few seconds (each check is a line of the job's log while the script runs), then
+every few seconds (each check adds the script's new lines to the job's log), then
 shows the script's output (the module's last 64 lines) whether it succeeded or not. The
 module swaps the new tree in only when the script exits 0, so a failed build leaves the
 host's previous tree, which `last_build` says in words.
@@ -36,7 +36,7 @@ LOG_TASK = "Show the build script's output"
 # Task results a successful script build reports (playbooks/overlay.yml with
 # tasks/overlay-script.yml), until one has succeeded: files builds share the job kind
 # but report fewer, so the progress bar counts from script builds only.
-SCRIPT_BUILD_TASKS = 10
+SCRIPT_BUILD_TASKS = 12
 
 
 def examples() -> list[str]:

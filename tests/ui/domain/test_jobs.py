@@ -177,3 +177,41 @@ def test_a_template_someone_typed_is_passed_as_text_never_run(local_core, alice,
     assert job.id == job_id and job.state == jobs.SUCCEEDED, job.error
     assert out.read_text() == f"{typed}|{{% raw %}}x,plain|0644"
     assert not witness.exists(), "the typed lookup ran on the UI's machine"
+
+
+WAIT_PLAYBOOK = """---
+- name: Wait by retrying, printing at each check
+  hosts: l4d2_hosts
+  gather_facts: false
+  tasks:
+    - name: Check on the counter
+      ansible.builtin.shell: |
+        n=$(( $(cat {{ counter }} 2>/dev/null || echo 0) + 1 )); echo "$n" > {{ counter }}
+        echo "check $n"
+      register: check
+      changed_when: false
+      until: check.stdout == 'check 3'
+      retries: 5
+      delay: 0
+      no_log: "{{ hide | default(false) }}"
+"""
+
+
+@pytest.mark.parametrize("hide", [False, True], ids=["shown", "no_log"])
+def test_a_retried_task_shows_what_each_check_printed(local_core, alice, tmp_path, hide):
+    (local_core.settings.playbooks_dir / "wait.yml").write_text(WAIT_PLAYBOOK)
+    with local_core.db.connect() as conn:
+        job_id = jobs.enqueue(conn, local_core, alice, kind="test wait", host="host-a",
+                              target="host-a wait", playbook="wait.yml",
+                              extravars={"counter": str(tmp_path / "counter"), "hide": hide})
+    job = jobs.run_next(local_core)
+    assert job.state == jobs.SUCCEEDED
+    checks = [e for e in jobs.events(local_core, alice, job_id)
+              if e.task == "Check on the counter" and e.event != "playbook_on_task_start"]
+    printed = [[line for line in e.text.splitlines() if line.startswith("check ")]
+               for e in checks]
+    if hide:
+        assert printed == [[], [], []]  # the retries and the result, nothing of the output
+    else:
+        assert [e.event for e in checks] == ["runner_retry", "runner_retry", "runner_on_ok"]
+        assert printed == [["check 1"], ["check 2"], ["check 3"]]

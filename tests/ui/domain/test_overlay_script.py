@@ -124,7 +124,7 @@ def test_a_build_queues_an_overlay_job_with_the_script(core, alice, maps):
         "left4me_overlay_id": "alice-maps", "left4me_overlay_state": "present",
         "left4me_overlay_revision": 2, "left4me_overlay_kind": "script",
         "left4me_overlay_script": SCRIPT}
-    assert job.expected_tasks == 10  # a script build's task results, not a files build's 6
+    assert job.expected_tasks == 12  # a script build's task results, not a files build's 6
 
 
 def test_a_server_stacking_a_script_overlay_builds_it_first(core, alice, admin, maps):

@@ -1,13 +1,17 @@
 """A script overlay built on a host converged with site.yml, as the UI runs it.
 
 Build: the script runs in the collection's sandbox (left4me.l4d2.script_overlay), its file
-appears in the overlay on the host, the job's log grows while it runs and shows the
-script's output. Then an edit that makes the script fail: the job fails, the host keeps
-the previous tree, and the last build says the previous revision is still in use.
+appears in the overlay on the host, and the job's log shows each line the script prints
+while it still runs (read as a page reads it, with a worker thread running the job).
+Then an edit that makes the script fail: the job fails, the host keeps the previous tree,
+the last build says the previous revision is still in use, and the failed build's checks
+show its own lines, not the previous build's.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +29,7 @@ set -eu
 mkdir -p /overlay/left4dead2/cfg
 echo 'sv_tags v1' > /overlay/left4dead2/cfg/script.cfg
 echo "wrote script.cfg as $(id -un)"
-sleep 8  # long enough for the job to check on it while it runs
+sleep 8  # long enough for the job to check on it (every 3 s) while it runs
 echo done
 """
 # Writes over the file, then fails: none of it may reach the overlay.
@@ -53,12 +57,33 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
     overlay_script.create(host_core, alice, "alice-script")
     overlay_script.save(host_core, alice, "alice-script", GOOD)
     job_id = overlays.build(host_core, alice, "alice-script", booted_host.name)
-    job = jobs.run_next(host_core)
-    log = _log(host_core, alice, job_id)
-    assert (job.id, job.state) == (job_id, jobs.SUCCEEDED), f"{job.error}\n{log[-3000:]}"
-    assert job.done_tasks == job.expected_tasks == 10  # the progress bar ends full
+    seen: list[tuple[bool, str, str]] = []  # (job finished when read, task, text)
+    runner = threading.Thread(target=jobs.run_next, args=(host_core,))
+    runner.start()  # as a worker thread runs it; this one reads the log as a page does
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            lines = jobs.events(host_core, alice, job_id, after_seq=len(seen))
+            job = jobs.get(host_core, alice, job_id)  # read after: were they there before?
+            seen.extend((job.finished, e.task or "", e.text) for e in lines)
+            if job.finished:
+                break
+            time.sleep(0.2)
+    finally:
+        runner.join(timeout=120)
+    log = "\n".join(text for _ended, _task, text in seen)
+    assert job.state == jobs.SUCCEEDED, f"{job.error}\n{log[-3000:]}"
+    assert job.done_tasks == job.expected_tasks == 12  # the progress bar ends full
     built = "/var/lib/left4me/overlays/alice-script/left4dead2/cfg/script.cfg"
     assert booted_host.nsenter("cat", built) == "sv_tags v1\n"
+    # The script's first line is in the log while the job runs, shown by a check on it
+    # (not only by the closing "Show the build script's output"), and only once.
+    live = [(ended, text) for ended, task, text in seen
+            if task.startswith("Wait for the build script")
+            and "wrote script.cfg as left4me" in text.splitlines()]
+    assert len(live) == 1 and not live[0][0], log
+    assert any("done" in text.splitlines() for _ended, task, text in seen
+               if task.startswith("Wait for the build script")), log
     assert "FAILED - RETRYING" in log  # the job checked on the script while it ran
     last = overlay_script.last_build(host_core, alice, "alice-script")
     assert last.log == ["wrote script.cfg as left4me", "done"]
@@ -74,5 +99,9 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
     assert booted_host.nsenter("cat", built) == "sv_tags v1\n"
     last = overlay_script.last_build(host_core, alice, "alice-script")
     assert "about to fail" in last.log
+    # Its checks show its own lines, never the previous build's.
+    checks = "\n".join(e.text for e in jobs.events(host_core, alice, job_id)
+                       if (e.task or "").startswith("Wait for the build script"))
+    assert "about to fail" in checks.splitlines() and "wrote script.cfg" not in checks
     assert last.message == ("build failed; the previous build (revision 2) is still what"
                             f" servers use on {booted_host.name}")

@@ -220,6 +220,7 @@ class BuildPaths:
     script: str
     resolv_conf: str
     environment: str
+    live_log: str
     token: str
 
 
@@ -241,6 +242,7 @@ def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
         script=os.path.join(build_dir, "script"),
         resolv_conf=os.path.join(build_dir, "resolv.conf"),
         environment=os.path.join(build_dir, "environment"),
+        live_log=os.path.join(overlays, f".{overlay_id}.log"),
         token=token,
     )
 
@@ -438,12 +440,88 @@ def keep_tail(buffer: bytes, keep: int = OUTPUT_KEEP_BYTES) -> bytes:
     return buffer[-keep:] if len(buffer) > keep else buffer
 
 
-def run_keeping_tail(argv: list[str], timeout: float) -> tuple[int, bytes] | None:
+# The live log: a build's output written to a root-only file on the host as it comes, so
+# a playbook can show it while the build runs (the result only comes at the end). Bounded
+# like the tail: a script printing gigabytes must not fill the state file system.
+LIVE_LOG_MAX_BYTES = 1024 * 1024
+# A "line" without a newline longer than this is written in pieces, so a reader that
+# waits for whole lines is not kept waiting by a progress bar drawn with \r.
+LIVE_LINE_MAX_BYTES = 4096
+LIVE_LOG_FULL_NOTE = (b"... (the live log stops at %d bytes; the build goes on and its last"
+                      b" lines come with its result)\n" % LIVE_LOG_MAX_BYTES)
+
+
+class LiveLog:
+    """Passes a build's output to ``write`` in whole lines, at most ``max_bytes`` in all.
+
+    Each call of ``write`` gets whole lines only (ending in a newline), so a reader
+    polling the file never shows half a line; NUL bytes are dropped (readers are shell
+    scripts). Lines starting with ``hidden_prefix`` (the result marker, which carries the
+    build's token) are not written. :meth:`close` writes a last unfinished line.
+    """
+
+    def __init__(self, write, hidden_prefix: bytes = b"", max_bytes: int = LIVE_LOG_MAX_BYTES,
+                 line_max: int = LIVE_LINE_MAX_BYTES) -> None:
+        self._write = write
+        self._hidden = hidden_prefix
+        self._max_bytes = max_bytes
+        self._line_max = line_max
+        self._pending = b""
+        self.written = 0
+        self.full = False
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + chunk.replace(b"\0", b"")
+        cut = data.rfind(b"\n") + 1
+        lines, self._pending = [data[:cut]], data[cut:]
+        while len(self._pending) > self._line_max:
+            lines.append(self._pending[:self._line_max] + b"\n")
+            self._pending = self._pending[self._line_max:]
+        self._emit(b"".join(lines))
+
+    def close(self) -> None:
+        if self._pending:
+            self._emit(self._pending + b"\n")
+            self._pending = b""
+
+    def _emit(self, data: bytes) -> None:
+        if self._hidden and self._hidden in data:
+            data = b"".join(line for line in data.splitlines(keepends=True)
+                            if not line.startswith(self._hidden))
+        if not data or self.full:
+            return
+        room = self._max_bytes - len(LIVE_LOG_FULL_NOTE) - self.written  # the note fits
+        if len(data) > room:
+            data = data[:data.rfind(b"\n", 0, max(room, 0)) + 1] + LIVE_LOG_FULL_NOTE
+            self.full = True
+        self._write(data)
+        self.written += len(data)
+
+
+def open_live_log(path: str) -> int:
+    """The live log, emptied for a new build: root-only (it shows what the script printed,
+    which may be a secret it read), never following a link planted in its place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    os.fchown(fd, 0, 0)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def run_keeping_tail(argv: list[str], timeout: float,
+                     on_output=None) -> tuple[int, bytes] | None:
     """(rc, the tail of its output) of ``argv`` (systemd-run), or None when it outlived
     ``timeout``.
 
     Only the last bytes of the output are kept while it runs (keep_tail): a build
     may print without limit, the module's memory and results may not grow with it.
+    ``on_output`` gets each chunk as it comes (the live log).
     """
     deadline = time.monotonic() + timeout
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -463,6 +541,8 @@ def run_keeping_tail(argv: list[str], timeout: float) -> tuple[int, bytes] | Non
             if not chunk:
                 break
             tail = keep_tail(tail + chunk)
+            if on_output is not None:
+                on_output(chunk)
         try:
             return proc.wait(max(deadline - time.monotonic(), 1)), tail
         except subprocess.TimeoutExpired:

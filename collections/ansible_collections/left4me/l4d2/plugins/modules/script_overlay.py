@@ -44,6 +44,10 @@ description:
     input is empty and the tail of its standard output and error is returned (the last
     O(output_lines) lines, at most 64 lines and 8 KiB). O(environment) reaches it through
     a root-only C(EnvironmentFile=), never a command line, and is hidden from logs.
+  - While the script runs, its output is also written, whole lines as they come, to the
+    live log C({state_dir}/overlays/.{name}.log) (root-only, emptied when a build starts,
+    at most 1 MiB), so a playbook running this module with C(async) can show the build's
+    progress before its result; C(playbooks/tasks/overlay-script.yml) does.
   - Builds of one overlay are serialised by a lock; build directories left by an
     interrupted run are removed by the next build.
   - When a mounted instance uses the overlay as a lower layer, that mount keeps reading
@@ -232,6 +236,13 @@ entries:
   returned: always
   type: int
   sample: 42
+live_log:
+  description:
+    - The live log of the build, on the managed host; it keeps the output (at most 1 MiB)
+      until the next build of the overlay starts.
+  returned: when the script ran
+  type: str
+  sample: /var/lib/left4me/overlays/.tickrate.log
 retired:
   description: Where the previous tree was kept because a mounted instance still used it.
   returned: when the previous tree is still in use
@@ -255,6 +266,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
     Limits,
+    LiveLog,
     SandboxError,
     build_paths,
     build_unit_name,
@@ -263,11 +275,13 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     manifest_digest,
     manifest_text,
     mounts_using,
+    open_live_log,
     output_tail,
     overlay_lock,
     read_script_as,
     remove_tree,
     resolv_conf_text,
+    result_marker,
     retired_dirs,
     run_keeping_tail,
     sandbox_properties,
@@ -281,6 +295,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     validate_overlay_id,
     validate_resolvers,
     validate_user,
+    write_all,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._script_overlay import (  # noqa: E402
     build_failure,
@@ -403,8 +418,15 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
 
 def run_build(module, paths, properties, limits: Limits) -> dict:
     unit = build_unit_name(os.path.basename(paths.overlay))
-    ran = run_keeping_tail(systemd_run_argv(properties, unit),
-                           limits.runtime_max_sec + WAIT_GRACE_SEC)
+    fd = open_live_log(paths.live_log)
+    try:
+        live = LiveLog(lambda data: write_all(fd, data),
+                       hidden_prefix=result_marker(paths.token).encode())
+        ran = run_keeping_tail(systemd_run_argv(properties, unit),
+                               limits.runtime_max_sec + WAIT_GRACE_SEC, on_output=live.feed)
+        live.close()
+    finally:
+        os.close(fd)
     if ran is None:
         raise SandboxError(f"systemd-run did not return {WAIT_GRACE_SEC}s after "
                            f"RuntimeMaxSec={limits.runtime_max_sec}; check "
@@ -416,7 +438,7 @@ def run_build(module, paths, properties, limits: Limits) -> dict:
         _rc, journal, _err = run_command(["journalctl", "--no-pager", "--output=cat",
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())
-    return dict(rc=returncode, service_result=service_result,
+    return dict(rc=returncode, service_result=service_result, live_log=paths.live_log,
                 output=output_tail(output, module.params["output_lines"]))
 
 

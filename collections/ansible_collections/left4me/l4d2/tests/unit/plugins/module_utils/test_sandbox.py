@@ -530,3 +530,68 @@ def test_an_oversized_script_is_refused(readable_dir):
     big.chmod(0o644)
     with pytest.raises(sandbox.SandboxError, match="larger than 1024 bytes"):
         sandbox.read_script_as(str(big), NOBODY, NOBODY, [], max_bytes=1024)
+
+
+def _live(**kwargs) -> tuple[sandbox.LiveLog, list[bytes]]:
+    writes: list[bytes] = []
+    return sandbox.LiveLog(writes.append, **kwargs), writes
+
+
+def test_the_live_log_gets_whole_lines_as_they_come():
+    live, writes = _live()
+    live.feed(b"fetching map 1\nfetch")
+    assert writes == [b"fetching map 1\n"]  # the half line waits for its end
+    live.feed(b"ing map 2\n")
+    live.feed(b"done")
+    live.close()  # the last line without a newline still shows
+    assert writes == [b"fetching map 1\n", b"fetching map 2\n", b"done\n"]
+
+
+def test_the_live_log_hides_the_result_marker_and_nul_bytes():
+    live, writes = _live(hidden_prefix=b"left4me-build-result:tok")
+    live.feed(b"a\0b\nleft4me-build-result:tok success\n")
+    live.close()
+    assert b"".join(writes) == b"ab\n"
+
+
+def test_a_line_that_never_ends_is_written_in_pieces():
+    live, writes = _live(line_max=10)
+    live.feed(b"x" * 25)
+    assert writes == [b"x" * 10 + b"\n" + b"x" * 10 + b"\n"]
+    live.close()
+    assert writes[-1] == b"xxxxx\n"
+
+
+def test_the_live_log_stops_at_its_size_with_a_note():
+    live, writes = _live(max_bytes=len(sandbox.LIVE_LOG_FULL_NOTE) + 20)
+    for n in range(100):
+        live.feed(b"line %02d\n" % n)
+    text = b"".join(writes)
+    assert text == b"line 00\nline 01\n" + sandbox.LIVE_LOG_FULL_NOTE
+    assert live.full and live.written == len(text) <= len(sandbox.LIVE_LOG_FULL_NOTE) + 20
+
+
+def test_the_live_log_is_root_only_and_emptied_for_a_new_build(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chowns the live log to root: needs root")
+    path = tmp_path / ".maps.log"
+    path.write_text("the previous build's output\n")
+    path.chmod(0o644)
+    fd = sandbox.open_live_log(str(path))
+    sandbox.write_all(fd, b"new\n")
+    os.close(fd)
+    assert path.read_bytes() == b"new\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == 0
+
+
+def test_the_live_log_never_follows_a_link(tmp_path):
+    (tmp_path / "target").write_text("keep\n")
+    (tmp_path / ".maps.log").symlink_to(tmp_path / "target")
+    with pytest.raises(OSError):
+        sandbox.open_live_log(str(tmp_path / ".maps.log"))
+    assert (tmp_path / "target").read_text() == "keep\n"
+
+
+def test_build_paths_put_the_live_log_beside_the_overlay():
+    assert sandbox.build_paths("maps", "/var/lib/left4me", "ab").live_log == \
+        "/var/lib/left4me/overlays/.maps.log"

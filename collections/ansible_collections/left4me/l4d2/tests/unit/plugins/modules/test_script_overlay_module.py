@@ -226,3 +226,13 @@ def test_a_tree_in_use_is_retired_then_removed_once_unused(state_dir, monkeypatc
     build_once(state_dir, monkeypatch, in_use=False)
     assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"], (
         "retired trees and interrupted builds are gone once no mount uses the overlay")
+
+
+def test_systemd_run_output_reaches_the_live_log_while_it_runs(tmp_path):
+    seen: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    ran = script_overlay.run_keeping_tail(
+        ["sh", "-c", "echo first; sleep 1; echo second"], 30,
+        on_output=lambda chunk: seen.append((time.monotonic() - started, chunk)))
+    assert ran == (0, b"first\nsecond\n")
+    assert seen[0][1] == b"first\n" and seen[0][0] < 0.9  # before the script ended
