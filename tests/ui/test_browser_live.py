@@ -12,8 +12,11 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import subprocess
+import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +41,10 @@ RUN = secrets.token_hex(3)  # words only this run can have put on the pages
 HOSTNAME = f"E2E live {RUN}"
 SERVER = "e2e1"
 POLL_WAIT_S = 60  # a few polls, each an SSH round trip on a busy 2-core machine
+PROJECT = Path(__file__).resolve().parents[2]
+# Where the demo world's hosts find the Steam Web API (inventories/demo group_vars:
+# overlays_workshop_api_url is our end of the host's veth, this port).
+WEBAPI_PORT = 8880
 
 
 def _finish(core, actor, job_id: int) -> jobs.Job:
@@ -210,7 +217,7 @@ def open_overlay(page) -> None:
         page.get_by_label("Overlay id", exact=True).fill("e2e-cfg")
         page.get_by_role("button", name="Create overlay").click()
         page.get_by_text("Overlay created.").wait_for()
-    page.get_by_role("heading", name="Files").wait_for()
+    page.get_by_role("heading", name="Contents").wait_for()
 
 
 def test_a_path_traversal_and_a_zip_bomb_are_refused_on_the_page(ui, alice_server, alice_page,
@@ -267,6 +274,65 @@ def test_an_uploaded_cfg_stacked_on_the_server_takes_effect_after_a_restart(
     answer = a2s_answer(booted_host.address, alice_server.port)
     assert answer is not None and answer.server_name == overlay_hostname
     page.get_by_text(f"A2S: answering as {overlay_hostname}").wait_for(timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def webapi(booted_host):
+    """The stand-in Steam Web API where the demo world's hosts look for it, with four
+    generated add-ons (ids 1000000001..4, titled "Stand-in add-on ID")."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "standins.webapi", "--bind", booted_host.gateway, "--port",
+         str(WEBAPI_PORT), "--generate", "4"], cwd=PROJECT, stdout=subprocess.PIPE, text=True,
+        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
+    try:
+        line = process.stdout.readline()
+        assert "listening on " in line, line
+        yield line.rsplit(" ", 1)[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
+        ui, alice_server, alice_page, booted_host, webapi, shots):
+    page = alice_page
+    open_page(page, "Overlays")
+    page.get_by_text("Create an overlay", exact=True).click()
+    page.get_by_label("Overlay id", exact=True).fill("e2e-addons")
+    page.get_by_text("workshop", exact=True).click()  # the Kind radio
+    page.get_by_role("button", name="Create overlay").click()
+    page.get_by_text("Overlay created.").wait_for()
+    settle(page)
+    page.get_by_role("combobox", name="Overlay", exact=True).click()
+    page.get_by_role("option", name="e2e-addons (workshop)").click()
+    settle(page)
+    # Links as people paste them, and a bare id.
+    page.get_by_label("Items", exact=True).fill(
+        "https://steamcommunity.com/sharedfiles/filedetails/?id=1000000001\n"
+        "steamcommunity.com/workshop/filedetails/?id=1000000002&searchtext=\n1000000003\n")
+    page.get_by_role("button", name="Save items").click()
+    page.get_by_text("Saved the Workshop items.").wait_for()
+    settle(page)
+
+    page.get_by_role("button", name="Resolve").click()
+    page.get_by_text(re.compile(r"^3 item\(s\), .* resolved through")).wait_for(
+        timeout=JOB_TIMEOUT_MS)
+    shown = table_text(page)
+    for item in ("1000000001", "1000000002", "1000000003"):
+        row = rf"{item} \| Stand-in add-on {item} \| [\d.]+ KiB \| 20\d\d-.* \| to download"
+        assert re.search(row, shown), shown
+
+    page.get_by_role("button", name="Build on host").click()
+    page.get_by_text(re.compile(r"Job \d+ \(overlay build\)")).first.wait_for()
+    wait_for_job(page, "overlay build")
+    # The host has each add-on where servers stacking the overlay find it.
+    addons = booted_host.nsenter("ls", "/var/lib/left4me/overlays/e2e-addons/left4dead2/addons")
+    assert sorted(addons.split()) == [f"100000000{n}.vpk" for n in (1, 2, 3)], addons
+    page.get_by_role("button", name="Resolve").click()  # again: now each is in the cache
+    settle(page)
+    page.get_by_text(re.compile(r"^3 item\(s\), .* resolved through")).wait_for()
+    assert table_text(page).count("| in the host's cache") == 3, table_text(page)
+    snap(page, shots / "overlay-workshop.png", table(page))
 
 
 def test_a_server_killed_until_systemd_gives_up_is_listed_as_a_crash_loop(
