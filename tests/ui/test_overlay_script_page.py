@@ -58,7 +58,7 @@ def test_build_on_host_shows_the_job_and_a_failure_keeps_the_previous_build(core
     (job,) = jobs.history(core, alice.actor)
     assert job.extravars["left4me_overlay_script"] == "#!/bin/sh\necho v1\n"
     assert [p.proto.text for p in app.get("progress")] == [
-        f"Job {job.id} (overlay build): queued, 0 of 10 tasks"]
+        f"Job {job.id} (overlay build): queued, 0 of {overlay_script.SCRIPT_BUILD_TASKS} tasks"]
     assert jobs.history(core, bob.actor) == []
 
     def finish(state: str, lines: list[str]) -> None:  # the worker's part, without ansible
