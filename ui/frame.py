@@ -195,8 +195,7 @@ def _job_view(job_id: int, key: str, finished_when_drawn: bool) -> None:
     for event in jobs.events(core, actor, job_id, after_seq=seen["seq"]):
         seen["seq"] = event.seq
         seen["lines"].extend(event.text.splitlines() or [""])
-    st.progress(job.progress, text=f"Job {job.id} ({job.kind}): {job.state}, "
-                                   f"{job.done_tasks} of {job.expected_tasks} tasks")
+    st.progress(job.progress, text=f"Job {job.id} ({job.kind}): {job.state}, {job.tasks_text}")
     if job.error:
         st.text(f"Error: {job.error}")
     st.code("\n".join(seen["lines"][-_LOG_LINES_SHOWN:]) or "(no output yet)", language=None,
@@ -208,7 +207,7 @@ def _job_view(job_id: int, key: str, finished_when_drawn: bool) -> None:
 
 def job_rows(history) -> list[dict]:
     return [{"job": j.id, "kind": j.kind, "target": j.target, "by": j.actor_name,
-             "state": j.state, "tasks": f"{j.done_tasks}/{j.expected_tasks}",
+             "state": j.state, "tasks": j.tasks_text,
              "queued (UTC)": when(j.created_at), "finished (UTC)": when(j.finished_at)}
             for j in history]
 

@@ -93,6 +93,14 @@ class Job:
             return 1.0
         return min(1.0, self.done_tasks / max(1, self.expected_tasks))
 
+    @property
+    def tasks_text(self) -> str:
+        """"3 of 7 tasks"; a run that did more than expected (a step per download, say) says
+        how many it did, never "13 of 7"."""
+        if self.done_tasks > self.expected_tasks:
+            return f"{self.done_tasks} tasks"
+        return f"{self.done_tasks} of {self.expected_tasks} tasks"
+
 
 @dataclass(frozen=True)
 class JobEvent:

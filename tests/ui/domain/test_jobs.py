@@ -76,6 +76,17 @@ def test_a_run_records_progress_events_and_outcome(local_core, alice):
     assert jobs.get(local_core, alice, _enqueue(local_core, alice, "host-a")).expected_tasks == 2
 
 
+@pytest.mark.parametrize(("done", "expected", "shown"), [
+    (0, 7, "0 of 7 tasks"), (7, 7, "7 of 7 tasks"),
+    (13, 7, "13 tasks"),  # a step per download: more than a playbook's count foretold
+])
+def test_a_job_that_did_more_tasks_than_expected_says_how_many(done, expected, shown):
+    job = jobs.Job(1, "overlay build", None, "alice", "alpha", None, "alpha/overlay x",
+                   "workshop_overlay.yml", {}, None, jobs.RUNNING, None, None, expected, done,
+                   False, False, None, 0.0, 0.0, None)
+    assert job.tasks_text == shown
+
+
 def test_jobs_on_one_host_run_one_after_the_other(local_core, alice):
     local_core.clock = time.time  # real start and finish times to compare
     first_a = _enqueue(local_core, alice, "host-a", 2)
