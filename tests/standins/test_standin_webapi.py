@@ -280,3 +280,15 @@ def test_steamcmd_without_its_web_api(tmp_path, api):
     api.process.stop()
     run = steamcmd(tmp_path, api, "+workshop_download_item", "550", str(PIPE))
     assert f"ERROR! Download item {PIPE} failed (No Connection)." in run.stdout
+
+
+def test_the_overlays_scenario_copies_every_module_of_the_stand_in():
+    """molecule/overlays runs the stand-in on its host from the files its prepare copies: a
+    module added here and missing there fails only on that host (ImportError, no port)."""
+    import yaml
+
+    prepare = yaml.safe_load((REPO / "molecule/overlays/prepare.yml").read_text())
+    copied = {item for task in prepare[0]["tasks"] if "ansible.builtin.copy" in task
+              for item in task.get("loop", [])}
+    package = {str(p.relative_to(REPO)) for p in (REPO / "standins/webapi").glob("*.py")}
+    assert package - copied == set()
