@@ -299,7 +299,8 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
     open_page(page, "Overlays")
     new_id = page.get_by_label("Overlay id", exact=True)
     for _ in range(5):  # the form is open or closed by the page's history: open it
-        if new_id.is_editable():  # a closed expander keeps its form, inert
+        # A closed expander keeps its form in the page, hidden or inert.
+        if new_id.is_visible() and new_id.is_editable():
             break
         page.get_by_text("Create an overlay", exact=True).click()
         page.wait_for_timeout(700)
