@@ -309,9 +309,10 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
     page.get_by_role("button", name="Create overlay").click()
     page.get_by_text("Overlay created.").wait_for()
     settle(page)
-    page.get_by_role("combobox", name="Overlay", exact=True).click()
-    page.get_by_role("option", name="e2e-addons (workshop)").click()
-    settle(page)
+    if not page.get_by_label("Items", exact=True).is_visible():  # another overlay is shown
+        page.get_by_role("combobox", name="Overlay", exact=True).click()
+        page.get_by_role("option", name="e2e-addons (workshop)").click()
+        settle(page)
     # Links as people paste them, and a bare id.
     page.get_by_label("Items", exact=True).fill(
         "https://steamcommunity.com/sharedfiles/filedetails/?id=1000000001\n"
