@@ -8,6 +8,7 @@ script is shown in a text area and its output with st.code: never as markdown.
 from __future__ import annotations
 
 import frame
+import overlay_parts
 import streamlit as st
 
 from left4me_ui import overlay_script, overlays, servers
@@ -63,12 +64,7 @@ def show(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
     with build:
         _build(core, actor, chosen)
     with whole:
-        if chosen.used_by:
-            st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of"
-                       " them before deleting the overlay.")
-        if st.button("Delete this overlay", icon=":material/delete:",
-                     key="delete_script_overlay", disabled=bool(chosen.used_by)):
-            frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")
+        overlay_parts.delete_button(core, actor, chosen, key="delete_script_overlay")
 
 
 def _build(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:

@@ -6,6 +6,7 @@ per download as it finishes), and delete. Every rule is the domain's (left4me_ui
 from __future__ import annotations
 
 import frame
+import overlay_parts
 import streamlit as st
 
 from left4me_ui import overlays, servers, workshop
@@ -82,19 +83,6 @@ def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
     if st.session_state.get(f"overlay_build_job_{chosen.id}"):
         frame.job_panel(st.session_state[f"overlay_build_job_{chosen.id}"], key="overlay_build")
 
-    builds = frame.attempt(lambda: overlays.builds(core, actor, chosen.id))
-    if builds is not frame.REFUSED and builds:
-        st.dataframe([{"host": b.host, "built revision": b.revision,
-                       "state": "up to date" if b.current else
-                       f"out of date (revision {chosen.revision} now)",
-                       "built (UTC)": frame.when(b.built_at)} for b in builds],
-                     hide_index=True, width="stretch")
-    elif builds is not frame.REFUSED:
-        st.text(f"Not built on any host yet (revision {chosen.revision} now).")
+    overlay_parts.builds_table(core, actor, chosen)
 
-    if chosen.used_by:
-        st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of them"
-                   " before deleting the overlay.")
-    if st.button("Delete this overlay", icon=":material/delete:", key="delete_overlay",
-                 disabled=bool(chosen.used_by)):
-        frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")
+    overlay_parts.delete_button(core, actor, chosen)

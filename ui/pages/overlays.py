@@ -12,6 +12,7 @@ ui/script_editor.py instead of the tree.
 """
 
 import frame
+import overlay_parts
 import script_editor
 import streamlit as st
 import workshop_editor
@@ -159,15 +160,7 @@ with arrange:
                     st.error("Tick the box to confirm.", icon=":material/block:")
 
 with hosts:
-    builds = frame.attempt(lambda: overlays.builds(core, actor, chosen.id))
-    if builds is not frame.REFUSED and builds:
-        st.dataframe([{"host": b.host, "built revision": b.revision,
-                       "state": "up to date" if b.current else
-                       f"out of date (revision {chosen.revision} now)",
-                       "built (UTC)": frame.when(b.built_at)} for b in builds],
-                     hide_index=True, width="stretch")
-    elif builds is not frame.REFUSED:
-        st.text(f"Not built on any host yet (revision {chosen.revision} now).")
+    overlay_parts.builds_table(core, actor, chosen)
     st.caption("A server stacking this overlay builds it on its host first when that host's"
                " copy is older; a running server takes a new build at its next restart.")
     choices = frame.attempt(lambda: servers.hosts_for(core, actor))
@@ -191,9 +184,4 @@ with whole:
         st.download_button("Download zip", st.session_state[prepared_key],
                            file_name=f"{chosen.id}.zip", mime="application/zip",
                            icon=":material/download:", key="download_zip")
-    if chosen.used_by:
-        st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of them"
-                   " before deleting the overlay.")
-    if st.button("Delete this overlay", icon=":material/delete:", key="delete_overlay",
-                 disabled=bool(chosen.used_by)):
-        frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")
+    overlay_parts.delete_button(core, actor, chosen)
