@@ -1,8 +1,11 @@
 """The stand-in Steam Web API (standins/webapi) served in the test's process on loopback, and a
-key file for it: what the UI's profile lookups talk to in tests (the real server, no mock)."""
+key file for it: what the UI's profile lookups talk to in tests (the real server, no mock);
+or as a process of its own (`process`), where a test host's modules download from it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ from standins.webapi.catalogue import Catalogue
 from standins.webapi.server import StandinServer
 
 KEY = "0123456789ABCDEF0123456789ABCDEF"  # shaped like a key Valve issues
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -37,3 +41,20 @@ def write_key(path: Path, key: str = KEY) -> Path:
 
 def summaries_calls(server: StandinServer) -> int:
     return server.stats.snapshot()["requests"].get("GetPlayerSummaries", 0)
+
+
+@contextmanager
+def process(*options: str) -> Iterator[str]:
+    """`python -m standins.webapi OPTIONS` (e.g. --bind ADDRESS --port 0 --generate 4); yields
+    its base URL once it listens, and stops it on the way out."""
+    served = subprocess.Popen(
+        [sys.executable, "-m", "standins.webapi", *options], cwd=PROJECT,
+        stdout=subprocess.PIPE, text=True,
+        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
+    try:
+        line = served.stdout.readline()
+        assert "listening on " in line, line
+        yield line.rsplit(" ", 1)[1].strip()
+    finally:
+        served.terminate()
+        served.wait(timeout=10)

@@ -6,8 +6,6 @@ host), and deleted (an overlay.yml remove job takes the directory away)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from left4me_ui import jobs, overlays, workshop
 from left4me_ui.core import Core
 from left4me_ui.inventory import load_inventory
 from testhosts import host
+from tests.ui import steam_standin
 
 pytestmark = pytest.mark.testhost
 
@@ -29,17 +28,9 @@ ITEMS = [f"100000000{n}" for n in range(1, 5)]  # the stand-in's --generate 4
 def webapi(booted_host: host.TestHost) -> Iterator[str]:
     """The stand-in on our end of the host's veth: 4 items, collection 3000000001 (items 1-2
     and collection 3000000002: items 3-4), 0.3 s per request."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "standins.webapi", "--bind", booted_host.gateway, "--port", "0",
-         "--generate", "4", "--latency", "0.3"], cwd=PROJECT, stdout=subprocess.PIPE,
-        text=True, env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
-    try:
-        line = process.stdout.readline()
-        assert "listening on " in line, line
-        yield line.rsplit(" ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with steam_standin.process("--bind", booted_host.gateway, "--port", "0", "--generate", "4",
+                               "--latency", "0.3") as url:
+        yield url
 
 
 @pytest.fixture

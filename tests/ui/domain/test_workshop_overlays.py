@@ -5,7 +5,6 @@ local connection against the stand-in Steam Web API (standins/webapi)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -20,8 +19,7 @@ from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import load_inventory
 from left4me_ui.overlays import OverlayError
-
-PROJECT = Path(__file__).resolve().parents[3]
+from tests.ui import steam_standin
 
 
 @pytest.fixture
@@ -153,17 +151,8 @@ def test_a_server_stacking_it_builds_it_first(core, alice, admin, maps):
 def webapi() -> Iterator[str]:
     """The stand-in Steam Web API: 4 items (1000000001-4), collection 3000000001 (items 1-2
     and collection 3000000002, items 3-4); 0.4 s per request, so downloads take a while."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "standins.webapi", "--port", "0", "--generate", "4",
-         "--latency", "0.4"], cwd=PROJECT, stdout=subprocess.PIPE, text=True,
-        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
-    try:
-        line = process.stdout.readline()
-        assert "listening on " in line, line
-        yield line.rsplit(" ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with steam_standin.process("--port", "0", "--generate", "4", "--latency", "0.4") as url:
+        yield url
 
 
 @pytest.fixture
