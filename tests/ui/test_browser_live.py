@@ -12,15 +12,13 @@ from __future__ import annotations
 import io
 import re
 import secrets
-import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from left4me_ui import accounts, blueprints, jobs, servers
+from tests.ui import steam_standin
 from tests.ui.browser_helpers import (
     JOB_TIMEOUT_MS,
     a2s_answer,
@@ -41,7 +39,6 @@ RUN = secrets.token_hex(3)  # words only this run can have put on the pages
 HOSTNAME = f"E2E live {RUN}"
 SERVER = "e2e1"
 POLL_WAIT_S = 60  # a few polls, each an SSH round trip on a busy 2-core machine
-PROJECT = Path(__file__).resolve().parents[2]
 # Where the demo world's hosts find the Steam Web API (inventories/demo group_vars:
 # overlays_workshop_api_url is our end of the host's veth, this port).
 WEBAPI_PORT = 8880
@@ -280,17 +277,20 @@ def test_an_uploaded_cfg_stacked_on_the_server_takes_effect_after_a_restart(
 def webapi(booted_host):
     """The stand-in Steam Web API where the demo world's hosts look for it, with four
     generated add-ons (ids 1000000001..4, titled "Stand-in add-on ID")."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "standins.webapi", "--bind", booted_host.gateway, "--port",
-         str(WEBAPI_PORT), "--generate", "4"], cwd=PROJECT, stdout=subprocess.PIPE, text=True,
-        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
-    try:
-        line = process.stdout.readline()
-        assert "listening on " in line, line
-        yield line.rsplit(" ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with steam_standin.process("--bind", booted_host.gateway, "--port", str(WEBAPI_PORT),
+                               "--generate", "4") as url:
+        yield url
+
+
+def tables_show(page, ready) -> None:
+    """Wait until the page's tables say what `ready(text)` wants: an answer is drawn a moment
+    after its caption, and an earlier answer stays on the page until a new one replaces it."""
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while not ready(table_text(page, wait=False)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the tables did not show it; they said:\n{table_text(page, wait=False)}")
+        page.wait_for_timeout(1000)
+    settle(page)
 
 
 def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
@@ -322,12 +322,9 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
     settle(page)
 
     page.get_by_role("button", name="Resolve").click()
-    page.get_by_text(re.compile(r"^3 item\(s\), .* resolved through")).wait_for(
-        timeout=JOB_TIMEOUT_MS)
-    shown = table_text(page)
-    for item in ("1000000001", "1000000002", "1000000003"):
-        row = rf"{item} \| Stand-in add-on {item} \| [\d.]+ KiB \| 20\d\d-.* \| to download"
-        assert re.search(row, shown), shown
+    rows = [rf"{item} \| Stand-in add-on {item} \| [\d.]+ KiB \| 20\d\d-.* \| to download"
+            for item in ("1000000001", "1000000002", "1000000003")]
+    tables_show(page, lambda shown: all(re.search(row, shown) for row in rows))
 
     page.get_by_role("button", name="Build on host").click()
     page.get_by_text(re.compile(r"Job \d+ \(overlay build\)")).first.wait_for()
@@ -336,13 +333,7 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
     addons = booted_host.nsenter("ls", "/var/lib/left4me/overlays/e2e-addons/left4dead2/addons")
     assert sorted(addons.split()) == [f"100000000{n}.vpk" for n in (1, 2, 3)], addons
     page.get_by_role("button", name="Resolve").click()  # again: now each is in the cache
-    # The last answer stays on the page until the new one replaces it.
-    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
-    while table_text(page).count("| in the host's cache") < 3:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the items were not shown as cached:\n{table_text(page)}")
-        page.wait_for_timeout(1000)
-    settle(page)
+    tables_show(page, lambda shown: shown.count("| in the host's cache") == 3)
     snap(page, shots / "overlay-workshop.png", table(page))
 
 
