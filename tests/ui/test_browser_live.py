@@ -275,10 +275,11 @@ def test_an_uploaded_cfg_stacked_on_the_server_takes_effect_after_a_restart(
 
 @pytest.fixture(scope="module")
 def webapi(booted_host):
-    """The stand-in Steam Web API where the demo world's hosts look for it, with four
-    generated add-ons (ids 1000000001..4, titled "Stand-in add-on ID")."""
+    """The stand-in Steam Web API where the demo world's hosts look for it, with seven
+    generated add-ons (ids 1000000001..7, titled "Stand-in add-on ID"). The host is shared
+    with other tests that download 1..4 into its cache; this module's test uses 5..7."""
     with steam_standin.process("--bind", booted_host.gateway, "--port", str(WEBAPI_PORT),
-                               "--generate", "4") as url:
+                               "--generate", "7") as url:
         yield url
 
 
@@ -315,15 +316,15 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
         settle(page)
     # Links as people paste them, and a bare id.
     page.get_by_label("Items", exact=True).fill(
-        "https://steamcommunity.com/sharedfiles/filedetails/?id=1000000001\n"
-        "steamcommunity.com/workshop/filedetails/?id=1000000002&searchtext=\n1000000003\n")
+        "https://steamcommunity.com/sharedfiles/filedetails/?id=1000000005\n"
+        "steamcommunity.com/workshop/filedetails/?id=1000000006&searchtext=\n1000000007\n")
     page.get_by_role("button", name="Save items").click()
     page.get_by_text("Saved the Workshop items.").wait_for()
     settle(page)
 
     page.get_by_role("button", name="Resolve").click()
     rows = [rf"{item} \| Stand-in add-on {item} \| [\d.]+ KiB \| 20\d\d-.* \| to download"
-            for item in ("1000000001", "1000000002", "1000000003")]
+            for item in ("1000000005", "1000000006", "1000000007")]
     tables_show(page, lambda shown: all(re.search(row, shown) for row in rows))
 
     page.get_by_role("button", name="Build on host").click()
@@ -331,7 +332,7 @@ def test_a_workshop_overlay_built_against_the_stand_in_shows_its_items(
     wait_for_job(page, "overlay build")
     # The host has each add-on where servers stacking the overlay find it.
     addons = booted_host.nsenter("ls", "/var/lib/left4me/overlays/e2e-addons/left4dead2/addons")
-    assert sorted(addons.split()) == [f"100000000{n}.vpk" for n in (1, 2, 3)], addons
+    assert sorted(addons.split()) == [f"100000000{n}.vpk" for n in (5, 6, 7)], addons
     page.get_by_role("button", name="Resolve").click()  # again: now each is in the cache
     tables_show(page, lambda shown: shown.count("| in the host's cache") == 3)
     snap(page, shots / "overlay-workshop.png", table(page))
