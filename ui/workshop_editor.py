@@ -13,22 +13,13 @@ from left4me_ui import overlays, servers, workshop
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 _STATUS = {"cached": "in the host's cache", "would_download": "to download",
            "downloaded": "downloaded"}
 
 
 def _rows(found: workshop.Resolved) -> list[dict]:
     return [{"id": i.publishedfileid, "title": i.title,
-             "size": "" if i.error else _size(i.file_size),
+             "size": "" if i.error else overlays.size_text(i.file_size),
              "last update (UTC)": frame.when(i.time_updated) if i.time_updated else "",
              "state": f"error: {i.error}" if i.error else _STATUS.get(i.status, i.status)}
             for i in found.items]
@@ -74,7 +65,7 @@ def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
     if found not in (None, frame.REFUSED):
         st.dataframe(_rows(found), hide_index=True, width="stretch", key="workshop_items_table")
         total = sum(i.file_size for i in found.items if not i.error)
-        st.caption(f"{len(found.items)} item(s), {_size(total)}, resolved through"
+        st.caption(f"{len(found.items)} item(s), {overlays.size_text(total)}, resolved through"
                    f" {found.host} at {frame.when(found.at)} UTC"
                    + (f"; collections {', '.join(found.collections)}" if found.collections
                       else ""))

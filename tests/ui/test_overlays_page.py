@@ -27,6 +27,9 @@ def test_an_overlay_is_created_and_its_text_edited_on_the_page(core, alice):
     app.button[0].click().run()  # the create form's button
     assert [o.id for o in overlays.list_for(core, alice.actor)] == ["my-cfg"]
     assert "Overlay created." in [s.value for s in app.success]
+    # The upload's limits in the domain's numbers (the widget's own cap would say 200MB).
+    assert any("One file may be up to 64.0 MiB and the whole overlay up to 512.0 MiB" in c.value
+               for c in app.caption), [c.value for c in app.caption]
 
     app.text_input(key="edit_path").input("left4dead2/cfg/server.cfg")
     app.text_area(key="edit_text_my-cfg_(a new file)").input("sv_cheats 0\n")

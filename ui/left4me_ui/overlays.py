@@ -269,7 +269,8 @@ def _write_file(parent_fd: int, name: str, data: bytes | Iterator[bytes], cap: i
     return written
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: 512 bytes, 67.0 KiB, 64.0 MiB."""
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -488,8 +489,8 @@ def _put(core: Core, actor: Actor, overlay_id: str, path: str, data: bytes,
     parts = check_path(path)
     limits = core.settings
     if len(data) > limits.overlay_max_file_bytes:
-        raise OverlayError(f"{path} is {_size(len(data))}; the most one file may be is"
-                           f" {_size(limits.overlay_max_file_bytes)}")
+        raise OverlayError(f"{path} is {size_text(len(data))}; the most one file may be is"
+                           f" {size_text(limits.overlay_max_file_bytes)}")
     with _change(core, actor, overlay_id, action, path) as (_me, _overlay, root_fd):
         current = _usage(list(_scan(root_fd)))
         new_dirs = _missing_dirs(root_fd, parts)
@@ -509,8 +510,8 @@ def _put(core: Core, actor: Actor, overlay_id: str, path: str, data: bytes,
                 old_size, exists = info.st_size, True
         total = current.total_bytes - old_size + len(data)
         if total > limits.overlay_max_total_bytes:
-            raise OverlayError(f"{path} would make the overlay {_size(total)}; the most it may"
-                               f" hold is {_size(limits.overlay_max_total_bytes)}")
+            raise OverlayError(f"{path} would make the overlay {size_text(total)}; the most it may"
+                               f" hold is {size_text(limits.overlay_max_total_bytes)}")
         entries = current.entries + new_dirs + (0 if exists else 1)
         if entries > limits.overlay_max_entries:
             raise OverlayError(f"{path} would make the overlay {entries} files and folders;"
@@ -658,16 +659,16 @@ def _zip_plan(archive: zipfile.ZipFile, core: Core, budget: int) -> list[_ZipEnt
         seen.add(parts)
         if not is_dir:
             if info.file_size > limits.overlay_max_file_bytes:
-                raise OverlayError(f"{shown} is {_size(info.file_size)}; the most one file may"
-                                   f" be is {_size(limits.overlay_max_file_bytes)}")
+                raise OverlayError(f"{shown} is {size_text(info.file_size)}; the most one file may"
+                                   f" be is {size_text(limits.overlay_max_file_bytes)}")
             if info.file_size > RATIO_EXEMPT_BYTES and \
                     info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
                 raise OverlayError(f"{shown} expands {info.file_size // max(info.compress_size, 1)}"
-                                   f"-fold ({_size(info.file_size)}); refused as a zip bomb")
+                                   f"-fold ({size_text(info.file_size)}); refused as a zip bomb")
             declared += info.file_size
             if declared > budget:
                 raise OverlayError(f"the zip's files add up to more than the"
-                                   f" {_size(limits.overlay_max_total_bytes)} an overlay may"
+                                   f" {size_text(limits.overlay_max_total_bytes)} an overlay may"
                                    f" hold (at {shown})")
         planned.append(_ZipEntry(info, parts, is_dir))
     return planned
@@ -787,8 +788,9 @@ def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, 
                 room = limits.overlay_max_total_bytes - total
                 cap = min(entry.info.file_size, limits.overlay_max_file_bytes, room)
                 if cap == room and room < entry.info.file_size:
-                    too_big = (f"{shown} would make the overlay more than"
-                               f" {_size(limits.overlay_max_total_bytes)}, the most it may hold")
+                    most = size_text(limits.overlay_max_total_bytes)
+                    too_big = (f"{shown} would make the overlay more than {most}, the most it"
+                               " may hold")
                 else:
                     too_big = (f"{shown} holds more than its header declares; refused as a"
                                " zip bomb")
@@ -807,8 +809,8 @@ def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, 
         raise OverlayError(f"the overlay would hold {final.entries} files and folders; the most"
                            f" it may hold is {limits.overlay_max_entries}")
     if final.total_bytes > limits.overlay_max_total_bytes:
-        raise OverlayError(f"the overlay would hold {_size(final.total_bytes)}; the most it may"
-                           f" hold is {_size(limits.overlay_max_total_bytes)}")
+        raise OverlayError(f"the overlay would hold {size_text(final.total_bytes)}; the most it may"
+                           f" hold is {size_text(limits.overlay_max_total_bytes)}")
     return written_files
 
 
@@ -867,8 +869,8 @@ def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict
                  "left4me_overlay_revision": overlay.revision, "left4me_overlay_files": spec}
     size = len(json.dumps(extravars).encode())
     if size > limit:
-        raise OverlayError(f"overlay {overlay.id!r} is {_size(size)} as a build's variables;"
-                           f" a build sends at most {_size(limit)}. Make it smaller (big files"
+        raise OverlayError(f"overlay {overlay.id!r} is {size_text(size)} as a build's variables;"
+                           f" a build sends at most {size_text(limit)}. Make it smaller (big files"
                            " belong in a Workshop or script overlay)")
     return extravars
 

@@ -119,8 +119,13 @@ with upload:
                              placeholder="left4dead2/addons")
         extract = st.checkbox("Extract .zip files into the overlay", value=True,
                               key="upload_extract")
+        # The widget's own cap is the largest thing the domain may take (a zip up to the
+        # overlay's total); each file's own limit is said below and enforced by the domain.
+        largest = max(core.settings.overlay_max_file_bytes,
+                      core.settings.overlay_max_total_bytes)
         uploaded = st.file_uploader("Files or a zip", accept_multiple_files=True,
-                                    key="upload_files")
+                                    key="upload_files",
+                                    max_upload_size=-(-largest // (1024 * 1024)))
         if st.form_submit_button("Upload", type="primary") and uploaded:
             def store() -> None:
                 for item in uploaded:
@@ -131,8 +136,11 @@ with upload:
                         where = f"{into.strip('/')}/{item.name}" if into else item.name
                         overlays.upload(core, actor, chosen.id, where, data)
             frame.act(store, f"Uploaded {len(uploaded)} file(s).")
-    st.caption("A zip is extracted at the overlay's top (leave the folder empty); entries"
-               " leaving the overlay, links and zip bombs are refused and nothing changes.")
+    st.caption(
+        f"One file may be up to {overlays.size_text(core.settings.overlay_max_file_bytes)} and"
+        f" the whole overlay up to {overlays.size_text(core.settings.overlay_max_total_bytes)}."
+        " A zip is extracted at the overlay's top (leave the folder empty); entries leaving"
+        " the overlay, links and zip bombs are refused and nothing changes.")
 
 with arrange:
     with st.form(f"folder_{chosen.id}", clear_on_submit=True):
