@@ -123,14 +123,22 @@ def _job(row: sqlite3.Row) -> Job:
 # --- enqueue, read, cancel (called by domain actions and pages) ------------------------------
 
 
-def expected_tasks(conn: sqlite3.Connection, kind: str, playbook_path: Path) -> int:
-    """Tasks the run will report: as many as the last success of this kind and playbook (an
-    overlay build runs one playbook per overlay kind), else counted."""
+def expected_tasks(conn: sqlite3.Connection, kind: str, playbook_path: Path,
+                   alike: dict[str, object] | None = None, first: int | None = None) -> int:
+    """Tasks the run will report: as many as the last success of this kind and playbook
+    whose extravars hold the same values at the keys of `alike` (overlay.yml builds files
+    and scripts, which report different counts); with none, `first`, else counted."""
+    where, values = "", []
+    for key, value in (alike or {}).items():  # keys are the caller's names, never typed
+        where += " AND json_extract(extravars, ?) IS ?"
+        values += [f"$.{key}", value]
     row = conn.execute("SELECT done_tasks FROM jobs WHERE kind = ? AND playbook = ? AND"
-                       " state = ? AND done_tasks > 0 ORDER BY id DESC LIMIT 1",
-                       (kind, playbook_path.name, SUCCEEDED)).fetchone()
+                       f" state = ? AND done_tasks > 0{where} ORDER BY id DESC LIMIT 1",
+                       (kind, playbook_path.name, SUCCEEDED, *values)).fetchone()
     if row is not None:
         return int(row["done_tasks"])
+    if first is not None:
+        return first
     try:
         plays = yaml.safe_load(playbook_path.read_text()) or []
     except (OSError, yaml.YAMLError):
@@ -143,8 +151,12 @@ def expected_tasks(conn: sqlite3.Connection, kind: str, playbook_path: Path) -> 
 
 def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, host: str,
             target: str, playbook: str, extravars: dict, server_id: int | None = None,
-            secrets_from: str | None = None, blueprint_revision: int | None = None) -> int:
+            secrets_from: str | None = None, blueprint_revision: int | None = None,
+            alike: tuple[str, ...] = (), first_tasks: int | None = None) -> int:
     """Queue a run in the caller's transaction (with its audit row); returns the job id.
+
+    Its progress bar expects as many tasks as the last success of the same kind and
+    playbook alike at the extravars keys `alike`; with none yet, `first_tasks` or counted.
 
     extravars are stored and shown: never put a secret in them (use secrets_from).
     """
@@ -155,7 +167,8 @@ def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, ho
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (kind, actor.user_id, actor.name, host, server_id, target, playbook,
          json.dumps(extravars), secrets_from,
-         expected_tasks(conn, kind, core.settings.playbooks_dir / playbook),
+         expected_tasks(conn, kind, core.settings.playbooks_dir / playbook,
+                        {key: extravars.get(key) for key in alike}, first_tasks),
          blueprint_revision, now))
     job_id = int(cursor.lastrowid)
     audit.record(conn, now, actor.name, kind, target, "queued", f"job {job_id}")

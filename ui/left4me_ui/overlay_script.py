@@ -34,8 +34,8 @@ MAX_SCRIPT_BYTES = 64 * 1024
 # playbooks/overlay.yml's task whose output is the script's log (the module's tail).
 LOG_TASK = "Show the build script's output"
 # Task results a successful script build reports (playbooks/overlay.yml with
-# tasks/overlay-script.yml), until one has succeeded: files builds share the job kind
-# but report fewer, so the progress bar counts from script builds only.
+# tasks/overlay-script.yml), until one has succeeded: counting the playbook's tasks would
+# miss the included ones. After that, the last script build's count (overlays.BUILD_ALIKE).
 SCRIPT_BUILD_TASKS = 12
 
 
@@ -130,16 +130,10 @@ def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Ove
                    host: str) -> int:
     _require_script(overlay)
     extravars = build_vars(overlay, _stored(conn, overlay.id))
-    job_id = jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
-                          target=f"{host}/overlay {overlay.id} r{overlay.revision}",
-                          playbook=overlays.BUILD_PLAYBOOK, extravars=extravars)
-    last = conn.execute(
-        "SELECT done_tasks FROM jobs WHERE kind = ? AND state = ? AND done_tasks > 0 AND"
-        " json_extract(extravars, '$.left4me_overlay_kind') = 'script' ORDER BY id DESC"
-        " LIMIT 1", (overlays.KIND_BUILD, jobs.SUCCEEDED)).fetchone()
-    conn.execute("UPDATE jobs SET expected_tasks = ? WHERE id = ?",
-                 (SCRIPT_BUILD_TASKS if last is None else last["done_tasks"], job_id))
-    return job_id
+    return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
+                        target=f"{host}/overlay {overlay.id} r{overlay.revision}",
+                        playbook=overlays.BUILD_PLAYBOOK, extravars=extravars,
+                        alike=overlays.BUILD_ALIKE, first_tasks=SCRIPT_BUILD_TASKS)
 
 
 overlays.BUILDERS["script"] = _enqueue_build

@@ -847,6 +847,9 @@ def _spec(root_fd: int) -> list[dict[str, str]]:
 
 BUILD_PLAYBOOK = "overlay.yml"
 KIND_BUILD, KIND_REMOVE = "overlay build", "overlay remove"
+# The build's extravars that tell its task count: BUILD_PLAYBOOK builds files and scripts
+# (absent: files), which report different counts (jobs.expected_tasks).
+BUILD_ALIKE = ("left4me_overlay_kind",)
 # A build's files travel as the job's extravars (stored in the job row, handed to ansible
 # as one JSON file, and to AWX in one request), so they are bounded: the smaller of this
 # and the overlay's own limit. Bigger content belongs in a script or Workshop overlay.
@@ -893,7 +896,8 @@ def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Ove
     limit = min(MAX_BUILD_BYTES, core.settings.overlay_max_total_bytes)
     return jobs.enqueue(conn, core, me, kind=KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
-                        playbook=BUILD_PLAYBOOK, extravars=build_vars(overlay, spec, limit))
+                        playbook=BUILD_PLAYBOOK, extravars=build_vars(overlay, spec, limit),
+                        alike=BUILD_ALIKE)
 
 
 def build(core: Core, actor: Actor, overlay_id: str, host: str) -> int:

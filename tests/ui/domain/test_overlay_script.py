@@ -127,6 +127,27 @@ def test_a_build_queues_an_overlay_job_with_the_script(core, alice, maps):
     assert job.expected_tasks == 12  # a script build's task results, not a files build's 6
 
 
+def test_files_and_script_builds_each_expect_the_tasks_their_own_last_success_ran(
+        core, alice, maps):
+    # One job kind and playbook (overlay.yml) for both: a files build queued after a script
+    # build succeeded must not expect the script's 12 tasks ("6 of 12" at its end).
+    def succeed(job_id: int, done: int) -> None:
+        job = jobs.claim(core)
+        assert job.id == job_id
+        with core.db.connect() as conn:
+            conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?", (done, job_id))
+            jobs._finish(conn, core, job, jobs.SUCCEEDED, 0, None)
+
+    overlays.create(core, alice, "alice-cfg")
+    overlays.write_text(core, alice, "alice-cfg", "motd.txt", "hi\n")
+    succeed(overlays.build(core, alice, "alice-cfg", "alpha"), 6)
+    succeed(overlays.build(core, alice, maps, "alpha"), 13)
+    assert jobs.get(core, alice, overlays.build(core, alice, "alice-cfg", "alpha")
+                    ).expected_tasks == 6
+    assert jobs.get(core, alice, overlays.build(core, alice, maps, "alpha")
+                    ).expected_tasks == 13
+
+
 def test_a_server_stacking_a_script_overlay_builds_it_first(core, alice, admin, maps):
     blueprint = blueprints.create(core, alice, "coop", [maps], blueprints.BlueprintSettings())
     _server, server_job = servers.create(core, alice, "alice1", "alpha", blueprint.id)
