@@ -124,13 +124,13 @@ def test_a_build_queues_an_overlay_job_with_the_script(core, alice, maps):
         "left4me_overlay_id": "alice-maps", "left4me_overlay_state": "present",
         "left4me_overlay_revision": 2, "left4me_overlay_kind": "script",
         "left4me_overlay_script": SCRIPT}
-    assert job.expected_tasks == 12  # a script build's task results, not a files build's 6
+    assert job.expected_tasks == 13  # a script build's task results, not a files build's 7
 
 
 def test_files_and_script_builds_each_expect_the_tasks_their_own_last_success_ran(
         core, alice, maps):
     # One job kind and playbook (overlay.yml) for both: a files build queued after a script
-    # build succeeded must not expect the script's 12 tasks ("6 of 12" at its end).
+    # build succeeded must not expect the script's 13 tasks ("7 of 13" at its end).
     def succeed(job_id: int, done: int) -> None:
         job = jobs.claim(core)
         assert job.id == job_id

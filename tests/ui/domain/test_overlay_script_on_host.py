@@ -5,7 +5,8 @@ appears in the overlay on the host, and the job's log shows each line the script
 while it still runs (read as a page reads it, with a worker thread running the job).
 Then an edit that makes the script fail: the job fails, the host keeps the previous tree,
 the last build says the previous revision is still in use, and the failed build's checks
-show its own lines, not the previous build's.
+show its own lines, not the previous build's. Deleted: the remove job takes the overlay
+and its live build log off the host.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
         runner.join(timeout=120)
     log = "\n".join(text for _ended, _task, text in seen)
     assert job.state == jobs.SUCCEEDED, f"{job.error}\n{log[-3000:]}"
-    assert job.done_tasks == job.expected_tasks == 12  # the progress bar ends full
+    assert job.done_tasks == job.expected_tasks == 13  # the progress bar ends full
     built = "/var/lib/left4me/overlays/alice-script/left4dead2/cfg/script.cfg"
     assert booted_host.nsenter("cat", built) == "sv_tags v1\n"
     # The script's first line is in the log while the job runs, shown by a check on it
@@ -105,3 +106,11 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
     assert "about to fail" in checks.splitlines() and "wrote script.cfg" not in checks
     assert last.message == ("build failed; the previous build (revision 2) is still what"
                             f" servers use on {booted_host.name}")
+
+    overlays.delete(host_core, alice, "alice-script")
+    (remove,) = [j for j in jobs.history(host_core, alice) if j.kind == "overlay remove"]
+    job = jobs.run_next(host_core)
+    assert (job.id, job.state) == (remove.id, jobs.SUCCEEDED), job.error
+    left = booted_host.nsenter("ls", "-A", "/var/lib/left4me/overlays").split()
+    assert not [n for n in left if n in ("alice-script", ".alice-script.log")
+                or n.startswith(".alice-script.retired-")], left
