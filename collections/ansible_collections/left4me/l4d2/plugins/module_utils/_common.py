@@ -30,6 +30,9 @@ DEFAULT_STATE_DIR = "/var/lib/left4me"
 DEFAULT_CONFIG_DIR = "/etc/left4me"
 DEFAULT_RUNTIME_USER = "left4me"
 
+# Commands whose output a module parses run in the C locale: their words, not a translation.
+LANG_C = {"LANG": "C", "LC_ALL": "C"}
+
 ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 ID_RULE = "use 1-64 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
 _ID_RE = re.compile(ID_PATTERN)
@@ -132,6 +135,15 @@ def replace_symlink(path: str, target: str, owner: tuple[int, int] | None = None
 
 
 # --- locks -------------------------------------------------------------------------
+
+
+def read_text(path: str) -> str | None:
+    """A file's text (bytes that are not UTF-8 read as U+FFFD); None when it is not there."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     Left4meError,
+    read_text,
     write_atomic,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
@@ -455,14 +456,6 @@ def render_dropin(spec: InstanceSpec) -> str:
 
 
 # --- what is on the host ----------------------------------------------------------
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import read_text
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     HostLayout,
     InstanceError,
     InstancePlan,
     ManagedFile,
     file_change,
-    read_text,
 )
 
 DEFAULT_MANAGER = "inventory"

@@ -135,6 +135,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
+    LANG_C,
+    read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     JournalError,
@@ -156,19 +158,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import ( 
     unit_of,
 )
 
-LANG_C = {"LANG": "C", "LC_ALL": "C"}
 NEEDS_ROOT = (
     "server_logs needs root to read the system journal: run with become (-b on the ansible"
     " command line, become: true in a play)"
 )
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def main():

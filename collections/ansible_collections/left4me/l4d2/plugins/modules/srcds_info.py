@@ -211,6 +211,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
+    LANG_C,
+    read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
@@ -246,19 +248,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import ( 
     unit_of,
 )
 
-LANG_C = {"LANG": "C", "LC_ALL": "C"}
 NEEDS_ROOT = (
     "srcds_info needs root to read the journal, PID 1's mounts and the RCON password: run"
     " with become (-b on the ansible command line, become: true in a play)"
 )
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def read_env(path: str) -> dict[str, str]:

@@ -296,6 +296,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_CONFIG_DIR,
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
+    LANG_C,
+    read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
     HostLayout,
@@ -312,7 +314,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     missing_steam_links,
     parse_journal_json,
     ports_from_env,
-    read_text,
     removal_targets,
     remove_paths,
     server_unit_name,
@@ -396,7 +397,6 @@ ARGUMENT_SPEC = dict(
     **INSTANCE_OPTIONS,
 )
 CONFIG_KEYS = ("port", "lowerdirs", "overlays")
-LANG_C = {"LANG": "C", "LC_ALL": "C"}
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
 JOURNAL_READS = 3

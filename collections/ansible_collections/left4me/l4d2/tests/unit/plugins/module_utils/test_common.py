@@ -1,7 +1,8 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Tests for module_utils/_common.py: ids, owners, atomic writes, symlink swaps, locks."""
+"""Tests for module_utils/_common.py: ids, owners, reads, atomic writes, symlink swaps,
+locks."""
 
 from __future__ import annotations
 
@@ -114,6 +115,14 @@ def test_write_atomic_leaves_the_old_file_and_no_temp_when_it_fails(tmp_path):
 
 
 # --- symlink swaps -----------------------------------------------------------------------
+
+
+def test_read_text_reads_what_is_there_and_none_where_nothing_is(tmp_path):
+    cfg = tmp_path / "server.cfg"
+    cfg.write_bytes(b'rcon_password "s\xffcret"\n')  # a byte that is not UTF-8: no crash
+    assert common.read_text(str(cfg)) == 'rcon_password "s\ufffdcret"\n'
+    assert common.read_text(str(tmp_path / "missing.cfg")) is None
+    assert common.read_text(str(cfg / "below-a-file.cfg")) is None
 
 
 def test_replace_symlink_creates_and_repoints_leaving_no_temp(tmp_path):
