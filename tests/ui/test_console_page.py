@@ -3,12 +3,15 @@ command looks like. Commands really run on a host in tests/ui/domain/test_server
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from left4me_ui import blueprints, live, servers
 from left4me_ui.runner import ModuleRun
 from tests.ui.conftest import Person
 
+STATUS = "hostname: My coop\n# userid name uniqueid connected ping loss state rate adr\n#end\n"
 LOG_LINES = ["2026-11-27T16:40:12Z srcds_run: Console: hello from the test"]
 
 
@@ -19,6 +22,8 @@ def host_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
 
     def answer(_core, _host, module, args, timeout):
         asked.append((module, args))
+        if module == "left4me.l4d2.rcon":
+            return ModuleRun(True, "", {"output": STATUS, "seconds": 0.03})
         return ModuleRun(True, "", {"lines": LOG_LINES, "cursor": "s=1"})
     monkeypatch.setattr(live, "run_module", answer)
     return asked
@@ -72,3 +77,15 @@ def test_a_refused_command_is_explained_and_kept_nowhere(core, alice, host_reads
     with core.db.connect() as conn:
         assert conn.execute("SELECT COUNT(*) FROM console_history").fetchone()[0] == 0
     assert not [m for m, _args in host_reads if m == "left4me.l4d2.rcon"]
+
+
+def test_an_answer_is_shown_as_text_with_where_its_time_went(core, alice, host_reads):
+    server_id = deployed_server(core, alice)
+    app = alice.app("console")
+    app.text_input(key=f"command_{server_id}").input("status")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert STATUS.rstrip("\n") in [c.value for c in app.code]  # as text, never markdown
+    said = [t.value for t in app.text if t.value.startswith("] status")]
+    assert len(said) == 1 and re.fullmatch(
+        r"\] status   \(answered in \d+\.\d\d s, 0\.03 s of it on the host\)", said[0]), said

@@ -45,7 +45,8 @@ if sent:
         st.session_state[f"console_answer_{server.id}"] = answer
 answer = st.session_state.get(f"console_answer_{server.id}")
 if answer is not None:
-    st.text(f"] {answer.command}   ({answer.seconds:.2f} s on the host)")
+    st.text(f"] {answer.command}   (answered in {answer.round_trip:.2f} s,"
+            f" {answer.seconds:.2f} s of it on the host)")
     st.code(answer.output or "(no output)", language=None)
 if recent:
     with st.expander("Command history of this server"):

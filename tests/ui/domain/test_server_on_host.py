@@ -91,6 +91,7 @@ def test_console_runs_status_and_the_log_shows_what_was_said(host_core, converge
         answer = live.run_console(host_core, alice, server_id, "status")
         assert "hostname: Alice console test" in answer.output
         assert "map     : c1m1_hotel" in answer.output
+        assert 0 < answer.seconds < answer.round_trip  # the exchange is part of the trip
 
         marker = f"left4me-console-test-{server_id}"
         live.run_console(host_core, alice, server_id, f"say {marker}")
