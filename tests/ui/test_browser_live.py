@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -200,10 +201,21 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 def upload(page, name: str, data: bytes, into: str = "") -> None:
     page.get_by_role("tab", name="Upload").click()
     page.get_by_label("Into folder (empty: the overlay's top)").fill(into)
-    page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+    page.locator(".st-key-upload_files input[type=file]").set_input_files(
         files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
     page.locator('[data-testid="stFileChipName"]').filter(has_text=name).wait_for()
-    page.get_by_role("button", name="Upload", exact=True).click()
+    page.get_by_role("button", name="Upload into the overlay", exact=True).click()
+    settle(page)
+
+
+def upload_folder(page, folder: Path, into: str = "") -> None:
+    """Choose a folder in the page's folder uploader, as a person picks one from disk."""
+    page.get_by_role("tab", name="Upload").click()
+    page.get_by_label("Into folder (empty: the overlay's top)").fill(into)
+    page.locator(".st-key-upload_folder input[type=file]").set_input_files(str(folder))
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        page.locator('[data-testid="stFileChipName"]').filter(has_text=path.name).wait_for()
+    page.get_by_role("button", name="Upload into the overlay", exact=True).click()
     settle(page)
 
 
@@ -241,14 +253,17 @@ def test_a_path_traversal_and_a_zip_bomb_are_refused_on_the_page(ui, alice_serve
 
 
 def test_an_uploaded_cfg_stacked_on_the_server_takes_effect_after_a_restart(
-        ui, alice_server, alice_page, booted_host, shots):
+        ui, alice_server, alice_page, booted_host, shots, tmp_path):
     page = alice_page
     overlay_hostname = f"E2E overlay {RUN}"
     open_overlay(page)
 
     # server.cfg runs at every map load, after the instance's own cfg: its hostname wins.
-    upload(page, "server.cfg", f'hostname "{overlay_hostname}"\n'.encode(),
-           into="left4dead2/cfg")
+    # It comes as people keep it: in a folder left4dead2/cfg, the whole folder uploaded.
+    cfg = tmp_path / "left4dead2" / "cfg"
+    cfg.mkdir(parents=True)
+    (cfg / "server.cfg").write_text(f'hostname "{overlay_hostname}"\n')
+    upload_folder(page, tmp_path / "left4dead2")
     page.get_by_text("Uploaded 1 file(s).").wait_for()
     page.get_by_text(re.compile(r"^3 of \d+ files and folders")).wait_for()
     snap(page, shots / "overlay-editor.png", table(page),

@@ -36,7 +36,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -628,25 +628,37 @@ def export_zip(core: Core, actor: Actor, overlay_id: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class _Source:
+    """How refusals name what is imported: a zip's entries, or files uploaded together."""
+    entry: str
+    whole: str
+
+
+_ZIP = _Source("zip entry", "the zip")
+_UPLOAD = _Source("uploaded file", "the upload")
+
+
+@dataclass(frozen=True)
 class _ZipEntry:
     info: zipfile.ZipInfo
     parts: tuple[str, ...]
     is_dir: bool
 
 
-def _zip_plan(archive: zipfile.ZipFile, core: Core, budget: int) -> list[_ZipEntry]:
+def _zip_plan(archive: zipfile.ZipFile, core: Core, budget: int, words: _Source
+              ) -> list[_ZipEntry]:
     """Every entry checked from the central directory, before anything is extracted."""
     limits = core.settings
     infos = archive.infolist()
     if len(infos) > limits.overlay_max_entries:
-        raise OverlayError(f"the zip holds {len(infos)} entries; the most an overlay may hold"
-                           f" is {limits.overlay_max_entries}")
+        raise OverlayError(f"{words.whole} holds {len(infos)} entries; the most an overlay may"
+                           f" hold is {limits.overlay_max_entries}")
     planned, seen, declared = [], set(), 0
     for info in infos:
         name = info.orig_filename  # before zipfile cut it at a NUL
-        shown = f"zip entry {name!r}"
+        shown = f"{words.entry} {name!r}"
         is_dir = name.endswith("/")
-        parts = check_path(name[:-1] if is_dir else name, "zip entry", shown)
+        parts = check_path(name[:-1] if is_dir else name, words.entry, shown)
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise OverlayError(f"{shown} is a symbolic link; links are refused")
@@ -655,7 +667,7 @@ def _zip_plan(archive: zipfile.ZipFile, core: Core, budget: int) -> list[_ZipEnt
         if info.flag_bits & 0x1:
             raise OverlayError(f"{shown} is encrypted; upload an unencrypted zip")
         if parts in seen:
-            raise OverlayError(f"{shown} is in the zip twice")
+            raise OverlayError(f"{shown} is in {words.whole} twice")
         seen.add(parts)
         if not is_dir:
             if info.file_size > limits.overlay_max_file_bytes:
@@ -667,7 +679,7 @@ def _zip_plan(archive: zipfile.ZipFile, core: Core, budget: int) -> list[_ZipEnt
                                    f"-fold ({size_text(info.file_size)}); refused as a zip bomb")
             declared += info.file_size
             if declared > budget:
-                raise OverlayError(f"the zip's files add up to more than the"
+                raise OverlayError(f"{words.whole}'s files add up to more than the"
                                    f" {size_text(limits.overlay_max_total_bytes)} an overlay may"
                                    f" hold (at {shown})")
         planned.append(_ZipEntry(info, parts, is_dir))
@@ -731,10 +743,36 @@ def import_zip(core: Core, actor: Actor, overlay_id: str, archive: bytes | Binar
     overlay holds only the zip's content). Returns the number of files written. Traversal,
     absolute, link and encrypted entries, and anything over a limit, are refused with the
     entry named, and the tree is left exactly as it was."""
-    limits = core.settings
     source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
-    with _change(core, actor, overlay_id, "import overlay zip",
-                 "replace" if replace else "merge") as (_me, _o, root_fd):
+    return _import(core, actor, overlay_id, source, replace, _ZIP, "import overlay zip",
+                   "replace" if replace else "merge")
+
+
+def upload_files(core: Core, actor: Actor, overlay_id: str,
+                 files: Sequence[tuple[str, bytes]], into: str = "") -> int:
+    """Store files together, each at its path below `into` (a folder as a browser sends it:
+    "maps/cfg/x.cfg" for a folder "maps"), replacing same-named ones. All or nothing: one
+    refused path or limit names the file and leaves the overlay exactly as it was. Returns
+    the number of files written."""
+    folder = into.strip("/")
+    prefix = "/".join(check_path(folder, "folder")) + "/" if folder else ""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_STORED) as archive:
+        seen = set()
+        for path, data in files:  # each checked as the import plans them, before any write
+            if prefix + path in seen:  # (zipfile would only warn)
+                raise OverlayError(f"{_UPLOAD.entry} {path!r} is in {_UPLOAD.whole} twice")
+            seen.add(prefix + path)
+            archive.writestr(prefix + path, data)
+    packed.seek(0)
+    return _import(core, actor, overlay_id, packed, False, _UPLOAD, "upload overlay files",
+                   f"{len(files)} file(s) into /{prefix}")
+
+
+def _import(core: Core, actor: Actor, overlay_id: str, source: BinaryIO, replace: bool,
+            words: _Source, action: str, detail: str) -> int:
+    limits = core.settings
+    with _change(core, actor, overlay_id, action, detail) as (_me, _o, root_fd):
         current = list(_scan(root_fd))
         if not replace:
             _refuse_links(current, "import into the overlay")
@@ -746,12 +784,13 @@ def import_zip(core: Core, actor: Actor, overlay_id: str, archive: bytes | Binar
         with opened:
             # Replaced files give their bytes back, so the declared check is on the zip alone;
             # the tree as extracted is checked against the real limit below.
-            planned = _zip_plan(opened, core, limits.overlay_max_total_bytes)
+            planned = _zip_plan(opened, core, limits.overlay_max_total_bytes, words)
             limits.overlays_staging_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f"import-{overlay_id}-",
                                             dir=limits.overlays_staging_dir))
             try:
-                written = _extract(opened, planned, staging, root_fd, replace, base, core)
+                written = _extract(opened, planned, staging, root_fd, replace, base, core,
+                                   words)
                 _exchange(_root(core, overlay_id), staging)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -759,14 +798,14 @@ def import_zip(core: Core, actor: Actor, overlay_id: str, archive: bytes | Binar
 
 
 def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, root_fd: int,
-             replace: bool, base: int, core: Core) -> int:
+             replace: bool, base: int, core: Core, words: _Source) -> int:
     limits = core.settings
     written_files, total = 0, base
     with _opened(staging) as stage_fd:
         if not replace:
             _link_copy(root_fd, stage_fd)
         for entry in planned:
-            shown = f"zip entry {entry.info.orig_filename!r}"
+            shown = f"{words.entry} {entry.info.orig_filename!r}"
             try:
                 parent = _parent(stage_fd, entry.parts, create=True)
             except OverlayError as exc:

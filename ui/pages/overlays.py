@@ -28,8 +28,9 @@ mine = frame.load(lambda: overlays.list_for(core, actor))
 limits = core.settings
 
 
-def size(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+def _mib(n: int) -> int:
+    """Bytes as the whole MiB a file uploader's max_upload_size takes (rounded up)."""
+    return -(-n // (1024 * 1024))
 
 
 def built_on(overlay: overlays.Overlay) -> str:
@@ -80,6 +81,7 @@ entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
 files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
 folders = [e.path for e in entries if e.is_dir]
 used = sum(e.size for e in entries)
+size = overlays.size_text
 st.caption(f"{len(entries)} of {limits.overlay_max_entries} files and folders,"
            f" {size(used)} of {size(limits.overlay_max_total_bytes)};"
            f" one file at most {size(limits.overlay_max_file_bytes)}. Paths are relative to"
@@ -119,26 +121,35 @@ with upload:
                              placeholder="left4dead2/addons")
         extract = st.checkbox("Extract .zip files into the overlay", value=True,
                               key="upload_extract")
-        # The widget's own cap is the largest thing the domain may take (a zip up to the
-        # overlay's total); each file's own limit is said below and enforced by the domain.
-        largest = max(core.settings.overlay_max_file_bytes,
-                      core.settings.overlay_max_total_bytes)
+        # Each widget's own cap is the most the domain may take from it (a zip: up to the
+        # overlay's total; a folder's files: one file's limit). Their "N per file" text is
+        # hidden: Streamlit rounds 512 MiB to "1GB"; the caption below says the limits.
+        st.html("<style>.st-key-upload_files [data-testid=stFileUploaderDropzoneInstructions],"
+                " .st-key-upload_folder [data-testid=stFileUploaderDropzoneInstructions]"
+                " {display: none}</style>")
+        largest = max(limits.overlay_max_file_bytes, limits.overlay_max_total_bytes)
         uploaded = st.file_uploader("Files or a zip", accept_multiple_files=True,
-                                    key="upload_files",
-                                    max_upload_size=-(-largest // (1024 * 1024)))
-        if st.form_submit_button("Upload", type="primary") and uploaded:
+                                    key="upload_files", max_upload_size=_mib(largest))
+        folder = st.file_uploader("Or a folder (its files keep their paths, the folder's"
+                                  " name first)", accept_multiple_files="directory",
+                                  key="upload_folder",
+                                  max_upload_size=_mib(limits.overlay_max_file_bytes))
+        chosen_files = [*(uploaded or []), *(folder or [])]
+        if st.form_submit_button("Upload into the overlay", type="primary") and chosen_files:
             def store() -> None:
-                for item in uploaded:
-                    data = item.getvalue()
-                    if extract and item.name.lower().endswith(".zip") and not into:
-                        overlays.import_zip(core, actor, chosen.id, data)
+                plain = []
+                for item in uploaded or []:
+                    if extract and not into and item.name.lower().endswith(".zip"):
+                        overlays.import_zip(core, actor, chosen.id, item.getvalue())
                     else:
-                        where = f"{into.strip('/')}/{item.name}" if into else item.name
-                        overlays.upload(core, actor, chosen.id, where, data)
-            frame.act(store, f"Uploaded {len(uploaded)} file(s).")
+                        plain.append((item.name, item.getvalue()))
+                plain += [(item.name, item.getvalue()) for item in folder or []]
+                if plain:  # all or nothing: one refused file and none is stored
+                    overlays.upload_files(core, actor, chosen.id, plain, into)
+            frame.act(store, f"Uploaded {len(chosen_files)} file(s).")
     st.caption(
-        f"One file may be up to {overlays.size_text(core.settings.overlay_max_file_bytes)} and"
-        f" the whole overlay up to {overlays.size_text(core.settings.overlay_max_total_bytes)}."
+        f"One file may be up to {size(limits.overlay_max_file_bytes)} and"
+        f" the whole overlay up to {size(limits.overlay_max_total_bytes)}."
         " A zip is extracted at the overlay's top (leave the folder empty); entries leaving"
         " the overlay, links and zip bombs are refused and nothing changes.")
 

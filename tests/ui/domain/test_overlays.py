@@ -267,6 +267,52 @@ def test_an_upload_over_a_limit_is_refused_and_nothing_changes(small, alice, cfg
     assert revision(core, alice, cfg) == rev + 3
 
 
+def test_a_folder_upload_keeps_its_paths_below_the_chosen_folder(core, alice, cfg):
+    # As a browser sends a folder "cfg": each file's path starts with the folder's name.
+    rev = revision(core, alice, cfg)
+    written = overlays.upload_files(core, alice, cfg, [
+        ("cfg/server.cfg", b"hostname pack\n"), ("cfg/maps/c1.cfg", b"mp_gamemode coop\n")],
+        into="left4dead2/")
+    assert written == 2
+    tree = snapshot(root(core, cfg))
+    assert tree["left4dead2/cfg/server.cfg"] == b"hostname pack\n"  # replaced
+    assert tree["left4dead2/cfg/maps/c1.cfg"] == b"mp_gamemode coop\n"
+    assert tree["left4dead2/maps"] == "dir"  # what the upload did not name stays
+    assert revision(core, alice, cfg) == rev + 1  # one change, however many files
+
+
+@pytest.mark.parametrize(("files", "into", "message"), [
+    ([("pack/ok.cfg", b"ok"), ("pack/../../escaped.cfg", b"x")], "",
+     "uploaded file 'pack/../../escaped.cfg' has an empty, '.' or '..' component"),
+    ([("pack/ok.cfg", b"ok")], "../up", "folder '../up' has an empty, '.' or '..' component"),
+    ([("pack/ok.cfg", b"ok"), ("pack/big.bin", b"x" * 1001)], "",
+     "uploaded file 'pack/big.bin' is 1001 bytes; the most one file may be is 1000 bytes"),
+    ([(f"pack/{n}.bin", b"x" * 900) for n in "abc"], "",
+     "the upload's files add up to more than the 2.4 KiB an overlay may hold"
+     " .at uploaded file 'pack/c.bin'"),
+    ([(f"pack/{n}.cfg", b"x") for n in "abcdef"], "",
+     "the upload holds 6 entries|the overlay would hold 11 files and folders"),
+    ([("pack/ok.cfg", b"ok"), ("pack/ok.cfg", b"again")], "",
+     "uploaded file 'pack/ok.cfg' is in the upload twice"),
+    ([("left4dead2/cfg/server.cfg/inside.cfg", b"x")], "",
+     "left4dead2/cfg/server.cfg/inside.cfg"),
+])
+def test_a_refused_file_in_an_upload_stores_none_of_it(small, alice, cfg, files, into,
+                                                       message):
+    core = small
+    before, rev = snapshot(root(core, cfg)), revision(core, alice, cfg)
+    with pytest.raises(OverlayError, match=message):
+        overlays.upload_files(core, alice, cfg, files, into)
+    assert snapshot(root(core, cfg)) == before
+    assert revision(core, alice, cfg) == rev
+
+
+def test_another_user_cannot_upload_into_an_overlay(core, alice, bob, cfg):
+    with pytest.raises((Forbidden, NotFound)):
+        overlays.upload_files(core, bob, cfg, [("x.cfg", b"x")])
+    assert "x.cfg" not in snapshot(root(core, cfg))
+
+
 def test_a_full_disk_is_said_and_leaves_the_file_as_it_was(core, alice, cfg, monkeypatch):
     def no_space(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
