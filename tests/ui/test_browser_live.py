@@ -377,6 +377,10 @@ def test_a_server_killed_until_systemd_gives_up_is_listed_as_a_crash_loop(
                      r" \(killed by SIGKILL\) \| started \|", table_text(page)), table_text(page)
     # The status panel beside it: systemd's own words for the unit it gave up on.
     page.get_by_text("Status: failed (signal) (wanted: started)").wait_for(timeout=30_000)
+    # and why, in the list's words
+    page.get_by_text("Why, as the last poll saw it: crash loop: gave up after 5 starts within"
+                     " 60 s (killed by SIGKILL)").wait_for(timeout=30_000)
     page.get_by_role("heading", name="Servers").scroll_into_view_if_needed()
     snap(page, shots / "servers-crash-loop.png", table(page),
-         page.get_by_text("Status: failed (signal)"))
+         page.get_by_text("Status: failed (signal)"),
+         page.get_by_text("Why, as the last poll saw it:"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from left4me_ui import blueprints, jobs, reconcile, runner, servers, status
+from left4me_ui import blueprints, jobs, observe, reconcile, runner, servers, status
 from left4me_ui.inventory import Inventory
 from left4me_ui.status import A2SAnswer, SystemdState
 from tests.ui.conftest import PAGE_INVENTORY
@@ -47,6 +47,19 @@ def test_a_failed_server_shows_systemds_state_and_is_never_called_running(
     assert "A2S: no answer on alpha:" in shown
     assert "running" not in shown
     assert [r["wanted"] for r in app.dataframe[0].value.to_dict("records")] == ["started"]
+
+
+def test_a_server_systemd_gave_up_on_says_why_in_the_lists_words(
+        core, alice, deployed, monkeypatch):
+    _live(monkeypatch, SystemdState("failed", "failed", "signal"), None)
+    why = "crash loop: gave up after 5 starts within 60 s (killed by SIGKILL)"
+    observe.record(core, "alpha", [
+        {"name": "coop2", "state": "crash_loop", "running": False, "reason": why}])
+    app = alice.app("servers")
+    shown = texts(app)
+    assert "Status: failed (signal) (wanted: started)" in shown
+    assert f"Why, as the last poll saw it: {why}" in shown
+    assert app.dataframe[0].value.to_dict("records")[0]["state"] == why  # one wording
 
 
 def test_a_running_server_shows_both_answers(core, alice, deployed, monkeypatch):

@@ -119,6 +119,11 @@ def status_panel(server: servers.Server) -> None:
     if live is frame.REFUSED:
         return
     st.text(f"Status: {live.summary} (wanted: {server.desired_state})")
+    # systemd's words ("failed (signal)") say what, the poller's reading of the journal and
+    # restart counters says why: the same words as the list's state column.
+    seen = frame.attempt(lambda: observe.latest(core, actor).get(server.id))
+    if seen not in (None, frame.REFUSED) and not seen.running and seen.reason != live.summary:
+        st.text(f"Why, as the last poll saw it: {seen.reason}")
     unit = (live.systemd.text if live.systemd is not None
             else f"could not be asked: {live.systemd_error}")
     st.text(f"systemd: {unit}")
