@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import finish_job, with_settings
 
 from left4me_ui import authz, blueprints, jobs, overlays, servers
 from left4me_ui.authz import Forbidden, NotFound
@@ -26,14 +26,6 @@ def cfg(core, alice) -> str:
     overlays.create(core, alice, "alice-cfg")
     overlays.write_text(core, alice, "alice-cfg", "left4dead2/cfg/server.cfg", CFG)
     return "alice-cfg"
-
-
-def finish(core: Core, job_id: int, state: str = jobs.SUCCEEDED) -> None:
-    """End the next queued job (it must be job_id) through the engine's own finishing step."""
-    job = jobs.claim(core)
-    assert job is not None and job.id == job_id, (job, job_id)
-    with core.db.connect() as conn:
-        jobs._finish(conn, core, job, state, 0 if state == jobs.SUCCEEDED else 2, None)
 
 
 def queued_kinds(core: Core, admin) -> list[tuple[int, str, str]]:
@@ -88,16 +80,16 @@ def test_a_build_too_big_for_a_job_or_not_text_is_refused_and_nothing_queued(cor
 def test_a_successful_build_records_the_revision_on_that_host(core, alice, cfg):
     assert overlays.builds(core, alice, cfg) == []
     failed = overlays.build(core, alice, cfg, "alpha")
-    finish(core, failed, jobs.FAILED)
+    finish_job(core, failed, jobs.FAILED)
     assert overlays.builds(core, alice, cfg) == []  # a failed build records nothing
     job_id = overlays.build(core, alice, cfg, "alpha")
-    finish(core, job_id)
+    finish_job(core, job_id)
     (built,) = overlays.builds(core, alice, cfg)
     assert (built.host, built.revision, built.current) == ("alpha", 2, True)
     overlays.write_text(core, alice, cfg, "motd.txt", "hi\n")
     (built,) = overlays.builds(core, alice, cfg)
     assert (built.revision, built.current) == (2, False)  # out of date: revision 3 now
-    finish(core, overlays.build(core, alice, cfg, "alpha"))
+    finish_job(core, overlays.build(core, alice, cfg, "alpha"))
     assert [(b.host, b.revision, b.current) for b in overlays.builds(core, alice, cfg)] == [
         ("alpha", 3, True)]
 
@@ -150,11 +142,11 @@ def test_a_server_on_a_stale_overlay_is_preceded_by_its_build(core, alice, admin
     assert jobs.claim(core) is None  # the server job waits for the build on alpha
     with core.db.connect() as conn:
         jobs._finish(conn, core, running, jobs.SUCCEEDED, 0, None)
-    finish(core, job_id)
+    finish_job(core, job_id)
     assert servers.get(core, alice, server_id).needs_restart is False
 
     # Built and current: a restart queues only the server job.
-    finish(core, servers.restart(core, alice, server_id))
+    finish_job(core, servers.restart(core, alice, server_id))
     assert queued_kinds(core, admin) == []
 
     # An edit asks for a restart, which builds the new revision first.
@@ -164,9 +156,9 @@ def test_a_server_on_a_stale_overlay_is_preceded_by_its_build(core, alice, admin
     assert [k for _i, k, _h in queued_kinds(core, admin)] == ["overlay build", "server restart"]
     rebuild = queued_kinds(core, admin)[0][0]
     assert jobs.get(core, alice, rebuild).extravars["left4me_overlay_revision"] == 3
-    finish(core, rebuild)
+    finish_job(core, rebuild)
     assert servers.get(core, alice, server_id).needs_restart is True  # built, not applied
-    finish(core, restart)
+    finish_job(core, restart)
     assert servers.get(core, alice, server_id).needs_restart is False
 
 
@@ -180,7 +172,7 @@ def test_a_failed_build_ends_the_server_jobs_waiting_on_it_on_that_host(core, al
     _plain_id, plain = servers.create(core, alice, "alice2", "alpha", other.id)
     _beta_id, on_beta = servers.create(core, alice, "alice3", "beta", blueprint.id)
     build = queued_kinds(core, admin)[0][0]
-    finish(core, build, jobs.FAILED)
+    finish_job(core, build, jobs.FAILED)
     ended = jobs.get(core, alice, create)
     assert ended.state == jobs.FAILED
     assert ended.error == (f"not run: overlay 'alice-cfg' did not build on alpha (job {build}"
@@ -214,7 +206,7 @@ def test_a_build_already_queued_is_not_queued_twice(core, alice, admin, cfg):
 def test_deleting_a_built_overlay_removes_it_from_its_hosts(core, alice, admin, cfg):
     blueprint = blueprints.create(core, alice, "coop", ["alice-cfg"],
                                   blueprints.BlueprintSettings())
-    finish(core, overlays.build(core, alice, cfg, "alpha"))
+    finish_job(core, overlays.build(core, alice, cfg, "alpha"))
     with pytest.raises(blueprints.InUse, match="used by blueprint 'coop'"):
         overlays.delete(core, alice, cfg)
     assert queued_kinds(core, admin) == []  # refused: no remove job either
@@ -287,15 +279,15 @@ def test_reconcile_builds_every_user_overlay_its_servers_stack_first(core, alice
                                   blueprints.BlueprintSettings())
     server_id, _job = servers.create(core, alice, "alice1", "alpha", blueprint.id)
     for job_id, _kind, _host in queued_kinds(core, admin):
-        finish(core, job_id)
+        finish_job(core, job_id)
     # The host was wiped: its record says built, so only reconcile's forced build restores it.
     job_id = reconcile.reconcile_host(core, admin, "alpha")
     (build, _k, _h), (again, kind, _h2) = queued_kinds(core, admin)
     assert (again, kind) == (job_id, "host reconcile") and build < job_id
     assert jobs.get(core, admin, build).extravars["left4me_overlay_id"] == "alice-cfg"
     overlays.write_text(core, alice, cfg, "motd.txt", "hi\n")  # revision 3, while queued
-    finish(core, build)
-    finish(core, job_id)
+    finish_job(core, build)
+    finish_job(core, job_id)
     assert servers.get(core, alice, server_id).needs_restart is True  # built r2, not r3
 
 

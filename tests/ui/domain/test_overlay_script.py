@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import finish_job, with_settings
 
 from left4me_ui import audit, blueprints, jobs, overlay_script, overlays, servers
 from left4me_ui.authz import NotFound
@@ -32,13 +32,15 @@ def maps(core, alice) -> str:
 def finish(core: Core, job_id: int, state: str, output: list[str] | None = None) -> None:
     """End the next queued job (job_id), its log task having shown `output`, the way the
     engine does (events through its callback, then its finishing step)."""
+    if output is None:
+        finish_job(core, job_id, state)
+        return
     job = jobs.claim(core)
     assert job is not None and job.id == job_id, (job, job_id)
-    sink = jobs._Run(core, job)
-    if output is not None:
-        sink.event({"event": "runner_on_ok", "stdout": "ok: [alpha] => \n  msg:\n"
-                    + "".join(f"  - {line}\n" for line in output),
-                    "event_data": {"host": job.host, "task": overlay_script.LOG_TASK}})
+    jobs._Run(core, job).event({
+        "event": "runner_on_ok", "stdout": "ok: [alpha] => \n  msg:\n"
+        + "".join(f"  - {line}\n" for line in output),
+        "event_data": {"host": job.host, "task": overlay_script.LOG_TASK}})
     with core.db.connect() as conn:
         jobs._finish(conn, core, job, state, 0 if state == jobs.SUCCEEDED else 2, None)
 
@@ -131,17 +133,10 @@ def test_files_and_script_builds_each_expect_the_tasks_their_own_last_success_ra
         core, alice, maps):
     # One job kind and playbook (overlay.yml) for both: a files build queued after a script
     # build succeeded must not expect the script's 13 tasks ("7 of 13" at its end).
-    def succeed(job_id: int, done: int) -> None:
-        job = jobs.claim(core)
-        assert job.id == job_id
-        with core.db.connect() as conn:
-            conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?", (done, job_id))
-            jobs._finish(conn, core, job, jobs.SUCCEEDED, 0, None)
-
     overlays.create(core, alice, "alice-cfg")
     overlays.write_text(core, alice, "alice-cfg", "motd.txt", "hi\n")
-    succeed(overlays.build(core, alice, "alice-cfg", "alpha"), 6)
-    succeed(overlays.build(core, alice, maps, "alpha"), 13)
+    finish_job(core, overlays.build(core, alice, "alice-cfg", "alpha"), done_tasks=6)
+    finish_job(core, overlays.build(core, alice, maps, "alpha"), done_tasks=13)
     assert jobs.get(core, alice, overlays.build(core, alice, "alice-cfg", "alpha")
                     ).expected_tasks == 6
     assert jobs.get(core, alice, overlays.build(core, alice, maps, "alpha")

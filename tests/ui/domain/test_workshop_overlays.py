@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import finish_job, with_settings
 
 from left4me_ui import blueprints, jobs, overlays, servers, workshop
 from left4me_ui.authz import Forbidden, NotFound
@@ -256,11 +256,7 @@ def test_a_workshop_build_expects_its_own_playbook_s_tasks_not_a_files_build_s(c
     # Both are "overlay build" jobs; the progress bar must not take a files build's count.
     overlays.create(core, alice, "alice-cfg")
     overlays.write_text(core, alice, "alice-cfg", "motd.txt", "hi\n")
-    files_job = overlays.build(core, alice, "alice-cfg", "alpha")
-    job = jobs.claim(core)
-    with core.db.connect() as conn:
-        conn.execute("UPDATE jobs SET done_tasks = 5 WHERE id = ?", (files_job,))
-        jobs._finish(conn, core, job, jobs.SUCCEEDED, 0, None)
+    finish_job(core, overlays.build(core, alice, "alice-cfg", "alpha"), done_tasks=5)
     workshop.set_ids(core, alice, maps, "1000000001", "")
     queued = jobs.get(core, alice, overlays.build(core, alice, maps, "alpha"))
     assert queued.expected_tasks == 7  # workshop_overlay.yml's tasks, counted
