@@ -23,6 +23,7 @@ import grp
 import os
 import pwd
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -134,16 +135,111 @@ def replace_symlink(path: str, target: str, owner: tuple[int, int] | None = None
     os.replace(temp, path)
 
 
-# --- locks -------------------------------------------------------------------------
+# --- reads -------------------------------------------------------------------------
 
 
 def read_text(path: str) -> str | None:
-    """A file's text (bytes that are not UTF-8 read as U+FFFD); None when it is not there."""
+    """A file's text (bytes that are not UTF-8 read as U+FFFD); None when it is not there.
+
+    Only for files in trees no tenant can write (``/etc/left4me``): it follows links and
+    reads to the end. Below a tenant's tree use :func:`read_beneath`.
+    """
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+class UnsafeFileError(Left4meError):
+    """A path below a directory is a link, not a regular file, or too large: not read."""
+
+
+READ_BENEATH_LIMIT = 64 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+def _kind_of_mode(mode: int) -> str:
+    for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"),
+                        (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def _kind(dir_fd: int, name: str) -> str:
+    """What ``name`` is in ``dir_fd``, in words (for a refusal)."""
+    try:
+        return _kind_of_mode(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError as exc:
+        return f"not readable ({exc.strerror})"
+
+
+def read_beneath(root_dir: str, relative_path: str,
+                 limit: int = READ_BENEATH_LIMIT) -> str | None:
+    """The text of ``root_dir/relative_path``, resolved without following any link.
+
+    For a root process reading a tree a tenant controls (an instance's merged tree, an
+    overlay): each directory is opened from its parent's descriptor with ``O_NOFOLLOW``,
+    the file with ``O_NOFOLLOW|O_NONBLOCK`` (a FIFO does not block the open), and only a
+    regular file of at most ``limit`` bytes is read. None when a component is missing;
+    :class:`UnsafeFileError` for a link at any component, a FIFO, device or socket, or a
+    file above ``limit``. ``root_dir`` itself must be a directory the caller trusts.
+    """
+    parts = relative_path.split("/")
+    if os.path.isabs(relative_path) or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeFileError(f"{relative_path!r} is not a plain relative path")
+    where = os.path.join(root_dir, relative_path)
+    try:
+        dir_fd = os.open(root_dir, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise UnsafeFileError(f"cannot open {root_dir}: {exc.strerror}; {where} was not read") \
+            from None
+    try:
+        for index, part in enumerate(parts[:-1]):
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return None
+            except OSError:
+                kind = _kind(dir_fd, part)
+                if kind == "a regular file":  # where a directory was: nothing below it
+                    return None
+                inside = os.path.join(root_dir, *parts[: index + 1])
+                raise UnsafeFileError(f"{inside} is {kind}, not a directory: {where} was not"
+                                      " read (left4me never follows links below it)") from None
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            file_fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            kind = _kind(dir_fd, parts[-1])
+            if kind == "a regular file":
+                raise UnsafeFileError(f"cannot read {where}: {exc.strerror}") from None
+            raise UnsafeFileError(f"{where} is {kind}: not read (left4me reads only regular"
+                                  " files there, never through a link)") from None
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(file_fd, "rb") as handle:
+        info = os.fstat(file_fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError(f"{where} is {_kind_of_mode(info.st_mode)}: not read (left4me"
+                                  " reads only regular files there)")
+        data = handle.read(limit + 1)
+    if info.st_size > limit or len(data) > limit:
+        raise UnsafeFileError(f"{where} is larger than {limit} bytes: not read (make it"
+                              " smaller)")
+    return data.decode("utf-8", "replace")
+
+
+# --- locks -------------------------------------------------------------------------
 
 
 @contextlib.contextmanager

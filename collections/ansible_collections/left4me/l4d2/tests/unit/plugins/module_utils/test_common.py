@@ -10,6 +10,7 @@ import grp
 import os
 import pathlib
 import pwd
+import shutil
 import sys
 
 import pytest
@@ -191,3 +192,72 @@ def test_project_errors_share_one_base_and_an_instance_error_is_no_mount_error()
               _sandbox.SandboxError, _workshop.WorkshopError)
     assert all(issubclass(error, common.Left4meError) for error in errors)
     assert not issubclass(_instance.InstanceError, _mount.MountError)
+
+
+# --- reads beneath a tenant's tree -----------------------------------------------------
+
+CFG_PATH = "left4dead2/cfg/server.cfg"
+
+
+def _tree(tmp_path: pathlib.Path) -> pathlib.Path:
+    merged = tmp_path / "merged"
+    (merged / "left4dead2" / "cfg").mkdir(parents=True)
+    return merged
+
+
+def test_read_beneath_reads_a_regular_file_and_none_where_nothing_is(tmp_path):
+    merged = _tree(tmp_path)
+    (merged / CFG_PATH).write_bytes(b'hostname "h\xffllo"\n')
+    assert common.read_beneath(str(merged), CFG_PATH) == 'hostname "h\ufffdllo"\n'
+    assert common.read_beneath(str(merged), "left4dead2/cfg/missing.cfg") is None
+    assert common.read_beneath(str(merged), "left4dead2/nothing/server.cfg") is None
+    assert common.read_beneath(str(merged / CFG_PATH), "below-a-file.cfg") is None
+    assert common.read_beneath(str(merged), CFG_PATH + "/below-a-file") is None
+    assert common.read_beneath(str(tmp_path / "absent"), CFG_PATH) is None
+
+
+@pytest.mark.parametrize("component", ["left4dead2", "left4dead2/cfg", CFG_PATH])
+def test_read_beneath_refuses_a_link_at_every_component(tmp_path, component):
+    """A tenant's link to another instance's secret is never followed, whichever part it is."""
+    merged = _tree(tmp_path)
+    victim = tmp_path / "victim"
+    (victim / "left4dead2" / "cfg").mkdir(parents=True)
+    (victim / CFG_PATH).write_text('rcon_password "VICTIM"\n')
+    link = merged / component
+    if link.is_dir():
+        shutil.rmtree(link)
+    link.symlink_to(victim / component)
+    with pytest.raises(common.UnsafeFileError, match="a symbolic link") as caught:
+        common.read_beneath(str(merged), CFG_PATH)
+    assert "VICTIM" not in str(caught.value)
+
+
+def test_read_beneath_returns_at_once_for_a_fifo(tmp_path):
+    merged = _tree(tmp_path)
+    os.mkfifo(merged / CFG_PATH)  # nobody writes: a blocking open would wait forever
+    with pytest.raises(common.UnsafeFileError, match="is a FIFO: not read"):
+        common.read_beneath(str(merged), CFG_PATH)
+
+
+def test_read_beneath_refuses_dev_zero_as_a_link_and_as_the_tree_itself(tmp_path):
+    merged = _tree(tmp_path)
+    (merged / CFG_PATH).symlink_to("/dev/zero")
+    with pytest.raises(common.UnsafeFileError, match="a symbolic link"):
+        common.read_beneath(str(merged), CFG_PATH)
+    # the device reached without a link (a root that is /dev): refused by fstat, unread
+    with pytest.raises(common.UnsafeFileError, match="a character device"):
+        common.read_beneath("/dev", "zero")
+
+
+def test_read_beneath_caps_the_size(tmp_path):
+    merged = _tree(tmp_path)
+    (merged / CFG_PATH).write_bytes(b"x" * 100)
+    assert common.read_beneath(str(merged), CFG_PATH, limit=100) == "x" * 100
+    with pytest.raises(common.UnsafeFileError, match="larger than 99 bytes"):
+        common.read_beneath(str(merged), CFG_PATH, limit=99)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../victim/x.cfg", "a/../b", "a//b", ""])
+def test_read_beneath_refuses_a_path_that_is_not_plain_relative(tmp_path, path):
+    with pytest.raises(common.UnsafeFileError, match="not a plain relative path"):
+        common.read_beneath(str(tmp_path), path)
