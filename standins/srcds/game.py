@@ -33,6 +33,8 @@ DEFAULT_CVARS = {
     "sv_allow_lobby_connect_only": "1",
     "sv_consistency": "1",
     "motd_enabled": "1",
+    # The cfg srcds runs at every map load (the game's rules exec it); server.cfg by default.
+    "servercfgfile": "server.cfg",
 }
 # Never reported through A2S_RULES: secrets, as srcds hides FCVAR_PROTECTED values.
 PROTECTED_CVARS = frozenset({"rcon_password", "sv_password"})
@@ -135,9 +137,13 @@ class GameServer:
         return self._exec_file(args, 0)
 
     def exec_server_cfg(self) -> None:
-        """srcds executes server.cfg on every map load; its output goes to the console."""
-        say("Executing listen server config file")
-        for line in self._exec_file(["server.cfg"], 0):
+        """srcds executes ``servercfgfile`` (server.cfg unless set) on every map load; its
+        output goes to the console."""
+        cfg = self.cvars["servercfgfile"]
+        if not cfg:
+            return
+        say(f"Executing dedicated server config file {cfg}")
+        for line in self._exec_file([cfg], 0):
             say(line)
 
     # ----- maps --------------------------------------------------------------------------

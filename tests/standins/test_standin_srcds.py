@@ -108,6 +108,22 @@ def test_server_cfg_runs_at_map_load_after_command_line(start_srcds, game_root):
     assert a2s.info(other.address, timeout=2).server_name == "From Cmdline"
 
 
+def test_servercfgfile_names_the_cfg_run_at_every_map_load(start_srcds, game_root):
+    """srcds runs the cfg ``servercfgfile`` names at map load (server.cfg by default): a
+    cfg run after server.cfg there has the last word, at every map load."""
+    cfg = game_root / "left4dead2" / "cfg"
+    (cfg / "server.cfg").write_text('hostname "Overlay Host"\nrcon_password "tenant"\n')
+    (cfg / "last.cfg").write_text('rcon_password "own"\n')
+    (cfg / "mapload.cfg").write_text("exec server.cfg\nexec last.cfg\n")
+    (cfg / "start.cfg").write_text('servercfgfile "mapload.cfg"\nrcon_password "own"\n')
+    server = start_srcds(game_root, "+exec", "start.cfg")
+    server.process.wait_for_line("Executing dedicated server config file mapload.cfg")
+    assert a2s.info(server.address, timeout=2).server_name == "Overlay Host"
+    rcon(server, "changelevel c1m2_streets", password="own")
+    server.process.wait_for_line("Map c1m2_streets loaded")
+    assert "hostname: Overlay Host" in rcon(server, "status", password="own")
+
+
 def test_addons_are_listed_and_dangling_links_reported(start_srcds, game_root, tmp_path):
     addons = game_root / "left4dead2" / "addons"
     real = tmp_path / "store" / "123.vpk"
@@ -381,7 +397,7 @@ def test_startup_console_lines(start_srcds, game_root):
     server = start_srcds(game_root)
     for line in (
         "---- Host_NewGame ----",
-        "Executing listen server config file",
+        "Executing dedicated server config file server.cfg",
         "Connection to Steam servers successful.",
         "VAC secure mode is activated.",
     ):
