@@ -12,11 +12,14 @@ module writes and the ``left4me-server@.service`` template reads:
   ``LEFT4ME_PORT``, ``LEFT4ME_IP``, ``LEFT4ME_MAP``, ``LEFT4ME_MAXPLAYERS``,
   ``LEFT4ME_TICKRATE``, ``LEFT4ME_ARGS`` and any extra environment. No secrets.
 * ``{state_dir}/overlays/.instance-NAME/left4dead2/cfg/left4me/instance.cfg``
-  (root:left4me 0640, dirs 0750): the instance's own config layer, holding
-  ``hostname`` and ``rcon_password``. The unit runs it with ``+exec``, so the
-  RCON password never appears in argv or in the unit. srcds runs
-  ``server.cfg`` after it at every map load, so a ``server.cfg`` in an
-  overlay wins over these values.
+  (root:left4me 0640, dirs 0750): the instance's own config layer, first of
+  its layers, so no overlay can replace its files. ``instance.cfg`` holds
+  ``rcon_password`` (its only copy) and sets ``servercfgfile`` to
+  ``left4me/mapload.cfg``; the unit runs it with ``+exec``, so the password
+  never appears in argv or in the unit. ``mapload.cfg`` is what srcds runs at
+  every map load: ``hostname``, then ``server.cfg`` (an overlay's wins over the
+  hostname), then ``instance.cfg`` again, so the password left4me set stays the
+  server's (see docs/trust.md for what can still change it).
 * ``{systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf``:
   ``SocketBindAllow=`` for the instance's ports and ``AllowedCPUs=``, which
   systemd cannot take from an environment file.
@@ -65,6 +68,8 @@ UNIT_TEMPLATE = "left4me-server@.service"
 DROPIN_NAME = "50-left4me-instance.conf"
 CONFIG_LAYER_PREFIX = ".instance-"
 INSTANCE_CFG = "left4me/instance.cfg"  # relative to left4dead2/cfg, as +exec takes it
+# The cfg srcds runs at every map load (servercfgfile, set by INSTANCE_CFG) instead of server.cfg.
+MAPLOAD_CFG = "left4me/mapload.cfg"
 MANAGED_HEADER = "Managed by left4me.l4d2.srcds_instance; local edits are overwritten."
 
 PORT_KEY = "LEFT4ME_PORT"
@@ -120,6 +125,9 @@ class HostLayout:
 
     def instance_cfg(self, name: str) -> str:
         return os.path.join(self.config_layer(name), "left4dead2", "cfg", INSTANCE_CFG)
+
+    def mapload_cfg(self, name: str) -> str:
+        return os.path.join(self.config_layer(name), "left4dead2", "cfg", MAPLOAD_CFG)
 
     def dropin_dir(self, name: str) -> str:
         return os.path.join(self.systemd_dir, server_unit_name(name) + ".d")
@@ -427,16 +435,33 @@ def render_env(spec: InstanceSpec, layout: HostLayout) -> str:
 
 
 def render_instance_cfg(spec: InstanceSpec, *, mask_secrets: bool = False) -> str:
+    """What left4me keeps in force: the RCON password and the map-load cfg.
+
+    The unit runs it with ``+exec`` at start-up and :data:`MAPLOAD_CFG` runs it again
+    after ``server.cfg`` at every map load, so no overlay's cfg keeps another password.
+    """
     lines = [
         f"// {MANAGED_HEADER}",
-        f"// Instance {spec.name}: run with +exec {INSTANCE_CFG} at start-up; server.cfg",
-        "// (run at every map load, after this) wins where both set a cvar.",
+        f"// Instance {spec.name}: run with +exec {INSTANCE_CFG} at start-up and by",
+        f"// {MAPLOAD_CFG} after server.cfg at every map load: what it sets stays in force.",
     ]
-    if spec.hostname is not None:
-        lines.append(f'hostname "{spec.hostname}"')
     if spec.rcon_password is not None:
         shown = "********" if mask_secrets else spec.rcon_password
         lines.append(f'rcon_password "{shown}"')
+    lines.append(f'servercfgfile "{MAPLOAD_CFG}"')
+    return "\n".join(lines) + "\n"
+
+
+def render_mapload_cfg(spec: InstanceSpec) -> str:
+    """The cfg srcds runs at every map load: the instance's defaults, the overlays'
+    ``server.cfg`` (which wins over the defaults), then :data:`INSTANCE_CFG` again."""
+    lines = [
+        f"// {MANAGED_HEADER}",
+        f"// Instance {spec.name}: srcds runs this at every map load (servercfgfile).",
+    ]
+    if spec.hostname is not None:
+        lines.append(f'hostname "{spec.hostname}"')
+    lines += ["exec server.cfg", f"exec {INSTANCE_CFG}"]
     return "\n".join(lines) + "\n"
 
 
@@ -577,6 +602,7 @@ def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int) -> list[Manag
             0o640,
             diff_content=render_instance_cfg(spec, mask_secrets=True),
         ),
+        ManagedFile(layout.mapload_cfg(spec.name), render_mapload_cfg(spec), 0, gid, 0o640),
         ManagedFile(layout.dropin_file(spec.name), render_dropin(spec), 0, 0, 0o644),
     ]
 

@@ -10,8 +10,10 @@ says which one is the last; so after the command an empty ``RESPONSE_VALUE`` is
 sent, which srcds mirrors once everything before it has gone out: output is read
 until that echo. The whole exchange runs under one deadline.
 
-The password is read from the instance's own configuration on the host (root only),
-so it never crosses the network or the controller. The rcon module only gathers and
+The password is read from the instance's own config layer on the host (root only,
+:func:`instance_password`), never from the tree a tenant controls, so it never crosses
+the network or the controller. A login is tried once per call: srcds bans an address
+after repeated failures. The rcon module only gathers and
 sends; what it refuses and where it connects are decided here (:func:`validate_request`,
 :func:`target_of`, :func:`not_running_message`, :func:`no_password_message`).
 """
@@ -25,7 +27,11 @@ import struct
 import time
 from dataclasses import dataclass
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._common import validate_id
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    UnsafeFileError,
+    read_beneath,
+    validate_id,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import MountError, parse_env
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
     UnitState,
@@ -52,6 +58,13 @@ LOOPBACK = "127.0.0.1"
 # instance.cfg (written by srcds_instance) and cfg files: `rcon_password "value"`.
 _RCON_PASSWORD_RE = re.compile(
     r"^\s*rcon_password\s+(?:\"([^\"\r\n]*)\"?|([^\s\";/]+))", re.I | re.M
+)
+
+
+# One login per call, never retried: srcds bans an address after a few wrong passwords.
+AUTH_FAILED_MESSAGE = (
+    "the server's RCON password is not the one left4me set (something in the server changed"
+    " it): restart the server to restore its RCON password"
 )
 
 
@@ -246,10 +259,7 @@ class RconClient:
             if packet.kind != SERVERDATA_AUTH_RESPONSE:
                 continue
             if packet.request_id == AUTH_FAILED_ID:
-                raise RconAuthError(
-                    f"the server at {self.target[0]}:{self.target[1]} refused the RCON"
-                    " password (wrong password; repeated failures get this address banned)"
-                )
+                raise RconAuthError(AUTH_FAILED_MESSAGE)
             if packet.request_id != AUTH_ID:
                 raise RconProtocolError(f"unexpected login answer id {packet.request_id}")
             return
@@ -290,22 +300,31 @@ def run_command(port: int, password: str, command: str, timeout: float = DEFAULT
 # --- where the password is -------------------------------------------------------------
 
 CONFIG_LAYER_PREFIX = ".instance-"
+INSTANCE_CFG_IN_LAYER = "left4dead2/cfg/left4me/instance.cfg"
+
+
+def config_layer_path(name: str, state_dir: str) -> str:
+    return os.path.join(state_dir, "overlays", CONFIG_LAYER_PREFIX + name)
 
 
 def instance_cfg_path(name: str, state_dir: str) -> str:
     """srcds_instance's per-instance cfg (root:left4me 0640), which holds rcon_password."""
-    return os.path.join(state_dir, "overlays", CONFIG_LAYER_PREFIX + name, "left4dead2", "cfg",
-                        "left4me", "instance.cfg")
+    return os.path.join(config_layer_path(name, state_dir), *INSTANCE_CFG_IN_LAYER.split("/"))
 
 
-def server_cfg_path(merged: str) -> str:
-    return os.path.join(merged, "left4dead2", "cfg", "server.cfg")
+def instance_password(name: str, state_dir: str) -> str | None:
+    """The RCON password left4me set for instance ``name``, or None.
 
-
-def password_for(instance_cfg_text: str | None, server_cfg_text: str | None) -> str | None:
-    """The password the running server uses: srcds runs server.cfg after the instance cfg
-    (``+exec`` at start-up, server.cfg at every map load), so server.cfg's value wins."""
-    return read_rcon_password(server_cfg_text) or read_rcon_password(instance_cfg_text)
+    Read from the instance's own config layer only (root-owned; its instance.cfg runs
+    again after server.cfg at every map load, so it is the password the server keeps),
+    never from the merged tree a tenant controls, and never through a link.
+    """
+    validate_id(name, "instance name", RconError)
+    try:
+        text = read_beneath(config_layer_path(name, state_dir), INSTANCE_CFG_IN_LAYER)
+    except UnsafeFileError as exc:
+        raise RconError(str(exc)) from None
+    return read_rcon_password(text)
 
 
 # --- what the rcon module refuses, and where it connects ---------------------------------
@@ -350,6 +369,6 @@ def not_running_message(name: str, unit_state: UnitState) -> str:
 
 
 def no_password_message(name: str, instance_cfg: str) -> str:
-    return (f"instance {name!r} has no RCON password (no rcon_password in {instance_cfg} or"
-            " its server.cfg): srcds refuses every RCON login; set rcon_password with"
-            " left4me.l4d2.srcds_instance")
+    return (f"instance {name!r} has no RCON password (no rcon_password in {instance_cfg}):"
+            " set rcon_password with left4me.l4d2.srcds_instance (left4me never uses one an"
+            " overlay's cfg sets)")

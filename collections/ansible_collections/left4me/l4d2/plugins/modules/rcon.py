@@ -14,11 +14,14 @@ description:
   - Sends one command to one instance's srcds over Source RCON on the host itself and returns
     its output, assembled from however many packets srcds sends it in (an empty
     C(SERVERDATA_RESPONSE_VALUE) follows the command; output is read until srcds echoes it).
-  - The RCON password is read on the host, as root, from the instance's configuration (the
-    C(rcon_password) of an overlay's C(server.cfg) in the mounted tree, which srcds runs
-    last, else the instance cfg M(left4me.l4d2.srcds_instance) writes); it never crosses
-    the network or reaches the controller. RCON connects to 127.0.0.1 (or the address the
-    server binds, when it binds one).
+  - The RCON password is read on the host, as root, from the instance's own config layer
+    (the C(instance.cfg) M(left4me.l4d2.srcds_instance) writes, which srcds runs again after
+    C(server.cfg) at every map load), never from the mounted tree a tenant controls and
+    never through a link; it never crosses the network or reaches the controller.
+  - One login per call, never retried (srcds bans an address after repeated failures).
+    When the server refuses it, something in the server changed its password (a plugin,
+    a command); restarting the server restores the one left4me set.
+  - RCON connects to 127.0.0.1 (or the address the server binds, when it binds one).
   - The whole exchange (connect, login, output) has one deadline, O(timeout).
   - Errors say what happened; the server is not running, nothing listens on its port, the
     password was refused, the address is banned after too many wrong passwords, or no
@@ -112,17 +115,13 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     LANG_C,
     read_text,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    instance_paths,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconError,
     instance_cfg_path,
+    instance_password,
     no_password_message,
     not_running_message,
-    password_for,
     run_command,
-    server_cfg_path,
     target_of,
     validate_request,
 )
@@ -172,8 +171,10 @@ def main():
     if not unit_state.running:
         module.fail_json(msg=not_running_message(name, unit_state), address=target.where,
                          state=unit_state.state)
-    password = password_for(read_text(instance_cfg_path(name, state_dir)),
-                            read_text(server_cfg_path(instance_paths(name, state_dir).merged)))
+    try:
+        password = instance_password(name, state_dir)
+    except RconError as exc:
+        module.fail_json(msg=str(exc), address=target.where)
     if not password:
         module.fail_json(msg=no_password_message(name, instance_cfg_path(name, state_dir)),
                          address=target.where)

@@ -136,7 +136,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     LANG_C,
-    read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     JournalError,
@@ -146,13 +145,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # 
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
-    instance_paths,
     validate_instance_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
-    instance_cfg_path,
-    read_rcon_password,
-    server_cfg_path,
+    RconError,
+    instance_password,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
     unit_of,
@@ -198,13 +195,10 @@ def main():
     if not entries and not configured and not params["cursor"]:
         module.fail_json(msg=f"instance {name!r} is not configured on this host and its unit"
                          f" {unit_of(name)} has no journal entries")
-    secrets = [
-        s for s in (
-            read_rcon_password(read_text(instance_cfg_path(name, params["state_dir"]))),
-            read_rcon_password(read_text(server_cfg_path(
-                instance_paths(name, params["state_dir"]).merged))),
-        ) if s
-    ]
+    try:
+        secrets = [s for s in (instance_password(name, params["state_dir"]),) if s]
+    except RconError:
+        secrets = []  # password cvars in messages are still masked by their name
     result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
     module.exit_json(changed=False, unit=unit_of(name), entries=result.entries,
                      lines=result.lines, cursor=result.cursor, more=result.more,

@@ -223,10 +223,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconError,
-    instance_cfg_path,
-    password_for,
+    instance_password,
     run_command,
-    server_cfg_path,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
     InfoError,
@@ -269,8 +267,10 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
     params = module.params
     env = read_env(os.path.join(params["config_dir"], "instances", f"{name}.env"))
     paths = instance_paths(name, params["state_dir"])
-    password = password_for(read_text(instance_cfg_path(name, params["state_dir"])),
-                            read_text(server_cfg_path(paths.merged)))
+    try:
+        password = instance_password(name, params["state_dir"])
+    except RconError:
+        password = None  # then RCON says there is no password; the rest is still reported
     messages = []
     if needs_journal(props):
         _rc, out, _err = module.run_command(journal_argv(name, params["journal_lines"]),

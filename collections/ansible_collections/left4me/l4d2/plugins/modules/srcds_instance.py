@@ -19,11 +19,13 @@ description:
   - Writes the instance env file C({config_dir}/instances/NAME.env) (root:left4me 0640, no
     secrets) with C(LEFT4ME_LOWERDIRS), the complete layer list, first wins, the
     installation last; C(LEFT4ME_PORT); and the srcds settings.
-  - Writes the instance's config layer C({state_dir}/overlays/.instance-NAME/) whose
-    C(left4dead2/cfg/left4me/instance.cfg) (root:left4me 0640) holds O(instances[].hostname)
-    and O(instances[].rcon_password); the unit runs it with C(+exec), so the password is
-    never on a command line. srcds runs C(server.cfg) after it at every map load, so an
-    overlay's C(server.cfg) wins where both set a cvar.
+  - Writes the instance's config layer C({state_dir}/overlays/.instance-NAME/), the first of
+    its layers (no overlay can replace its files). Its C(left4dead2/cfg/left4me/instance.cfg)
+    (root:left4me 0640) holds O(instances[].rcon_password) and points C(servercfgfile) at
+    C(left4me/mapload.cfg); the unit runs it with C(+exec), so the password is never on a
+    command line. At every map load srcds runs C(mapload.cfg): O(instances[].hostname), the
+    overlays' C(server.cfg) (which wins over the hostname), then C(instance.cfg) again, so
+    the RCON password is always the one set here and the M(left4me.l4d2.rcon) module uses.
   - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
     with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
   - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
@@ -88,7 +90,8 @@ options:
         description: Address srcds binds (C(+ip)). Defaults to V(0.0.0.0), every interface.
         type: str
       hostname: &hostname
-        description: Server name, written to the instance cfg (an overlay's server.cfg wins).
+        description: Server name, set at every map load before the overlays' server.cfg (which
+          wins where it sets one).
         type: str
       maxplayers: &maxplayers
         description: Player slots (C(+maxplayers)), 1 to 64. Defaults to V(8).
@@ -109,8 +112,8 @@ options:
         description:
           - RCON password, written to the instance cfg (mode 0640), never to argv, the unit,
             the env file, logs or diffs. No double quotes, semicolons or line breaks.
-          - Unset means no C(rcon_password) line (RCON refuses every login unless an
-            overlay's cfg sets one).
+          - Unset means no C(rcon_password) line: srcds refuses every RCON login unless an
+            overlay's cfg sets one, and M(left4me.l4d2.rcon) never uses an overlay's.
         type: str
       allowed_cpus: &allowed_cpus
         description: CPU list for C(AllowedCPUs=), for example V(1-3) (leave core 0 to the host).

@@ -116,11 +116,23 @@ def test_env_file_round_trips_through_the_mount_helpers_parser(layout):
 
 def test_instance_cfg_holds_the_secret_and_the_diff_masks_it(layout):
     result = spec(layout, hostname="Coop #1", rcon_password="s3cret")
-    assert 'hostname "Coop #1"' in inst.render_instance_cfg(result)
     assert 'rcon_password "s3cret"' in inst.render_instance_cfg(result)
+    assert 'servercfgfile "left4me/mapload.cfg"' in inst.render_instance_cfg(result)
     masked = inst.render_instance_cfg(result, mask_secrets=True)
     assert "s3cret" not in masked and 'rcon_password "********"' in masked
     assert "rcon_password" not in inst.render_instance_cfg(spec(layout))
+
+
+def test_every_map_load_runs_server_cfg_then_the_instance_cfg_again(layout):
+    """The overlays' server.cfg may rename the server, but the password left4me set comes
+    back after it at every map load (srcds runs servercfgfile there)."""
+    result = spec(layout, hostname="Coop #1", rcon_password="s3cret")
+    lines = inst.render_mapload_cfg(result).splitlines()
+    commands = [line for line in lines if not line.startswith("//")]
+    assert commands == ['hostname "Coop #1"', "exec server.cfg", "exec left4me/instance.cfg"]
+    assert "s3cret" not in "\n".join(lines)
+    assert layout.mapload_cfg("coop1") == os.path.join(
+        os.path.dirname(layout.instance_cfg("coop1")), "mapload.cfg")
 
 
 def test_dropin_allows_exactly_the_instance_ports(layout):

@@ -267,10 +267,11 @@ def write_all(p):
 def test_a_new_instance_diff_shows_every_file_with_the_password_masked(layout):
     diffs = units.instance_diffs([planned(layout, rcon_password=SECRET, hostname="Coop")], {})
     assert [d["after_header"] for d in diffs] == [
-        layout.env_file("coop1"), layout.instance_cfg("coop1"), layout.dropin_file("coop1")]
+        layout.env_file("coop1"), layout.instance_cfg("coop1"), layout.mapload_cfg("coop1"),
+        layout.dropin_file("coop1")]
     cfg = diffs[1]
     assert cfg["before"] == "" and 'rcon_password "********"' in cfg["after"]
-    assert 'hostname "Coop"' in cfg["after"]
+    assert 'hostname "Coop"' in diffs[2]["after"]
     assert SECRET not in json.dumps(diffs)
 
 

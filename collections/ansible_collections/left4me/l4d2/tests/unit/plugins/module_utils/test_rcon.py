@@ -81,10 +81,32 @@ def test_the_password_is_the_last_one_a_cfg_sets(text, password):
     assert _rcon.read_rcon_password(text) == password
 
 
-def test_server_cfg_wins_over_the_instance_cfg_as_srcds_runs_it_later():
-    assert _rcon.password_for('rcon_password "inst"', 'rcon_password "srv"') == "srv"
-    assert _rcon.password_for('rcon_password "inst"', 'hostname "x"') == "inst"
-    assert _rcon.password_for(None, None) is None
+def _instance_cfg(state: pathlib.Path, name: str, text: str) -> pathlib.Path:
+    cfg = pathlib.Path(_rcon.instance_cfg_path(name, str(state)))
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(text)
+    return cfg
+
+
+def test_the_password_is_the_instance_cfgs_whatever_the_merged_tree_says(tmp_path):
+    """The merged tree is the tenant's: its server.cfg (a link to another instance's cfg
+    here) is never read; srcds runs instance.cfg after it at every map load."""
+    victim = _instance_cfg(tmp_path, "victim", 'rcon_password "VICTIM"\n')
+    _instance_cfg(tmp_path, "coop1", 'rcon_password "own"\n')
+    merged_cfg = tmp_path / "runtime" / "coop1" / "merged" / "left4dead2" / "cfg"
+    merged_cfg.mkdir(parents=True)
+    (merged_cfg / "server.cfg").symlink_to(victim)
+    assert _rcon.instance_password("coop1", str(tmp_path)) == "own"
+    assert _rcon.instance_password("ghost", str(tmp_path)) is None
+
+
+def test_a_link_in_the_config_layer_is_refused_not_followed(tmp_path):
+    victim = _instance_cfg(tmp_path, "victim", 'rcon_password "VICTIM"\n')
+    cfg = pathlib.Path(_rcon.instance_cfg_path("coop1", str(tmp_path)))
+    cfg.parent.mkdir(parents=True)
+    cfg.symlink_to(victim)
+    with pytest.raises(_rcon.RconError, match="is a symbolic link: not read"):
+        _rcon.instance_password("coop1", str(tmp_path))
 
 
 def test_the_instance_cfg_is_where_srcds_instance_writes_it():
@@ -121,8 +143,11 @@ def test_an_answer_of_many_packets_is_assembled_whole(start_srcds, standin_harne
 
 
 def test_a_wrong_password_is_said_so(server):
-    with pytest.raises(_rcon.RconAuthError, match="refused the RCON password"):
+    with pytest.raises(_rcon.RconAuthError) as refused:
         _rcon.run_command(server.port, "wrong", "status", timeout=10)
+    assert str(refused.value) == (
+        "the server's RCON password is not the one left4me set (something in the server"
+        " changed it): restart the server to restore its RCON password")
 
 
 def test_an_address_banned_after_too_many_wrong_passwords_is_said_so(server):
@@ -257,5 +282,5 @@ def test_an_instance_without_a_password_says_where_to_set_it():
     cfg = _rcon.instance_cfg_path("coop1", "/var/lib/left4me")
     assert _rcon.no_password_message("coop1", cfg) == (
         "instance 'coop1' has no RCON password (no rcon_password in /var/lib/left4me/overlays/"
-        ".instance-coop1/left4dead2/cfg/left4me/instance.cfg or its server.cfg): srcds refuses"
-        " every RCON login; set rcon_password with left4me.l4d2.srcds_instance")
+        ".instance-coop1/left4dead2/cfg/left4me/instance.cfg): set rcon_password with"
+        " left4me.l4d2.srcds_instance (left4me never uses one an overlay's cfg sets)")

@@ -8,18 +8,20 @@ before asking anything. tests/collection/test_reads_on_host.py runs them on a re
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
+import time
 
 import pytest
 
 try:
     from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon
-    from ansible_collections.left4me.l4d2.plugins.modules import rcon, srcds_info
+    from ansible_collections.left4me.l4d2.plugins.modules import rcon, server_logs, srcds_info
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon
-    from ansible_collections.left4me.l4d2.plugins.modules import rcon, srcds_info
+    from ansible_collections.left4me.l4d2.plugins.modules import rcon, server_logs, srcds_info
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
@@ -139,6 +141,41 @@ def test_rcon_sends_with_the_password_read_on_the_host_and_never_shows_it(capsys
     assert result["stdout_lines"] == ["rcon_password is ********", "ok"]
     assert COOP_PASSWORD not in out
     assert host["calls"][-1] == ("rcon", "127.0.0.1", 27015, COOP_PASSWORD, "status")
+
+
+VICTIM_PASSWORD = "VICTIM-SECRET"
+
+
+def plant(host, kind: str) -> None:
+    """What a tenant can put at coop1's merged server.cfg: a link to another instance's
+    instance.cfg, a link to /dev/zero, a FIFO nobody writes."""
+    state = pathlib.Path(host["args"]["state_dir"])
+    victim = state / "overlays" / ".instance-victim" / "left4dead2" / "cfg" / "left4me"
+    victim.mkdir(parents=True)
+    (victim / "instance.cfg").write_text(f'rcon_password "{VICTIM_PASSWORD}"\n')
+    cfg = state / "runtime" / "coop1" / "merged" / "left4dead2" / "cfg"
+    cfg.mkdir(parents=True)
+    if kind == "victim":
+        (cfg / "server.cfg").symlink_to(victim / "instance.cfg")
+    elif kind == "zero":
+        (cfg / "server.cfg").symlink_to("/dev/zero")
+    else:
+        os.mkfifo(cfg / "server.cfg")
+
+
+@pytest.mark.parametrize("kind", ["victim", "zero", "fifo"])
+def test_rcon_and_srcds_info_use_the_own_password_whatever_server_cfg_is(capsys, host, kind):
+    plant(host, kind)
+    started = time.monotonic()
+    result, out = run(rcon, capsys, host, name="coop1", command="status")
+    assert result["changed"] and VICTIM_PASSWORD not in out
+    assert host["calls"][-1] == ("rcon", "127.0.0.1", 27015, COOP_PASSWORD, "status")
+    host["rcon"] = lambda: (STATUS, 0.1)
+    result, out = run(srcds_info, capsys, host, names=["coop1"], players=True)
+    assert host["calls"][-1] == ("rcon", "127.0.0.1", 27015, COOP_PASSWORD, "status")
+    result, out = run(server_logs, capsys, host, name="coop1")
+    assert not result.get("failed") and VICTIM_PASSWORD not in out
+    assert time.monotonic() - started < 5, "nothing waited on the FIFO or read /dev/zero"
 
 
 def test_rcon_in_check_mode_sends_nothing(capsys, host):
