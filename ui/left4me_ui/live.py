@@ -15,6 +15,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import refusal
+
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
@@ -23,11 +25,6 @@ from left4me_ui.validation import check_name
 
 COMMAND_MAX_BYTES = 4000  # the rcon module's own limit
 CONSOLE_DEADLINE = 30.0  # seconds the whole RCON exchange may take on the host
-# Commands the console refuses, with why: they would cut the UI off from its own server.
-REFUSED_COMMANDS = {
-    "rcon_password": "the RCON password belongs to the server's settings; changed here, "
-                     "the UI could no longer reach the server",
-}
 LOG_PAGE_LINES = 200
 
 
@@ -66,9 +63,11 @@ def check_command(command: str) -> str:
         raise ConsoleError("type a command, e.g. status")
     if len(command.encode("utf-8")) > COMMAND_MAX_BYTES:
         raise ConsoleError(f"a command is at most {COMMAND_MAX_BYTES} bytes")
-    first = command.split()[0].lower()
-    if first in REFUSED_COMMANDS:
-        raise ConsoleError(f"{first} is refused here: {REFUSED_COMMANDS[first]}")
+    # The collection's rule, the one the rcon module applies on the host: every
+    # `;`-separated part is checked, as srcds runs them all.
+    refused = refusal(command)
+    if refused:
+        raise ConsoleError(refused)
     return command
 
 

@@ -16,6 +16,13 @@ from left4me_ui.authz import NotFound
     ("say " + "x" * 4000, "at most 4000 bytes"),
     ("rcon_password hunter2", "rcon_password is refused"),
     ("RCON_PASSWORD", "rcon_password is refused"),
+    # srcds runs every `;`-separated part and strips quotes from the command word
+    ("status;rcon_password x", "rcon_password is refused"),
+    ('"rcon_password" x', "rcon_password is refused"),
+    ('alias x "rcon_password y"; x', "rcon_password is refused"),
+    ("status; quit", "quit is refused: stop or restart the server through left4me"),
+    ('"EXIT"', "exit is refused"),
+    ("say bye;_restart", "_restart is refused"),
 ])
 def test_a_bad_command_is_refused_with_a_reason(command, says):
     with pytest.raises(live.ConsoleError, match=says):
@@ -24,6 +31,8 @@ def test_a_bad_command_is_refused_with_a_reason(command, says):
 
 def test_a_good_command_is_kept_as_typed_without_outer_space():
     assert live.check_command("  changelevel c2m1_highway ") == "changelevel c2m1_highway"
+    assert live.check_command('say "quit; exit"; status') == 'say "quit; exit"; status'
+    assert live.check_command("sv_password letmein") == "sv_password letmein"
 
 
 @pytest.fixture

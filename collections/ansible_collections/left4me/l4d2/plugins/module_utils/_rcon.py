@@ -92,8 +92,61 @@ class RconProtocolError(RconError):
     """The peer sent something that is not Source RCON."""
 
 
+# What a console refuses, with why. srcds runs every `;`-separated part of a line, so each
+# part is checked (split_commands); rcon_password is refused anywhere in the line, because
+# an alias (`alias x "rcon_password y"; x`) runs it later under another name.
+_CLEAN_EXIT = ("stop or restart the server through left4me instead: srcds exits cleanly on"
+               " it, and its unit restarts only a server that failed")
+REFUSED_COMMANDS = {
+    "rcon_password": "the RCON password is the server's own setting (left4me.l4d2.srcds_instance,"
+                     " the UI's blueprint); changed from a console, left4me could no longer"
+                     " reach the server",
+    "quit": _CLEAN_EXIT,
+    "exit": _CLEAN_EXIT,
+    "_restart": _CLEAN_EXIT,
+}
+_RCON_PASSWORD_WORD_RE = re.compile(r"(?<![A-Za-z0-9_])rcon_password(?![A-Za-z0-9_])", re.I)
+# srcds's tokenizer ends a word at white space, a quote or one of these.
+_WORD_RE = re.compile(r"[^\s\"{}()':]*")
+
+
+def split_commands(line: str) -> list[str]:
+    """The commands srcds runs for one console line: `;` outside double quotes separates
+    them (a `;` inside quotes is part of an argument)."""
+    commands, current, quoted = [], [], False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        if char == ";" and not quoted:
+            commands.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    commands.append("".join(current))
+    return [command.strip() for command in commands if command.strip()]
+
+
+def command_word(command: str) -> str:
+    """The command srcds runs for one part: its first word, quotes stripped, lower case."""
+    match = _WORD_RE.match(command.replace('"', "").lstrip())
+    return match.group(0).lower() if match else ""
+
+
+def refusal(line: str) -> str | None:
+    """Why a console line is refused (:data:`REFUSED_COMMANDS`), or None when it may run."""
+    if _RCON_PASSWORD_WORD_RE.search(line):
+        return (f"rcon_password is refused (anywhere in the line, aliases included):"
+                f" {REFUSED_COMMANDS['rcon_password']}")
+    for command in split_commands(line):
+        word = command_word(command)
+        if word in REFUSED_COMMANDS:
+            return f"{word} is refused: {REFUSED_COMMANDS[word]}"
+    return None
+
+
 def validate_command(command: object) -> str:
-    """The command, or RconError: one line, no NUL, not empty, not too long."""
+    """The command, or RconError: one line, no NUL, not empty, not too long, nothing
+    :func:`refusal` refuses."""
     if not isinstance(command, str) or not command.strip():
         raise RconError("command must be a non-empty string")
     bad = [name for char, name in (("\n", "line feed"), ("\r", "carriage return"),
@@ -105,6 +158,9 @@ def validate_command(command: object) -> str:
         )
     if len(command.encode("utf-8")) > MAX_COMMAND_BYTES:
         raise RconError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
+    refused = refusal(command)
+    if refused:
+        raise RconError(refused)
     return command
 
 

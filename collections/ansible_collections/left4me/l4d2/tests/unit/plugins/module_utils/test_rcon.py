@@ -63,6 +63,36 @@ def test_a_command_with_a_line_break_or_nul_is_refused(command, what):
         _rcon.validate_command(command)
 
 
+@pytest.mark.parametrize("line, commands", [
+    ("status", ["status"]),
+    ("status;rcon_password x", ["status", "rcon_password x"]),
+    ('say "a;b"; status ;', ['say "a;b"', "status"]),
+    ('say "unclosed; quit', ['say "unclosed; quit']),
+])
+def test_a_line_splits_into_commands_the_way_srcds_runs_them(line, commands):
+    assert _rcon.split_commands(line) == commands
+
+
+@pytest.mark.parametrize("command, refused", [
+    ("status;rcon_password x", "rcon_password"),
+    ('"rcon_password" x', "rcon_password"),
+    ('"RCON_PASSWORD"x', "rcon_password"),
+    ('alias set "rcon_password x"; set', "rcon_password"),
+    ("status ; quit", "quit"),
+    ('"exit"', "exit"),
+    ("echo a;_RESTART", "_restart"),
+])
+def test_a_refused_command_is_refused_in_any_part_of_the_line(command, refused):
+    with pytest.raises(_rcon.RconError, match=f"^{refused} is refused"):
+        _rcon.validate_command(command)
+
+
+@pytest.mark.parametrize("command", [
+    "status", 'say "quit; exit"', "sv_password letmein", "echo quitting", "sm_rcon_passwords"])
+def test_commands_that_only_look_alike_pass(command):
+    assert _rcon.validate_command(command) == command
+
+
 @pytest.mark.parametrize("command", ["", "   ", None, "x" * 4001])
 def test_an_empty_or_oversized_command_is_refused(command):
     with pytest.raises(_rcon.RconError):
