@@ -26,6 +26,9 @@ from left4me_ui.runner import run_module
 
 KEEP_SECONDS = 2 * 24 * 3600  # the charts show the last day; keep two
 STALE_POLLS = 3  # an observation older than this many intervals is no longer "now"
+# The servers list's words for a server that refused the UI's RCON (no players, no console).
+RCON_REFUSED = ("RCON refused: its RCON password is not the one left4me set; restart the server"
+                " to restore it")
 PROFILES = "steam profiles"  # the poller's own step after the hosts (Poller.last_errors key)
 
 
@@ -85,12 +88,24 @@ def hosts_to_poll(core: Core) -> list[str]:
             " ORDER BY host")]
 
 
-def poll_host(core: Core, host: str) -> list[Change]:
-    """Ask `host` once; record what its UI servers do; return what changed since last time."""
-    run = run_module(core, host, "left4me.l4d2.srcds_info", {"players": True}, timeout=120)
+def poll_host(core: Core, host: str, rcon_refused: dict[str, str] | None = None
+              ) -> list[Change]:
+    """Ask `host` once; record what its UI servers do; return what changed since last time.
+
+    `rcon_refused` (instance name -> the unit's InvocationID) remembers the servers that
+    refused RCON: srcds_info does not ask them again until their unit starts anew (srcds
+    bans 127.0.0.1 after repeated failures). It is updated from the answer.
+    """
+    refused = {} if rcon_refused is None else rcon_refused
+    run = run_module(core, host, "left4me.l4d2.srcds_info",
+                     {"players": True, "rcon_refused": dict(refused)}, timeout=120)
     if not run.ok:
         raise RuntimeError(f"srcds_info on {host}: {run.message}")
-    return record(core, host, run.result.get("instances") or [])
+    instances = run.result.get("instances") or []
+    refused.clear()
+    refused.update({str(i["name"]): str(i["invocation"]) for i in instances
+                    if i.get("rcon_refused") and i.get("invocation")})
+    return record(core, host, instances)
 
 
 def record(core: Core, host: str, instances: list[dict]) -> list[Change]:
@@ -109,9 +124,12 @@ def record(core: Core, host: str, instances: list[dict]) -> list[Change]:
                                           None, None, None, None)
             else:
                 a2s = seen.get("a2s") or {}
+                reason = str(seen.get("reason", ""))
+                if seen.get("rcon_refused"):
+                    reason += f"; {RCON_REFUSED}"
                 observation = Observation(
                     now, str(seen.get("state", "unknown")), bool(seen.get("running")),
-                    str(seen.get("reason", "")), a2s.get("players"), a2s.get("max_players"),
+                    reason, a2s.get("players"), a2s.get("max_players"),
                     seen.get("memory_bytes"), seen.get("cpu_seconds"))
             change = _store(conn, row["id"], observation)
             if change is not None:
@@ -175,6 +193,7 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="left4me-poller", daemon=True)
         self.last_errors: dict[str, str] = {}
+        self.rcon_refused: dict[str, dict[str, str]] = {}  # host -> poll_host's memory
 
     def start(self) -> None:
         self._thread.start()
@@ -187,7 +206,7 @@ class Poller:
         while not self._stop.wait(self.interval):
             for host in hosts_to_poll(self.core):
                 try:
-                    poll_host(self.core, host)
+                    poll_host(self.core, host, self.rcon_refused.setdefault(host, {}))
                     self.last_errors.pop(host, None)
                 except Exception as failed:  # noqa: BLE001 - a host down must not end polling
                     self.last_errors[host] = str(failed)

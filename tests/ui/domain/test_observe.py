@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from left4me_ui import blueprints, observe, servers
+from left4me_ui import blueprints, observe, runner, servers
 from left4me_ui.authz import NotFound
 
 
@@ -102,3 +102,31 @@ def test_cpu_share_between_polls_skips_a_restarted_counter():
         return observe.Observation(at, "running", True, "running", 0, 8, None, cpu)
     polls = [seen(0, 10.0), seen(60, 40.0), seen(120, 1.0), seen(180, None), seen(240, 7.0)]
     assert observe.cpu_percent(polls) == [(60, 50.0)]
+
+
+def test_a_server_that_refused_rcon_is_not_asked_again_until_it_restarts(core, alice,
+                                                                         monkeypatch):
+    """srcds bans 127.0.0.1 after repeated wrong passwords: the poller remembers a refusal
+    per server and passes it back, and the servers list says why and what to do."""
+    server_id = deployed(core, alice)
+    asked: list[dict] = []
+    answers = [{**running(), "rcon_refused": True, "invocation": "run-1",
+                "players_error": "the server's RCON password is not the one left4me set"},
+               {**running(), "rcon_refused": True, "invocation": "run-1"},
+               {**running(), "rcon_refused": False, "invocation": "run-2"}]
+
+    def run_module(_core, _host, module, args, timeout):
+        assert module == "left4me.l4d2.srcds_info"
+        asked.append(args)
+        return runner.ModuleRun(True, "", {"instances": [answers[len(asked) - 1]]})
+
+    monkeypatch.setattr(observe, "run_module", run_module)
+    refused: dict[str, str] = {}
+    observe.poll_host(core, "alpha", refused)
+    assert asked[0]["rcon_refused"] == {}
+    reason = observe.latest(core, alice)[server_id].reason
+    assert reason.startswith("running; RCON refused") and "restart the server" in reason
+    observe.poll_host(core, "alpha", refused)
+    assert asked[1]["rcon_refused"] == {"alice1": "run-1"}
+    observe.poll_host(core, "alpha", refused)  # restarted: asked, and it answered
+    assert refused == {} and observe.latest(core, alice)[server_id].reason == "running"

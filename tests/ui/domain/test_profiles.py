@@ -155,7 +155,8 @@ def test_a_world_of_players_is_asked_100_at_a_time(core, alice, webapi):
 
 def test_the_poller_looks_profiles_up_after_its_round(core, alice, webapi, monkeypatch):
     seen(core, alice, [VETERAN])
-    monkeypatch.setattr(observe, "poll_host", lambda _core, _host: [])  # hosts: elsewhere
+    # the hosts' poll is tested elsewhere
+    monkeypatch.setattr(observe, "poll_host", lambda _core, _host, _refused=None: [])
     poller = observe.Poller(core, 0.05)
     poller.start()
     try:

@@ -225,6 +225,8 @@ class InstanceInfo:
     players: list[dict] | None = None
     players_error: str | None = None
     status_problems: list[str] = field(default_factory=list)
+    invocation: str = ""  # systemd's InvocationID: a new one at every start of the unit
+    rcon_refused: bool = False  # the server refused left4me's RCON password in this run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -260,6 +262,7 @@ def instance_info(name: str, env: dict[str, str], props: dict[str, str], mounted
         merged=merged,
         journal=list(journal_messages)[-journal_lines:]
         if journal_lines and not unit_state.running else [],
+        invocation=props.get("InvocationID", ""),
     )
 
 
@@ -336,6 +339,12 @@ def journal_messages(journalctl_output: str, password: str | None) -> list[str]:
 def answers_queries(info: InstanceInfo) -> bool:
     """Whether A2S and RCON are asked: only a running server with a known port answers."""
     return info.running and bool(info.port)
+
+
+def refused_before(info: InstanceInfo, rcon_refused: dict[str, str]) -> bool:
+    """Whether the server refused RCON earlier in this run of its unit (``rcon_refused``:
+    name -> the InvocationID it refused in). Asking again only earns the host a ban."""
+    return bool(info.invocation) and rcon_refused.get(info.name) == info.invocation
 
 
 def a2s_targets(infos: Sequence[InstanceInfo]) -> dict[str, tuple[str, int]]:

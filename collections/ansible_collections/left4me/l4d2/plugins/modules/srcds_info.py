@@ -59,6 +59,14 @@ options:
     description: Seconds one server's RCON C(status) may take, with O(players=true).
     type: float
     default: 5.0
+  rcon_refused:
+    description:
+      - Servers that refused RCON before, as instance name -> the C(invocation) they
+        refused in (what an earlier call returned). With O(players=true) they are not asked
+        again until their unit starts anew (srcds bans an address after repeated failures);
+        C(rcon_refused) stays true for them.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
@@ -196,6 +204,14 @@ instances:
     players_error:
       description: Why the players could not be read (RCON refused, timed out ...).
       type: str
+    invocation:
+      description: systemd's C(InvocationID) of the unit's current run (new at every start).
+      type: str
+    rcon_refused:
+      description:
+        - Whether the server refused left4me's RCON password in this run (something in the
+          server changed it; a restart restores it). Pass it back in O(rcon_refused).
+      type: bool
     status_problems:
       description: Rows of C(status) that did not parse, with their line numbers.
       type: list
@@ -222,6 +238,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
     parse_env,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
+    AUTH_FAILED_MESSAGE,
+    RconAuthError,
     RconError,
     instance_password,
     run_command,
@@ -241,6 +259,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import ( 
     probe_address,
     record_a2s,
     record_status,
+    refused_before,
     select_names,
     show_argv,
     unit_of,
@@ -281,14 +300,23 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
     return info, password
 
 
-def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float) -> None:
-    """RCON ``status`` of each running server, one after the other."""
+def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
+                rcon_refused: dict[str, str]) -> None:
+    """RCON ``status`` of each running server, one after the other; one login each, and
+    none for a server that refused it earlier in the same run."""
     for info, password in infos:
         if not answers_queries(info):
+            continue
+        if refused_before(info, rcon_refused):
+            info.rcon_refused = True
+            info.players_error = f"not asked again: {AUTH_FAILED_MESSAGE}"
             continue
         try:
             output, _seconds = run_command(info.port, password or "", "status", timeout,
                                            probe_address(info.ip))
+        except RconAuthError as exc:
+            info.rcon_refused = bool(password)  # without one, srcds was never going to agree
+            info.players_error = str(exc)
         except RconError as exc:
             info.players_error = str(exc)
         else:
@@ -303,6 +331,7 @@ def main():
             journal_lines=dict(type="int", default=10),
             a2s_timeout=dict(type="float", default=1.0),
             rcon_timeout=dict(type="float", default=5.0),
+            rcon_refused=dict(type="dict", default={}),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
@@ -338,7 +367,8 @@ def main():
     for info, _password in infos:
         record_a2s(info, answers.get(info.name))
     if params["players"]:
-        ask_players(infos, params["rcon_timeout"])
+        ask_players(infos, params["rcon_timeout"],
+                    {str(k): str(v) for k, v in params["rcon_refused"].items()})
     module.exit_json(changed=False, instances=[info.as_dict() for info, _password in infos])
 
 

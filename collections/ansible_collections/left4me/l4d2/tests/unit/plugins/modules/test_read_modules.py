@@ -37,7 +37,8 @@ def show(name: str, **changes: str) -> str:
              "UnitFileState": "enabled", "ActiveState": "active", "SubState": "running",
              "Result": "success", "NRestarts": "0", "MemoryCurrent": "1000",
              "CPUUsageNSec": "2000000000", "ExecMainCode": "0", "ExecMainStatus": "0",
-             "StartLimitBurst": "5", "StartLimitIntervalUSec": "1min", **changes}
+             "StartLimitBurst": "5", "StartLimitIntervalUSec": "1min",
+             "InvocationID": f"run-of-{name}-1", **changes}
     return "\n".join(f"{key}={value}" for key, value in props.items())
 
 
@@ -120,6 +121,30 @@ def test_srcds_info_says_why_players_could_not_be_read(capsys, host):
     host["rcon"] = refuse
     result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
     assert result["instances"][0]["players_error"] == "the server refused the RCON password"
+
+
+def test_srcds_info_does_not_ask_a_server_that_refused_until_it_restarts(capsys, host):
+    """srcds bans an address after a few wrong passwords: one refusal per run of the unit."""
+    def refuse():
+        raise _rcon.RconAuthError(_rcon.AUTH_FAILED_MESSAGE)
+
+    host["rcon"] = refuse
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
+    coop = result["instances"][0]
+    assert coop["rcon_refused"] and coop["invocation"] == "run-of-coop1-1"
+    asked = [c for c in host["calls"] if c[0] == "rcon"]
+    assert len(asked) == 1, "one login, no retry"
+    refused = {"coop1": coop["invocation"]}
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True,
+                       rcon_refused=refused)
+    coop = result["instances"][0]
+    assert coop["rcon_refused"] and "restart the server" in coop["players_error"]
+    assert [c for c in host["calls"] if c[0] == "rcon"] == asked, "not asked again"
+    host["show"] = show("coop1", InvocationID="run-of-coop1-2")  # restarted
+    host["rcon"] = lambda: (STATUS, 0.1)
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True,
+                       rcon_refused=refused)
+    assert not result["instances"][0]["rcon_refused"] and result["instances"][0]["players"]
 
 
 @pytest.mark.parametrize("args, message", [
