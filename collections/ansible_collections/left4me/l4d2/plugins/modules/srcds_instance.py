@@ -23,9 +23,10 @@ description:
     its layers (no overlay can replace its files). Its C(left4dead2/cfg/left4me/instance.cfg)
     (root:left4me 0640) holds O(instances[].rcon_password) and points C(servercfgfile) at
     C(left4me/mapload.cfg); the unit runs it with C(+exec), so the password is never on a
-    command line. At every map load srcds runs C(mapload.cfg): O(instances[].hostname), the
-    overlays' C(server.cfg) (which wins over the hostname), then C(instance.cfg) again, so
-    the RCON password is always the one set here and the M(left4me.l4d2.rcon) module uses.
+    command line. At every map load srcds runs C(mapload.cfg), which sets
+    O(instances[].hostname), runs the overlays' C(server.cfg) (which wins over the
+    hostname), then C(instance.cfg) again, so the RCON password is always the one set
+    here, which M(left4me.l4d2.rcon) uses.
   - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
     with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
   - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
@@ -112,7 +113,7 @@ options:
         description:
           - RCON password, written to the instance cfg (mode 0640), never to argv, the unit,
             the env file, logs or diffs. No double quotes, semicolons or line breaks.
-          - Unset means no C(rcon_password) line: srcds refuses every RCON login unless an
+          - Unset means no C(rcon_password) line, so srcds refuses every RCON login unless an
             overlay's cfg sets one, and M(left4me.l4d2.rcon) never uses an overlay's.
         type: str
       allowed_cpus: &allowed_cpus
