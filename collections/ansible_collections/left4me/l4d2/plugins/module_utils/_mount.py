@@ -258,9 +258,17 @@ def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[st
 # --- fuse-overlayfs leftovers ----------------------------------------------
 
 
-def _fuse_xattrs(path: str) -> list[str]:
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _fuse_xattrs(target: int | str) -> list[str]:
+    """fuse-overlayfs xattr names of a directory fd, or of a path's last component (never
+    followed)."""
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        if isinstance(target, int):
+            names = os.listxattr(target)
+        else:
+            names = os.listxattr(target, follow_symlinks=False)
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.ENOENT):
             return []
@@ -268,24 +276,62 @@ def _fuse_xattrs(path: str) -> list[str]:
     return [n for n in names if n.startswith(FUSE_OVERLAYFS_XATTR_PREFIX)]
 
 
+def _subdirs_and_others(dir_fd: int) -> tuple[list[str], list[str]]:
+    with os.scandir(dir_fd) as entries:
+        found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    return ([name for name, is_dir in found if is_dir],
+            [name for name, is_dir in found if not is_dir])
+
+
 def find_fuse_taint(upper: str) -> tuple[str, str] | None:
-    """Return (path, xattr) of the first entry carrying a fuse-overlayfs xattr."""
-    if not os.path.isdir(upper):
+    """Return (path, xattr) of the first entry carrying a fuse-overlayfs xattr.
+
+    The upper dir is written by the game (a tenant's code): each directory is opened from
+    its parent's fd without following a link, and an entry's xattrs are read through
+    ``/proc/self/fd/N/NAME`` without following NAME, so a link swapped in never makes
+    root look outside the tree. At most one fd per level is open.
+    """
+    try:
+        top = os.open(upper, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    pending = [upper]
-    while pending:
-        directory = pending.pop()
-        found = _fuse_xattrs(directory)
-        if found:
-            return directory, found[0]
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                    continue
-                found = _fuse_xattrs(entry.path)
+    except OSError as exc:
+        raise MountError(f"upper dir {upper} cannot be opened as a directory ({exc.strerror});"
+                         " it must be a real directory, not a link") from None
+    stack: list[tuple[int, str, list[str]]] = []
+    try:
+        pending = [(top, upper)]
+        while pending or stack:
+            if pending:
+                dir_fd, shown = pending.pop()
+                stack.append((dir_fd, shown, []))
+                found = _fuse_xattrs(dir_fd)
                 if found:
-                    return entry.path, found[0]
+                    return shown, found[0]
+                subdirs, others = _subdirs_and_others(dir_fd)
+                for name in others:
+                    found = _fuse_xattrs(f"/proc/self/fd/{dir_fd}/{name}")
+                    if found:
+                        return os.path.join(shown, name), found[0]
+                stack[-1][2].extend(reversed(subdirs))
+            dir_fd, shown, subdirs = stack[-1]
+            if not subdirs:
+                os.close(stack.pop()[0])
+                continue
+            name = subdirs.pop()
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:
+                    raise MountError(f"upper dir {upper} is nested too deeply to check; move it"
+                                     f" aside (mv {upper} {upper}.deep-old)") from None
+                continue  # gone, or a link now: nothing below it is the upper dir's
+            pending.append((child, os.path.join(shown, name)))
+    finally:
+        for dir_fd, _shown, _subdirs in stack:
+            os.close(dir_fd)
+        for dir_fd, _shown in pending:
+            os.close(dir_fd)
     return None
 
 

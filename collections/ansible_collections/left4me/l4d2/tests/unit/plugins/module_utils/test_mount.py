@@ -477,6 +477,43 @@ def test_fuse_taint_ignores_clean_trees_and_symlink_targets(state_dir):
     mount_lib.check_upper_not_fuse_tainted(str(upper))
 
 
+def test_fuse_taint_check_never_follows_a_link_swapped_in_for_a_directory(state_dir,
+                                                                          monkeypatch):
+    """The game writes the upper dir: a directory it swaps for a link between the listing
+    and the descent (simulated by a listing that calls the link a directory) is skipped,
+    never followed to a tainted tree outside."""
+    upper = state_dir / "upper"
+    upper.mkdir()
+    outside = state_dir.parent / "outside"
+    (outside / "deep").mkdir()
+    set_fuse_xattr(outside / "deep")
+    (upper / "dirlink").symlink_to(outside)
+    real_scandir = os.scandir
+
+    class Lying:
+        def __init__(self, entry):
+            self.entry, self.name, self.path = entry, entry.name, entry.path
+
+        def is_dir(self, follow_symlinks=True):
+            return self.name == "dirlink" or self.entry.is_dir(follow_symlinks=follow_symlinks)
+
+    class Listing:
+        def __init__(self, *args):
+            self.inner = real_scandir(*args)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def __iter__(self):
+            return (Lying(entry) for entry in self.inner)
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    assert mount_lib.find_fuse_taint(str(upper)) is None
+
+
 # --- directories -----------------------------------------------------------------------
 
 
