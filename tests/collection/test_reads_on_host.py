@@ -8,6 +8,7 @@ its password) use versus1 and bring it back before they end.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -188,18 +189,113 @@ def test_a_server_killed_until_systemd_gives_up_is_a_crash_loop(demo):
     assert wait_for(lambda: by_name(adhoc(demo, "srcds_info")[0])["versus1"]["a2s"], 30)
 
 
-def test_a_wrong_password_is_said_so(demo):
+STATE = "/var/lib/left4me"
+VERSUS_PASSWORD = "demo-versus-rcon"
+VERSUS_CFG = f"{STATE}/runtime/versus1/merged/left4dead2/cfg"
+COOP_INSTANCE_CFG = f"{STATE}/overlays/.instance-coop1/left4dead2/cfg/left4me/instance.cfg"
+
+
+def in_versus_cfg(booted: host.TestHost, script: str) -> None:
+    """Change versus1's cfg dir as its tenant can (a script overlay ships links and any
+    file; written here through the mounted tree, so overlayfs keeps it in the upper dir)."""
+    booted.nsenter("sh", "-euc", f"cd {VERSUS_CFG} && {script}")
+
+
+def write_versus_cfg(booted: host.TestHost, name: str, text: str) -> None:
+    """A regular file NAME in versus1's cfg dir holding TEXT (replacing what was there)."""
+    encoded = base64.b64encode(text.encode()).decode()
+    in_versus_cfg(booted, f"rm -f {name} && echo {encoded} | base64 -d > {name}")
+
+
+@pytest.fixture
+def versus_server_cfg(demo):
+    """versus1's server.cfg, put back (a regular file with the same text) afterwards, and
+    versus1 restarted with it (its first map and name again)."""
     booted, _ = demo
-    # Change the running server's password behind its configuration's back.
-    changed, _ = adhoc(demo, "rcon", "name=versus1 command='rcon_password changed-behind'")
+    original = booted.nsenter("cat", f"{VERSUS_CFG}/server.cfg")
+    yield booted
+    write_versus_cfg(booted, "server.cfg", original)
+    booted.nsenter("systemctl", "restart", VERSUS_UNIT)
+    assert wait_for(lambda: by_name(adhoc(demo, "srcds_info")[0])["versus1"]["a2s"], 30)
+
+
+@pytest.mark.parametrize("planted", ["victim link", "dev zero link", "fifo"])
+def test_a_tenants_server_cfg_never_gives_root_another_password_nor_hangs_it(
+        demo, versus_server_cfg, planted):
+    """H1: versus1's tenant makes its server.cfg a link to coop1's instance.cfg (or to
+    /dev/zero, or a FIFO). rcon and srcds_info log in to versus1 with versus1's OWN
+    password, return promptly, and coop1's password appears nowhere."""
+    booted = versus_server_cfg
+    plant = {"victim link": f"rm server.cfg && ln -s {COOP_INSTANCE_CFG} server.cfg",
+             "dev zero link": "rm server.cfg && ln -s /dev/zero server.cfg",
+             "fifo": "rm server.cfg && mkfifo server.cfg"}[planted]
+    in_versus_cfg(booted, plant)
+    started = time.monotonic()
+    result, stdout = adhoc(demo, "rcon", "name=versus1 command=status")
+    assert not result["failed"], result.get("msg")
+    assert result["output"].startswith("hostname: left4me demo versus")
+    info, info_stdout = adhoc(demo, "srcds_info", "names=versus1 players=true")
+    versus = info["instances"][0]
+    assert versus["players_error"] is None and not versus["rcon_refused"]
+    logs, logs_stdout = adhoc(demo, "server_logs", "name=versus1 lines=5")
+    assert not logs["failed"], logs.get("msg")
+    assert time.monotonic() - started < 120, "nothing waited on the FIFO or read /dev/zero"
+    for shown in (stdout, info_stdout, logs_stdout):
+        assert COOP_PASSWORD not in shown and VERSUS_PASSWORD not in shown
+
+
+def test_a_password_a_tenants_server_cfg_sets_is_undone_at_every_map_load(
+        demo, versus_server_cfg):
+    """srcds runs servercfgfile (left4me/mapload.cfg) at map load: the overlay's server.cfg,
+    then the instance's own instance.cfg again, so the server keeps left4me's password and
+    its name is still the one server.cfg gives it."""
+    booted = versus_server_cfg
+    write_versus_cfg(booted, "server.cfg", 'hostname "tenant named"\nrcon_password "tenant-set"\n')
+    changed, _ = adhoc(demo, "rcon", "name=versus1 command='changelevel c5m2_park'")
     assert not changed["failed"], changed.get("msg")
+    result, _ = adhoc(demo, "rcon", "name=versus1 command=status")
+    assert not result["failed"], f"versus1 took another password: {result.get('msg')}"
+    assert "map     : c5m2_park" in result["output"]
+    assert result["output"].startswith("hostname: tenant named")
+
+
+def test_a_password_changed_inside_the_server_says_restart_and_a_restart_restores_it(demo):
+    """Something in the server changes its password (here a cfg the tenant ships, run with
+    exec, which the console allows): one refused login, a message that says what to do, and
+    the poll stops asking; a restart brings left4me's password back."""
+    booted, _ = demo
+    write_versus_cfg(booted, "changed.cfg", 'rcon_password "changed-behind"\n')
     try:
+        changed, _ = adhoc(demo, "rcon", "name=versus1 command='exec changed'")
+        assert not changed["failed"], changed.get("msg")
         result, _ = adhoc(demo, "rcon", "name=versus1 command=status")
         assert result["failed"] is True
-        assert "refused the RCON password" in result["msg"]
+        assert result["msg"] == (
+            "instance 'versus1': the server's RCON password is not the one left4me set"
+            " (something in the server changed it): restart the server to restore its RCON"
+            " password")
+        info, _ = adhoc(demo, "srcds_info", "names=versus1 players=true")
+        versus = info["instances"][0]
+        assert versus["rcon_refused"] is True and versus["invocation"]
+        again, _ = adhoc(demo, "srcds_info", json.dumps(
+            {"names": ["versus1"], "players": True,
+             "rcon_refused": {"versus1": versus["invocation"]}}))
+        assert again["instances"][0]["players_error"].startswith("not asked again")
     finally:
+        in_versus_cfg(booted, "rm -f changed.cfg")
         booted.nsenter("systemctl", "restart", VERSUS_UNIT)
     assert wait_for(lambda: by_name(adhoc(demo, "srcds_info")[0])["versus1"]["a2s"], 30)
+    restored, _ = adhoc(demo, "rcon", "name=versus1 command=status")
+    assert not restored["failed"], restored.get("msg")
+
+
+@pytest.mark.parametrize("command", ["rcon_password x", "status;rcon_password x",
+                                     '"rcon_password" x', "status; quit"])
+def test_the_console_refuses_what_would_cut_left4me_off_in_any_part(demo, command):
+    result, _ = adhoc(demo, "rcon", json.dumps({"name": "versus1", "command": command}))
+    assert result["failed"] is True and "is refused" in result["msg"]
+    status, _ = adhoc(demo, "rcon", "name=versus1 command=status")
+    assert not status["failed"], "nothing was sent: the password is still left4me's"
 
 
 def test_server_logs_tail_then_follow_a_line_written_to_the_console(demo):
