@@ -286,10 +286,11 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
     params = module.params
     env = read_env(os.path.join(params["config_dir"], "instances", f"{name}.env"))
     paths = instance_paths(name, params["state_dir"])
+    unreadable = None
     try:
         password = instance_password(name, params["state_dir"])
-    except RconError:
-        password = None  # then RCON says there is no password; the rest is still reported
+    except RconError as exc:
+        password, unreadable = None, str(exc)  # said instead of asking; the rest is reported
     messages = []
     if needs_journal(props):
         _rc, out, _err = module.run_command(journal_argv(name, params["journal_lines"]),
@@ -297,6 +298,7 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
         messages = journal_messages(out, password)
     info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
                          paths.merged, messages, params["journal_lines"])
+    info.players_error = unreadable
     return info, password
 
 
@@ -305,7 +307,7 @@ def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
     """RCON ``status`` of each running server, one after the other; one login each, and
     none for a server that refused it earlier in the same run."""
     for info, password in infos:
-        if not answers_queries(info):
+        if not answers_queries(info) or info.players_error:
             continue
         if refused_before(info, rcon_refused):
             info.rcon_refused = True

@@ -203,6 +203,18 @@ def test_rcon_and_srcds_info_use_the_own_password_whatever_server_cfg_is(capsys,
     assert time.monotonic() - started < 5, "nothing waited on the FIFO or read /dev/zero"
 
 
+def test_an_instance_cfg_that_is_a_link_is_refused_by_name_and_nothing_is_sent(capsys, host):
+    state = pathlib.Path(host["args"]["state_dir"])
+    cfg = state / "overlays" / ".instance-coop1" / "left4dead2" / "cfg" / "left4me"
+    (cfg / "instance.cfg").unlink()
+    (cfg / "instance.cfg").symlink_to("/dev/zero")
+    result, _out = run(rcon, capsys, host, name="coop1", command="status")
+    assert result["failed"] and "instance.cfg is a symbolic link: not read" in result["msg"]
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
+    assert "is a symbolic link: not read" in result["instances"][0]["players_error"]
+    assert not [c for c in host["calls"] if c[0] == "rcon"]
+
+
 def test_rcon_in_check_mode_sends_nothing(capsys, host):
     result, _out = run(rcon, capsys, host, name="coop1", command="status", _ansible_check_mode=True)
     assert result["changed"] and result["msg"] == "check mode: command not sent"
