@@ -20,7 +20,6 @@ sends; what it refuses and where it connects are decided here (:func:`validate_r
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import struct
@@ -31,6 +30,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     UnsafeFileError,
     read_beneath,
     validate_id,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
+    INSTANCE_CFG,
+    HostLayout,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import MountError, parse_env
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
@@ -355,17 +358,13 @@ def run_command(port: int, password: str, command: str, timeout: float = DEFAULT
 
 # --- where the password is -------------------------------------------------------------
 
-CONFIG_LAYER_PREFIX = ".instance-"
-INSTANCE_CFG_IN_LAYER = "left4dead2/cfg/left4me/instance.cfg"
-
-
-def config_layer_path(name: str, state_dir: str) -> str:
-    return os.path.join(state_dir, "overlays", CONFIG_LAYER_PREFIX + name)
+# Where srcds_instance writes it (_instance), relative to the instance's config layer.
+INSTANCE_CFG_IN_LAYER = f"left4dead2/cfg/{INSTANCE_CFG}"
 
 
 def instance_cfg_path(name: str, state_dir: str) -> str:
     """srcds_instance's per-instance cfg (root:left4me 0640), which holds rcon_password."""
-    return os.path.join(config_layer_path(name, state_dir), *INSTANCE_CFG_IN_LAYER.split("/"))
+    return HostLayout(state_dir=state_dir).instance_cfg(name)
 
 
 def instance_password(name: str, state_dir: str) -> str | None:
@@ -377,7 +376,8 @@ def instance_password(name: str, state_dir: str) -> str | None:
     """
     validate_id(name, "instance name", RconError)
     try:
-        text = read_beneath(config_layer_path(name, state_dir), INSTANCE_CFG_IN_LAYER)
+        text = read_beneath(HostLayout(state_dir=state_dir).config_layer(name),
+                            INSTANCE_CFG_IN_LAYER)
     except UnsafeFileError as exc:
         raise RconError(str(exc)) from None
     return read_rcon_password(text)
