@@ -7,6 +7,7 @@ ends the session on the server, so the old cookie opens nothing.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -62,7 +63,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
         stderr=subprocess.STDOUT,
         env={**os.environ, "LEFT4ME_UI_STATE_DIR": str(root / "state"),
              "LEFT4ME_UI_SECRET_FILE": str(secret),
-             "LEFT4ME_INVENTORY": str(PROJECT / "inventories/demo")})
+             "LEFT4ME_INVENTORY": str(PROJECT / "inventories/demo"),
+             "LEFT4ME_UI_OVERLAY_MAX_FILE_BYTES": str(2**20),
+             "LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES": str(2 * 2**20)})
     running = Server(port, root / "state", log_path)
     try:
         for _ in range(200):
@@ -153,3 +156,111 @@ def test_logout_ends_the_session_on_the_server(server):
     # the old cookie, replayed, opens nothing: the session is gone, not just the cookie
     again = server.request("GET", "/", headers={"Cookie": cookie})
     assert (again.status, again.getheader("location")) == (303, "/login")
+
+
+# --- Streamlit's own endpoints: a session, uploads and metrics need a login ------------------
+
+
+def _xsrf_pair() -> tuple[str, str]:
+    """A double-submit XSRF token any client can make itself (cookie, header)."""
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    token = generate_xsrf_token_string()
+    return f"_streamlit_xsrf={token}", token
+
+
+def _open_stream(server: Server, cookie: str = ""):
+    from websockets.sync.client import connect
+
+    xsrf_cookie, xsrf = _xsrf_pair()
+    headers = {"Cookie": "; ".join(filter(None, (xsrf_cookie, cookie)))}
+    return connect(f"ws://127.0.0.1:{server.port}/_stcore/stream", open_timeout=10,
+                   additional_headers=headers, subprotocols=["streamlit", xsrf])
+
+
+@contextlib.contextmanager
+def _streamlit_session(server: Server, cookie: str) -> Iterator[str]:
+    """A Streamlit session opened the way the browser does, live while the block runs: its
+    id (an upload's URL names it)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    with _open_stream(server, cookie) as stream:
+        hello = BackMsg()
+        hello.rerun_script.query_string = ""
+        hello.rerun_script.page_script_hash = ""
+        stream.send(hello.SerializeToString())
+        for _ in range(200):
+            message = ForwardMsg()
+            message.ParseFromString(stream.recv(timeout=20))
+            if message.WhichOneof("type") == "new_session":
+                yield message.new_session.initialize.session_id
+                return
+        raise AssertionError("no new_session message from Streamlit")
+
+
+def _upload(server: Server, session_id: str, cookie: str = "", size: int = 2**20
+            ) -> http.client.HTTPResponse:
+    xsrf_cookie, xsrf = _xsrf_pair()
+    boundary = "left4me-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\";"
+            f" filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + b"\0" * size + f"\r\n--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("PUT", f"/_stcore/upload_file/{session_id}/file-1", body=body, headers={
+        "Host": f"127.0.0.1:{server.port}", "X-Xsrftoken": xsrf,
+        "Cookie": "; ".join(filter(None, (xsrf_cookie, cookie))),
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = connection.getresponse()
+    response.text = response.read().decode()
+    return response
+
+
+def test_without_a_login_the_websocket_is_refused_before_any_session(server):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        _open_stream(server)
+    assert refused.value.response.status_code == 403
+    # an ended session's cookie is no better than none
+    cookie = log_in(server)
+    server.request("POST", "/logout", headers={"Cookie": cookie})
+    with pytest.raises(InvalidStatus):
+        _open_stream(server, cookie)
+
+
+def test_an_upload_needs_a_login_even_with_a_live_streamlit_session_id(server):
+    cookie = log_in(server)
+    # a real session, opened by a logged-in browser; the same upload without the login cookie
+    with _streamlit_session(server, cookie) as session_id:
+        refused = _upload(server, session_id)
+        assert refused.status == 403 and "Log in" in refused.text
+        accepted = _upload(server, session_id, cookie)
+        assert accepted.status == 204, accepted.text
+
+
+def test_streamlit_takes_no_upload_larger_than_the_overlay_limit(server):
+    # The fixture's overlays take 1 MiB files and 2 MiB in all (Streamlit's own limit: 200 MB).
+    cookie = log_in(server)
+    with _streamlit_session(server, cookie) as session_id:
+        assert _upload(server, session_id, cookie, size=2 * 2**20 - 4096).status == 204
+        assert _upload(server, session_id, cookie, size=3 * 2**20).status == 413
+
+
+def test_metrics_and_other_core_endpoints_need_a_login_health_does_not(server):
+    for path in ("/_stcore/metrics", "/_stcore/host-config", "/_stcore/script-health-check"):
+        response = server.request("GET", path)
+        assert response.status == 403 and "Log in" in response.text, path
+    assert server.request("GET", "/_stcore/metrics",
+                          headers={"Cookie": log_in(server)}).status == 200
+    assert server.request("GET", "/_stcore/health").text == "ok"
+
+
+def test_a_logged_in_browser_runs_the_app_through_the_guarded_endpoints(server, browser):
+    from tests.ui.browser_helpers import log_in as browser_log_in
+
+    url = f"http://127.0.0.1:{server.port}"
+    page = browser_log_in(browser, url, "admin", admin_password(server))
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+    page.context.close()
