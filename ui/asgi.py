@@ -56,13 +56,23 @@ def _limit_uploads(config: settings.Settings) -> None:
 _limit_uploads(settings.from_environment())
 
 
-def _set_session_cookie(response: Response, request: Request, token: str) -> None:
+def _set_session_cookie(response: Response, token: str) -> None:
     response.set_cookie(
         frame.SESSION_COOKIE, token, max_age=frame.domain().settings.session_max_seconds, path="/",
         # HttpOnly: no script in the page can read or steal it. SameSite=Strict: no other
         # site can make the browser send it (no cross-site request acts as the user).
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        # Secure always, whatever a proxy's X-Forwarded-Proto says: the browser sends it over
+        # https only, or to a loopback address (the demo's http://127.0.0.1: Chromium keeps
+        # and sends a Secure cookie there, tests/ui/test_login_routes.py drives it).
+        httponly=True, samesite="strict", secure=True,
     )
+
+
+def _forget_session_cookie(response: Response) -> None:
+    # With the attributes it was set with: a browser ignores a Set-Cookie that would
+    # replace a __Host- cookie without Secure.
+    response.delete_cookie(frame.SESSION_COOKIE, path="/", secure=True, httponly=True,
+                           samesite="strict")
 
 
 def _same_origin(request: Request) -> bool:
@@ -129,7 +139,7 @@ async def login(request: Request) -> Response:
     except frame.DomainError as refused:
         return _login_page(str(refused), name=name, status=401)
     response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, request, token)
+    _set_session_cookie(response, token)
     return response
 
 
@@ -138,7 +148,7 @@ async def logout(request: Request) -> Response:
     if token:
         await run_in_threadpool(frame.log_out, token)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(frame.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    _forget_session_cookie(response)
     return response
 
 
@@ -173,7 +183,7 @@ class LoginRequired:
                     "." not in path.rsplit("/", 1)[-1]) and not await _live_session(scope):
                 response = RedirectResponse("/login", status_code=303)
                 if HTTPConnection(scope).cookies.get(frame.SESSION_COOKIE):
-                    response.delete_cookie(frame.SESSION_COOKIE, path="/")
+                    _forget_session_cookie(response)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -28,7 +28,9 @@ from left4me_ui import (
 )
 from left4me_ui.authz import Actor
 
-SESSION_COOKIE = "left4me_session"
+# __Host-: the browser keeps it only when it is Secure, for path / and this host alone (no
+# Domain=), so no sibling subdomain or plain-http page can set or overwrite it.
+SESSION_COOKIE = "__Host-left4me_session"
 # AppTest cannot send cookies: tests put a real session token here instead (still checked
 # against the sessions table like a cookie). No widget uses this key, so a browser cannot.
 TEST_TOKEN_KEY = "_left4me_session_token"

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,7 +66,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
              "LEFT4ME_UI_SECRET_FILE": str(secret),
              "LEFT4ME_INVENTORY": str(PROJECT / "inventories/demo"),
              "LEFT4ME_UI_OVERLAY_MAX_FILE_BYTES": str(2**20),
-             "LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES": str(2 * 2**20)})
+             "LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES": str(2 * 2**20),
+             # as the ui_service role's environment sets it without a named proxy
+             "FORWARDED_ALLOW_IPS": ""})
     running = Server(port, root / "state", log_path)
     try:
         for _ in range(200):
@@ -89,7 +92,7 @@ def admin_password(server: Server) -> str:
 
 def session_cookie(response: http.client.HTTPResponse) -> str:
     cookie = response.getheader("set-cookie")
-    assert cookie is not None and cookie.startswith("left4me_session=")
+    assert cookie is not None and cookie.startswith("__Host-left4me_session=")
     return cookie.split(";")[0]
 
 
@@ -123,7 +126,9 @@ def test_login_sets_an_httponly_samesite_strict_cookie_that_opens_the_app(server
                                                   "password": admin_password(server)})
     attributes = response.getheader("set-cookie").lower()
     assert "httponly" in attributes and "samesite=strict" in attributes
-    assert "path=/" in attributes
+    # __Host-: Secure, path /, no Domain (even on the demo's plain http://127.0.0.1)
+    assert attributes.startswith("__host-left4me_session=")
+    assert "; secure" in attributes and "path=/" in attributes and "domain=" not in attributes
     opened = server.request("GET", "/", headers={"Cookie": session_cookie(response)})
     assert opened.status == 200 and "<noscript>" in opened.text  # Streamlit's page
 
@@ -142,6 +147,21 @@ def test_a_login_posted_from_another_site_is_refused(server):
     assert response.status == 403 and response.getheader("set-cookie") is None
 
 
+def test_a_forwarded_for_header_from_a_local_peer_is_not_believed(server):
+    # Without a named proxy, a local process (a game server's code, say) cannot choose the
+    # address the throttle counts and the audit shows.
+    for forged in ("6.6.6.1", "6.6.6.2"):
+        refused = server.request("POST", "/login", {"name": "admin", "password": "not it"},
+                                 headers={"X-Forwarded-For": forged})
+        assert refused.status == 401
+    with sqlite3.connect(server.state / "left4me-ui.sqlite3") as db:
+        keys = {key for (key,) in db.execute(
+            "SELECT key FROM login_failures WHERE kind = 'client'")}
+        details = [d for (d,) in db.execute(
+            "SELECT detail FROM audit WHERE action = 'login' ORDER BY id DESC LIMIT 2")]
+    assert keys == {"127.0.0.1"} and details == ["from 127.0.0.1"] * 2
+
+
 def test_user_text_on_the_login_form_is_escaped(server):
     response = server.request("POST", "/login", {"name": "<script>x</script>",
                                                   "password": "nope"})
@@ -152,7 +172,8 @@ def test_logout_ends_the_session_on_the_server(server):
     cookie = log_in(server)
     response = server.request("POST", "/logout", headers={"Cookie": cookie})
     assert (response.status, response.getheader("location")) == (303, "/login")
-    assert 'left4me_session=""' in response.getheader("set-cookie")
+    forgotten = response.getheader("set-cookie")
+    assert forgotten.startswith('__Host-left4me_session=""') and "; Secure" in forgotten
     # the old cookie, replayed, opens nothing: the session is gone, not just the cookie
     again = server.request("GET", "/", headers={"Cookie": cookie})
     assert (again.status, again.getheader("location")) == (303, "/login")
