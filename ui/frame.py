@@ -55,11 +55,13 @@ def domain(start_worker: bool = False) -> core.Core:
 
 
 def bootstrap_note() -> str:
-    """Where the generated admin password is, while that file still exists."""
+    """Where the generated admin password is, while that file exists (it goes when the
+    admin first changes the password)."""
     path = domain().settings.generated_admin_password_file
     if path.exists():
-        return (f"First start: the admin password is in {path} (readable by root only). "
-                "Change it after logging in.")
+        return (f"First start: the admin password is in {path}, a file only the user the UI"
+                " runs as (and root) can read. Change the password after logging in; the"
+                " file is deleted then.")
     return ""
 
 

@@ -33,8 +33,8 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, port: int, state: Path, log: Path) -> None:
-        self.port, self.state, self.log = port, state, log
+    def __init__(self, port: int, state: Path, log: Path, secret: Path) -> None:
+        self.port, self.state, self.log, self.secret = port, state, log, secret
 
     def request(self, method: str, path: str, body: dict | None = None,
                 headers: dict | None = None) -> http.client.HTTPResponse:
@@ -69,7 +69,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
              "LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES": str(2 * 2**20),
              # as the ui_service role's environment sets it without a named proxy
              "FORWARDED_ALLOW_IPS": ""})
-    running = Server(port, root / "state", log_path)
+    running = Server(port, root / "state", log_path, secret)
     try:
         for _ in range(200):
             try:
@@ -107,9 +107,10 @@ def test_first_start_writes_the_admin_password_0600_and_prints_where(server):
     password_file = server.state / "bootstrap-admin-password"
     assert password_file.stat().st_mode & 0o777 == 0o600
     assert str(password_file) in server.log.read_text()
-    # and the login page says so too, without the password itself
+    # and the login page says so too, without the password itself, and whose file it is
     page = server.request("GET", "/login").text
     assert str(password_file) in page and admin_password(server) not in page
+    assert "only the user the UI runs as" in page and "root only" not in page
 
 
 def test_without_a_session_every_page_sends_the_browser_to_login(server):
@@ -285,3 +286,19 @@ def test_a_logged_in_browser_runs_the_app_through_the_guarded_endpoints(server, 
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     page.context.close()
+
+
+# Last in this module: it changes the admin's password (the tests above read the file).
+def test_the_login_page_stops_pointing_at_the_file_once_the_admin_changed_the_password(
+        server):
+    from left4me_ui import accounts
+    from left4me_ui.core import Core
+
+    password_file = server.state / "bootstrap-admin-password"
+    core = Core.open(settings.Settings(state_dir=server.state, secret_file=server.secret,
+                                       inventory=PROJECT / "inventories/demo"))
+    admin = accounts.login(core, "admin", admin_password(server), "test").actor
+    accounts.change_password(core, admin, admin_password(server), "the admin's own one", None)
+    assert not password_file.exists()
+    page = server.request("GET", "/login").text
+    assert "First start" not in page and str(password_file) not in page

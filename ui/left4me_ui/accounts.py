@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,6 +280,7 @@ def change_password(core: Core, actor: Actor, current_password: str, new_passwor
                      (me.user_id, token_digest(keep_token or "")))
         audit.record(conn, core.clock(), me.name, "change password", f"user {me.name}", "ok",
                      "other sessions ended")
+    _retire_generated_password(core, me.name)
 
 
 # --- users (admin) ----------------------------------------------------------------------------
@@ -392,6 +394,7 @@ def reset_password(core: Core, admin: Actor, user_id: int, new_password: str) ->
         conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         audit.record(conn, core.clock(), checked.name, "reset password",
                      f"user {row['name']}", "ok", "sessions ended")
+    _retire_generated_password(core, row["name"])
 
 
 # --- first start ------------------------------------------------------------------------
@@ -402,11 +405,18 @@ def ensure_bootstrap_admin(core: Core) -> BootstrapAdmin | None:
 
     Its password comes from LEFT4ME_UI_BOOTSTRAP_PASSWORD_FILE (settings) or the variable
     LEFT4ME_UI_BOOTSTRAP_PASSWORD (removed from this process's environment once read, so no
-    child process inherits it), else it is generated and written once to a 0600 file.
+    child process inherits it), else it is generated and written to a 0600 file of the UI's
+    user. That file lives until the admin's password first changes; a new one replaces an old
+    one left from a lost database, so a database reset never revives an old password.
     """
     with core.db.connect() as conn:
         if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
             os.environ.pop("LEFT4ME_UI_BOOTSTRAP_PASSWORD", None)
+            changed = conn.execute(
+                "SELECT 1 FROM users WHERE name = ? AND password_changed_at > created_at",
+                (core.settings.bootstrap_admin,)).fetchone()
+            if changed:  # changed by a UI that did not remove the file yet
+                core.settings.generated_admin_password_file.unlink(missing_ok=True)
             return None
     config = core.settings
     name = validate_name(config.bootstrap_admin)
@@ -418,26 +428,37 @@ def ensure_bootstrap_admin(core: Core) -> BootstrapAdmin | None:
         password = from_env
     else:
         written = config.generated_admin_password_file
-        password = _generated_password(written)
+        password = secrets.token_urlsafe(18)
     validate_password(password, name)
     pw_hash = hash_password(password)
     with core.db.connect() as conn:
         if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
-            return None  # another process won the race
+            return None  # another process won the race (and wrote its own file)
         _insert_user(conn, core.clock(), name, pw_hash, ADMIN)
         audit.record(conn, core.clock(), "left4me-ui", "create user", f"user {name}", "ok",
                      "bootstrap admin")
+        if written is not None:
+            # Inside the write transaction: the file always holds the password of the admin
+            # this transaction creates (a failed write rolls the admin back).
+            _write_password_file(written, password)
     return BootstrapAdmin(name, written)
 
 
-def _generated_password(path: Path) -> str:
-    """Write a fresh password once (0600, never overwritten); reuse the one already there."""
+def _write_password_file(path: Path, password: str) -> None:
+    """A 0600 file with the password, replacing any old one atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
-    return password
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _retire_generated_password(core: Core, name: str) -> None:
+    """The bootstrap admin's password changed: the generated file is stale, and the login
+    page stops pointing at it."""
+    if name.lower() == core.settings.bootstrap_admin.lower():
+        core.settings.generated_admin_password_file.unlink(missing_ok=True)

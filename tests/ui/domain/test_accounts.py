@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from argon2 import PasswordHasher
-from domain_helpers import PASSWORD, with_settings
+from domain_helpers import PASSWORD, make_user, with_settings
 
 from left4me_ui import accounts, authz, settings
 from left4me_ui.authz import Forbidden
@@ -239,6 +239,53 @@ def test_bootstrap_admin_with_a_generated_password_written_once_0600(core, capsy
     password = created.password_file.read_text().strip()
     assert accounts.login(core, "admin", password, "c").actor.role == "admin"
     assert accounts.ensure_bootstrap_admin(core) is None  # users exist: nothing happens
+
+
+def test_the_generated_password_file_goes_when_the_admin_changes_the_password(core):
+    created = accounts.ensure_bootstrap_admin(core)
+    password = created.password_file.read_text().strip()
+    admin = accounts.login(core, "admin", password, "c").actor
+    accounts.change_password(core, admin, password, "the admin's own passphrase", None)
+    assert not created.password_file.exists()
+    # a later start does not write it again
+    assert accounts.ensure_bootstrap_admin(core) is None
+    assert not created.password_file.exists()
+
+
+def test_a_password_reset_of_the_bootstrap_admin_removes_the_file_too(core, admin):
+    created = accounts.ensure_bootstrap_admin(core)
+    assert created is None  # `admin` (boss) came first: no bootstrap admin, no file
+    with core.db.connect() as conn:
+        conn.execute("DELETE FROM users WHERE id = ?", (admin.user_id,))
+    created = accounts.ensure_bootstrap_admin(core)
+    other = make_user(core, "second-admin", "admin")
+    with core.db.connect() as conn:
+        bootstrap_id = conn.execute("SELECT id FROM users WHERE name = 'admin'").fetchone()[0]
+    accounts.reset_password(core, other, bootstrap_id, "set by another admin")
+    assert not created.password_file.exists()
+
+
+def test_a_file_left_from_before_a_password_change_is_removed_at_the_next_start(core, clock):
+    created = accounts.ensure_bootstrap_admin(core)
+    clock.advance(60)
+    with core.db.connect() as conn:  # changed by a UI that did not remove the file yet
+        conn.execute("UPDATE users SET password_changed_at = ? WHERE name = 'admin'",
+                     (clock.now,))
+    assert accounts.ensure_bootstrap_admin(core) is None
+    assert not created.password_file.exists()
+
+
+def test_a_lost_database_does_not_bring_back_the_old_admin_password(core):
+    old = accounts.ensure_bootstrap_admin(core).password_file.read_text().strip()
+    for path in core.settings.state_dir.glob("left4me-ui.sqlite3*"):
+        path.unlink()  # the database is lost; the old password file is still there
+    fresh = Core.open(core.settings)
+    created = accounts.ensure_bootstrap_admin(fresh)
+    new = created.password_file.read_text().strip()
+    assert new != old and stat.S_IMODE(created.password_file.stat().st_mode) == 0o600
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(fresh, "admin", old, "c")
+    assert accounts.login(fresh, "admin", new, "c").actor.is_admin
 
 
 def test_bootstrap_admin_password_from_the_environment_is_not_inherited(core, monkeypatch):
