@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from left4me_ui import settings
+from left4me_ui import accounts, overlays, settings
+from left4me_ui.core import Core
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -285,15 +286,28 @@ def test_a_logged_in_browser_runs_the_app_through_the_guarded_endpoints(server, 
     page = browser_log_in(browser, url, "admin", admin_password(server))
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
+    # an upload from the page: its PUT carries the session cookie, so it gets through
+    core = Core.open(settings.Settings(state_dir=server.state, secret_file=server.secret,
+                                       inventory=PROJECT / "inventories/demo"))
+    admin = accounts.login(core, "admin", admin_password(server), "test").actor
+    overlays.create(core, admin, "browser-upload")
+    page.get_by_role("link", name="Overlays").click()
+    page.get_by_role("tab", name="Upload").click()
+    page.locator(".st-key-upload_files input[type=file]").set_input_files(files=[{
+        "name": "motd.txt", "mimeType": "text/plain", "buffer": b"welcome\n"}])
+    page.locator('[data-testid="stFileChipName"]').filter(has_text="motd.txt").wait_for()
+    page.get_by_role("button", name="Upload into the overlay", exact=True).click()
+    for _ in range(100):
+        if any(e.path == "motd.txt" for e in overlays.tree(core, admin, "browser-upload")):
+            break
+        time.sleep(0.3)
+    assert overlays.read_bytes(core, admin, "browser-upload", "motd.txt") == b"welcome\n"
     page.context.close()
 
 
 # Last in this module: it changes the admin's password (the tests above read the file).
 def test_the_login_page_stops_pointing_at_the_file_once_the_admin_changed_the_password(
         server):
-    from left4me_ui import accounts
-    from left4me_ui.core import Core
-
     password_file = server.state / "bootstrap-admin-password"
     core = Core.open(settings.Settings(state_dir=server.state, secret_file=server.secret,
                                        inventory=PROJECT / "inventories/demo"))
