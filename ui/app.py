@@ -2,11 +2,16 @@
 
 On every rerun: who is signed in (session cookie -> sessions table), then the navigation
 built for that person's role. Pages a user may not open are not in the list at all; each
-page still asks the domain, which decides every action again.
+page still asks the domain, which decides every action again. A page that fails in a way
+the domain does not explain shows a neutral message; the traceback goes to the log only.
 """
+
+import logging
 
 import frame
 import streamlit as st
+
+log = logging.getLogger("left4me_ui")
 
 st.set_page_config(page_title="left4me", page_icon=":material/sports_esports:", layout="wide")
 
@@ -46,4 +51,11 @@ with st.sidebar:
         st.session_state.pop(frame.TEST_TOKEN_KEY, None)
         st.rerun()
 
-navigation.run()
+try:
+    navigation.run()
+except Exception:  # st.stop() and st.rerun() are BaseExceptions: they pass through
+    # A traceback shows paths, SQL and values (an inventory's stderr): the log's, not the page's.
+    log.exception("page %s failed for %s", navigation.url_path or "(default)", actor.name)
+    st.error("Something went wrong on our side, and it has been logged. Try again in a"
+             " moment; if it keeps happening, tell an admin the time it happened.",
+             icon=":material/error:")

@@ -4,13 +4,16 @@ Streamlit's `st.App` serves ui/app.py and, beside it, two plain HTTP routes: /lo
 /logout. Only an HTTP response can set an HttpOnly cookie, so the session cookie is
 born here; the app reads it from `st.context.cookies` and checks it against the sessions
 table on every rerun. A middleware sends a browser without a live session to /login
-before the app's page loads. The lifespan builds the domain (database, secret, bootstrap
-admin) and starts the job worker, so the worker lives as long as the server.
+before the app's page loads, and Streamlit's own endpoints (the websocket a session runs
+on, uploads, metrics) answer only a browser with a live session. The lifespan builds the
+domain (database, secret, bootstrap admin) and starts the job worker, so the worker lives
+as long as the server.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,27 +22,57 @@ from urllib.parse import urlsplit
 import streamlit as st
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from streamlit import config as streamlit_config
 
 # `streamlit run ui/asgi.py` imports this file by path; the frame and the domain sit beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import frame  # noqa: E402
 
-# Paths Streamlit serves itself (assets, websocket, health) and the login routes: no redirect.
+from left4me_ui import settings  # noqa: E402
+
+# Paths that never redirect to /login: Streamlit's own (assets, its core endpoints, which
+# the middleware refuses by itself) and the login routes.
 _OPEN_PREFIXES = ("/_stcore/", "/static/", "/component/", "/media/", "/login", "/logout",
                   "/favicon")
+# Streamlit's core endpoints (/_stcore/: uploads, metrics, host config, script health...)
+# answer only a live session; a load balancer's health probe needs none.
+_CORE_PREFIX = "/_stcore/"
+_PUBLIC_CORE_PATHS = ("/_stcore/health",)
 
 
-def _set_session_cookie(response: Response, request: Request, token: str) -> None:
+def _limit_uploads(config: settings.Settings) -> None:
+    """Streamlit holds every upload in memory, up to server.maxUploadSize (MiB, 200 by
+    default) per file: cap it at the largest file any overlay uploader takes (a zip or a
+    folder may be as large as the whole overlay), so no upload is larger than the UI uses."""
+    largest = max(config.overlay_max_file_bytes, config.overlay_max_total_bytes)
+    streamlit_config.set_option("server.maxUploadSize", math.ceil(largest / 2**20),
+                                "ui/asgi.py (LEFT4ME_UI_OVERLAY_MAX_*)")
+
+
+_limit_uploads(settings.from_environment())
+
+
+def _set_session_cookie(response: Response, token: str) -> None:
     response.set_cookie(
         frame.SESSION_COOKIE, token, max_age=frame.domain().settings.session_max_seconds, path="/",
         # HttpOnly: no script in the page can read or steal it. SameSite=Strict: no other
         # site can make the browser send it (no cross-site request acts as the user).
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        # Secure always, whatever a proxy's X-Forwarded-Proto says: the browser sends it over
+        # https only, or to a loopback address (the demo's http://127.0.0.1: Chromium keeps
+        # and sends a Secure cookie there, tests/ui/test_login_routes.py drives it).
+        httponly=True, samesite="strict", secure=True,
     )
+
+
+def _forget_session_cookie(response: Response) -> None:
+    # With the attributes it was set with: a browser ignores a Set-Cookie that would
+    # replace a __Host- cookie without Secure.
+    response.delete_cookie(frame.SESSION_COOKIE, path="/", secure=True, httponly=True,
+                           samesite="strict")
 
 
 def _same_origin(request: Request) -> bool:
@@ -106,7 +139,7 @@ async def login(request: Request) -> Response:
     except frame.DomainError as refused:
         return _login_page(str(refused), name=name, status=401)
     response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, request, token)
+    _set_session_cookie(response, token)
     return response
 
 
@@ -115,25 +148,42 @@ async def logout(request: Request) -> Response:
     if token:
         await run_in_threadpool(frame.log_out, token)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(frame.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    _forget_session_cookie(response)
     return response
 
 
+async def _live_session(scope) -> bool:
+    token = HTTPConnection(scope).cookies.get(frame.SESSION_COOKIE)
+    return bool(token) and await run_in_threadpool(frame.actor_for_token, token) is not None
+
+
 class LoginRequired:
-    """Send a browser that opens the app without a live session to /login first."""
+    """Without a live session: a page sends the browser to /login first; the websocket a
+    Streamlit session runs on is closed (1008, policy violation) before it opens, and the
+    core endpoints (uploads, metrics) answer 403. So nobody who has not logged in gets a
+    Streamlit session, holds uploads in the UI's memory or reads its metrics."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["path"].startswith(
-                _OPEN_PREFIXES) and "." not in scope["path"].rsplit("/", 1)[-1]:
-            request = Request(scope)
-            token = request.cookies.get(frame.SESSION_COOKIE)
-            if not token or not await run_in_threadpool(frame.actor_for_token, token):
+        if scope["type"] == "websocket":
+            if not await _live_session(scope):
+                # Before the handshake completes: the server answers it with HTTP 403.
+                await send({"type": "websocket.close", "code": 1008})
+                return
+        elif scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(_CORE_PREFIX) and path not in _PUBLIC_CORE_PATHS:
+                if not await _live_session(scope):
+                    await PlainTextResponse("Log in first.", status_code=403)(scope, receive,
+                                                                              send)
+                    return
+            elif scope["method"] == "GET" and not path.startswith(_OPEN_PREFIXES) and (
+                    "." not in path.rsplit("/", 1)[-1]) and not await _live_session(scope):
                 response = RedirectResponse("/login", status_code=303)
-                if token:
-                    response.delete_cookie(frame.SESSION_COOKIE, path="/")
+                if HTTPConnection(scope).cookies.get(frame.SESSION_COOKIE):
+                    _forget_session_cookie(response)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -28,7 +28,9 @@ from left4me_ui import (
 )
 from left4me_ui.authz import Actor
 
-SESSION_COOKIE = "left4me_session"
+# __Host-: the browser keeps it only when it is Secure, for path / and this host alone (no
+# Domain=), so no sibling subdomain or plain-http page can set or overwrite it.
+SESSION_COOKIE = "__Host-left4me_session"
 # AppTest cannot send cookies: tests put a real session token here instead (still checked
 # against the sessions table like a cookie). No widget uses this key, so a browser cannot.
 TEST_TOKEN_KEY = "_left4me_session_token"
@@ -53,11 +55,13 @@ def domain(start_worker: bool = False) -> core.Core:
 
 
 def bootstrap_note() -> str:
-    """Where the generated admin password is, while that file still exists."""
+    """Where the generated admin password is, while that file exists (it goes when the
+    admin first changes the password)."""
     path = domain().settings.generated_admin_password_file
     if path.exists():
-        return (f"First start: the admin password is in {path} (readable by root only). "
-                "Change it after logging in.")
+        return (f"First start: the admin password is in {path}, a file only the user the UI"
+                " runs as (and root) can read. Change the password after logging in; the"
+                " file is deleted then.")
     return ""
 
 

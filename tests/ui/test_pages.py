@@ -67,6 +67,41 @@ def test_an_admin_opens_the_admin_pages(core, admin):
     assert titles(admin.app("audit")) == ["Audit"]
 
 
+def test_a_page_that_fails_unexpectedly_shows_a_neutral_message_and_logs_it(
+        core, alice, monkeypatch, caplog):
+    import sqlite3
+
+    def locked(*_args, **_kwargs):
+        raise sqlite3.OperationalError(f"database is locked: {core.settings.db_path}")
+
+    monkeypatch.setattr(servers, "list_for", locked)  # the page a user lands on
+    with caplog.at_level("ERROR", logger="left4me_ui"):
+        app = alice.app()
+    # no traceback, path or SQL error on the page; the frame (sidebar) is still there
+    assert not app.exception
+    assert "Something went wrong on our side" in app.error[0].value
+    shown = "\n".join(str(e.value) for e in (*app.error, *app.text, *app.markdown))
+    assert "database is locked" not in shown and str(core.settings.db_path) not in shown
+    assert "Signed in as alice (user)" in texts(app)
+    # the log has it all
+    assert "database is locked" in caplog.text and "alice" in caplog.text
+
+
+def test_an_error_outside_the_frames_catch_shows_no_details(core, alice, monkeypatch):
+    # A fragment's rerun (and AppTest's switch_page) runs a page without ui/app.py around it:
+    # Streamlit itself shows the error then, without type, message or traceback.
+    import sqlite3
+
+    def locked(*_args, **_kwargs):
+        raise sqlite3.OperationalError(f"database is locked: {core.settings.db_path}")
+
+    monkeypatch.setattr(jobs, "history", locked)
+    app = alice.app("jobs")
+    shown = "\n".join(f"{e.message} {e.stack_trace}" for e in app.exception)
+    assert app.exception and "database is locked" not in shown
+    assert "OperationalError" not in shown and "jobs.py" not in shown
+
+
 # Log out is a sidebar button of the frame (ui/app.py). AppTest reruns only the page after
 # the first run, so the browser test (test_browser.py) clicks it.
 

@@ -2,8 +2,11 @@
 
 * Login costs one argon2 verify whether or not the account exists (a dummy hash stands in),
   so its time does not tell which names exist.
-* Failures are counted per account and per client address; past the limit inside the
-  window, logins are refused without checking the password until the window moves on.
+* Failures are counted per account and per client (an address; an IPv6 /64). An attempt
+  is recorded as a failure before its password is checked (and the record dropped when it
+  succeeds), so concurrent guesses cannot slip past a limit. A client past its own limit
+  waits for the window; an account past its limit refuses only clients with recent
+  failures, so guessers cannot lock its owner out (no lockout button).
 * A session token is 32 random bytes; only its SHA-256 is stored. A session ends after
   `session_idle_seconds` without use, `session_max_seconds` after login, at logout, when
   the password changes (the other sessions), or when an admin disables the account.
@@ -12,10 +15,12 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,16 +125,45 @@ def _recent_failures(conn: sqlite3.Connection, kind: str, key: str, since: float
     return [r["at"] for r in rows]
 
 
-def _check_throttle(core: Core, conn: sqlite3.Connection, name: str, client: str) -> None:
+def _client_key(client: str) -> str:
+    """Whom the per-client limit counts: an IPv4 address, or an IPv6 /64 (one site's
+    network: its addresses are free to rotate through)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _reserve_attempt(core: Core, name: str, client: str) -> tuple[int, ...]:
+    """Throttled, or this attempt recorded as a failure (its row ids) before the password is
+    checked: check and record are one write transaction, so N concurrent guesses see each
+    other and no more than the limit get a check."""
     config, now = core.settings, core.clock()
-    since = now - config.throttle_window_seconds
-    for kind, key, limit in (("account", _account_key(name), config.throttle_account_failures),
-                             ("client", client, config.throttle_client_failures)):
-        failures = _recent_failures(conn, kind, key, since)
-        if len(failures) >= limit:
+    window = config.throttle_window_seconds
+    client_key, account_key = _client_key(client), _account_key(name)
+    with core.db.connect() as conn:
+        client_failures = _recent_failures(conn, "client", client_key, now - window)
+        limit = config.throttle_client_failures
+        if len(client_failures) >= limit:
             # Free again when the oldest failure that still counts leaves the window.
-            oldest_counting = failures[-limit]
-            raise Throttled(oldest_counting + config.throttle_window_seconds - now)
+            raise Throttled(client_failures[-limit] + window - now)
+        account_failures = _recent_failures(conn, "account", account_key, now - window)
+        limit = config.throttle_account_failures
+        if len(account_failures) >= limit and client_failures:
+            # Someone is guessing this account. A client that failed recently waits until its
+            # failures, or the account's, leave the window; one without (its owner at their
+            # own machine) still gets its check: a guesser cannot lock the owner out.
+            raise Throttled(min(client_failures[-1], account_failures[-limit]) + window - now)
+        rows = [conn.execute("INSERT INTO login_failures (kind, key, at) VALUES (?, ?, ?)",
+                             (kind, key, now)).lastrowid
+                for kind, key in (("account", account_key), ("client", client_key))]
+        conn.execute("DELETE FROM login_failures WHERE at < ?", (now - 2 * window,))
+    return tuple(rows)
 
 
 def _account_key(name: str) -> str:
@@ -138,15 +172,12 @@ def _account_key(name: str) -> str:
 
 
 def _record_failure(core: Core, name: str, known: bool, client: str) -> None:
-    now = core.clock()
+    """The audit's line for a failed login (its throttle rows are there already)."""
     with core.db.connect() as conn:
-        conn.executemany("INSERT INTO login_failures (kind, key, at) VALUES (?, ?, ?)",
-                         [("account", _account_key(name), now), ("client", client, now)])
-        conn.execute("DELETE FROM login_failures WHERE at < ?",
-                     (now - 2 * core.settings.throttle_window_seconds,))
         # An unknown name is not recorded: it may be a password typed in the wrong field.
         shown = name if known else "(unknown name)"
-        audit.record(conn, now, shown, "login", f"user {shown}", "failed", f"from {client}")
+        audit.record(conn, core.clock(), shown, "login", f"user {shown}", "failed",
+                     f"from {client}")
 
 
 # --- login, sessions ----------------------------------------------------------------------
@@ -155,8 +186,8 @@ def _record_failure(core: Core, name: str, known: bool, client: str) -> None:
 def login(core: Core, name: str, password: str, client: str) -> Login:
     """Check a name and password; a new session, or LoginFailed / Throttled."""
     name = str(name).strip()
+    reserved = _reserve_attempt(core, name, client)
     with core.db.connect() as conn:
-        _check_throttle(core, conn, name, client)
         row = conn.execute("SELECT id, name, role, pw_hash, disabled FROM users WHERE name = ?",
                            (name,)).fetchone()
     # One argon2 verify on every path, outside the write lock (it takes ~50 ms).
@@ -170,8 +201,9 @@ def login(core: Core, name: str, password: str, client: str) -> Login:
         conn.execute("INSERT INTO sessions (user_id, token_sha256, created_at, last_seen_at,"
                      " client) VALUES (?, ?, ?, ?, ?)",
                      (row["id"], token_digest(token), now, now, client))
-        conn.execute("DELETE FROM login_failures WHERE kind = 'account' AND key = ?",
-                     (_account_key(name),))
+        # Only this attempt's own record goes: the owner logging in does not hand the
+        # account's guessers a fresh allowance (their failures leave with the window).
+        conn.execute("DELETE FROM login_failures WHERE id IN (?, ?)", reserved)
         audit.record(conn, now, row["name"], "login", f"user {row['name']}", "ok",
                      f"from {client}")
     if _hasher.check_needs_rehash(row["pw_hash"]):
@@ -248,6 +280,7 @@ def change_password(core: Core, actor: Actor, current_password: str, new_passwor
                      (me.user_id, token_digest(keep_token or "")))
         audit.record(conn, core.clock(), me.name, "change password", f"user {me.name}", "ok",
                      "other sessions ended")
+    _retire_generated_password(core, me.name)
 
 
 # --- users (admin) ----------------------------------------------------------------------------
@@ -361,6 +394,7 @@ def reset_password(core: Core, admin: Actor, user_id: int, new_password: str) ->
         conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         audit.record(conn, core.clock(), checked.name, "reset password",
                      f"user {row['name']}", "ok", "sessions ended")
+    _retire_generated_password(core, row["name"])
 
 
 # --- first start ------------------------------------------------------------------------
@@ -371,11 +405,18 @@ def ensure_bootstrap_admin(core: Core) -> BootstrapAdmin | None:
 
     Its password comes from LEFT4ME_UI_BOOTSTRAP_PASSWORD_FILE (settings) or the variable
     LEFT4ME_UI_BOOTSTRAP_PASSWORD (removed from this process's environment once read, so no
-    child process inherits it), else it is generated and written once to a 0600 file.
+    child process inherits it), else it is generated and written to a 0600 file of the UI's
+    user. That file lives until the admin's password first changes; a new one replaces an old
+    one left from a lost database, so a database reset never revives an old password.
     """
     with core.db.connect() as conn:
         if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
             os.environ.pop("LEFT4ME_UI_BOOTSTRAP_PASSWORD", None)
+            changed = conn.execute(
+                "SELECT 1 FROM users WHERE name = ? AND password_changed_at > created_at",
+                (core.settings.bootstrap_admin,)).fetchone()
+            if changed:  # changed by a UI that did not remove the file yet
+                core.settings.generated_admin_password_file.unlink(missing_ok=True)
             return None
     config = core.settings
     name = validate_name(config.bootstrap_admin)
@@ -387,26 +428,37 @@ def ensure_bootstrap_admin(core: Core) -> BootstrapAdmin | None:
         password = from_env
     else:
         written = config.generated_admin_password_file
-        password = _generated_password(written)
+        password = secrets.token_urlsafe(18)
     validate_password(password, name)
     pw_hash = hash_password(password)
     with core.db.connect() as conn:
         if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
-            return None  # another process won the race
+            return None  # another process won the race (and wrote its own file)
         _insert_user(conn, core.clock(), name, pw_hash, ADMIN)
         audit.record(conn, core.clock(), "left4me-ui", "create user", f"user {name}", "ok",
                      "bootstrap admin")
+        if written is not None:
+            # Inside the write transaction: the file always holds the password of the admin
+            # this transaction creates (a failed write rolls the admin back).
+            _write_password_file(written, password)
     return BootstrapAdmin(name, written)
 
 
-def _generated_password(path: Path) -> str:
-    """Write a fresh password once (0600, never overwritten); reuse the one already there."""
+def _write_password_file(path: Path, password: str) -> None:
+    """A 0600 file with the password, replacing any old one atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
-    return password
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _retire_generated_password(core: Core, name: str) -> None:
+    """The bootstrap admin's password changed: the generated file is stale, and the login
+    page stops pointing at it."""
+    if name.lower() == core.settings.bootstrap_admin.lower():
+        core.settings.generated_admin_password_file.unlink(missing_ok=True)

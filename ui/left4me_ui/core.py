@@ -83,7 +83,8 @@ def boot(config: settings_module.Settings | None = None, *, start_worker: bool =
     created = accounts.ensure_bootstrap_admin(core)
     if created is not None and created.password_file is not None:
         print(f"left4me UI: created admin {created.name!r}; its password is in"
-              f" {created.password_file} (mode 0600). Change it after the first login.",
+              f" {created.password_file} (mode 0600). Change it after the first login; the"
+              " file is deleted then.",
               flush=True)
     jobs.mark_interrupted(core)
     if start_worker:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 
-import a2s
 import ansible_runner
+from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError, query_info
 
 from left4me_ui import authz
 from left4me_ui.authz import Actor, NotFound
@@ -46,7 +46,11 @@ def _address(core: Core, host: str) -> str:
 
 def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
              ) -> A2SAnswer | None:
-    """The server's A2S_INFO answer (map, players/max), or None if it does not answer."""
+    """The server's A2S_INFO answer (map, players/max), or None if it does not answer.
+
+    The server runs its owner's code, so its answer is hostile input: the collection's client
+    refuses compressed answers (a bz2 bomb of a few hundred bytes inflates to gigabytes) and
+    reads from a connected socket (no other address can answer for the server)."""
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         row = conn.execute("SELECT owner_id, host, port FROM servers WHERE id = ?",
@@ -54,11 +58,10 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
         if row is None or not authz.may_view(me, row["owner_id"]):
             raise NotFound("no such server")
     try:
-        info = a2s.info((_address(core, row["host"]), row["port"]), timeout=timeout,
-                        encoding="utf-8")
-    except (OSError, a2s.BrokenMessageError, a2s.BufferExhaustedError):
+        info = query_info(_address(core, row["host"]), row["port"], timeout=timeout)
+    except A2SError:
         return None
-    return A2SAnswer(info.server_name, info.map_name, info.player_count, info.max_players)
+    return A2SAnswer(info["name"], info["map"], info["players"], info["max_players"])
 
 
 def parse_systemctl_show(text: str) -> dict[str, SystemdState]:

@@ -30,8 +30,9 @@ HEALTH = (f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
           f"'http://127.0.0.1:{PORT}/_stcore/health', timeout=5).read().decode())\"")
 # Lines of the unit that describe how it runs rather than its sandbox: a probe run "as the
 # UI" takes every other [Service] line of the installed unit.
-NOT_SANDBOX = ("Type", "ExecStart", "Restart", "RestartSec", "TimeoutStopSec",
-               "SocketBindAllow", "SocketBindDeny")
+NOT_SANDBOX = ("Type", "ExecStart", "Restart", "RestartSec", "RestartSteps",
+               "RestartMaxDelaySec", "OOMPolicy", "TimeoutStopSec", "SocketBindAllow",
+               "SocketBindDeny")
 
 
 def wait_healthy(host, limit: float = 90) -> None:
@@ -145,6 +146,18 @@ def test_unit_exposure_is_at_most_2(host):
     ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
 ])
 def test_running_unit_has_sandbox_property(host, prop, value):
+    assert host.check_output(f"systemctl show -p {prop} --value {UNIT}") == value
+
+
+@pytest.mark.parametrize(("prop", "value"), [
+    ("MemoryMax", str(2 * 1024**3)),
+    ("TasksMax", "1024"),
+    ("OOMPolicy", "continue"),
+    ("Restart", "always"),
+    ("RestartMaxDelayUSec", "1min"),
+    ("StartLimitIntervalUSec", "0"),
+])
+def test_running_unit_is_capped_and_always_comes_back(host, prop, value):
     assert host.check_output(f"systemctl show -p {prop} --value {UNIT}") == value
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from argon2 import PasswordHasher
-from domain_helpers import PASSWORD, with_settings
+from domain_helpers import PASSWORD, make_user, with_settings
 
 from left4me_ui import accounts, authz, settings
 from left4me_ui.authz import Forbidden
@@ -65,17 +68,88 @@ def test_disabled_user_cannot_log_in_even_with_the_right_password(core, admin, a
         accounts.login(core, "alice", PASSWORD, "203.0.113.5")
 
 
-def test_repeated_failures_lock_the_account_then_the_window_frees_it(core, clock, alice):
+def test_repeated_failures_lock_the_account_for_the_guessers_then_the_window_frees_it(
+        core, clock, alice):
     limit = core.settings.throttle_account_failures
     for attempt in range(limit):
         with pytest.raises(accounts.LoginFailed):
             accounts.login(core, "alice", "wrong password!", f"198.51.100.{attempt}")
-    # Even the right password, from a fresh address, is refused now.
+    # A client that failed recently is refused without a check, even with the right password.
     with pytest.raises(accounts.Throttled) as throttled:
-        accounts.login(core, "alice", PASSWORD, "198.51.100.200")
+        accounts.login(core, "alice", PASSWORD, "198.51.100.0")
     assert 0 < throttled.value.retry_after <= core.settings.throttle_window_seconds
     clock.advance(throttled.value.retry_after + 1)
-    assert accounts.login(core, "alice", PASSWORD, "198.51.100.200").actor == alice
+    assert accounts.login(core, "alice", PASSWORD, "198.51.100.0").actor == alice
+
+
+def test_guessers_do_not_lock_the_owner_out(core, alice):
+    for attempt in range(3 * core.settings.throttle_account_failures):
+        with pytest.raises((accounts.LoginFailed, accounts.Throttled)):
+            accounts.login(core, "alice", "wrong password!", f"198.51.100.{attempt % 3}")
+    # alice, from her own address (no failure there), gets in: no lockout button
+    assert accounts.login(core, "alice", PASSWORD, "203.0.113.77").actor == alice
+    # and one guess from a fresh address is checked once, then that address waits too
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(core, "alice", "wrong password!", "192.0.2.99")
+    with pytest.raises(accounts.Throttled):
+        accounts.login(core, "alice", "wrong password!", "192.0.2.99")
+
+
+def _slow_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """argon2 takes ~50 ms in production: a verify that takes 80 ms, counted."""
+    checked: list[str] = []
+    real_verify = accounts._verify
+
+    def slow_verify(pw_hash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.08)
+        return real_verify(pw_hash, password)
+
+    monkeypatch.setattr(accounts, "_verify", slow_verify)
+    return checked
+
+
+def _at_once(attempts: list[tuple[str, str, str]], core: Core) -> list[object]:
+    """Every (name, password, client) login at the same moment, as a thread pool runs them."""
+    start = threading.Barrier(len(attempts))
+
+    def one(name: str, password: str, client: str) -> object:
+        start.wait()
+        try:
+            return accounts.login(core, name, password, client)
+        except (accounts.LoginFailed, accounts.Throttled) as refused:
+            return refused
+
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        return list(pool.map(lambda attempt: one(*attempt), attempts))
+
+
+def test_forty_concurrent_guesses_get_no_more_checks_than_the_limit(core, alice, monkeypatch):
+    checked = _slow_checks(monkeypatch)
+    outcomes = _at_once([("alice", f"guess number {i}", "198.51.100.66") for i in range(40)],
+                        core)
+    limit = core.settings.throttle_account_failures
+    assert len(checked) <= limit
+    assert sum(isinstance(o, accounts.LoginFailed) for o in outcomes) == len(checked)
+    assert sum(isinstance(o, accounts.Throttled) for o in outcomes) == 40 - len(checked)
+
+
+def test_the_owner_logs_in_while_an_attacker_hammers_the_account(core, alice, monkeypatch):
+    checked = _slow_checks(monkeypatch)
+    attack = [("alice", f"guess number {i}", f"198.51.100.{i % 4}") for i in range(39)]
+    outcomes = _at_once([*attack, ("alice", PASSWORD, "203.0.113.5")], core)
+    assert isinstance(outcomes[-1], accounts.Login) and outcomes[-1].actor == alice
+    assert len(checked) <= core.settings.throttle_account_failures + 4 + 1
+
+
+def test_addresses_of_one_ipv6_network_count_as_one_client(core, alice):
+    with_settings(core, throttle_client_failures=3)
+    for attempt in range(3):
+        with pytest.raises(accounts.LoginFailed):
+            accounts.login(core, f"guess{attempt}", "wrong password!", f"2001:db8:1:2::{attempt}")
+    with pytest.raises(accounts.Throttled):
+        accounts.login(core, "alice", PASSWORD, "2001:db8:1:2:ffff::9")
+    assert accounts.login(core, "alice", PASSWORD, "2001:db8:1:3::1").actor == alice
 
 
 def test_one_address_guessing_many_names_is_throttled(core, alice):
@@ -165,6 +239,53 @@ def test_bootstrap_admin_with_a_generated_password_written_once_0600(core, capsy
     password = created.password_file.read_text().strip()
     assert accounts.login(core, "admin", password, "c").actor.role == "admin"
     assert accounts.ensure_bootstrap_admin(core) is None  # users exist: nothing happens
+
+
+def test_the_generated_password_file_goes_when_the_admin_changes_the_password(core):
+    created = accounts.ensure_bootstrap_admin(core)
+    password = created.password_file.read_text().strip()
+    admin = accounts.login(core, "admin", password, "c").actor
+    accounts.change_password(core, admin, password, "the admin's own passphrase", None)
+    assert not created.password_file.exists()
+    # a later start does not write it again
+    assert accounts.ensure_bootstrap_admin(core) is None
+    assert not created.password_file.exists()
+
+
+def test_a_password_reset_of_the_bootstrap_admin_removes_the_file_too(core, admin):
+    created = accounts.ensure_bootstrap_admin(core)
+    assert created is None  # `admin` (boss) came first: no bootstrap admin, no file
+    with core.db.connect() as conn:
+        conn.execute("DELETE FROM users WHERE id = ?", (admin.user_id,))
+    created = accounts.ensure_bootstrap_admin(core)
+    other = make_user(core, "second-admin", "admin")
+    with core.db.connect() as conn:
+        bootstrap_id = conn.execute("SELECT id FROM users WHERE name = 'admin'").fetchone()[0]
+    accounts.reset_password(core, other, bootstrap_id, "set by another admin")
+    assert not created.password_file.exists()
+
+
+def test_a_file_left_from_before_a_password_change_is_removed_at_the_next_start(core, clock):
+    created = accounts.ensure_bootstrap_admin(core)
+    clock.advance(60)
+    with core.db.connect() as conn:  # changed by a UI that did not remove the file yet
+        conn.execute("UPDATE users SET password_changed_at = ? WHERE name = 'admin'",
+                     (clock.now,))
+    assert accounts.ensure_bootstrap_admin(core) is None
+    assert not created.password_file.exists()
+
+
+def test_a_lost_database_does_not_bring_back_the_old_admin_password(core):
+    old = accounts.ensure_bootstrap_admin(core).password_file.read_text().strip()
+    for path in core.settings.state_dir.glob("left4me-ui.sqlite3*"):
+        path.unlink()  # the database is lost; the old password file is still there
+    fresh = Core.open(core.settings)
+    created = accounts.ensure_bootstrap_admin(fresh)
+    new = created.password_file.read_text().strip()
+    assert new != old and stat.S_IMODE(created.password_file.stat().st_mode) == 0o600
+    with pytest.raises(accounts.LoginFailed):
+        accounts.login(fresh, "admin", old, "c")
+    assert accounts.login(fresh, "admin", new, "c").actor.is_admin
 
 
 def test_bootstrap_admin_password_from_the_environment_is_not_inherited(core, monkeypatch):
