@@ -127,6 +127,20 @@ def test_another_user_sees_none_and_an_overlay_in_use_cannot_be_deleted(core, al
     assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == "coop"
 
 
+def test_the_owner_sees_other_users_blueprints_counted_not_named(core, alice, admin):
+    overlays.create(core, alice.actor, "my-cfg")
+    blueprints.create(core, admin.actor, "boss secret event plan", ["my-cfg"],
+                      blueprints.BlueprintSettings())
+    app = alice.app("overlays")
+    assert not app.exception
+    page = "\n".join([*(c.value for c in app.caption),
+                      *(str(d.value.to_dict("records")) for d in app.dataframe)])
+    assert "boss secret event plan" not in page
+    assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == \
+        "1 blueprint of other users"
+    assert app.button(key="delete_overlay").disabled  # still in use
+
+
 def test_build_on_host_queues_a_build_and_shows_where_it_is_current(core, alice, bob):
     from left4me_ui import jobs
 

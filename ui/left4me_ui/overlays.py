@@ -80,7 +80,21 @@ class Overlay:
     revision: int
     created_at: float
     updated_at: float
-    used_by: tuple[str, ...] = ()  # names of the blueprints stacking it
+    used_by: tuple[str, ...] = ()  # names of the blueprints stacking it the viewer may see
+    used_by_others: int = 0  # how many more stack it: other users' (their names are theirs)
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.used_by) or self.used_by_others > 0
+
+    def used_by_text(self, quoted: bool = True) -> str:
+        """"'coop', 'versus' and 2 blueprints of other users", or "" when unused."""
+        named = ", ".join(repr(name) if quoted else name for name in self.used_by)
+        if self.used_by_others:
+            others = self.used_by_others
+            named = (f"{named} and " if named else "") + \
+                f"{others} blueprint{'s' if others > 1 else ''} of other users"
+        return named
 
 
 @dataclass(frozen=True)
@@ -287,10 +301,13 @@ def _used_by(conn: sqlite3.Connection, overlay_id: str) -> list[tuple[int, str]]
     return [(r["owner_id"], r["name"]) for r in rows if overlay_id in json.loads(r["overlays"])]
 
 
-def _from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Overlay:
+def _from_row(conn: sqlite3.Connection, row: sqlite3.Row, viewer: Actor) -> Overlay:
+    """The overlay as `viewer` sees it: other users' blueprints stacking it are counted,
+    not named."""
+    users = _used_by(conn, row["id"])
+    named = tuple(name for owner, name in users if authz.may_view(viewer, owner))
     return Overlay(row["id"], row["owner_id"], row["owner_name"], row["kind"], row["revision"],
-                   row["created_at"], row["updated_at"],
-                   tuple(name for _owner, name in _used_by(conn, row["id"])))
+                   row["created_at"], row["updated_at"], named, len(users) - len(named))
 
 
 _SELECT = ("SELECT overlays.*, users.name AS owner_name FROM overlays"
@@ -303,7 +320,7 @@ def load(conn: sqlite3.Connection, actor: Actor, overlay_id: str) -> Overlay:
     if row is None or not authz.may_view(actor, row["owner_id"]) \
             or not authz.may_manage(actor, row["owner_id"]):
         raise NotFound("no such overlay")
-    return _from_row(conn, row)
+    return _from_row(conn, row, actor)
 
 
 def _root(core: Core, overlay_id: str) -> Path:
@@ -389,7 +406,7 @@ def list_for(core: Core, actor: Actor) -> list[Overlay]:
         where, params = authz.visible_owner_clause(me)
         rows = conn.execute(f"{_SELECT} WHERE {where.replace('owner_id', 'overlays.owner_id')}"
                             " ORDER BY overlays.id", params).fetchall()
-        return [_from_row(conn, r) for r in rows]
+        return [_from_row(conn, r, me) for r in rows]
 
 
 def delete(core: Core, actor: Actor, overlay_id: str) -> None:
@@ -399,16 +416,9 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         overlay = load(conn, me, overlay_id)
-        users = _used_by(conn, overlay_id)
-        if users:
-            own = [name for owner, name in users if authz.may_view(me, owner)]
-            others = len(users) - len(own)
-            named = ", ".join(repr(n) for n in own)
-            if others:
-                named = f"{named} and " if named else ""
-                named += f"{others} blueprint(s) of other users"
-            raise InUse(f"overlay {overlay_id!r} is used by blueprint {named}; take it out of"
-                        " them first")
+        if overlay.in_use:
+            raise InUse(f"overlay {overlay_id!r} is used by blueprint {overlay.used_by_text()};"
+                        " take it out of them first")
         for host in _hosts_with(conn, overlay_id):
             # After any build queued there (jobs on a host run in order); the playbook
             # refuses while a server of the host still stacks the directory.
@@ -990,7 +1000,7 @@ def ensure_built(conn: sqlite3.Connection, core: Core, me: Actor, host: str,
         row = conn.execute(f"{_SELECT} WHERE overlays.id = ?", (overlay_id,)).fetchone()
         if row is None:
             continue  # the inventory's (site.yml builds those)
-        overlay = _from_row(conn, row)
+        overlay = _from_row(conn, row, me)
         built = _built(conn, host, overlay_id)
         if not force and built is not None and built >= overlay.revision:
             continue

@@ -44,7 +44,7 @@ def built_on(overlay: overlays.Overlay) -> str:
 if mine:
     st.dataframe(
         [{"id": o.id, "kind": o.kind, "owner": o.owner_name, "revision": o.revision,
-          "used by blueprints": ", ".join(o.used_by), "built on": built_on(o),
+          "used by blueprints": o.used_by_text(quoted=False), "built on": built_on(o),
           "changed (UTC)": frame.when(o.updated_at)}
          for o in mine],
         hide_index=True, width="stretch",

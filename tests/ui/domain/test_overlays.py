@@ -407,11 +407,16 @@ def test_an_overlay_a_blueprint_uses_cannot_be_deleted(core, alice, bob, admin, 
                               blueprints.BlueprintSettings())  # an admin may stack any
     before = snapshot(root(core, cfg))
     with pytest.raises(blueprints.InUse, match="'alice-cfg' is used by blueprint 'coop' and 1"
-                                               " blueprint.s. of other users; take it out"):
+                                               " blueprint of other users; take it out"):
         overlays.delete(core, alice, cfg)
     with pytest.raises(blueprints.InUse, match="used by blueprint 'admins', 'coop'"):
         overlays.delete(core, admin, cfg)
-    assert overlays.get(core, alice, cfg).used_by == ("admins", "coop")
+    # The owner sees her own blueprint by name and the admin's only counted.
+    mine = overlays.get(core, alice, cfg)
+    assert (mine.used_by, mine.used_by_others) == (("coop",), 1)
+    assert [(o.used_by, o.used_by_others) for o in overlays.list_for(core, alice)] == \
+        [(("coop",), 1)]
+    assert overlays.get(core, admin, cfg).used_by == ("admins", "coop")
     assert snapshot(root(core, cfg)) == before
     blueprints.update(core, alice, bp.id, overlays=[])
     blueprints.delete(core, admin, other.id)
