@@ -64,6 +64,10 @@ MAX_COMPRESSION_RATIO = 200
 RATIO_EXEMPT_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
 _TMP_PREFIX = ".left4me-tmp-"
+# A path is at most this many folders and names deep and this many bytes long: deeper
+# trees cost a file descriptor per level to walk and no game needs them.
+MAX_PATH_PARTS = 32
+MAX_PATH_BYTES = 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -99,12 +103,19 @@ class Overlay:
 
 @dataclass(frozen=True)
 class Entry:
-    """One thing in the tree; `is_symlink` marks one planted from outside (delete it)."""
+    """One thing in the tree; `is_symlink` marks one planted from outside (delete it), and
+    `too_deep` a folder holding more than MAX_PATH_PARTS levels (made before that limit;
+    its content is not walked: delete it)."""
 
     path: str
     size: int
     is_dir: bool
     is_symlink: bool = False
+    too_deep: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return self.is_symlink or self.too_deep
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ def check_path(path: object, what: str = "path", shown: str | None = None
     if not isinstance(path, str) or not path:
         raise OverlayError(f"give the {shown or what} inside the overlay, e.g."
                            " left4dead2/cfg/server.cfg")
-    label = shown or f"{what} {path!r}"
+    label = shown or f"{what} {_short(path)!r}"
     if "\0" in path:
         raise OverlayError(f"{label} contains a NUL byte")
     if "\n" in path or "\r" in path:
@@ -134,6 +145,12 @@ def check_path(path: object, what: str = "path", shown: str | None = None
         raise OverlayError(f"{label} is absolute; give it relative to the overlay"
                            " (the game root), e.g. left4dead2/cfg/server.cfg")
     parts = tuple(path.split("/"))
+    if len(parts) > MAX_PATH_PARTS:
+        raise OverlayError(f"{label} is {len(parts)} levels deep; a path in an overlay has at"
+                           f" most {MAX_PATH_PARTS} folders and names")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise OverlayError(f"{label} is {len(path.encode())} bytes long; a path in an overlay"
+                           f" is at most {MAX_PATH_BYTES} bytes")
     if any(part in ("", ".", "..") for part in parts):
         raise OverlayError(f"{label} has an empty, '.' or '..' component; paths stay"
                            " inside the overlay")
@@ -146,6 +163,11 @@ def check_path(path: object, what: str = "path", shown: str | None = None
     except FilesOverlayError as exc:
         raise OverlayError(f"{label}: {exc}") from None
     return parts
+
+
+def _short(path: str) -> str:
+    """A path for a message: a very long one by its start and end."""
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-40:]}"
 
 
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
@@ -228,26 +250,83 @@ def _opened(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _scan(dir_fd: int, prefix: str = "") -> Iterator[Entry]:
+def _children(dir_fd: int) -> list[tuple[str, os.stat_result]]:
+    """A folder's entries (never followed) by name, without left4me's temp files (a write
+    in flight or one a crash left: never shown or counted)."""
     with os.scandir(dir_fd) as found:
-        children = sorted(found, key=lambda e: e.name)
-    for child in children:
-        if child.name.startswith(_TMP_PREFIX):
-            continue  # a write in flight or one a crash left; never shown or counted
-        path = f"{prefix}{child.name}"
-        info = child.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode)
-                                              or stat.S_ISREG(info.st_mode)):
-            yield Entry(path, 0, False, True)
-        elif stat.S_ISDIR(info.st_mode):
-            yield Entry(path, 0, True)
-            sub = os.open(child.name, _DIR_FLAGS, dir_fd=dir_fd)
-            try:
-                yield from _scan(sub, path + "/")
-            finally:
-                os.close(sub)
-        else:
-            yield Entry(path, info.st_size, False)
+        children = [(e.name, e.stat(follow_symlinks=False)) for e in found
+                    if not e.name.startswith(_TMP_PREFIX)]
+    return sorted(children, key=lambda child: child[0])
+
+
+def _scan(dir_fd: int) -> Iterator[Entry]:
+    """Every entry below dir_fd, folders before their content, by name; walked with a stack
+    (a deep tree never exhausts Python's recursion) at most MAX_PATH_PARTS levels deep."""
+    stack: list[tuple[int, str, Iterator[tuple[str, os.stat_result]]]] = [
+        (dir_fd, "", iter(_children(dir_fd)))]
+    try:
+        while stack:
+            fd, prefix, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                if fd != dir_fd:
+                    os.close(fd)
+                continue
+            name, info = child
+            path = f"{prefix}{name}"
+            if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode)
+                                                  or stat.S_ISREG(info.st_mode)):
+                yield Entry(path, 0, False, True)
+            elif not stat.S_ISDIR(info.st_mode):
+                yield Entry(path, info.st_size, False)
+            else:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                try:
+                    below = _children(sub)
+                except BaseException:
+                    os.close(sub)
+                    raise
+                if len(stack) >= MAX_PATH_PARTS and below:
+                    os.close(sub)
+                    yield Entry(path, 0, True, too_deep=True)
+                    continue
+                stack.append((sub, path + "/", iter(below)))
+                yield Entry(path, 0, True)
+    finally:
+        for fd, _prefix, _children_left in stack:
+            if fd != dir_fd:
+                os.close(fd)
+
+
+def _remove_tree(parent_fd: int, name: str) -> None:
+    """Remove a folder and everything in it, never following a link, with two descriptors
+    and no recursion however deep it is: each subfolder's content moves up one level (one
+    rename carries a whole subtree), then the emptied subfolder goes."""
+    top = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        while True:
+            with os.scandir(top) as found:
+                children = [(e.name, e.is_dir(follow_symlinks=False)) for e in found]
+            if not children:
+                break
+            for child, is_dir in children:
+                if not is_dir:
+                    os.unlink(child, dir_fd=top)
+                    continue
+                sub = os.open(child, _DIR_FLAGS, dir_fd=top)
+                try:
+                    with os.scandir(sub) as found:
+                        below = [e.name for e in found]
+                    for grandchild in below:
+                        os.rename(grandchild, f".left4me-gone-{secrets.token_hex(8)}",
+                                  src_dir_fd=sub, dst_dir_fd=top)
+                finally:
+                    os.close(sub)
+                os.rmdir(child, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def _usage(entries: list[Entry]) -> Usage:
@@ -259,6 +338,10 @@ def _refuse_links(entries: list[Entry], doing: str) -> None:
     if links:
         raise OverlayError(f"cannot {doing}: {', '.join(links)} is a symbolic link or special"
                            " file left4me did not make; delete it first")
+    deep = [e.path for e in entries if e.too_deep]
+    if deep:
+        raise OverlayError(f"cannot {doing}: {', '.join(deep)} holds folders more than"
+                           f" {MAX_PATH_PARTS} levels deep; delete it first")
 
 
 def _write_file(parent_fd: int, name: str, data: bytes | Iterator[bytes], cap: int,
@@ -436,7 +519,8 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
             os.rename(root, trash)  # gone at once; removed below, after the commit
         audit.record(conn, now, me.name, "delete overlay", f"overlay {overlay.id}", "ok")
     if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError), _opened(trash.parent) as staging_fd:
+            _remove_tree(staging_fd, trash.name)
 
 
 # --- the tree --------------------------------------------------------------------------------
@@ -571,6 +655,15 @@ def move(core: Core, actor: Actor, overlay_id: str, source: str, destination: st
                 raise OverlayError(f"{source} does not exist")
             if stat.S_ISLNK(info.st_mode):
                 raise OverlayError(f"{source} is a symbolic link; delete it instead")
+            if stat.S_ISDIR(info.st_mode):  # what it holds lands deeper: within the limits too
+                moved = _open_dir(src_parent, src[-1], source)
+                try:
+                    for entry in _scan(moved):
+                        check_path(f"{destination}/{entry.path}",
+                                   shown=f"moving {source} to {destination} makes"
+                                         f" {destination}/{entry.path}, which")
+                finally:
+                    os.close(moved)
             new_dirs = _missing_dirs(root_fd, dst)
             entries = _usage(list(_scan(root_fd))).entries + new_dirs
             if entries > core.settings.overlay_max_entries:
@@ -604,7 +697,7 @@ def remove(core: Core, actor: Actor, overlay_id: str, path: str) -> None:
             if info is None:
                 raise OverlayError(f"{path} does not exist")
             if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(parts[-1], dir_fd=parent)  # fd based: never follows a link
+                _remove_tree(parent, parts[-1])  # fd based: never follows a link
             else:
                 os.unlink(parts[-1], dir_fd=parent)
         finally:

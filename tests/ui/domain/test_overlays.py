@@ -161,6 +161,10 @@ ESCAPES = [
     ("two\nlines", "line break"),
     ("", "give the (path|source|destination) inside"),
     (".left4me-files.json", "manifest"),
+    ("a/" * 32 + "f.cfg", "is 33 levels deep; a path in an overlay has at most 32"),
+    ("a/" * 1200 + "f.cfg", "is 1201 levels deep"),
+    ("/".join(["n" * 250] * 5), "is 1254 bytes long; a path in an overlay is at most 1024"
+                                " bytes"),
 ]
 
 
@@ -234,6 +238,45 @@ def test_deleting_a_planted_link_removes_the_link_only(core, alice, cfg, planted
     assert (outside_dir / "keep.txt").read_text() == "keep"
     assert secret.read_text() == "do not touch\n"
     assert overlays.export_zip(core, alice, cfg)  # clean again
+
+
+def test_a_path_32_levels_deep_is_fine_and_a_move_cannot_make_one_deeper(core, alice, cfg):
+    deepest = "/".join(["d"] * 31) + "/f.cfg"
+    overlays.write_text(core, alice, cfg, deepest, "x")
+    overlays.make_folder(core, alice, cfg, "up/there")
+    before, rev = snapshot(root(core, cfg)), revision(core, alice, cfg)
+    with pytest.raises(OverlayError, match="moving d to up/there/d makes up/there/d/d/.*/d,"
+                                           " which is 33 levels deep; a path in an overlay"
+                                           " has at most 32"):
+        overlays.move(core, alice, cfg, "d", "up/there/d")
+    assert snapshot(root(core, cfg)) == before and revision(core, alice, cfg) == rev
+    assert any(e.path == deepest for e in overlays.tree(core, alice, cfg))
+
+
+def test_a_tree_made_deeper_before_the_limit_is_shown_refused_and_deletable(core, alice, cfg):
+    # 1,200 levels (made before the limit, or by hand): every page of the overlay raised
+    # RecursionError, a traceback instead of the tree.
+    folder = os.open(root(core, cfg), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1200):
+            os.mkdir("a", dir_fd=folder)
+            below = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = below
+        os.close(os.open("f.cfg", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=folder))
+    finally:
+        os.close(folder)
+    deepest_shown = "/".join(["a"] * 32)
+    entries = {e.path: e for e in overlays.tree(core, alice, cfg)}
+    assert entries[deepest_shown].too_deep and entries[deepest_shown].refused
+    assert not any(p.startswith(deepest_shown + "/") for p in entries)
+    with pytest.raises(OverlayError, match="cannot build the overlay: a/a/.* holds folders more"
+                                           " than 32 levels deep; delete it first"):
+        overlays.files_spec(core, alice, cfg)
+    overlays.remove(core, alice, cfg, "a")
+    assert [e.path for e in overlays.tree(core, alice, cfg) if e.path.startswith("a")] == []
+    overlays.write_text(core, alice, cfg, "a/f.cfg", "fine again")
+    assert overlays.files_spec(core, alice, cfg)
 
 
 # --- limits --------------------------------------------------------------------------------
@@ -484,6 +527,10 @@ ZIP_REFUSALS = [
     ("lying header", lying_zip,
      "zip entry 'bomb.bin' is damaged or lies about its size .*Bad CRC-32"),
     ("not a zip", lambda: b"PK not really", "not a zip archive"),
+    ("deep", lambda: make_zip({"ok.cfg": b"ok", "a/" * 1200 + "f.cfg": b"x"}),
+     "zip entry 'a/a/.*f.cfg' is 1201 levels deep"),
+    ("long", lambda: make_zip({"ok.cfg": b"ok", "/".join(["n" * 250] * 5): b"x"}),
+     "zip entry 'n.*' is 1254 bytes long; a path in an overlay is at most 1024 bytes"),
 ]
 
 
