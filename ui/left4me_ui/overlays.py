@@ -2,7 +2,12 @@
 
 An overlay id is the directory name on every host (`{state_dir}/overlays/{id}`), so it
 follows the collection's id rule (imported, not copied) and is unique across all users
-and the inventory's own `overlays_list`.
+and the inventory's own `overlays_list`. An id never comes back: deleting an overlay
+retires its id, so a later overlay of that name cannot read the old one's build logs or
+inherit its host directory and build records. Each overlay also has an incarnation (a
+random token) that its build and remove jobs carry, so a job of an overlay that shared the
+id before ids were retired is never taken for this one's, and a host directory marked by
+another incarnation is refused.
 
 A files overlay's tree is `Settings.overlays_dir / id` (directories 0700, files 0600: the
 UI's state is private). Every path a person gives stays inside it: absolute paths, `.`,
@@ -86,6 +91,7 @@ class Overlay:
     updated_at: float
     used_by: tuple[str, ...] = ()  # names of the blueprints stacking it the viewer may see
     used_by_others: int = 0  # how many more stack it: other users' (their names are theirs)
+    incarnation: str = ""  # random, this overlay's alone (build and remove jobs carry it)
 
     @property
     def in_use(self) -> bool:
@@ -390,7 +396,21 @@ def _from_row(conn: sqlite3.Connection, row: sqlite3.Row, viewer: Actor) -> Over
     users = _used_by(conn, row["id"])
     named = tuple(name for owner, name in users if authz.may_view(viewer, owner))
     return Overlay(row["id"], row["owner_id"], row["owner_name"], row["kind"], row["revision"],
-                   row["created_at"], row["updated_at"], named, len(users) - len(named))
+                   row["created_at"], row["updated_at"], named, len(users) - len(named),
+                   row["incarnation"])
+
+
+def of_this_incarnation(overlay_id: str, incarnation: str, created_at: float,
+                        extravars: dict, queued_at: float) -> bool:
+    """Whether a build or remove job (its extravars, when it was queued) is this overlay's,
+    not one of an earlier overlay of the same id (ids were reused before they were retired:
+    such a job carries no incarnation and was queued before this overlay was created)."""
+    if extravars.get("left4me_overlay_id") != overlay_id:
+        return False
+    carried = extravars.get("left4me_overlay_incarnation")
+    if carried is not None:
+        return carried == incarnation
+    return queued_at >= created_at
 
 
 _SELECT = ("SELECT overlays.*, users.name AS owner_name FROM overlays"
@@ -461,9 +481,15 @@ def create(core: Core, actor: Actor, overlay_id: str, kind: str = "files") -> Ov
     now = core.clock()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
+        if conn.execute("SELECT 1 FROM retired_overlay_ids WHERE id = ?",
+                        (overlay_id,)).fetchone() is not None:
+            raise OverlayError(f"overlay id {overlay_id!r} belonged to an overlay that was"
+                               " deleted; an id never comes back (its build logs and host"
+                               " files were another overlay's), so pick another")
         try:
-            conn.execute("INSERT INTO overlays (id, owner_id, kind, created_at, updated_at)"
-                         " VALUES (?, ?, ?, ?, ?)", (overlay_id, me.user_id, kind, now, now))
+            conn.execute("INSERT INTO overlays (id, owner_id, kind, incarnation, created_at,"
+                         " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (overlay_id, me.user_id, kind, secrets.token_hex(8), now, now))
         except sqlite3.IntegrityError:
             raise OverlayError(f"overlay id {overlay_id!r} is taken; pick another") from None
         core.settings.overlays_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -502,14 +528,17 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
         if overlay.in_use:
             raise InUse(f"overlay {overlay_id!r} is used by blueprint {overlay.used_by_text()};"
                         " take it out of them first")
-        for host in _hosts_with(conn, overlay_id):
+        for host in _hosts_with(conn, overlay):
             # After any build queued there (jobs on a host run in order); the playbook
             # refuses while a server of the host still stacks the directory.
             jobs.enqueue(conn, core, me, kind=KIND_REMOVE, host=host,
                          target=f"{host}/overlay {overlay_id}", playbook=BUILD_PLAYBOOK,
                          extravars={"left4me_overlay_id": overlay_id,
+                                    "left4me_overlay_incarnation": overlay.incarnation,
                                     "left4me_overlay_state": "absent"})
         conn.execute("DELETE FROM overlays WHERE id = ?", (overlay_id,))
+        conn.execute("INSERT OR IGNORE INTO retired_overlay_ids (id, retired_at) VALUES (?, ?)",
+                     (overlay_id, now))
         root = _root(core, overlay_id)
         trash = None
         if root.exists() or root.is_symlink():
@@ -1011,6 +1040,7 @@ class Build:
 def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict:
     """playbooks/overlay.yml's variables for one build, refused above `limit` bytes."""
     extravars = {"left4me_overlay_id": overlay.id, "left4me_overlay_state": "present",
+                 "left4me_overlay_incarnation": overlay.incarnation,
                  "left4me_overlay_revision": overlay.revision, "left4me_overlay_files": spec}
     size = len(json.dumps(extravars).encode())
     if size > limit:
@@ -1098,9 +1128,9 @@ def ensure_built(conn: sqlite3.Connection, core: Core, me: Actor, host: str,
         if not force and built is not None and built >= overlay.revision:
             continue
         pending = conn.execute(
-            "SELECT extravars FROM jobs WHERE kind = ? AND host = ? AND state IN (?, ?)",
-            (KIND_BUILD, host, jobs.QUEUED, jobs.RUNNING)).fetchall()
-        if any(json.loads(p["extravars"]).get("left4me_overlay_id") == overlay_id
+            "SELECT extravars, created_at FROM jobs WHERE kind = ? AND host = ? AND state IN"
+            " (?, ?)", (KIND_BUILD, host, jobs.QUEUED, jobs.RUNNING)).fetchall()
+        if any(_builds_this(overlay, json.loads(p["extravars"]), p["created_at"])
                and json.loads(p["extravars"]).get("left4me_overlay_revision") == overlay.revision
                for p in pending):
             continue
@@ -1118,13 +1148,18 @@ def builds(core: Core, actor: Actor, overlay_id: str) -> list[Build]:
                 for r in rows]
 
 
-def _hosts_with(conn: sqlite3.Connection, overlay_id: str) -> list[str]:
+def _builds_this(overlay: Overlay, extravars: dict, queued_at: float) -> bool:
+    return of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at, extravars,
+                               queued_at)
+
+
+def _hosts_with(conn: sqlite3.Connection, overlay: Overlay) -> list[str]:
     """Hosts the overlay was built on, or may be by a build queued or running now."""
     hosts = {r["host"] for r in conn.execute("SELECT host FROM overlay_builds WHERE"
-                                             " overlay_id = ?", (overlay_id,))}
-    for row in conn.execute("SELECT host, extravars FROM jobs WHERE kind = ? AND state IN"
-                            " (?, ?)", (KIND_BUILD, jobs.QUEUED, jobs.RUNNING)):
-        if json.loads(row["extravars"]).get("left4me_overlay_id") == overlay_id:
+                                             " overlay_id = ?", (overlay.id,))}
+    for row in conn.execute("SELECT host, extravars, created_at FROM jobs WHERE kind = ? AND"
+                            " state IN (?, ?)", (KIND_BUILD, jobs.QUEUED, jobs.RUNNING)):
+        if _builds_this(overlay, json.loads(row["extravars"]), row["created_at"]):
             hosts.add(row["host"])
     return sorted(hosts)
 
@@ -1161,8 +1196,11 @@ def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: 
         _fail_jobs_waiting_on(conn, core, job, state)
         return
     overlay_id = job.extravars.get("left4me_overlay_id")
-    if conn.execute("SELECT 1 FROM overlays WHERE id = ?", (overlay_id,)).fetchone() is None:
-        return  # deleted meanwhile; its remove job follows on this host
+    row = conn.execute("SELECT incarnation, created_at FROM overlays WHERE id = ?",
+                       (overlay_id,)).fetchone()
+    if row is None or not of_this_incarnation(overlay_id, row["incarnation"], row["created_at"],
+                                              job.extravars, job.created_at):
+        return  # deleted meanwhile (its remove job follows on this host), or another's
     conn.execute(
         "INSERT INTO overlay_builds (overlay_id, host, revision, built_at, job_id)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (overlay_id, host) DO UPDATE SET"

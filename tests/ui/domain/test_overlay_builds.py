@@ -43,6 +43,7 @@ def test_build_queues_an_overlay_job_with_the_files(core, alice, cfg):
         "overlay build", "alpha", "overlay.yml", jobs.QUEUED)
     assert job.extravars == {
         "left4me_overlay_id": "alice-cfg", "left4me_overlay_state": "present",
+        "left4me_overlay_incarnation": overlays.get(core, alice, cfg).incarnation,
         "left4me_overlay_revision": 3,  # created, written, folder made
         "left4me_overlay_files": [
             {"dest": "left4dead2/cfg/server.cfg", "content": CFG, "mode": "0644"}]}
@@ -116,10 +117,9 @@ def test_a_blueprint_stacks_only_overlays_its_owner_may_view(core, alice, bob, a
 
 def test_a_server_refuses_a_blueprint_holding_an_overlay_its_owner_lost(core, alice, bob, cfg):
     # bob stacked the id before alice made it (an unknown id is the host's to check)
-    overlays.delete(core, alice, cfg)
-    bobs = blueprints.create(core, bob, "mine", ["alice-cfg"], blueprints.BlueprintSettings())
-    overlays.create(core, alice, "alice-cfg")
-    with pytest.raises(InstanceError, match="overlay 'alice-cfg' is another user's"):
+    bobs = blueprints.create(core, bob, "mine", ["alice-new"], blueprints.BlueprintSettings())
+    overlays.create(core, alice, "alice-new")
+    with pytest.raises(InstanceError, match="overlay 'alice-new' is another user's"):
         servers.create(core, bob, "bob1", "alpha", bobs.id)
     assert servers.list_for(core, bob) == []
 
@@ -212,11 +212,13 @@ def test_deleting_a_built_overlay_removes_it_from_its_hosts(core, alice, admin, 
     assert queued_kinds(core, admin) == []  # refused: no remove job either
     blueprints.update(core, alice, blueprint.id, overlays=[])
     overlays.build(core, alice, cfg, "beta")  # queued, not run yet: beta may get it too
+    incarnation = overlays.get(core, alice, cfg).incarnation
     overlays.delete(core, alice, cfg)
     removes = [jobs.get(core, admin, i) for i, k, _h in queued_kinds(core, admin)
                if k == "overlay remove"]
     assert [(j.host, j.playbook, j.extravars) for j in removes] == [
         (host, "overlay.yml", {"left4me_overlay_id": "alice-cfg",
+                               "left4me_overlay_incarnation": incarnation,
                                "left4me_overlay_state": "absent"})
         for host in ("alpha", "beta")]
     with core.db.connect() as conn:

@@ -468,8 +468,12 @@ def test_an_overlay_a_blueprint_uses_cannot_be_deleted(core, alice, bob, admin, 
     assert overlays.list_for(core, alice) == []
     with pytest.raises(NotFound):
         overlays.get(core, alice, cfg)
-    overlays.create(core, alice, cfg)  # the id is free again
-    assert overlays.tree(core, alice, cfg) == []
+    # The id never comes back, not even to its owner: its build logs and host files were
+    # the deleted overlay's.
+    with pytest.raises(OverlayError, match="overlay id 'alice-cfg' belonged to an overlay that"
+                                           " was deleted; an id never comes back"):
+        overlays.create(core, alice, cfg)
+    assert overlays.list_for(core, alice) == []
 
 
 # --- zip -------------------------------------------------------------------------------------
