@@ -80,12 +80,13 @@ def test_create_a_blueprint_from_the_form(core, alice):
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Name"].input("versus night")
     form_inputs["Server name shown in the browser"].input("**not bold** [link](http://x)")
-    app.multiselect[0].select("demo-coop").select("demo-config")
+    assert app.multiselect[0].options == ["demo-config"]  # demo-coop is not offered to users
+    app.multiselect[0].select("demo-config")
     app.button[0].click().run()  # the form's submit button is the first button
     assert not app.exception
     assert [b.name for b in blueprints.list_for(core, alice.actor)] == ["versus night"]
     made = blueprints.list_for(core, alice.actor)[0]
-    assert made.overlays == ("demo-coop", "demo-config")
+    assert made.overlays == ("demo-config",)
     assert table(app)[0]["name"] == "versus night"
 
 

@@ -20,13 +20,16 @@ from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
 from left4me_ui.overlays import OverlayError
+from left4me_ui.validation import InstanceError
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
 def core_inventory() -> Inventory:
-    return Inventory({"alpha": {"overlays_list": [{"id": "demo-config", "kind": "files"}]}})
+    return Inventory({"alpha": {"overlays_list": [
+        {"id": "demo-config", "kind": "files"},
+        {"id": "demo-shared", "kind": "files", "users_may_stack": True}]}})
 
 
 @pytest.fixture
@@ -664,3 +667,31 @@ def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEFT4ME_UI_OVERLAY_MAX_ENTRIES", "lots")
     with pytest.raises(ValueError, match="LEFT4ME_UI_OVERLAY_MAX_ENTRIES must be a whole number"):
         settings.from_environment()
+
+
+# --- which overlays a blueprint may stack ----------------------------------------------------
+
+
+def test_users_stack_only_the_inventory_overlays_the_operator_offers(core, alice, admin):
+    settings = blueprints.BlueprintSettings()
+    # demo-config could hold the operator's secrets (a GSLT, an rcon_password): not marked.
+    with pytest.raises(InstanceError, match="overlay 'demo-config' is the operator's .the"
+                                            " inventory's. and not offered to users"):
+        blueprints.create(core, alice, "coop", ["demo-shared", "demo-config"], settings)
+    assert blueprints.list_for(core, alice) == []
+    mine = blueprints.create(core, alice, "coop", ["demo-shared"], settings)
+    with pytest.raises(InstanceError, match="'demo-config' is the operator's"):
+        blueprints.update(core, admin, mine.id, overlays=["demo-config"])  # alice's blueprint
+    assert blueprints.get(core, alice, mine.id).overlays == ("demo-shared",)
+    blueprints.update(core, alice, mine.id, name="renamed")  # overlays unchanged: no check
+    assert blueprints.create(core, admin, "ops", ["demo-config"], settings).overlays == (
+        "demo-config",)
+    inventory = core.inventory()
+    assert blueprints.inventory_overlays_for(inventory, alice) == ["demo-shared"]
+    assert blueprints.inventory_overlays_for(inventory, admin) == ["demo-config", "demo-shared"]
+
+
+def test_a_deleted_overlays_id_cannot_be_stacked(core, alice, cfg):
+    overlays.delete(core, alice, cfg)
+    with pytest.raises(InstanceError, match="overlay 'alice-cfg' was deleted; take it out"):
+        blueprints.create(core, alice, "coop", [cfg], blueprints.BlueprintSettings())
