@@ -268,10 +268,56 @@ def test_the_build_job_writes_the_overlay_and_a_bad_one_touches_nothing(local_co
     assert "left4me_overlay_id must be 1 to 64 of a-z" in failed.error
     assert "left4me_overlay_files[0]: dest \"/etc/passwd\" must be relative" in failed.error
     assert "nothing was changed" in failed.error
-    assert sorted(p.name for p in (tmp_path / "host" / "overlays").iterdir()) == ["alice-cfg"]
+    assert sorted(p.name for p in (tmp_path / "host" / "overlays").iterdir()) == [
+        ".alice-cfg.incarnation", "alice-cfg"]
     assert [(b.host, b.revision) for b in overlays.builds(local_core, alice, cfg)] == [
         ("host-a", 2)]  # the failed job recorded nothing
     assert json.loads((built / ".left4me-files.json").read_text())  # the build's manifest
+
+
+def test_a_host_directory_of_another_overlay_of_the_same_id_is_never_built_into_or_removed(
+        local_core, alice, tmp_path, cfg):
+    overlays_dir = tmp_path / "host" / "overlays"
+    mark = overlays_dir / ".alice-cfg.incarnation"
+    mine = overlays.get(local_core, alice, cfg).incarnation
+    overlays.build(local_core, alice, cfg, "host-a")
+    assert jobs.run_next(local_core).state == jobs.SUCCEEDED
+    assert mark.read_text() == f"{mine}\n"
+    # The directory now belongs to an overlay of the same id that another UI made (or this
+    # UI before its database was lost), with that one's files.
+    mark.write_text("0123456789abcdef\n")
+    theirs = overlays_dir / "alice-cfg" / "left4dead2" / "cfg" / "server.cfg"
+    theirs.write_text("rcon_password theirs\n")
+    overlays.write_text(local_core, alice, cfg, "motd.txt", "hi\n")
+    overlays.build(local_core, alice, cfg, "host-a")
+    refused = jobs.run_next(local_core)
+    assert refused.state == jobs.FAILED
+    assert "overlay alice-cfg on this host belongs to another overlay of the same id" in \
+        refused.error and "Nothing was changed" in refused.error
+    assert theirs.read_text() == "rcon_password theirs\n"
+    assert not (overlays_dir / "alice-cfg" / "motd.txt").exists()
+    assert [(b.host, b.revision) for b in overlays.builds(local_core, alice, cfg)] == [
+        ("host-a", 2)]  # the refused build recorded nothing
+    overlays.delete(local_core, alice, cfg)  # its remove job must not take their tree
+    assert jobs.run_next(local_core).state == jobs.FAILED
+    assert theirs.read_text() == "rcon_password theirs\n"
+    assert mark.read_text() == "0123456789abcdef\n"
+
+
+def test_an_unmarked_host_directory_is_taken_by_the_first_build(local_core, alice, tmp_path,
+                                                                 cfg):
+    # Built before marks existed (or by hand): the first build that names its overlay
+    # marks it, and removing the overlay removes the mark too.
+    built = tmp_path / "host" / "overlays" / "alice-cfg"
+    (built / "left4dead2").mkdir(parents=True)
+    overlays.build(local_core, alice, cfg, "host-a")
+    assert jobs.run_next(local_core).state == jobs.SUCCEEDED
+    mark = tmp_path / "host" / "overlays" / ".alice-cfg.incarnation"
+    assert mark.read_text().strip() == overlays.get(local_core, alice, cfg).incarnation
+    overlays.delete(local_core, alice, cfg)
+    removed = jobs.run_next(local_core)
+    assert (removed.kind, removed.state) == ("overlay remove", jobs.SUCCEEDED)
+    assert list((tmp_path / "host" / "overlays").iterdir()) == []
 
 
 def test_reconcile_builds_every_user_overlay_its_servers_stack_first(core, alice, admin, cfg):

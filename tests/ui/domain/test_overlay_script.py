@@ -128,7 +128,7 @@ def test_a_build_queues_an_overlay_job_with_the_script(core, alice, maps):
         "left4me_overlay_incarnation": overlays.get(core, alice, maps).incarnation,
         "left4me_overlay_revision": 2, "left4me_overlay_kind": "script",
         "left4me_overlay_script": SCRIPT}
-    assert job.expected_tasks == 13  # a script build's task results, not a files build's 7
+    assert job.expected_tasks == 17  # a script build's task results, not a files build's 11
 
 
 def test_files_and_script_builds_each_expect_the_tasks_their_own_last_success_ran(
