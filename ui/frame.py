@@ -220,7 +220,9 @@ _FLASH_KEY = "_left4me_flash"
 
 
 def flash(message: str) -> None:
-    """A confirmation that survives the st.rerun() after an action (shown once, next run)."""
+    """A confirmation that survives the st.rerun() after an action (shown once, next run).
+    It is shown as plain text: it often names what a person chose (a file name may be
+    `[log in again](https://evil.example)`)."""
     st.session_state[_FLASH_KEY] = message
 
 
@@ -232,4 +234,4 @@ def show_flash() -> None:
     slot = st.empty()
     message = st.session_state.pop(_FLASH_KEY, None)
     if message:
-        slot.success(message, icon=":material/check:")
+        slot.success(plain(message), icon=":material/check:")

@@ -27,9 +27,9 @@ def builds_table(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
 def delete_button(core: Core, actor: Actor, chosen: overlays.Overlay,
                   key: str = "delete_overlay") -> None:
     """Delete, refused (and said why) while a blueprint stacks the overlay."""
-    if chosen.used_by:
-        st.caption(f"Used by blueprint(s) {', '.join(chosen.used_by)}: take it out of them"
-                   " before deleting the overlay.")
+    if chosen.in_use:
+        st.caption(f"Used by blueprint(s) {chosen.used_by_text()}: take it out of them before"
+                   " deleting the overlay.")
     if st.button("Delete this overlay", icon=":material/delete:", key=key,
-                 disabled=bool(chosen.used_by)):
+                 disabled=chosen.in_use):
         frame.act(lambda: overlays.delete(core, actor, chosen.id), "Overlay deleted.")

@@ -30,7 +30,8 @@ PASSWORD = "correct horse battery"
 
 PAGE_INVENTORY = Inventory({
     "alpha": {"ansible_host": "192.0.2.10", "overlays_list": [
-        {"id": "demo-config", "kind": "files"}, {"id": "demo-coop", "kind": "files"}]},
+        {"id": "demo-config", "kind": "files", "users_may_stack": True},
+        {"id": "demo-coop", "kind": "files"}]},
 })
 
 

@@ -15,6 +15,11 @@ def shown(app) -> str:
     return "\n".join(e.value for e in app.error).replace("\\", "")
 
 
+def confirmed(app) -> list[str]:
+    """Confirmations as a person reads them (the frame escapes markdown)."""
+    return [s.value.replace("\\", "") for s in app.success]
+
+
 def tree(app) -> list[dict]:
     return app.dataframe[1].value.to_dict("records")
 
@@ -26,7 +31,7 @@ def test_an_overlay_is_created_and_its_text_edited_on_the_page(core, alice):
     app.text_input(key="new_overlay_id").input("my-cfg")
     app.button[0].click().run()  # the create form's button
     assert [o.id for o in overlays.list_for(core, alice.actor)] == ["my-cfg"]
-    assert "Overlay created." in [s.value for s in app.success]
+    assert "Overlay created." in confirmed(app)
     # The upload's limits in the domain's numbers (the widget's own cap would say 200MB).
     assert any("One file may be up to 64.0 MiB and the whole overlay up to 512.0 MiB" in c.value
                for c in app.caption), [c.value for c in app.caption]
@@ -95,6 +100,24 @@ def test_folders_rename_delete_and_download(core, alice):
         assert archive.read("left4dead2/motd.txt") == b"hi\n"
 
 
+def test_a_confirmation_shows_a_file_name_as_text_never_as_a_link_or_image(core, alice):
+    link, image = "[log in again](https:evil.example)", "![x](https:evil.example)"
+    overlays.create(core, alice.actor, "my-cfg")
+    overlays.write_text(core, alice.actor, "my-cfg", link, "hi\n")
+    overlays.write_text(core, alice.actor, "my-cfg", image, "hi\n")
+    app = alice.app("overlays")
+    for name in (link, image):
+        app.selectbox(key="remove_path").select(name)
+        app.checkbox(key="remove_sure").check()
+        next(b for b in app.button if b.label == "Delete").click().run()
+        assert not app.exception
+        [message] = [s.value for s in app.success]
+        # Every markdown sign escaped: the name reads as typed, no link or image is drawn.
+        assert message.replace("\\", "") == f"Deleted {name}."
+        assert "](" not in message and "[" not in message.replace("\\[", "")
+    assert overlays.tree(core, alice.actor, "my-cfg") == []
+
+
 def test_another_user_sees_none_and_an_overlay_in_use_cannot_be_deleted(core, alice, bob):
     overlays.create(core, alice.actor, "my-cfg")
     blueprints.create(core, alice.actor, "coop", ["my-cfg"], blueprints.BlueprintSettings())
@@ -102,6 +125,20 @@ def test_another_user_sees_none_and_an_overlay_in_use_cannot_be_deleted(core, al
     app = alice.app("overlays")
     assert app.button(key="delete_overlay").disabled
     assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == "coop"
+
+
+def test_the_owner_sees_other_users_blueprints_counted_not_named(core, alice, admin):
+    overlays.create(core, alice.actor, "my-cfg")
+    blueprints.create(core, admin.actor, "boss secret event plan", ["my-cfg"],
+                      blueprints.BlueprintSettings())
+    app = alice.app("overlays")
+    assert not app.exception
+    page = "\n".join([*(c.value for c in app.caption),
+                      *(str(d.value.to_dict("records")) for d in app.dataframe)])
+    assert "boss secret event plan" not in page
+    assert app.dataframe[0].value.to_dict("records")[0]["used by blueprints"] == \
+        "1 blueprint of other users"
+    assert app.button(key="delete_overlay").disabled  # still in use
 
 
 def test_build_on_host_queues_a_build_and_shows_where_it_is_current(core, alice, bob):
@@ -135,12 +172,13 @@ def test_the_blueprints_page_offers_my_overlays_not_other_users(core, alice, bob
     overlays.create(core, alice.actor, "my-cfg")
     overlays.create(core, bob.actor, "bob-cfg")
     app = alice.app("blueprints")
-    assert app.multiselect[0].options == ["demo-config", "demo-coop", "my-cfg"]
+    # The inventory's demo-coop is not offered to users (conftest's inventory marks only
+    # demo-config users_may_stack).
+    assert app.multiselect[0].options == ["demo-config", "my-cfg"]
     {t.label: t for t in app.text_input}["Name"].input("mine")
     app.multiselect[0].select("my-cfg").select("demo-config")
     app.button[0].click().run()
     assert not app.exception
     (made,) = blueprints.list_for(core, alice.actor)
     assert made.overlays == ("my-cfg", "demo-config")
-    assert bob.app("blueprints").multiselect[0].options == ["bob-cfg", "demo-config",
-                                                          "demo-coop"]
+    assert bob.app("blueprints").multiselect[0].options == ["bob-cfg", "demo-config"]

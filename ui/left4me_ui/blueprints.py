@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
+from left4me_ui.inventory import Inventory
 from left4me_ui.validation import (
     DEFAULTS,
     PLACEHOLDER_NAME,
@@ -66,13 +67,46 @@ def check(name: str, overlays: list[str], config: BlueprintSettings) -> Blueprin
 
 def check_overlay_access(conn: sqlite3.Connection, actor: Actor, overlays: list[str]) -> None:
     """A users' overlay may be stacked only by someone who may view it: its owner or an
-    admin (ids the UI does not know, the inventory's, are left to the host to check)."""
+    admin; a deleted overlay's id by nobody (what a host may still have under it was that
+    overlay's). The inventory's are checked by check_inventory_overlays; other ids the UI
+    does not know are left to the host to check."""
     for overlay_id in overlays:
         row = conn.execute("SELECT owner_id FROM overlays WHERE id = ?",
                            (overlay_id,)).fetchone()
         if row is not None and not authz.may_view(actor, row["owner_id"]):
             raise InstanceError(f"overlay {overlay_id!r} is another user's; stack your own"
                                 " overlays or the inventory's")
+        if row is None and conn.execute("SELECT 1 FROM retired_overlay_ids WHERE id = ?",
+                                        (overlay_id,)).fetchone() is not None:
+            raise InstanceError(f"overlay {overlay_id!r} was deleted; take it out of the"
+                                " blueprint")
+
+
+def inventory_overlays_for(inventory: Inventory, actor: Actor) -> list[str]:
+    """The inventory's overlays the actor may stack: an admin any, a user those the
+    operator marks `users_may_stack: true` in overlays_list."""
+    ids = set()
+    for host in inventory.hosts:
+        ids.update(inventory.overlay_ids(host) if actor.is_admin
+                   else inventory.offered_overlay_ids(host))
+    return sorted(ids)
+
+
+def check_inventory_overlays(conn: sqlite3.Connection, inventory: Inventory, owner: Actor,
+                             overlays: list[str]) -> None:
+    """The blueprint's owner may stack each of the inventory's overlays among `overlays`
+    (users' own overlays are check_overlay_access's)."""
+    allowed = set(inventory_overlays_for(inventory, owner))
+    for overlay_id in overlays:
+        declared = any(overlay_id in inventory.overlay_ids(h) for h in inventory.hosts)
+        if not declared or overlay_id in allowed:
+            continue
+        if conn.execute("SELECT 1 FROM overlays WHERE id = ?", (overlay_id,)).fetchone():
+            continue  # a user's (made before the inventory declared the id)
+        raise InstanceError(f"overlay {overlay_id!r} is the operator's (the inventory's) and"
+                            " not offered to users; stack your own overlays or the ones"
+                            " offered (an admin offers one with users_may_stack: true in"
+                            " overlays_list)")
 
 
 def _from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Blueprint:
@@ -96,9 +130,11 @@ def create(core: Core, actor: Actor, name: str, overlays: list[str],
            config: BlueprintSettings) -> Blueprint:
     normalised = check(name, overlays, config)
     now = core.clock()
+    inventory = core.inventory()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         check_overlay_access(conn, me, list(overlays))
+        check_inventory_overlays(conn, inventory, me, list(overlays))
         try:
             cursor = conn.execute(
                 "INSERT INTO blueprints (owner_id, name, overlays, settings, created_at,"
@@ -116,6 +152,7 @@ def update(core: Core, actor: Actor, blueprint_id: int, *, name: str | None = No
            ) -> Blueprint:
     """Change a blueprint; linked running servers show "restart to apply" until restarted."""
     now = core.clock()
+    inventory = core.inventory()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         before = load(conn, me, blueprint_id)
@@ -124,6 +161,8 @@ def update(core: Core, actor: Actor, blueprint_id: int, *, name: str | None = No
         normalised = check(new_name, new_overlays, before.settings if config is None else config)
         owner = authz.owner_actor(conn, before.owner_id)
         check_overlay_access(conn, owner, new_overlays)
+        if overlays is not None:  # a new list: every inventory overlay in it must be offered
+            check_inventory_overlays(conn, inventory, owner, new_overlays)
         try:
             conn.execute("UPDATE blueprints SET name = ?, overlays = ?, settings = ?,"
                          " revision = revision + 1, updated_at = ? WHERE id = ?",

@@ -217,6 +217,31 @@ MIGRATIONS: list[str] = [
         error TEXT
     );
     """,
+    # 7: an overlay id never comes back. A deleted overlay's id is retired (so the next
+    # owner of a name never reads the old one's build logs or inherits its host directory
+    # and build records); ids deleted before this migration are retired from their jobs and
+    # audit rows. Each overlay gets an incarnation, a random token its build and remove jobs
+    # carry (and the host's directory is marked with), telling it from any other overlay of
+    # the same id (one of another UI, or from before a database was lost).
+    """
+    ALTER TABLE overlays ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
+    UPDATE overlays SET incarnation = lower(hex(randomblob(8)));
+    CREATE TABLE retired_overlay_ids (
+        id TEXT PRIMARY KEY,
+        retired_at REAL NOT NULL
+    );
+    INSERT OR IGNORE INTO retired_overlay_ids (id, retired_at)
+        SELECT json_extract(extravars, '$.left4me_overlay_id'), MAX(created_at) FROM jobs
+        WHERE kind IN ('overlay build', 'overlay remove') AND json_valid(extravars)
+            AND json_type(extravars, '$.left4me_overlay_id') = 'text'
+            AND json_extract(extravars, '$.left4me_overlay_id') NOT IN (SELECT id FROM overlays)
+        GROUP BY 1;
+    INSERT OR IGNORE INTO retired_overlay_ids (id, retired_at)
+        SELECT substr(target, 9), MAX(at) FROM audit
+        WHERE action = 'delete overlay' AND target LIKE 'overlay %'
+            AND substr(target, 9) NOT IN (SELECT id FROM overlays)
+        GROUP BY 1;
+    """,
 ]
 
 

@@ -36,9 +36,18 @@ class Inventory:
         return found
 
     def overlay_ids(self, host: str) -> list[str]:
-        """Overlays the host builds (overlays_list), the ids blueprints may stack."""
+        """Overlays the host builds (overlays_list): admins' blueprints may stack any."""
+        return [i["id"] for i in self._overlays(host)]
+
+    def offered_overlay_ids(self, host: str) -> list[str]:
+        """Those of the host's overlays the operator offers to UI users (`users_may_stack:
+        true` in overlays_list): a user's server runs the user's code, which reads every
+        file of every overlay it stacks, so none is offered unless marked."""
+        return [i["id"] for i in self._overlays(host) if i.get("users_may_stack") is True]
+
+    def _overlays(self, host: str) -> list[dict]:
         items = self.hostvars.get(host, {}).get("overlays_list") or []
-        return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+        return [i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
 
 
 def _as_port(value: object) -> int | None:

@@ -12,7 +12,7 @@ Shaped after AWX's RunnerCallback:
 
 Worker threads live in the UI process, not in a page script: closing a browser stops
 nothing. Jobs on one host run one after another; a UI restart marks jobs it finds
-running as interrupted.
+running as interrupted and removes the private directories a killed process left.
 
 The run itself is a JobBackend's: LocalRunner (ansible-runner here, the default) or
 awx.AwxBackend, which launches an AWX / Automation Platform job template and follows its
@@ -251,14 +251,37 @@ def cancel(core: Core, actor: Actor, job_id: int) -> Job:
 
 
 def mark_interrupted(core: Core) -> int:
-    """At start-up: jobs a previous process left running did not finish; say so."""
+    """At start-up: jobs a previous process left running did not finish; say so. Their
+    private directories (extravars with RCON passwords, runner's artifacts with the whole
+    environment) are removed, and so is anything else in jobs_dir no running job owns:
+    a killed process never ran its finished callback."""
     with core.db.connect() as conn:
         rows = conn.execute("SELECT * FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
         for row in rows:
             _finish(conn, core, _job(row), INTERRUPTED, None,
                     "the UI stopped while this job ran; the host may be half-changed:"
                     " run the action again")
-        return len(rows)
+            shutil.rmtree(core.settings.jobs_dir / str(row["id"]), ignore_errors=True)
+        running = {str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE state = ?",
+                                                      (RUNNING,))}
+    _sweep_private_dirs(core.settings.jobs_dir, keep=running)
+    return len(rows)
+
+
+def _sweep_private_dirs(jobs_dir: Path, keep: set[str]) -> None:
+    """Remove every entry of jobs_dir but those named in keep (never following a link)."""
+    try:
+        found = list(os.scandir(jobs_dir))
+    except FileNotFoundError:
+        return
+    for entry in found:
+        if entry.name in keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def claim(core: Core) -> Job | None:

@@ -36,7 +36,7 @@ LOG_TASK = "Show the build script's output"
 # Task results a successful script build reports (playbooks/overlay.yml with
 # tasks/overlay-script.yml), until one has succeeded: counting the playbook's tasks would
 # miss the included ones. After that, the last script build's count (overlays.BUILD_ALIKE).
-SCRIPT_BUILD_TASKS = 13
+SCRIPT_BUILD_TASKS = 17
 
 
 def examples() -> list[str]:
@@ -122,6 +122,7 @@ def build_vars(overlay: Overlay, text: str) -> dict:
         raise OverlayError(f"the script of overlay {overlay.id!r} is empty; write one (or"
                            " start from an example) before building")
     return {"left4me_overlay_id": overlay.id, "left4me_overlay_state": "present",
+            "left4me_overlay_incarnation": overlay.incarnation,
             "left4me_overlay_revision": overlay.revision, "left4me_overlay_kind": "script",
             "left4me_overlay_script": text}
 
@@ -166,6 +167,19 @@ class LastBuild:
                 " stacking it cannot start there until a build succeeds")
 
 
+def _shown_to(conn: sqlite3.Connection, me: Actor, overlay: Overlay, row: sqlite3.Row
+              ) -> bool:
+    """A build job of this overlay's incarnation that the actor may see (jobs' own rule)."""
+    if not overlays.of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at,
+                                        json.loads(row["extravars"]), row["created_at"]):
+        return False
+    try:
+        jobs._visible(conn, me, row)
+    except authz.NotFound:
+        return False
+    return True
+
+
 def script_output(events: list[jobs.JobEvent]) -> list[str] | None:
     """The script's lines from the log task's event (`ok: [host] => ` then YAML), or None."""
     for event in events:
@@ -182,14 +196,17 @@ def script_output(events: list[jobs.JobEvent]) -> list[str] | None:
 
 
 def last_build(core: Core, actor: Actor, overlay_id: str) -> LastBuild | None:
-    """The newest build job of the overlay (on any host), with its script's output."""
+    """The newest build job of this overlay (on any host) the actor may see, with its
+    script's output; never one of an earlier overlay of the same id."""
     with core.db.connect() as conn:
-        overlays.load(conn, authz.current(conn, actor), overlay_id)
-        row = conn.execute(
-            "SELECT id, host, state, error, extravars FROM jobs WHERE kind = ? AND"
+        me = authz.current(conn, actor)
+        overlay = overlays.load(conn, me, overlay_id)
+        candidates = conn.execute(
+            "SELECT * FROM jobs WHERE kind = ? AND"
             " json_extract(extravars, '$.left4me_overlay_id') = ? AND"
             " json_extract(extravars, '$.left4me_overlay_state') = 'present'"
-            " ORDER BY id DESC LIMIT 1", (overlays.KIND_BUILD, overlay_id)).fetchone()
+            " ORDER BY id DESC", (overlays.KIND_BUILD, overlay_id)).fetchall()
+        row = next((c for c in candidates if _shown_to(conn, me, overlay, c)), None)
         if row is None:
             return None
         kept = conn.execute("SELECT revision FROM overlay_builds WHERE overlay_id = ? AND"

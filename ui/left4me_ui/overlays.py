@@ -2,7 +2,12 @@
 
 An overlay id is the directory name on every host (`{state_dir}/overlays/{id}`), so it
 follows the collection's id rule (imported, not copied) and is unique across all users
-and the inventory's own `overlays_list`.
+and the inventory's own `overlays_list`. An id never comes back: deleting an overlay
+retires its id, so a later overlay of that name cannot read the old one's build logs or
+inherit its host directory and build records. Each overlay also has an incarnation (a
+random token) that its build and remove jobs carry, so a job of an overlay that shared the
+id before ids were retired is never taken for this one's, and a host directory marked by
+another incarnation is refused.
 
 A files overlay's tree is `Settings.overlays_dir / id` (directories 0700, files 0600: the
 UI's state is private). Every path a person gives stays inside it: absolute paths, `.`,
@@ -64,6 +69,10 @@ MAX_COMPRESSION_RATIO = 200
 RATIO_EXEMPT_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
 _TMP_PREFIX = ".left4me-tmp-"
+# A path is at most this many folders and names deep and this many bytes long: deeper
+# trees cost a file descriptor per level to walk and no game needs them.
+MAX_PATH_PARTS = 32
+MAX_PATH_BYTES = 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -80,17 +89,39 @@ class Overlay:
     revision: int
     created_at: float
     updated_at: float
-    used_by: tuple[str, ...] = ()  # names of the blueprints stacking it
+    used_by: tuple[str, ...] = ()  # names of the blueprints stacking it the viewer may see
+    used_by_others: int = 0  # how many more stack it: other users' (their names are theirs)
+    incarnation: str = ""  # random, this overlay's alone (build and remove jobs carry it)
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.used_by) or self.used_by_others > 0
+
+    def used_by_text(self, quoted: bool = True) -> str:
+        """"'coop', 'versus' and 2 blueprints of other users", or "" when unused."""
+        named = ", ".join(repr(name) if quoted else name for name in self.used_by)
+        if self.used_by_others:
+            others = self.used_by_others
+            named = (f"{named} and " if named else "") + \
+                f"{others} blueprint{'s' if others > 1 else ''} of other users"
+        return named
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One thing in the tree; `is_symlink` marks one planted from outside (delete it)."""
+    """One thing in the tree; `is_symlink` marks one planted from outside (delete it), and
+    `too_deep` a folder holding more than MAX_PATH_PARTS levels (made before that limit;
+    its content is not walked: delete it)."""
 
     path: str
     size: int
     is_dir: bool
     is_symlink: bool = False
+    too_deep: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return self.is_symlink or self.too_deep
 
 
 @dataclass(frozen=True)
@@ -109,7 +140,7 @@ def check_path(path: object, what: str = "path", shown: str | None = None
     if not isinstance(path, str) or not path:
         raise OverlayError(f"give the {shown or what} inside the overlay, e.g."
                            " left4dead2/cfg/server.cfg")
-    label = shown or f"{what} {path!r}"
+    label = shown or f"{what} {_short(path)!r}"
     if "\0" in path:
         raise OverlayError(f"{label} contains a NUL byte")
     if "\n" in path or "\r" in path:
@@ -120,6 +151,12 @@ def check_path(path: object, what: str = "path", shown: str | None = None
         raise OverlayError(f"{label} is absolute; give it relative to the overlay"
                            " (the game root), e.g. left4dead2/cfg/server.cfg")
     parts = tuple(path.split("/"))
+    if len(parts) > MAX_PATH_PARTS:
+        raise OverlayError(f"{label} is {len(parts)} levels deep; a path in an overlay has at"
+                           f" most {MAX_PATH_PARTS} folders and names")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise OverlayError(f"{label} is {len(path.encode())} bytes long; a path in an overlay"
+                           f" is at most {MAX_PATH_BYTES} bytes")
     if any(part in ("", ".", "..") for part in parts):
         raise OverlayError(f"{label} has an empty, '.' or '..' component; paths stay"
                            " inside the overlay")
@@ -132,6 +169,11 @@ def check_path(path: object, what: str = "path", shown: str | None = None
     except FilesOverlayError as exc:
         raise OverlayError(f"{label}: {exc}") from None
     return parts
+
+
+def _short(path: str) -> str:
+    """A path for a message: a very long one by its start and end."""
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-40:]}"
 
 
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
@@ -214,26 +256,83 @@ def _opened(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _scan(dir_fd: int, prefix: str = "") -> Iterator[Entry]:
+def _children(dir_fd: int) -> list[tuple[str, os.stat_result]]:
+    """A folder's entries (never followed) by name, without left4me's temp files (a write
+    in flight or one a crash left: never shown or counted)."""
     with os.scandir(dir_fd) as found:
-        children = sorted(found, key=lambda e: e.name)
-    for child in children:
-        if child.name.startswith(_TMP_PREFIX):
-            continue  # a write in flight or one a crash left; never shown or counted
-        path = f"{prefix}{child.name}"
-        info = child.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode)
-                                              or stat.S_ISREG(info.st_mode)):
-            yield Entry(path, 0, False, True)
-        elif stat.S_ISDIR(info.st_mode):
-            yield Entry(path, 0, True)
-            sub = os.open(child.name, _DIR_FLAGS, dir_fd=dir_fd)
-            try:
-                yield from _scan(sub, path + "/")
-            finally:
-                os.close(sub)
-        else:
-            yield Entry(path, info.st_size, False)
+        children = [(e.name, e.stat(follow_symlinks=False)) for e in found
+                    if not e.name.startswith(_TMP_PREFIX)]
+    return sorted(children, key=lambda child: child[0])
+
+
+def _scan(dir_fd: int) -> Iterator[Entry]:
+    """Every entry below dir_fd, folders before their content, by name; walked with a stack
+    (a deep tree never exhausts Python's recursion) at most MAX_PATH_PARTS levels deep."""
+    stack: list[tuple[int, str, Iterator[tuple[str, os.stat_result]]]] = [
+        (dir_fd, "", iter(_children(dir_fd)))]
+    try:
+        while stack:
+            fd, prefix, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                if fd != dir_fd:
+                    os.close(fd)
+                continue
+            name, info = child
+            path = f"{prefix}{name}"
+            if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode)
+                                                  or stat.S_ISREG(info.st_mode)):
+                yield Entry(path, 0, False, True)
+            elif not stat.S_ISDIR(info.st_mode):
+                yield Entry(path, info.st_size, False)
+            else:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                try:
+                    below = _children(sub)
+                except BaseException:
+                    os.close(sub)
+                    raise
+                if len(stack) >= MAX_PATH_PARTS and below:
+                    os.close(sub)
+                    yield Entry(path, 0, True, too_deep=True)
+                    continue
+                stack.append((sub, path + "/", iter(below)))
+                yield Entry(path, 0, True)
+    finally:
+        for fd, _prefix, _children_left in stack:
+            if fd != dir_fd:
+                os.close(fd)
+
+
+def _remove_tree(parent_fd: int, name: str) -> None:
+    """Remove a folder and everything in it, never following a link, with two descriptors
+    and no recursion however deep it is: each subfolder's content moves up one level (one
+    rename carries a whole subtree), then the emptied subfolder goes."""
+    top = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        while True:
+            with os.scandir(top) as found:
+                children = [(e.name, e.is_dir(follow_symlinks=False)) for e in found]
+            if not children:
+                break
+            for child, is_dir in children:
+                if not is_dir:
+                    os.unlink(child, dir_fd=top)
+                    continue
+                sub = os.open(child, _DIR_FLAGS, dir_fd=top)
+                try:
+                    with os.scandir(sub) as found:
+                        below = [e.name for e in found]
+                    for grandchild in below:
+                        os.rename(grandchild, f".left4me-gone-{secrets.token_hex(8)}",
+                                  src_dir_fd=sub, dst_dir_fd=top)
+                finally:
+                    os.close(sub)
+                os.rmdir(child, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def _usage(entries: list[Entry]) -> Usage:
@@ -245,6 +344,10 @@ def _refuse_links(entries: list[Entry], doing: str) -> None:
     if links:
         raise OverlayError(f"cannot {doing}: {', '.join(links)} is a symbolic link or special"
                            " file left4me did not make; delete it first")
+    deep = [e.path for e in entries if e.too_deep]
+    if deep:
+        raise OverlayError(f"cannot {doing}: {', '.join(deep)} holds folders more than"
+                           f" {MAX_PATH_PARTS} levels deep; delete it first")
 
 
 def _write_file(parent_fd: int, name: str, data: bytes | Iterator[bytes], cap: int,
@@ -287,10 +390,27 @@ def _used_by(conn: sqlite3.Connection, overlay_id: str) -> list[tuple[int, str]]
     return [(r["owner_id"], r["name"]) for r in rows if overlay_id in json.loads(r["overlays"])]
 
 
-def _from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Overlay:
+def _from_row(conn: sqlite3.Connection, row: sqlite3.Row, viewer: Actor) -> Overlay:
+    """The overlay as `viewer` sees it: other users' blueprints stacking it are counted,
+    not named."""
+    users = _used_by(conn, row["id"])
+    named = tuple(name for owner, name in users if authz.may_view(viewer, owner))
     return Overlay(row["id"], row["owner_id"], row["owner_name"], row["kind"], row["revision"],
-                   row["created_at"], row["updated_at"],
-                   tuple(name for _owner, name in _used_by(conn, row["id"])))
+                   row["created_at"], row["updated_at"], named, len(users) - len(named),
+                   row["incarnation"])
+
+
+def of_this_incarnation(overlay_id: str, incarnation: str, created_at: float,
+                        extravars: dict, queued_at: float) -> bool:
+    """Whether a build or remove job (its extravars, when it was queued) is this overlay's,
+    not one of an earlier overlay of the same id (ids were reused before they were retired:
+    such a job carries no incarnation and was queued before this overlay was created)."""
+    if extravars.get("left4me_overlay_id") != overlay_id:
+        return False
+    carried = extravars.get("left4me_overlay_incarnation")
+    if carried is not None:
+        return carried == incarnation
+    return queued_at >= created_at
 
 
 _SELECT = ("SELECT overlays.*, users.name AS owner_name FROM overlays"
@@ -303,7 +423,7 @@ def load(conn: sqlite3.Connection, actor: Actor, overlay_id: str) -> Overlay:
     if row is None or not authz.may_view(actor, row["owner_id"]) \
             or not authz.may_manage(actor, row["owner_id"]):
         raise NotFound("no such overlay")
-    return _from_row(conn, row)
+    return _from_row(conn, row, actor)
 
 
 def _root(core: Core, overlay_id: str) -> Path:
@@ -361,9 +481,15 @@ def create(core: Core, actor: Actor, overlay_id: str, kind: str = "files") -> Ov
     now = core.clock()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
+        if conn.execute("SELECT 1 FROM retired_overlay_ids WHERE id = ?",
+                        (overlay_id,)).fetchone() is not None:
+            raise OverlayError(f"overlay id {overlay_id!r} belonged to an overlay that was"
+                               " deleted; an id never comes back (its build logs and host"
+                               " files were another overlay's), so pick another")
         try:
-            conn.execute("INSERT INTO overlays (id, owner_id, kind, created_at, updated_at)"
-                         " VALUES (?, ?, ?, ?, ?)", (overlay_id, me.user_id, kind, now, now))
+            conn.execute("INSERT INTO overlays (id, owner_id, kind, incarnation, created_at,"
+                         " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (overlay_id, me.user_id, kind, secrets.token_hex(8), now, now))
         except sqlite3.IntegrityError:
             raise OverlayError(f"overlay id {overlay_id!r} is taken; pick another") from None
         core.settings.overlays_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -389,7 +515,7 @@ def list_for(core: Core, actor: Actor) -> list[Overlay]:
         where, params = authz.visible_owner_clause(me)
         rows = conn.execute(f"{_SELECT} WHERE {where.replace('owner_id', 'overlays.owner_id')}"
                             " ORDER BY overlays.id", params).fetchall()
-        return [_from_row(conn, r) for r in rows]
+        return [_from_row(conn, r, me) for r in rows]
 
 
 def delete(core: Core, actor: Actor, overlay_id: str) -> None:
@@ -399,24 +525,20 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         overlay = load(conn, me, overlay_id)
-        users = _used_by(conn, overlay_id)
-        if users:
-            own = [name for owner, name in users if authz.may_view(me, owner)]
-            others = len(users) - len(own)
-            named = ", ".join(repr(n) for n in own)
-            if others:
-                named = f"{named} and " if named else ""
-                named += f"{others} blueprint(s) of other users"
-            raise InUse(f"overlay {overlay_id!r} is used by blueprint {named}; take it out of"
-                        " them first")
-        for host in _hosts_with(conn, overlay_id):
+        if overlay.in_use:
+            raise InUse(f"overlay {overlay_id!r} is used by blueprint {overlay.used_by_text()};"
+                        " take it out of them first")
+        for host in _hosts_with(conn, overlay):
             # After any build queued there (jobs on a host run in order); the playbook
             # refuses while a server of the host still stacks the directory.
             jobs.enqueue(conn, core, me, kind=KIND_REMOVE, host=host,
                          target=f"{host}/overlay {overlay_id}", playbook=BUILD_PLAYBOOK,
                          extravars={"left4me_overlay_id": overlay_id,
+                                    "left4me_overlay_incarnation": overlay.incarnation,
                                     "left4me_overlay_state": "absent"})
         conn.execute("DELETE FROM overlays WHERE id = ?", (overlay_id,))
+        conn.execute("INSERT OR IGNORE INTO retired_overlay_ids (id, retired_at) VALUES (?, ?)",
+                     (overlay_id, now))
         root = _root(core, overlay_id)
         trash = None
         if root.exists() or root.is_symlink():
@@ -426,7 +548,8 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
             os.rename(root, trash)  # gone at once; removed below, after the commit
         audit.record(conn, now, me.name, "delete overlay", f"overlay {overlay.id}", "ok")
     if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError), _opened(trash.parent) as staging_fd:
+            _remove_tree(staging_fd, trash.name)
 
 
 # --- the tree --------------------------------------------------------------------------------
@@ -561,6 +684,15 @@ def move(core: Core, actor: Actor, overlay_id: str, source: str, destination: st
                 raise OverlayError(f"{source} does not exist")
             if stat.S_ISLNK(info.st_mode):
                 raise OverlayError(f"{source} is a symbolic link; delete it instead")
+            if stat.S_ISDIR(info.st_mode):  # what it holds lands deeper: within the limits too
+                moved = _open_dir(src_parent, src[-1], source)
+                try:
+                    for entry in _scan(moved):
+                        check_path(f"{destination}/{entry.path}",
+                                   shown=f"moving {source} to {destination} makes"
+                                         f" {destination}/{entry.path}, which")
+                finally:
+                    os.close(moved)
             new_dirs = _missing_dirs(root_fd, dst)
             entries = _usage(list(_scan(root_fd))).entries + new_dirs
             if entries > core.settings.overlay_max_entries:
@@ -594,7 +726,7 @@ def remove(core: Core, actor: Actor, overlay_id: str, path: str) -> None:
             if info is None:
                 raise OverlayError(f"{path} does not exist")
             if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(parts[-1], dir_fd=parent)  # fd based: never follows a link
+                _remove_tree(parent, parts[-1])  # fd based: never follows a link
             else:
                 os.unlink(parts[-1], dir_fd=parent)
         finally:
@@ -908,6 +1040,7 @@ class Build:
 def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict:
     """playbooks/overlay.yml's variables for one build, refused above `limit` bytes."""
     extravars = {"left4me_overlay_id": overlay.id, "left4me_overlay_state": "present",
+                 "left4me_overlay_incarnation": overlay.incarnation,
                  "left4me_overlay_revision": overlay.revision, "left4me_overlay_files": spec}
     size = len(json.dumps(extravars).encode())
     if size > limit:
@@ -990,14 +1123,14 @@ def ensure_built(conn: sqlite3.Connection, core: Core, me: Actor, host: str,
         row = conn.execute(f"{_SELECT} WHERE overlays.id = ?", (overlay_id,)).fetchone()
         if row is None:
             continue  # the inventory's (site.yml builds those)
-        overlay = _from_row(conn, row)
+        overlay = _from_row(conn, row, me)
         built = _built(conn, host, overlay_id)
         if not force and built is not None and built >= overlay.revision:
             continue
         pending = conn.execute(
-            "SELECT extravars FROM jobs WHERE kind = ? AND host = ? AND state IN (?, ?)",
-            (KIND_BUILD, host, jobs.QUEUED, jobs.RUNNING)).fetchall()
-        if any(json.loads(p["extravars"]).get("left4me_overlay_id") == overlay_id
+            "SELECT extravars, created_at FROM jobs WHERE kind = ? AND host = ? AND state IN"
+            " (?, ?)", (KIND_BUILD, host, jobs.QUEUED, jobs.RUNNING)).fetchall()
+        if any(_builds_this(overlay, json.loads(p["extravars"]), p["created_at"])
                and json.loads(p["extravars"]).get("left4me_overlay_revision") == overlay.revision
                for p in pending):
             continue
@@ -1015,13 +1148,18 @@ def builds(core: Core, actor: Actor, overlay_id: str) -> list[Build]:
                 for r in rows]
 
 
-def _hosts_with(conn: sqlite3.Connection, overlay_id: str) -> list[str]:
+def _builds_this(overlay: Overlay, extravars: dict, queued_at: float) -> bool:
+    return of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at, extravars,
+                               queued_at)
+
+
+def _hosts_with(conn: sqlite3.Connection, overlay: Overlay) -> list[str]:
     """Hosts the overlay was built on, or may be by a build queued or running now."""
     hosts = {r["host"] for r in conn.execute("SELECT host FROM overlay_builds WHERE"
-                                             " overlay_id = ?", (overlay_id,))}
-    for row in conn.execute("SELECT host, extravars FROM jobs WHERE kind = ? AND state IN"
-                            " (?, ?)", (KIND_BUILD, jobs.QUEUED, jobs.RUNNING)):
-        if json.loads(row["extravars"]).get("left4me_overlay_id") == overlay_id:
+                                             " overlay_id = ?", (overlay.id,))}
+    for row in conn.execute("SELECT host, extravars, created_at FROM jobs WHERE kind = ? AND"
+                            " state IN (?, ?)", (KIND_BUILD, jobs.QUEUED, jobs.RUNNING)):
+        if _builds_this(overlay, json.loads(row["extravars"]), row["created_at"]):
             hosts.add(row["host"])
     return sorted(hosts)
 
@@ -1058,8 +1196,11 @@ def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: 
         _fail_jobs_waiting_on(conn, core, job, state)
         return
     overlay_id = job.extravars.get("left4me_overlay_id")
-    if conn.execute("SELECT 1 FROM overlays WHERE id = ?", (overlay_id,)).fetchone() is None:
-        return  # deleted meanwhile; its remove job follows on this host
+    row = conn.execute("SELECT incarnation, created_at FROM overlays WHERE id = ?",
+                       (overlay_id,)).fetchone()
+    if row is None or not of_this_incarnation(overlay_id, row["incarnation"], row["created_at"],
+                                              job.extravars, job.created_at):
+        return  # deleted meanwhile (its remove job follows on this host), or another's
     conn.execute(
         "INSERT INTO overlay_builds (overlay_id, host, revision, built_at, job_id)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (overlay_id, host) DO UPDATE SET"

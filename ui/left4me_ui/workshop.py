@@ -274,6 +274,7 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
                         playbook=BUILD_PLAYBOOK, extravars={
                             "left4me_overlay_id": overlay.id,
+                            "left4me_overlay_incarnation": overlay.incarnation,
                             "left4me_overlay_revision": overlay.revision,
                             "left4me_overlay_items": list(wanted.items),
                             "left4me_overlay_collections": list(wanted.collections)})

@@ -15,9 +15,9 @@ st.title("Blueprints")
 frame.show_flash()
 
 mine = frame.load(lambda: blueprints.list_for(core, actor))
-# The inventory's overlays and the user's own (an admin's list holds everyone's).
-overlay_choices = sorted({o for host in core.inventory().hosts
-                          for o in core.inventory().overlay_ids(host)}
+# The inventory's overlays offered to the user (an admin: all) and the user's own (an
+# admin's list holds everyone's).
+overlay_choices = sorted(set(blueprints.inventory_overlays_for(core.inventory(), actor))
                          | {o.id for o in frame.load(lambda: overlays.list_for(core, actor))})
 
 

@@ -44,7 +44,7 @@ def built_on(overlay: overlays.Overlay) -> str:
 if mine:
     st.dataframe(
         [{"id": o.id, "kind": o.kind, "owner": o.owner_name, "revision": o.revision,
-          "used by blueprints": ", ".join(o.used_by), "built on": built_on(o),
+          "used by blueprints": o.used_by_text(quoted=False), "built on": built_on(o),
           "changed (UTC)": frame.when(o.updated_at)}
          for o in mine],
         hide_index=True, width="stretch",
@@ -78,7 +78,7 @@ if chosen.kind == "script":
     script_editor.show(core, actor, chosen)
     st.stop()
 entries = frame.load(lambda: overlays.tree(core, actor, chosen.id))
-files = [e.path for e in entries if not e.is_dir and not e.is_symlink]
+files = [e.path for e in entries if not e.is_dir and not e.refused]
 folders = [e.path for e in entries if e.is_dir]
 used = sum(e.size for e in entries)
 size = overlays.size_text
@@ -88,6 +88,7 @@ st.caption(f"{len(entries)} of {limits.overlay_max_entries} files and folders,"
            " the game root, e.g. left4dead2/cfg/server.cfg.")
 if entries:
     st.dataframe([{"path": e.path, "type": "link (refused)" if e.is_symlink else
+                   "folder too deep (refused)" if e.too_deep else
                    "folder" if e.is_dir else "file", "size": "" if e.is_dir else size(e.size)}
                   for e in entries], hide_index=True, width="stretch")
 else:
@@ -95,6 +96,10 @@ else:
 if any(e.is_symlink for e in entries):
     st.warning("This overlay holds a symbolic link left4me did not make; left4me never"
                " follows one. Delete it below.", icon=":material/warning:")
+if any(e.too_deep for e in entries):
+    st.warning(f"This overlay holds folders more than {overlays.MAX_PATH_PARTS} levels deep"
+               " (made before that limit); it cannot be built until you delete them below.",
+               icon=":material/warning:")
 
 edit, upload, arrange, hosts, whole = st.tabs(["Edit text", "Upload", "Folders, rename, delete",
                                                "Build on host", "Download or delete overlay"])

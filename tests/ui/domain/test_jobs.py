@@ -143,6 +143,23 @@ def test_a_restart_marks_running_jobs_interrupted(local_core, alice, config, clo
     assert job.finished_at is not None
 
 
+def test_a_restart_removes_the_private_dirs_a_killed_process_left(local_core, alice, config,
+                                                                   clock):
+    job_id = _enqueue(local_core, alice, "host-a")
+    job = jobs.claim(local_core)  # running when the process is killed: no finished callback
+    private = jobs._private_dir(local_core, job)
+    jobs._write_extravars(private / "env" / "extravars", {"rcon_password": "hunter2"})
+    (private / "artifacts" / "run").mkdir(parents=True)
+    (private / "artifacts" / "run" / "command").write_text("LEFT4ME_UI_STEAM_API_KEY=k")
+    stray = local_core.settings.jobs_dir / "7"  # an older crash's, its job long finished
+    (stray / "env").mkdir(parents=True)
+    (stray / "env" / "extravars").write_text("rcon_password: older\n")
+    restarted = Core.open(config, clock=clock)
+    assert jobs.mark_interrupted(restarted) == 1
+    assert jobs.get(restarted, alice, job_id).state == jobs.INTERRUPTED
+    assert list(local_core.settings.jobs_dir.iterdir()) == []  # no password left on disk
+
+
 def test_retention_prunes_old_logs_and_keeps_rows(local_core, alice, clock):
     job_id = _enqueue(local_core, alice, "host-a")
     job = jobs.claim(local_core)

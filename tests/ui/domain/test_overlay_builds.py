@@ -43,6 +43,7 @@ def test_build_queues_an_overlay_job_with_the_files(core, alice, cfg):
         "overlay build", "alpha", "overlay.yml", jobs.QUEUED)
     assert job.extravars == {
         "left4me_overlay_id": "alice-cfg", "left4me_overlay_state": "present",
+        "left4me_overlay_incarnation": overlays.get(core, alice, cfg).incarnation,
         "left4me_overlay_revision": 3,  # created, written, folder made
         "left4me_overlay_files": [
             {"dest": "left4dead2/cfg/server.cfg", "content": CFG, "mode": "0644"}]}
@@ -116,10 +117,9 @@ def test_a_blueprint_stacks_only_overlays_its_owner_may_view(core, alice, bob, a
 
 def test_a_server_refuses_a_blueprint_holding_an_overlay_its_owner_lost(core, alice, bob, cfg):
     # bob stacked the id before alice made it (an unknown id is the host's to check)
-    overlays.delete(core, alice, cfg)
-    bobs = blueprints.create(core, bob, "mine", ["alice-cfg"], blueprints.BlueprintSettings())
-    overlays.create(core, alice, "alice-cfg")
-    with pytest.raises(InstanceError, match="overlay 'alice-cfg' is another user's"):
+    bobs = blueprints.create(core, bob, "mine", ["alice-new"], blueprints.BlueprintSettings())
+    overlays.create(core, alice, "alice-new")
+    with pytest.raises(InstanceError, match="overlay 'alice-new' is another user's"):
         servers.create(core, bob, "bob1", "alpha", bobs.id)
     assert servers.list_for(core, bob) == []
 
@@ -212,11 +212,13 @@ def test_deleting_a_built_overlay_removes_it_from_its_hosts(core, alice, admin, 
     assert queued_kinds(core, admin) == []  # refused: no remove job either
     blueprints.update(core, alice, blueprint.id, overlays=[])
     overlays.build(core, alice, cfg, "beta")  # queued, not run yet: beta may get it too
+    incarnation = overlays.get(core, alice, cfg).incarnation
     overlays.delete(core, alice, cfg)
     removes = [jobs.get(core, admin, i) for i, k, _h in queued_kinds(core, admin)
                if k == "overlay remove"]
     assert [(j.host, j.playbook, j.extravars) for j in removes] == [
         (host, "overlay.yml", {"left4me_overlay_id": "alice-cfg",
+                               "left4me_overlay_incarnation": incarnation,
                                "left4me_overlay_state": "absent"})
         for host in ("alpha", "beta")]
     with core.db.connect() as conn:
@@ -266,10 +268,56 @@ def test_the_build_job_writes_the_overlay_and_a_bad_one_touches_nothing(local_co
     assert "left4me_overlay_id must be 1 to 64 of a-z" in failed.error
     assert "left4me_overlay_files[0]: dest \"/etc/passwd\" must be relative" in failed.error
     assert "nothing was changed" in failed.error
-    assert sorted(p.name for p in (tmp_path / "host" / "overlays").iterdir()) == ["alice-cfg"]
+    assert sorted(p.name for p in (tmp_path / "host" / "overlays").iterdir()) == [
+        ".alice-cfg.incarnation", "alice-cfg"]
     assert [(b.host, b.revision) for b in overlays.builds(local_core, alice, cfg)] == [
         ("host-a", 2)]  # the failed job recorded nothing
     assert json.loads((built / ".left4me-files.json").read_text())  # the build's manifest
+
+
+def test_a_host_directory_of_another_overlay_of_the_same_id_is_never_built_into_or_removed(
+        local_core, alice, tmp_path, cfg):
+    overlays_dir = tmp_path / "host" / "overlays"
+    mark = overlays_dir / ".alice-cfg.incarnation"
+    mine = overlays.get(local_core, alice, cfg).incarnation
+    overlays.build(local_core, alice, cfg, "host-a")
+    assert jobs.run_next(local_core).state == jobs.SUCCEEDED
+    assert mark.read_text() == f"{mine}\n"
+    # The directory now belongs to an overlay of the same id that another UI made (or this
+    # UI before its database was lost), with that one's files.
+    mark.write_text("0123456789abcdef\n")
+    theirs = overlays_dir / "alice-cfg" / "left4dead2" / "cfg" / "server.cfg"
+    theirs.write_text("rcon_password theirs\n")
+    overlays.write_text(local_core, alice, cfg, "motd.txt", "hi\n")
+    overlays.build(local_core, alice, cfg, "host-a")
+    refused = jobs.run_next(local_core)
+    assert refused.state == jobs.FAILED
+    assert "overlay alice-cfg on this host belongs to another overlay of the same id" in \
+        refused.error and "Nothing was changed" in refused.error
+    assert theirs.read_text() == "rcon_password theirs\n"
+    assert not (overlays_dir / "alice-cfg" / "motd.txt").exists()
+    assert [(b.host, b.revision) for b in overlays.builds(local_core, alice, cfg)] == [
+        ("host-a", 2)]  # the refused build recorded nothing
+    overlays.delete(local_core, alice, cfg)  # its remove job must not take their tree
+    assert jobs.run_next(local_core).state == jobs.FAILED
+    assert theirs.read_text() == "rcon_password theirs\n"
+    assert mark.read_text() == "0123456789abcdef\n"
+
+
+def test_an_unmarked_host_directory_is_taken_by_the_first_build(local_core, alice, tmp_path,
+                                                                 cfg):
+    # Built before marks existed (or by hand): the first build that names its overlay
+    # marks it, and removing the overlay removes the mark too.
+    built = tmp_path / "host" / "overlays" / "alice-cfg"
+    (built / "left4dead2").mkdir(parents=True)
+    overlays.build(local_core, alice, cfg, "host-a")
+    assert jobs.run_next(local_core).state == jobs.SUCCEEDED
+    mark = tmp_path / "host" / "overlays" / ".alice-cfg.incarnation"
+    assert mark.read_text().strip() == overlays.get(local_core, alice, cfg).incarnation
+    overlays.delete(local_core, alice, cfg)
+    removed = jobs.run_next(local_core)
+    assert (removed.kind, removed.state) == ("overlay remove", jobs.SUCCEEDED)
+    assert list((tmp_path / "host" / "overlays").iterdir()) == []
 
 
 def test_reconcile_builds_every_user_overlay_its_servers_stack_first(core, alice, admin, cfg):

@@ -5,6 +5,7 @@ one keeps the previous build)."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -124,9 +125,10 @@ def test_a_build_queues_an_overlay_job_with_the_script(core, alice, maps):
         "overlay build", "alpha", "overlay.yml", jobs.QUEUED)
     assert job.extravars == {
         "left4me_overlay_id": "alice-maps", "left4me_overlay_state": "present",
+        "left4me_overlay_incarnation": overlays.get(core, alice, maps).incarnation,
         "left4me_overlay_revision": 2, "left4me_overlay_kind": "script",
         "left4me_overlay_script": SCRIPT}
-    assert job.expected_tasks == 13  # a script build's task results, not a files build's 7
+    assert job.expected_tasks == 17  # a script build's task results, not a files build's 11
 
 
 def test_files_and_script_builds_each_expect_the_tasks_their_own_last_success_ran(
@@ -230,3 +232,100 @@ def test_the_playbook_refuses_a_script_build_without_a_script(local_core, alice,
     assert (failed.id, failed.state) == (odd, jobs.FAILED)
     assert 'left4me_overlay_kind must be one of files, script; got "zip"' in failed.error
     assert list((tmp_path / "host" / "overlays").iterdir()) == []
+
+
+# --- an id never comes back (review M2) ---------------------------------------------------
+
+TOKEN_OUTPUT = ["using token s3cr3t-download-token", "done"]
+
+
+def test_a_deleted_overlays_id_is_never_given_to_anyone_again(core, alice, bob, admin, maps,
+                                                              clock):
+    job = overlays.build(core, alice, maps, "alpha")
+    finish(core, job, jobs.SUCCEEDED, TOKEN_OUTPUT)
+    overlays.delete(core, alice, maps)
+    clock.advance(60)
+    for someone in (bob, alice, admin):  # not even its owner: its logs and host files were
+        with pytest.raises(OverlayError, match="overlay id 'alice-maps' belonged to an overlay"
+                                               " that was deleted; an id never comes back"):
+            overlay_script.create(core, someone, maps)
+    with pytest.raises(NotFound):
+        jobs.get(core, bob, job)
+    assert overlays.list_for(core, admin) == []
+
+
+def legacy_build(core: Core, actor, overlay_id: str, output: list[str]) -> int:
+    """A build job as the UI queued them before incarnations (its extravars name the id
+    only), run to success with `output`."""
+    with core.db.connect() as conn:
+        job_id = jobs.enqueue(conn, core, actor, kind=overlays.KIND_BUILD, host="alpha",
+                              target=f"alpha/overlay {overlay_id} r2",
+                              playbook=overlays.BUILD_PLAYBOOK, extravars={
+                                  "left4me_overlay_id": overlay_id,
+                                  "left4me_overlay_state": "present",
+                                  "left4me_overlay_revision": 2,
+                                  "left4me_overlay_kind": "script",
+                                  "left4me_overlay_script": SCRIPT})
+    return job_id
+
+
+def test_an_id_reused_before_ids_were_retired_shows_none_of_the_old_overlays_builds(
+        core, alice, bob, clock):
+    # Before this fix: alice's overlay "maps" was built and deleted, bob made "maps" after.
+    old = legacy_build(core, alice, "maps", TOKEN_OUTPUT)
+    finish(core, old, jobs.SUCCEEDED, TOKEN_OUTPUT)
+    late = legacy_build(core, alice, "maps", ["still running when alice deleted it"])
+    clock.advance(60)
+    overlay_script.create(core, bob, "maps")
+    overlay_script.save(core, bob, "maps", SCRIPT)
+    # Before: "last_build for bob: 1 alpha succeeded ['using token s3cr3t-download-token']".
+    assert overlay_script.last_build(core, bob, "maps") is None
+    finish(core, late, jobs.SUCCEEDED, ["alice's tree"])  # finishes after bob's was made
+    assert overlays.builds(core, bob, "maps") == []  # not taken for bob's build
+    assert overlay_script.last_build(core, bob, "maps") is None
+    mine = overlays.build(core, bob, "maps", "alpha")
+    finish(core, mine, jobs.SUCCEEDED, ["bob's own"])
+    shown = overlay_script.last_build(core, bob, "maps")
+    assert (shown.job_id, shown.log) == (mine, ["bob's own"])
+
+
+def test_the_last_build_is_one_its_viewer_may_see(core, alice, admin, maps):
+    own = overlays.build(core, alice, maps, "alpha")
+    finish(core, own, jobs.SUCCEEDED, ["alice's build"])
+    by_admin = overlays.build(core, admin, maps, "beta")
+    finish(core, by_admin, jobs.SUCCEEDED, ["the admin's build"])
+    with pytest.raises(NotFound):
+        jobs.get(core, alice, by_admin)  # jobs' own rule: not hers, no server of hers
+    assert overlay_script.last_build(core, alice, maps).log == ["alice's build"]
+    assert overlay_script.last_build(core, admin, maps).log == ["the admin's build"]
+
+
+def test_the_migration_retires_ids_deleted_before_it_and_keeps_the_data(tmp_path):
+    from left4me_ui import db
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for script in db.MIGRATIONS[:6]:  # a database as the UI left it before
+        conn.executescript(script)
+    conn.executescript("""
+        PRAGMA user_version=6;
+        INSERT INTO users VALUES (1, 'alice', 'x', 'user', 0, NULL, 1, 1);
+        INSERT INTO overlays (id, owner_id, kind, created_at, updated_at)
+            VALUES ('kept', 1, 'files', 5, 5);
+        INSERT INTO jobs (kind, actor_name, host, target, playbook, extravars, created_at)
+            VALUES ('overlay build', 'alice', 'alpha', 't', 'overlay.yml',
+                    '{"left4me_overlay_id": "built-then-deleted"}', 2),
+                   ('overlay build', 'alice', 'alpha', 't', 'overlay.yml',
+                    '{"left4me_overlay_id": "kept"}', 6),
+                   ('server create', 'alice', 'alpha', 't', 'server.yml', '{}', 7);
+        INSERT INTO audit (at, actor, action, target, outcome)
+            VALUES (3, 'alice', 'delete overlay', 'overlay never-built', 'ok');
+    """)
+    conn.close()
+    assert db.Database(path).migrate() == len(db.MIGRATIONS)
+    conn = sqlite3.connect(path)
+    retired = sorted(r[0] for r in conn.execute("SELECT id FROM retired_overlay_ids"))
+    [(overlay_id, incarnation)] = conn.execute("SELECT id, incarnation FROM overlays")
+    conn.close()
+    assert retired == ["built-then-deleted", "never-built"]
+    assert overlay_id == "kept" and len(incarnation) == 16

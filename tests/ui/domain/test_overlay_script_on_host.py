@@ -74,7 +74,7 @@ def test_a_script_overlay_builds_and_a_failed_build_keeps_the_previous(host_core
         runner.join(timeout=120)
     log = "\n".join(text for _ended, _task, text in seen)
     assert job.state == jobs.SUCCEEDED, f"{job.error}\n{log[-3000:]}"
-    assert job.done_tasks == job.expected_tasks == 13  # the progress bar ends full
+    assert job.done_tasks == job.expected_tasks == 17  # the progress bar ends full
     built = "/var/lib/left4me/overlays/alice-script/left4dead2/cfg/script.cfg"
     assert booted_host.nsenter("cat", built) == "sv_tags v1\n"
     # The script's first line is in the log while the job runs, shown by a check on it

@@ -20,13 +20,16 @@ from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
 from left4me_ui.overlays import OverlayError
+from left4me_ui.validation import InstanceError
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
 def core_inventory() -> Inventory:
-    return Inventory({"alpha": {"overlays_list": [{"id": "demo-config", "kind": "files"}]}})
+    return Inventory({"alpha": {"overlays_list": [
+        {"id": "demo-config", "kind": "files"},
+        {"id": "demo-shared", "kind": "files", "users_may_stack": True}]}})
 
 
 @pytest.fixture
@@ -161,6 +164,10 @@ ESCAPES = [
     ("two\nlines", "line break"),
     ("", "give the (path|source|destination) inside"),
     (".left4me-files.json", "manifest"),
+    ("a/" * 32 + "f.cfg", "is 33 levels deep; a path in an overlay has at most 32"),
+    ("a/" * 1200 + "f.cfg", "is 1201 levels deep"),
+    ("/".join(["n" * 250] * 5), "is 1254 bytes long; a path in an overlay is at most 1024"
+                                " bytes"),
 ]
 
 
@@ -234,6 +241,45 @@ def test_deleting_a_planted_link_removes_the_link_only(core, alice, cfg, planted
     assert (outside_dir / "keep.txt").read_text() == "keep"
     assert secret.read_text() == "do not touch\n"
     assert overlays.export_zip(core, alice, cfg)  # clean again
+
+
+def test_a_path_32_levels_deep_is_fine_and_a_move_cannot_make_one_deeper(core, alice, cfg):
+    deepest = "/".join(["d"] * 31) + "/f.cfg"
+    overlays.write_text(core, alice, cfg, deepest, "x")
+    overlays.make_folder(core, alice, cfg, "up/there")
+    before, rev = snapshot(root(core, cfg)), revision(core, alice, cfg)
+    with pytest.raises(OverlayError, match="moving d to up/there/d makes up/there/d/d/.*/d,"
+                                           " which is 33 levels deep; a path in an overlay"
+                                           " has at most 32"):
+        overlays.move(core, alice, cfg, "d", "up/there/d")
+    assert snapshot(root(core, cfg)) == before and revision(core, alice, cfg) == rev
+    assert any(e.path == deepest for e in overlays.tree(core, alice, cfg))
+
+
+def test_a_tree_made_deeper_before_the_limit_is_shown_refused_and_deletable(core, alice, cfg):
+    # 1,200 levels (made before the limit, or by hand): every page of the overlay raised
+    # RecursionError, a traceback instead of the tree.
+    folder = os.open(root(core, cfg), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1200):
+            os.mkdir("a", dir_fd=folder)
+            below = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = below
+        os.close(os.open("f.cfg", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=folder))
+    finally:
+        os.close(folder)
+    deepest_shown = "/".join(["a"] * 32)
+    entries = {e.path: e for e in overlays.tree(core, alice, cfg)}
+    assert entries[deepest_shown].too_deep and entries[deepest_shown].refused
+    assert not any(p.startswith(deepest_shown + "/") for p in entries)
+    with pytest.raises(OverlayError, match="cannot build the overlay: a/a/.* holds folders more"
+                                           " than 32 levels deep; delete it first"):
+        overlays.files_spec(core, alice, cfg)
+    overlays.remove(core, alice, cfg, "a")
+    assert [e.path for e in overlays.tree(core, alice, cfg) if e.path.startswith("a")] == []
+    overlays.write_text(core, alice, cfg, "a/f.cfg", "fine again")
+    assert overlays.files_spec(core, alice, cfg)
 
 
 # --- limits --------------------------------------------------------------------------------
@@ -407,11 +453,16 @@ def test_an_overlay_a_blueprint_uses_cannot_be_deleted(core, alice, bob, admin, 
                               blueprints.BlueprintSettings())  # an admin may stack any
     before = snapshot(root(core, cfg))
     with pytest.raises(blueprints.InUse, match="'alice-cfg' is used by blueprint 'coop' and 1"
-                                               " blueprint.s. of other users; take it out"):
+                                               " blueprint of other users; take it out"):
         overlays.delete(core, alice, cfg)
     with pytest.raises(blueprints.InUse, match="used by blueprint 'admins', 'coop'"):
         overlays.delete(core, admin, cfg)
-    assert overlays.get(core, alice, cfg).used_by == ("admins", "coop")
+    # The owner sees her own blueprint by name and the admin's only counted.
+    mine = overlays.get(core, alice, cfg)
+    assert (mine.used_by, mine.used_by_others) == (("coop",), 1)
+    assert [(o.used_by, o.used_by_others) for o in overlays.list_for(core, alice)] == \
+        [(("coop",), 1)]
+    assert overlays.get(core, admin, cfg).used_by == ("admins", "coop")
     assert snapshot(root(core, cfg)) == before
     blueprints.update(core, alice, bp.id, overlays=[])
     blueprints.delete(core, admin, other.id)
@@ -420,8 +471,12 @@ def test_an_overlay_a_blueprint_uses_cannot_be_deleted(core, alice, bob, admin, 
     assert overlays.list_for(core, alice) == []
     with pytest.raises(NotFound):
         overlays.get(core, alice, cfg)
-    overlays.create(core, alice, cfg)  # the id is free again
-    assert overlays.tree(core, alice, cfg) == []
+    # The id never comes back, not even to its owner: its build logs and host files were
+    # the deleted overlay's.
+    with pytest.raises(OverlayError, match="overlay id 'alice-cfg' belonged to an overlay that"
+                                           " was deleted; an id never comes back"):
+        overlays.create(core, alice, cfg)
+    assert overlays.list_for(core, alice) == []
 
 
 # --- zip -------------------------------------------------------------------------------------
@@ -479,6 +534,10 @@ ZIP_REFUSALS = [
     ("lying header", lying_zip,
      "zip entry 'bomb.bin' is damaged or lies about its size .*Bad CRC-32"),
     ("not a zip", lambda: b"PK not really", "not a zip archive"),
+    ("deep", lambda: make_zip({"ok.cfg": b"ok", "a/" * 1200 + "f.cfg": b"x"}),
+     "zip entry 'a/a/.*f.cfg' is 1201 levels deep"),
+    ("long", lambda: make_zip({"ok.cfg": b"ok", "/".join(["n" * 250] * 5): b"x"}),
+     "zip entry 'n.*' is 1254 bytes long; a path in an overlay is at most 1024 bytes"),
 ]
 
 
@@ -608,3 +667,31 @@ def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEFT4ME_UI_OVERLAY_MAX_ENTRIES", "lots")
     with pytest.raises(ValueError, match="LEFT4ME_UI_OVERLAY_MAX_ENTRIES must be a whole number"):
         settings.from_environment()
+
+
+# --- which overlays a blueprint may stack ----------------------------------------------------
+
+
+def test_users_stack_only_the_inventory_overlays_the_operator_offers(core, alice, admin):
+    settings = blueprints.BlueprintSettings()
+    # demo-config could hold the operator's secrets (a GSLT, an rcon_password): not marked.
+    with pytest.raises(InstanceError, match="overlay 'demo-config' is the operator's .the"
+                                            " inventory's. and not offered to users"):
+        blueprints.create(core, alice, "coop", ["demo-shared", "demo-config"], settings)
+    assert blueprints.list_for(core, alice) == []
+    mine = blueprints.create(core, alice, "coop", ["demo-shared"], settings)
+    with pytest.raises(InstanceError, match="'demo-config' is the operator's"):
+        blueprints.update(core, admin, mine.id, overlays=["demo-config"])  # alice's blueprint
+    assert blueprints.get(core, alice, mine.id).overlays == ("demo-shared",)
+    blueprints.update(core, alice, mine.id, name="renamed")  # overlays unchanged: no check
+    assert blueprints.create(core, admin, "ops", ["demo-config"], settings).overlays == (
+        "demo-config",)
+    inventory = core.inventory()
+    assert blueprints.inventory_overlays_for(inventory, alice) == ["demo-shared"]
+    assert blueprints.inventory_overlays_for(inventory, admin) == ["demo-config", "demo-shared"]
+
+
+def test_a_deleted_overlays_id_cannot_be_stacked(core, alice, cfg):
+    overlays.delete(core, alice, cfg)
+    with pytest.raises(InstanceError, match="overlay 'alice-cfg' was deleted; take it out"):
+        blueprints.create(core, alice, "coop", [cfg], blueprints.BlueprintSettings())

@@ -132,6 +132,8 @@ def test_a_build_is_a_workshop_playbook_job_with_the_ids(core, alice, maps):
     assert (job.kind, job.host, job.playbook) == ("overlay build", "alpha",
                                                   "workshop_overlay.yml")
     assert job.extravars == {"left4me_overlay_id": "alice-maps", "left4me_overlay_revision": 2,
+                             "left4me_overlay_incarnation":
+                                 overlays.get(core, alice, maps).incarnation,
                              "left4me_overlay_items": ["1000000001"],
                              "left4me_overlay_collections": ["3000000001"]}
 
