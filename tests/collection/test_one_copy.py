@@ -2,9 +2,8 @@
 
 The id rule, the default paths and the runtime user live in the collection's
 plugins/module_utils/_common.py. Role defaults and argument specs, Jinja checks,
-the sudoers rule, READMEs and module docs must repeat some of them (YAML and
-sudoers cannot import Python); each copy is found here and compared with the source,
-so changing one without the others fails.
+READMEs and module docs must repeat some of them (YAML cannot import Python); each
+copy is found here and compared with the source, so changing one without the others fails.
 """
 
 from __future__ import annotations
@@ -45,32 +44,16 @@ def id_copies() -> list[tuple[Path, str]]:
             for match in ID_LIKE.findall(path.read_text(encoding="utf-8", errors="replace"))]
 
 
-def test_the_id_rule_is_copied_where_yaml_and_sudoers_need_it():
+def test_the_id_rule_is_copied_where_yaml_needs_it():
     where = {path.relative_to(COLLECTION).as_posix() for path, _ in id_copies()
              if COLLECTION in path.parents}
     # The places that check an id without Python: a vanished copy means a check vanished.
-    assert {"roles/game_host/templates/sudoers.j2", "roles/overlays/tasks/main.yml",
-            "roles/game_instances/tasks/main.yml"} <= where
+    assert {"roles/overlays/tasks/main.yml", "roles/game_instances/tasks/main.yml"} <= where
 
 
 @pytest.mark.parametrize("path,copy", id_copies(), ids=lambda v: getattr(v, "name", v))
 def test_every_copy_of_the_id_rule_is_the_one_in_common(path, copy):
-    # sudoers escapes the comma of a regex repeat count ({0\,63}); it means the same.
-    assert copy.replace("\\,", ",") == common.ID_PATTERN, f"{path}: {copy}"
-
-
-def test_the_sudoers_rule_lets_through_exactly_the_ids_common_accepts():
-    line = next(line for line in (ROLES / "game_host" / "templates" / "sudoers.j2")
-                .read_text().splitlines() if "left4me-mount" in line)
-    name_rule = re.compile(line.rsplit(" ", 1)[1].replace("\\,", ","))
-    for name in ("a", "coop-1", "x_2", "a" * 64, "a" * 65, "-a", "A", "a.b", ""):
-        accepted = name_rule.fullmatch(name) is not None
-        try:
-            common.validate_id(name, "instance name")
-            valid = True
-        except common.Left4meError:
-            valid = False
-        assert accepted == valid, name
+    assert copy == common.ID_PATTERN, f"{path}: {copy}"
 
 
 def module_docs() -> dict[str, dict]:

@@ -111,6 +111,17 @@ def test_survey_asks_what_the_playbook_reads() -> None:
     assert str(variables["left4me_server_state"]["choices"]) in playbook_text
 
 
+def test_the_self_service_template_never_acts_on_a_ui_server() -> None:
+    """Operator-only: fixed to the inventory's manager, which its launcher cannot change, so
+    every host refuses it a UI user's server (srcds_instance's manager record)."""
+    template = job_templates()["left4me server action"]
+    assert template["extra_vars"] == {"left4me_server_manager": "inventory"}
+    assert template.get("ask_variables_on_launch") is False
+    survey = {q["variable"] for q in template["survey_spec"]["spec"]}
+    assert not survey & {"left4me_server_manager", "left4me_server_claim",
+                         "left4me_server_adopt"}
+
+
 def test_the_ui_template_takes_what_the_ui_sends() -> None:
     """LEFT4ME_UI_JOB_BACKEND=awx launches it with a limit, variables and the RCON password
     (tests/ui/domain/test_jobs_awx.py runs the UI against a stand-in AWX holding it)."""

@@ -28,12 +28,15 @@ RCON_SECRETS = "host_rcon"
 REVISIONS_VAR = "left4me_ui_revisions"
 
 
-def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint]) -> dict:
-    """playbooks/reconcile.yml's variables for these servers (no secret)."""
+def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint],
+                   owners: dict[int, dict]) -> dict:
+    """playbooks/reconcile.yml's variables for these servers (no secret); ``owners`` holds
+    servers.claim_of for each row id (a server this UI ran there claims its instance)."""
     wanted = []
     for row in rows:
-        server = servers.server_vars(row, linked[row["blueprint_id"]], "started")
-        wanted.append({"name": server["left4me_server_name"],
+        server = servers.server_vars(row, linked[row["blueprint_id"]], "started",
+                                     owners[row["id"]])
+        wanted.append({"name": server["left4me_server_name"], **owners[row["id"]],
                        **server["left4me_server_settings"]})
     return {
         "left4me_servers": wanted,
@@ -61,7 +64,9 @@ def reconcile_host(core: Core, admin: Actor, host: str) -> int:
         stacked = sorted({o for b in linked.values() for o in b.overlays})
         overlays.ensure_built(conn, core, me, host, stacked, force=True)
         return jobs.enqueue(conn, core, me, kind=KIND_RECONCILE, host=host, target=host,
-                            playbook=PLAYBOOK, extravars=reconcile_vars(rows, linked),
+                            playbook=PLAYBOOK,
+                            extravars=reconcile_vars(rows, linked, {
+                                r["id"]: servers.claim_of(conn, r) for r in rows}),
                             secrets_from=RCON_SECRETS)
 
 

@@ -91,11 +91,44 @@ def connect_line(hostvars: dict, host: str, port: int) -> str:
     return f"connect {address}:{port}"
 
 
-def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str) -> dict:
-    """playbooks/server.yml's variables (no secret: the RCON password goes separately)."""
+# --- who owns a server on its host ----------------------------------------------------------
+# Every UI is manager "ui" on a host; the claim ui:<this UI's id>/<server id>, recorded there
+# by srcds_instance, tells one UI's servers from another's, from AWX's and from those of
+# this UI's earlier database (a lost database means a new id). The host refuses a call whose
+# claim differs, so naming a server like someone else's instance takes nothing over.
+INSTANCE_ID_KEY = "instance_id"
+# Phrases of srcds_instance's refusals for an instance that is not this server's: the host
+# changed nothing, so a create refused this way leaves no server behind.
+NOT_OURS = ("is owned by", "has no owner recorded", "is managed by")
+
+
+def ui_instance_id(conn: sqlite3.Connection) -> str:
+    """This UI's own id: made once, kept in its database (never beside it, so a new database
+    after a loss is a new UI to the hosts)."""
+    conn.execute("INSERT OR IGNORE INTO ui_settings (key, value) VALUES (?, ?)",
+                 (INSTANCE_ID_KEY, json.dumps(secrets.token_hex(8))))
+    return json.loads(conn.execute("SELECT value FROM ui_settings WHERE key = ?",
+                                   (INSTANCE_ID_KEY,)).fetchone()["value"])
+
+
+def claim_of(conn: sqlite3.Connection, row: sqlite3.Row) -> dict:
+    """The claim of a server's instance, and whether the host may give this UI an instance
+    recorded without one (a ui instance from before claims): only for a server this UI
+    already ran there (a job for it succeeded), never for a new one, so a create never
+    takes over an instance the database did not know."""
+    return {"claim": f"ui:{ui_instance_id(conn)}/{row['id']}",
+            "adopt": row["applied_revision"] is not None}
+
+
+def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str,
+                owner: dict) -> dict:
+    """playbooks/server.yml's variables (no secret: the RCON password goes separately);
+    ``owner`` is claim_of(row)."""
+    claimed = {"left4me_server_claim": owner["claim"], "left4me_server_adopt": owner["adopt"]}
     if state == "absent":
-        return {"left4me_server_name": row["name"], "left4me_server_state": "absent"}
-    return {"left4me_server_name": row["name"], "left4me_server_state": state,
+        return {"left4me_server_name": row["name"], "left4me_server_state": "absent",
+                **claimed}
+    return {"left4me_server_name": row["name"], "left4me_server_state": state, **claimed,
             "left4me_server_settings": {
                 "port": row["port"], "client_port": row["client_port"],
                 "overlays": list(blueprint.overlays), **blueprint.settings.module_args()}}
@@ -222,7 +255,8 @@ def _enqueue(conn: sqlite3.Connection, core: Core, me: Actor, row: sqlite3.Row,
              blueprint: blueprints.Blueprint, kind: str, state: str) -> int:
     return jobs.enqueue(conn, core, me, kind=kind, host=row["host"],
                         target=f"{row['host']}/{row['name']}", playbook=PLAYBOOK,
-                        extravars=server_vars(row, blueprint, state), server_id=row["id"],
+                        extravars=server_vars(row, blueprint, state, claim_of(conn, row)),
+                        server_id=row["id"],
                         secrets_from=None if state == "absent" else RCON_SECRET,
                         blueprint_revision=blueprint.revision)
 
@@ -289,8 +323,19 @@ def rcon_password(core: Core, actor: Actor, server_id: int) -> str:
     return core.crypto.decrypt(row["rcon_encrypted"])
 
 
+def _refused_as_not_ours(conn: sqlite3.Connection, job: jobs.Job) -> bool:
+    error = conn.execute("SELECT error FROM jobs WHERE id = ?", (job.id,)).fetchone()["error"]
+    return any(phrase in (error or "") for phrase in NOT_OURS)
+
+
 def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
     if job.server_id is None:
+        return
+    if job.kind == KIND_CREATE and state == jobs.FAILED and _refused_as_not_ours(conn, job):
+        # The host has an instance of that name that is not this server's and changed
+        # nothing: the name was never ours, so no server of it is kept (or reconciled).
+        conn.execute("DELETE FROM servers WHERE id = ? AND applied_revision IS NULL",
+                     (job.server_id,))
         return
     if job.kind == KIND_DELETE:
         if state == jobs.SUCCEEDED:

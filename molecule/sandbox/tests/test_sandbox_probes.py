@@ -16,6 +16,8 @@ from conftest import NOT_PROVEN, run_probes
 
 PORT = 8080
 PUBLIC = "203.0.113.10"
+HOST_SHM_FILE = "/dev/shm/l4m-host-probe"
+BUILD_SHM_FILE = "/dev/shm/l4m-build-probe"
 
 
 def python_probe(body: str) -> str:
@@ -102,15 +104,23 @@ def blocked_probes(own_address: str) -> dict[str, str]:
         "setuid-root": SETUID,
         "sudo": run("sudo", "-n", "true"),
         "suid-bit": SUID_BIT,
+        # What another unit of the runtime uid left in the host's /dev/shm.
+        "read-host-shm": read(HOST_SHM_FILE),
     }
 
 
 @pytest.fixture(scope="module")
-def results(booted):
+def results(booted, ssh):
     probes = [{"name": name, "content": content}
               for name, content in blocked_probes(booted.address).items()]
     probes.append({"name": "connect-public", "content": connect(PUBLIC)})
-    return run_probes(booted, probes)
+    probes.append({"name": "write-shm", "content": write(BUILD_SHM_FILE)})
+    # As a game server or an earlier build of the same runtime uid would leave it.
+    ssh.check_output(f"sudo -u left4me sh -c 'echo secret > {HOST_SHM_FILE}'")
+    try:
+        return run_probes(booted, probes)
+    finally:
+        ssh.run(f"rm -f {HOST_SHM_FILE}")
 
 
 def outcome(result: dict) -> str:
@@ -128,6 +138,13 @@ def test_probe_is_blocked(results, probe):
 
 def test_public_address_stays_reachable(results):
     assert outcome(results["connect-public"]) == "RESULT allowed"
+
+
+def test_a_build_has_a_dev_shm_of_its_own(results, ssh):
+    """Usable (POSIX shared memory works), but not the host's: nothing it leaves there
+    reaches the host or the next build or server."""
+    assert outcome(results["write-shm"]) == "RESULT allowed"
+    assert not ssh.file(BUILD_SHM_FILE).exists
 
 
 def test_probe_writes_outside_overlay_left_no_trace(ssh):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from argon2 import PasswordHasher
 
-from left4me_ui import accounts, jobs
+from left4me_ui import accounts, jobs, servers
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
@@ -72,3 +72,9 @@ def finish_job(core: Core, job_id: int, state: str = jobs.SUCCEEDED,
             conn.execute("UPDATE jobs SET done_tasks = ? WHERE id = ?", (done_tasks, job_id))
         jobs._finish(conn, core, job, state, 0 if state == jobs.SUCCEEDED else 2, None)
     return job
+
+
+def ui_id(core: Core) -> str:
+    """This UI's own id, the first half of the claims it records on hosts."""
+    with core.db.connect() as conn:
+        return servers.ui_instance_id(conn)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from domain_helpers import make_user
+from domain_helpers import make_user, ui_id
 
 from left4me_ui import accounts, authz, blueprints, jobs, servers
 from left4me_ui.authz import Actor, Forbidden, NotFound
@@ -206,7 +206,8 @@ def test_delete_needs_the_name_and_the_row_goes_when_the_job_succeeds(core, alic
         servers.delete(core, alice, server_id, "wrong")
     delete_job = servers.delete(core, alice, server_id, "alice1")
     assert jobs.get(core, alice, delete_job).extravars == {
-        "left4me_server_name": "alice1", "left4me_server_state": "absent"}
+        "left4me_server_name": "alice1", "left4me_server_state": "absent",
+        "left4me_server_claim": f"ui:{ui_id(core)}/{server_id}", "left4me_server_adopt": True}
     assert jobs.get(core, alice, delete_job).secrets_from is None
     _finish(core, delete_job)
     with pytest.raises(NotFound):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 
+import domain_helpers
 import pytest
 
 from left4me_ui import blueprints, jobs, reconcile, servers, status
-from left4me_ui.authz import Forbidden
+from left4me_ui.authz import Forbidden, NotFound
+from left4me_ui.db import Database
 from left4me_ui.status import A2SAnswer, SystemdState
 
 COOP = blueprints.BlueprintSettings(hostname="Alice coop")
@@ -58,6 +60,63 @@ def test_admins_see_the_inventorys_servers_read_only_users_do_not(core, admin, a
     assert servers.declared_for(core, alice) == []
 
 
+# --- which UI, and which of its servers, owns an instance -----------------------------------
+
+
+def _server(core, owner, name="alice1", host="alpha"):
+    blueprint = blueprints.create(core, owner, f"bp-{name}", [], COOP)
+    return servers.create(core, owner, name, host, blueprint.id)
+
+
+def test_every_server_job_claims_the_instance_for_this_ui_and_server(core, alice):
+    server_id, job_id = _server(core, alice)
+    claim = jobs.get(core, alice, job_id).extravars["left4me_server_claim"]
+    ui_id = domain_helpers.ui_id(core)
+    assert claim == f"ui:{ui_id}/{server_id}" and len(ui_id) >= 16
+    assert domain_helpers.ui_id(core) == ui_id  # made once, kept
+    # A create never takes an instance the host recorded without a claim...
+    assert jobs.get(core, alice, job_id).extravars["left4me_server_adopt"] is False
+    domain_helpers.finish_job(core, job_id)
+    # ...a server this UI ran there may (a ui instance from before claims).
+    stop = jobs.get(core, alice, servers.stop(core, alice, server_id)).extravars
+    assert (stop["left4me_server_claim"], stop["left4me_server_adopt"]) == (claim, True)
+
+
+def test_a_new_database_is_a_new_ui(tmp_path, core):
+    """After a database loss the UI is another owner to the hosts: its new rows (ids from 1
+    again) cannot match a claim the lost database made."""
+    before = domain_helpers.ui_id(core)
+    fresh = Database(tmp_path / "after-the-loss.db")
+    fresh.create()
+    with fresh.connect() as conn:
+        assert servers.ui_instance_id(conn) != before
+
+
+@pytest.mark.parametrize("refusal", [
+    "instance 'alice1' is owned by ui:0123456789abcdef/4 (recorded in /etc/left4me/instances/"
+    "alice1.manager), not by ui:x/1",
+    "instance 'alice1' on this host has no owner recorded (made before owners were recorded",
+])
+def test_a_create_the_host_refuses_as_not_ours_keeps_no_server(core, alice, admin, refusal):
+    server_id, job_id = _server(core, alice)
+    job = jobs.claim(core)
+    with core.db.connect() as conn:
+        jobs._finish(conn, core, job, jobs.FAILED, 2, refusal)
+    assert servers.list_for(core, alice) == []  # the name was never ours: nothing kept
+    with pytest.raises(NotFound):
+        servers.get(core, alice, server_id)
+    assert jobs.get(core, alice, job_id).error == refusal  # the job says whose it is
+    # ...and a reconcile does not try to take it either.
+    assert jobs.get(core, admin, reconcile.reconcile_host(core, admin, "alpha")) \
+        .extravars["left4me_servers"] == []
+
+
+def test_a_create_that_failed_otherwise_keeps_its_server(core, alice):
+    server_id, job_id = _server(core, alice)
+    domain_helpers.finish_job(core, job_id, jobs.FAILED)
+    assert servers.get(core, alice, server_id).name == "alice1"
+
+
 # --- reconcile a host -----------------------------------------------------------------------
 
 
@@ -83,6 +142,10 @@ def test_reconcile_queues_one_job_with_every_ui_server_of_the_host(core, admin, 
     assert [s["name"] for s in wanted] == ["alice1", "bob1"]  # not beta's, not the inventory's
     assert wanted[0]["overlays"] == ["demo-config"] and wanted[0]["hostname"] == "Alice coop"
     assert wanted[1]["map"] == "c5m1_waterfront" and "state" not in wanted[1]
+    # Each server claims its instance; never deployed yet, neither may take an unclaimed one.
+    ui_id = domain_helpers.ui_id(core)
+    assert [(s["claim"], s["adopt"]) for s in wanted] == [
+        (f"ui:{ui_id}/{two_servers[0]}", False), (f"ui:{ui_id}/{two_servers[1]}", False)]
     assert job.extravars["left4me_servers_stopped"] == ["bob1"]
     # The passwords are only in what the run gets, never in the stored job.
     secret = jobs.SECRET_PROVIDERS[job.secrets_from](core, job)["left4me_servers_rcon"]

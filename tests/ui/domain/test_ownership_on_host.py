@@ -3,16 +3,19 @@
 The UI's servers are recorded as the UI's (manager ui) and site.yml, pruning on, never
 removes or changes one; the inventory's servers are recorded as the inventory's, and the
 UI refuses to act on one: the domain before any job, and srcds_instance on the host should a
-job get through anyway (an old UI, a hand-made row).
+job get through anyway (an old UI, a hand-made row). Among UI servers, each is claimed by
+the UI (and server) that made it: a user of another UI naming a server the same takes
+nothing over.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import make_user, ui_id, with_settings
 
 from left4me_ui import blueprints, jobs, servers, status
 from left4me_ui.core import Core
@@ -101,3 +104,46 @@ def test_the_ui_refuses_to_act_on_an_inventory_server(host_core, booted_host, ad
     assert job.state == jobs.FAILED
     assert "instance 'coop1' is managed by inventory" in job.error, job.error
     assert _unit(booted_host, "coop1") == unit and _files(booted_host, "coop1") == files
+
+
+def test_a_create_naming_another_uis_server_is_refused_and_changes_nothing(
+        host_core, booted_host, alice, tmp_path):
+    # Another UI (its own database, so its own id; or this UI before it lost its database)
+    # made "theirs1" on the host.
+    other = Core.open(replace(host_core.settings, state_dir=tmp_path / "other-ui"),
+                      clock=host_core.clock, inventory_loader=load_inventory)
+    mallory = make_user(other, "mallory")
+    theirs = blueprints.create(other, mallory, "theirs", [],
+                               blueprints.BlueprintSettings(hostname="Their server"))
+    their_id, job_id = servers.create(other, mallory, "theirs1", booted_host.name, theirs.id)
+    assert _run(other, mallory, job_id).state == jobs.SUCCEEDED
+    owner = f"ui:{ui_id(other)}/{their_id}"
+    assert f"claim {owner}" in _files(booted_host, "theirs1")
+    unit, files = _unit(booted_host, "theirs1"), _files(booted_host, "theirs1")
+    mine = blueprints.create(host_core, alice, "mine", ["demo-config"],
+                             blueprints.BlueprintSettings(hostname="Alice took it"))
+
+    def try_to_take(expected: str) -> None:
+        server_id, job_id = servers.create(host_core, alice, "theirs1", booted_host.name,
+                                           mine.id)
+        job = _run(host_core, alice, job_id)
+        assert job.state == jobs.FAILED
+        assert expected in job.error, job.error
+        assert servers.list_for(host_core, alice) == []  # no server of that name is kept
+        assert _unit(booted_host, "theirs1") == unit  # never restarted
+        assert _files(booted_host, "theirs1") == files  # nor reconfigured
+        answer = status.a2s_info(other, mallory, their_id, timeout=3)
+        assert answer is not None and answer.server_name == "Their server"
+
+    try_to_take(f"instance 'theirs1' is owned by {owner}")
+    # The same instance recorded as plain "ui" (made before owners were recorded): a create
+    # still never takes it.
+    booted_host.nsenter("sh", "-c", "printf 'ui\\n' > /etc/left4me/instances/theirs1.manager")
+    files = _files(booted_host, "theirs1")
+    try_to_take("instance 'theirs1' on this host has no owner recorded")
+    # Its own UI, which ran it there, claims it again.
+    assert _run(other, mallory, servers.restart(other, mallory, their_id)).state \
+        == jobs.SUCCEEDED
+    assert f"claim {owner}" in _files(booted_host, "theirs1")
+    assert _run(other, mallory, servers.delete(other, mallory, their_id, "theirs1")).state \
+        == jobs.SUCCEEDED

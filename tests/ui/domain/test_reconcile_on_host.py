@@ -13,7 +13,7 @@ from pathlib import Path
 
 import a2s
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import ui_id, with_settings
 from rcon.source import Client
 
 from left4me_ui import blueprints, jobs, reconcile, servers
@@ -107,6 +107,7 @@ def test_reconcile_brings_every_ui_server_back_on_a_rebuilt_host(
     for name in made:
         record = rebuilt.nsenter("cat", f"/etc/left4me/instances/{name}.manager")
         assert record.splitlines()[-1] == "ui"
+        assert f"claim ui:{ui_id(core)}/{made[name].id}" in record.splitlines()  # its owner
 
     # Reconciling a host that lost nothing changes nothing (and keeps every server running).
     again = _run(core, admin, reconcile.reconcile_host(core, admin, rebuilt.name))

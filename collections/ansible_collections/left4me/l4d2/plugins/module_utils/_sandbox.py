@@ -285,6 +285,9 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
         ("TemporaryFileSystem", " ".join(masks)),
+        # PrivateDevices binds the host's /dev/shm, shared by every build and server of the
+        # runtime uid: an empty one of its own instead
+        ("TemporaryFileSystem", PRIVATE_SHM),
         ("BindPaths", f"{paths.staging}:{OVERLAY_MOUNT}"),
         ("BindReadOnlyPaths", f"{paths.script}:{SCRIPT_MOUNT}"),
         ("BindReadOnlyPaths", f"{paths.resolv_conf}:/etc/resolv.conf"),
@@ -325,6 +328,10 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
     if with_environment:
         props.append(("EnvironmentFile", paths.environment))
     return props
+
+
+# An empty, private /dev/shm (POSIX shared memory still works), gone with the unit.
+PRIVATE_SHM = "/dev/shm:mode=1777,nosuid,nodev,noexec"
 
 
 def _mask_list(state_dir: str, masked_paths: Sequence[str]) -> list[str]:

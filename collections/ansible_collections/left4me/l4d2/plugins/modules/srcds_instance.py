@@ -124,6 +124,25 @@ options:
           - Extra environment for the server process (C(NAME=value) in the env file). Names
             match C([A-Z_][A-Z0-9_]*) and may not start with C(LEFT4ME_).
         type: dict
+      claim: &claim
+        description:
+          - Which of O(manager)'s records owns the instance, recorded beside the manager
+            (C(claim TOKEN) in C(NAME.manager)) when the instance is configured. The left4me
+            UI passes C(ui:<its instance id>/<server id>); C(MANAGER:ID) or
+            C(MANAGER:ID/ID), letters, digits, C(_), C(.) and C(-).
+          - The call fails, changing nothing, when the instance's recorded claim differs
+            (another UI, AWX or an earlier database of the same UI made it), when the
+            instance is claimed and the call gives no claim, or when the instance exists
+            without a claim (made before claims were recorded) and O(instances[].adopt) is
+            not set. The message names the owner.
+        type: str
+      adopt: &adopt
+        description:
+          - With O(instances[].claim), take an existing instance that has no claim yet
+            (recorded before claims were, or with no record at all). Only the manager
+            that knows the instance is its own may say so (the UI's reconcile and its
+            actions on a server it ran on this host before); a UI create never does.
+        type: bool
   port: *port
   client_port: *client_port
   lowerdirs: *lowerdirs
@@ -137,6 +156,8 @@ options:
   rcon_password: *rcon_password
   allowed_cpus: *allowed_cpus
   environment: *environment
+  claim: *claim
+  adopt: *adopt
   state:
     description:
       - V(present) writes the configuration and directories; a running server keeps
@@ -193,7 +214,8 @@ options:
       - The call fails, changing nothing, when an instance it names is recorded with another
         manager, so C(site.yml) never changes or removes a UI server and the UI never an
         inventory one. An instance with no record (configured before managers were
-        recorded) is taken over by the first call that configures it.
+        recorded) is taken over by the first call that configures it and gives no
+        O(claim); see O(claim) for one owner among many of the same manager.
     type: str
     default: inventory
 extends_documentation_fragment:
@@ -375,6 +397,8 @@ INSTANCE_OPTIONS = dict(
     rcon_password=dict(type="str", no_log=True),
     allowed_cpus=dict(type="str"),
     environment=dict(type="dict"),
+    claim=dict(type="str"),
+    adopt=dict(type="bool"),
 )
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),
@@ -730,7 +754,10 @@ def decide(module, systemd, params, layout):
         # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
         enter_mount_namespace()
         plans = plan_all(params, layout)
-        note_managers(plans, layout, params["manager"])  # another manager's instance: refuse
+        claims = {raw["name"]: (raw.get("claim"), bool(raw.get("adopt")))
+                  for raw in raw_instances(params)}
+        # Another manager's or owner's instance: refuse.
+        note_managers(plans, layout, params["manager"], claims)
         states = systemd.unit_states([server_unit_name(p.name) for p in plans])
         removed = decide_unit_actions(plans, states, params["state"], params["restart_on_change"])
         lan_only = check_steam_links(plans, params["owner"])

@@ -87,3 +87,79 @@ def test_comments_are_not_the_manager():
     assert mgr.parse_manager("# managed by inventory\nui\n") == "ui"
     assert mgr.parse_manager("# only a comment\n") is None
     assert mgr.parse_manager(None) is None
+
+
+# --- claims: which UI (and which of its servers) owns an instance ---------------------------
+
+UI_A = "ui:aaaa/7"
+UI_B = "ui:bbbb/3"
+
+
+def record(layout, name, manager="ui", claim=None):
+    pathlib.Path(layout.manager_file(name)).write_text(mgr.render_manager(name, manager, claim))
+
+
+def test_a_claim_is_recorded_with_the_manager(layout):
+    plan = configured(layout)
+    mgr.note_managers([plan], layout, "ui", {"coop1": (UI_A, False)})
+    content = plan.files[-1].file.content
+    assert mgr.parse_manager(content) == "ui" and mgr.parse_claim(content) == UI_A
+    # A reader that knows only managers (the last line) still reads "ui".
+    assert content.splitlines()[-1] == "ui"
+
+
+@pytest.mark.parametrize("spec", [True, False])
+def test_another_owners_instance_is_refused_naming_the_owner(layout, spec):
+    record(layout, "coop1", claim=UI_A)
+    plan = configured(layout) if spec else inst.InstancePlan("coop1", None, layout)
+    with pytest.raises(inst.InstanceError) as refused:
+        mgr.note_managers([plan], layout, "ui", {"coop1": (UI_B, True)})  # adopt is no help
+    message = str(refused.value)
+    assert f"'coop1' is owned by {UI_A}" in message and f"not by {UI_B}" in message
+    assert "Nothing was changed" in message
+    assert plan.files == []  # nothing recorded
+
+
+def test_the_same_claim_again_changes_nothing(layout):
+    record(layout, "coop1", claim=UI_A)
+    plan = configured(layout)
+    mgr.note_managers([plan], layout, "ui", {"coop1": (UI_A, False)})
+    assert not plan.files[-1].changed
+
+
+def test_a_call_without_a_claim_is_refused_for_a_claimed_instance(layout):
+    record(layout, "coop1", claim=UI_A)
+    with pytest.raises(inst.InstanceError, match=f"pass claim={UI_A}"):
+        mgr.note_managers([inst.InstancePlan("coop1", None, layout)], layout, "ui")
+
+
+@pytest.mark.parametrize("on_host", ["record", "env"])
+def test_an_unclaimed_instance_is_not_taken_by_a_claim_without_adopt(layout, on_host):
+    if on_host == "record":
+        record(layout, "coop1")  # a ui record from before claims
+    else:
+        pathlib.Path(layout.env_file("coop1")).write_text("LEFT4ME_PORT=27015\n")
+    with pytest.raises(inst.InstanceError, match="no owner recorded.*Reconcile host"):
+        mgr.note_managers([configured(layout)], layout, "ui", {"coop1": (UI_B, False)})
+    plan = configured(layout)
+    mgr.note_managers([plan], layout, "ui", {"coop1": (UI_A, True)})  # its UI adopts it
+    assert mgr.parse_claim(plan.files[-1].file.content) == UI_A and plan.files[-1].changed
+
+
+def test_a_new_instance_takes_the_claim_without_adopt(layout):
+    plan = configured(layout)
+    mgr.note_managers([plan], layout, "ui", {"coop1": (UI_B, False)})
+    assert mgr.parse_claim(plan.files[-1].file.content) == UI_B
+
+
+def test_an_old_ui_record_still_works_without_claims(layout):
+    record(layout, "coop1")
+    plan = configured(layout)
+    mgr.note_managers([plan], layout, "ui")
+    assert not plan.files[-1].changed and plan.manager == "ui"
+
+
+@pytest.mark.parametrize("bad", ["", "ui", "ui:", "ui:a b", "ui:a/b/c", "UI:a", "ui:a\nui"])
+def test_a_bad_claim_is_refused(layout, bad):
+    with pytest.raises(inst.InstanceError, match="claim .* must look like"):
+        mgr.note_managers([configured(layout)], layout, "ui", {"coop1": (bad, False)})

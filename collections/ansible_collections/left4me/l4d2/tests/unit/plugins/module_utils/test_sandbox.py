@@ -184,7 +184,15 @@ def test_masks_cover_a_state_dir_outside_var_lib_and_drop_nested_ones():
     props = sandbox.sandbox_properties(paths, "left4me", "left4me", sandbox.Limits(),
                                        masked_paths=["/etc/left4me", "/var/lib/x"],
                                        state_dir="/srv/left4me")
-    assert values(props, "TemporaryFileSystem") == ["/var/lib /run /srv/left4me /etc/left4me"]
+    assert values(props, "TemporaryFileSystem") == ["/var/lib /run /srv/left4me /etc/left4me",
+                                                    sandbox.PRIVATE_SHM]
+
+
+def test_each_build_gets_an_empty_dev_shm_of_its_own():
+    """PrivateDevices= alone binds the host's /dev/shm, where every unit of the runtime uid
+    could leave files for the next tenant's build or server to read."""
+    shm = "/dev/shm:mode=1777,nosuid,nodev,noexec"
+    assert values(props_for(), "TemporaryFileSystem")[1] == shm
 
 
 @pytest.mark.parametrize("bad", ["relative", "/with space", "/a:b"])

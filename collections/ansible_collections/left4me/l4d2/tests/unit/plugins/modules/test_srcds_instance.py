@@ -361,3 +361,18 @@ def test_another_managers_instance_is_refused_and_left_alone(capsys, dirs, tmp_p
     assert result["failed"]
     assert result["msg"].startswith("instance 'old' is managed by inventory"), result["msg"]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("state", ["absent", "stopped", "restarted", "started"])
+def test_another_owners_instance_is_refused_and_left_alone(capsys, dirs, tmp_path, state):
+    """A UI may not act on a ui instance another UI (or AWX) claimed, by naming it."""
+    (tmp_path / "etc" / "instances" / "old.env").write_text("LEFT4ME_PORT=27015\n")
+    (tmp_path / "etc" / "instances" / "old.manager").write_text("claim ui:other/4\nui\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    settings = {"port": 27015, "overlays": ["maps"]} if state == "started" else {}
+    result = run(capsys, name="old", state=state, manager="ui", claim="ui:mine/9",
+                 **settings, **{**dirs, "owner": "root"})
+    assert result["failed"]
+    assert result["msg"].startswith("instance 'old' is owned by ui:other/4"), result["msg"]
+    assert "not by ui:mine/9" in result["msg"]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
