@@ -44,6 +44,8 @@ import json, os, subprocess, sys, time
 root = os.getcwd()
 box = os.path.join(root, "left4me-kit-mailbox")
 os.makedirs(box, exist_ok=True)
+for stale in os.listdir(box):  # the upper dir keeps the last run's mailbox
+    os.unlink(os.path.join(box, stale))
 env = dict(os.environ, PYTHONPATH=os.path.join(root, "bin"))
 server = subprocess.Popen([sys.executable, "-m", "standins.srcds", *sys.argv[1:]], env=env)
 with open(os.path.join(box, "server.pid.tmp"), "w") as f:
@@ -204,6 +206,14 @@ class World:
         subprocess.run(["nsenter", "-t", str(self.host.init_pid()), "-m", "-u", "-i", "-n",
                         "-p", "sh", "-c", 'cat > "$0"', path], input=text, text=True,
                        check=True, timeout=30)
+
+    def restart(self, name: str) -> None:
+        """Restart Mallory's server `name` through the UI (a job), then wait for her agent."""
+        self.host.nsenter("rm", "-f", f"{STATE}/runtime/{name}/merged/{MAILBOX}/server.pid",
+                          check=False)
+        servers.restart(self.core, self.mallory, self.servers[name])
+        self.run_jobs()
+        self.wait_for_agent(name)
 
     def wait_for_agent(self, server: str = "mallory", timeout: float = 60) -> None:
         pid_file = f"{STATE}/runtime/{server}/merged/{MAILBOX}/server.pid"
