@@ -34,7 +34,8 @@ def _other_ui(world: World, tmp_path) -> tuple[Core, Actor]:
     settings.write_new_secret(tmp_path / "secret")
     other = Core.open(settings.Settings(state_dir=tmp_path / "state",
                                         secret_file=tmp_path / "secret",
-                                        inventory=world.core.settings.inventory),
+                                        inventory=world.core.settings.inventory,
+                                        port_range=(27900, 27999)),  # apart from this UI's
                       inventory_loader=load_inventory)
     with other.db.connect() as conn:
         accounts._insert_user(conn, other.clock(), "bob", accounts.hash_password("bob's pw"),

@@ -112,7 +112,7 @@ except OSError as error:
     stopped_by = error.strerror
 print(json.dumps({"written": written, "stopped_by": stopped_by}))
 '''
-DISK_LIMIT = 2 << 30  # more than any per-server cap the demo world sets
+DISK_LIMIT = 5 << 29  # 2.5 GiB: past a server's upper-dir cap (2 GiB by default)
 
 
 def test_h_a_disk_fill_stops_at_the_servers_cap(world: World):
@@ -131,6 +131,7 @@ def test_h_a_disk_fill_stops_at_the_servers_cap(world: World):
             f"probe broken: Mallory's server could not write at all: {seen}")
     finally:
         world.host.nsenter("rm", "-f", f"{STATE}/runtime/mallory/merged/fill.bin", check=False)
-        if world.unit_show("mallory", "ActiveState") != "active":
+        if world.unit_show("mallory", "ActiveState") != "active":  # unmounted: the upper dir
+            world.host.nsenter("rm", "-f", f"{STATE}/runtime/mallory/upper/fill.bin")
             world.restart("mallory")
     world.assert_alice_unharmed("a disk fill")
