@@ -26,12 +26,13 @@ from pathlib import Path
 from testhosts import image, paths
 from testhosts.log import say
 
-VM_REVISION = "2"
+VM_REVISION = "3"
 # Installed into the VM image at build time. The kernel boots it; the rest is what the
 # sandbox probes (tests/sandbox/test_vm_limits.py) run on directly, with no converge and no
 # apt repository in the VM: coreutils' sleep for the fork bomb (Essential, listed for
-# clarity). The VM is a fixture for cgroup limits, not a stand-in for a fresh server.
-VM_PACKAGES = ("linux-image-amd64", "initramfs-tools", "coreutils")
+# clarity), iproute2 and kmod for the dummy interface holding the addresses the game unit's
+# network probe must not reach. The VM is a fixture for limits, not a stand-in for a server.
+VM_PACKAGES = ("linux-image-amd64", "initramfs-tools", "coreutils", "iproute2", "kmod")
 DISK_SIZE = "3G"
 MEMORY_MB = 1024
 # Emulated (TCG) boot plus the probes: about 110 s on an idle 2-core machine; a guest kernel
