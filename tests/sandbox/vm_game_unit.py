@@ -240,6 +240,12 @@ systemctl daemon-reload
 for dir in $g/instances/*/; do
   name=$(basename "$dir")
   unit=left4me-server@$name.service
+  # The instance's dirs, as srcds_instance makes them (the unit's BindPaths= needs merged/
+  # before its ExecStartPre mounts the overlay there); then start and wait for the end.
+  r=/var/lib/left4me/runtime/$name
+  install -d -m 0755 /var/lib/left4me/runtime "$r"
+  install -d -m 0700 "$r/work"
+  install -d -o left4me -g left4me -m 0755 "$r/upper" "$r/merged"
   timeout 180 systemctl start --wait "$unit"
   show=$(systemctl show -p Result -p ExecMainStatus -p MemoryMax -p TasksMax \
     -p CPUQuotaPerSecUSec -p IPAddressDeny -p SocketBindDeny -p SocketBindAllow "$unit" \
