@@ -124,7 +124,8 @@ def vm_boot() -> dict:
     each probed value came from."""
     reason = _skip_reason()
     if reason:
-        pytest.skip(f"{', '.join(LIMITS)} and the game unit's limits NOT PROVEN: {reason}")
+        pytest.skip(f"{', '.join(LIMITS)} (build sandbox) and MemoryMax, TasksMax, CPUQuota,"
+                    f" SocketBindDeny/Allow, IPAddressDeny (game unit) NOT PROVEN: {reason}")
     files = module_files()
     files["run.sh"] = RUN_SH
     for name, (limits, content) in PROBES.items():
@@ -235,3 +236,12 @@ def test_game_unit_template_sets_every_limit_the_tenant_model_needs():
         pytest.xfail(f"the rendered template sets no {', '.join(missing)} yet (branches"
                      " resources and network add them); the VM probed issue 17's values")
     assert template.get("SocketBindDeny") == "any", template
+
+
+def test_game_unit_properties_one_vm_cannot_prove():
+    pytest.skip(
+        "NOT PROVEN in the VM lane: AllowedCPUs= and CPUWeight= (one emulated CPU: nothing to"
+        " pin to or share against); nftables rules on the game unit's cgroup (no nftables, no"
+        " converge in the VM: proven on booted hosts by the network work); the role's default"
+        " limit values at real scale (a 1 GiB VM probes at most MemoryMax=256M, TasksMax=256);"
+        " the real 32-bit srcds (the probe is a Python srcds_run). See docs/testing-vm.md.")
