@@ -1,9 +1,15 @@
-"""The build sandbox's resource limits bite: TasksMax, MemoryMax, CPUQuota and RuntimeMaxSec.
+"""Limits nspawn hosts cannot enforce, proven in one qemu (TCG) VM boot (testhosts/vm.py).
 
-nspawn test hosts get no cgroup controllers, so molecule/sandbox cannot prove these. Here
-the script_overlay module itself (with ansible's module_utils beside it, run the way
-ansible runs it on a target) builds three probe overlays inside a qemu (TCG) VM with its
-own kernel and systemd (testhosts/vm.py). The VM has no network card at all.
+nspawn test hosts get no cgroup controllers (they belong to v1 hierarchies on these machines)
+and do not enforce SocketBind*, so two sets of probes share one boot of a VM with its own
+kernel and systemd, and no network card at all:
+
+- the build sandbox: the script_overlay module itself (with ansible's module_utils beside
+  it, run the way ansible runs it on a target) builds probe overlays under TasksMax,
+  MemoryMax, CPUQuota and RuntimeMaxSec;
+- the game unit (vm_game_unit.py): left4me-server@.service rendered by the role, each
+  instance stacking a tenant overlay whose srcds_run attacks: MemoryMax, TasksMax, CPUQuota,
+  SocketBindDeny/Allow and IPAddressDeny must all bite.
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from testhosts import vm
+
+sys.path.insert(0, str(Path(__file__).parent))
+import vm_game_unit as game  # noqa: E402  (beside this file; tests/ is no package)
 
 pytestmark = pytest.mark.testhost
 
@@ -26,12 +36,8 @@ LIMITS = ("TasksMax", "MemoryMax", "CPUQuota", "RuntimeMaxSec")
 
 
 def _skip_reason() -> str | None:
-    if os.environ.get("LEFT4ME_VM_TESTS") != "1":
-        # Seen on 2026-11-27: the four probes ran in 110 s once; twice the guest kernel oopsed
-        # in the CFS scheduler (dequeue_entity) while a bare probe VM runs in 91 s. Until the
-        # probe that trips it is isolated, the default run does not depend on it.
-        return ("the qemu (TCG) guest kernel oopses intermittently under the limit probes"
-                " (2 of 3 runs on 2026-11-27); set LEFT4ME_VM_TESTS=1 to run them")
+    if os.environ.get("LEFT4ME_VM_TESTS") == "0":
+        return "LEFT4ME_VM_TESTS=0 turned the VM lane off"
     if os.geteuid() != 0:
         return "building the VM image needs root"
     if vm.qemu_binary() is None:
@@ -73,12 +79,17 @@ PROBES = {
     "runtimemaxsec": ({"runtime_max_sec": 5}, "#!/bin/sh\necho started\nsleep 300\n"),
 }
 
+# The common setup, then the game unit's probes (vm_game_unit.RUN_SH), then the sandbox's.
 RUN_SH = """\
 set -u
+# The emulated guest can be slow enough (a loaded host) for a daemon-reload to outlast
+# systemctl's 25 s D-Bus default ("Reload daemon failed: Connection timed out", seen).
+export SYSTEMD_BUS_TIMEOUT=600
 useradd --system --user-group --no-create-home --shell /usr/sbin/nologin left4me
+cat /sys/fs/cgroup/cgroup.controllers | sed 's/^/CONTROLLERS /'
+sh /run/probe/game/run.sh
 install -d -o root -g left4me -m 0750 /var/lib/left4me
 install -d -o left4me -g left4me -m 0755 /var/lib/left4me/overlays
-cat /sys/fs/cgroup/cgroup.controllers | sed 's/^/CONTROLLERS /'
 for args in /run/probe/args/*.json; do
   name=$(basename "$args" .json)
   # The module prints one JSON document (no raw newlines in it); one console line each.
@@ -108,25 +119,44 @@ def module_files() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def vm_results() -> dict[str, dict]:
+def vm_boot() -> dict:
+    """One boot for both sets of probes: its console, the game unit's probe results and where
+    each probed value came from."""
     reason = _skip_reason()
     if reason:
-        pytest.skip(f"{', '.join(LIMITS)} NOT PROVEN: {reason}")
+        pytest.skip(f"{', '.join(LIMITS)} (build sandbox) and MemoryMax, TasksMax, CPUQuota,"
+                    f" SocketBindDeny/Allow, IPAddressDeny (game unit) NOT PROVEN: {reason}")
     files = module_files()
     files["run.sh"] = RUN_SH
     for name, (limits, content) in PROBES.items():
         args = {"name": f"limit-{name}", "content": content, "incremental": False,
                 "runtime_max_sec": 300, **limits}
         files[f"args/{name}.json"] = json.dumps({"ANSIBLE_MODULE_ARGS": args})
-    console = vm.run(files)
+    game_files, provenance = game.vm_files()
+    files.update(game_files)
+    files["game/run.sh"] = game.RUN_SH
+    try:
+        console = vm.run(files)
+    except vm.GuestKernelOops as oops:
+        # The emulated guest's kernel, not left4me, failed: say so, and boot once more.
+        print(f"first boot lost to a guest kernel oops; booting again:\n{oops}")
+        console = vm.run(files)
     print(console)
+    print("game unit: probed values and where they come from:")
+    for key, source in provenance.items():
+        print(f"  {key}={source}")
     assert "CONTROLLERS" in console and "pids" in console and "memory" in console, console
+    return {"console": console, "game": game.parse_console(console), "provenance": provenance}
+
+
+@pytest.fixture(scope="module")
+def vm_results(vm_boot) -> dict[str, dict]:
     results = {}
-    for line in console.splitlines():
+    for line in vm_boot["console"].splitlines():
         if line.startswith("MODULE-RESULT "):
             _marker, name, payload = line.split(" ", 2)
             results[name] = json.loads(payload)
-    assert sorted(results) == sorted(PROBES), console
+    assert sorted(results) == sorted(PROBES), vm_boot["console"]
     return results
 
 
@@ -154,3 +184,64 @@ def test_runtimemaxsec_kills_a_hung_build(vm_results):
     result = vm_results["runtimemaxsec"]
     assert result.get("failed") and result["service_result"] == "timeout", result
     assert "RuntimeMaxSec=5" in result["msg"]
+
+
+# --- the game unit ----------------------------------------------------------------------
+
+
+def game_probe(vm_boot, name: str) -> dict:
+    found = vm_boot["game"].get(name)
+    assert found and "unit" in found, f"probe {name} did not report:\n{vm_boot['console']}"
+    return found
+
+
+def test_game_unit_memorymax_oom_kills_a_memory_hog(vm_boot):
+    probe = game_probe(vm_boot, "vm-memory")
+    assert probe["unit"]["Result"] == "oom-kill", probe
+    assert not any(line.startswith("RESULT allowed") for line in probe["lines"]), probe
+
+
+def test_game_unit_tasksmax_stops_a_fork_bomb(vm_boot):
+    probe = game_probe(vm_boot, "vm-tasks")
+    assert any(line.startswith("RESULT blocked") for line in probe["lines"]), probe
+
+
+def test_game_unit_cpuquota_throttles_a_busy_loop(vm_boot):
+    probe = game_probe(vm_boot, "vm-cpu")
+    assert any(line.startswith("RESULT blocked") for line in probe["lines"]), probe
+
+
+def test_game_unit_binds_only_its_own_port(vm_boot):
+    lines = game_probe(vm_boot, "vm-network")["lines"]
+    for kind in ("udp", "tcp"):
+        assert f"RESULT bind {kind} {game.GAME_PORT} allowed" in lines, lines
+        assert any(line.startswith(f"RESULT bind {kind} {game.OTHER_PORT} refused")
+                   for line in lines), lines
+
+
+def test_game_unit_reaches_no_loopback_or_private_address(vm_boot):
+    lines = game_probe(vm_boot, "vm-network")["lines"]
+    assert f"RESULT connect {game.PUBLIC_TARGET} allowed" in lines, lines
+    for address in game.REFUSED_TARGETS:
+        assert any(line.startswith(f"RESULT connect {address} refused") for line in lines), (
+            address, lines)
+
+
+def test_game_unit_template_sets_every_limit_the_tenant_model_needs():
+    """The probes above prove the kernel enforces each property on this unit; this says
+    whether the role's template sets it, or the probe drop-in had to (issue 17's values)."""
+    template = game.service_properties(game.render_unit())
+    missing = [key for key in game.INTENT if key not in template]
+    if missing:
+        pytest.xfail(f"the rendered template sets no {', '.join(missing)} yet (branches"
+                     " resources and network add them); the VM probed issue 17's values")
+    assert template.get("SocketBindDeny") == "any", template
+
+
+def test_game_unit_properties_one_vm_cannot_prove():
+    pytest.skip(
+        "NOT PROVEN in the VM lane: AllowedCPUs= and CPUWeight= (one emulated CPU: nothing to"
+        " pin to or share against); nftables rules on the game unit's cgroup (no nftables, no"
+        " converge in the VM: proven on booted hosts by the network work); the role's default"
+        " limit values at real scale (a 1 GiB VM probes at most MemoryMax=256M, TasksMax=256);"
+        " the real 32-bit srcds (the probe is a Python srcds_run). See docs/testing-vm.md.")

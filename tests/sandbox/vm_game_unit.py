@@ -1,0 +1,308 @@
+"""The game unit's half of the VM lane: the unit as the role renders it, attacked from inside.
+
+A tenant controls what runs as its server: an overlay may replace `srcds_run`. Each probe
+here is such an overlay, stacked on an instance of `left4me-server@.service` rendered by
+ansible's template module from the role's template with the role's defaults, with the
+drop-in srcds_instance writes (SocketBindAllow= for the instance's ports) and the env file
+it writes, mounted by the real `left4me-mount` helper and started by the VM's systemd.
+The probe's `srcds_run` is the attack: a memory hog, a fork bomb, a busy loop, binds to
+ports the instance does not own, connects to loopback and private addresses.
+
+Where the rendered template sets no value for a property the tenant model needs (issue 17:
+branches adding them are in flight), or one a 1 GiB VM cannot exceed, a probe drop-in sets
+the issue's value, and the test output says which (`PROVENANCE`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from ansible_collections.left4me.l4d2.plugins.module_utils import _instance
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "collections/ansible_collections/left4me/l4d2"
+ROLE = COLLECTION / "roles/game_instances"
+HELPER_DIR = "/usr/local/libexec/left4me"
+UNIT_DIR = "/usr/local/lib/systemd/system"
+LAYOUT = _instance.HostLayout()
+
+# What the tenant model needs of every game unit (issue 17), with the value probed when the
+# rendered template sets none. IPAddressDeny: loopback, link-local (cloud metadata),
+# multicast, RFC 1918, CGNAT and IPv6 ULA; the public internet stays reachable.
+INTENT = {
+    "MemoryMax": "64M",
+    "TasksMax": "16",
+    "CPUQuota": "20%",
+    "IPAddressDeny": "localhost link-local multicast 10.0.0.0/8 172.16.0.0/12 "
+                     "192.168.0.0/16 100.64.0.0/10 fc00::/7",
+}
+# The largest values the VM (1 GiB, 2 vCPUs, emulated) can show biting within seconds.
+MAX_PROBED_MEMORY = 256 << 20
+MAX_PROBED_TASKS = 256
+
+# The probe listener (outside the unit, as root) answers on these; the unit must reach only
+# the public stand-in. Addresses sit on a dummy interface inside the VM, which has no NIC.
+LISTEN_PORT = 8080
+REFUSED_TARGETS = ("127.0.0.1", "::1", "10.0.0.1", "172.16.0.1", "192.168.0.1",
+                   "169.254.169.254", "100.64.0.1", "fc00::1")
+PUBLIC_TARGET = "203.0.113.10"  # documentation range, standing in for the internet
+GAME_PORT = 27015  # the instance's own port: bindable; any other port: refused
+OTHER_PORT = 27099
+
+
+def render_unit() -> str:
+    """left4me-server@.service as the role installs it, with the role's defaults."""
+    with tempfile.TemporaryDirectory(prefix="left4me-vm-unit-") as scratch:
+        dest = Path(scratch) / "left4me-server@.service"
+        result = subprocess.run(
+            ["ansible", "localhost", "-i", "localhost,", "-c", "local",
+             "-e", f"ansible_python_interpreter={sys.executable}",
+             "-e", f"@{ROLE / 'defaults/main.yml'}",
+             "-m", "ansible.builtin.template",
+             "-a", f"src={ROLE / 'templates/left4me-server@.service.j2'} dest={dest}"],
+            cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
+            env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                 "ANSIBLE_NOCOLOR": "1",
+                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+        if result.returncode != 0:
+            raise RuntimeError(f"rendering the game unit failed:\n{result.stdout}{result.stderr}")
+        return dest.read_text()
+
+
+def service_properties(unit_text: str) -> dict[str, str]:
+    """The [Service] section's assignments, the last of each name winning (as for these)."""
+    found: dict[str, str] = {}
+    section = ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line:
+            key, value = line.split("=", 1)
+            found[key.strip()] = value.strip()
+    return found
+
+
+def _bytes(value: str) -> int | None:
+    match = re.fullmatch(r"(\d+)([KMGT]?)", value)
+    if not match:
+        return None  # infinity, a percentage: nothing the VM can exceed reliably
+    return int(match.group(1)) << (10 * " KMGT".index(match.group(2) or " "))
+
+
+def _fits_the_vm(key: str, value: str) -> bool:
+    if key == "MemoryMax":
+        size = _bytes(value)
+        return size is not None and size <= MAX_PROBED_MEMORY
+    if key == "TasksMax":
+        return value.isdigit() and int(value) <= MAX_PROBED_TASKS
+    if key == "CPUQuota":
+        return value.endswith("%") and value[:-1].isdigit() and int(value[:-1]) < 100
+    return True
+
+
+def probed_properties(template: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(what the probe drop-in must set, where each probed value comes from)."""
+    dropin, provenance = {}, {}
+    for key, intent in INTENT.items():
+        value = template.get(key, "")
+        if value and _fits_the_vm(key, value):
+            provenance[key] = f"{value} (the template)"
+        elif value:
+            dropin[key] = intent
+            provenance[key] = f"{intent} (the template's {value} is beyond the VM; probed lower)"
+        else:
+            dropin[key] = intent
+            provenance[key] = f"{intent} (issue 17's intent: the template sets none)"
+    return dropin, provenance
+
+
+def _python(body: str) -> str:
+    return ("#!/usr/bin/python3 -u\nimport errno, os, socket, subprocess, sys, time\n"
+            + textwrap.dedent(body))
+
+
+def probe_scripts(values: dict[str, str]) -> dict[str, str]:
+    """Instance name -> the tenant's srcds_run. Each prints RESULT lines to the journal."""
+    memory = _bytes(values["MemoryMax"]) or 0
+    tasks = int(values["TasksMax"])
+    quota = int(values["CPUQuota"].rstrip("%")) / 100
+    targets = [*REFUSED_TARGETS, PUBLIC_TARGET]
+    return {
+        # Touch the limit plus 128 MiB: the unit must end in an OOM kill, not here.
+        "vm-memory": _python(f"""\
+            hog = []
+            while len(hog) * (16 << 20) < {memory} + (128 << 20):
+                hog.append(bytearray(16 << 20))
+            print("RESULT allowed", len(hog) * 16, "MiB")
+            """),
+        # Spawn 16 more processes than TasksMax allows (the unit's sh and python count too).
+        "vm-tasks": _python(f"""\
+            children = []
+            try:
+                for _ in range({tasks} + 16):
+                    children.append(subprocess.Popen(["sleep", "30"]))
+                print("RESULT allowed", len(children))
+            except OSError as exc:
+                print("RESULT blocked after", len(children), "processes:", exc)
+            for child in children:
+                child.kill()
+            """),
+        # A busy loop: its CPU share must stay near the quota.
+        "vm-cpu": _python(f"""\
+            wall, cpu = time.monotonic(), time.process_time()
+            while time.monotonic() - wall < 6:
+                pass
+            share = (time.process_time() - cpu) / (time.monotonic() - wall)
+            print("RESULT", "allowed" if share > {quota} + 0.15 else "blocked",
+                  "cpu share", round(share, 2))
+            """),
+        # Binds (own port vs another) and connects (loopback, private, metadata vs public).
+        "vm-network": _python(f"""\
+            for kind, port in (("udp", {GAME_PORT}), ("tcp", {GAME_PORT}),
+                               ("udp", {OTHER_PORT}), ("tcp", {OTHER_PORT})):
+                sock = socket.socket(socket.AF_INET,
+                                     socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+                try:
+                    sock.bind(("0.0.0.0", port))
+                    print("RESULT bind", kind, port, "allowed")
+                except OSError as exc:
+                    print("RESULT bind", kind, port, "refused", errno.errorcode.get(exc.errno))
+                sock.close()
+            for address in {targets!r}:
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.settimeout(3)
+                try:
+                    sock.connect((address, {LISTEN_PORT}))
+                    print("RESULT connect", address, "allowed")
+                except OSError as exc:
+                    print("RESULT connect", address, "refused", exc)
+                sock.close()
+            """),
+    }
+
+
+LISTENER = f"""\
+import socket, threading
+def serve(family, address):
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, {LISTEN_PORT}))
+    sock.listen(16)
+    while True:
+        sock.accept()[0].close()
+threading.Thread(target=serve, args=(socket.AF_INET6, "::"), daemon=True).start()
+serve(socket.AF_INET, "0.0.0.0")
+"""
+
+# Runs in the VM as root after the common setup (the left4me user exists). Lays the host
+# out as the roles do, starts each probe instance and waits for it to end, then prints its
+# result, its effective limits and its RESULT lines, one console line each.
+RUN_SH = f"""\
+set -u
+g=/run/probe/game
+modprobe dummy && ip link add l4m0 type dummy && ip link set l4m0 up
+for address in 10.0.0.1/32 172.16.0.1/32 192.168.0.1/32 169.254.169.254/32 100.64.0.1/32 \
+    {PUBLIC_TARGET}/32; do
+  ip address add "$address" dev l4m0
+done
+ip -6 address add fc00::1/128 dev l4m0 nodad
+python3 $g/listener.py &
+install -d -o left4me -g left4me -m 0755 /var/lib/left4me /var/lib/left4me/overlays \
+  /var/lib/left4me/installation
+install -d -m 0755 /etc/left4me/instances {HELPER_DIR} {UNIT_DIR}
+install -m 0755 $g/left4me-mount {HELPER_DIR}/left4me-mount
+install -m 0644 $g/left4me_mount.py $g/left4me_common.py {HELPER_DIR}/
+install -m 0644 $g/left4me-server@.service {UNIT_DIR}/
+install -D -m 0644 $g/60-vm-probe.conf \
+  /etc/systemd/system/left4me-server@.service.d/60-vm-probe.conf
+for dir in $g/instances/*/; do
+  name=$(basename "$dir")
+  install -D -m 0755 "$dir/srcds_run" /var/lib/left4me/overlays/probe-$name/srcds_run
+  install -D -m 0644 "$dir/instance.cfg" \
+    /var/lib/left4me/overlays/.instance-$name/left4dead2/cfg/left4me/instance.cfg
+  install -m 0644 "$dir/env" /etc/left4me/instances/$name.env
+  install -D -m 0644 "$dir/dropin.conf" \
+    /etc/systemd/system/left4me-server@$name.service.d/{_instance.DROPIN_NAME}
+done
+systemctl daemon-reload
+for dir in $g/instances/*/; do
+  name=$(basename "$dir")
+  unit=left4me-server@$name.service
+  # The instance's dirs, as srcds_instance makes them (the unit's BindPaths= needs merged/
+  # before its ExecStartPre mounts the overlay there); then start and wait for the end.
+  r=/var/lib/left4me/runtime/$name
+  install -d -m 0755 /var/lib/left4me/runtime "$r"
+  install -d -m 0700 "$r/work"
+  install -d -o left4me -g left4me -m 0755 "$r/upper" "$r/merged"
+  timeout 180 systemctl start --wait "$unit"
+  show=$(systemctl show -p Result -p ExecMainStatus -p MemoryMax -p TasksMax \
+    -p CPUQuotaPerSecUSec -p IPAddressDeny -p SocketBindDeny -p SocketBindAllow "$unit" \
+    | tr '\\n' ' ')
+  printf 'GAME-UNIT %s %s\\n' "$name" "$show"
+  journalctl -q -o cat -u "$unit" | tail -n 40 | sed "s/^/GAME-LINE $name /"
+done
+"""
+
+
+def vm_files() -> tuple[dict[str, str | bytes], dict[str, str]]:
+    """The probe disk's game/ tree, and where each probed property's value came from."""
+    unit = render_unit()
+    template = service_properties(unit)
+    dropin, provenance = probed_properties(template)
+    values = {key: template.get(key) if key not in dropin else dropin[key] for key in INTENT}
+    provenance["SocketBindDeny"] = f"{template.get('SocketBindDeny', 'none')} (the template)"
+    provenance["SocketBindAllow"] = "the instance's ports (srcds_instance's drop-in)"
+    lines = ["[Service]", "# One run per probe: a restart would repeat the attack.", "Restart=no",
+             "# An emulated CPU on a loaded host: the Python mount helper, under the unit's",
+             "# CPUQuota, outlasted the unit's 90 s start timeout (seen); time is not probed.",
+             "TimeoutStartSec=15min", "TimeoutStopSec=15min"]
+    lines += [f"{key}={value}" for key, value in dropin.items()]
+    files: dict[str, str | bytes] = {
+        "game/left4me-server@.service": unit,
+        "game/60-vm-probe.conf": "\n".join(lines) + "\n",
+        "game/listener.py": LISTENER,
+        "game/left4me-mount": (COLLECTION / "roles/game_host/files/left4me-mount.py").read_bytes(),
+        "game/left4me_mount.py": (COLLECTION / "plugins/module_utils/_mount.py").read_bytes(),
+        "game/left4me_common.py": (COLLECTION / "plugins/module_utils/_common.py").read_bytes(),
+    }
+    for name, script in probe_scripts(values).items():
+        spec = _instance.InstanceSpec(
+            name=name, port=GAME_PORT,
+            layers=(os.path.join(LAYOUT.overlays_dir, f"probe-{name}"),))
+        files[f"game/instances/{name}/srcds_run"] = script
+        files[f"game/instances/{name}/env"] = _instance.render_env(spec, LAYOUT)
+        files[f"game/instances/{name}/dropin.conf"] = _instance.render_dropin(spec)
+        files[f"game/instances/{name}/instance.cfg"] = _instance.render_instance_cfg(spec)
+    return files, provenance
+
+
+def parse_console(console: str) -> dict[str, dict]:
+    """Instance name -> {"unit": systemctl show properties, "lines": its RESULT lines}."""
+    found: dict[str, dict] = {}
+    for line in console.splitlines():
+        if line.startswith("GAME-UNIT "):
+            _marker, name, rest = (line.split(" ", 2) + [""])[:3]
+            found.setdefault(name, {"lines": []})["unit"] = _show_pairs(rest)
+        elif line.startswith("GAME-LINE "):
+            _marker, name, rest = line.split(" ", 2)
+            found.setdefault(name, {"lines": []})["lines"].append(rest)
+    return found
+
+
+def _show_pairs(text: str) -> dict[str, str]:
+    """`systemctl show` output flattened onto one line: KEY=value pairs, values may hold
+    spaces (IPAddressDeny, SocketBindAllow), keys are CamelCase words before '='."""
+    pairs = re.findall(r"([A-Z][A-Za-z]+)=(.*?)(?= [A-Z][A-Za-z]+=|\s*$)", text)
+    return dict(pairs)
