@@ -18,11 +18,13 @@ it from there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import grp
 import os
 import pwd
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -173,3 +175,76 @@ def exclusive_lock(
         yield
     finally:
         os.close(fd)
+
+
+# --- sizes -------------------------------------------------------------------------
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"([0-9]{1,15})([KMGT]?)")
+
+
+def parse_size(value: object, what: str, error: type[Exception] = Left4meError) -> int:
+    """Bytes from ``value``: a whole number with an optional K, M, G or T suffix (powers of
+    1024, as systemd reads ``MemoryMax=``), e.g. ``2G``; an int is taken as bytes."""
+    text = str(value).strip() if isinstance(value, (str, int)) else ""
+    match = _SIZE_RE.fullmatch(text) if not isinstance(value, bool) else None
+    if not match:
+        raise error(
+            f"{what} {value!r} must be a size: a whole number of bytes with an optional K, M,"
+            " G or T suffix (powers of 1024), e.g. 2G"
+        )
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes the way people read them: 2.0 GiB, 512.0 MiB, 7 bytes."""
+    for suffix, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20),
+                           ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.1f} {suffix}"
+    return f"{size} bytes"
+
+
+def tree_usage(root: str, stop_above: int | None = None) -> int:
+    """Bytes of disk a directory tree uses (allocated blocks, each inode once).
+
+    Walks with lstat only: a symlink counts as itself and is never followed, a
+    directory is entered only when it is a real one, and nothing is opened but
+    directories. Sparse files count what they really occupy. With ``stop_above``,
+    the walk ends as soon as the sum passes it (the sum returned is then a lower
+    bound), so a tree of millions of files costs no more than it takes to know.
+    A missing ``root`` uses nothing.
+    """
+    try:
+        top = os.lstat(root)
+    except FileNotFoundError:
+        return 0
+    seen: set[tuple[int, int]] = set()
+    total = top.st_blocks * 512
+    if not stat.S_ISDIR(top.st_mode):
+        return total
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # gone, or swapped for a link, since it was listed: not followed
+            raise
+        try:
+            with os.scandir(fd) as entries:
+                listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+        finally:
+            os.close(fd)
+        for name, info in listed:
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+            if stop_above is not None and total > stop_above:
+                return total
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(os.path.join(directory, name))
+    return total

@@ -12,7 +12,8 @@ any sudoers rule), so neither PATH nor a shebang decides what runs as root, and
 -I keeps PYTHON* variables and the user site out.
 
 ``mount`` reads LEFT4ME_LOWERDIRS from {config_dir}/instances/NAME.env, accepts
-only layers under {state_dir}/installation, overlays and workshop_cache, and
+only layers under {state_dir}/installation, overlays and workshop_cache, refuses an
+upper dir holding more than LEFT4ME_UPPER_DIR_MAX bytes (2 GiB when unset), and
 mounts {state_dir}/runtime/NAME/merged in PID 1's mount namespace. A mount with
 other layers is replaced (the game unit calls this in ExecStartPre, when its
 server is not running). ``umount`` unmounts it. Both exit 0 when there is
@@ -59,12 +60,14 @@ def run(args):
         plan = mount_lib.plan_unmount(name, state_dir=state_dir)
     else:
         env_path = mount_lib.env_file_path(name, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        env = mount_lib.read_env_file(env_path)
         plan = mount_lib.plan_mount(
             name,
-            mount_lib.lowerdirs_from_env(mount_lib.read_env_file(env_path), env_path),
+            mount_lib.lowerdirs_from_env(env, env_path),
             state_dir=state_dir,
             owner=args.owner or mount_lib.DEFAULT_RUNTIME_USER,
             remount=True,
+            upper_dir_max=mount_lib.upper_dir_max_from_env(env, env_path),
         )
     if plan.changed:
         mount_lib.apply_mount_plan(plan)
