@@ -76,6 +76,24 @@ def test_a_tainted_upper_dir_fails_with_the_mount_helpers_reason(srv, instance):
     assert srv.run(f"findmnt {STATE}/runtime/taint1/merged").rc != 0, "mounted anyway"
 
 
+def test_an_upper_dir_over_its_cap_fails_with_the_mount_helpers_reason(srv, booted, instance):
+    instance("full1", 27049, overlays=["demo-coop"], upper_dir_max="64M")
+    upper = f"{STATE}/runtime/full1/upper"
+    # What a server left behind (logs, sprays, downloads), written as its runtime user.
+    srv.check_output(f"runuser -u left4me -- sh -c 'head -c 70M /dev/zero > {upper}/spray.dat'"
+                     f" && ln -s /var/lib/left4me/installation {upper}/link")
+    run = adhoc({"name": "full1", "state": "started"})
+    assert run.returncode != 0
+    assert "left4me-server@full1.service did not start: left4me-mount: mount full1:" \
+        f" upper dir {upper} holds more than 64.0 MiB (at least 70.0 MiB)" in run.stdout, \
+        run.stdout[-2000:]
+    assert srv.run(f"findmnt {STATE}/runtime/full1/merged").rc != 0, "mounted anyway"
+    srv.check_output(f"rm {upper}/spray.dat")
+    run = adhoc({"name": "full1", "state": "started"})
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert a2s_name(booted.address, 27049, timeout=3)
+
+
 def test_a_missing_layer_fails_with_the_mount_helpers_reason(srv, instance):
     layer = f"{STATE}/overlays/molecule-gone"
     srv.check_output(f"mkdir -p {layer}/left4dead2/cfg")
