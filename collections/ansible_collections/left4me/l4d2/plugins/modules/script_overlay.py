@@ -122,6 +122,15 @@ options:
     description: C(CPUQuota=) of the build, a percentage of one CPU.
     type: str
     default: 100%
+  max_size:
+    description:
+      - The most the built tree may hold, a size with an optional V(K), V(M), V(G) or V(T)
+        suffix (powers of 1024). After the script succeeds, the staged tree is counted
+        (allocated blocks, without following links) before it replaces the overlay; a
+        larger one fails the build with both sizes in the message, and the previous tree
+        stays what servers use.
+    type: str
+    default: 2G
   runtime_max_sec:
     description: Wall-time limit in seconds (C(RuntimeMaxSec=)); the build is killed after it.
     type: int
@@ -262,6 +271,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
     group_id,
+    parse_size,
+    tree_usage,
     user_account,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
@@ -305,6 +316,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._script_overlay impor
     leftovers_to_remove,
     manifest_diff,
     overlay_changed,
+    oversize_failure,
     previous_tree_fate,
     retired_path,
 )
@@ -326,6 +338,7 @@ ARGUMENT_SPEC = dict(
     memory_max=dict(type="str", default="2G"),
     tasks_max=dict(type="int", default=256),
     cpu_quota=dict(type="str", default="100%"),
+    max_size=dict(type="str", default="2G"),
     runtime_max_sec=dict(type="int", default=3600),
     output_lines=dict(type="int", default=50),
     slice=dict(type="str", default="l4d2-build.slice"),
@@ -341,6 +354,7 @@ class Build:
             raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
         self.limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],
                              params["runtime_max_sec"])
+        self.max_size = parse_size(params["max_size"], "max_size", SandboxError)
         self.environment = validate_environment(params["environment"])
         self.resolvers = validate_resolvers(params["resolvers"])
         validate_output_lines(params["output_lines"])
@@ -473,6 +487,9 @@ def build(module, job: Build) -> dict:
                     params["incremental"])
             ran = run_build(module, paths, job.properties, job.limits)
             why = build_failure(ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
+            # Counted once the sandbox has ended: nothing of the build can change it now.
+            why = why or oversize_failure(tree_usage(paths.staging, stop_above=job.max_size),
+                                          job.max_size)
             if why:
                 module.fail_json(msg=build_failure_message(overlay_id, paths.overlay, why),
                                  path=paths.overlay, built=True, changed=False, **ran)

@@ -69,6 +69,7 @@ def test_check_mode_on_an_existing_overlay_reports_no_change(state_dir, capsys):
     ({"memory_max": "lots"}, "memory_max"),
     ({"cpu_quota": "200"}, "cpu_quota"),
     ({"runtime_max_sec": 0}, "runtime_max_sec"),
+    ({"max_size": "lots"}, "max_size 'lots' must be a size"),
     ({"resolvers": ["10.0.0.53"]}, "10.0.0.0/8"),
     ({"environment": {"NOT-A-NAME": "x"}}, "shell variable name"),
     ({"user": "no-such-user-l4m"}, "does not exist"),
@@ -207,6 +208,25 @@ def test_a_failed_build_keeps_the_previous_tree(state_dir, monkeypatch):
         f" {state_dir}/overlays/maps is untouched")
     assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
     assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+
+
+def test_a_build_bigger_than_max_size_is_refused_and_the_previous_tree_stays(state_dir,
+                                                                            monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "new\n", "map.vpk": "v" * (3 << 20)})
+    with pytest.raises(Failed) as failed:
+        build_once(state_dir, monkeypatch, max_size="2M")
+    assert failed.value.args[0]["msg"] == (
+        "build script of overlay maps made a tree of more than 2.0 MiB (at least 3.0 MiB),"
+        " above the cap for a build's output (max_size); make the script keep less (delete"
+        " archives after unpacking them), or raise max_size; the previous content of"
+        f" {state_dir}/overlays/maps is untouched")
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+    _module, result = build_once(state_dir, monkeypatch, max_size="4M")
+    assert result["changed"]
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "new\n"
 
 
 def test_a_tree_in_use_is_retired_then_removed_once_unused(state_dir, monkeypatch):
