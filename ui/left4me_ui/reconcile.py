@@ -19,6 +19,7 @@ import sqlite3
 from left4me_ui import authz, blueprints, jobs, overlays, servers
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.settings import Settings
 
 PLAYBOOK = "reconcile.yml"
 KIND_RECONCILE = "host reconcile"
@@ -28,11 +29,12 @@ RCON_SECRETS = "host_rcon"
 REVISIONS_VAR = "left4me_ui_revisions"
 
 
-def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint]) -> dict:
+def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint],
+                   settings: Settings) -> dict:
     """playbooks/reconcile.yml's variables for these servers (no secret)."""
     wanted = []
     for row in rows:
-        server = servers.server_vars(row, linked[row["blueprint_id"]], "started")
+        server = servers.server_vars(row, linked[row["blueprint_id"]], "started", settings)
         wanted.append({"name": server["left4me_server_name"],
                        **server["left4me_server_settings"]})
     return {
@@ -61,7 +63,8 @@ def reconcile_host(core: Core, admin: Actor, host: str) -> int:
         stacked = sorted({o for b in linked.values() for o in b.overlays})
         overlays.ensure_built(conn, core, me, host, stacked, force=True)
         return jobs.enqueue(conn, core, me, kind=KIND_RECONCILE, host=host, target=host,
-                            playbook=PLAYBOOK, extravars=reconcile_vars(rows, linked),
+                            playbook=PLAYBOOK,
+                            extravars=reconcile_vars(rows, linked, core.settings),
                             secrets_from=RCON_SECRETS)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from left4me_ui import audit, authz, blueprints, jobs, overlays
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.settings import Settings
 from left4me_ui.validation import InstanceError, check_instance, check_name
 
 PLAYBOOK = "server.yml"
@@ -91,14 +92,17 @@ def connect_line(hostvars: dict, host: str, port: int) -> str:
     return f"connect {address}:{port}"
 
 
-def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str) -> dict:
-    """playbooks/server.yml's variables (no secret: the RCON password goes separately)."""
+def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str,
+                settings: Settings) -> dict:
+    """playbooks/server.yml's variables (no secret: the RCON password goes separately); the
+    limits are the blueprint's within the admin's ceiling in ``settings``."""
     if state == "absent":
         return {"left4me_server_name": row["name"], "left4me_server_state": "absent"}
     return {"left4me_server_name": row["name"], "left4me_server_state": state,
             "left4me_server_settings": {
                 "port": row["port"], "client_port": row["client_port"],
-                "overlays": list(blueprint.overlays), **blueprint.settings.module_args()}}
+                "overlays": list(blueprint.overlays), **blueprint.settings.module_args(),
+                **blueprints.server_limits(blueprint.settings, settings)}}
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -222,7 +226,8 @@ def _enqueue(conn: sqlite3.Connection, core: Core, me: Actor, row: sqlite3.Row,
              blueprint: blueprints.Blueprint, kind: str, state: str) -> int:
     return jobs.enqueue(conn, core, me, kind=kind, host=row["host"],
                         target=f"{row['host']}/{row['name']}", playbook=PLAYBOOK,
-                        extravars=server_vars(row, blueprint, state), server_id=row["id"],
+                        extravars=server_vars(row, blueprint, state, core.settings),
+                        server_id=row["id"],
                         secrets_from=None if state == "absent" else RCON_SECRET,
                         blueprint_revision=blueprint.revision)
 
