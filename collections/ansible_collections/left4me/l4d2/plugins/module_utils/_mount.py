@@ -287,6 +287,38 @@ def check_upper_dir_size(upper: str, cap: int) -> None:
         )
 
 
+def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAULT_STATE_DIR,
+                    ns_pid: int = 1) -> list[tuple[str, str]]:
+    """(name, why) of every mounted instance whose upper dir holds more than its cap.
+
+    For the periodic check (``left4me-mount check``): a running server that writes past
+    its cap is stopped, and its next start is refused until its upper dir is smaller.
+    Instances whose env file cannot be read are skipped (their start says why).
+    """
+    found = []
+    instances_dir = os.path.join(config_dir, "instances")
+    try:
+        entries = sorted(os.listdir(instances_dir))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        name = entry[: -len(".env")] if entry.endswith(".env") else ""
+        try:
+            validate_instance_name(name)
+            env_path = os.path.join(instances_dir, entry)
+            cap = upper_dir_max_from_env(read_env_file(env_path), env_path)
+        except MountError:
+            continue
+        paths = instance_paths(name, state_dir)
+        if not read_mount_state(paths.merged, ns_pid).mounted:
+            continue
+        try:
+            check_upper_dir_size(paths.upper, cap)
+        except MountError as exc:
+            found.append((name, str(exc)))
+    return found
+
+
 # --- fuse-overlayfs leftovers ----------------------------------------------
 
 

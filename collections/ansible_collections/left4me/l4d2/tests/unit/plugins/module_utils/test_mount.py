@@ -826,7 +826,8 @@ def test_helper_mounts_and_unmounts_idempotently(state_dir, helper):
         (["mount", "Bad/Name"], "invalid instance name 'Bad/Name'"),
         (["umount", "x.y"], "invalid instance name"),
         (["remount", "coop1"], "invalid choice: 'remount'"),
-        (["mount"], "the following arguments are required: name"),
+        (["mount"], "invalid instance name ''"),
+        (["check", "coop1"], "check takes no instance name and is root's alone"),
         (["mount", "coop1", "--lowerdir", "/"], "unrecognized arguments"),
         (["mount", "missing"], "missing.env does not exist"),
         (["mount", "outside"], "outside the allowed roots"),
@@ -866,6 +867,32 @@ def test_helper_refuses_to_mount_an_upper_dir_over_the_env_files_cap(state_dir, 
     result = run_helper(helper, "mount", "coop1", *opts)
     assert (result.returncode, result.stderr) == (0, "")
     assert current(state_dir, "coop1").mounted
+
+
+@needs_mount
+def test_check_names_each_mounted_server_whose_upper_dir_is_over_its_cap(state_dir, helper):
+    config = state_dir.parent / "etc"
+    for name, cap in (("full1", 1 << 20), ("roomy1", 8 << 20), ("idle1", 1 << 20)):
+        write_env(config, name, layers(state_dir, "a"))
+        env_file = config / "instances" / f"{name}.env"
+        env_file.write_text(env_file.read_text() + f"LEFT4ME_UPPER_DIR_MAX={cap}\n")
+        (state_dir / "runtime" / name / "upper").mkdir(parents=True)
+        (state_dir / "runtime" / name / "upper" / "spray.dat").write_bytes(b"x" * (2 << 20))
+    (config / "instances" / "broken.env").write_text("not an env file\n")
+    for name in ("full1", "roomy1"):  # idle1 is over its cap too, but not running
+        mount(state_dir, name, layers(state_dir, "a"))
+    over = mount_lib.uppers_over_cap(str(config), str(state_dir), ns_pid=os.getpid())
+    assert [name for name, _why in over] == ["full1"]
+    assert over[0][1].startswith(
+        f"upper dir {state_dir}/runtime/full1/upper holds more than 1.0 MiB (at least 2.0 MiB)")
+    # The helper says so in one line per server (the timer's journal), and exits 0.
+    result = run_helper(helper, "check", "--state-dir", str(state_dir), "--config-dir",
+                        str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0].startswith(
+        f"left4me-mount: check full1: upper dir {state_dir}/runtime/full1/upper holds more"
+        " than 1.0 MiB")
+    assert result.stderr.splitlines()[0].endswith("; killing the server")
 
 
 @needs_mount
