@@ -125,10 +125,10 @@ options:
   max_size:
     description:
       - The most the built tree may hold, a size with an optional V(K), V(M), V(G) or V(T)
-        suffix (powers of 1024). After the script succeeds, the staged tree is counted
-        (allocated blocks, without following links) before it replaces the overlay; a
-        larger one fails the build with both sizes in the message, and the previous tree
-        stays what servers use.
+        suffix (powers of 1024). The staged tree is counted (allocated blocks, without
+        following links) every 10 seconds while the script runs, and once more before it
+        replaces the overlay; past the cap the build is killed and fails with both sizes
+        in the message, and the previous tree stays what servers use.
     type: str
     default: 2G
   runtime_max_sec:
@@ -430,14 +430,31 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
         create_file(paths.environment, environment_file_text(environment), 0o600)
 
 
-def run_build(module, paths, properties, limits: Limits) -> dict:
+def size_watch(paths, unit: str, max_size: int, over: dict):
+    """Every tick while the build runs: a staged tree past ``max_size`` ends the build
+    (killed by systemd; counted with lstat only, never through the build's links)."""
+
+    def watch() -> None:
+        if over:
+            return
+        used = tree_usage(paths.staging, stop_above=max_size)
+        if used > max_size:
+            over["used"] = used
+            run_command(["systemctl", "kill", "--signal=SIGKILL", unit])
+
+    return watch
+
+
+def run_build(module, paths, properties, limits: Limits, max_size: int) -> dict:
     unit = build_unit_name(os.path.basename(paths.overlay))
     fd = open_live_log(paths.live_log)
+    over: dict = {}
     try:
         live = LiveLog(lambda data: write_all(fd, data),
                        hidden_prefix=result_marker(paths.token).encode())
         ran = run_keeping_tail(systemd_run_argv(properties, unit),
-                               limits.runtime_max_sec + WAIT_GRACE_SEC, on_output=live.feed)
+                               limits.runtime_max_sec + WAIT_GRACE_SEC, on_output=live.feed,
+                               on_tick=size_watch(paths, unit, max_size, over))
         live.close()
     finally:
         os.close(fd)
@@ -453,7 +470,8 @@ def run_build(module, paths, properties, limits: Limits) -> dict:
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())
     return dict(rc=returncode, service_result=service_result, live_log=paths.live_log,
-                output=output_tail(output, module.params["output_lines"]))
+                output=output_tail(output, module.params["output_lines"]),
+                oversize=over.get("used", 0))
 
 
 def swap_in(module, paths, overlay_id: str, result: dict) -> None:
@@ -485,9 +503,12 @@ def build(module, job: Build) -> dict:
         try:
             prepare(paths, job.script_text, job.environment, job.resolvers, job.uid, job.gid,
                     params["incremental"])
-            ran = run_build(module, paths, job.properties, job.limits)
-            why = build_failure(ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
-            # Counted once the sandbox has ended: nothing of the build can change it now.
+            ran = run_build(module, paths, job.properties, job.limits, job.max_size)
+            # Killed while it ran for growing past max_size: say that, not "a signal".
+            oversize = ran.pop("oversize", 0)
+            why = oversize_failure(oversize, job.max_size) if oversize else build_failure(
+                ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
+            # Counted again once the sandbox has ended: nothing of the build changes it now.
             why = why or oversize_failure(tree_usage(paths.staging, stop_above=job.max_size),
                                           job.max_size)
             if why:
