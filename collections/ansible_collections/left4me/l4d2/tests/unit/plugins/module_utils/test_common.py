@@ -248,3 +248,22 @@ def test_tree_usage_stops_once_past_the_cap(tmp_path):
     full = common.tree_usage(str(tree))
     partial = common.tree_usage(str(tree), stop_above=100_000)
     assert 100_000 < partial < full
+
+
+def test_a_directory_swapped_for_a_link_is_not_entered(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "big").write_bytes(b"x" * (1 << 20))
+    tree = tmp_path / "upper"
+    (tree / "real").mkdir(parents=True)
+    (tree / "a").symlink_to(outside)  # as if a listed directory became a link mid-walk
+    root_fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert common._open_dir_beneath(root_fd, ("a", "deep")) is None
+        assert common._open_dir_beneath(root_fd, ("missing",)) is None
+        fd = common._open_dir_beneath(root_fd, ("real",))
+        assert fd is not None
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    assert common.tree_usage(str(tree / "a")) <= 4096  # a link as the root: itself only
