@@ -874,10 +874,11 @@ def plan_mount(
                 f" ({':'.join(before.lowerdirs)}); stop the instance first or pass remount"
             )
         plan.action = "remount"
+    if upper_dir_max is not None:
+        # Also over a mount still in place (a start that finds it mounted goes ahead).
+        check_upper_dir_size(paths.upper, upper_dir_max)
     if plan.action != "none":
         check_upper_not_fuse_tainted(paths.upper)
-        if upper_dir_max is not None:
-            check_upper_dir_size(paths.upper, upper_dir_max)
         if (
             os.path.isdir(paths.upper)
             and os.path.isdir(paths.work)

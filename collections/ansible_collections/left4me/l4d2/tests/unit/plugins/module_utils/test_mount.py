@@ -867,6 +867,10 @@ def test_helper_refuses_to_mount_an_upper_dir_over_the_env_files_cap(state_dir, 
     result = run_helper(helper, "mount", "coop1", *opts)
     assert (result.returncode, result.stderr) == (0, "")
     assert current(state_dir, "coop1").mounted
+    # A start that finds the overlay still mounted is refused all the same.
+    (upper / "spray.dat").write_bytes(b"x" * (2 << 20))
+    result = run_helper(helper, "mount", "coop1", *opts)
+    assert result.returncode == 1 and "holds more than 1.0 MiB" in result.stderr
 
 
 @needs_mount
