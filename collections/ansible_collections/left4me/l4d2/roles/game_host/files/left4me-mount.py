@@ -58,7 +58,9 @@ def check(state_dir, config_dir):
     """Kill each running server whose upper dir is over its cap (systemd then fails it)."""
     for name, why in mount_lib.uppers_over_cap(config_dir, state_dir):
         sys.stderr.write(f"{PROG}: check {name}: {' '.join(why.split())}; killing the server\n")
-        subprocess.run(["/usr/bin/systemctl", "kill", "--signal=SIGKILL",
+        # Only the main process: systemd then stops the rest and runs ExecStopPost (the
+        # unmount), which a kill of the whole unit would catch starting and kill as well.
+        subprocess.run(["/usr/bin/systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL",
                         f"left4me-server@{name}.service"], check=False)
 
 
