@@ -200,3 +200,14 @@ def test_every_host_library_has_the_common_library_beside_it():
             assert (role, "_common.py", "left4me_common.py") in libraries, (role, src)
     for role, src, dest in libraries:
         assert dest == "left4me" + src, f"{role} installs {src} as {dest}"
+
+
+def test_game_instances_limits_are_srcds_instances_defaults():
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance
+
+    defaults = yaml.safe_load((ROLES / "game_instances" / "defaults" / "main.yml").read_text())
+    spec = yaml.safe_load((ROLES / "game_instances" / "meta" / "argument_specs.yml").read_text())
+    documented = spec["argument_specs"]["main"]["options"]["game_instances_limits"]["default"]
+    assert defaults["game_instances_limits"] == documented
+    assert {k: str(v) for k, v in defaults["game_instances_limits"].items()} == {
+        k: str(v) for k, v in _instance.LIMIT_DEFAULTS.items()}

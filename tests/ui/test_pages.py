@@ -125,6 +125,29 @@ def test_create_a_blueprint_from_the_form(core, alice):
     assert table(app)[0]["name"] == "versus night"
 
 
+def test_a_blueprint_sets_its_servers_limits_within_the_ceiling(core, alice):
+    app = alice.app("blueprints")
+    form_inputs = {t.label: t for t in app.text_input}
+    form_inputs["Name"].input("small")
+    form_inputs["Memory limit"].input("3G")
+    app.button[0].click().run()
+    assert "memory_max 3G is above the 2G an admin allows" in app.error[0].value.replace(
+        "\\", "")
+    assert blueprints.list_for(core, alice.actor) == []
+    form_inputs = {t.label: t for t in app.text_input}  # the form was cleared on submit
+    form_inputs["Name"].input("small")
+    form_inputs["Memory limit"].input("1G")
+    numbers = {n.label: n for n in app.number_input}
+    numbers["Task limit"].set_value(128)
+    numbers["CPU limit (% of one core)"].set_value(50)
+    app.button[0].click().run()
+    assert not app.exception
+    made = blueprints.list_for(core, alice.actor)[0]
+    assert (made.settings.memory_max, made.settings.tasks_max, made.settings.cpu_quota) == (
+        "1G", 128, 50)
+    assert table(app)[0]["limits"] == "memory 1G, 128 tasks, CPU 50%"
+
+
 def test_a_refused_blueprint_says_why_and_changes_nothing(core, alice):
     app = alice.app("blueprints")
     {t.label: t for t in app.text_input}["Name"].input("bad/name")

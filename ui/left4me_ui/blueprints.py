@@ -11,12 +11,15 @@ from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
+from left4me_ui.settings import Settings
 from left4me_ui.validation import (
     DEFAULTS,
     PLACEHOLDER_NAME,
     InstanceError,
     check_instance,
     cvar_args,
+    parse_size,
+    size_text,
 )
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
@@ -33,11 +36,40 @@ class BlueprintSettings:
     maxplayers: int = DEFAULTS["maxplayers"]
     tickrate: int = DEFAULTS["tickrate"]
     cvars: dict[str, str] = field(default_factory=dict)
+    # The server's limits, at most the admin's ceiling (Settings.server_*); None: the ceiling.
+    memory_max: str | None = None
+    tasks_max: int | None = None
+    cpu_quota: int | None = None
 
     def module_args(self) -> dict:
-        """The srcds_instance options these settings stand for."""
+        """The srcds_instance options these settings stand for (limits: those it sets)."""
+        own = {key: getattr(self, key) for key in LIMIT_KEYS if getattr(self, key) is not None}
         return {"hostname": self.hostname, "map": self.map, "maxplayers": self.maxplayers,
-                "tickrate": self.tickrate, "args": cvar_args(self.cvars)}
+                "tickrate": self.tickrate, "args": cvar_args(self.cvars), **own}
+
+
+LIMIT_KEYS = ("memory_max", "tasks_max", "cpu_quota")
+
+
+def ceiling(settings: Settings) -> dict:
+    """The most an admin lets one server have: srcds_instance's memory_max, tasks_max,
+    cpu_quota (LEFT4ME_UI_SERVER_MEMORY_MAX, _TASKS_MAX, _CPU_QUOTA)."""
+    return {"memory_max": settings.server_memory_max, "tasks_max": settings.server_tasks_max,
+            "cpu_quota": settings.server_cpu_quota}
+
+
+def server_limits(config: BlueprintSettings, settings: Settings) -> dict:
+    """What a server made from ``config`` runs with: its own limits, never above the
+    ceiling (an admin may have lowered it since the blueprint was saved), else the ceiling."""
+    most = ceiling(settings)
+    own = {key: getattr(config, key) for key in LIMIT_KEYS}
+    limits = {key: most[key] if own[key] is None else own[key] for key in LIMIT_KEYS}
+    if parse_size(limits["memory_max"], "memory_max") > parse_size(most["memory_max"],
+                                                                   "memory_max"):
+        limits["memory_max"] = most["memory_max"]
+    limits["tasks_max"] = min(int(limits["tasks_max"]), int(most["tasks_max"]))
+    limits["cpu_quota"] = min(int(limits["cpu_quota"]), int(most["cpu_quota"]))
+    return limits
 
 
 @dataclass(frozen=True)
@@ -52,8 +84,10 @@ class Blueprint:
     linked_servers: tuple[str, ...] = ()  # "host/name" of the servers using it
 
 
-def check(name: str, overlays: list[str], config: BlueprintSettings) -> BlueprintSettings:
-    """Validate a blueprint with the srcds_instance rules; returns normalised settings."""
+def check(name: str, overlays: list[str], config: BlueprintSettings,
+          settings: Settings | None = None) -> BlueprintSettings:
+    """Validate a blueprint with the srcds_instance rules, its limits within the admin's
+    ceiling (``settings``); returns normalised settings."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InstanceError("a blueprint name is 1 to 64 letters, digits, spaces, '_', '.'"
                             " or '-'")
@@ -61,8 +95,27 @@ def check(name: str, overlays: list[str], config: BlueprintSettings) -> Blueprin
         raise InstanceError("overlays must be a list of overlay ids")
     spec = check_instance({"name": PLACEHOLDER_NAME, "port": 27015, "overlays": list(overlays),
                            **config.module_args()})
-    return BlueprintSettings(spec.hostname, spec.map, spec.maxplayers, spec.tickrate,
-                             {str(k): str(v) for k, v in config.cvars.items()})
+    if settings is not None:
+        _check_ceiling(config, spec.limits, settings)
+    return BlueprintSettings(
+        spec.hostname, spec.map, spec.maxplayers, spec.tickrate,
+        {str(k): str(v) for k, v in config.cvars.items()},
+        memory_max=None if config.memory_max is None else size_text(spec.limits.memory_max),
+        tasks_max=None if config.tasks_max is None else spec.limits.tasks_max,
+        cpu_quota=None if config.cpu_quota is None else spec.limits.cpu_quota)
+
+
+def _check_ceiling(config: BlueprintSettings, limits, settings: Settings) -> None:
+    most = ceiling(settings)
+    asked = {"memory_max": (limits.memory_max, parse_size(most["memory_max"], "memory_max")),
+             "tasks_max": (limits.tasks_max, int(most["tasks_max"])),
+             "cpu_quota": (limits.cpu_quota, int(most["cpu_quota"]))}
+    shown = {"memory_max": size_text, "tasks_max": str, "cpu_quota": lambda n: f"{n}%"}
+    for key, (value, highest) in asked.items():
+        if getattr(config, key) is not None and value > highest:
+            raise InstanceError(
+                f"{key} {shown[key](value)} is above the {shown[key](highest)} an admin allows"
+                f" for one server (LEFT4ME_UI_SERVER_{key.upper()}); ask for at most that")
 
 
 def check_overlay_access(conn: sqlite3.Connection, actor: Actor, overlays: list[str]) -> None:
@@ -128,7 +181,7 @@ def load(conn: sqlite3.Connection, actor: Actor, blueprint_id: int) -> Blueprint
 
 def create(core: Core, actor: Actor, name: str, overlays: list[str],
            config: BlueprintSettings) -> Blueprint:
-    normalised = check(name, overlays, config)
+    normalised = check(name, overlays, config, core.settings)
     now = core.clock()
     inventory = core.inventory()
     with core.db.connect() as conn:
@@ -158,7 +211,8 @@ def update(core: Core, actor: Actor, blueprint_id: int, *, name: str | None = No
         before = load(conn, me, blueprint_id)
         new_name = before.name if name is None else name
         new_overlays = list(before.overlays if overlays is None else overlays)
-        normalised = check(new_name, new_overlays, before.settings if config is None else config)
+        normalised = check(new_name, new_overlays, before.settings if config is None else config,
+                           core.settings)
         owner = authz.owner_actor(conn, before.owner_id)
         check_overlay_access(conn, owner, new_overlays)
         if overlays is not None:  # a new list: every inventory overlay in it must be offered

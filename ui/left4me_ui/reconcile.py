@@ -19,6 +19,7 @@ import sqlite3
 from left4me_ui import authz, blueprints, jobs, overlays, servers
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.settings import Settings
 
 PLAYBOOK = "reconcile.yml"
 KIND_RECONCILE = "host reconcile"
@@ -29,13 +30,14 @@ REVISIONS_VAR = "left4me_ui_revisions"
 
 
 def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint],
-                   owners: dict[int, dict]) -> dict:
+                   owners: dict[int, dict], settings: Settings) -> dict:
     """playbooks/reconcile.yml's variables for these servers (no secret); ``owners`` holds
-    servers.claim_of for each row id (a server this UI ran there claims its instance)."""
+    servers.claim_of for each row id (a server this UI ran there claims its instance); the
+    limits are each blueprint's within the admin's ceiling in ``settings``."""
     wanted = []
     for row in rows:
         server = servers.server_vars(row, linked[row["blueprint_id"]], "started",
-                                     owners[row["id"]])
+                                     owners[row["id"]], settings)
         wanted.append({"name": server["left4me_server_name"], **owners[row["id"]],
                        **server["left4me_server_settings"]})
     return {
@@ -66,7 +68,8 @@ def reconcile_host(core: Core, admin: Actor, host: str) -> int:
         return jobs.enqueue(conn, core, me, kind=KIND_RECONCILE, host=host, target=host,
                             playbook=PLAYBOOK,
                             extravars=reconcile_vars(rows, linked, {
-                                r["id"]: servers.claim_of(conn, r) for r in rows}),
+                                r["id"]: servers.claim_of(conn, r) for r in rows},
+                                core.settings),
                             secrets_from=RCON_SECRETS)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from left4me_ui import audit, authz, blueprints, jobs, overlays
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.settings import Settings
 from left4me_ui.validation import InstanceError, check_instance, check_name
 
 PLAYBOOK = "server.yml"
@@ -121,9 +122,10 @@ def claim_of(conn: sqlite3.Connection, row: sqlite3.Row) -> dict:
 
 
 def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str,
-                owner: dict) -> dict:
+                owner: dict, settings: Settings) -> dict:
     """playbooks/server.yml's variables (no secret: the RCON password goes separately);
-    ``owner`` is claim_of(row)."""
+    ``owner`` is claim_of(row); the limits are the blueprint's within the admin's ceiling in
+    ``settings``."""
     claimed = {"left4me_server_claim": owner["claim"], "left4me_server_adopt": owner["adopt"]}
     if state == "absent":
         return {"left4me_server_name": row["name"], "left4me_server_state": "absent",
@@ -131,7 +133,8 @@ def server_vars(row: sqlite3.Row, blueprint: blueprints.Blueprint, state: str,
     return {"left4me_server_name": row["name"], "left4me_server_state": state, **claimed,
             "left4me_server_settings": {
                 "port": row["port"], "client_port": row["client_port"],
-                "overlays": list(blueprint.overlays), **blueprint.settings.module_args()}}
+                "overlays": list(blueprint.overlays), **blueprint.settings.module_args(),
+                **blueprints.server_limits(blueprint.settings, settings)}}
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -255,7 +258,8 @@ def _enqueue(conn: sqlite3.Connection, core: Core, me: Actor, row: sqlite3.Row,
              blueprint: blueprints.Blueprint, kind: str, state: str) -> int:
     return jobs.enqueue(conn, core, me, kind=kind, host=row["host"],
                         target=f"{row['host']}/{row['name']}", playbook=PLAYBOOK,
-                        extravars=server_vars(row, blueprint, state, claim_of(conn, row)),
+                        extravars=server_vars(row, blueprint, state, claim_of(conn, row),
+                                              core.settings),
                         server_id=row["id"],
                         secrets_from=None if state == "absent" else RCON_SECRET,
                         blueprint_revision=blueprint.revision)

@@ -82,6 +82,12 @@ class Settings:
     overlay_max_file_bytes: int = 64 * 1024 * 1024
     overlay_max_total_bytes: int = 512 * 1024 * 1024
     overlay_max_entries: int = 10_000
+    # Each server's limits (srcds_instance's memory_max, tasks_max, cpu_quota in percent of one
+    # CPU): the most a blueprint may ask for, and what a server gets when its blueprint asks
+    # for nothing. The defaults are role game_instances' game_instances_limits.
+    server_memory_max: str = "2G"
+    server_tasks_max: int = 256
+    server_cpu_quota: int = 100
     # Steam profile names and avatars (GetPlayerSummaries) for the players the poller sees:
     # off without a key. The key is a secret: a 0600 file (read at each lookup) or the
     # variable; never logged, never in argv (left4me_ui.profiles).
@@ -168,6 +174,9 @@ def from_environment() -> Settings:
         overlay_max_total_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES",
                                          512 * 1024 * 1024),
         overlay_max_entries=_int_env("LEFT4ME_UI_OVERLAY_MAX_ENTRIES", 10_000),
+        server_memory_max=os.environ.get("LEFT4ME_UI_SERVER_MEMORY_MAX") or "2G",
+        server_tasks_max=_int_env("LEFT4ME_UI_SERVER_TASKS_MAX", 256),
+        server_cpu_quota=_int_env("LEFT4ME_UI_SERVER_CPU_QUOTA", 100),
         **_steam_api_settings(),
     )
 

@@ -12,12 +12,14 @@ import os
 import re
 import tempfile
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import parse_size
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     DEFAULTS,
     HostLayout,
     InstanceError,
     InstanceSpec,
     layer_paths,
+    size_text,
     validate_spec,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
@@ -25,7 +27,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     validate_instance_name,
 )
 
-__all__ = ["DEFAULTS", "InstanceError", "cvar_args", "check_instance", "check_name"]
+__all__ = ["DEFAULTS", "InstanceError", "cvar_args", "check_instance", "check_name",
+           "parse_size", "size_text"]
 
 _CVAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 PLACEHOLDER_NAME = "blueprint"

@@ -38,12 +38,30 @@ def settings_form(key: str, current: blueprints.Blueprint | None) -> tuple | Non
         tickrate = right.selectbox("Tick rate", [30, 60, 100],
                                    index=[30, 60, 100].index(was.tickrate)
                                    if was.tickrate in (30, 60, 100) else 0)
+        # The server's share of its host; empty: the most an admin allows (the ceiling).
+        most = blueprints.ceiling(core.settings)
+        left, middle, right = st.columns(3)
+        memory_max = left.text_input(
+            "Memory limit", value=was.memory_max or "", placeholder=most["memory_max"],
+            help=f"For example 1G or 512M; at most {most['memory_max']}. Past it the server is"
+                 " killed (out of memory). Empty: the most allowed.")
+        tasks_max = middle.number_input(
+            "Task limit", 32, int(most["tasks_max"]), placeholder=str(most["tasks_max"]),
+            value=None if was.tasks_max is None else min(was.tasks_max, int(most["tasks_max"])),
+            help="Processes and threads; empty: the most allowed.")
+        cpu_quota = right.number_input(
+            "CPU limit (% of one core)", 1, int(most["cpu_quota"]),
+            placeholder=str(most["cpu_quota"]),
+            value=None if was.cpu_quota is None else min(was.cpu_quota, int(most["cpu_quota"])),
+            help="100 is one core; empty: the most allowed.")
         label = "Save changes" if current else "Create blueprint"
         if not st.form_submit_button(label, type="primary"):
             return None
     config = blueprints.BlueprintSettings(
         hostname=hostname or None, map=game_map, maxplayers=int(maxplayers),
-        tickrate=int(tickrate), cvars=dict(was.cvars))
+        tickrate=int(tickrate), cvars=dict(was.cvars), memory_max=memory_max.strip() or None,
+        tasks_max=None if tasks_max is None else int(tasks_max),
+        cpu_quota=None if cpu_quota is None else int(cpu_quota))
     return name, overlays, config
 
 
@@ -51,6 +69,8 @@ if mine:
     st.dataframe(
         [{"name": b.name, "overlays": ", ".join(b.overlays), "map": b.settings.map,
           "max players": b.settings.maxplayers, "tick rate": b.settings.tickrate,
+          "limits": "memory {memory_max}, {tasks_max} tasks, CPU {cpu_quota}%".format(
+              **blueprints.server_limits(b.settings, core.settings)),
           "revision": b.revision, "used by": ", ".join(b.linked_servers)} for b in mine],
         hide_index=True, width="stretch",
     )

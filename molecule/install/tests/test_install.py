@@ -78,8 +78,24 @@ def test_game_slice_is_loaded(host):
     assert props["FragmentPath"] == f"{UNITS}/l4d2-game.slice"
 
 
-def test_every_slice_directive_says_why(host):
-    lines = host.file(f"{UNITS}/l4d2-build.slice").content_string.splitlines()
+def test_servers_and_builds_together_cannot_take_the_host(host):
+    memory = int(host.check_output("awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo"))
+    wanted = {"l4d2.slice": (0.90, "8192"), "l4d2-game.slice": (0.85, "7168"),
+              "l4d2-build.slice": (0.25, "1024")}
+    for name, (share, tasks) in wanted.items():
+        shown = host.check_output(
+            f"systemctl show {name} -p MemoryMax -p TasksMax -p FragmentPath")
+        props = dict(line.split("=", 1) for line in shown.splitlines())
+        assert props["FragmentPath"] == f"{UNITS}/{name}", name
+        assert props["TasksMax"] == tasks, name
+        # systemd turns the percentage into bytes of this host's RAM, rounded to pages.
+        assert abs(int(props["MemoryMax"]) - share * memory) < 1 << 20, (name, props)
+    assert host.check_output("systemctl show l4d2.slice -p MemorySwapMax --value") == "0"
+
+
+@pytest.mark.parametrize("name", ["l4d2", "l4d2-game", "l4d2-build"])
+def test_every_slice_directive_says_why(host, name):
+    lines = host.file(f"{UNITS}/{name}.slice").content_string.splitlines()
     section = lines[lines.index("[Slice]") + 1:]
     directives = [i for i, line in enumerate(section) if line and not line.startswith("#")]
     assert directives

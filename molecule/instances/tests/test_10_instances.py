@@ -32,6 +32,25 @@ def test_unit_is_enabled_and_running_in_the_game_slice(srv, name):
 
 
 @pytest.mark.parametrize("name", sorted(INSTANCES))
+def test_each_server_runs_with_its_limits_and_dies_first_in_an_oom(srv, name):
+    unit = f"left4me-server@{name}"
+    shown = srv.check_output(
+        f"systemctl show {unit} -p MemoryMax -p MemorySwapMax -p TasksMax -p CPUQuotaPerSecUSec"
+        " -p CPUWeight -p OOMScoreAdjust -p Nice")
+    assert dict(line.split("=", 1) for line in shown.splitlines()) == {
+        "MemoryMax": str(2 << 30), "MemorySwapMax": "0", "TasksMax": "256",
+        "CPUQuotaPerSecUSec": "1s", "CPUWeight": "100", "OOMScoreAdjust": "500", "Nice": "0"}
+    # What the kernel holds for the running server (not only what systemd was told): the
+    # OOM killer picks it before sshd (0), and it runs at no priority above the host's.
+    for pid in srv.check_output(f"systemctl show -p ControlGroup --value {unit}"
+                                " | xargs -I{} cat /sys/fs/cgroup{}/cgroup.procs").split():
+        assert srv.file(f"/proc/{pid}/oom_score_adj").content_string.strip() == "500"
+        assert srv.check_output(f"ps -o ni= -p {pid}").strip() == "0"
+    sshd = srv.check_output("systemctl show -p MainPID --value ssh")
+    assert srv.file(f"/proc/{sshd}/oom_score_adj").content_string.strip() == "0"
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCES))
 def test_overlay_stacks_config_layer_then_overlay_then_installation(srv, name):
     options = srv.check_output(f"findmnt -n -o OPTIONS {STATE}/runtime/{name}/merged")
     lowers = re.findall(r"lowerdir\+?=([^,]+)", options)

@@ -33,6 +33,10 @@ BAD_ARGUMENTS = [
     ({"name": "ghost", "state": "started"}, "instance 'ghost' is not configured on this host"),
     ({"name": "argv", "port": 27060, "args": ["+rcon_password", "x"]},
      "pass rcon_password through rcon_password"),
+    ({"name": "greedy", "port": 27060, "memory_max": "lots"},
+     "instance 'greedy': memory_max 'lots' must be a size"),
+    ({"name": "forky", "port": 27060, "tasks_max": 1},
+     "instance 'forky': tasks_max must be between 32 and 65536, got 1"),
 ]
 
 

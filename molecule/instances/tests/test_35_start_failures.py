@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 
 import pytest
 from conftest import INSTANCES, PLATFORM, PROJECT, a2s_name, ansible, main_pid
@@ -74,6 +75,50 @@ def test_a_tainted_upper_dir_fails_with_the_mount_helpers_reason(srv, instance):
     assert "left4me-server@taint1.service did not start: left4me-mount: mount taint1:" \
         f" upper dir {upper} was written by fuse-overlayfs" in run.stdout, run.stdout[-2000:]
     assert srv.run(f"findmnt {STATE}/runtime/taint1/merged").rc != 0, "mounted anyway"
+
+
+def test_an_upper_dir_over_its_cap_fails_with_the_mount_helpers_reason(srv, booted, instance):
+    instance("full1", 27049, overlays=["demo-coop"], upper_dir_max="64M")
+    upper = f"{STATE}/runtime/full1/upper"
+    # What a server left behind (logs, sprays, downloads), written as its runtime user.
+    srv.check_output(f"runuser -u left4me -- sh -c 'head -c 70M /dev/zero > {upper}/spray.dat'"
+                     f" && ln -s /var/lib/left4me/installation {upper}/link")
+    run = adhoc({"name": "full1", "state": "started"})
+    assert run.returncode != 0
+    assert "left4me-server@full1.service did not start: left4me-mount: mount full1:" \
+        f" upper dir {upper} holds more than 64.0 MiB (at least 70.0 MiB)" in run.stdout, \
+        run.stdout[-2000:]
+    assert srv.run(f"findmnt {STATE}/runtime/full1/merged").rc != 0, "mounted anyway"
+    srv.check_output(f"rm {upper}/spray.dat")
+    run = adhoc({"name": "full1", "state": "started"})
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert a2s_name(booted.address, 27049, timeout=3)
+
+
+def test_a_running_server_writing_past_its_cap_is_killed_and_not_restarted(srv, instance):
+    assert srv.check_output("systemctl is-enabled left4me-upper-check.timer") == "enabled"
+    assert srv.check_output("systemctl is-active left4me-upper-check.timer") == "active"
+    verified = srv.run("systemd-analyze verify --man=no /usr/local/lib/systemd/system/"
+                       "left4me-upper-check.service /usr/local/lib/systemd/system/"
+                       "left4me-upper-check.timer")
+    assert verified.rc == 0 and verified.stdout + verified.stderr == "", verified.stderr
+    instance("spray1", 27052, overlays=["demo-coop"], upper_dir_max="64M")
+    run = adhoc({"name": "spray1", "state": "started"})
+    assert run.returncode == 0, run.stdout[-2000:]
+    upper = f"{STATE}/runtime/spray1/upper"
+    srv.check_output(f"runuser -u left4me -- sh -c 'head -c 70M /dev/zero > {upper}/spray.dat'")
+    srv.check_output("systemctl start left4me-upper-check.service")  # what the timer runs
+    unit = "left4me-server@spray1.service"
+    for _attempt in range(60):  # killed, then each restart refused: failed within seconds
+        if srv.run(f"systemctl is-failed {unit}").stdout.strip() == "failed":
+            break
+        time.sleep(0.5)
+    assert srv.run(f"systemctl is-failed {unit}").stdout.strip() == "failed"
+    said = srv.check_output("journalctl -u left4me-upper-check.service -o cat --no-pager")
+    assert f"left4me-mount: check spray1: upper dir {upper} holds more than 64.0 MiB" in said
+    assert srv.run(f"findmnt {STATE}/runtime/spray1/merged").rc != 0, "mounted anyway"
+    restarts = srv.check_output(f"journalctl -u {unit} -o cat --no-pager")
+    assert f"left4me-mount: mount spray1: upper dir {upper} holds more than 64.0 MiB" in restarts
 
 
 def test_a_missing_layer_fails_with_the_mount_helpers_reason(srv, instance):

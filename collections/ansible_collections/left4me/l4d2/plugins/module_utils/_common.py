@@ -18,6 +18,7 @@ it from there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import grp
 import os
@@ -25,7 +26,7 @@ import pwd
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 DEFAULT_STATE_DIR = "/var/lib/left4me"
 DEFAULT_CONFIG_DIR = "/etc/left4me"
@@ -269,3 +270,104 @@ def exclusive_lock(
         yield
     finally:
         os.close(fd)
+
+
+# --- sizes -------------------------------------------------------------------------
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"([0-9]{1,15})([KMGT]?)")
+
+
+def parse_size(value: object, what: str, error: type[Exception] = Left4meError) -> int:
+    """Bytes from ``value``: a whole number with an optional K, M, G or T suffix (powers of
+    1024, as systemd reads ``MemoryMax=``), e.g. ``2G``; an int is taken as bytes."""
+    text = str(value).strip() if isinstance(value, (str, int)) else ""
+    match = _SIZE_RE.fullmatch(text) if not isinstance(value, bool) else None
+    if not match:
+        raise error(
+            f"{what} {value!r} must be a size: a whole number of bytes with an optional K, M,"
+            " G or T suffix (powers of 1024), e.g. 2G"
+        )
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes the way people read them: 2.0 GiB, 512.0 MiB, 7 bytes."""
+    for suffix, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20),
+                           ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.1f} {suffix}"
+    return f"{size} bytes"
+
+
+def _open_dir_beneath(root_fd: int, parts: Sequence[str]) -> int | None:
+    """A directory below ``root_fd``, each component opened with O_NOFOLLOW (never through
+    a link, even one swapped in since it was listed); None when it is gone or not a dir."""
+    fd = root_fd
+    try:
+        for part in parts:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=fd)
+            if fd != root_fd:
+                os.close(fd)
+            fd = child
+    except OSError as exc:
+        if fd != root_fd:
+            os.close(fd)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    return fd
+
+
+def tree_usage(root: str, stop_above: int | None = None) -> int:
+    """Bytes of disk a directory tree uses (allocated blocks, each inode once).
+
+    Walks with lstat only: a symlink counts as itself and is never followed, each
+    directory is opened beneath ``root`` one component at a time with O_NOFOLLOW (so a
+    tree its owner changes during the walk cannot lead it elsewhere), and nothing is
+    opened but directories. Sparse files count what they really occupy. With
+    ``stop_above``, the walk ends as soon as the sum passes it (the sum returned is then
+    a lower bound), so a tree of millions of files costs no more than it takes to know.
+    A missing ``root`` uses nothing.
+    """
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return 0
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            return os.lstat(root).st_blocks * 512
+        raise
+    try:
+        return _usage_below(root_fd, stop_above)
+    finally:
+        os.close(root_fd)
+
+
+def _usage_below(root_fd: int, stop_above: int | None) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = os.fstat(root_fd).st_blocks * 512
+    pending: list[tuple[str, ...]] = [()]
+    while pending:
+        parts = pending.pop()
+        fd = _open_dir_beneath(root_fd, parts) if parts else root_fd
+        if fd is None:
+            continue
+        try:
+            with os.scandir(fd) as entries:
+                listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+        finally:
+            if fd != root_fd:
+                os.close(fd)
+        for name, info in listed:
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+            if stop_above is not None and total > stop_above:
+                return total
+            if stat.S_ISDIR(info.st_mode):
+                pending.append((*parts, name))
+    return total

@@ -21,8 +21,11 @@ module writes and the ``left4me-server@.service`` template reads:
   hostname), then ``instance.cfg`` again, so the password left4me set stays the
   server's (see docs/trust.md for what can still change it).
 * ``{systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf``:
-  ``SocketBindAllow=`` for the instance's ports and ``AllowedCPUs=``, which
-  systemd cannot take from an environment file.
+  ``SocketBindAllow=`` for the instance's ports, ``AllowedCPUs=`` and the
+  server's resource limits (``MemoryMax=``, ``MemorySwapMax=``, ``TasksMax=``,
+  ``CPUQuota=``, ``CPUWeight=``), which systemd cannot take from an environment
+  file. The env file carries ``LEFT4ME_UPPER_DIR_MAX``, the most the upper dir
+  may hold, which the mount helper checks before every start.
 * ``{state_dir}/runtime/NAME/{upper,work,merged}`` (see ``_mount``).
 
 Before a server starts, :func:`missing_steam_links` checks the runtime user's
@@ -48,14 +51,18 @@ from dataclasses import dataclass, field
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
+    SIZE_UNITS,
     Left4meError,
+    parse_size,
     read_text,
     write_atomic,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     ALLOWED_ROOT_NAMES,
+    DEFAULT_UPPER_DIR_MAX,
     LOWERDIRS_KEY,
     MAX_LAYERS,
+    UPPER_DIR_MAX_KEY,
     MountError,
     env_file_path,
     instance_paths,
@@ -81,6 +88,24 @@ DEFAULTS = {
     "maxplayers": 8,
     "tickrate": 30,
 }
+# One server's share of the host (the drop-in's cgroup limits, the upper dir's cap): enough
+# for a full L4D2 server with SourceMod and custom campaigns (srcds_linux is a 32-bit
+# process, a few hundred MiB in use, never above 4 GiB), small enough that one tenant's
+# runaway server cannot take the host. Role game_instances repeats them in
+# game_instances_limits (a test keeps both copies equal).
+LIMIT_DEFAULTS = {
+    "memory_max": "2G",
+    "memory_swap_max": "0",
+    "tasks_max": 256,
+    "cpu_quota": 100,
+    "cpu_weight": 100,
+    "upper_dir_max": DEFAULT_UPPER_DIR_MAX,
+}
+LIMIT_KEYS = tuple(LIMIT_DEFAULTS)
+MIN_MEMORY_MAX = 256 << 20  # srcds with a map loaded needs about this much to start
+MIN_UPPER_DIR_MAX = 64 << 20  # logs and the server's own small files
+MIN_TASKS_MAX, MAX_TASKS_MAX = 32, 65536  # srcds runs some 20 threads; steamclient more
+MAX_CPU_QUOTA = 100 * 1024  # percent of one CPU: 1024 CPUs
 
 _MAP_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _ARG_RE = re.compile(r"[^\s\"'\\`$;]+")
@@ -146,6 +171,52 @@ def server_unit_name(name: str) -> str:
 # --- settings ----------------------------------------------------------------
 
 
+def size_text(size: int) -> str:
+    """Bytes as systemd and people write them: the largest unit that divides exactly."""
+    for suffix in ("T", "G", "M", "K"):
+        if size and size % SIZE_UNITS[suffix] == 0:
+            return f"{size // SIZE_UNITS[suffix]}{suffix}"
+    return str(size)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One server's resource limits, validated (sizes in bytes)."""
+
+    memory_max: int = parse_size(LIMIT_DEFAULTS["memory_max"], "memory_max")
+    memory_swap_max: int = parse_size(LIMIT_DEFAULTS["memory_swap_max"], "memory_swap_max")
+    tasks_max: int = LIMIT_DEFAULTS["tasks_max"]
+    cpu_quota: int = LIMIT_DEFAULTS["cpu_quota"]  # percent of one CPU
+    cpu_weight: int = LIMIT_DEFAULTS["cpu_weight"]
+    upper_dir_max: int = parse_size(LIMIT_DEFAULTS["upper_dir_max"], "upper_dir_max")
+
+
+def validate_limits(raw: dict, where: str) -> Limits:
+    """The limits given in ``raw`` (unset ones from :data:`LIMIT_DEFAULTS`), checked."""
+
+    def given(key: str) -> object:
+        return LIMIT_DEFAULTS[key] if raw.get(key) is None else raw[key]
+
+    def size(key: str, low: int) -> int:
+        value = parse_size(given(key), f"{where}: {key}", InstanceError)
+        if value < low:
+            raise InstanceError(
+                f"{where}: {key} {given(key)!r} is below the {size_text(low)} a server needs"
+            )
+        return value
+
+    return Limits(
+        memory_max=size("memory_max", MIN_MEMORY_MAX),
+        memory_swap_max=size("memory_swap_max", 0),
+        tasks_max=_int_in(given("tasks_max"), MIN_TASKS_MAX, MAX_TASKS_MAX,
+                          f"{where}: tasks_max"),
+        cpu_quota=_int_in(str(given("cpu_quota")).rstrip("%"), 1, MAX_CPU_QUOTA,
+                          f"{where}: cpu_quota (percent of one CPU)"),
+        cpu_weight=_int_in(given("cpu_weight"), 1, 10000, f"{where}: cpu_weight"),
+        upper_dir_max=size("upper_dir_max", MIN_UPPER_DIR_MAX),
+    )
+
+
 @dataclass(frozen=True)
 class InstanceSpec:
     """The desired settings of one instance, validated."""
@@ -163,6 +234,7 @@ class InstanceSpec:
     rcon_password: str | None = None
     allowed_cpus: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -351,6 +423,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
         else _cfg_text(rcon_password, f"{where}: rcon_password", 128),
         allowed_cpus=allowed_cpus,
         environment=_validate_environment(raw.get("environment"), where),
+        limits=validate_limits(raw, where),
     )
 
 
@@ -429,6 +502,7 @@ def render_env(spec: InstanceSpec, layout: HostLayout) -> str:
         f"LEFT4ME_MAXPLAYERS={spec.maxplayers}",
         f"LEFT4ME_TICKRATE={spec.tickrate}",
         f"LEFT4ME_ARGS={_env_value(' '.join(args))}",
+        f"{UPPER_DIR_MAX_KEY}={spec.limits.upper_dir_max}",
     ]
     lines += [f"{key}={_env_value(value)}" for key, value in spec.environment]
     return "\n".join(lines) + "\n"
@@ -477,7 +551,25 @@ def render_dropin(spec: InstanceSpec) -> str:
     if spec.allowed_cpus is not None:
         lines.append("# Confine the server to these cores (leave core 0 to the host).")
         lines.append(f"AllowedCPUs={spec.allowed_cpus}")
+    lines += render_limits(spec.limits)
     return "\n".join(lines) + "\n"
+
+
+def render_limits(limits: Limits) -> list[str]:
+    """The drop-in's resource lines, each with why: one tenant's server cannot take the host."""
+    return [
+        "# Past this the kernel's OOM killer ends this server alone (systemd: oom-kill),",
+        "# not sshd, journald or another tenant's server.",
+        f"MemoryMax={size_text(limits.memory_max)}",
+        "# No escape from MemoryMax into swap, where a server would lag and slow the disk.",
+        f"MemorySwapMax={size_text(limits.memory_swap_max)}",
+        "# A fork or thread bomb stops at this many tasks instead of the host's pid space.",
+        f"TasksMax={limits.tasks_max}",
+        "# At most this much CPU time (100% = one core; srcds runs its game loop on one).",
+        f"CPUQuota={limits.cpu_quota}%",
+        "# Its share against other servers when the CPU is contended (instead of Nice=).",
+        f"CPUWeight={limits.cpu_weight}",
+    ]
 
 
 # --- what is on the host ----------------------------------------------------------

@@ -49,7 +49,10 @@ try:
         DEFAULT_RUNTIME_USER,
         DEFAULT_STATE_DIR,
         Left4meError,
+        format_size,
         owner_ids,
+        parse_size,
+        tree_usage,
         validate_id,
     )
 except ImportError:  # the host's copy, beside left4me_common.py (role game_host)
@@ -58,11 +61,18 @@ except ImportError:  # the host's copy, beside left4me_common.py (role game_host
         DEFAULT_RUNTIME_USER,
         DEFAULT_STATE_DIR,
         Left4meError,
+        format_size,
         owner_ids,
+        parse_size,
+        tree_usage,
         validate_id,
     )
 
 LOWERDIRS_KEY = "LEFT4ME_LOWERDIRS"
+# The most an instance's upper dir may hold (bytes, in its env file; srcds_instance's
+# upper_dir_max): a server whose upper dir holds more is not mounted, so it does not start.
+UPPER_DIR_MAX_KEY = "LEFT4ME_UPPER_DIR_MAX"
+DEFAULT_UPPER_DIR_MAX = "2G"  # an env file from before the cap existed gets this one
 ALLOWED_ROOT_NAMES = ("installation", "overlays", "workshop_cache")
 
 # The kernel's OVL_MAX_STACK: more lower layers fail with "too many lower directories".
@@ -253,6 +263,60 @@ def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[st
     if "" in layers:
         raise MountError(f"{source}: {LOWERDIRS_KEY} has an empty entry ('::' or a stray ':')")
     return layers
+
+
+def upper_dir_max_from_env(env: dict[str, str], source: str = "env file") -> int:
+    """The upper dir's cap in bytes (the default when the env file predates the key)."""
+    return parse_size(env.get(UPPER_DIR_MAX_KEY) or DEFAULT_UPPER_DIR_MAX,
+                      f"{source}: {UPPER_DIR_MAX_KEY}", MountError)
+
+
+# --- the upper dir's size ---------------------------------------------------
+
+
+def check_upper_dir_size(upper: str, cap: int) -> None:
+    """Refuse an upper dir that holds more than ``cap`` bytes (counted with lstat only,
+    never through a link the server made; the walk stops once past the cap)."""
+    used = tree_usage(upper, stop_above=cap)
+    if used > cap:
+        raise MountError(
+            f"upper dir {upper} holds more than {format_size(cap)} (at least"
+            f" {format_size(used)}), the cap for this server (upper_dir_max): it is full of"
+            " what the server wrote (logs, downloads, changed files). Delete files in it, or"
+            " raise upper_dir_max, then start the server again"
+        )
+
+
+def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAULT_STATE_DIR,
+                    ns_pid: int = 1) -> list[tuple[str, str]]:
+    """(name, why) of every mounted instance whose upper dir holds more than its cap.
+
+    For the periodic check (``left4me-mount check``): a running server that writes past
+    its cap is stopped, and its next start is refused until its upper dir is smaller.
+    Instances whose env file cannot be read are skipped (their start says why).
+    """
+    found = []
+    instances_dir = os.path.join(config_dir, "instances")
+    try:
+        entries = sorted(os.listdir(instances_dir))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        name = entry[: -len(".env")] if entry.endswith(".env") else ""
+        try:
+            validate_instance_name(name)
+            env_path = os.path.join(instances_dir, entry)
+            cap = upper_dir_max_from_env(read_env_file(env_path), env_path)
+        except MountError:
+            continue
+        paths = instance_paths(name, state_dir)
+        if not read_mount_state(paths.merged, ns_pid).mounted:
+            continue
+        try:
+            check_upper_dir_size(paths.upper, cap)
+        except MountError as exc:
+            found.append((name, str(exc)))
+    return found
 
 
 # --- fuse-overlayfs leftovers ----------------------------------------------
@@ -827,8 +891,12 @@ def plan_mount(
     owner: str = DEFAULT_RUNTIME_USER,
     remount: bool = False,
     ns_pid: int = 1,
+    upper_dir_max: int | None = None,
 ) -> MountPlan:
-    """Validate everything and decide; changes nothing on the host."""
+    """Validate everything and decide; changes nothing on the host.
+
+    With ``upper_dir_max`` (bytes), a mount over an upper dir holding more is refused.
+    """
     paths = instance_paths(name, state_dir)
     roots = default_allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
     resolved = validate_lowerdirs(lowerdirs, roots)
@@ -852,6 +920,9 @@ def plan_mount(
                 f" ({':'.join(before.lowerdirs)}); stop the instance first or pass remount"
             )
         plan.action = "remount"
+    if upper_dir_max is not None:
+        # Also over a mount still in place (a start that finds it mounted goes ahead).
+        check_upper_dir_size(paths.upper, upper_dir_max)
     if plan.action != "none":
         check_upper_not_fuse_tainted(paths.upper)
         if (

@@ -521,16 +521,18 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def run_keeping_tail(argv: list[str], timeout: float,
-                     on_output=None) -> tuple[int, bytes] | None:
+def run_keeping_tail(argv: list[str], timeout: float, on_output=None, on_tick=None,
+                     tick: float = 10.0) -> tuple[int, bytes] | None:
     """(rc, the tail of its output) of ``argv`` (systemd-run), or None when it outlived
     ``timeout``.
 
     Only the last bytes of the output are kept while it runs (keep_tail): a build
     may print without limit, the module's memory and results may not grow with it.
-    ``on_output`` gets each chunk as it comes (the live log).
+    ``on_output`` gets each chunk as it comes (the live log); ``on_tick`` is called
+    every ``tick`` seconds while it runs (the staged tree's size watch).
     """
     deadline = time.monotonic() + timeout
+    next_tick = time.monotonic() + tick
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT,
                             env={**os.environ, "LANG": "C", "LC_ALL": "C"})
@@ -538,11 +540,15 @@ def run_keeping_tail(argv: list[str], timeout: float,
     with proc, selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 proc.kill()
                 return None
-            if not selector.select(remaining):
+            if on_tick is not None and now >= next_tick:
+                on_tick()
+                next_tick = now + tick
+            if not selector.select(min(remaining, tick) if on_tick else remaining):
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import format_size
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import describe_result
 
 # Results of systemd's $SERVICE_RESULT that mean the script succeeded ("" when the
@@ -52,6 +53,18 @@ def build_failure(rc: int, service_result: str, runtime_max_sec: int) -> str | N
             f"failure; the output ends with the unit's journal)"
         )
     return describe_result(service_result, rc, runtime_max_sec)
+
+
+def oversize_failure(used: int, cap: int) -> str | None:
+    """Why a staged tree of ``used`` bytes may not become the overlay; None within ``cap``.
+
+    The end of a sentence about the script, as :func:`build_failure`'s.
+    """
+    if used <= cap:
+        return None
+    return (f"made a tree of more than {format_size(cap)} (at least {format_size(used)}),"
+            " above the cap for a build's output (max_size); make the script keep less"
+            " (delete archives after unpacking them), or raise max_size")
 
 
 def build_failure_message(overlay_id: str, overlay: str, why: str) -> str:

@@ -64,6 +64,8 @@ try:
         DEFAULT_STATE_DIR,
         Left4meError,
         exclusive_lock,
+        format_size,
+        parse_size,
         replace_symlink,
         validate_id,
         write_atomic,
@@ -73,6 +75,8 @@ except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
         DEFAULT_STATE_DIR,
         Left4meError,
         exclusive_lock,
+        format_size,
+        parse_size,
         replace_symlink,
         validate_id,
         write_atomic,
@@ -86,6 +90,9 @@ COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
 INDEX_NAME = "index.json"
 LOG_NAME = "fetch.log"
 LOCK_NAME = ".lock"
+# The most one overlay's items may hold together (Steam's file_size, summed at resolve
+# time): the cache is shared by every tenant on the host. A big custom campaign is ~1 GiB.
+DEFAULT_MAX_SIZE = "10G"
 RESULT_OK = 1
 RESULT_FILE_NOT_FOUND = 9
 FILETYPE_COLLECTION = 2
@@ -964,6 +971,20 @@ def _download_with_steamcmd(missing: list[ItemResult], cache: str,
         record(item)
 
 
+def oversize_message(overlay_id: str, usable: Sequence[ItemResult], cap: int) -> str | None:
+    """Why an overlay's items may not be fetched (their total is above ``cap``), or None."""
+    total = sum(item.file_size for item in usable)
+    if total <= cap:
+        return None
+    largest = sorted(usable, key=lambda item: item.file_size, reverse=True)[:3]
+    named = ", ".join(f"{item.publishedfileid} ({format_size(item.file_size)})"
+                      for item in largest)
+    return (f"overlay {overlay_id}: its {len(usable)} item(s) hold {format_size(total)} in all,"
+            f" above the cap of {format_size(cap)} for one Workshop overlay (max_size);"
+            f" nothing was downloaded or removed. The largest: {named}. Remove items, or"
+            " split them over several overlays")
+
+
 def unusable_message(overlay_id: str, errors: Sequence[str]) -> str:
     """Why a sync with fail_on_item_error refused to touch the overlay."""
     return (f"overlay {overlay_id}: {len(errors)} Workshop id(s) unusable, overlay left as it"
@@ -1007,8 +1028,13 @@ def sync_overlay(
     timeout: float = 60.0,
     echo: Callable[[str], None] | None = None,
     steamcmd: Steamcmd | None = None,
+    max_total_bytes: int = parse_size(DEFAULT_MAX_SIZE, "max_size"),
 ) -> SyncResult:
-    """Bring one workshop overlay to the wanted items; see the module docstring."""
+    """Bring one workshop overlay to the wanted items; see the module docstring.
+
+    Items whose ``file_size`` add up to more than ``max_total_bytes`` fail the run before
+    anything is downloaded or linked (in check mode too: that is the UI's Resolve).
+    """
     paths, item_ids, collection_ids = _sync_inputs(overlay_id, items, collections, state_dir)
     results, seen = _describe_wanted(api, item_ids, collection_ids)
     result = SyncResult(overlay_id, paths.root, results, LinkPlan(), seen,
@@ -1021,6 +1047,11 @@ def sync_overlay(
         return result
 
     usable = [item for item in results if item.status != "error"]
+    too_big = oversize_message(overlay_id, usable, max_total_bytes)
+    if too_big:
+        result.failed = True
+        result.msg = too_big
+        return result
     missing = _mark_cached(usable, paths.cache, index)
     result.links = plan_addon_links(paths, [item.publishedfileid for item in usable])
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)

@@ -21,6 +21,9 @@ description:
     limited by a mount option string; older kernels fall back to C(mount(2)), which takes
     at most one page of options.
   - The mount is made in the mount namespace of PID 1, so it is visible to systemd units.
+  - With the layers from the env file, an upper dir holding more than the env file's
+    C(LEFT4ME_UPPER_DIR_MAX) bytes (2 GiB when unset; C(srcds_instance)'s
+    C(upper_dir_max)) is refused, counted without following any link in it.
   - An upper dir that carries C(user.fuseoverlayfs.*) extended attributes (left by
     fuse-overlayfs) is refused, because kernel overlayfs would resurrect files deleted there.
   - Creates C(runtime/{name}/) with C(upper) and C(merged) (mode 0755, owned by O(owner))
@@ -148,16 +151,19 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
     plan_mount,
     plan_unmount,
     read_env_file,
+    upper_dir_max_from_env,
 )
 
 
 def make_plan(params):
     if params["state"] == "unmounted":
         return plan_unmount(params["name"], state_dir=params["state_dir"])
-    lowerdirs = params["lowerdirs"]
+    lowerdirs, upper_dir_max = params["lowerdirs"], None
     if lowerdirs is None:
         path = env_file_path(params["name"], params["config_dir"])
-        lowerdirs = lowerdirs_from_env(read_env_file(path), path)
+        env = read_env_file(path)
+        lowerdirs = lowerdirs_from_env(env, path)
+        upper_dir_max = upper_dir_max_from_env(env, path)
     return plan_mount(
         params["name"],
         lowerdirs,
@@ -165,6 +171,7 @@ def make_plan(params):
         allowed_roots=params["allowed_roots"],
         owner=params["owner"],
         remount=params["remount"],
+        upper_dir_max=upper_dir_max,
     )
 
 

@@ -122,6 +122,15 @@ options:
     description: C(CPUQuota=) of the build, a percentage of one CPU.
     type: str
     default: 100%
+  max_size:
+    description:
+      - The most the built tree may hold, a size with an optional V(K), V(M), V(G) or V(T)
+        suffix (powers of 1024). The staged tree is counted (allocated blocks, without
+        following links) every 10 seconds while the script runs, and once more before it
+        replaces the overlay; past the cap the build is killed and fails with both sizes
+        in the message, and the previous tree stays what servers use.
+    type: str
+    default: 2G
   runtime_max_sec:
     description: Wall-time limit in seconds (C(RuntimeMaxSec=)); the build is killed after it.
     type: int
@@ -262,6 +271,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
     group_id,
+    parse_size,
+    tree_usage,
     user_account,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
@@ -305,6 +316,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._script_overlay impor
     leftovers_to_remove,
     manifest_diff,
     overlay_changed,
+    oversize_failure,
     previous_tree_fate,
     retired_path,
 )
@@ -326,6 +338,7 @@ ARGUMENT_SPEC = dict(
     memory_max=dict(type="str", default="2G"),
     tasks_max=dict(type="int", default=256),
     cpu_quota=dict(type="str", default="100%"),
+    max_size=dict(type="str", default="2G"),
     runtime_max_sec=dict(type="int", default=3600),
     output_lines=dict(type="int", default=50),
     slice=dict(type="str", default="l4d2-build.slice"),
@@ -341,6 +354,7 @@ class Build:
             raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
         self.limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],
                              params["runtime_max_sec"])
+        self.max_size = parse_size(params["max_size"], "max_size", SandboxError)
         self.environment = validate_environment(params["environment"])
         self.resolvers = validate_resolvers(params["resolvers"])
         validate_output_lines(params["output_lines"])
@@ -416,14 +430,31 @@ def prepare(paths, script_text: str, environment: dict[str, str], resolvers: lis
         create_file(paths.environment, environment_file_text(environment), 0o600)
 
 
-def run_build(module, paths, properties, limits: Limits) -> dict:
+def size_watch(paths, unit: str, max_size: int, over: dict):
+    """Every tick while the build runs: a staged tree past ``max_size`` ends the build
+    (killed by systemd; counted with lstat only, never through the build's links)."""
+
+    def watch() -> None:
+        if over:
+            return
+        used = tree_usage(paths.staging, stop_above=max_size)
+        if used > max_size:
+            over["used"] = used
+            run_command(["systemctl", "kill", "--signal=SIGKILL", unit])
+
+    return watch
+
+
+def run_build(module, paths, properties, limits: Limits, max_size: int) -> dict:
     unit = build_unit_name(os.path.basename(paths.overlay))
     fd = open_live_log(paths.live_log)
+    over: dict = {}
     try:
         live = LiveLog(lambda data: write_all(fd, data),
                        hidden_prefix=result_marker(paths.token).encode())
         ran = run_keeping_tail(systemd_run_argv(properties, unit),
-                               limits.runtime_max_sec + WAIT_GRACE_SEC, on_output=live.feed)
+                               limits.runtime_max_sec + WAIT_GRACE_SEC, on_output=live.feed,
+                               on_tick=size_watch(paths, unit, max_size, over))
         live.close()
     finally:
         os.close(fd)
@@ -439,7 +470,8 @@ def run_build(module, paths, properties, limits: Limits) -> dict:
                                           "--lines=20", f"--unit={unit}"])
         output += "".join(f"journal: {line}\n" for line in journal.splitlines())
     return dict(rc=returncode, service_result=service_result, live_log=paths.live_log,
-                output=output_tail(output, module.params["output_lines"]))
+                output=output_tail(output, module.params["output_lines"]),
+                oversize=over.get("used", 0))
 
 
 def swap_in(module, paths, overlay_id: str, result: dict) -> None:
@@ -471,8 +503,14 @@ def build(module, job: Build) -> dict:
         try:
             prepare(paths, job.script_text, job.environment, job.resolvers, job.uid, job.gid,
                     params["incremental"])
-            ran = run_build(module, paths, job.properties, job.limits)
-            why = build_failure(ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
+            ran = run_build(module, paths, job.properties, job.limits, job.max_size)
+            # Killed while it ran for growing past max_size: say that, not "a signal".
+            oversize = ran.pop("oversize", 0)
+            why = oversize_failure(oversize, job.max_size) if oversize else build_failure(
+                ran["rc"], ran["service_result"], job.limits.runtime_max_sec)
+            # Counted again once the sandbox has ended: nothing of the build changes it now.
+            why = why or oversize_failure(tree_usage(paths.staging, stop_above=job.max_size),
+                                          job.max_size)
             if why:
                 module.fail_json(msg=build_failure_message(overlay_id, paths.overlay, why),
                                  path=paths.overlay, built=True, changed=False, **ran)

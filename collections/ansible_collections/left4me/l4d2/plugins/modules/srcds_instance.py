@@ -28,7 +28,9 @@ description:
     hostname), then C(instance.cfg) again, so the RCON password is always the one set
     here, which M(left4me.l4d2.rcon) uses.
   - Writes the unit drop-in C({systemd_dir}/left4me-server@NAME.service.d/50-left4me-instance.conf)
-    with C(SocketBindAllow=) for the instance's ports and C(AllowedCPUs=).
+    with C(SocketBindAllow=) for the instance's ports, C(AllowedCPUs=) and the server's
+    resource limits (C(MemoryMax=), C(MemorySwapMax=), C(TasksMax=), C(CPUQuota=),
+    C(CPUWeight=)); every server has them, from the per-instance options or their defaults.
   - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
     O(owner), whose group may read the configuration.
   - Everything is validated before anything changes; bad arguments fail with a message and
@@ -143,6 +145,43 @@ options:
             that knows the instance is its own may say so (the UI's reconcile and its
             actions on a server it ran on this host before); a UI create never does.
         type: bool
+      memory_max: &memory_max
+        description:
+          - The most memory the server may use (C(MemoryMax=) in the drop-in), a size with an
+            optional V(K), V(M), V(G) or V(T) suffix (powers of 1024), at least V(256M).
+            Past it the kernel's OOM killer ends this server alone, never sshd or another
+            server. Defaults to V(2G), as C(game_instances_limits) of role
+            C(left4me.l4d2.game_instances).
+        type: str
+      memory_swap_max: &memory_swap_max
+        description:
+          - Swap the server may use (C(MemorySwapMax=)), a size as for
+            O(instances[].memory_max). Defaults to V(0), since a server in swap lags for its
+            players, and swap would let it pass O(instances[].memory_max).
+        type: str
+      tasks_max: &tasks_max
+        description:
+          - Processes and threads the server may have (C(TasksMax=)), 32 to 65536; a fork
+            bomb stops there. Defaults to V(256) (srcds runs some 20 threads).
+        type: int
+      cpu_quota: &cpu_quota
+        description:
+          - CPU time the server may use, in percent of one CPU (C(CPUQuota=)), 1 to 102400.
+            Defaults to V(100), one core (srcds's game loop runs on one).
+        type: int
+      cpu_weight: &cpu_weight
+        description:
+          - The server's CPU share against the other servers when the CPU is contended
+            (C(CPUWeight=)), 1 to 10000. Defaults to V(100), an equal share.
+        type: int
+      upper_dir_max: &upper_dir_max
+        description:
+          - The most the server's upper dir (everything it writes, such as logs, downloads,
+            changed files) may hold, a size as for O(instances[].memory_max), at least V(64M). The
+            mount helper counts it (without following links) before every start and
+            refuses to start a server whose upper dir holds more, naming both sizes.
+            Defaults to V(2G).
+        type: str
   port: *port
   client_port: *client_port
   lowerdirs: *lowerdirs
@@ -158,6 +197,12 @@ options:
   environment: *environment
   claim: *claim
   adopt: *adopt
+  memory_max: *memory_max
+  memory_swap_max: *memory_swap_max
+  tasks_max: *tasks_max
+  cpu_quota: *cpu_quota
+  cpu_weight: *cpu_weight
+  upper_dir_max: *upper_dir_max
   state:
     description:
       - V(present) writes the configuration and directories; a running server keeps
@@ -252,6 +297,8 @@ EXAMPLES = r"""
         lowerdirs: [/var/lib/left4me/overlays/tickrate]
         tickrate: 100
         allowed_cpus: "1-3"
+        memory_max: 3G
+        tasks_max: 512
 
 - name: Restart one server
   left4me.l4d2.srcds_instance:
@@ -399,6 +446,12 @@ INSTANCE_OPTIONS = dict(
     environment=dict(type="dict"),
     claim=dict(type="str"),
     adopt=dict(type="bool"),
+    memory_max=dict(type="str"),
+    memory_swap_max=dict(type="str"),
+    tasks_max=dict(type="int"),
+    cpu_quota=dict(type="int"),
+    cpu_weight=dict(type="int"),
+    upper_dir_max=dict(type="str"),
 )
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),

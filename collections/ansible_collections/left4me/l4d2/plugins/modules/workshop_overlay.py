@@ -71,6 +71,16 @@ options:
       - A failed download always fails the run and leaves the links unchanged.
     type: bool
     default: true
+  max_size:
+    description:
+      - The most the overlay's usable items may hold together, by the C(file_size) Steam
+        reports, a size with an optional V(K), V(M), V(G) or V(T) suffix (powers of 1024).
+        The Workshop cache is shared by every overlay on the host.
+      - Checked as soon as the items are resolved (in check mode too), before anything is
+        downloaded or linked; above it the run fails naming the total, the cap and the
+        largest items, and nothing in the cache or the overlay changes.
+    type: str
+    default: 10G
   group:
     description:
       - Group of the overlay directories, links and cache files, which belong to O(owner);
@@ -228,6 +238,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
     owner_ids,
+    parse_size,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     run_streaming,
@@ -263,6 +274,7 @@ ARGUMENT_SPEC = dict(
     items=dict(type="list", elements="str", default=[]),
     collections=dict(type="list", elements="str", default=[]),
     fail_on_item_error=dict(type="bool", default=True),
+    max_size=dict(type="str", default="10G"),
     state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
     owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
     group=dict(type="str"),
@@ -292,6 +304,7 @@ def sync(params, check_mode: bool):
         fail_on_item_error=params["fail_on_item_error"],
         workers=params["workers"],
         check_mode=check_mode,
+        max_total_bytes=parse_size(params["max_size"], "max_size", WorkshopError),
         attempts=params["attempts"],
         retry_delay=params["retry_delay"],
         timeout=params["timeout"],

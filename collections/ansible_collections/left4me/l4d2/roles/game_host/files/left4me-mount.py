@@ -6,17 +6,22 @@
     /usr/bin/python3 -I left4me-mount mount NAME  [--state-dir DIR] [--config-dir DIR]
                                                   [--owner USER]
     /usr/bin/python3 -I left4me-mount umount NAME [--state-dir DIR]
+    /usr/bin/python3 -I left4me-mount check       [--state-dir DIR] [--config-dir DIR]
 
 Callers name the interpreter (the unit's ExecStartPre=+/ExecStopPost=+ lines and
 any sudoers rule), so neither PATH nor a shebang decides what runs as root, and
 -I keeps PYTHON* variables and the user site out.
 
 ``mount`` reads LEFT4ME_LOWERDIRS from {config_dir}/instances/NAME.env, accepts
-only layers under {state_dir}/installation, overlays and workshop_cache, and
+only layers under {state_dir}/installation, overlays and workshop_cache, refuses an
+upper dir holding more than LEFT4ME_UPPER_DIR_MAX bytes (2 GiB when unset), and
 mounts {state_dir}/runtime/NAME/merged in PID 1's mount namespace. A mount with
 other layers is replaced (the game unit calls this in ExecStartPre, when its
 server is not running). ``umount`` unmounts it. Both exit 0 when there is
-nothing to do, otherwise print one line on stderr and exit 1.
+nothing to do, otherwise print one line on stderr and exit 1. ``check`` (run by
+left4me-upper-check.timer) kills every running server whose upper dir holds more
+than its cap, printing why: the unit fails, and its restart is refused by ``mount``
+with the same reason until the upper dir is smaller.
 
 The logic lives in left4me_mount.py (and left4me_common.py) next to this file. Through sudo
 (SUDO_UID set) the path and owner options are refused, so a sudoers rule can
@@ -25,6 +30,7 @@ only ever pick a verb and an instance name.
 
 import argparse
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,31 +46,48 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv):
     parser = _Parser(prog=PROG, description="Mount or unmount a left4me instance mount_lib.")
-    parser.add_argument("verb", choices=["mount", "umount"])
-    parser.add_argument("name")
+    parser.add_argument("verb", choices=["mount", "umount", "check"])
+    parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--config-dir", default=None)
     parser.add_argument("--owner", default=None)
     return parser.parse_args(argv)
 
 
+def check(state_dir, config_dir):
+    """Kill each running server whose upper dir is over its cap (systemd then fails it)."""
+    for name, why in mount_lib.uppers_over_cap(config_dir, state_dir):
+        sys.stderr.write(f"{PROG}: check {name}: {' '.join(why.split())}; killing the server\n")
+        # Only the main process: systemd then stops the rest and runs ExecStopPost (the
+        # unmount), which a kill of the whole unit would catch starting and kill as well.
+        subprocess.run(["/usr/bin/systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL",
+                        f"left4me-server@{name}.service"], check=False)
+
+
 def run(args):
-    name = mount_lib.validate_instance_name(args.name)
     overrides = [o for o in ("state_dir", "config_dir", "owner") if getattr(args, o) is not None]
     if overrides and "SUDO_UID" in os.environ:
         raise mount_lib.MountError("--state-dir, --config-dir and --owner are refused under sudo")
     state_dir = args.state_dir or mount_lib.DEFAULT_STATE_DIR
+    if args.verb == "check":
+        if args.name or "SUDO_UID" in os.environ:
+            raise mount_lib.MountError("check takes no instance name and is root's alone")
+        check(state_dir, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        return
+    name = mount_lib.validate_instance_name(args.name)
     mount_lib.enter_mount_namespace()
     if args.verb == "umount":
         plan = mount_lib.plan_unmount(name, state_dir=state_dir)
     else:
         env_path = mount_lib.env_file_path(name, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        env = mount_lib.read_env_file(env_path)
         plan = mount_lib.plan_mount(
             name,
-            mount_lib.lowerdirs_from_env(mount_lib.read_env_file(env_path), env_path),
+            mount_lib.lowerdirs_from_env(env, env_path),
             state_dir=state_dir,
             owner=args.owner or mount_lib.DEFAULT_RUNTIME_USER,
             remount=True,
+            upper_dir_max=mount_lib.upper_dir_max_from_env(env, env_path),
         )
     if plan.changed:
         mount_lib.apply_mount_plan(plan)

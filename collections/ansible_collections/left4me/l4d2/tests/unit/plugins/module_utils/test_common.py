@@ -261,3 +261,79 @@ def test_read_beneath_caps_the_size(tmp_path):
 def test_read_beneath_refuses_a_path_that_is_not_plain_relative(tmp_path, path):
     with pytest.raises(common.UnsafeFileError, match="not a plain relative path"):
         common.read_beneath(str(tmp_path), path)
+
+
+# --- sizes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2G", 2 << 30), ("512M", 512 << 20), ("64K", 64 << 10), ("1T", 1 << 40), ("0", 0),
+     (" 7 ", 7), (4096, 4096)],
+)
+def test_parse_size(value, expected):
+    assert common.parse_size(value, "memory_max") == expected
+
+
+@pytest.mark.parametrize("value", ["2GB", "2g", "-1", "1.5G", "", "infinity", None, True, "G"])
+def test_parse_size_refuses_what_is_not_a_size(value):
+    with pytest.raises(OwnError, match=rf"memory_max {value!r} must be a size: .* e\.g\. 2G"):
+        common.parse_size(value, "memory_max", OwnError)
+
+
+def test_format_size():
+    assert [common.format_size(n) for n in (7, 3 << 29, 2 << 30, 1536)] == [
+        "7 bytes", "1.5 GiB", "2.0 GiB", "1.5 KiB"]
+
+
+def test_tree_usage_counts_allocated_blocks_each_inode_once(tmp_path):
+    tree = tmp_path / "upper"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "data").write_bytes(b"x" * (1 << 20))
+    os.link(tree / "a" / "b" / "data", tree / "hardlink")  # the same blocks, counted once
+    with open(tree / "sparse", "wb") as fh:  # 1 GiB long, nothing allocated
+        fh.truncate(1 << 30)
+    used = common.tree_usage(str(tree))
+    assert 1 << 20 <= used < (1 << 20) + 64 * 4096
+    assert common.tree_usage(str(tmp_path / "missing")) == 0
+
+
+def test_tree_usage_never_follows_a_link(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"x" * (4 << 20))
+    tree = tmp_path / "upper"
+    tree.mkdir()
+    (tree / "dir-link").symlink_to(outside)
+    (tree / "file-link").symlink_to(outside / "big")
+    (tree / "dev-link").symlink_to("/dev/zero")
+    assert common.tree_usage(str(tree)) < 64 * 1024
+
+
+def test_tree_usage_stops_once_past_the_cap(tmp_path):
+    tree = tmp_path / "upper"
+    tree.mkdir()
+    for index in range(50):
+        (tree / f"f{index}").write_bytes(b"x" * 65536)
+    full = common.tree_usage(str(tree))
+    partial = common.tree_usage(str(tree), stop_above=100_000)
+    assert 100_000 < partial < full
+
+
+def test_a_directory_swapped_for_a_link_is_not_entered(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "big").write_bytes(b"x" * (1 << 20))
+    tree = tmp_path / "upper"
+    (tree / "real").mkdir(parents=True)
+    (tree / "a").symlink_to(outside)  # as if a listed directory became a link mid-walk
+    root_fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert common._open_dir_beneath(root_fd, ("a", "deep")) is None
+        assert common._open_dir_beneath(root_fd, ("missing",)) is None
+        fd = common._open_dir_beneath(root_fd, ("real",))
+        assert fd is not None
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    assert common.tree_usage(str(tree / "a")) <= 4096  # a link as the root: itself only

@@ -144,6 +144,57 @@ def test_dropin_allows_exactly_the_instance_ports(layout):
     assert "AllowedCPUs" not in inst.render_dropin(spec(layout))
 
 
+def dropin_directives(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if line and not line.startswith(("#", "[")) and "SocketBindAllow" not in line)
+
+
+def test_every_server_gets_memory_task_and_cpu_limits_by_default(layout):
+    text = inst.render_dropin(spec(layout))
+    assert dropin_directives(text) == {
+        "MemoryMax": "2G", "MemorySwapMax": "0", "TasksMax": "256", "CPUQuota": "100%",
+        "CPUWeight": "100"}
+    assert f"LEFT4ME_UPPER_DIR_MAX={2 << 30}\n" in inst.render_env(spec(layout), layout)
+
+
+def test_limits_given_per_instance_reach_the_dropin_and_env_file(layout):
+    result = spec(layout, memory_max="1536M", memory_swap_max="256M", tasks_max=512,
+                  cpu_quota="150%", cpu_weight=50, upper_dir_max="10G")
+    assert dropin_directives(inst.render_dropin(result)) == {
+        "MemoryMax": "1536M", "MemorySwapMax": "256M", "TasksMax": "512", "CPUQuota": "150%",
+        "CPUWeight": "50"}
+    assert f"LEFT4ME_UPPER_DIR_MAX={10 << 30}\n" in inst.render_env(result, layout)
+    # The mount helper reads the cap back from the env file as written.
+    env = mount_lib.parse_env(inst.render_env(result, layout))
+    assert mount_lib.upper_dir_max_from_env(env) == 10 << 30
+
+
+def test_every_limit_in_the_dropin_says_why(layout):
+    lines = inst.render_dropin(spec(layout)).splitlines()
+    for index, line in enumerate(lines):
+        if line.split("=")[0] in dropin_directives("\n".join(lines)):
+            assert lines[index - 1].startswith("# "), f"{line} has no comment"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"memory_max": "lots"}, "instance 'coop1': memory_max 'lots' must be a size"),
+        ({"memory_max": "2GB"}, "memory_max '2GB' must be a size"),
+        ({"memory_max": "100M"}, "memory_max '100M' is below the 256M a server needs"),
+        ({"memory_swap_max": "-1"}, "memory_swap_max '-1' must be a size"),
+        ({"tasks_max": 8}, "tasks_max must be between 32 and 65536, got 8"),
+        ({"tasks_max": "many"}, "tasks_max must be a whole number"),
+        ({"cpu_quota": 0}, r"cpu_quota \(percent of one CPU\) must be between 1 and 102400"),
+        ({"cpu_weight": 20000}, "cpu_weight must be between 1 and 10000, got 20000"),
+        ({"upper_dir_max": "1M"}, "upper_dir_max '1M' is below the 64M a server needs"),
+    ],
+)
+def test_bad_limits_are_refused_by_name(layout, raw, message):
+    with pytest.raises(inst.InstanceError, match=message):
+        spec(layout, **raw)
+
+
 def test_ports_are_unique_among_the_given_instances(layout):
     one = spec(layout)
     two = inst.validate_spec({"name": "versus1", "port": 27016, "client_port": 27015}, layout)

@@ -706,6 +706,35 @@ def test_fuse_tainted_upper_is_refused_before_mounting(state_dir):
     assert not (state_dir / "runtime" / "t1" / "merged").exists()
 
 
+def test_upper_dir_over_its_cap_is_refused_before_mounting(state_dir):
+    upper = state_dir / "runtime" / "t1" / "upper"
+    (upper / "logs").mkdir(parents=True)
+    (upper / "logs" / "console.log").write_bytes(b"x" * (3 << 20))
+    (upper / "link").symlink_to(state_dir / "installation")  # counted as a link, not followed
+    with pytest.raises(MountError, match=(
+            rf"upper dir {upper} holds more than 2\.0 MiB \(at least 3\.\d MiB\), the cap for"
+            r" this server \(upper_dir_max\).*Delete files in it, or raise upper_dir_max")):
+        mount_lib.plan_mount("t1", layers(state_dir, "a"), state_dir=str(state_dir),
+                             owner=RUNTIME_USER, ns_pid=os.getpid(), upper_dir_max=2 << 20)
+    plan = mount_lib.plan_mount("t1", layers(state_dir, "a"), state_dir=str(state_dir),
+                                owner=RUNTIME_USER, ns_pid=os.getpid(), upper_dir_max=4 << 20)
+    assert plan.action == "mount"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, 2 << 30), ({"LEFT4ME_UPPER_DIR_MAX": "1073741824"}, 1 << 30),
+     ({"LEFT4ME_UPPER_DIR_MAX": "512M"}, 512 << 20)],
+)
+def test_upper_dir_max_from_env(env, expected):
+    assert mount_lib.upper_dir_max_from_env(env) == expected
+
+
+def test_upper_dir_max_from_env_refuses_garbage():
+    with pytest.raises(MountError, match="x.env: LEFT4ME_UPPER_DIR_MAX 'lots' must be a size"):
+        mount_lib.upper_dir_max_from_env({"LEFT4ME_UPPER_DIR_MAX": "lots"}, "x.env")
+
+
 @needs_mount
 def test_something_else_on_merged_is_refused(state_dir):
     merged = state_dir / "runtime" / "t1" / "merged"
@@ -834,7 +863,8 @@ def test_helper_mounts_and_unmounts_idempotently(state_dir, helper):
         (["mount", "Bad/Name"], "invalid instance name 'Bad/Name'"),
         (["umount", "x.y"], "invalid instance name"),
         (["remount", "coop1"], "invalid choice: 'remount'"),
-        (["mount"], "the following arguments are required: name"),
+        (["mount"], "invalid instance name ''"),
+        (["check", "coop1"], "check takes no instance name and is root's alone"),
         (["mount", "coop1", "--lowerdir", "/"], "unrecognized arguments"),
         (["mount", "missing"], "missing.env does not exist"),
         (["mount", "outside"], "outside the allowed roots"),
@@ -853,6 +883,57 @@ def test_helper_errors_are_one_line_and_exit_1(state_dir, helper, args, message)
     assert result.stderr.startswith("left4me-mount: ")
     assert message in result.stderr
     assert not (state_dir / "runtime").exists()
+
+
+@needs_mount
+def test_helper_refuses_to_mount_an_upper_dir_over_the_env_files_cap(state_dir, helper):
+    config = state_dir.parent / "etc"
+    write_env(config, "coop1", layers(state_dir, "a"))
+    env_file = config / "instances" / "coop1.env"
+    env_file.write_text(env_file.read_text() + "LEFT4ME_UPPER_DIR_MAX=1048576\n")
+    upper = state_dir / "runtime" / "coop1" / "upper"
+    upper.mkdir(parents=True)
+    (upper / "spray.dat").write_bytes(b"x" * (2 << 20))
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
+    result = run_helper(helper, "mount", "coop1", *opts)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"left4me-mount: mount coop1: upper dir {upper} holds more than 1.0 MiB")
+    assert not current(state_dir, "coop1").mounted
+    (upper / "spray.dat").unlink()
+    result = run_helper(helper, "mount", "coop1", *opts)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert current(state_dir, "coop1").mounted
+    # A start that finds the overlay still mounted is refused all the same.
+    (upper / "spray.dat").write_bytes(b"x" * (2 << 20))
+    result = run_helper(helper, "mount", "coop1", *opts)
+    assert result.returncode == 1 and "holds more than 1.0 MiB" in result.stderr
+
+
+@needs_mount
+def test_check_names_each_mounted_server_whose_upper_dir_is_over_its_cap(state_dir, helper):
+    config = state_dir.parent / "etc"
+    for name, cap in (("full1", 1 << 20), ("roomy1", 8 << 20), ("idle1", 1 << 20)):
+        write_env(config, name, layers(state_dir, "a"))
+        env_file = config / "instances" / f"{name}.env"
+        env_file.write_text(env_file.read_text() + f"LEFT4ME_UPPER_DIR_MAX={cap}\n")
+        (state_dir / "runtime" / name / "upper").mkdir(parents=True)
+        (state_dir / "runtime" / name / "upper" / "spray.dat").write_bytes(b"x" * (2 << 20))
+    (config / "instances" / "broken.env").write_text("not an env file\n")
+    for name in ("full1", "roomy1"):  # idle1 is over its cap too, but not running
+        mount(state_dir, name, layers(state_dir, "a"))
+    over = mount_lib.uppers_over_cap(str(config), str(state_dir), ns_pid=os.getpid())
+    assert [name for name, _why in over] == ["full1"]
+    assert over[0][1].startswith(
+        f"upper dir {state_dir}/runtime/full1/upper holds more than 1.0 MiB (at least 2.0 MiB)")
+    # The helper says so in one line per server (the timer's journal), and exits 0.
+    result = run_helper(helper, "check", "--state-dir", str(state_dir), "--config-dir",
+                        str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0].startswith(
+        f"left4me-mount: check full1: upper dir {state_dir}/runtime/full1/upper holds more"
+        " than 1.0 MiB")
+    assert result.stderr.splitlines()[0].endswith("; killing the server")
 
 
 @needs_mount

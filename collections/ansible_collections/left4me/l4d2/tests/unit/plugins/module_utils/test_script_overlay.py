@@ -78,3 +78,14 @@ def test_retired_path_is_hidden_beside_the_overlay():
 def test_check_mode_predicts_a_change_only_for_a_new_overlay(exists, changed):
     assert so.check_mode_result("/s/overlays/maps", exists, "d0", 3) == dict(
         changed=changed, built=False, path="/s/overlays/maps", digest="d0", entries=3)
+
+
+@pytest.mark.parametrize(("used", "cap", "why"), [
+    (2 << 30, 2 << 30, None),
+    (0, 2 << 30, None),
+    ((2 << 30) + 4096, 2 << 30, "made a tree of more than 2.0 GiB (at least 2.0 GiB)"),
+    (5 << 30, 2 << 30, "made a tree of more than 2.0 GiB (at least 5.0 GiB)"),
+])
+def test_oversize_failure(used, cap, why):
+    found = so.oversize_failure(used, cap)
+    assert (found is None) if why is None else found.startswith(why)

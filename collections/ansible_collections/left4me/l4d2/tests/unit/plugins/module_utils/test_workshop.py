@@ -207,6 +207,37 @@ def test_failed_refresh_keeps_the_previous_overlay(steam, state):
     assert (addons(state) / f"{GEN + 1}.vpk").stat().st_size > 0  # old copy still served
 
 
+def test_items_above_max_size_are_refused_at_resolve_time_and_nothing_changes(steam, state):
+    assert not sync(steam, state, items=ids(1)).failed
+    before = cache_files(state), sorted(p.name for p in addons(state).iterdir())
+    steam.post("reset")
+    wanted = ids(1, 2, 3, 4)
+    sizes = {i.publishedfileid: i.file_size for i in sync(steam, state, items=wanted,
+                                                           check_mode=True).items}
+    total = sum(sizes.values())
+    cap = total - 1
+    for check_mode in (True, False):  # the UI's Resolve, then a build
+        result = sync(steam, state, items=wanted, check_mode=check_mode, max_total_bytes=cap)
+        assert result.failed and not result.changed
+        assert result.msg.startswith(
+            f"overlay maps: its 4 item(s) hold {workshop.format_size(total)} in all, above the"
+            f" cap of {workshop.format_size(cap)} for one Workshop overlay (max_size); nothing"
+            " was downloaded or removed. The largest: ")
+    assert steam.stats().get("download", 0) == 0
+    assert (cache_files(state), sorted(p.name for p in addons(state).iterdir())) == before
+    assert not sync(steam, state, items=wanted, max_total_bytes=total).failed
+
+
+def test_oversize_message_names_the_largest_items():
+    items = [workshop.ItemResult(str(n), file_size=n << 20) for n in (5, 700, 3, 2048)]
+    assert workshop.oversize_message("maps", items, 3 << 30) is None
+    assert workshop.oversize_message("maps", items, 1 << 30) == (
+        "overlay maps: its 4 item(s) hold 2.7 GiB in all, above the cap of 1.0 GiB for one"
+        " Workshop overlay (max_size); nothing was downloaded or removed. The largest: 2048"
+        " (2.0 GiB), 700 (700.0 MiB), 5 (5.0 MiB). Remove items, or split them over several"
+        " overlays")
+
+
 def test_5xx_is_retried_with_a_bound(steam, state):
     steam.post("fail", count=2, status=502)
     result = sync(steam, state, items=ids(1), attempts=3)

@@ -69,6 +69,7 @@ def test_check_mode_on_an_existing_overlay_reports_no_change(state_dir, capsys):
     ({"memory_max": "lots"}, "memory_max"),
     ({"cpu_quota": "200"}, "cpu_quota"),
     ({"runtime_max_sec": 0}, "runtime_max_sec"),
+    ({"max_size": "lots"}, "max_size 'lots' must be a size"),
     ({"resolvers": ["10.0.0.53"]}, "10.0.0.0/8"),
     ({"environment": {"NOT-A-NAME": "x"}}, "shell variable name"),
     ({"user": "no-such-user-l4m"}, "does not exist"),
@@ -165,16 +166,17 @@ def params_for(state_dir, **args):
             "user": USER, **args}
 
 
-def fake_build(monkeypatch, writes: dict[str, str], rc=0, service_result="success"):
+def fake_build(monkeypatch, writes: dict[str, str], rc=0, service_result="success",
+               oversize=0):
     """systemd-run stand-in: the 'script' writes ``writes`` into the staging tree."""
 
-    def run_build(module, paths, properties, limits):
+    def run_build(module, paths, properties, limits, max_size):
         staging = pathlib.Path(paths.staging)
         for name in list(os.listdir(staging)):
             (staging / name).unlink()
         for name, text in writes.items():
             (staging / name).write_text(text)
-        return dict(rc=rc, service_result=service_result, output=[])
+        return dict(rc=rc, service_result=service_result, output=[], oversize=oversize)
 
     monkeypatch.setattr(script_overlay, "run_build", run_build)
 
@@ -207,6 +209,65 @@ def test_a_failed_build_keeps_the_previous_tree(state_dir, monkeypatch):
         f" {state_dir}/overlays/maps is untouched")
     assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
     assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+
+
+def test_a_build_bigger_than_max_size_is_refused_and_the_previous_tree_stays(state_dir,
+                                                                            monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "new\n", "map.vpk": "v" * (3 << 20)})
+    with pytest.raises(Failed) as failed:
+        build_once(state_dir, monkeypatch, max_size="2M")
+    assert failed.value.args[0]["msg"] == (
+        "build script of overlay maps made a tree of more than 2.0 MiB (at least 3.0 MiB),"
+        " above the cap for a build's output (max_size); make the script keep less (delete"
+        " archives after unpacking them), or raise max_size; the previous content of"
+        f" {state_dir}/overlays/maps is untouched")
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+    assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
+    _module, result = build_once(state_dir, monkeypatch, max_size="4M")
+    assert result["changed"]
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "new\n"
+
+
+def test_a_build_killed_for_growing_past_max_size_says_so(state_dir, monkeypatch):
+    (state_dir / "overlays" / "maps").mkdir()
+    (state_dir / "overlays" / "maps" / "x").write_text("old\n")
+    fake_build(monkeypatch, {"x": "half"}, rc=1, service_result="signal", oversize=5 << 20)
+    with pytest.raises(Failed) as failed:
+        build_once(state_dir, monkeypatch, max_size="2M")
+    assert failed.value.args[0]["msg"].startswith(
+        "build script of overlay maps made a tree of more than 2.0 MiB (at least 5.0 MiB)")
+    assert (state_dir / "overlays" / "maps" / "x").read_text() == "old\n"
+
+
+def test_the_size_watch_kills_the_build_once_its_tree_is_past_max_size(tmp_path,
+                                                                       monkeypatch):
+    killed = []
+    monkeypatch.setattr(script_overlay, "run_command",
+                        lambda argv: killed.append(argv) or (0, "", ""))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    paths = type("Paths", (), {"staging": str(staging)})()
+    over: dict = {}
+    watch = script_overlay.size_watch(paths, "left4me-build-maps.service", 1 << 20, over)
+    (staging / "small").write_bytes(b"x" * 1000)
+    (staging / "link").symlink_to("/usr")  # never followed
+    watch()
+    assert (killed, over) == ([], {})
+    (staging / "big").write_bytes(b"x" * (2 << 20))
+    watch()
+    watch()
+    assert killed == [["systemctl", "kill", "--signal=SIGKILL", "left4me-build-maps.service"]]
+    assert over["used"] > 1 << 20
+
+
+def test_run_keeping_tail_ticks_while_the_command_runs():
+    ticks = []
+    ran = script_overlay.run_keeping_tail(["sh", "-c", "sleep 0.5; echo done"], 10,
+                                          on_tick=lambda: ticks.append(1), tick=0.05)
+    assert ran == (0, b"done\n")
+    assert len(ticks) >= 3
 
 
 def test_a_tree_in_use_is_retired_then_removed_once_unused(state_dir, monkeypatch):
