@@ -154,8 +154,9 @@ def test_build_on_host_queues_a_build_and_shows_where_it_is_current(core, alice,
     (job,) = jobs.history(core, alice.actor)
     assert (job.kind, job.host, job.extravars["left4me_overlay_id"]) == (
         "overlay build", "alpha", "my-cfg")
+    # overlay.yml's tasks, counted before any run
     assert [p.proto.text for p in app.get("progress")] == [
-        f"Job {job.id} (overlay build): queued, 0 of 11 tasks"]  # overlay.yml's tasks, before any run
+        f"Job {job.id} (overlay build): queued, 0 of 11 tasks"]
     assert jobs.history(core, bob.actor) == []  # bob sees neither the job nor the overlay
 
     claimed = jobs.claim(core)  # the worker's part, without ansible
