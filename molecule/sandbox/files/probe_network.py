@@ -2,11 +2,14 @@
 
 Usage: python molecule/sandbox/files/probe_network.py HOST (from the repository root).
 
-A veth pair sbx0/sbx1 (this kernel has no dummy driver) holds one address of every range
-the build sandbox must not reach, plus 203.0.113.10 (TEST-NET-3) standing in for the public
-internet. They are local addresses of the host, so a probe that is not blocked connects to
-a listener inside the host and nothing ever leaves this machine. Runs through nsenter from
-here because root inside an nspawn host lacks CAP_NET_ADMIN.
+A veth pair sbx0/sbx1 (this kernel has no dummy driver): sbx0 holds one address of every
+range the build sandbox must not reach, and a public one playing the host's own public
+address (OWN_PUBLIC). They are local addresses of the host, so a probe
+that is not blocked connects to a listener inside the host and nothing ever leaves this
+machine. sbx1 sits in a network namespace of its own inside the host (PUBLIC_NETNS) with
+203.0.113.10 (TEST-NET-3), standing in for the public internet: not one of the host's own
+addresses, which the sandbox refuses too (they are delivered over lo). Runs through nsenter
+from here, which also works where root inside an nspawn host lacks CAP_NET_ADMIN.
 """
 
 from __future__ import annotations
@@ -16,20 +19,32 @@ import sys
 from testhosts import host
 
 PUBLIC = "203.0.113.10"
-ADDRESSES = [f"{PUBLIC}/32", "10.0.0.1/32", "172.16.0.1/32", "192.168.0.1/32",
-             "169.254.169.254/32", "100.64.0.1/32", "fc00::1/128"]
+PUBLIC_NETNS = "sbxpub"
+# 198.51.100.7 (TEST-NET-2) plays the host's own public address.
+OWN_PUBLIC = "198.51.100.7"
+ADDRESSES = ["10.0.0.1/32", "172.16.0.1/32", "192.168.0.1/32",
+             "169.254.169.254/32", "100.64.0.1/32", "fc00::1/128", f"{OWN_PUBLIC}/32"]
 
 
 def main(name: str) -> int:
     booted = host.load(name)
+    if PUBLIC_NETNS not in booted.nsenter("ip", "netns", "list"):
+        booted.nsenter("ip", "netns", "add", PUBLIC_NETNS)
     if "sbx0" not in booted.nsenter("ip", "-brief", "link"):
-        booted.nsenter("ip", "link", "add", "sbx0", "type", "veth", "peer", "name", "sbx1")
-    for link in ("sbx0", "sbx1"):
-        booted.nsenter("ip", "link", "set", link, "up")
+        booted.nsenter("ip", "link", "add", "sbx0", "type", "veth", "peer", "name", "sbx1",
+                       "netns", PUBLIC_NETNS)
+    booted.nsenter("ip", "link", "set", "sbx0", "up")
     for address in ADDRESSES:
         extra = ["nodad"] if ":" in address else []
         booted.nsenter("ip", "addr", "replace", address, "dev", "sbx0", *extra)
+    booted.nsenter("ip", "route", "replace", f"{PUBLIC}/32", "dev", "sbx0", "src", "10.0.0.1")
+    public = ["ip", "-n", PUBLIC_NETNS]
+    booted.nsenter(*public, "link", "set", "lo", "up")
+    booted.nsenter(*public, "link", "set", "sbx1", "up")
+    booted.nsenter(*public, "addr", "replace", f"{PUBLIC}/32", "dev", "sbx1")
+    booted.nsenter(*public, "route", "replace", "default", "dev", "sbx1")
     print(booted.nsenter("ip", "-brief", "addr", "show", "sbx0").strip())
+    print(booted.nsenter(*public, "-brief", "addr", "show", "sbx1").strip())
     return 0
 
 
