@@ -22,7 +22,7 @@ def public_networks(opened):
     for entry in opened:
         text = str(entry).strip()
         try:
-            network = str(ipaddress.ip_network(text.split("%")[0], strict=False))
+            network = str(ipaddress.ip_network(text.split("%", maxsplit=1)[0], strict=False))
         except ValueError:
             raise AnsibleFilterError(
                 f"{entry!r} is not an IP address or network (CIDR such as 10.0.0.0/8 or"
