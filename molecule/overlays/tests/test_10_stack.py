@@ -40,11 +40,10 @@ def test_stacked_instance_loads_script_and_workshop_add_ons(address):
          os.environ["MOLECULE_INVENTORY_FILE"], "mol-ovl", "-b",
          "-m", "left4me.l4d2.rcon", "-a", json.dumps({"name": "stack", "command": "sim_addons"})],
         cwd=os.environ["MOLECULE_PROJECT_DIRECTORY"], capture_output=True, text=True,
-        check=False, env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-                          "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
+        check=False, env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+                          "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["mol-ovl"]
-    listing = result["output"]
+    listing = json.loads(run.stdout.split("=>", 1)[1])["output"]  # "mol-ovl | SUCCESS => {...}"
     states = [line.split()[0] for line in listing.splitlines() if line.strip()]
     assert "missing" not in states and "invalid" not in states, listing
     assert any(line.endswith("stackmap.vpk") for line in listing.splitlines()), listing
