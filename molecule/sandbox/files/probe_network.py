@@ -8,15 +8,16 @@ address (OWN_PUBLIC). They are local addresses of the host, so a probe
 that is not blocked connects to a listener inside the host and nothing ever leaves this
 machine. sbx1 sits in a network namespace of its own inside the host (PUBLIC_NETNS) with
 203.0.113.10 (TEST-NET-3), standing in for the public internet: not one of the host's own
-addresses, which the sandbox refuses too (they are delivered over lo). Runs through nsenter
-from here, which also works where root inside an nspawn host lacks CAP_NET_ADMIN.
+addresses, which the sandbox refuses too (they are delivered over lo); testhosts/public_source.py
+lays that namespace out. Runs through nsenter from here, which also works where root inside an
+nspawn host lacks CAP_NET_ADMIN.
 """
 
 from __future__ import annotations
 
 import sys
 
-from testhosts import host
+from testhosts import host, public_source
 
 PUBLIC = "203.0.113.10"
 PUBLIC_NETNS = "sbxpub"
@@ -28,23 +29,12 @@ ADDRESSES = ["10.0.0.1/32", "172.16.0.1/32", "192.168.0.1/32",
 
 def main(name: str) -> int:
     booted = host.load(name)
-    if PUBLIC_NETNS not in booted.nsenter("ip", "netns", "list"):
-        booted.nsenter("ip", "netns", "add", PUBLIC_NETNS)
-    if "sbx0" not in booted.nsenter("ip", "-brief", "link"):
-        booted.nsenter("ip", "link", "add", "sbx0", "type", "veth", "peer", "name", "sbx1",
-                       "netns", PUBLIC_NETNS)
-    booted.nsenter("ip", "link", "set", "sbx0", "up")
+    public_source.add(booted, PUBLIC_NETNS, "sbx", PUBLIC, "10.0.0.1")
     for address in ADDRESSES:
         extra = ["nodad"] if ":" in address else []
         booted.nsenter("ip", "addr", "replace", address, "dev", "sbx0", *extra)
-    booted.nsenter("ip", "route", "replace", f"{PUBLIC}/32", "dev", "sbx0", "src", "10.0.0.1")
-    public = ["ip", "-n", PUBLIC_NETNS]
-    booted.nsenter(*public, "link", "set", "lo", "up")
-    booted.nsenter(*public, "link", "set", "sbx1", "up")
-    booted.nsenter(*public, "addr", "replace", f"{PUBLIC}/32", "dev", "sbx1")
-    booted.nsenter(*public, "route", "replace", "default", "dev", "sbx1")
     print(booted.nsenter("ip", "-brief", "addr", "show", "sbx0").strip())
-    print(booted.nsenter(*public, "-brief", "addr", "show", "sbx1").strip())
+    print(booted.nsenter("ip", "-n", PUBLIC_NETNS, "-brief", "addr", "show", "sbx1").strip())
     return 0
 
 
