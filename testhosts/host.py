@@ -300,6 +300,9 @@ def _nspawn_command(host: TestHost) -> list[str]:
         f"--machine={host.name}", f"--directory={host.rootfs}",
         f"--network-namespace-path=/run/netns/{netns_name(host.name)}",
         "--system-call-filter=bpf",  # lets systemd inside use BPF firewalling and SocketBind
+        # root inside manages its own network namespace's nftables, as on a real host (role
+        # game_instances loads the runtime user's rules); it cannot touch this machine's.
+        "--capability=CAP_NET_ADMIN",
         f"--bind-ro={repo}:{image.REPO_MOUNT}",  # the host's only apt source
         "--console=read-only", "--boot",
     ]

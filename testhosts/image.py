@@ -46,6 +46,8 @@ REPO_PACKAGES = (
     "sudo",
     # role game_host, game_host_steamcmd_packages (the real steamcmd's 32-bit runtime)
     "lib32gcc-s1", "lib32stdc++6",
+    # role game_instances: the runtime user's network rules
+    "nftables",
     # Ansible's apt module installs its Python bindings on first use
     "python3-apt",
     # role ui_service: the UI's virtualenv, and the ssh client its Ansible runs log in with

@@ -156,11 +156,12 @@ def test_ports_outside_the_instance_cannot_be_bound(srv):
 
 
 def test_ip_filter_drops_players_outside_the_allowed_networks(srv, booted):
-    """The demo allows 169.254.77.0/24 and loopback: a source elsewhere gets no answer."""
-    # A documentation address on the loopback of the host's own network namespace (the host
-    # has no CAP_NET_ADMIN to add it itself): the probe never leaves that namespace.
+    """Game units take the public internet plus what the demo opens (169.254.77.0/24): a
+    private source (10/8, not opened) gets no answer."""
+    # A private address on the loopback of the host's own network namespace, added from here:
+    # the probe never leaves that namespace.
     in_netns = ["ip", "netns", "exec", testhosts.netns_name(booted.name), "ip", "addr"]
-    subprocess.run([*in_netns, "add", "203.0.113.10/32", "dev", "lo"], check=True)
+    subprocess.run([*in_netns, "add", "10.77.7.7/32", "dev", "lo"], check=True)
     try:
         query = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
                  " s.settimeout(2); s.bind(('{src}', 0));"
@@ -169,10 +170,10 @@ def test_ip_filter_drops_players_outside_the_allowed_networks(srv, booted):
                  " print(s.recv(1400)[4:5])")
         allowed = srv.run(f"python3 -c \"{query.format(src=booted.address)}\"")
         assert allowed.stdout.strip() == "b'A'", allowed.stderr  # the challenge comes back
-        blocked = srv.run(f"python3 -c \"{query.format(src='203.0.113.10')}\"")
+        blocked = srv.run(f"python3 -c \"{query.format(src='10.77.7.7')}\"")
         assert blocked.rc != 0 and "timed out" in blocked.stderr, blocked.stderr
     finally:
-        subprocess.run([*in_netns, "del", "203.0.113.10/32", "dev", "lo"], check=False)
+        subprocess.run([*in_netns, "del", "10.77.7.7/32", "dev", "lo"], check=False)
 
 
 @pytest.mark.parametrize("name", sorted(INSTANCES))

@@ -60,3 +60,5 @@ def test_reboot_brings_every_instance_back_without_a_playbook(srv, booted):
     for name in INSTANCES:
         assert srv.check_output(f"findmnt -n -o FSTYPE {STATE}/runtime/{name}/merged") == "overlay"
         assert srv.check_output(f"systemctl is-active left4me-server@{name}") == "active"
+    # The runtime user's network rules are back before the servers (left4me-firewall).
+    assert "table inet left4me" in srv.check_output("nft list table inet left4me")

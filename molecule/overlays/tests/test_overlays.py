@@ -17,7 +17,7 @@ CACHE = f"{STATE}/workshop_cache"
 MAPS = f"{STATE}/overlays/maps"
 ADDONS = f"{MAPS}/left4dead2/addons"
 CONF = f"{STATE}/overlays/molecule-config"
-API = "http://127.0.0.1:8880"
+API = "http://203.0.113.20:8880"  # prepare.yml: its own namespace, off the host's addresses
 ITEMS = [str(1_000_000_000 + n) for n in range(1, 7)]  # one item + collection (3) + nested (3)
 
 LOOK = r"""
@@ -54,7 +54,7 @@ def look(host, *paths):
 
 
 def standin(host, method, path, payload=None):
-    """Talk to the stand-in Web API on the host's loopback (its python3, no curl needed)."""
+    """Talk to the stand-in Web API from the host, as root (its python3, no curl needed)."""
     script = (
         "import json,sys,urllib.request as u;"
         "d=sys.argv[3].encode() if sys.argv[3] else None;"

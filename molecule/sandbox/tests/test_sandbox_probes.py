@@ -92,6 +92,9 @@ def blocked_probes(own_address: str) -> dict[str, str]:
         "connect-loopback": connect("127.0.0.1"),
         "connect-loopback6": connect("::1"),
         "connect-own-address": connect(own_address),
+        # A public address of the host itself (prepare.yml): delivered over lo, where a
+        # firewall's rules for the outside interface do not apply.
+        "connect-own-public-address": connect("198.51.100.7"),
         "connect-10": connect("10.0.0.1"),
         "connect-172-16": connect("172.16.0.1"),
         "connect-192-168": connect("192.168.0.1"),

@@ -14,9 +14,8 @@ from pathlib import Path
 import a2s
 import pytest
 from domain_helpers import ui_id, with_settings
-from rcon.source import Client
 
-from left4me_ui import blueprints, jobs, reconcile, servers
+from left4me_ui import blueprints, jobs, live, reconcile, servers
 from left4me_ui.core import Core
 from left4me_ui.inventory import load_inventory
 from testhosts import host
@@ -97,9 +96,10 @@ def test_reconcile_brings_every_ui_server_back_on_a_rebuilt_host(
     cfg = rebuilt.nsenter("cat", "/var/lib/left4me/overlays/.instance-beta1/left4dead2/cfg/"
                           "left4me/instance.cfg")
     assert f'rcon_password "{password}"' in cfg
-    # A generous timeout: one run on a machine at load ~36 saw the login wait past 10 s.
-    with Client(rebuilt.address, made["beta1"].port, passwd=password, timeout=30) as rcon:
-        assert "c2m1_highway" in rcon.run("status")
+    # RCON answers the host's root only: through the console's rcon module. A generous
+    # deadline: one run on a machine at load ~36 saw the login wait past 10 s.
+    answer = live.run_console(core, alice, made["beta1"].id, "status", deadline=30)
+    assert "c2m1_highway" in answer.output
     quiet = rebuilt.nsenter("systemctl", "is-active", "left4me-server@quiet1.service",
                             check=False).strip()
     assert quiet == "inactive"

@@ -34,6 +34,7 @@ import ctypes
 import errno
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import selectors
@@ -192,11 +193,17 @@ def denied_network_of(address: object) -> str | None:
     return None
 
 
-def public_networks() -> list[str]:
-    """The complement of DENIED_NETWORKS: IPv4 minus every denied range, and 2000::/3."""
+def public_networks(excluded: Iterable[str] = ()) -> list[str]:
+    """The complement of DENIED_NETWORKS: IPv4 minus every denied range, and 2000::/3.
+
+    ``excluded`` (addresses or networks) is cut out as well: the host's own public
+    addresses, which a connection reaches over ``lo`` (so no interface-based firewall
+    rule of the host applies to it).
+    """
     allowed = {4: [ipaddress.ip_network("0.0.0.0/0")], 6: [ipaddress.ip_network(PUBLIC_IPV6)]}
-    for text, _why in DENIED_NETWORKS:
-        denied = ipaddress.ip_network(text)
+    denied_texts = [text for text, _why in DENIED_NETWORKS] + list(excluded)
+    for text in denied_texts:
+        denied = ipaddress.ip_network(text, strict=False)
         kept = []
         for network in allowed[denied.version]:
             if denied.subnet_of(network):
@@ -205,6 +212,19 @@ def public_networks() -> list[str]:
                 kept.append(network)
         allowed[denied.version] = kept
     return [str(n) for v in (4, 6) for n in ipaddress.collapse_addresses(allowed[v])]
+
+
+def own_addresses(ip_json: str) -> list[str]:
+    """The host's own addresses from ``ip -j address show``, as /32 and /128 networks."""
+    try:
+        links = json.loads(ip_json)
+        found = {str(ipaddress.ip_network(info["local"].split("%")[0]))
+                 for link in links for info in link.get("addr_info", ())
+                 if "local" in info}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SandboxError(
+            f"cannot read the host's addresses from `ip -j address show`: {exc}") from None
+    return sorted(found)
 
 
 # --- paths --------------------------------------------------------------------
@@ -259,12 +279,14 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
                        masked_paths: Sequence[str] = (DEFAULT_CONFIG_DIR,),
                        state_dir: str = DEFAULT_STATE_DIR,
                        slice_name: str = BUILD_SLICE,
-                       with_environment: bool = False) -> list[tuple[str, str]]:
+                       with_environment: bool = False,
+                       host_addresses: Sequence[str] = ()) -> list[tuple[str, str]]:
     """The unit properties of a build, as (name, value) pairs in systemd-run order.
 
     ``docs/sandbox.md`` explains each one. The same list feeds ``systemd-run -p``
     (:func:`systemd_run_argv`) and a unit file for ``systemd-analyze security``
-    (:func:`render_unit`), so what is scored is what runs.
+    (:func:`render_unit`), so what is scored is what runs. ``host_addresses`` (the
+    host's own, :func:`own_addresses`) are left out of the allow list.
     """
     validate_user(user)
     validate_user(group, "group")
@@ -314,7 +336,7 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
         # Network: public internet only
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
         ("IPAddressDeny", "any"),
-        ("IPAddressAllow", " ".join(public_networks())),
+        ("IPAddressAllow", " ".join(public_networks(host_addresses))),
         # Resources and wall time
         ("MemoryMax", limits.memory_max),
         ("MemorySwapMax", "0"),

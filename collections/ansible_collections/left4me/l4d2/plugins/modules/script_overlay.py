@@ -289,6 +289,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     open_live_log,
     output_tail,
     overlay_lock,
+    own_addresses,
     read_script_as,
     remove_tree,
     resolv_conf_text,
@@ -367,7 +368,19 @@ class Build:
         self.properties = sandbox_properties(
             self.paths, params["user"], group, self.limits, masked_paths=params["masked_paths"],
             state_dir=params["state_dir"], slice_name=params["slice"],
-            with_environment=bool(self.environment))
+            with_environment=bool(self.environment), host_addresses=host_addresses())
+
+
+def host_addresses() -> list[str]:
+    """This host's own addresses, which the sandbox must not reach (they come in over lo)."""
+    try:
+        rc, out, err = run_command(["ip", "-j", "address", "show"])
+    except FileNotFoundError:
+        raise SandboxError("`ip` (Debian package iproute2) is needed to list this host's"
+                           " addresses for the sandbox's deny list; install it") from None
+    if rc != 0:
+        raise SandboxError(f"`ip -j address show` failed (rc {rc}): {err.strip()}")
+    return own_addresses(out)
 
 
 def read_script(params, uid: int, gid: int) -> str:

@@ -238,6 +238,44 @@ def test_allow_list_is_the_exact_complement_of_the_ipv4_deny_list():
     assert sum(n.num_addresses for n in allowed) + sum(n.num_addresses for n in denied) == 2**32
 
 
+IP_JSON = """[
+ {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1"},
+                                {"family": "inet6", "local": "::1"}]},
+ {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "198.51.100.7"},
+                                  {"family": "inet6", "local": "2001:db8::7"},
+                                  {"family": "inet6", "local": "fe80::1"}]},
+ {"ifname": "eth1"}
+]"""
+
+
+def test_own_addresses_reads_every_address_of_ip_json():
+    assert sandbox.own_addresses(IP_JSON) == ["127.0.0.1/32", "198.51.100.7/32", "2001:db8::7/128",
+                                              "::1/128", "fe80::1/128"]
+
+
+@pytest.mark.parametrize("text", ["", "not json", '{"ifname": 1}', '[{"addr_info": [1]}]'])
+def test_own_addresses_refuses_what_it_cannot_read(text):
+    with pytest.raises(SandboxError, match="cannot read the host's addresses"):
+        sandbox.own_addresses(text)
+
+
+def test_the_hosts_own_public_addresses_are_left_out_of_the_allow_list():
+    """Reached over lo, the host's public address would skip its firewall's eth0 rules."""
+    own = sandbox.own_addresses(IP_JSON)
+    (allow,) = values(props_for(host_addresses=own), "IPAddressAllow")
+    allowed = [ipaddress.ip_network(n) for n in allow.split()]
+    for address in ("198.51.100.7", "2001:db8::7"):
+        ip = ipaddress.ip_address(address)
+        assert not any(ip in n for n in allowed if n.version == ip.version), address
+    for neighbour in ("198.51.100.6", "198.51.100.8", "2001:db8::8", "1.1.1.1"):
+        ip = ipaddress.ip_address(neighbour)
+        assert any(ip in n for n in allowed if n.version == ip.version), neighbour
+    ipv4 = [n for n in allowed if n.version == 4]
+    assert sum(n.num_addresses for n in ipv4) == sum(
+        n.num_addresses for n in map(ipaddress.ip_network, sandbox.public_networks())
+        if n.version == 4) - 1
+
+
 def test_limits_reach_the_property_list():
     paths = sandbox.build_paths("maps", "/var/lib/left4me", "a")
     limits = sandbox.Limits(memory_max="512M", tasks_max=32, cpu_quota="50%", runtime_max_sec=60)
