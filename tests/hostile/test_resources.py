@@ -8,6 +8,8 @@ enforces them. The disk cap needs no cgroup controller, so it is proven here.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hostile_world import STATE, World
 
@@ -115,23 +117,41 @@ print(json.dumps({"written": written, "stopped_by": stopped_by}))
 DISK_LIMIT = 5 << 29  # 2.5 GiB: past a server's upper-dir cap (2 GiB by default)
 
 
-def test_h_a_disk_fill_stops_at_the_servers_cap(world: World):
+def test_h_a_disk_fill_past_the_cap_stops_her_server_at_the_next_check(world: World):
+    """Mallory writes more than her upper dir's cap (2 GiB): the host's check
+    (left4me-upper-check.timer, every 5 min; started here rather than waited for) stops her
+    server, every restart is refused with both sizes, and Alice never notices."""
     upper = f"{STATE}/runtime/mallory/upper"
     try:
-        try:
-            answer = world.mallory_runs(DISK_FILL, timeout=600, LIMIT=DISK_LIMIT)
-        except AssertionError as silent:  # a host that stops the server at its cap
-            answer = {"json": None, "stopped": str(silent)}
-        grew = int(world.host.nsenter("du", "-sb", upper).split()[0])
-        seen = answer.get("json") or answer
-        assert grew < DISK_LIMIT, (
-            f"Mallory's server wrote {grew >> 20} MiB into its upper dir (on the host's"
-            f" {STATE} disk) and nothing stopped it: {seen}")
-        assert (answer.get("json") or {}).get("written", 1) > 0, (
-            f"probe broken: Mallory's server could not write at all: {seen}")
+        answer = world.mallory_runs(DISK_FILL, timeout=600, LIMIT=DISK_LIMIT)
+        assert (answer.get("json") or {}).get("written", 0) >= DISK_LIMIT, (
+            f"probe broken: Mallory's server could not write past its cap: {answer}")
+        world.host.nsenter("systemctl", "start", "left4me-upper-check.service")
+        deadline = time.monotonic() + 180
+        state = ""
+        while time.monotonic() < deadline:
+            state = world.unit_show("mallory", "ActiveState")
+            if state == "failed":
+                break
+            time.sleep(1)
+        journal = world.host.nsenter("journalctl", "--no-pager", "-n", "60", "-u",
+                                     "left4me-server@mallory", check=False)
+        assert state == "failed", (
+            f"Mallory's server kept running ({state}) with {DISK_LIMIT >> 20} MiB in its upper"
+            f" dir after the host's check:\n{journal}")
+        assert "upper dir" in journal, f"her unit does not say why it stopped:\n{journal}"
+        world.assert_alice_unharmed("a disk fill past the cap")
     finally:
         world.host.nsenter("rm", "-f", f"{STATE}/runtime/mallory/merged/fill.bin", check=False)
         if world.unit_show("mallory", "ActiveState") != "active":  # unmounted: the upper dir
-            world.host.nsenter("rm", "-f", f"{STATE}/runtime/mallory/upper/fill.bin")
+            world.host.nsenter("rm", "-f", f"{upper}/fill.bin")
+            world.host.nsenter("systemctl", "reset-failed", "left4me-server@mallory.service",
+                               check=False)
             world.restart("mallory")
-    world.assert_alice_unharmed("a disk fill")
+
+
+def test_h_a_disk_fill_is_stopped_while_it_writes():
+    pytest.skip("NOT BUILT: no size-capped filesystem per instance yet, so a server's writes"
+                " are not refused at its cap as they happen; the cap is checked at every start"
+                " and every game_host_upper_check_interval (5 min), which a fast writer can"
+                " outrun until then (issue 17, defect 4: left open)")
