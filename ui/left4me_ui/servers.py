@@ -229,6 +229,7 @@ def create(core: Core, actor: Actor, name: str, host: str, blueprint_id: int) ->
         if blueprint.owner_id != me.user_id:
             raise Forbidden("a server uses one of its owner's own blueprints")
         blueprints.check_overlay_access(conn, me, list(blueprint.overlays))
+        blueprints.check_inventory_overlays(conn, inventory, me, list(blueprint.overlays))
         declared = {d.name for d in inventory.declared_instances(host)}
         taken_names = {r["name"] for r in conn.execute("SELECT name FROM servers WHERE host = ?",
                                                        (host,))}
@@ -276,6 +277,9 @@ def _act(core: Core, actor: Actor, server_id: int, kind: str, state: str) -> int
         blueprint = blueprints.load(conn, owner, row["blueprint_id"])
         # The owner's overlays as they are now, on this host before the server job.
         blueprints.check_overlay_access(conn, owner, list(blueprint.overlays))
+        # A blueprint stacked before the operator's offer changed is checked again here.
+        blueprints.check_inventory_overlays(conn, core.inventory(), owner,
+                                            list(blueprint.overlays))
         overlays.ensure_built(conn, core, me, row["host"], list(blueprint.overlays))
         return _enqueue(conn, core, me, row, blueprint, kind, state)
 

@@ -5,6 +5,7 @@ and the spec a build hands the collection's files_overlay module."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import struct
@@ -15,7 +16,7 @@ import pytest
 from ansible_collections.left4me.l4d2.plugins.module_utils import _files_overlay
 from domain_helpers import with_settings
 
-from left4me_ui import accounts, audit, blueprints, overlays
+from left4me_ui import accounts, audit, blueprints, overlays, servers
 from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
@@ -689,6 +690,18 @@ def test_users_stack_only_the_inventory_overlays_the_operator_offers(core, alice
     inventory = core.inventory()
     assert blueprints.inventory_overlays_for(inventory, alice) == ["demo-shared"]
     assert blueprints.inventory_overlays_for(inventory, admin) == ["demo-config", "demo-shared"]
+
+
+def test_a_blueprint_stacked_before_the_offer_changed_makes_no_server_from_it(core, alice):
+    """A blueprint that stacked an inventory overlay before the operator stopped offering it
+    (or before offers existed) starts no server with it: the check runs again there."""
+    mine = blueprints.create(core, alice, "coop", ["demo-shared"], blueprints.BlueprintSettings())
+    with core.db.connect() as conn:  # as an older UI stored it, unchecked
+        conn.execute("UPDATE blueprints SET overlays = ? WHERE id = ?",
+                     (json.dumps(["demo-config"]), mine.id))
+    with pytest.raises(InstanceError, match="'demo-config' is the operator's"):
+        servers.create(core, alice, "coop1", "alpha", mine.id)
+    assert servers.list_for(core, alice) == []
 
 
 def test_a_deleted_overlays_id_cannot_be_stacked(core, alice, cfg):
