@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -183,6 +184,12 @@ def neighbours(world: World) -> Iterator[None]:
     run("ip", "addr", "add", "169.254.169.254/32", "dev", "hostile0")
     run("ip", "link", "set", "hostile0", "up")
     run("systemd-run", "--unit=hostile-neighbours", "python3", "-c", LISTENER)
+    deadline = time.monotonic() + 60  # systemd-run returns before python has bound both
+    while time.monotonic() < deadline:
+        listening = run("ss", "-Hltn", "sport = :80 or sport = :8501", check=False)
+        if ":80 " in listening and ":8501 " in listening:
+            break
+        time.sleep(0.3)
     try:
         yield
     finally:

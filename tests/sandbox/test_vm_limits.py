@@ -227,21 +227,21 @@ def test_game_unit_reaches_no_loopback_or_private_address(vm_boot):
             address, lines)
 
 
-def test_game_unit_template_sets_every_limit_the_tenant_model_needs():
+def test_game_unit_sets_every_limit_the_tenant_model_needs():
     """The probes above prove the kernel enforces each property on this unit; this says
-    whether the role's template sets it, or the probe drop-in had to (issue 17's values)."""
-    template = game.service_properties(game.render_unit())
-    missing = [key for key in game.INTENT if key not in template]
-    if missing:
-        pytest.xfail(f"the rendered template sets no {', '.join(missing)} yet (branches"
-                     " resources and network add them); the VM probed issue 17's values")
-    assert template.get("SocketBindDeny") == "any", template
+    that the unit as installed (the role's template and srcds_instance's drop-in) sets it."""
+    unit = game.unit_properties()
+    missing = [key for key in game.INTENT if key not in unit]
+    assert not missing, f"the installed game unit sets no {', '.join(missing)}: {unit}"
+    assert unit.get("SocketBindDeny") == "any", unit
+    assert unit.get("IPAddressDeny") == "any", unit
 
 
 def test_game_unit_properties_one_vm_cannot_prove():
     pytest.skip(
         "NOT PROVEN in the VM lane: AllowedCPUs= and CPUWeight= (one emulated CPU: nothing to"
-        " pin to or share against); nftables rules on the game unit's cgroup (no nftables, no"
-        " converge in the VM: proven on booted hosts by the network work); the role's default"
+        " pin to or share against); the nftables table that refuses the runtime user loopback and"
+        " the host's own addresses (no converge in the VM: proven on booted hosts,"
+        " molecule/instances test_15_network.py and tests/hostile); the role's default"
         " limit values at real scale (a 1 GiB VM probes at most MemoryMax=256M, TasksMax=256);"
         " the real 32-bit srcds (the probe is a Python srcds_run). See docs/testing-vm.md.")

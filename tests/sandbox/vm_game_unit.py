@@ -49,7 +49,11 @@ MAX_PROBED_TASKS = 256
 # The probe listener (outside the unit, as root) answers on these; the unit must reach only
 # the public stand-in. Addresses sit on a dummy interface inside the VM, which has no NIC.
 LISTEN_PORT = 8080
-REFUSED_TARGETS = ("127.0.0.1", "::1", "10.0.0.1", "172.16.0.1", "192.168.0.1",
+# Not loopback: the unit's filter lets it through by design (the host's root reaches every
+# server's RCON and A2S over it); the runtime user's new connections to the host's own
+# addresses are refused by the nftables table of left4me-firewall.service, which the VM
+# does not converge (proven on booted hosts: molecule/instances, tests/hostile).
+REFUSED_TARGETS = ("10.0.0.1", "172.16.0.1", "192.168.0.1",
                    "169.254.169.254", "100.64.0.1", "fc00::1")
 PUBLIC_TARGET = "203.0.113.10"  # documentation range, standing in for the internet
 GAME_PORT = 27015  # the instance's own port: bindable; any other port: refused
@@ -73,6 +77,13 @@ def render_unit() -> str:
         if result.returncode != 0:
             raise RuntimeError(f"rendering the game unit failed:\n{result.stdout}{result.stderr}")
         return dest.read_text()
+
+
+def unit_properties() -> dict[str, str]:
+    """A server's [Service] properties as installed: the role's template, then the drop-in
+    srcds_instance writes for an instance with the module's defaults (its limits)."""
+    spec = _instance.InstanceSpec(name="defaults", port=GAME_PORT, layers=())
+    return service_properties(render_unit() + "\n" + _instance.render_dropin(spec))
 
 
 def service_properties(unit_text: str) -> dict[str, str]:
@@ -115,13 +126,14 @@ def probed_properties(template: dict[str, str]) -> tuple[dict[str, str], dict[st
     for key, intent in INTENT.items():
         value = template.get(key, "")
         if value and _fits_the_vm(key, value):
-            provenance[key] = f"{value} (the template)"
+            provenance[key] = f"{value} (the unit: template and drop-in)"
         elif value:
             dropin[key] = intent
-            provenance[key] = f"{intent} (the template's {value} is beyond the VM; probed lower)"
+            provenance[key] = (f"{intent} (the unit's {value} is beyond the VM; probed"
+                                 " lower)")
         else:
             dropin[key] = intent
-            provenance[key] = f"{intent} (issue 17's intent: the template sets none)"
+            provenance[key] = f"{intent} (issue 17's intent: the unit sets none)"
     return dropin, provenance
 
 
@@ -259,7 +271,7 @@ done
 def vm_files() -> tuple[dict[str, str | bytes], dict[str, str]]:
     """The probe disk's game/ tree, and where each probed property's value came from."""
     unit = render_unit()
-    template = service_properties(unit)
+    template = unit_properties()
     dropin, provenance = probed_properties(template)
     values = {key: template.get(key) if key not in dropin else dropin[key] for key in INTENT}
     provenance["SocketBindDeny"] = f"{template.get('SocketBindDeny', 'none')} (the template)"
