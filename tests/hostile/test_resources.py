@@ -17,9 +17,8 @@ from testhosts import enforcement
 
 pytestmark = pytest.mark.testhost
 
-VM_LANE = ("the VM lane (testhosts/vm.py, a qemu guest with its own kernel and cgroup"
-           " controllers; tests/sandbox/test_vm_limits.py for the build sandbox, issue 17's"
-           " vm-lane for the game unit)")
+VM_LANE = ("the VM lane (tests/sandbox/test_vm_limits.py: a qemu guest with its own kernel"
+           " and cgroup controllers runs the game unit as installed and the build sandbox)")
 
 
 def _limits(world: World) -> dict[str, str]:
