@@ -219,7 +219,7 @@ def test_game_unit_binds_only_its_own_port(vm_boot):
                    for line in lines), lines
 
 
-def test_game_unit_reaches_no_loopback_or_private_address(vm_boot):
+def test_game_unit_reaches_no_private_or_metadata_address(vm_boot):
     lines = game_probe(vm_boot, "vm-network")["lines"]
     assert f"RESULT connect {game.PUBLIC_TARGET} allowed" in lines, lines
     for address in game.REFUSED_TARGETS:
