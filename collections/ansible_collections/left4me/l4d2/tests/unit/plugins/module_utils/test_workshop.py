@@ -212,8 +212,8 @@ def test_items_above_max_size_are_refused_at_resolve_time_and_nothing_changes(st
     before = cache_files(state), sorted(p.name for p in addons(state).iterdir())
     steam.post("reset")
     wanted = ids(1, 2, 3, 4)
-    sizes = {i.publishedfileid: i.file_size for i in sync(steam, state, items=wanted,
-                                                           check_mode=True).items}
+    predicted = sync(steam, state, items=wanted, check_mode=True)
+    sizes = {i.publishedfileid: i.file_size for i in predicted.items}
     total = sum(sizes.values())
     cap = total - 1
     for check_mode in (True, False):  # the UI's Resolve, then a build

@@ -211,8 +211,8 @@ def test_a_failed_build_keeps_the_previous_tree(state_dir, monkeypatch):
     assert tree(state_dir / "overlays") == [".maps.lock", "maps", "maps/x"]
 
 
-def test_a_build_bigger_than_max_size_is_refused_and_the_previous_tree_stays(state_dir,
-                                                                            monkeypatch):
+def test_a_build_bigger_than_max_size_is_refused_and_the_previous_tree_stays(
+        state_dir, monkeypatch):
     (state_dir / "overlays" / "maps").mkdir()
     (state_dir / "overlays" / "maps" / "x").write_text("old\n")
     fake_build(monkeypatch, {"x": "new\n", "map.vpk": "v" * (3 << 20)})
