@@ -7,29 +7,45 @@ forwarded client address only from the proxy the operator named.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 PROJECT = Path(__file__).resolve().parents[2]
 ROLE = PROJECT / "collections/ansible_collections/left4me/l4d2/roles/ui_service"
 
 
+# Ansible's templating runs in a child process: in this one it would leave controller
+# state behind that changes how later in-process module tests report their warnings.
+RENDER = """
+import json, sys
+from pathlib import Path
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+role, template, overrides, project = json.loads(sys.stdin.read())
+variables = {"ansible_managed": "Ansible managed", "playbook_dir": project + "/playbooks"}
+for source in ("defaults/main.yml", "vars/main.yml"):
+    for name, value in yaml.safe_load((Path(role) / source).read_text()).items():
+        variables[name] = trust_as_template(value) if isinstance(value, str) else value
+variables.update(overrides)
+templar = Templar(loader=DataLoader(), variables=variables)
+print(templar.template(trust_as_template((Path(role) / "templates" / template).read_text())),
+      end="")
+"""
+
+
 def render(template: str, **overrides: object) -> str:
-    variables: dict[str, object] = {"ansible_managed": "Ansible managed",
-                                    "playbook_dir": str(PROJECT / "playbooks")}
-    for source in ("defaults/main.yml", "vars/main.yml"):
-        for name, value in yaml.safe_load((ROLE / source).read_text()).items():
-            variables[name] = trust_as_template(value) if isinstance(value, str) else value
-    variables.update(overrides)
-    templar = Templar(loader=DataLoader(), variables=variables)
-    return templar.template(trust_as_template((ROLE / "templates" / template).read_text()))
+    """A template of role ui_service with its defaults and vars, and ``overrides``."""
+    done = subprocess.run([sys.executable, "-c", RENDER], cwd=PROJECT, capture_output=True,
+                          text=True, check=True, timeout=120,
+                          input=json.dumps([str(ROLE), template, overrides, str(PROJECT)]))
+    return done.stdout
 
 
 def directives(unit: str) -> dict[str, list[str]]:
