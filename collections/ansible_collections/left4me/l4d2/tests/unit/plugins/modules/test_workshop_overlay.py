@@ -20,9 +20,17 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.modules import workshop_overlay
 
+from ansible.module_utils import _internal as module_internal
 from ansible.module_utils.testing import patch_module_args
 
 ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+@pytest.fixture(autouse=True)
+def as_on_a_target(monkeypatch):
+    """A module runs on a target: once other tests in this process imported Ansible's
+    controller code, module warnings would go to the controller's display, not the result."""
+    monkeypatch.setattr(module_internal, "is_controller", False)
 
 
 def run(capsys, **args) -> dict:
