@@ -33,7 +33,15 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "ui")]
 from fleet import ansible_env, say, write_inventory  # noqa: E402
 from rcon.source import Client  # noqa: E402
 
-from left4me_ui import accounts, blueprints, jobs, live, servers, settings  # noqa: E402
+from left4me_ui import (  # noqa: E402
+    accounts,
+    blueprints,
+    boot,  # noqa: E402
+    jobs,
+    live,
+    servers,
+    settings,
+)
 from left4me_ui.core import Core  # noqa: E402
 from left4me_ui.runner import run_module  # noqa: E402
 from testhosts import host  # noqa: E402
@@ -99,9 +107,9 @@ def measure(runs: int) -> str:
             # The UI process's environment, as the served UI has it: its venv's ansible first.
             os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
             settings.write_new_secret(scratch / "secret")
-            core = Core.open(settings.Settings(state_dir=scratch / "state",
-                                               secret_file=scratch / "secret",
-                                               inventory=inventory))
+            core = boot.open_core(settings.Settings(state_dir=scratch / "state",
+                                                    secret_file=scratch / "secret",
+                                                    inventory=inventory))
             say("console_rtt: starting one server through the UI's job engine")
             actor, server_id = _started_server(core, target)
             say(f"console_rtt: {runs} rounds of status (UI console, ansible ping, direct RCON)")

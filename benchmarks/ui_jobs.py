@@ -28,7 +28,14 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "ui")]
 
 from fleet import ansible_env, say, write_inventory  # noqa: E402
 
-from left4me_ui import accounts, blueprints, jobs, servers, settings  # noqa: E402
+from left4me_ui import (  # noqa: E402
+    accounts,
+    blueprints,
+    boot,  # noqa: E402
+    jobs,
+    servers,
+    settings,
+)
 from left4me_ui.core import Core  # noqa: E402
 from testhosts import host  # noqa: E402
 
@@ -88,9 +95,9 @@ def measure(rounds: int) -> str:
             # The UI process's environment, as the served UI has it: its venv's ansible first.
             os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
             settings.write_new_secret(scratch / "secret")
-            core = Core.open(settings.Settings(state_dir=scratch / "state",
-                                               secret_file=scratch / "secret",
-                                               inventory=inventory))
+            core = boot.open_core(settings.Settings(state_dir=scratch / "state",
+                                                    secret_file=scratch / "secret",
+                                                    inventory=inventory))
             with core.db.connect() as conn:
                 accounts._insert_user(conn, core.clock(), "bench",
                                       accounts.hash_password("benchmark password"), "admin")

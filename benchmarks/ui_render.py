@@ -22,8 +22,13 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "ui")]
 import frame  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from left4me_ui import accounts, blueprints, servers, settings  # noqa: E402
-from left4me_ui.core import Core  # noqa: E402
+from left4me_ui import (  # noqa: E402
+    accounts,
+    blueprints,
+    boot,  # noqa: E402
+    servers,
+    settings,
+)
 from left4me_ui.inventory import Inventory  # noqa: E402
 
 PASSWORD = "benchmark password"
@@ -38,7 +43,7 @@ def measure(server_count: int = 50, runs: int = 10) -> str:
                                    inventory=root / "inventory.yml",
                                    port_range=(27015, 27015 + 4 * server_count))
         inventory = Inventory({"alpha": {"ansible_host": "192.0.2.10"}})
-        core = Core.open(config, inventory_loader=lambda _path: inventory)
+        core = boot.open_core(config, inventory_loader=lambda _path: inventory)
         frame._core = core
         with core.db.connect() as conn:
             accounts._insert_user(conn, core.clock(), "bench", accounts.hash_password(PASSWORD),

@@ -20,6 +20,7 @@ from left4me_ui import (
     audit,
     authz,
     blueprints,
+    boot,
     core,
     live,
     overlays,
@@ -50,7 +51,7 @@ def domain(start_worker: bool = False) -> core.Core:
     global _core
     with _core_lock:
         if _core is None:
-            _core = core.boot(settings.from_environment(), start_worker=start_worker)
+            _core = boot.boot(settings.from_environment(), start_worker=start_worker)
         return _core
 
 

@@ -24,10 +24,10 @@ from hostile_world import (
     make_blueprint,
 )
 
-from left4me_ui import accounts, overlay_script, overlays, settings
+from left4me_ui import accounts, boot, overlay_script, overlays, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 from testhosts import host
 from testhosts.pytest_report import report_on
 from tests.conftest import _need_root_and_nspawn, run_site, write_demo_inventory
@@ -53,9 +53,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
         state = tmp_path_factory.mktemp("hostile-ui")
         settings.write_new_secret(state / "secret")
-        core = Core.open(settings.Settings(state_dir=state / "state", secret_file=state / "secret",
-                                           inventory=inventory),
-                         inventory_loader=load_inventory)
+        core = boot.open_core(settings.Settings(state_dir=state / "state",
+                                                secret_file=state / "secret",
+                                                inventory=inventory),
+                              inventory_loader=load_inventory)
         world = World(booted, core, _user(core, "alice"), _user(core, "mallory"),
                       _user(core, "hostile-admin", "admin"))
         _alice(world)

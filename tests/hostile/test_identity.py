@@ -13,10 +13,10 @@ import re
 import pytest
 from hostile_world import ALICE_BUILD_SECRET, STATE, World, make_blueprint
 
-from left4me_ui import accounts, blueprints, jobs, overlay_script, overlays, servers, settings
+from left4me_ui import accounts, blueprints, boot, jobs, overlay_script, overlays, servers, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 
 pytestmark = pytest.mark.testhost
 
@@ -32,11 +32,11 @@ def _other_ui(world: World, tmp_path) -> tuple[Core, Actor]:
     """A second UI on the same host (its own database), as a second UI, AWX or a restored
     backup would be."""
     settings.write_new_secret(tmp_path / "secret")
-    other = Core.open(settings.Settings(state_dir=tmp_path / "state",
-                                        secret_file=tmp_path / "secret",
-                                        inventory=world.core.settings.inventory,
-                                        port_range=(27900, 27999)),  # apart from this UI's
-                      inventory_loader=load_inventory)
+    other = boot.open_core(settings.Settings(state_dir=tmp_path / "state",
+                                             secret_file=tmp_path / "secret",
+                                             inventory=world.core.settings.inventory,
+                                             port_range=(27900, 27999)),  # apart from this UI's
+                           inventory_loader=load_inventory)
     with other.db.connect() as conn:
         accounts._insert_user(conn, other.clock(), "bob", accounts.hash_password("bob's pw"),
                               "user")

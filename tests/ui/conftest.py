@@ -19,7 +19,7 @@ import frame
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from left4me_ui import accounts, settings
+from left4me_ui import accounts, boot, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
@@ -60,7 +60,7 @@ def core(config: settings.Settings, clock: Callable[[], float], core_inventory: 
          monkeypatch: pytest.MonkeyPatch) -> Core:
     """The one Core of a test on a temporary state dir; it is also the frame's process-wide
     Core, so every page the test runs sees it."""
-    opened = Core.open(config, clock=clock, inventory_loader=lambda _path: core_inventory)
+    opened = boot.open_core(config, clock=clock, inventory_loader=lambda _path: core_inventory)
     monkeypatch.setattr(frame, "_core", opened)
     return opened
 
@@ -129,7 +129,7 @@ def ui(demo_inventory: Path, tmp_path_factory: pytest.TempPathFactory,
     with browser_helpers.serve_ui(state, secret, demo_inventory, env) as url:
         config = settings.Settings(state_dir=state / "ui", secret_file=secret,
                                    inventory=demo_inventory)
-        yield url, Core.open(config)
+        yield url, boot.open_core(config)
 
 
 @pytest.fixture(scope="module")

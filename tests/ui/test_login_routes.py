@@ -21,8 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from left4me_ui import accounts, overlays, settings
-from left4me_ui.core import Core
+from left4me_ui import accounts, boot, overlays, settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -287,8 +286,8 @@ def test_a_logged_in_browser_runs_the_app_through_the_guarded_endpoints(server, 
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     # an upload from the page: its PUT carries the session cookie, so it gets through
-    core = Core.open(settings.Settings(state_dir=server.state, secret_file=server.secret,
-                                       inventory=PROJECT / "inventories/demo"))
+    core = boot.open_core(settings.Settings(state_dir=server.state, secret_file=server.secret,
+                                            inventory=PROJECT / "inventories/demo"))
     admin = accounts.login(core, "admin", admin_password(server), "test").actor
     overlays.create(core, admin, "browser-upload")
     page.get_by_role("link", name="Overlays").click()
@@ -309,8 +308,8 @@ def test_a_logged_in_browser_runs_the_app_through_the_guarded_endpoints(server, 
 def test_the_login_page_stops_pointing_at_the_file_once_the_admin_changed_the_password(
         server):
     password_file = server.state / "bootstrap-admin-password"
-    core = Core.open(settings.Settings(state_dir=server.state, secret_file=server.secret,
-                                       inventory=PROJECT / "inventories/demo"))
+    core = boot.open_core(settings.Settings(state_dir=server.state, secret_file=server.secret,
+                                            inventory=PROJECT / "inventories/demo"))
     admin = accounts.login(core, "admin", admin_password(server), "test").actor
     accounts.change_password(core, admin, admin_password(server), "the admin's own one", None)
     assert not password_file.exists()

@@ -31,13 +31,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from left4me_ui.core import Core
+from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome, _Run
 from left4me_ui.settings import Settings
-
-if TYPE_CHECKING:
-    from left4me_ui.core import Core
-    from left4me_ui.jobs import Job, Outcome, _Run
 
 API = "/api/v2/"
 PAGE_SIZE = 200  # AWX's MAX_PAGE_SIZE
@@ -182,8 +179,6 @@ class AwxBackend:
     # --- one job ---------------------------------------------------------------------------
 
     def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome:
-        from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Outcome
-
         template = self.template(job.playbook)
         in_clear = sorted(set(secrets) - template.survey_passwords)
         if in_clear:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import ansible_runner
 
 
 @dataclass(frozen=True)
@@ -58,17 +54,3 @@ def _as_port(value: object) -> int | None:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return None
-
-
-def load_inventory(path: Path) -> Inventory:
-    """Every host of the inventory with its variables (ansible-inventory --list)."""
-    from left4me_ui.runner import runner_envvars
-
-    out, err = ansible_runner.get_inventory(
-        action="list", inventories=[str(path)], response_format="json",
-        envvars=runner_envvars(), quiet=True,
-    )
-    listing = out if isinstance(out, dict) else json.loads(out or "{}")
-    if not listing:
-        raise RuntimeError(f"could not read inventory {path}: {err}")
-    return Inventory(dict(listing.get("_meta", {}).get("hostvars", {})))

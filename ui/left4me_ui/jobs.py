@@ -17,6 +17,9 @@ running as interrupted and removes the private directories a killed process left
 The run itself is a JobBackend's: LocalRunner (ansible-runner here, the default) or
 awx.AwxBackend, which launches an AWX / Automation Platform job template and follows its
 job events; both feed the same callbacks, so pages see the same progress, log and outcome.
+
+Job kinds, their finish hooks and secret providers, and the backends are what the
+composition root (boot.py) declares; the engine finds them on the core (`core.wiring`).
 """
 
 from __future__ import annotations
@@ -51,11 +54,6 @@ MAX_EVENT_TEXT = 8000
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _HOST_KEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
                    "host key for", "No ED25519 host key is known", "No RSA host key is known")
-
-# kind -> function(core, job) giving the secret extravars of a run (never stored with it).
-SECRET_PROVIDERS: dict[str, Callable[[Core, Job], dict]] = {}
-# job kind -> function(conn, core, job, state) run in the transaction that finishes the job.
-FINISH_HOOKS: dict[str, Callable[[sqlite3.Connection, Core, Job, str], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,11 @@ def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, ho
     playbook alike at the extravars keys `alike`; with none yet, `first_tasks` or counted.
 
     extravars are stored and shown: never put a secret in them (use secrets_from).
+    A kind boot.py declares runs only its own playbooks.
     """
+    declared = core.wiring.kinds.get(kind)
+    if declared is not None and playbook not in declared.playbooks:
+        raise ValueError(f"a {kind!r} job runs {' or '.join(declared.playbooks)}, not {playbook}")
     now = core.clock()
     cursor = conn.execute(
         "INSERT INTO jobs (kind, actor_id, actor_name, host, server_id, target, playbook,"
@@ -301,9 +303,9 @@ def _finish(conn: sqlite3.Connection, core: Core, job: Job, state: str, rc: int 
             error: str | None) -> None:
     conn.execute("UPDATE jobs SET state = ?, rc = ?, error = ?, finished_at = ? WHERE id = ?",
                  (state, rc, error, core.clock(), job.id))
-    hook = FINISH_HOOKS.get(job.kind)
-    if hook is not None:
-        hook(conn, core, job, state)
+    declared = core.wiring.kinds.get(job.kind)
+    if declared is not None and declared.finish is not None:
+        declared.finish(conn, core, job, state)
     audit.record(conn, core.clock(), job.actor_name, job.kind, job.target, state,
                  f"job {job.id}" + (f": {error}" if error else ""))
 
@@ -466,25 +468,18 @@ class LocalRunner:
 
 
 def backend_for(core: Core) -> JobBackend:
-    """The backend the settings choose (LEFT4ME_UI_JOB_BACKEND)."""
-    if core.settings.job_backend == "awx":
-        from left4me_ui.awx import AwxBackend
-
-        return AwxBackend(core.settings)
-    return LocalRunner()
+    """The backend the settings choose (LEFT4ME_UI_JOB_BACKEND) among boot.py's."""
+    return core.wiring.backends[core.settings.job_backend](core.settings)
 
 
 def run(core: Core, job: Job) -> Job:
     """Run a claimed job to its end and record the outcome; returns the finished job."""
-    # noqa: F401 below: imported to register their secret providers and finish hooks
-    from left4me_ui import overlays, reconcile, servers  # noqa: F401
-
     run_state = _Run(core, job)
     state, rc = FAILED, None
     try:
         secrets = {}
         if job.secrets_from is not None:
-            secrets = SECRET_PROVIDERS[job.secrets_from](core, job)
+            secrets = core.wiring.secret_providers[job.secrets_from](core, job)
         outcome = backend_for(core).execute(core, job, secrets, run_state)
         state, rc = outcome.state, outcome.rc
         if state == FAILED and run_state.error is None:

@@ -127,8 +127,9 @@ def build_vars(overlay: Overlay, text: str) -> dict:
             "left4me_overlay_script": text}
 
 
-def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
-                   host: str) -> int:
+def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
+                  host: str) -> int:
+    """The script kind's builder: one sandboxed build of the script as stored now."""
     _require_script(overlay)
     extravars = build_vars(overlay, _stored(conn, overlay.id))
     return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
@@ -136,8 +137,6 @@ def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Ove
                         playbook=overlays.BUILD_PLAYBOOK, extravars=extravars,
                         alike=overlays.BUILD_ALIKE, first_tasks=SCRIPT_BUILD_TASKS)
 
-
-overlays.BUILDERS["script"] = _enqueue_build
 
 
 # --- the last build, as the page shows it ---------------------------------------------------

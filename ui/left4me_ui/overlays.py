@@ -41,7 +41,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -1050,18 +1050,17 @@ def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict
     return extravars
 
 
-# kind -> function(conn, core, me, overlay, host) queueing a build of an overlay of that
-# kind (an "overlay build" job of playbooks/overlay.yml); files is this module's own.
-BUILDERS: dict[str, Callable[[sqlite3.Connection, Core, Actor, Overlay, str], int]] = {}
-
-
 def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
                    host: str) -> int:
     """Queue one build of the overlay as it is now (read under the caller's transaction,
-    which every change also takes, so the files and the revision agree)."""
-    builder = BUILDERS.get(overlay.kind)
-    if builder is not None:
-        return builder(conn, core, me, overlay, host)
+    which every change also takes, so the files and the revision agree), by the builder
+    boot.py declares for its kind."""
+    return core.wiring.builders[overlay.kind](conn, core, me, overlay, host)
+
+
+def enqueue_files_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
+                        host: str) -> int:
+    """The files kind's builder: the overlay's files as the job's variables."""
     _require_files(overlay)
     with _opened(_root(core, overlay.id)) as root_fd:
         spec = _spec(root_fd)
@@ -1189,7 +1188,7 @@ def _fail_jobs_waiting_on(conn: sqlite3.Connection, core: Core, build: jobs.Job,
                      f" {build.id} {state}); fix the overlay, then run this again")
 
 
-def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+def build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
     """A successful build records the revision it put on the host; any other outcome ends
     the server jobs waiting on it."""
     if state != jobs.SUCCEEDED:
@@ -1206,9 +1205,3 @@ def _build_finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: 
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (overlay_id, host) DO UPDATE SET"
         " revision = excluded.revision, built_at = excluded.built_at, job_id = excluded.job_id",
         (overlay_id, job.host, job.extravars["left4me_overlay_revision"], core.clock(), job.id))
-
-
-jobs.FINISH_HOOKS[KIND_BUILD] = _build_finished
-
-# The workshop and script kinds (their editors and builds) register their builders in BUILDERS.
-from left4me_ui import overlay_script, workshop  # noqa: E402, F401

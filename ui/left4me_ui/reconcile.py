@@ -73,7 +73,8 @@ def reconcile_host(core: Core, admin: Actor, host: str) -> int:
                             secrets_from=RCON_SECRETS)
 
 
-def _rcon_secrets(core: Core, job: jobs.Job) -> dict:
+def rcon_secrets(core: Core, job: jobs.Job) -> dict:
+    """The secret provider RCON_SECRETS: every reconciled server's RCON password."""
     names = [s["name"] for s in job.extravars.get("left4me_servers", [])]
     with core.db.connect() as conn:
         rows = {r["name"]: r["rcon_encrypted"] for r in conn.execute(
@@ -86,7 +87,8 @@ def _rcon_secrets(core: Core, job: jobs.Job) -> dict:
         name: {"rcon_password": core.crypto.decrypt(rows[name])} for name in names}}
 
 
-def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+def finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+    """A reconcile's finish hook: each server records the revision it now runs."""
     if state != jobs.SUCCEEDED:
         return
     stacked = {s["name"]: s.get("overlays", []) for s in job.extravars.get("left4me_servers", [])}
@@ -94,7 +96,3 @@ def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -
         applied = overlays.built_revisions(conn, job.host, stacked.get(name, []))
         conn.execute("UPDATE servers SET applied_revision = ?, applied_overlays = ? WHERE"
                      " host = ? AND name = ?", (revision, json.dumps(applied), job.host, name))
-
-
-jobs.SECRET_PROVIDERS[RCON_SECRETS] = _rcon_secrets
-jobs.FINISH_HOOKS[KIND_RECONCILE] = _finished

@@ -14,7 +14,7 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
-from left4me_ui.inventory import load_inventory
+from left4me_ui.inventory import Inventory
 from left4me_ui.settings import PROJECT_DIR
 
 
@@ -187,3 +187,15 @@ def _record(event: dict, results: dict[str, Reachability]) -> None:
     result = data.get("res", {})
     detail = "answered" if outcome else str(result.get("msg", "failed")).strip()
     results[host] = Reachability(host, outcome, detail)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Every host of the inventory with its variables (ansible-inventory --list)."""
+    out, err = ansible_runner.get_inventory(
+        action="list", inventories=[str(path)], response_format="json",
+        envvars=runner_envvars(), quiet=True,
+    )
+    listing = out if isinstance(out, dict) else json.loads(out or "{}")
+    if not listing:
+        raise RuntimeError(f"could not read inventory {path}: {err}")
+    return Inventory(dict(listing.get("_meta", {}).get("hostvars", {})))

@@ -22,6 +22,7 @@ from left4me_ui.validation import InstanceError, check_instance, check_name
 PLAYBOOK = "server.yml"
 KIND_CREATE, KIND_START, KIND_STOP = "server create", "server start", "server stop"
 KIND_RESTART, KIND_DELETE = "server restart", "server delete"
+KINDS = (KIND_CREATE, KIND_START, KIND_STOP, KIND_RESTART, KIND_DELETE)
 RCON_SECRET = "server_rcon"
 
 
@@ -315,7 +316,8 @@ def delete(core: Core, actor: Actor, server_id: int, confirm_name: str) -> int:
 # --- job plumbing ---------------------------------------------------------------------------------
 
 
-def _rcon_secret(core: Core, job: jobs.Job) -> dict:
+def rcon_secret(core: Core, job: jobs.Job) -> dict:
+    """The secret provider RCON_SECRET: the server's RCON password, for its job's run."""
     with core.db.connect() as conn:
         row = conn.execute("SELECT rcon_encrypted FROM servers WHERE id = ?",
                            (job.server_id,)).fetchone()
@@ -336,7 +338,8 @@ def _refused_as_not_ours(conn: sqlite3.Connection, job: jobs.Job) -> bool:
     return any(phrase in (error or "") for phrase in NOT_OURS)
 
 
-def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+def finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -> None:
+    """The server kinds' finish hook: the server row follows what its job did."""
     if job.server_id is None:
         return
     if job.kind == KIND_CREATE and state == jobs.FAILED and _refused_as_not_ours(conn, job):
@@ -359,8 +362,3 @@ def _finished(conn: sqlite3.Connection, core: Core, job: jobs.Job, state: str) -
     conn.execute("UPDATE servers SET desired_state = ?, applied_revision = ?,"
                  " applied_overlays = ? WHERE id = ?",
                  (desired, job.blueprint_revision, json.dumps(applied), job.server_id))
-
-
-jobs.SECRET_PROVIDERS[RCON_SECRET] = _rcon_secret
-for _kind in (KIND_CREATE, KIND_START, KIND_STOP, KIND_RESTART, KIND_DELETE):
-    jobs.FINISH_HOOKS[_kind] = _finished

@@ -278,6 +278,3 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
                             "left4me_overlay_revision": overlay.revision,
                             "left4me_overlay_items": list(wanted.items),
                             "left4me_overlay_collections": list(wanted.collections)})
-
-
-overlays.BUILDERS["workshop"] = enqueue_build

@@ -17,15 +17,20 @@ import time
 
 sys.path.insert(0, os.path.join(os.getcwd(), "ui"))  # WorkingDirectory: the project root
 
-from left4me_ui import accounts, blueprints, jobs, servers  # noqa: E402
-from left4me_ui import core as ui_core  # noqa: E402
+from left4me_ui import (  # noqa: E402
+    accounts,
+    blueprints,
+    boot,
+    jobs,
+    servers,
+)
 
 JOB_WAIT_SECONDS = 540
 SERVER_NAME = "moleculeui1"
 SERVER_HOSTNAME = "left4me molecule ui"
 
 
-def run_server_job(core: ui_core.Core, host: str) -> dict:
+def run_server_job(core: boot.Core, host: str) -> dict:
     config = core.settings
     password = config.generated_admin_password_file.read_text().strip()
     admin = accounts.login(core, config.bootstrap_admin, password, "127.0.0.1").actor
@@ -45,7 +50,7 @@ def run_server_job(core: ui_core.Core, host: str) -> dict:
 
 
 def main(action: str) -> None:
-    core = ui_core.boot(start_worker=False)
+    core = boot.boot(start_worker=False)
     config = core.settings
     if action == "server":
         print(json.dumps(run_server_job(core, sys.argv[2])))

@@ -12,7 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from domain_helpers import PASSWORD, make_user, with_settings
 
-from left4me_ui import accounts, authz, settings
+from left4me_ui import accounts, authz, boot, settings
 from left4me_ui.authz import Forbidden
 from left4me_ui.core import Core
 
@@ -279,7 +279,7 @@ def test_a_lost_database_does_not_bring_back_the_old_admin_password(core):
     old = accounts.ensure_bootstrap_admin(core).password_file.read_text().strip()
     for path in core.settings.state_dir.glob("left4me-ui.sqlite3*"):
         path.unlink()  # the database is lost; the old password file is still there
-    fresh = Core.open(core.settings)
+    fresh = boot.open_core(core.settings)
     created = accounts.ensure_bootstrap_admin(fresh)
     new = created.password_file.read_text().strip()
     assert new != old and stat.S_IMODE(created.password_file.stat().st_mode) == 0o600
@@ -314,7 +314,7 @@ def test_the_ui_refuses_to_start_without_a_safe_secret(config, problem):
     else:
         config.secret_file.write_text("short\n")
     with pytest.raises(settings.SecretError) as refused:
-        Core.open(config)
+        boot.open_core(config)
     assert str(config.secret_file) in str(refused.value)
     assert not config.db_path.exists()  # nothing was created
 

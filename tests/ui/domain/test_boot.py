@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from left4me_ui import core as ui_core
-from left4me_ui import settings
+from left4me_ui import boot, jobs, overlays, reconcile, servers, settings
 from left4me_ui.settings import PROJECT_DIR
 
 
@@ -31,14 +30,31 @@ def test_boot_refuses_without_a_secret_and_then_prints_where_the_admin_password_
         config, capsys):
     config.secret_file.unlink()
     with pytest.raises(settings.SecretError):
-        ui_core.boot(config, start_worker=False)
+        boot.boot(config, start_worker=False)
     settings.write_new_secret(config.secret_file)
-    booted = ui_core.boot(config, start_worker=True)
+    booted = boot.boot(config, start_worker=True)
     try:
         printed = capsys.readouterr().out
         assert str(config.generated_admin_password_file) in printed
         assert booted.worker is not None
     finally:
         booted.worker.stop()
-    ui_core.boot(config, start_worker=False)  # a second start creates no second admin
+    boot.boot(config, start_worker=False)  # a second start creates no second admin
     assert "created admin" not in capsys.readouterr().out
+
+
+def test_every_job_kind_is_declared_once_in_the_composition_root():
+    names = [kind.name for kind in boot.JOB_KINDS]
+    assert len(names) == len(set(names))
+    assert set(names) == {*servers.KINDS, overlays.KIND_BUILD, overlays.KIND_REMOVE,
+                          reconcile.KIND_RECONCILE}
+    wiring = boot.wiring()
+    assert set(wiring.builders) == set(overlays.KINDS)  # every overlay kind builds
+    assert set(wiring.secret_providers) == {servers.RCON_SECRET, reconcile.RCON_SECRETS}
+    assert set(wiring.backends) == set(settings.JOB_BACKENDS)
+
+
+def test_a_declared_kind_runs_only_its_own_playbooks(core, alice):
+    with core.db.connect() as conn, pytest.raises(ValueError, match="runs server.yml"):
+        jobs.enqueue(conn, core, alice, kind=servers.KIND_START, host="alpha",
+                     target="alpha/x", playbook="reconcile.yml", extravars={})

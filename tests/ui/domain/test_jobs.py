@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from domain_helpers import with_settings
 
-from left4me_ui import jobs
+from left4me_ui import boot, jobs
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 
 SLEEP_PLAYBOOK = """---
 - name: Sleep a little on the target
@@ -136,7 +136,7 @@ def test_cancel_a_queued_job_and_who_may(local_core, alice, bob):
 def test_a_restart_marks_running_jobs_interrupted(local_core, alice, config, clock):
     job_id = _enqueue(local_core, alice, "host-a")
     assert jobs.claim(local_core).id == job_id  # running when the process "dies"
-    restarted = Core.open(config, clock=clock)
+    restarted = boot.open_core(config, clock=clock)
     assert jobs.mark_interrupted(restarted) == 1
     job = jobs.get(restarted, alice, job_id)
     assert job.state == jobs.INTERRUPTED and "UI stopped" in job.error
@@ -154,7 +154,7 @@ def test_a_restart_removes_the_private_dirs_a_killed_process_left(local_core, al
     stray = local_core.settings.jobs_dir / "7"  # an older crash's, its job long finished
     (stray / "env").mkdir(parents=True)
     (stray / "env" / "extravars").write_text("rcon_password: older\n")
-    restarted = Core.open(config, clock=clock)
+    restarted = boot.open_core(config, clock=clock)
     assert jobs.mark_interrupted(restarted) == 1
     assert jobs.get(restarted, alice, job_id).state == jobs.INTERRUPTED
     assert list(local_core.settings.jobs_dir.iterdir()) == []  # no password left on disk

@@ -51,8 +51,8 @@ def stored_bytes(core: Core) -> bytes:
 
 
 @pytest.fixture
-def rcon_secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(jobs.SECRET_PROVIDERS, "test rcon",
+def rcon_secret(core: Core, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(core.wiring.secret_providers, "test rcon",
                         lambda _core, _job: {"left4me_server_rcon_password": RCON})
     return "test rcon"
 

@@ -14,8 +14,8 @@ from domain_helpers import finish_job, with_settings
 from left4me_ui import authz, blueprints, jobs, overlays, servers
 from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
 from left4me_ui.overlays import OverlayError
+from left4me_ui.runner import load_inventory
 from left4me_ui.validation import InstanceError
 
 CFG = "sv_cheats 0\n"

@@ -15,8 +15,8 @@ from domain_helpers import finish_job, with_settings
 from left4me_ui import audit, blueprints, jobs, overlay_script, overlays, servers
 from left4me_ui.authz import NotFound
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
 from left4me_ui.overlays import OverlayError
+from left4me_ui.runner import load_inventory
 
 SHIPPED = (Path(__file__).resolve().parents[3] / "collections/ansible_collections/left4me/l4d2"
            / "roles/overlays/files/scripts")

@@ -20,7 +20,7 @@ from domain_helpers import with_settings
 
 from left4me_ui import jobs, overlay_script, overlays
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 from testhosts import host
 
 pytestmark = pytest.mark.testhost

@@ -148,7 +148,7 @@ def test_reconcile_queues_one_job_with_every_ui_server_of_the_host(core, admin, 
         (f"ui:{ui_id}/{two_servers[0]}", False), (f"ui:{ui_id}/{two_servers[1]}", False)]
     assert job.extravars["left4me_servers_stopped"] == ["bob1"]
     # The passwords are only in what the run gets, never in the stored job.
-    secret = jobs.SECRET_PROVIDERS[job.secrets_from](core, job)["left4me_servers_rcon"]
+    secret = core.wiring.secret_providers[job.secrets_from](core, job)["left4me_servers_rcon"]
     assert set(secret) == {"alice1", "bob1"}
     for name, server_id in zip(("alice1", "bob1"), two_servers, strict=True):
         password = servers.rcon_password(core, admin, server_id)

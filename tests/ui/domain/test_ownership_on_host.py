@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from domain_helpers import make_user, ui_id, with_settings
 
-from left4me_ui import blueprints, jobs, servers, status
+from left4me_ui import blueprints, boot, jobs, servers, status
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 from testhosts import host
 from tests.conftest import run_site
 
@@ -110,8 +110,8 @@ def test_a_create_naming_another_uis_server_is_refused_and_changes_nothing(
         host_core, booted_host, alice, tmp_path):
     # Another UI (its own database, so its own id; or this UI before it lost its database)
     # made "theirs1" on the host.
-    other = Core.open(replace(host_core.settings, state_dir=tmp_path / "other-ui"),
-                      clock=host_core.clock, inventory_loader=load_inventory)
+    other = boot.open_core(replace(host_core.settings, state_dir=tmp_path / "other-ui"),
+                           clock=host_core.clock, inventory_loader=load_inventory)
     mallory = make_user(other, "mallory")
     theirs = blueprints.create(other, mallory, "theirs", [],
                                blueprints.BlueprintSettings(hostname="Their server"))

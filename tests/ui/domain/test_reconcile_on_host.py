@@ -17,7 +17,7 @@ from domain_helpers import ui_id, with_settings
 
 from left4me_ui import blueprints, jobs, live, reconcile, servers
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 from testhosts import host
 from testhosts.pytest_report import report_on
 from tests.conftest import _need_root_and_nspawn, run_site, write_demo_inventory

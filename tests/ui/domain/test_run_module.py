@@ -8,7 +8,7 @@ import sys
 from domain_helpers import with_settings
 
 from left4me_ui import runner
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 
 
 def test_a_typed_template_reaches_the_module_as_text(core, tmp_path):

@@ -14,7 +14,7 @@ from domain_helpers import with_settings
 
 from left4me_ui import jobs, overlays, workshop
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
+from left4me_ui.runner import load_inventory
 from testhosts import host
 from tests.ui import steam_standin
 

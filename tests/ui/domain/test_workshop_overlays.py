@@ -17,8 +17,8 @@ from domain_helpers import finish_job, with_settings
 from left4me_ui import blueprints, jobs, overlays, servers, workshop
 from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
-from left4me_ui.inventory import load_inventory
 from left4me_ui.overlays import OverlayError
+from left4me_ui.runner import load_inventory
 from tests.ui import steam_standin
 
 
