@@ -19,13 +19,10 @@ from left4me_ui import (
     accounts,
     audit,
     authz,
-    blueprints,
     boot,
     core,
-    live,
-    overlays,
+    refusal,
     settings,
-    validation,
 )
 from left4me_ui.authz import Actor
 
@@ -37,9 +34,7 @@ SESSION_COOKIE = "__Host-left4me_session"
 TEST_TOKEN_KEY = "_left4me_session_token"
 
 # Refusals the domain explains in words a person can act on (shown, never a traceback).
-DomainError: tuple[type[Exception], ...] = (
-    authz.Forbidden, authz.NotFound, ValueError, accounts.LoginFailed, accounts.Throttled,
-    validation.InstanceError, blueprints.InUse, live.ConsoleError, overlays.OverlayError)
+DomainError = refusal.REFUSED
 
 _core: core.Core | None = None
 _core_lock = threading.Lock()
@@ -149,14 +144,16 @@ def act(action: Callable[[], object], done: str | None = None) -> None:
         st.rerun()
 
 
-def pick(label: str, options: dict[int, T], param: str, describe: Callable[[T], str]) -> T:
+def pick(label: str, options: dict[int, T], param: str, describe: Callable[[T], str],
+         key: str | None = None) -> T:
     """Choose one of `options` (by id) in a selectbox that follows the URL's ?param=id, so a
-    link opens that one and a reload keeps it; the first option otherwise."""
+    link opens that one and a reload keeps it; the first option otherwise. `key` names the
+    widget (tests and two pickers on one page tell them apart by it)."""
     ids = list(options)
     wanted = st.query_params.get(param)
     default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in options else ids[0]
     chosen = st.selectbox(label, ids, index=ids.index(default),
-                          format_func=lambda i: describe(options[i]))
+                          format_func=lambda i: describe(options[i]), key=key)
     st.query_params[param] = str(chosen)
     return options[chosen]
 

@@ -30,6 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from left4me_ui import audit, authz
 from left4me_ui.authz import ADMIN, USER, Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.refusal import Refusal
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
@@ -41,14 +42,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
 
 
-class LoginFailed(Exception):
+class LoginFailed(Refusal):
     """Wrong name or password, or a disabled account: one message for all of them."""
 
     def __init__(self) -> None:
         super().__init__("wrong user name or password")
 
 
-class Throttled(Exception):
+class Throttled(Refusal):
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, int(retry_after + 0.999))
         super().__init__(f"too many failed logins; try again in {self.retry_after} s")

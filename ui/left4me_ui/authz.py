@@ -12,15 +12,17 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from left4me_ui.refusal import Refusal
+
 ADMIN, USER = "admin", "user"
 DEFAULT_MAX_SERVERS = 3
 
 
-class Forbidden(Exception):
+class Forbidden(Refusal):
     """The actor may not do this; the message is safe to show."""
 
 
-class NotFound(Exception):
+class NotFound(Refusal):
     """No such thing, or not one the actor may see (the two look the same on purpose)."""
 
 

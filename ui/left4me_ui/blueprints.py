@@ -11,6 +11,7 @@ from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
+from left4me_ui.refusal import Refusal
 from left4me_ui.settings import Settings
 from left4me_ui.validation import (
     DEFAULTS,
@@ -25,7 +26,7 @@ from left4me_ui.validation import (
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 
 
-class InUse(Exception):
+class InUse(Refusal):
     """The blueprint still has linked servers."""
 
 

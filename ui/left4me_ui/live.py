@@ -20,6 +20,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import refusal
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.refusal import Refusal
 from left4me_ui.runner import run_module
 from left4me_ui.validation import check_name
 
@@ -28,7 +29,7 @@ CONSOLE_DEADLINE = 30.0  # seconds the whole RCON exchange may take on the host
 LOG_PAGE_LINES = 200
 
 
-class ConsoleError(Exception):
+class ConsoleError(Refusal):
     """The command did not run; the message is safe to show."""
 
 

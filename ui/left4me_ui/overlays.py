@@ -56,6 +56,7 @@ from left4me_ui import audit, authz, jobs
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.blueprints import InUse
 from left4me_ui.core import Core
+from left4me_ui.refusal import Refusal
 
 __all__ = ["ID_RULE", "OverlayError"]  # ID_RULE: the collection's id rule in words (pages)
 
@@ -76,7 +77,7 @@ MAX_PATH_BYTES = 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class OverlayError(Exception):
+class OverlayError(Refusal):
     """Bad input or a refused change; nothing was changed and the message is safe to show."""
 
 

@@ -20,13 +20,8 @@ mine = [s for s in listed if s.deployed]
 if not mine:
     st.text("No server of yours has run yet.")
     st.stop()
-by_id = {s.id: s for s in mine}
-wanted = st.query_params.get("server")
-default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in by_id else mine[0].id
-chosen_id = st.selectbox("Server", list(by_id), index=list(by_id).index(default),
-                         format_func=lambda i: f"{by_id[i].name} on {by_id[i].host}",
-                         key="activity_server")
-st.query_params["server"] = str(chosen_id)
+chosen_id = frame.pick("Server", {s.id: s for s in mine}, "server",
+                       lambda s: f"{s.name} on {s.host}", key="activity_server").id
 st.caption(f"Polled every {core.settings.poll_seconds} s; the page shows the last poll.")
 
 now = frame.attempt(lambda: observe.latest(core, actor)).get(chosen_id)

@@ -19,14 +19,8 @@ if not mine:
     st.text("You have no running servers to open a console on yet.")
     st.stop()
 
-by_id = {s.id: s for s in mine}
-wanted = st.query_params.get("server")
-default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in by_id else mine[0].id
-chosen_id = st.selectbox("Server", list(by_id), index=list(by_id).index(default),
-                         format_func=lambda i: f"{by_id[i].name} on {by_id[i].host}",
-                         key="console_server")
-st.query_params["server"] = str(chosen_id)
-server = by_id[chosen_id]
+server = frame.pick("Server", {s.id: s for s in mine}, "server",
+                    lambda s: f"{s.name} on {s.host}", key="console_server")
 
 st.subheader("Console")
 st.caption("One command per line, e.g. status, or changelevel c2m1_highway. Runs on the "

@@ -1,17 +1,18 @@
 """Hosts (admins): every host of the inventory and whether Ansible can reach it right now;
 reconcile a host (re-create the UI's servers on a host that was wiped and converged again)."""
 
-from pathlib import Path
-
 import frame
 import streamlit as st
 
-from left4me_ui import reconcile, runner, settings
+from left4me_ui import hosts, reconcile, runner
+from left4me_ui.authz import Actor
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def reachability(inventory: str) -> list[runner.Reachability]:
-    return runner.check_reachability(Path(inventory))
+def reachability(inventory: str, _actor: Actor) -> list[runner.Reachability]:
+    """Per inventory, for 30 s (a ping of every host is slow); the page asked the domain
+    whether this admin may see the hosts before it gets here."""
+    return hosts.reachability(frame.domain(), _actor)
 
 
 actor = frame.require_actor()
@@ -19,9 +20,7 @@ st.title("Hosts")
 if not actor.is_admin:
     st.error("Only admins see the hosts.")
     st.stop()
-inventory = settings.inventory_path()
-shown = (inventory.relative_to(settings.PROJECT_DIR)
-         if inventory.is_relative_to(settings.PROJECT_DIR) else inventory)
+shown = frame.load(lambda: hosts.inventory_shown(frame.domain(), actor))
 st.text(f"Inventory: {shown}")
 
 with st.expander("Reconcile a host", icon=":material/sync:"):
@@ -42,12 +41,12 @@ if st.button("Check again", icon=":material/refresh:"):
     reachability.clear()
 
 with st.spinner("Asking every host over SSH (ansible.builtin.ping)..."):
-    hosts = reachability(str(inventory))
+    reached = reachability(shown, actor)
 
 st.dataframe(
     [{"host": h.host, "reachable": "yes" if h.reachable else "no", "detail": h.detail}
-     for h in hosts],
+     for h in reached],
     hide_index=True, width="stretch",
 )
-answered = sum(h.reachable for h in hosts)
-st.text(f"{answered} of {len(hosts)} hosts reachable.")
+answered = sum(h.reachable for h in reached)
+st.text(f"{answered} of {len(reached)} hosts reachable.")
