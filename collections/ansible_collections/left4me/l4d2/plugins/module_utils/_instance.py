@@ -719,6 +719,7 @@ def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:
         layout.manager_file(name),
         layout.dropin_dir(name),
         layout.config_layer(name),
+        paths.image,  # the server's writes filesystem (named: it is what holds its disk)
         paths.root,
     ]
 

@@ -246,6 +246,7 @@ def test_config_layer_dirs_and_removal_targets(layout):
         f"{layout.config_dir}/instances/coop1.manager",
         f"{layout.systemd_dir}/left4me-server@coop1.service.d",
         f"{layout.state_dir}/overlays/.instance-coop1",
+        f"{layout.state_dir}/runtime/coop1/writes.img",
         f"{layout.state_dir}/runtime/coop1",
     ]
 
