@@ -34,7 +34,7 @@ description:
   - Creates C({state_dir}/runtime/NAME/) with C(merged) (owned by O(owner), whose group may
     read the configuration) and C(writes), where the game unit's mount helper loop-mounts
     the server's writes filesystem, C(runtime/NAME/writes.img) (an ext4 image, root's 0600,
-    sparse: a new server costs about 1.2 MiB of disk), which holds its C(upper) and C(work)
+    sparse, so a new server costs about 1.2 MiB of disk), which holds its C(upper) and C(work)
     dirs. An instance made before this, whose C(runtime/NAME/upper) is a plain directory,
     keeps it as it is.
   - Everything is validated before anything changes; bad arguments fail with a message and
@@ -183,13 +183,13 @@ options:
           - The most the server's upper dir (everything it writes, such as logs, downloads,
             changed files) may hold, a size as for O(instances[].memory_max), at least V(64M).
             It is the size of the server's writes filesystem (an ext4 image the mount helper
-            makes at the first start): a write past it fails with "No space left on device"
+            makes at the first start); a write past it fails with "No space left on device"
             as it happens, and the host's disk never holds more. A changed cap applies at
-            the server's next start (a restart when O(restart_on_change)): grown with
+            the server's next start (a restart when O(restart_on_change)), grown with
             C(resize2fs); a cap below what the server's writes already take is refused,
             naming both sizes, and nothing changes. Defaults to V(2G).
           - An instance made before the cap was a filesystem (a plain C(runtime/NAME/upper)
-            directory) keeps its upper dir, counted instead: its start is refused while it
+            directory) keeps its upper dir, counted instead; its start is refused while it
             holds more, and C(left4me-upper-check.timer) stops it within
             C(game_host_upper_check_interval) after it writes past the cap.
         type: str
