@@ -1131,3 +1131,26 @@ def test_a_server_with_a_plain_upper_dir_keeps_its_files_and_its_counted_cap(sta
     assert (merged / "server.log").read_text() == "from before"
     assert not (state_dir / "runtime" / "old1" / "writes.img").exists()
     assert current(state_dir, "old1").upperdir == str(upper)
+
+
+@needs_loop
+def test_a_converge_is_refused_a_cap_below_what_the_image_holds(state_dir):
+    """srcds_instance asks this before writing a smaller cap, the server running or not."""
+    paths = mount_lib.instance_paths("t1", str(state_dir))
+    assert mount_lib.cap_refusal(paths, 64 << 20) is None  # no image yet: nothing to shrink
+    os.makedirs(paths.writes)
+    mount_lib.create_image(paths.image, 128 << 20)
+    mount_lib.mount_writes(paths.image, paths.writes)
+    try:
+        assert fill(pathlib.Path(paths.writes) / "kept.bin", 40 << 20) == (40 << 20, None)
+        running = mount_lib.cap_refusal(paths, 32 << 20)
+        assert running and f"writes ({paths.writes}) take" in running
+    finally:
+        mount_lib.unmount_overlayfs(paths.writes)
+    size, used = mount_lib.read_image_usage(paths.image)
+    assert size == 128 << 20 and 40 << 20 < used < 56 << 20
+    assert mount_lib.cap_refusal(paths, 256 << 20) is None
+    assert mount_lib.cap_refusal(paths, 64 << 20) is None  # still fits
+    stopped = mount_lib.cap_refusal(paths, 32 << 20)
+    assert stopped and f"writes ({paths.image}) take" in stopped
+    assert "more than the new upper_dir_max 32.0 MiB" in stopped
