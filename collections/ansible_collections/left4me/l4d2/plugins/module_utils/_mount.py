@@ -1114,13 +1114,15 @@ def cap_refusal(paths: InstancePaths, cap: int, ns_pid: int = 1) -> str | None:
     writes filesystem holds), else None; for a converge, before anything is written."""
     if not paths.capped or not os.path.lexists(paths.image):
         return None
+    if writes_size(cap) >= os.lstat(paths.image).st_size:
+        return None  # the same cap, or a larger one: nothing to refuse
     if read_mount_state(paths.writes, ns_pid).mounted:
-        size, used = statvfs_usage(paths.writes)
+        _size, used = statvfs_usage(paths.writes)
         where = paths.writes
     else:
-        size, used = read_image_usage(paths.image)
+        _size, used = read_image_usage(paths.image)
         where = paths.image
-    return shrink_refusal(used, cap, where) if writes_size(cap) < size else None
+    return shrink_refusal(used, cap, where)
 
 
 def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> MountPlan:
