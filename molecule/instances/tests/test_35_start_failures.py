@@ -175,30 +175,30 @@ def test_a_capped_server_is_refused_its_writes_past_the_cap_and_its_cap_grows(sr
     """A new server's writes live on its own ext4 image: a write past the cap fails there
     and then; a bigger cap applies at the restart a converge makes; a cap below what it
     holds is refused, naming both sizes, and nothing changes; removal deletes the image."""
-    instance("cap1", 27055, overlays=["demo-coop"], upper_dir_max="64M")
+    instance("cap1", 27055, overlays=["demo-coop"], upper_dir_max="96M")
     run = adhoc({"name": "cap1", "state": "started"})
     assert run.returncode == 0, run.stdout[-2000:]
     image = srv.file(f"{STATE}/runtime/cap1/writes.img")
-    assert (image.user, image.mode, image.size) == ("root", 0o600, 64 << 20)
+    assert (image.user, image.mode, image.size) == ("root", 0o600, 96 << 20)
     fill = f"{STATE}/runtime/cap1/merged/fill.bin"
-    wrote = srv.run(f"runuser -u left4me -- dd if=/dev/zero of={fill} bs=1M count=100")
+    wrote = srv.run(f"runuser -u left4me -- dd if=/dev/zero of={fill} bs=1M count=200")
     assert wrote.rc != 0 and "No space left on device" in wrote.stderr, wrote.stderr
     assert srv.check_output("systemctl is-active left4me-server@cap1") == "active"
 
     run = adhoc({"name": "cap1", "port": 27055, "overlays": ["demo-coop"],
-                 "upper_dir_max": "32M", "state": "started"})
+                 "upper_dir_max": "64M", "state": "started"})
     assert run.returncode != 0
-    assert "more than the new upper_dir_max 32.0 MiB" in run.stdout, run.stdout[-2000:]
-    assert srv.file(image.path).size == 64 << 20
-    assert "LEFT4ME_UPPER_DIR_MAX=67108864" in srv.file(
+    assert "more than the new upper_dir_max 64.0 MiB" in run.stdout, run.stdout[-2000:]
+    assert srv.file(image.path).size == 96 << 20
+    assert f"LEFT4ME_UPPER_DIR_MAX={96 << 20}" in srv.file(
         "/etc/left4me/instances/cap1.env").content_string, "the refused cap was written"
 
-    grown = {"name": "cap1", "port": 27055, "overlays": ["demo-coop"], "upper_dir_max": "128M",
+    grown = {"name": "cap1", "port": 27055, "overlays": ["demo-coop"], "upper_dir_max": "160M",
              "state": "started"}
     run = adhoc(grown)
     assert run.returncode == 0 and "CHANGED" in run.stdout, run.stdout[-2000:]
-    assert srv.file(image.path).size == 128 << 20
-    assert srv.file(fill).size > 60 << 20, "her files did not survive the grow"
+    assert srv.file(image.path).size == 160 << 20
+    assert srv.file(fill).size > 80 << 20, "her files did not survive the grow"
     assert a2s_name(booted.address, 27055, timeout=3)
     again = adhoc(grown)
     assert again.returncode == 0 and "CHANGED" not in again.stdout, again.stdout[-2000:]

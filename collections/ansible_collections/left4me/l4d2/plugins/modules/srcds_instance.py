@@ -34,7 +34,7 @@ description:
   - Creates C({state_dir}/runtime/NAME/) with C(merged) (owned by O(owner), whose group may
     read the configuration) and C(writes), where the game unit's mount helper loop-mounts
     the server's writes filesystem, C(runtime/NAME/writes.img) (an ext4 image, root's 0600,
-    sparse, so a new server costs about 1.2 MiB of disk), which holds its C(upper) and C(work)
+    sparse, so a new running server costs about 2 MiB of disk), which holds its C(upper) and C(work)
     dirs. An instance made before this, whose C(runtime/NAME/upper) is a plain directory,
     keeps it as it is.
   - Everything is validated before anything changes; bad arguments fail with a message and
