@@ -16,10 +16,10 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _srcds_info
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _srcds_info
 
 
 def free_port() -> int:
@@ -181,11 +181,18 @@ def test_a_wrong_password_is_said_so(server):
 
 
 def test_an_address_banned_after_too_many_wrong_passwords_is_said_so(server):
-    for _attempt in range(3):  # sv_rcon_maxfailures 3: the third failure bans the address
+    # sv_rcon_maxfailures 3 is below sv_rcon_minfailures (5): srcds swaps them, so more than
+    # 3 failures within 30 s ban; the banning (4th) login gets no answer, the socket closes.
+    for _attempt in range(3):
         with pytest.raises(_rcon.RconAuthError):
             _rcon.run_command(server.port, "wrong", "status", timeout=10)
-    with pytest.raises(_rcon.RconBanned, match="banned from RCON"):
+    with pytest.raises(_rcon.RconBanned, match="banned after too many wrong passwords"):
+        _rcon.run_command(server.port, "wrong", "status", timeout=10)
+    with pytest.raises(_rcon.RconBanned, match="banned after too many wrong passwords"):
         _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+    # The ban is srcds's IP filter: A2S from this address is answered "Banned by server".
+    with pytest.raises(_a2s.A2SError, match="'Banned by server': this address is in its IP ban"):
+        _a2s.query_info("127.0.0.1", server.port, timeout=2)
 
 
 def test_no_password_is_refused_before_connecting():
