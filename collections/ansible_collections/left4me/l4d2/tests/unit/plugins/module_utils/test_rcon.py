@@ -16,10 +16,20 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _a2s,
+        _rcon,
+        _srcds_info,
+        _srcds_status,
+    )
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _a2s,
+        _rcon,
+        _srcds_info,
+        _srcds_status,
+    )
 
 
 def free_port() -> int:
@@ -321,3 +331,13 @@ def test_an_instance_without_a_password_says_where_to_set_it():
         "instance 'coop1' has no RCON password (no rcon_password in /var/lib/left4me/overlays/"
         ".instance-coop1/left4dead2/cfg/left4me/instance.cfg): set rcon_password with"
         " left4me.l4d2.srcds_instance (left4me never uses one an overlay's cfg sets)")
+
+
+def test_players_steam_has_not_validated_yet_are_read_apart(server):
+    """The stand-in's `status` lists them as real srcds does (STEAM_ID_PENDING, own userid)."""
+    for name in ("Joiner", "Joiner"):
+        _rcon.run_command(server.port, PASSWORD, f"sim_addplayer {name} 80 5 pending", timeout=10)
+    output, _seconds = _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+    humans = [p for p in _srcds_status.parse_status(output).players if not p.bot]
+    assert [p.steam_id for p in humans] == ["STEAM_ID_PENDING"] * 2
+    assert len({p.userid for p in humans}) == 2
