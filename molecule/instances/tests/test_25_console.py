@@ -44,7 +44,7 @@ def test_writeid_writes_the_ban_file_into_the_servers_own_tree(srv):
     rcon("banid 0 Griefer")
     output = rcon("writeid")
     assert "Writing cfg/banned_user.cfg." in output and "Couldn't open" not in output, output
-    written = srv.file(f"{STATE}/runtime/coop1/upper/left4dead2/cfg/banned_user.cfg")
+    written = srv.file(f"{STATE}/runtime/coop1/writes/upper/left4dead2/cfg/banned_user.cfg")
     assert written.exists and written.user == "left4me"
     assert written.content_string.startswith("banid 0 STEAM_1:")
     layer = f"{STATE}/overlays/.instance-coop1/left4dead2"
