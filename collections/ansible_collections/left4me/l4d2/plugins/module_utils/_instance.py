@@ -40,6 +40,7 @@ Everything here is standard library only and free of side effects except the
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -751,11 +752,24 @@ def missing_steam_links(home: str) -> list[str]:
     for path in steam_link_paths(home):
         if os.path.exists(path):  # follows the link: its target must be there too
             continue
-        if os.path.islink(path):
+        if os.path.islink(path) and _is_link_loop(path):
+            problems.append(
+                f"{path} leads to {os.path.realpath(path)}, a link to itself: steamcmd's own"
+                " library was replaced by a link (a ~/.steam/sdkNN that linked into steamcmd's"
+                " directory was written through; srcds_install now replaces such a link)")
+        elif os.path.islink(path):
             problems.append(f"{path} points to {os.readlink(path)}, which does not exist")
         else:
             problems.append(f"{path} is missing")
     return problems
+
+
+def _is_link_loop(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def steam_links_message(problems: Sequence[str], names: Sequence[str]) -> str:

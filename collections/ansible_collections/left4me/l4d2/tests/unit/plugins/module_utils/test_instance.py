@@ -286,6 +286,17 @@ def test_missing_steam_links_names_each_link_that_does_not_resolve(
         assert re.search(pattern, text), text
 
 
+def test_missing_steam_links_names_steamcmds_library_turned_into_a_self_link(tmp_path):
+    # What writing steamclient.so through ~/.steam/sdk32 -> steamcmd's linux32 left behind.
+    home = steam_home(tmp_path, sdk32=None)
+    library = tmp_path / "steam" / "linux32" / "steamclient.so"
+    library.parent.mkdir(parents=True)
+    library.symlink_to(library)
+    (home / ".steam" / "sdk32").symlink_to(library.parent)
+    [problem] = inst.missing_steam_links(str(home))
+    assert "a link to itself" in problem and str(library) in problem
+
+
 def test_steam_links_message_says_what_breaks_and_how_to_fix_it():
     message = inst.steam_links_message(["/h/.steam/sdk32/steamclient.so is missing"],
                                        ["versus1", "coop1"])
