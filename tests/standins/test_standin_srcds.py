@@ -224,17 +224,94 @@ def test_rcon_bad_password_and_empty_password(start_srcds, game_root):
         rcon(unprotected, "status", password="")
 
 
-def test_rcon_bans_address_after_max_failures(start_srcds, game_root):
+def _bad_logins(server) -> int:
+    return sum(1 for line in server.process.lines if line.endswith(": Bad Password"))
+
+
+def _raw_a2s_info(server) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(b"\xff\xff\xff\xffTSource Engine Query\x00", server.address)
+        return sock.recv(1400)
+
+
+def test_rcon_bans_at_the_eleventh_failure_not_before(start_srcds, game_root):
+    """engine/sv_rcon.cpp HandleFailedRconAuth: banned when the count is above
+    sv_rcon_maxfailures (10). Spaced past the 5-in-30 s window so only the count bites."""
+    cfg = game_root / "left4dead2" / "cfg" / "server.cfg"
+    cfg.write_text(SERVER_CFG + "sv_rcon_minfailuretime 1\n")
+    server = start_srcds(game_root)
+    for _ in range(10):
+        with pytest.raises(WrongPassword):
+            rcon(server, "status", password="guess")
+        time.sleep(0.25)  # at most 4 failures in any 1 s window: the rate rule stays quiet
+    assert rcon(server, "echo", "still", "answered").strip() == "still answered"
+    assert not any("Banning" in line for line in server.process.lines)
+    # The 11th: no AUTH_RESPONSE, the connection is closed, and the address is filtered.
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
+    server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
+    assert _bad_logins(server) == 11
+
+
+def test_rcon_bans_the_sixth_failure_within_thirty_seconds(start_srcds, game_root):
+    server = start_srcds(game_root)
+    for _ in range(5):
+        with pytest.raises(WrongPassword):
+            rcon(server, "status", password="guess")
+    assert not any("Banning" in line for line in server.process.lines)
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
+    server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
+
+
+def test_a_banned_address_gets_no_rcon_and_banned_by_server_on_a2s(start_srcds, game_root):
+    """The ban is the engine's `addip sv_rcon_banpenalty IP`: the IP filter drops the address's
+    TCP connections and answers each of its UDP packets, A2S too, with "Banned by server"."""
     cfg = game_root / "left4dead2" / "cfg" / "server.cfg"
     cfg.write_text(SERVER_CFG + "sv_rcon_maxfailures 3\nsv_rcon_banpenalty 5\n")
     server = start_srcds(game_root)
+    # maxfailures 3 < minfailures 5: srcds swaps them, so the 4th failure within 30 s bans.
     for _ in range(3):
         with pytest.raises(WrongPassword):
             rcon(server, "status", password="guess")
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
     server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
-    with pytest.raises((EmptyResponse, OSError, WrongPassword)):
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
         rcon(server, "status")  # even the right password is refused while banned
-    assert a2s.info(server.address, timeout=2).server_name == "Overlay Host"
+    assert _raw_a2s_info(server) == b"\xff\xff\xff\xfflBanned by server\n\x00"
+
+
+def test_writeid_and_writeip_write_the_ban_files_or_say_they_could_not(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "sim_addplayer", "Griefer", "60", "10")
+    rcon(server, "banid", "0", "Griefer")
+    rcon(server, "addip", "0", "203.0.113.9")
+    assert rcon(server, "writeid").strip() == "Writing cfg/banned_user.cfg."
+    assert rcon(server, "writeip").strip() == "Writing cfg/banned_ip.cfg."
+    cfg = game_root / "left4dead2" / "cfg"
+    assert (cfg / "banned_ip.cfg").read_bytes() == b"addip 0 203.0.113.9\r\n"
+    assert (cfg / "banned_user.cfg").read_bytes().startswith(b"banid 0 STEAM_1:")
+    (cfg / "banned_user.cfg").unlink()
+    (cfg / "banned_user.cfg").mkdir()  # any open failure (EACCES on a real host) reads so
+    assert rcon(server, "writeid").splitlines() == [
+        "Writing cfg/banned_user.cfg.", "Couldn't open cfg/banned_user.cfg"]
+
+
+def test_status_shows_players_whose_steam_id_is_pending(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "sim_addplayer", "Joiner", "80", "5", "pending")
+    rcon(server, "sim_addplayer", "Joiner", "90", "3", "pending")
+    rows = [line for line in rcon(server, "status").splitlines() if "STEAM_ID_PENDING" in line]
+    assert len(rows) == 2 and rows[0].split()[1] != rows[1].split()[1]  # two userids
+
+
+def test_sim_burst_prints_every_line(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert rcon(server, "sim_burst", "500").strip() == "sim_burst: printed 500 lines"
+    server.process.wait_for_line("sim_burst line 500/500")
+    assert sum(1 for line in server.process.lines if line.startswith("sim_burst line ")) == 500
 
 
 def test_status_rows_have_the_l4d2_shape_with_survivor_bots(start_srcds, game_root):

@@ -60,9 +60,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     ALLOWED_ROOT_NAMES,
     DEFAULT_UPPER_DIR_MAX,
+    GAME_WRITABLE_LAYER_MODE,
     LOWERDIRS_KEY,
     MAX_LAYERS,
     UPPER_DIR_MAX_KEY,
+    DirSpec,
     MountError,
     env_file_path,
     instance_paths,
@@ -746,7 +748,7 @@ def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int,
 
 
 def config_layer_dirs(layout: HostLayout, name: str) -> list[str]:
-    """The config layer's directories, outermost first (root:left4me 0750)."""
+    """The config layer's directories, outermost first (modes: config_layer_dir_specs)."""
     top = layout.config_layer(name)
     cfg = os.path.dirname(layout.instance_cfg(name))
     dirs = [top]
@@ -755,6 +757,26 @@ def config_layer_dirs(layout: HostLayout, name: str) -> list[str]:
         current = os.path.join(current, part)
         dirs.append(current)
     return dirs
+
+
+# The config layer is the instance's first layer, so its directories are the ones the game
+# sees at left4dead2/ and left4dead2/cfg/ (overlayfs shows the topmost layer's owner and
+# mode, and a copy-up into the upper dir keeps them). srcds writes there: `writeid`/`writeip`
+# create cfg/banned_user.cfg and cfg/banned_ip.cfg, `log on` makes left4dead2/logs/, plugins
+# their own files; root's 0750 refused all of it ("Couldn't open cfg/banned_user.cfg"). So
+# those two are group-writable for the runtime user's group, with the sticky bit: the game
+# may add entries but never rename or remove root's (cfg/left4me/, which stays 0750 with its
+# 0640 files, so the game reads its own password and cannot replace it).
+PRIVATE_LAYER_MODE = 0o750
+GAME_WRITABLE_LAYER_DIRS = ("left4dead2", "left4dead2/cfg")
+
+
+def config_layer_dir_specs(layout: HostLayout, name: str, gid: int) -> list[DirSpec]:
+    """The config layer's directories with their owner (root:``gid``) and mode."""
+    top = layout.config_layer(name)
+    writable = {os.path.join(top, d) for d in GAME_WRITABLE_LAYER_DIRS}
+    return [DirSpec(d, 0, gid, GAME_WRITABLE_LAYER_MODE if d in writable else PRIVATE_LAYER_MODE)
+            for d in config_layer_dirs(layout, name)]
 
 
 def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:

@@ -382,7 +382,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     cfg_secrets,
     check_ports_against_host,
     check_unique,
-    config_layer_dirs,
+    config_layer_dir_specs,
     configured_instances,
     failure_reason,
     file_change,
@@ -573,7 +573,7 @@ def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int,
     name = plan.name
     plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid, cpu_mhz)]
     plan.config_changed = any(f.content_changed for f in plan.files)
-    layer_dirs = [DirSpec(d, 0, gid, 0o750) for d in config_layer_dirs(layout, name)]
+    layer_dirs = config_layer_dir_specs(layout, name, gid)
     paths = instance_paths(name, layout.state_dir)
     runtime = instance_dir_specs(paths, uid, gid)
     mounted = read_mount_state(paths.merged).mounted

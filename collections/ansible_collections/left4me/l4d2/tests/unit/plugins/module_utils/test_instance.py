@@ -250,6 +250,19 @@ def test_config_layer_dirs_and_removal_targets(layout):
     ]
 
 
+def test_the_game_may_write_in_left4dead2_and_cfg_but_not_in_left4me(layout):
+    """srcds creates cfg/banned_user.cfg (writeid), cfg/banned_ip.cfg (writeip) and
+    left4dead2/logs/; the directory with the RCON password stays root's."""
+    specs = {os.path.relpath(s.path, layout.config_layer("coop1")): s
+             for s in inst.config_layer_dir_specs(layout, "coop1", 1234)}
+    assert {path: (s.uid, s.gid, oct(s.mode)) for path, s in specs.items()} == {
+        ".": (0, 1234, "0o750"),
+        "left4dead2": (0, 1234, "0o1770"),
+        "left4dead2/cfg": (0, 1234, "0o1770"),
+        "left4dead2/cfg/left4me": (0, 1234, "0o750"),
+    }
+
+
 # --- the Steam client links ------------------------------------------------------------
 
 
