@@ -269,7 +269,8 @@ for dir in $g/instances/*/; do
   install -d -m 0755 /var/lib/left4me/runtime "$r"
   install -d -m 0700 "$r/work"
   install -d -o left4me -g left4me -m 0755 "$r/upper" "$r/merged"
-  timeout 180 systemctl start --wait "$unit"
+  # An emulated guest on a loaded machine is slow: a fork bomb probe has outlasted 180 s (seen).
+  timeout 420 systemctl start --wait "$unit"
   show=$(systemctl show -p Result -p ExecMainStatus -p MemoryMax -p TasksMax \
     -p CPUQuotaPerSecUSec -p IPAddressDeny -p SocketBindDeny -p SocketBindAllow "$unit" \
     | tr '\\n' ' ')
