@@ -944,6 +944,49 @@ def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int =
     return MountPlan(name, "unmounted", paths, before, action=action)
 
 
+# The config layer's directories the game may write in (srcds_instance gives them this mode;
+# see _instance.GAME_WRITABLE_LAYER_DIRS). An upper dir holds a copy of one once anything was
+# written below it, with the owner and mode it had then, and that copy wins over the layer:
+# a copy made while they were root's 0750 is brought to the new mode at the next mount.
+GAME_WRITABLE_LAYER_MODE = 0o1770
+_COPIED_UP_LAYER_DIRS = (("left4dead2",), ("left4dead2", "cfg"))
+_OLD_LAYER_MODE = 0o750
+
+
+def open_copied_up_layer_dirs(upper: str, layer_uid: int = 0) -> list[str]:
+    """chmod the upper dir's copies of the game-writable layer directories that still have
+    the old root 0750 (owned by ``layer_uid``) to GAME_WRITABLE_LAYER_MODE; return them.
+    Each component is opened O_NOFOLLOW from its parent's fd (the upper dir is the game's:
+    a link there is never followed) and the mode set on the fd. Only while unmounted."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        root_fd = os.open(upper, flags)
+    except FileNotFoundError:
+        return []
+    fixed = []
+    try:
+        for parts in _COPIED_UP_LAYER_DIRS:
+            fds = []
+            try:
+                fd = root_fd
+                for part in parts:
+                    fd = os.open(part, flags, dir_fd=fd)
+                    fds.append(fd)
+                st = os.fstat(fd)
+                if st.st_uid == layer_uid and stat.S_IMODE(st.st_mode) == _OLD_LAYER_MODE:
+                    os.fchmod(fd, GAME_WRITABLE_LAYER_MODE)
+                    fixed.append(os.path.join(upper, *parts))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise
+            finally:
+                for fd in fds:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+    return fixed
+
+
 def apply_mount_plan(plan: MountPlan) -> str:
     """Carry out a plan in the current mount namespace; return what was done.
 
@@ -959,6 +1002,7 @@ def apply_mount_plan(plan: MountPlan) -> str:
     if plan.action == "none":
         return "none"
     source = mount_source(plan.name)
+    open_copied_up_layer_dirs(paths.upper)
     try:
         return mount_overlayfs(plan.lowerdirs, paths.upper, paths.work, paths.merged, source=source)
     except (OSError, MountError):

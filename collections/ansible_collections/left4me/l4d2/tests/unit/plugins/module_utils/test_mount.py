@@ -942,3 +942,29 @@ def test_helper_refuses_path_overrides_under_sudo(state_dir, helper):
     result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir), env=env)
     assert result.returncode == 1
     assert "refused under sudo" in result.stderr
+
+
+def test_copies_of_the_layer_dirs_in_an_upper_dir_get_the_game_writable_mode(tmp_path):
+    """A copy-up made while the config layer's dirs were root 0750 keeps that mode in the
+    upper dir, where it wins: the next mount brings it to 1770. Links are never followed,
+    and a directory the game made itself (its own owner) is left alone."""
+    upper = tmp_path / "upper"
+    cfg = upper / "left4dead2" / "cfg"
+    cfg.mkdir(parents=True)
+    os.chmod(upper / "left4dead2", 0o750)
+    os.chmod(cfg, 0o750)
+    uid = os.getuid()
+    fixed = mount_lib.open_copied_up_layer_dirs(str(upper), layer_uid=uid)
+    assert fixed == [str(upper / "left4dead2"), str(cfg)]
+    assert oct((upper / "left4dead2").stat().st_mode & 0o7777) == "0o1770"
+    assert oct(cfg.stat().st_mode & 0o7777) == "0o1770"
+    assert mount_lib.open_copied_up_layer_dirs(str(upper), layer_uid=uid) == []  # idempotent
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o750)
+    os.chmod(elsewhere, 0o750)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "left4dead2").symlink_to(elsewhere)
+    assert mount_lib.open_copied_up_layer_dirs(str(linked), layer_uid=uid) == []
+    assert oct(elsewhere.stat().st_mode & 0o7777) == "0o750"
+    assert mount_lib.open_copied_up_layer_dirs(str(tmp_path / "missing")) == []
