@@ -35,6 +35,10 @@ DEFAULT_CVARS = {
     "motd_enabled": "1",
     # The cfg srcds runs at every map load (the game's rules exec it); server.cfg by default.
     "servercfgfile": "server.cfg",
+    # The engine's port cvars (net_ws.cpp): the client socket's and SourceTV's ports, set
+    # with +clientport / +tv_port before the sockets open (standins/srcds/net.py).
+    "clientport": "27005",
+    "tv_port": "27020",
 }
 # Never reported through A2S_RULES: secrets, as srcds hides FCVAR_PROTECTED values.
 PROTECTED_CVARS = frozenset({"rcon_password", "sv_password"})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import socket
 import struct
 import time
+from pathlib import Path
 
 import a2s
 import pytest
@@ -14,6 +17,7 @@ from rcon.exceptions import EmptyResponse, WrongPassword
 from rcon.source import Client
 from standin_harness import LOOPBACK, free_port, make_game_root
 
+from standins.srcds import cpu, net
 from standins.vpk import VPK_HEADER
 
 SERVER_CFG = """// overlay-provided server.cfg
@@ -498,13 +502,13 @@ def test_fail_to_bind_switch(start_srcds, game_root):
     assert "Couldn't allocate any server IP port" in server.process.output
 
 
-def test_port_really_in_use(start_srcds, game_root):
+def test_port_really_in_use_with_strictportbind(start_srcds, game_root):
     port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
         blocker.bind((LOOPBACK, port))
-        server = start_srcds(game_root, port=port, ready=False)
+        server = start_srcds(game_root, "-strictportbind", port=port, ready=False)
         assert server.process.wait() == 1
-    assert "UDP_OpenSocket: port" in server.process.output
+    assert "-strictportbind" in server.process.output
 
 
 def test_hang_at_start_never_answers_but_stops(start_srcds, game_root):
@@ -525,3 +529,140 @@ def test_seeded_player_schedule(start_srcds, game_root):
         time.sleep(0.05)  # polling an observable state, bounded by the deadline
     again = start_srcds(game_root, env={"SRCDS_SIM_SEED": "7", "SRCDS_SIM_PLAYERS": schedule})
     assert again.process.wait_for_line('" connected (') == joined  # same seed, same player
+
+
+# --- the sockets srcds opens, and its CPU speed (standins/srcds/net.py, cpu.py) ------------
+
+
+def udp_ports_bound(pid: int) -> set[int]:
+    """The UDP ports a process holds, from /proc/net/udp and its fds (like `ss -ulpn`)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def test_binds_server_client_and_sourcetv_ports(start_srcds, game_root):
+    port, client, tv = free_port(), free_port(), free_port()
+    server = start_srcds(game_root, "-sim_default_ports", "+clientport", str(client),
+                         "+tv_port", str(tv), port=port)
+    assert udp_ports_bound(server.process.popen.pid) == {port, client, tv}
+    assert f"ports {port} SV / {client} CL" in server.process.output
+
+
+def test_nohltv_opens_no_sourcetv_socket(start_srcds, game_root):
+    port, client = free_port(), free_port()
+    server = start_srcds(game_root, "+clientport", str(client), "-nohltv", port=port)
+    assert udp_ports_bound(server.process.popen.pid) == {port, client}
+
+
+def test_dash_clientport_is_not_srcds_syntax(start_srcds, game_root):
+    """Only the cvar sets it (LinuxGSM passes +clientport): -clientport leaves 27005."""
+    server = start_srcds(game_root, "-sim_default_ports", "-nohltv", "-clientport", "1")
+    assert "SV / 1 CL" not in server.process.output
+    assert " CL" in server.process.output
+
+
+def test_taken_port_moves_to_the_next_one(start_srcds, game_root):
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, port))
+        server = start_srcds(game_root, port=port, ready=False)
+        server.process.wait_for_line("Network: IP")
+    assert f"WARNING: Port {port} was unavailable - bound to port" in server.process.output
+    assert server.process.popen.poll() is None
+
+
+def test_strictportbind_quits_on_a_taken_port(start_srcds, game_root):
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, port))
+        server = start_srcds(game_root, "-strictportbind", port=port, ready=False)
+        assert server.process.wait() == 1
+    assert f'Port {port} was unavailable - quitting due to "-strictportbind"' in (
+        server.process.output)
+
+
+def test_refused_server_bind_is_fatal_not_retried(start_srcds, game_root):
+    """EADDRNOTAVAIL (as EPERM from SocketBindDeny=): no next port, the server quits."""
+    server = start_srcds(game_root, "+ip", "192.0.2.1", ready=False)
+    assert server.process.wait() == 1
+    output = server.process.output
+    assert "WARNING: NNET_OpenSocket: bind: Cannot assign requested address" in output
+    assert "Couldn't allocate any server IP port" in output
+    assert "was unavailable" not in output
+
+
+def test_client_port_falls_back_to_any_port(start_srcds, game_root):
+    client = free_port()
+    with contextlib.ExitStack() as stack:
+        for offset in range(net.PORT_TRY_MAX):  # the port and the nine after it: all taken
+            blocker = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            with contextlib.suppress(OSError):
+                blocker.bind((LOOPBACK, client + offset))
+        server = start_srcds(game_root, "+clientport", str(client))
+    assert "UDP_OpenSocket: unable to bind socket" in server.process.output
+    assert f"SV / {client} CL" not in server.process.output
+
+
+def cpu_env(tmp_path: Path, *, cpuinfo: str | None, sysfs: str | None = None,
+            **extra: str) -> dict[str, str]:
+    """Point the stand-in's /proc/cpuinfo and cpufreq reads at files (absent: None)."""
+    proc, sys_file = tmp_path / "cpuinfo", tmp_path / "cpuinfo_max_freq"
+    if cpuinfo is not None:
+        proc.write_text(cpuinfo)
+    if sysfs is not None:
+        sys_file.write_text(sysfs)
+    return {"SRCDS_SIM_PROC_CPUINFO": str(proc), "SRCDS_SIM_SYSFS_CPUFREQ": str(sys_file),
+            **extra}
+
+
+CPUINFO = "processor\t: 0\ncpu MHz\t\t: 2995.210\nprocessor\t: 1\ncpu MHz\t\t: 2995.210\n"
+
+
+def test_cpu_speed_from_the_tsc_needs_no_proc(start_srcds, game_root, tmp_path):
+    server = start_srcds(game_root, env=cpu_env(tmp_path, cpuinfo=None))
+    assert "CPU: 2400 MHz (tsc), 1 logical processor(s)" in server.process.output
+
+
+def test_unstable_tsc_falls_back_to_proc_cpuinfo(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=CPUINFO, SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 2995 MHz (/proc/cpuinfo), 2 logical processor(s)" in server.process.output
+
+
+def test_no_cpu_speed_without_proc_is_fatal(start_srcds, game_root, tmp_path):
+    """ProcSubset=pid hides /proc/cpuinfo: where the TSC measurement does not settle,
+    tier0 has nothing left and ends the server before it binds."""
+    env = cpu_env(tmp_path, cpuinfo=None, SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env, ready=False)
+    assert server.process.wait() == 1
+    assert "Unable to determine CPU Frequency" in server.process.output
+    assert "Network: IP" not in server.process.output
+
+
+def test_cpu_mhz_environment_wins(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=None, sysfs="3500000\n", SRCDS_SIM_TSC_UNSTABLE="1",
+                  CPU_MHZ="2100")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 2100 MHz (CPU_MHZ)" in server.process.output
+
+
+def test_cpufreq_max_is_read_before_measuring(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=None, sysfs="3500000\n", SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 3500 MHz (cpufreq)" in server.process.output
+
+
+def test_cpuinfo_parsed_as_tier0_reads_it():
+    assert cpu.mhz_from_cpuinfo(CPUINFO) == 2995
+    assert cpu.mhz_from_cpuinfo("model name : x\n") == 0
+    assert cpu.logical_from_cpuinfo(CPUINFO) == 2
+    assert cpu.logical_from_cpuinfo(None) == 1

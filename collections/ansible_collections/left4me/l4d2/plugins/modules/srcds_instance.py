@@ -76,7 +76,10 @@ options:
           - Required when the instance is configured by this call.
         type: int
       client_port: &client_port
-        description: Client port (C(-clientport)), unique on the host. Not passed when unset.
+        description:
+          - Client port srcds binds besides its game port (C(+clientport)), unique on the host.
+          - Every srcds binds one (27005 unless told), and the unit lets it bind only its own
+            ports, so an instance always gets one; C(port) + 1 when unset.
         type: int
       lowerdirs: &lowerdirs
         description:
@@ -396,6 +399,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     failure_reason,
     file_change,
     has_process_output,
+    host_cpu_mhz,
     missing_steam_links,
     parse_journal_json,
     ports_from_env,
@@ -576,10 +580,11 @@ def has_config(raw: dict) -> bool:
     return any(raw.get(key) is not None for key in CONFIG_KEYS)
 
 
-def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int) -> None:
+def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int,
+               cpu_mhz: int | None = None) -> None:
     """What one configured instance's files and directories need."""
     name = plan.name
-    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid)]
+    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid, cpu_mhz)]
     plan.config_changed = any(f.content_changed for f in plan.files)
     layer_dirs = config_layer_dir_specs(layout, name, gid)
     paths = instance_paths(name, layout.state_dir)
@@ -629,9 +634,10 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     check_ports_against_host(specs, others)
     # Only valid arguments get this far: the runtime user is looked up after them.
     uid, gid = resolve_owner(params["owner"])
+    cpu_mhz = host_cpu_mhz()  # the server cannot read it (ProcSubset=pid): its env file says
     for plan in plans:
         if plan.spec is not None:
-            plan_files(plan, layout, uid, gid)
+            plan_files(plan, layout, uid, gid, cpu_mhz)
     for plan in plans:
         plan_address(plan, on_host.get(plan.name, {}), state)
     return plans
