@@ -39,6 +39,14 @@ MAX_HOSTS = NETWORK.num_addresses // 4
 REBOOT_EXIT_CODE = 133
 BOOT_TIMEOUT = 90.0
 
+# Loop devices every host sees: the game host's mount helper backs each server's writes
+# with an ext4 image it loop-mounts. A container's /dev is its own tmpfs, so it sees a loop
+# device only if bound in, while LOOP_CTL_GET_FREE hands out the lowest free one of this
+# machine's. Hosts run side by side and share them: enough for every server of a few hosts.
+LOOP_DEVICES = 48
+LOOP_MAJOR = 7
+LOOP_CTL_ADD = 0x4C80
+
 NSPAWN_ENV = {
     # Pure cgroup v2 inside: without it IPAddressDeny= never takes effect.
     "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1",
@@ -292,8 +300,29 @@ def supervise(name: str) -> int:
     return 0
 
 
+def ensure_loop_devices(count: int = LOOP_DEVICES) -> list[str]:
+    """Make /dev/loop0..count-1 exist on this machine (LOOP_CTL_ADD; devtmpfs makes the
+    nodes) and return their paths. An index that exists already is left alone."""
+    found = []
+    with open("/dev/loop-control", "rb") as control:
+        for index in range(count):
+            node = f"/dev/loop{index}"
+            if not os.path.exists(node):
+                with contextlib.suppress(FileExistsError):
+                    fcntl.ioctl(control, LOOP_CTL_ADD, index)
+                for _ in range(50):  # devtmpfs adds the node shortly after
+                    if os.path.exists(node):
+                        break
+                    time.sleep(0.02)
+                else:
+                    os.mknod(node, 0o600 | 0o060000, os.makedev(LOOP_MAJOR, index))
+            found.append(node)
+    return found
+
+
 def _nspawn_command(host: TestHost) -> list[str]:
     repo = (host.dir / "apt-repo").read_text().strip()
+    loops = [f"--bind={node}" for node in ["/dev/loop-control", *ensure_loop_devices()]]
     return [
         "systemd-nspawn", "--quiet",
         "--register=no", "--keep-unit",  # there is no systemd or D-Bus on this side
@@ -304,6 +333,7 @@ def _nspawn_command(host: TestHost) -> list[str]:
         # game_instances loads the runtime user's rules); it cannot touch this machine's.
         "--capability=CAP_NET_ADMIN",
         f"--bind-ro={repo}:{image.REPO_MOUNT}",  # the host's only apt source
+        *loops,  # each server's writes live on a loop-mounted ext4 image (role game_host)
         "--console=read-only", "--boot",
     ]
 

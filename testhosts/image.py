@@ -44,6 +44,8 @@ REPO_PACKAGES = (
     # role game_host, game_host_packages
     "7zip", "ca-certificates", "coreutils", "curl", "iproute2", "libbpf1", "procps", "python3",
     "sudo",
+    # role game_host: mkfs.ext4 and resize2fs for each server's size-capped write filesystem
+    "e2fsprogs",
     # role game_host, game_host_steamcmd_packages (the real steamcmd's 32-bit runtime)
     "lib32gcc-s1", "lib32stdc++6",
     # role game_instances: the runtime user's network rules

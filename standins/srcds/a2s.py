@@ -21,6 +21,8 @@ PROTOCOL_VERSION = 17
 APP_ID = 550
 # EDF bits: port, SteamID, keywords, 64-bit game id.
 EDF_PORT, EDF_STEAMID, EDF_KEYWORDS, EDF_GAMEID = 0x80, 0x10, 0x20, 0x01
+# Filter_SendBan (engine/sv_filter.cpp): NET_OutOfBandPrintf of A2A_PRINT ('l') and the text.
+BANNED_BY_SERVER = b"lBanned by server\n\x00"
 SPLIT_PAYLOAD_SIZE = 1248  # srcds splits answers larger than one ~1260-byte packet
 
 
@@ -47,6 +49,11 @@ class QueryResponder:
         return struct.unpack("<i", digest[:4])[0]
 
     def handle(self, packet: bytes, address: tuple[str, int]) -> None:
+        if self.server.is_ip_banned(address[0]):
+            # NET_ProcessSocket drops every packet of a filtered address (an RCON ban is an
+            # `addip`) and tells it so: Filter_SendBan, A2A_PRINT "Banned by server".
+            self._send(BANNED_BY_SERVER, address)
+            return
         if len(packet) < 5 or not packet.startswith(HEADER_SIMPLE):
             return
         kind, body = packet[4], packet[5:]

@@ -31,6 +31,7 @@ class FaultSwitches:
     crash_at_start: bool = False
     bind_fail: bool = False
     hang_at_start: bool = False
+    tsc_unstable: bool = False
 
 
 @dataclass
@@ -42,6 +43,8 @@ class LaunchOptions:
     maxplayers: int | None = None
     tickrate: int = 30
     insecure: bool = False
+    nohltv: bool = False
+    strict_port_bind: bool = False
     # Console commands from the command line (+hostname x, +exec y), in order.
     console_commands: list[list[str]] = field(default_factory=list)
     seed: int = 0
@@ -99,6 +102,10 @@ def _apply_dash_option(options: LaunchOptions, name: str, value: str) -> None:
             options.bind_ip = value
         case "-insecure":
             options.insecure = True
+        case "-nohltv":
+            options.nohltv = True
+        case "-strictportbind":
+            options.strict_port_bind = True
         case "-sim_seed" | "--seed":
             options.seed = int(value)
         case "-sim_players" | "--player-schedule":
@@ -111,8 +118,10 @@ def _apply_dash_option(options: LaunchOptions, name: str, value: str) -> None:
             faults.bind_fail = True
         case "-sim_hang":
             faults.hang_at_start = True
+        case "-sim_tsc_unstable":
+            faults.tsc_unstable = True
         case _:
-            pass  # -usercon, -console, -nomaster, -norestart and unknown flags: like srcds
+            pass  # -usercon, -console, -nomaster, -norestart, -clientport, unknown: like srcds
 
 
 def _apply_plus_commands(options: LaunchOptions, commands: list[list[str]]) -> None:
@@ -150,6 +159,7 @@ def _apply_environment(options: LaunchOptions) -> None:
     faults.crash_at_start = faults.crash_at_start or _env_flag("SRCDS_SIM_CRASH_AT_START")
     faults.bind_fail = faults.bind_fail or _env_flag("SRCDS_SIM_BIND_FAIL")
     faults.hang_at_start = faults.hang_at_start or _env_flag("SRCDS_SIM_HANG_AT_START")
+    faults.tsc_unstable = faults.tsc_unstable or _env_flag("SRCDS_SIM_TSC_UNSTABLE")
 
 
 def parse_command_line(argv: list[str]) -> LaunchOptions:

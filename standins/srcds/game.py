@@ -35,6 +35,10 @@ DEFAULT_CVARS = {
     "motd_enabled": "1",
     # The cfg srcds runs at every map load (the game's rules exec it); server.cfg by default.
     "servercfgfile": "server.cfg",
+    # The engine's port cvars (net_ws.cpp): the client socket's and SourceTV's ports, set
+    # with +clientport / +tv_port before the sockets open (standins/srcds/net.py).
+    "clientport": "27005",
+    "tv_port": "27020",
 }
 # Never reported through A2S_RULES: secrets, as srcds hides FCVAR_PROTECTED values.
 PROTECTED_CVARS = frozenset({"rcon_password", "sv_password"})
@@ -85,7 +89,18 @@ class GameServer:
             "sim_addplayer": self._cmd_sim_addplayer,
             "sim_removeplayer": self._cmd_sim_removeplayer,
             "sim_addons": self._cmd_sim_addons,
+            "sim_burst": self._cmd_sim_burst,
+            "addip": self._cmd_addip,
+            "removeip": self._cmd_removeip,
+            "listip": self._cmd_listip,
+            "writeip": self._cmd_writeip,
+            "banid": self._cmd_banid,
+            "writeid": self._cmd_writeid,
         }
+        # The engine's IP filter (sv_filter.cpp): address -> monotonic end, inf = permanent,
+        # with the minutes it was given (writeip keeps only the permanent ones).
+        self.ip_filters: dict[str, tuple[float, float]] = {}
+        self.id_filters: dict[str, float] = {}  # banid: SteamID -> minutes (0 = permanent)
 
     # ----- command execution -------------------------------------------------------------
     def execute_text(self, text: str, *, from_cfg: bool = False, depth: int = 0) -> list[str]:
@@ -199,11 +214,12 @@ class GameServer:
         override = self.cvar_int("sv_maxplayers", -1)
         return override if override >= 0 else self.cvar_int("maxplayers", 8)
 
-    def add_player(self, name: str, ping: int = 50, connected_seconds: float = 0) -> Player:
+    def add_player(self, name: str, ping: int = 50, connected_seconds: float = 0,
+                   pending: bool = False) -> Player:
         with self.lock:
             userid = self._take_userid()
             address = f"127.0.0.{2 + userid % 250}:27005"
-            player = Player(userid, name, account_id_for(name), address, ping)
+            player = Player(userid, name, account_id_for(name), address, ping, pending=pending)
             player.joined_at = time.monotonic() - connected_seconds
             player.slot = self._free_slot()
             self.players.append(player)
@@ -275,10 +291,11 @@ class GameServer:
 
     def _cmd_sim_addplayer(self, args: list[str]) -> list[str]:
         if not args:
-            return ["sim_addplayer <name> [ping [connected_seconds]]  (stand-in only)"]
+            return ["sim_addplayer <name> [ping [connected_seconds [pending]]]  (stand-in only)"]
         ping = int(args[1]) if len(args) > 1 and args[1].isdigit() else 50
         connected = int(args[2]) if len(args) > 2 and args[2].isdigit() else 0
-        player = self.add_player(args[0], ping, connected)
+        pending = len(args) > 3 and args[3].lower() == "pending"
+        player = self.add_player(args[0], ping, connected, pending)
         return [f'Added "{player.name}" as #{player.userid} ({player.steam2_id})']
 
     def _cmd_sim_removeplayer(self, args: list[str]) -> list[str]:
@@ -287,6 +304,89 @@ class GameServer:
             return ["sim_removeplayer <name>|#userid: no such player  (stand-in only)"]
         self.remove_player(player, "Disconnect by user.")
         return [f"Removed {player.name}"]
+
+    # ----- bans (engine/sv_filter.cpp of the Source engine) -----------------------------
+    def is_ip_banned(self, ip: str) -> bool:
+        """Filter_ShouldDiscard: a banned address gets nothing but "Banned by server" on UDP
+        and is not accepted on RCON's TCP port; a timed ban ends by itself."""
+        with self.lock:
+            entry = self.ip_filters.get(ip)
+            if entry is None:
+                return False
+            if time.monotonic() >= entry[0]:
+                del self.ip_filters[ip]
+                return False
+            return True
+
+    def _cmd_addip(self, args: list[str]) -> list[str]:
+        if len(args) != 2:
+            return ["Usage:  addip < minutes > < ipaddress >", "Use 0 minutes for permanent"]
+        try:
+            minutes = max(float(args[0]), 0.0)
+        except ValueError:
+            minutes = 0.0
+        minutes = 0.0 if minutes < 0.01 else minutes
+        until = time.monotonic() + 60 * minutes if minutes else float("inf")
+        self.ip_filters[args[1]] = (until, minutes)
+        return []
+
+    def _cmd_removeip(self, args: list[str]) -> list[str]:
+        if not args:
+            return ["Usage:  removeip < slot | ipaddress >"]
+        if self.ip_filters.pop(args[0], None) is None:
+            return [f"removeip:  couldn't find {args[0]}"]
+        return [f"removeip:  filter removed for {args[0]}"]
+
+    def _cmd_listip(self, args: list[str]) -> list[str]:
+        if not self.ip_filters:
+            return ["IP filter list: empty"]
+        count = len(self.ip_filters)
+        lines = [f"IP filter list: {count} {'entry' if count == 1 else 'entries'}"]
+        for index, (ip, (_until, minutes)) in enumerate(self.ip_filters.items(), 1):
+            lines.append(f"{index} {ip} : {f'{minutes:.3f} min' if minutes else 'permanent'}")
+        return lines
+
+    def _cmd_banid(self, args: list[str]) -> list[str]:
+        if len(args) < 2:
+            return ["Usage:  banid < minutes > < userid | uniqueid > { kick }",
+                    "Use 0 minutes for permanent"]
+        try:
+            minutes = max(float(args[0]), 0.0)
+        except ValueError:
+            minutes = 0.0
+        target = args[1]
+        player = self.find_player(f"#{target}" if target.isdigit() else target, bots=False)
+        steam_id = player.steam2_id if player else target
+        self.id_filters[steam_id] = 0.0 if minutes < 0.01 else minutes
+        return []
+
+    def _write_ban_file(self, name: str, lines: list[str]) -> list[str]:
+        """writeid/writeip: `Writing cfg/NAME.`, then the file opened "wb" in the game dir
+        (through the overlay: the directory must let the game create it), or `Couldn't open`."""
+        path = f"cfg/{name}"
+        output = [f"Writing {path}."]
+        try:
+            with open(self.game_dir / path, "wb") as handle:
+                handle.write("".join(f"{line}\r\n" for line in lines).encode())
+        except OSError:
+            output.append(f"Couldn't open {path}")
+        return output
+
+    def _cmd_writeip(self, args: list[str]) -> list[str]:
+        permanent = [ip for ip, (_until, minutes) in self.ip_filters.items() if not minutes]
+        return self._write_ban_file("banned_ip.cfg", [f"addip 0 {ip}" for ip in permanent])
+
+    def _cmd_writeid(self, args: list[str]) -> list[str]:
+        permanent = [sid for sid, minutes in self.id_filters.items() if not minutes]
+        return self._write_ban_file("banned_user.cfg", [f"banid 0 {sid}" for sid in permanent])
+
+    def _cmd_sim_burst(self, args: list[str]) -> list[str]:
+        """`sim_burst N`: N console lines at once, as a busy server with plugins (map load,
+        SourceMod, a chatty plugin) prints them; each numbered so a reader can count them."""
+        count = int(args[0]) if args and args[0].isdigit() else 1000
+        for number in range(1, count + 1):
+            say(f"sim_burst line {number}/{count}")
+        return [f"sim_burst: printed {count} lines"]
 
     # ----- reports -----------------------------------------------------------------------
     def clients_by_slot(self) -> list[Player]:

@@ -64,11 +64,16 @@ class Player:
     slot: int = 0  # 1-based client slot (entity index), as `status` prints it
     character: str | None = None  # the survivor this client plays, if any
     bot: bool = False
+    # Steam has not yet validated this client's ticket: `status` prints STEAM_ID_PENDING in
+    # the uniqueid column (several such players look alike but for userid and name).
+    pending: bool = False
 
     @property
     def steam2_id(self) -> str:
         if self.bot:
             return "BOT"
+        if self.pending:
+            return "STEAM_ID_PENDING"
         # STEAM_1:Y:Z where account id = 2*Z + Y (universe 1 = public, as L4D2 prints it).
         return f"STEAM_1:{self.account_id % 2}:{self.account_id // 2}"
 

@@ -75,39 +75,40 @@ def read_packet(conn: socket.socket) -> tuple[int, int, bytes] | None:
 
 
 @dataclass
-class BanList:
-    """Per-address failed-auth counters and bans (sv_rcon_maxfailures / sv_rcon_banpenalty)."""
+class FailedLogins:
+    """CRConServer::HandleFailedRconAuth (Source engine, engine/sv_rcon.cpp, e.g.
+    github.com/nillerusr/source-engine): per address, a count of failed logins and the times
+    of the last 20. A failure bans the address (``addip sv_rcon_banpenalty IP``) when the
+    count is *above* sv_rcon_maxfailures (default 10: the 11th failure), or when more than
+    sv_rcon_minfailures (default 5: the 6th) fell within sv_rcon_minfailuretime seconds
+    (default 30). If maxfailures < minfailures srcds swaps the two cvars first. The count
+    never resets (a good login does not clear it), only a restart does."""
 
-    failures: dict[str, int] = field(default_factory=dict)
-    banned_until: dict[str, float] = field(default_factory=dict)  # inf = permanent
+    failures: dict[str, list[float]] = field(default_factory=dict)  # ip -> times, last 20
+    counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def is_banned(self, ip: str) -> bool:
+    def record_failure(self, server: GameServer, ip: str, now: float | None = None) -> bool:
+        """Count a failure; True when this one bans the address."""
+        now = time.monotonic() if now is None else now
         with self.lock:
-            until = self.banned_until.get(ip)
-            if until is not None and time.monotonic() >= until:
-                del self.banned_until[ip]
-                return False
-            return until is not None
-
-    def record_failure(self, ip: str, max_failures: int, penalty_minutes: float) -> bool:
-        """Count a failure; True when this one triggers a ban."""
-        with self.lock:
-            self.failures[ip] = self.failures.get(ip, 0) + 1
-            if self.failures[ip] < max(max_failures, 1):
-                return False
-            self.failures.pop(ip)
-            duration = penalty_minutes * 60 if penalty_minutes > 0 else float("inf")
-            self.banned_until[ip] = time.monotonic() + duration
-            return True
-
-    def record_success(self, ip: str) -> None:
-        with self.lock:
-            self.failures.pop(ip, None)
+            self.counts[ip] = self.counts.get(ip, 0) + 1
+            times = self.failures.setdefault(ip, [])
+            times.append(now)
+            del times[:-20]
+            max_failures = server.cvar_int("sv_rcon_maxfailures", 10)
+            min_failures = server.cvar_int("sv_rcon_minfailures", 5)
+            if max_failures < min_failures:  # srcds swaps them, and keeps them swapped
+                server.cvars["sv_rcon_maxfailures"] = str(min_failures)
+                server.cvars["sv_rcon_minfailures"] = str(max_failures)
+                max_failures, min_failures = min_failures, max_failures
+            window = server.cvar_int("sv_rcon_minfailuretime", 30)
+            recent = sum(1 for at in times if at + window >= now)
+            return self.counts[ip] > max_failures or recent > min_failures
 
 
 class RconSession:
-    def __init__(self, server: GameServer, bans: BanList, conn: socket.socket, ip: str):
+    def __init__(self, server: GameServer, bans: FailedLogins, conn: socket.socket, ip: str):
         self.server = server
         self.bans = bans
         self.conn = conn
@@ -117,7 +118,7 @@ class RconSession:
     def run(self) -> None:
         while not self.server.stop_requested.is_set():
             packet = read_packet(self.conn)
-            if packet is None or self.bans.is_banned(self.ip):
+            if packet is None or self.server.is_ip_banned(self.ip):
                 return
             if not self.handle(*packet):
                 return
@@ -143,17 +144,19 @@ class RconSession:
         ok = bool(expected) and password == expected
         self.conn.sendall(encode_packet(request_id, SERVERDATA_RESPONSE_VALUE, b""))
         time.sleep(AUTH_RESPONSE_DELAY)
-        self.conn.sendall(encode_packet(request_id if ok else -1, SERVERDATA_AUTH_RESPONSE, b""))
         self.authenticated = ok
         if ok:
-            self.bans.record_success(self.ip)
+            self.conn.sendall(encode_packet(request_id, SERVERDATA_AUTH_RESPONSE, b""))
             return True
         say(f'rcon from "{self.ip}": Bad Password')
-        max_failures = self.server.cvar_int("sv_rcon_maxfailures", 10)
-        penalty = self.server.cvar_int("sv_rcon_banpenalty", 0)
-        if self.bans.record_failure(self.ip, max_failures, penalty):
+        if self.bans.record_failure(self.server, self.ip):
+            # CServerRemoteAccess::BadPassword: the banning failure gets no AUTH_RESPONSE, the
+            # connection is closed; the ban is the console's `addip`, which also mutes A2S.
             say(f"Banning {self.ip} for rcon hacking attempts")
+            penalty = self.server.cvar_int("sv_rcon_banpenalty", 0)
+            self.server.execute(["addip", str(penalty), self.ip])
             return False
+        self.conn.sendall(encode_packet(-1, SERVERDATA_AUTH_RESPONSE, b""))
         return True
 
     def _execute(self, request_id: int, command: str) -> None:
@@ -171,7 +174,7 @@ class RconSession:
 
 def serve_rcon(server: GameServer, listener: socket.socket) -> None:
     """Accept connections until stop; one thread per connection like srcds's listener."""
-    bans = BanList()
+    bans = FailedLogins()
     listener.settimeout(0.2)
     while not server.stop_requested.is_set():
         try:
@@ -180,15 +183,15 @@ def serve_rcon(server: GameServer, listener: socket.socket) -> None:
             continue
         except OSError:
             return
-        if bans.is_banned(address[0]):
-            conn.close()  # banned addresses are dropped on connect, before any packet
+        if server.is_ip_banned(address[0]):
+            conn.close()  # ShouldAcceptSocket: a filtered address is dropped on connect
             continue
         thread = threading.Thread(target=_run_session, args=(server, bans, conn, address[0]))
         thread.daemon = True
         thread.start()
 
 
-def _run_session(server: GameServer, bans: BanList, conn: socket.socket, ip: str) -> None:
+def _run_session(server: GameServer, bans: FailedLogins, conn: socket.socket, ip: str) -> None:
     conn.settimeout(None)
     # A client that goes away mid-packet is simply forgotten, as srcds does.
     with conn, contextlib.suppress(OSError):

@@ -6,7 +6,6 @@ import os
 import random
 import resource
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +13,9 @@ from pathlib import Path
 from standins.srcds.a2s import QueryResponder, anonymous_server_steamid, serve_queries
 from standins.srcds.cmdline import LaunchOptions, parse_command_line
 from standins.srcds.console import say
+from standins.srcds.cpu import EXIT_NO_CPU_FREQUENCY, detect
 from standins.srcds.game import GameServer
+from standins.srcds.net import FatalBind, Sockets, open_sockets
 from standins.srcds.players import parse_schedule, random_name
 from standins.srcds.rcon import serve_rcon
 
@@ -39,25 +40,26 @@ def _print_banner(options: LaunchOptions) -> None:
     say(f"Stand-in srcds (tickrate {options.tickrate}) from {Path.cwd()}")
 
 
-def _open_sockets(options: LaunchOptions) -> tuple[socket.socket, socket.socket] | None:
-    """UDP for A2S and TCP for RCON on the same port number, as srcds does."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _open_sockets(server: GameServer) -> Sockets | None:
+    """The engine's sockets (standins/srcds/net.py): server, client, SourceTV."""
+    options = server.options
     try:
-        if options.faults.bind_fail:
-            raise OSError("Address already in use (simulated)")
-        udp.bind((options.bind_ip, options.port))
-        tcp.bind((options.bind_ip, options.port))
-        tcp.listen(8)
-    except OSError as error:
-        udp.close()
-        tcp.close()
-        say(f"WARNING: UDP_OpenSocket: port: {options.port} bind: {error}")
-        say("WARNING: NET_OpenSockets: Couldn't allocate any server IP port")
-        say("Unable to open socket(s) for server, exiting.")
+        return open_sockets(
+            options.bind_ip, options.port, server.cvar_int("clientport", 27005),
+            None if options.nohltv else server.cvar_int("tv_port", 27020),
+            strict=options.strict_port_bind, simulate_refusal=options.faults.bind_fail)
+    except FatalBind:
         return None
-    return udp, tcp
+
+
+def _detect_cpu(options: LaunchOptions) -> bool:
+    """tier0's CPU speed detection (standins/srcds/cpu.py); False where tier0 gives up."""
+    found = detect(options.faults.tsc_unstable)
+    if found is None:
+        say("Unable to determine CPU Frequency")
+        return False
+    say(f"CPU: {found.mhz} MHz ({found.source}), {found.logical} logical processor(s)")
+    return True
 
 
 def _announce_steam(options: LaunchOptions) -> None:
@@ -121,6 +123,8 @@ def run(options: LaunchOptions) -> int:
     _print_banner(options)
     if options.faults.crash_at_start:
         _crash()
+    if not _detect_cpu(options):
+        return EXIT_NO_CPU_FREQUENCY
     if options.faults.hang_at_start:
         say("Waiting for Steam client initialisation...")  # and never gets further
         server.stop_requested.wait()
@@ -128,11 +132,13 @@ def run(options: LaunchOptions) -> int:
     for command in options.console_commands:
         for line in server.execute(command):
             say(line)
-    sockets = _open_sockets(options)
+    sockets = _open_sockets(server)
     if sockets is None:
         return EXIT_BIND_FAILED
-    udp, tcp = sockets
-    say(f"Network: IP {options.bind_ip}, mode MP, dedicated Yes, ports {options.port} SV")
+    udp, tcp = sockets.udp, sockets.tcp
+    options.port = sockets.port  # where the engine really bound (a taken port moves it)
+    say(f"Network: IP {options.bind_ip}, mode MP, dedicated Yes,"
+        f" ports {sockets.port} SV / {sockets.client_port} CL")
     server.load_map(options.map_name)
     _announce_steam(options)
     _start_thread(serve_queries, QueryResponder(server, udp), server.stop_requested)
@@ -141,8 +147,7 @@ def run(options: LaunchOptions) -> int:
     _wait_for_stop(server, options.faults.crash_after)
     server.stop_requested.wait(SHUTDOWN_GRACE)
     say("Server shutting down.")
-    udp.close()
-    tcp.close()
+    sockets.close()
     return server.exit_code
 
 

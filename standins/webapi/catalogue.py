@@ -137,6 +137,9 @@ class Catalogue:
         self.items: dict[int, Item] = {}
         self.collections: dict[int, Collection] = {}
         self.player_names: dict[str, str] = {}
+        # GetCollectionDetails on an id that is a plain item: 9 (file not found) or 1 (OK,
+        # without a children list); real Steam has been seen answering both.
+        self.plain_item_result = RESULT_FILE_NOT_FOUND
         self.lock = threading.Lock()
 
     def details(self, item_id: int, base_url: str) -> dict[str, object]:
@@ -152,6 +155,12 @@ class Catalogue:
     def collection_details(self, collection_id: int) -> dict[str, object]:
         with self.lock:
             collection = self.collections.get(collection_id)
+            if collection_id in self.items and collection is None:
+                # A plain item asked for as a collection: Steam answers result 9 on some days
+                # and result 1 with no children on others (see plain_item_result).
+                if self.plain_item_result == RESULT_OK:
+                    return {"publishedfileid": str(collection_id), "result": RESULT_OK}
+                return {"publishedfileid": str(collection_id), "result": RESULT_FILE_NOT_FOUND}
             if collection is None or collection.removed:
                 return {"publishedfileid": str(collection_id), "result": RESULT_FILE_NOT_FOUND}
             children = [

@@ -37,6 +37,11 @@ _API_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
 # What the fake steamcmd asks for (not a Steam URL): the item's content as
 # workshop_download_item would get it from the Workshop depot, so both stand-ins share one
 # catalogue.
+# 200 answers of the JSON endpoints that are not their JSON. Steam has answered an empty body
+# under load, and {"response":{}} for a request it would not serve (a rejected key among the
+# reported causes); see standins/README.md.
+MALFORMED_BODIES = {"empty": b"", "empty_response": b'{"response":{}}', "empty_object": b"{}"}
+JSON_ENDPOINTS = {"GetPublishedFileDetails", "GetCollectionDetails", "GetPlayerSummaries"}
 _CONTENT_PATH = re.compile(r"^/_standin/content/(\d+)$")
 PREVIEW_SIZE = 24 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -49,6 +54,8 @@ class Faults:
     failures_left: int = 0
     failure_status: int = 503
     truncations_left: int = 0
+    malformed_left: int = 0
+    malformed_body: bytes = b""
     latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,6 +65,13 @@ class Faults:
                 return None
             self.failures_left -= 1
             return self.failure_status
+
+    def take_malformed(self) -> bytes | None:
+        with self.lock:
+            if self.malformed_left <= 0:
+                return None
+            self.malformed_left -= 1
+            return self.malformed_body
 
     def take_truncation(self) -> bool:
         with self.lock:
@@ -170,6 +184,11 @@ class Handler(BaseHTTPRequestHandler):
         if status is not None:
             self._error(status, "Service Unavailable" if status == 503 else "Server Error")
             return False
+        if endpoint in JSON_ENDPOINTS:
+            body = self.server.faults.take_malformed()
+            if body is not None:  # a 200 that is not the answer (Steam under load, a bad key)
+                self._send(200, body, "application/json; charset=UTF-8")
+                return False
         return True
 
     # ----- routing -----------------------------------------------------------------------
@@ -337,6 +356,20 @@ class Handler(BaseHTTPRequestHandler):
                 faults.truncations_left = int(payload.get("count", 1))
             elif action == "latency":
                 faults.latency = float(payload.get("seconds", 0))
+            elif action == "malformed":
+                body = payload.get("body", "empty")
+                if body not in MALFORMED_BODIES:
+                    self._json({"ok": False, "error": f"body must be one of"
+                                f" {sorted(MALFORMED_BODIES)}"}, status=400)
+                    return
+                faults.malformed_left = int(payload.get("count", 1))
+                faults.malformed_body = MALFORMED_BODIES[body]
+            elif action == "plain_item":
+                result = int(payload.get("result", 9))
+                if result not in (1, 9):
+                    self._json({"ok": False, "error": "result must be 1 or 9"}, status=400)
+                    return
+                server.catalogue.plain_item_result = result
         result: object = {"ok": True}
         if action == "item":
             try:
@@ -351,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
             result = {"ok": bumped is not None}
         elif action == "reset":
             server.stats.reset()
-        elif action not in {"fail", "truncate", "latency"}:
+        elif action not in {"fail", "truncate", "latency", "malformed", "plain_item"}:
             self._error(404, "Not Found")
             return
         self._json(result)

@@ -46,6 +46,16 @@ def test_ssh_refuses_a_key_it_was_not_given(booted_host, tmp_path):
     assert "Permission denied (publickey)" in result.stderr
 
 
+def test_a_host_can_attach_an_image_to_a_loop_device(booted_host):
+    """Each server's writes filesystem is a loop-mounted image (role game_host): a host's
+    root gets the loop device the kernel hands out, though hosts share this machine's."""
+    result = ssh(booted_host, "sudo -n sh -c 'truncate -s 1M /root/loop.img"
+                 " && dev=$(losetup -f --show /root/loop.img) && test -b \"$dev\""
+                 " && losetup -d \"$dev\" && echo \"$dev\"; rm -f /root/loop.img'")
+    assert result.returncode == 0 and result.stdout.startswith("/dev/loop"), (
+        f"no loop device inside the host: {result.stdout} {result.stderr}")
+
+
 def test_host_has_no_route_off_this_machine(booted_host):
     # Read from here in the host's network namespace: the bare host has no iproute2.
     for family in ("-4", "-6"):

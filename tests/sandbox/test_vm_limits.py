@@ -227,6 +227,43 @@ def test_game_unit_reaches_no_private_or_metadata_address(vm_boot):
             address, lines)
 
 
+def srcds_probe(vm_boot, name: str) -> dict:
+    found = vm_boot["game"].get(name)
+    assert found and "unit" in found, f"stand-in {name} did not report:\n{vm_boot['console']}"
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(game.SRCDS_SERVERS))
+def test_srcds_with_two_neighbours_starts_and_answers(vm_boot, name):
+    """Every port srcds binds (server UDP+TCP, client UDP; no SourceTV) is the instance's:
+    with SocketBindDeny= enforced, each of three side-by-side servers starts and answers."""
+    probe = srcds_probe(vm_boot, name)
+    port = game.SRCDS_SERVERS[name]
+    assert probe.get("a2s", "").startswith("answered"), probe
+    assert probe["unit"]["ActiveState"] in ("active", "deactivating"), probe
+    assert any(f"ports {port} SV / {port + 1} CL" in line for line in probe["lines"]), probe
+
+
+def test_srcds_gets_its_cpu_speed_from_the_env_file(vm_boot):
+    """ProcSubset=pid hides /proc/cpuinfo: with CPU_MHZ (srcds_instance writes it) a server
+    whose TSC measurement never settles still starts; without it, it ends as tier0 does."""
+    assert any("CPU: 2400 MHz (CPU_MHZ)" in line
+               for line in srcds_probe(vm_boot, "vm-srcds-a")["lines"])
+    failed = srcds_probe(vm_boot, "vm-srcds-nocpu")
+    assert failed["unit"]["Result"] == "exit-code", failed
+    assert any("Unable to determine CPU Frequency" in line for line in failed["lines"]), failed
+
+
+def test_srcds_without_its_client_port_cannot_start(vm_boot):
+    """Started as left4me did before (no +clientport): srcds binds 27005, which the unit
+    refuses, then any port (0), which SocketBindDeny=any refuses too, and quits."""
+    failed = srcds_probe(vm_boot, "vm-srcds-noclient")
+    assert failed["unit"]["Result"] == "exit-code", failed
+    lines = failed["lines"]
+    assert any("NNET_OpenSocket: bind: Operation not permitted" in line for line in lines), lines
+    assert any("Couldn't allocate any client IP port" in line for line in lines), lines
+
+
 def test_game_unit_sets_every_limit_the_tenant_model_needs():
     """The probes above prove the kernel enforces each property on this unit; this says
     that the unit as installed (the role's template and srcds_instance's drop-in) sets it."""
@@ -244,4 +281,5 @@ def test_game_unit_properties_one_vm_cannot_prove():
         " the host's own addresses (no converge in the VM: proven on booted hosts,"
         " molecule/instances test_15_network.py and tests/hostile); the role's default"
         " limit values at real scale (a 1 GiB VM probes at most MemoryMax=256M, TasksMax=256);"
-        " the real 32-bit srcds (the probe is a Python srcds_run). See docs/testing-vm.md.")
+        " the real 32-bit srcds (the probes and the stand-in srcds are Python; what the stand-in"
+        " binds and reads is from public sources, standins/README.md). See docs/testing-vm.md.")

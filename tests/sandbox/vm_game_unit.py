@@ -59,6 +59,17 @@ PUBLIC_TARGET = "203.0.113.10"  # documentation range, standing in for the inter
 GAME_PORT = 27015  # the instance's own port: bindable; any other port: refused
 OTHER_PORT = 27099
 
+# The stand-in srcds (standins/srcds: the sockets srcds opens and its CPU-speed lookup, with
+# their sources) under the same unit: a server and two neighbours, ports side by side, all
+# running at once, each must start and answer A2S. "a" finds no CPU speed by measuring
+# (SRCDS_SIM_TSC_UNSTABLE): only the env file's CPU_MHZ saves it from the /proc/cpuinfo
+# that ProcSubset=pid hides. Two must fail the way real srcds does: "nocpu" without CPU_MHZ,
+# "noclient" started as left4me did before (no +clientport: srcds binds 27005, then port 0).
+STANDIN_LAYER = "standin-srcds"
+SRCDS_SERVERS = {"vm-srcds-a": 27015, "vm-srcds-b": 27017, "vm-srcds-c": 27019}
+SRCDS_FAILURES = {"vm-srcds-nocpu": 27041, "vm-srcds-noclient": 27043}
+SIM_CPU_MHZ = 2400  # what srcds_instance would read on the host (its host_cpu_mhz)
+
 
 def render_unit() -> str:
     """left4me-server@.service as the role installs it, with the role's defaults."""
@@ -258,14 +269,109 @@ for dir in $g/instances/*/; do
   install -d -m 0755 /var/lib/left4me/runtime "$r"
   install -d -m 0700 "$r/work"
   install -d -o left4me -g left4me -m 0755 "$r/upper" "$r/merged"
-  timeout 180 systemctl start --wait "$unit"
+  # An emulated guest on a loaded machine is slow: a fork bomb probe has outlasted 180 s (seen).
+  timeout 420 systemctl start --wait "$unit"
   show=$(systemctl show -p Result -p ExecMainStatus -p MemoryMax -p TasksMax \
     -p CPUQuotaPerSecUSec -p IPAddressDeny -p SocketBindDeny -p SocketBindAllow "$unit" \
     | tr '\\n' ' ')
   printf 'GAME-UNIT %s %s\\n' "$name" "$show"
   journalctl -q -o cat -u "$unit" | tail -n 40 | sed "s/^/GAME-LINE $name /"
 done
+sh $g/srcds.sh
 """
+
+
+A2S_PROBE = """\
+import socket, subprocess, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+waiting = {int(port): name for name, port in (arg.split("=") for arg in sys.argv[2:])}
+while waiting and time.monotonic() < deadline:
+    for port, name in list(waiting.items()):
+        state = subprocess.run(["systemctl", "is-active", f"left4me-server@{name}.service"],
+                               capture_output=True, text=True).stdout.strip()
+        if state in ("failed", "inactive"):  # it will never answer: say so now
+            print("SRCDS-A2S", name, port, "silent, unit", state)
+            del waiting[port]
+            continue
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(2)
+        request = b"\\xff\\xff\\xff\\xffTSource Engine Query\\x00"
+        try:
+            sock.sendto(request, ("127.0.0.1", port))
+            answer = sock.recv(1400)
+            if answer[4:5] == b"A":  # S2C_CHALLENGE: ask again with it
+                sock.sendto(request + answer[5:9], ("127.0.0.1", port))
+                answer = sock.recv(1400)
+            if answer[4:5] == b"I":
+                print("SRCDS-A2S", name, port, "answered", answer[6:].split(b"\\0")[1].decode())
+                del waiting[port]
+        except OSError:
+            pass
+        sock.close()
+    time.sleep(2)
+for port, name in waiting.items():
+    print("SRCDS-A2S", name, port, "silent")
+"""
+
+SRCDS_RUN_SH = f"""\
+set -u
+g=/run/probe/game
+cp -r $g/standin /var/lib/left4me/overlays/{STANDIN_LAYER}
+chmod -R a+rX /var/lib/left4me/overlays/{STANDIN_LAYER}
+chmod 0755 /var/lib/left4me/overlays/{STANDIN_LAYER}/srcds_run
+for dir in $g/srcds/*/; do
+  name=$(basename "$dir")
+  install -D -m 0644 "$dir/instance.cfg" \\
+    /var/lib/left4me/overlays/.instance-$name/left4dead2/cfg/left4me/instance.cfg
+  install -m 0644 "$dir/env" /etc/left4me/instances/$name.env
+  install -D -m 0644 "$dir/dropin.conf" \\
+    /etc/systemd/system/left4me-server@$name.service.d/{_instance.DROPIN_NAME}
+  r=/var/lib/left4me/runtime/$name
+  install -d -m 0755 "$r"
+  install -d -m 0700 "$r/work"
+  install -d -o left4me -g left4me -m 0755 "$r/upper" "$r/merged"
+done
+systemctl daemon-reload
+# All at once: neighbours bind side by side while each starts.
+for dir in $g/srcds/*/; do
+  systemctl start --no-block "left4me-server@$(basename "$dir").service"
+done
+python3 $g/a2s_probe.py 600 {" ".join(f"{n}={p}" for n, p in SRCDS_SERVERS.items())}
+for dir in $g/srcds/*/; do
+  name=$(basename "$dir")
+  unit=left4me-server@$name.service
+  printf 'SRCDS-UNIT %s %s\\n' "$name" "$(systemctl show -p ActiveState -p Result \\
+    -p ExecMainStatus "$unit" | tr '\\n' ' ')"
+  journalctl -q -o cat -u "$unit" | tail -n 40 | sed "s/^/SRCDS-LINE $name /"
+  systemctl stop --no-block "$unit"
+done
+"""
+
+
+def srcds_files() -> dict[str, str | bytes]:
+    """The stand-in srcds as an overlay (its install tree's srcds_run and bin/standins), and
+    each stand-in instance's env file, drop-in and cfg as srcds_instance renders them."""
+    from standins.steamcmd.install import SRCDS_RUN
+
+    files: dict[str, str | bytes] = {"game/standin/srcds_run": SRCDS_RUN,
+                                     "game/a2s_probe.py": A2S_PROBE,
+                                     "game/standin/left4dead2/cfg/.keep": ""}
+    standins = REPO / "standins"
+    for source in [standins / "__init__.py", standins / "vpk.py",
+                   *sorted((standins / "srcds").glob("*.py"))]:
+        files[f"game/standin/bin/standins/{source.relative_to(standins)}"] = source.read_bytes()
+    layer = (os.path.join(LAYOUT.overlays_dir, STANDIN_LAYER),)
+    for name, port in {**SRCDS_SERVERS, **SRCDS_FAILURES}.items():
+        environment = {} if name == "vm-srcds-b" else {"SRCDS_SIM_TSC_UNSTABLE": "1"}
+        spec = _instance.InstanceSpec(name=name, port=port, client_port=port + 1,
+                                      layers=layer, environment=tuple(environment.items()))
+        env = _instance.render_env(spec, LAYOUT, None if name.endswith("nocpu") else SIM_CPU_MHZ)
+        if name.endswith("noclient"):
+            env = env.replace(f"+clientport {port + 1} ", "")
+        files[f"game/srcds/{name}/env"] = env
+        files[f"game/srcds/{name}/dropin.conf"] = _instance.render_dropin(spec)
+        files[f"game/srcds/{name}/instance.cfg"] = _instance.render_instance_cfg(spec)
+    return files
 
 
 def vm_files() -> tuple[dict[str, str | bytes], dict[str, str]]:
@@ -289,6 +395,8 @@ def vm_files() -> tuple[dict[str, str | bytes], dict[str, str]]:
         "game/left4me_mount.py": (COLLECTION / "plugins/module_utils/_mount.py").read_bytes(),
         "game/left4me_common.py": (COLLECTION / "plugins/module_utils/_common.py").read_bytes(),
     }
+    files.update(srcds_files())
+    files["game/srcds.sh"] = SRCDS_RUN_SH
     for name, script in probe_scripts(values).items():
         spec = _instance.InstanceSpec(
             name=name, port=GAME_PORT,
@@ -304,7 +412,16 @@ def parse_console(console: str) -> dict[str, dict]:
     """Instance name -> {"unit": systemctl show properties, "lines": its RESULT lines}."""
     found: dict[str, dict] = {}
     for line in console.splitlines():
-        if line.startswith("GAME-UNIT "):
+        if line.startswith("SRCDS-A2S "):
+            _marker, name, _port, rest = line.split(" ", 3)
+            found.setdefault(name, {"lines": []})["a2s"] = rest
+        elif line.startswith("SRCDS-UNIT "):
+            _marker, name, rest = (line.split(" ", 2) + [""])[:3]
+            found.setdefault(name, {"lines": []})["unit"] = _show_pairs(rest)
+        elif line.startswith("SRCDS-LINE "):
+            _marker, name, rest = line.split(" ", 2)
+            found.setdefault(name, {"lines": []})["lines"].append(rest)
+        elif line.startswith("GAME-UNIT "):
             _marker, name, rest = (line.split(" ", 2) + [""])[:3]
             found.setdefault(name, {"lines": []})["unit"] = _show_pairs(rest)
         elif line.startswith("GAME-LINE "):

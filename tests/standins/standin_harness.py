@@ -168,6 +168,12 @@ def start_srcds() -> Iterator[Callable[..., Srcds]]:
         argv = [sys.executable, "-m", "standins.srcds", "-game", "left4dead2", "-port", str(port)]
         if not any(arg == "+map" for arg in args):
             argv += ["+map", "c1m1_hotel"]
+        # As left4me starts it: a client port of its own, no SourceTV socket (many stand-ins
+        # share loopback here; srcds's defaults 27005 and 27020 would collide).
+        if not any(arg in ("+clientport", "-sim_default_ports") for arg in args):
+            argv += ["+clientport", str(free_port())]
+        if not any(arg in ("-nohltv", "-sim_default_ports") for arg in args):
+            argv.append("-nohltv")
         process = StandinProcess([*argv, *args], game_root, standin_env(env))
         started.append(process)
         server = Srcds(process, port, game_root)

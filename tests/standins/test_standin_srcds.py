@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import socket
 import struct
 import time
+from pathlib import Path
 
 import a2s
 import pytest
@@ -14,6 +17,7 @@ from rcon.exceptions import EmptyResponse, WrongPassword
 from rcon.source import Client
 from standin_harness import LOOPBACK, free_port, make_game_root
 
+from standins.srcds import cpu, net
 from standins.vpk import VPK_HEADER
 
 SERVER_CFG = """// overlay-provided server.cfg
@@ -220,17 +224,94 @@ def test_rcon_bad_password_and_empty_password(start_srcds, game_root):
         rcon(unprotected, "status", password="")
 
 
-def test_rcon_bans_address_after_max_failures(start_srcds, game_root):
+def _bad_logins(server) -> int:
+    return sum(1 for line in server.process.lines if line.endswith(": Bad Password"))
+
+
+def _raw_a2s_info(server) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(b"\xff\xff\xff\xffTSource Engine Query\x00", server.address)
+        return sock.recv(1400)
+
+
+def test_rcon_bans_at_the_eleventh_failure_not_before(start_srcds, game_root):
+    """engine/sv_rcon.cpp HandleFailedRconAuth: banned when the count is above
+    sv_rcon_maxfailures (10). Spaced past the 5-in-30 s window so only the count bites."""
+    cfg = game_root / "left4dead2" / "cfg" / "server.cfg"
+    cfg.write_text(SERVER_CFG + "sv_rcon_minfailuretime 1\n")
+    server = start_srcds(game_root)
+    for _ in range(10):
+        with pytest.raises(WrongPassword):
+            rcon(server, "status", password="guess")
+        time.sleep(0.25)  # at most 4 failures in any 1 s window: the rate rule stays quiet
+    assert rcon(server, "echo", "still", "answered").strip() == "still answered"
+    assert not any("Banning" in line for line in server.process.lines)
+    # The 11th: no AUTH_RESPONSE, the connection is closed, and the address is filtered.
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
+    server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
+    assert _bad_logins(server) == 11
+
+
+def test_rcon_bans_the_sixth_failure_within_thirty_seconds(start_srcds, game_root):
+    server = start_srcds(game_root)
+    for _ in range(5):
+        with pytest.raises(WrongPassword):
+            rcon(server, "status", password="guess")
+    assert not any("Banning" in line for line in server.process.lines)
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
+    server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
+
+
+def test_a_banned_address_gets_no_rcon_and_banned_by_server_on_a2s(start_srcds, game_root):
+    """The ban is the engine's `addip sv_rcon_banpenalty IP`: the IP filter drops the address's
+    TCP connections and answers each of its UDP packets, A2S too, with "Banned by server"."""
     cfg = game_root / "left4dead2" / "cfg" / "server.cfg"
     cfg.write_text(SERVER_CFG + "sv_rcon_maxfailures 3\nsv_rcon_banpenalty 5\n")
     server = start_srcds(game_root)
+    # maxfailures 3 < minfailures 5: srcds swaps them, so the 4th failure within 30 s bans.
     for _ in range(3):
         with pytest.raises(WrongPassword):
             rcon(server, "status", password="guess")
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
+        rcon(server, "status", password="guess")
     server.process.wait_for_line(f"Banning {LOOPBACK} for rcon hacking attempts")
-    with pytest.raises((EmptyResponse, OSError, WrongPassword)):
+    with pytest.raises((EmptyResponse, OSError, WrongPassword, struct.error)):
         rcon(server, "status")  # even the right password is refused while banned
-    assert a2s.info(server.address, timeout=2).server_name == "Overlay Host"
+    assert _raw_a2s_info(server) == b"\xff\xff\xff\xfflBanned by server\n\x00"
+
+
+def test_writeid_and_writeip_write_the_ban_files_or_say_they_could_not(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "sim_addplayer", "Griefer", "60", "10")
+    rcon(server, "banid", "0", "Griefer")
+    rcon(server, "addip", "0", "203.0.113.9")
+    assert rcon(server, "writeid").strip() == "Writing cfg/banned_user.cfg."
+    assert rcon(server, "writeip").strip() == "Writing cfg/banned_ip.cfg."
+    cfg = game_root / "left4dead2" / "cfg"
+    assert (cfg / "banned_ip.cfg").read_bytes() == b"addip 0 203.0.113.9\r\n"
+    assert (cfg / "banned_user.cfg").read_bytes().startswith(b"banid 0 STEAM_1:")
+    (cfg / "banned_user.cfg").unlink()
+    (cfg / "banned_user.cfg").mkdir()  # any open failure (EACCES on a real host) reads so
+    assert rcon(server, "writeid").splitlines() == [
+        "Writing cfg/banned_user.cfg.", "Couldn't open cfg/banned_user.cfg"]
+
+
+def test_status_shows_players_whose_steam_id_is_pending(start_srcds, game_root):
+    server = start_srcds(game_root)
+    rcon(server, "sim_addplayer", "Joiner", "80", "5", "pending")
+    rcon(server, "sim_addplayer", "Joiner", "90", "3", "pending")
+    rows = [line for line in rcon(server, "status").splitlines() if "STEAM_ID_PENDING" in line]
+    assert len(rows) == 2 and rows[0].split()[1] != rows[1].split()[1]  # two userids
+
+
+def test_sim_burst_prints_every_line(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert rcon(server, "sim_burst", "500").strip() == "sim_burst: printed 500 lines"
+    server.process.wait_for_line("sim_burst line 500/500")
+    assert sum(1 for line in server.process.lines if line.startswith("sim_burst line ")) == 500
 
 
 def test_status_rows_have_the_l4d2_shape_with_survivor_bots(start_srcds, game_root):
@@ -421,13 +502,13 @@ def test_fail_to_bind_switch(start_srcds, game_root):
     assert "Couldn't allocate any server IP port" in server.process.output
 
 
-def test_port_really_in_use(start_srcds, game_root):
+def test_port_really_in_use_with_strictportbind(start_srcds, game_root):
     port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
         blocker.bind((LOOPBACK, port))
-        server = start_srcds(game_root, port=port, ready=False)
+        server = start_srcds(game_root, "-strictportbind", port=port, ready=False)
         assert server.process.wait() == 1
-    assert "UDP_OpenSocket: port" in server.process.output
+    assert "-strictportbind" in server.process.output
 
 
 def test_hang_at_start_never_answers_but_stops(start_srcds, game_root):
@@ -448,3 +529,140 @@ def test_seeded_player_schedule(start_srcds, game_root):
         time.sleep(0.05)  # polling an observable state, bounded by the deadline
     again = start_srcds(game_root, env={"SRCDS_SIM_SEED": "7", "SRCDS_SIM_PLAYERS": schedule})
     assert again.process.wait_for_line('" connected (') == joined  # same seed, same player
+
+
+# --- the sockets srcds opens, and its CPU speed (standins/srcds/net.py, cpu.py) ------------
+
+
+def udp_ports_bound(pid: int) -> set[int]:
+    """The UDP ports a process holds, from /proc/net/udp and its fds (like `ss -ulpn`)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def test_binds_server_client_and_sourcetv_ports(start_srcds, game_root):
+    port, client, tv = free_port(), free_port(), free_port()
+    server = start_srcds(game_root, "-sim_default_ports", "+clientport", str(client),
+                         "+tv_port", str(tv), port=port)
+    assert udp_ports_bound(server.process.popen.pid) == {port, client, tv}
+    assert f"ports {port} SV / {client} CL" in server.process.output
+
+
+def test_nohltv_opens_no_sourcetv_socket(start_srcds, game_root):
+    port, client = free_port(), free_port()
+    server = start_srcds(game_root, "+clientport", str(client), "-nohltv", port=port)
+    assert udp_ports_bound(server.process.popen.pid) == {port, client}
+
+
+def test_dash_clientport_is_not_srcds_syntax(start_srcds, game_root):
+    """Only the cvar sets it (LinuxGSM passes +clientport): -clientport leaves 27005."""
+    server = start_srcds(game_root, "-sim_default_ports", "-nohltv", "-clientport", "1")
+    assert "SV / 1 CL" not in server.process.output
+    assert " CL" in server.process.output
+
+
+def test_taken_port_moves_to_the_next_one(start_srcds, game_root):
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, port))
+        server = start_srcds(game_root, port=port, ready=False)
+        server.process.wait_for_line("Network: IP")
+    assert f"WARNING: Port {port} was unavailable - bound to port" in server.process.output
+    assert server.process.popen.poll() is None
+
+
+def test_strictportbind_quits_on_a_taken_port(start_srcds, game_root):
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, port))
+        server = start_srcds(game_root, "-strictportbind", port=port, ready=False)
+        assert server.process.wait() == 1
+    assert f'Port {port} was unavailable - quitting due to "-strictportbind"' in (
+        server.process.output)
+
+
+def test_refused_server_bind_is_fatal_not_retried(start_srcds, game_root):
+    """EADDRNOTAVAIL (as EPERM from SocketBindDeny=): no next port, the server quits."""
+    server = start_srcds(game_root, "+ip", "192.0.2.1", ready=False)
+    assert server.process.wait() == 1
+    output = server.process.output
+    assert "WARNING: NNET_OpenSocket: bind: Cannot assign requested address" in output
+    assert "Couldn't allocate any server IP port" in output
+    assert "was unavailable" not in output
+
+
+def test_client_port_falls_back_to_any_port(start_srcds, game_root):
+    client = free_port()
+    with contextlib.ExitStack() as stack:
+        for offset in range(net.PORT_TRY_MAX):  # the port and the nine after it: all taken
+            blocker = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            with contextlib.suppress(OSError):
+                blocker.bind((LOOPBACK, client + offset))
+        server = start_srcds(game_root, "+clientport", str(client))
+    assert "UDP_OpenSocket: unable to bind socket" in server.process.output
+    assert f"SV / {client} CL" not in server.process.output
+
+
+def cpu_env(tmp_path: Path, *, cpuinfo: str | None, sysfs: str | None = None,
+            **extra: str) -> dict[str, str]:
+    """Point the stand-in's /proc/cpuinfo and cpufreq reads at files (absent: None)."""
+    proc, sys_file = tmp_path / "cpuinfo", tmp_path / "cpuinfo_max_freq"
+    if cpuinfo is not None:
+        proc.write_text(cpuinfo)
+    if sysfs is not None:
+        sys_file.write_text(sysfs)
+    return {"SRCDS_SIM_PROC_CPUINFO": str(proc), "SRCDS_SIM_SYSFS_CPUFREQ": str(sys_file),
+            **extra}
+
+
+CPUINFO = "processor\t: 0\ncpu MHz\t\t: 2995.210\nprocessor\t: 1\ncpu MHz\t\t: 2995.210\n"
+
+
+def test_cpu_speed_from_the_tsc_needs_no_proc(start_srcds, game_root, tmp_path):
+    server = start_srcds(game_root, env=cpu_env(tmp_path, cpuinfo=None))
+    assert "CPU: 2400 MHz (tsc), 1 logical processor(s)" in server.process.output
+
+
+def test_unstable_tsc_falls_back_to_proc_cpuinfo(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=CPUINFO, SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 2995 MHz (/proc/cpuinfo), 2 logical processor(s)" in server.process.output
+
+
+def test_no_cpu_speed_without_proc_is_fatal(start_srcds, game_root, tmp_path):
+    """ProcSubset=pid hides /proc/cpuinfo: where the TSC measurement does not settle,
+    tier0 has nothing left and ends the server before it binds."""
+    env = cpu_env(tmp_path, cpuinfo=None, SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env, ready=False)
+    assert server.process.wait() == 1
+    assert "Unable to determine CPU Frequency" in server.process.output
+    assert "Network: IP" not in server.process.output
+
+
+def test_cpu_mhz_environment_wins(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=None, sysfs="3500000\n", SRCDS_SIM_TSC_UNSTABLE="1",
+                  CPU_MHZ="2100")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 2100 MHz (CPU_MHZ)" in server.process.output
+
+
+def test_cpufreq_max_is_read_before_measuring(start_srcds, game_root, tmp_path):
+    env = cpu_env(tmp_path, cpuinfo=None, sysfs="3500000\n", SRCDS_SIM_TSC_UNSTABLE="1")
+    server = start_srcds(game_root, env=env)
+    assert "CPU: 3500 MHz (cpufreq)" in server.process.output
+
+
+def test_cpuinfo_parsed_as_tier0_reads_it():
+    assert cpu.mhz_from_cpuinfo(CPUINFO) == 2995
+    assert cpu.mhz_from_cpuinfo("model name : x\n") == 0
+    assert cpu.logical_from_cpuinfo(CPUINFO) == 2
+    assert cpu.logical_from_cpuinfo(None) == 1

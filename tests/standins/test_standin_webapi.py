@@ -140,6 +140,42 @@ def test_truncated_body(api):
     assert curl("--fail", url).returncode == 0
 
 
+def collection(api, collection_id: int) -> dict:
+    fields = {"collectioncount": 1, "publishedfileids[0]": collection_id}
+    return post_form(api, COLLECTIONS, fields)["collectiondetails"][0]
+
+
+def test_a_plain_item_asked_for_as_a_collection_answers_either_way(api):
+    # Real Steam: result 9 (a GMod tool tells collections by result != 9, find_string id
+    # 39245182494) on some days, result 1 without children (a client's fixture of the real
+    # answer, id 70586501443) on others.
+    assert collection(api, ITEM) == {"publishedfileid": str(ITEM), "result": 9}
+    assert admin(api, "plain_item", {"result": 1}) == {"ok": True}
+    assert collection(api, ITEM) == {"publishedfileid": str(ITEM), "result": 1}
+    assert collection(api, 3_000_000_099)["result"] == 9, "an unknown id stays 9"
+    assert collection(api, 3_000_000_002)["children"], "a real collection keeps its children"
+    assert curl_status("-H", "Content-Type: application/json", "--data", '{"result": 2}',
+                       f"{api.base_url}/_standin/plain_item")[0] == 400
+
+
+@pytest.mark.parametrize(("body", "sent"), [("empty", b""),
+                                            ("empty_response", b'{"response":{}}'),
+                                            ("empty_object", b"{}")])
+def test_a_200_that_is_not_the_answer(api, body, sent):
+    # Steam has answered HTTP 200 with an empty body (syntaxerrors/Steam#124, #133) and JSON
+    # without its lists (syntaxerrors/Steam#82); clients blame load or the key
+    # (Tidwell/nodeSteam#33: "your API key is most likely wrong", it was "Too Many Requests").
+    admin(api, "malformed", {"count": 2, "body": body})
+    fields = "itemcount=1&publishedfileids[0]=1000000001"
+    for path in (DETAILS, COLLECTIONS):
+        form = fields if path == DETAILS else "collectioncount=1&publishedfileids[0]=3000000001"
+        assert curl_status("--data", form, api.base_url + path) == (200, sent)
+    assert curl_status("--data", fields, api.base_url + DETAILS)[1].startswith(b'{"response"')
+    assert stats(api) == {"GetPublishedFileDetails": 2, "GetCollectionDetails": 1}
+    assert curl_status("-H", "Content-Type: application/json", "--data", '{"body": "x"}',
+                       f"{api.base_url}/_standin/malformed")[0] == 400
+
+
 def test_stats_count_each_endpoint(api):
     details(api, ITEM, ITEM + 1)
     assert stats(api) == {"GetPublishedFileDetails": 1}  # exactly one API call, no downloads

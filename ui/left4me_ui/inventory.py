@@ -27,7 +27,10 @@ class Inventory:
         for item in self.hostvars.get(host, {}).get("game_instances_list") or []:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 continue
-            ports = tuple(_as_port(item.get(key)) for key in ("port", "client_port"))
+            port, client_port = (_as_port(item.get(key)) for key in ("port", "client_port"))
+            if port and not client_port:
+                client_port = port + 1  # srcds_instance's default: srcds binds one at start
+            ports = (port, client_port)
             found.append(DeclaredInstance(item["name"], tuple(p for p in ports if p)))
         return found
 

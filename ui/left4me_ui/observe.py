@@ -155,14 +155,33 @@ def _store(conn: sqlite3.Connection, server_id: int, seen: Observation) -> Chang
     return Change(server_id, seen.at, last["state"], seen.state, seen.reason)
 
 
+def player_key(player: dict) -> str:
+    """Who a `status` row is, for session tracking. A SteamID Steam validated is the person.
+    Anything else (`STEAM_ID_PENDING` while Steam checks a joining client's ticket,
+    `STEAM_ID_LAN`, none) says nothing about who: several such rows look alike but for their
+    userid, which srcds gives each connection and never reuses while it runs, so that
+    connection is keyed by userid and name."""
+    steam_id = str(player.get("steam_id") or "")
+    if profiles.steam_id64(steam_id) is not None:
+        return steam_id
+    return f"#{player.get('userid')} {player.get('name') or ''}"
+
+
 def _seat_players(conn: sqlite3.Connection, server_id: int, now: float,
                   players: list[dict]) -> None:
     """Open, extend and close player sessions from who `status` shows now (bots skipped)."""
-    humans = {(p.get("steam_id") or p.get("name") or ""): p for p in players
+    humans = {player_key(p): p for p in players
               if not p.get("bot") and (p.get("steam_id") or p.get("name"))}
     open_rows = {r["player_key"]: r for r in conn.execute(
         "SELECT * FROM player_sessions WHERE server_id = ? AND left_at IS NULL", (server_id,))}
     for key, player in humans.items():
+        unvalidated = f"#{player.get('userid')} {player.get('name') or ''}"
+        if key not in open_rows and unvalidated in open_rows and key != unvalidated:
+            # Steam validated this connection since the last poll: same session, now its id.
+            row = open_rows.pop(unvalidated)
+            conn.execute("UPDATE player_sessions SET player_key = ?, steam_id = ? WHERE id = ?",
+                         (key, player.get("steam_id") or "", row["id"]))
+            open_rows[key] = row
         ping = player.get("ping")
         if key in open_rows:
             conn.execute(

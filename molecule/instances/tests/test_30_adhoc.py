@@ -105,7 +105,8 @@ def test_stopped_disables_stops_and_unmounts_then_started_brings_it_back(srv, bo
 def test_twenty_instances_cost_one_call(srv):
     """A host's worth of instances configured, then removed, each in a single module call."""
     names = [f"bulk{i:02d}" for i in range(20)]
-    wanted = [{"name": n, "port": 28000 + i, "overlays": ["demo-config"]}
+    # Two ports apart: each instance's client port is port + 1 by default.
+    wanted = [{"name": n, "port": 28000 + 2 * i, "overlays": ["demo-config"]}
               for i, n in enumerate(names)]
     started = time.monotonic()
     run = adhoc({"state": "present", "instances": wanted})

@@ -65,9 +65,17 @@ def test_without_become_the_module_says_to_use_it(srv):
     assert main_pid(srv, "coop1") == before
 
 
+def plain_upper_dir(srv, name: str) -> str:
+    """Make NAME an instance from before the cap was a filesystem: its upper dir a plain
+    directory, which the mount helper keeps (and counts)."""
+    upper = f"{STATE}/runtime/{name}/upper"
+    srv.check_output(f"install -d -o left4me -g left4me -m 0755 {upper}")
+    return upper
+
+
 def test_a_tainted_upper_dir_fails_with_the_mount_helpers_reason(srv, instance):
     instance("taint1", 27047, overlays=["demo-coop"])
-    upper = f"{STATE}/runtime/taint1/upper"
+    upper = plain_upper_dir(srv, "taint1")
     srv.check_output(f"python3 -c \"import os; open('{upper}/left', 'w').close();"
                      f" os.setxattr('{upper}/left', 'user.fuseoverlayfs.origin', b'x')\"")
     run = adhoc({"name": "taint1", "state": "started"})
@@ -79,7 +87,7 @@ def test_a_tainted_upper_dir_fails_with_the_mount_helpers_reason(srv, instance):
 
 def test_an_upper_dir_over_its_cap_fails_with_the_mount_helpers_reason(srv, booted, instance):
     instance("full1", 27049, overlays=["demo-coop"], upper_dir_max="64M")
-    upper = f"{STATE}/runtime/full1/upper"
+    upper = plain_upper_dir(srv, "full1")
     # What a server left behind (logs, sprays, downloads), written as its runtime user.
     srv.check_output(f"runuser -u left4me -- sh -c 'head -c 70M /dev/zero > {upper}/spray.dat'"
                      f" && ln -s /var/lib/left4me/installation {upper}/link")
@@ -103,9 +111,9 @@ def test_a_running_server_writing_past_its_cap_is_killed_and_not_restarted(srv, 
                        "left4me-upper-check.timer")
     assert verified.rc == 0 and verified.stdout + verified.stderr == "", verified.stderr
     instance("spray1", 27052, overlays=["demo-coop"], upper_dir_max="64M")
+    upper = plain_upper_dir(srv, "spray1")
     run = adhoc({"name": "spray1", "state": "started"})
     assert run.returncode == 0, run.stdout[-2000:]
-    upper = f"{STATE}/runtime/spray1/upper"
     srv.check_output(f"runuser -u left4me -- sh -c 'head -c 70M /dev/zero > {upper}/spray.dat'")
     srv.check_output("systemctl start left4me-upper-check.service")  # what the timer runs
     unit = "left4me-server@spray1.service"
@@ -160,3 +168,45 @@ def test_a_server_that_cannot_bind_shows_the_journals_reason(instance):
     assert "Couldn't allocate any server IP port" in run.stdout, run.stdout[-2000:]
     assert "status=1/FAILURE" in run.stdout
     assert SECRET not in run.stdout + run.stderr
+
+
+def test_a_capped_server_is_refused_its_writes_past_the_cap_and_its_cap_grows(srv, booted,
+                                                                             instance):
+    """A new server's writes live on its own ext4 image: a write past the cap fails there
+    and then; a bigger cap applies at the restart a converge makes; a cap below what it
+    holds is refused, naming both sizes, and nothing changes; removal deletes the image."""
+    instance("cap1", 27055, overlays=["demo-coop"], upper_dir_max="96M")
+    run = adhoc({"name": "cap1", "state": "started"})
+    assert run.returncode == 0, run.stdout[-2000:]
+    image = srv.file(f"{STATE}/runtime/cap1/writes.img")
+    assert (image.user, image.mode, image.size) == ("root", 0o600, 96 << 20)
+    fill = f"{STATE}/runtime/cap1/merged/fill.bin"
+    wrote = srv.run(f"runuser -u left4me -- dd if=/dev/zero of={fill} bs=1M count=200")
+    assert wrote.rc != 0 and "No space left on device" in wrote.stderr, wrote.stderr
+    assert srv.check_output("systemctl is-active left4me-server@cap1") == "active"
+
+    run = adhoc({"name": "cap1", "port": 27055, "overlays": ["demo-coop"],
+                 "upper_dir_max": "64M", "state": "started"})
+    assert run.returncode != 0
+    assert "more than the new upper_dir_max 64.0 MiB" in run.stdout, run.stdout[-2000:]
+    assert srv.file(image.path).size == 96 << 20
+    assert f"LEFT4ME_UPPER_DIR_MAX={96 << 20}" in srv.file(
+        "/etc/left4me/instances/cap1.env").content_string, "the refused cap was written"
+
+    grown = {"name": "cap1", "port": 27055, "overlays": ["demo-coop"], "upper_dir_max": "160M",
+             "state": "started"}
+    run = adhoc(grown)
+    assert run.returncode == 0 and "CHANGED" in run.stdout, run.stdout[-2000:]
+    assert srv.file(image.path).size == 160 << 20
+    assert srv.file(fill).size > 80 << 20, "her files did not survive the grow"
+    assert a2s_name(booted.address, 27055, timeout=3)
+    again = adhoc(grown)
+    assert again.returncode == 0 and "CHANGED" not in again.stdout, again.stdout[-2000:]
+
+    srv.check_output(f"rm {fill}")
+    check = ansible("ansible", PLATFORM, "-b", "--check", "--diff", "-m",
+                    "left4me.l4d2.srcds_instance", "-a",
+                    json.dumps({"name": "cap1", "state": "absent"}))
+    assert check.returncode == 0 and "CHANGED" in check.stdout, check.stdout[-2000:]
+    assert f"{STATE}/runtime/cap1/writes.img" in check.stdout, check.stdout[-2000:]
+    assert srv.file(image.path).exists, "check mode removed the image"

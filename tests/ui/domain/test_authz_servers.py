@@ -89,13 +89,14 @@ def test_ports_avoid_the_inventorys_and_the_uis_servers_on_that_host_only(core, 
     with_settings_quota(core, alice, 10)
     made = [servers.get(core, alice, servers.create(core, alice, f"s{i}", "alpha",
                                                     blueprint.id)[0]) for i in range(3)]
-    # alpha declares coop1 on 27015 and versus1 on 27025/27026 in game_instances_list.
-    assert [(s.port, s.client_port) for s in made] == [(27016, 27017), (27018, 27019),
-                                                     (27020, 27021)]
+    # alpha declares coop1 on 27015 (its client port: 27016, srcds_instance's default) and
+    # versus1 on 27025/27026 in game_instances_list.
+    assert [(s.port, s.client_port) for s in made] == [(27017, 27018), (27019, 27020),
+                                                     (27021, 27022)]
     on_beta = servers.get(core, alice, servers.create(core, alice, "s9", "beta",
                                                       blueprint.id)[0])
     assert (on_beta.port, on_beta.client_port) == (27015, 27016)
-    assert made[0].connect_line == "connect 192.0.2.10:27016"
+    assert made[0].connect_line == "connect 192.0.2.10:27017"
 
 
 def test_allocation_skips_single_gaps_and_reports_a_full_range():

@@ -78,6 +78,35 @@ def test_player_sessions_open_track_ping_and_close(core, alice, clock):
     assert gone.left_at == last_seen  # left at the last poll that saw them; bots never count
 
 
+def pending(userid: int, name: str, seconds: int = 5) -> dict:
+    """A `status` row of a player Steam has not validated yet (srcds prints STEAM_ID_PENDING)."""
+    return {"userid": userid, "slot": userid - 1, "name": name, "bot": False,
+            "steam_id": "STEAM_ID_PENDING", "connected": f"00:0{seconds}",
+            "connected_seconds": seconds, "ping": 80, "loss": 0}
+
+
+def test_players_still_pending_are_tracked_apart_and_keep_their_session(core, alice, clock):
+    """Two connections still being validated look alike but for userid (and name): each is
+    its own session; once Steam validates one, its session goes on under its SteamID."""
+    server_id = deployed(core, alice)
+    observe.record(core, "alpha", [running(players=[pending(5, "Joiner"),
+                                                    pending(6, "Joiner")], count=2)])
+    assert len([s for s in observe.sessions(core, alice, server_id) if s.left_at is None]) == 2
+    joined = clock.now - 5
+    clock.advance(60)
+    validated = {**pending(5, "Joiner", 65), "steam_id": "STEAM_1:0:1234"}
+    observe.record(core, "alpha", [running(players=[validated, pending(6, "Joiner", 65)],
+                                           count=2)])
+    sessions = observe.sessions(core, alice, server_id)
+    assert len(sessions) == 2 and all(s.left_at is None for s in sessions)
+    assert sorted(s.steam_id for s in sessions) == ["STEAM_1:0:1234", "STEAM_ID_PENDING"]
+    assert {s.joined_at for s in sessions} == {joined}
+    clock.advance(60)
+    observe.record(core, "alpha", [running(players=[validated], count=1)])
+    still = [s for s in observe.sessions(core, alice, server_id) if s.left_at is None]
+    assert [s.steam_id for s in still] == ["STEAM_1:0:1234"]
+
+
 def test_charts_read_the_last_day_and_old_rows_are_pruned(core, alice, clock):
     server_id = deployed(core, alice)
     observe.record(core, "alpha", [running(count=1)])

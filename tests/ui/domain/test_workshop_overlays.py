@@ -235,6 +235,33 @@ def test_the_build_shows_each_download_as_it_finishes_and_links_the_items(local_
         ("host-a", 2)]
 
 
+def test_a_host_directory_of_another_workshop_overlay_of_the_same_id_is_never_built_into(
+        local_core, alice, tmp_path):
+    overlays.create(local_core, alice, "maps", kind="workshop")
+    workshop.set_ids(local_core, alice, "maps", "1000000001", "")
+    overlays_dir = tmp_path / "host" / "overlays"
+    mark = overlays_dir / ".maps.incarnation"
+    overlays.build(local_core, alice, "maps", "host-a")
+    assert jobs.run_next(local_core).state == jobs.SUCCEEDED
+    assert mark.read_text() == f"{overlays.get(local_core, alice, 'maps').incarnation}\n"
+    # The directory now belongs to an overlay of the same id that another UI made (or this
+    # UI before its database was lost).
+    mark.write_text("0123456789abcdef\n")
+    addons = overlays_dir / "maps" / "left4dead2" / "addons"
+    theirs = sorted(p.name for p in addons.iterdir())
+    workshop.set_ids(local_core, alice, "maps", "1000000001\n1000000002", "")
+    overlays.build(local_core, alice, "maps", "host-a")
+    refused = jobs.run_next(local_core)
+    assert refused.state == jobs.FAILED
+    assert "overlay maps on this host belongs to another overlay of the same id" in \
+        refused.error and "Nothing was changed" in refused.error
+    assert sorted(p.name for p in addons.iterdir()) == theirs == ["1000000001.vpk"]
+    assert not (tmp_path / "host" / "workshop_cache" / "1000000002.vpk").exists()
+    assert mark.read_text() == "0123456789abcdef\n"
+    assert [(b.host, b.revision) for b in overlays.builds(local_core, alice, "maps")] == [
+        ("host-a", 2)]  # the refused build recorded nothing
+
+
 def test_the_playbook_refuses_bad_input_before_touching_the_host(local_core, alice, tmp_path):
     # A crafted job (the UI never queues one): refused on the controller, nothing changed.
     with local_core.db.connect() as conn:
@@ -261,6 +288,6 @@ def test_a_workshop_build_expects_its_own_playbook_s_tasks_not_a_files_build_s(c
     finish_job(core, overlays.build(core, alice, "alice-cfg", "alpha"), done_tasks=5)
     workshop.set_ids(core, alice, maps, "1000000001", "")
     queued = jobs.get(core, alice, overlays.build(core, alice, maps, "alpha"))
-    assert queued.expected_tasks == 7  # workshop_overlay.yml's tasks, counted
+    assert queued.expected_tasks == 11  # workshop_overlay.yml's tasks, counted
     assert jobs.get(core, alice, overlays.build(core, alice, "alice-cfg", "alpha")
                     ).expected_tasks == 5  # the last files build's

@@ -21,6 +21,9 @@ HEADER_SPLIT = b"\xfe\xff\xff\xff"
 A2S_INFO = 0x54
 S2C_CHALLENGE = 0x41
 S2A_INFO = 0x49
+# A2A_PRINT: srcds's IP filter answers every packet of a banned address with "Banned by
+# server" (engine/sv_filter.cpp, Filter_SendBan); an RCON ban is such a filter (addip).
+A2A_PRINT = 0x6C
 INFO_PAYLOAD = b"Source Engine Query\x00"
 # The challenge round trip plus a retry when a challenge answer is itself answered
 # with a fresh challenge (srcds rotates them); more means the server is misbehaving.
@@ -156,6 +159,12 @@ class _Probe:
             answer = self._feed(packet)
             if answer is None:
                 continue
+            if answer[:1] == bytes([A2A_PRINT]):
+                said = answer[1:].split(b"\x00", 1)[0].decode("utf-8", "replace").strip()
+                raise A2SError(
+                    f"the server answered {said!r}: this address is in its IP ban list"
+                    " (after too many refused RCON logins srcds bans the address for"
+                    " sv_rcon_banpenalty minutes, 0 = until the server restarts)")
             if answer[:1] == bytes([S2C_CHALLENGE]) and len(answer) >= 5:
                 self.challenge = answer[1:5]
                 self.parts.clear()

@@ -40,6 +40,7 @@ Everything here is standard library only and free of side effects except the
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -60,9 +61,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     ALLOWED_ROOT_NAMES,
     DEFAULT_UPPER_DIR_MAX,
+    GAME_WRITABLE_LAYER_MODE,
     LOWERDIRS_KEY,
     MAX_LAYERS,
     UPPER_DIR_MAX_KEY,
+    DirSpec,
     MountError,
     env_file_path,
     instance_paths,
@@ -81,6 +84,9 @@ MANAGED_HEADER = "Managed by left4me.l4d2.srcds_instance; local edits are overwr
 
 PORT_KEY = "LEFT4ME_PORT"
 CLIENT_PORT_KEY = "LEFT4ME_CLIENT_PORT"
+# Where srcds's tier0 looks for the CPU's speed when CPU_MHZ is unset (the unit hides the second).
+SYSFS_MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
+PROC_CPUINFO = "/proc/cpuinfo"
 MIN_PORT, MAX_PORT = 1024, 65535
 DEFAULTS = {
     "ip": "0.0.0.0",
@@ -225,7 +231,7 @@ class InstanceSpec:
     port: int
     layers: tuple[str, ...]  # above the installation, first wins, resolved
     ip: str = DEFAULTS["ip"]
-    client_port: int | None = None
+    client_port: int | None = None  # validate_spec always sets one (port + 1 by default)
     hostname: str | None = None
     maxplayers: int = DEFAULTS["maxplayers"]
     map: str = DEFAULTS["map"]
@@ -389,10 +395,15 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
         raise InstanceError(f"{where}: port is required")
     port = validate_port(raw["port"], f"{where}: port")
     client_port = raw.get("client_port")
-    if client_port is not None:
-        client_port = validate_port(client_port, f"{where}: client_port")
-        if client_port == port:
-            raise InstanceError(f"{where}: client_port must differ from port {port}")
+    if client_port is None:
+        # srcds binds a client UDP port at every start (27005 unless told): without one of
+        # its own the instance binds a port its unit refuses, or a neighbour's, and quits.
+        if port == MAX_PORT:
+            raise InstanceError(f"{where}: port {port} leaves no next port: give client_port")
+        client_port = port + 1
+    client_port = validate_port(client_port, f"{where}: client_port")
+    if client_port == port:
+        raise InstanceError(f"{where}: client_port must differ from port {port}")
     resolved = _validated_layers(raw, layout, name, where)
     map_name = str(_given(raw, "map"))
     if not _MAP_RE.fullmatch(map_name):
@@ -485,9 +496,43 @@ def lowerdirs_of(spec: InstanceSpec, layout: HostLayout) -> list[str]:
     return [layout.config_layer(spec.name), *spec.layers, os.path.realpath(layout.installation)]
 
 
-def render_env(spec: InstanceSpec, layout: HostLayout) -> str:
-    args = ["-clientport", str(spec.client_port)] if spec.client_port is not None else []
-    args += list(spec.args)
+def mhz_from_cpuinfo(text: str) -> int | None:
+    """The first ``cpu MHz`` line of /proc/cpuinfo, as Valve's tier0 reads it."""
+    for line in text.splitlines():
+        if "cpu MHz" in line and ":" in line:
+            try:
+                return int(float(line.split(":", 1)[1].split()[0])) or None
+            except (ValueError, IndexError):
+                continue
+    return None
+
+
+def host_cpu_mhz(max_freq_path: str = SYSFS_MAX_FREQ, cpuinfo_path: str = PROC_CPUINFO
+                 ) -> int | None:
+    """The host's CPU speed for srcds's ``CPU_MHZ``: the frequency driver's maximum (kHz)
+    where there is one (stable while the clock scales), else /proc/cpuinfo's ``cpu MHz``
+    (a VM's TSC rate, constant). None when neither says."""
+    for path, parse in ((max_freq_path, lambda text: int(text.strip() or 0) // 1000),
+                        (cpuinfo_path, mhz_from_cpuinfo)):
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                found = parse(handle.read(1 << 20))
+        except (OSError, ValueError):
+            continue
+        if found:
+            return found
+    return None
+
+
+def render_env(spec: InstanceSpec, layout: HostLayout, cpu_mhz: int | None = None) -> str:
+    """The unit's EnvironmentFile. ``cpu_mhz``: the host's, for srcds's tier0, which reads
+    ``CPU_MHZ`` before it measures or reads /proc/cpuinfo (hidden by ``ProcSubset=pid``:
+    where its measurement does not settle, srcds ends with "Unable to determine CPU
+    Frequency"). An operator's own ``CPU_MHZ`` in ``environment`` wins."""
+    # +clientport: the cvar srcds reads (-clientport is no srcds option). -nohltv: no
+    # SourceTV socket (27020 by default), which the unit's SocketBindDeny= would refuse.
+    args = ["+clientport", str(spec.client_port)] if spec.client_port is not None else []
+    args += ["-nohltv", *spec.args]
     lines = [
         f"# {MANAGED_HEADER}",
         f"# Instance {spec.name}; read by {UNIT_TEMPLATE} and left4me-mount. No secrets here.",
@@ -504,6 +549,8 @@ def render_env(spec: InstanceSpec, layout: HostLayout) -> str:
         f"LEFT4ME_ARGS={_env_value(' '.join(args))}",
         f"{UPPER_DIR_MAX_KEY}={spec.limits.upper_dir_max}",
     ]
+    if cpu_mhz and "CPU_MHZ" not in dict(spec.environment):
+        lines.append(f"CPU_MHZ={cpu_mhz}")
     lines += [f"{key}={_env_value(value)}" for key, value in spec.environment]
     return "\n".join(lines) + "\n"
 
@@ -682,10 +729,12 @@ class InstancePlan:
         )
 
 
-def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int) -> list[ManagedFile]:
+def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int,
+                 cpu_mhz: int | None = None) -> list[ManagedFile]:
     """The env file, the config layer's cfg and the unit drop-in of one instance."""
     return [
-        ManagedFile(layout.env_file(spec.name), render_env(spec, layout), 0, gid, 0o640),
+        ManagedFile(layout.env_file(spec.name), render_env(spec, layout, cpu_mhz), 0, gid,
+                    0o640),
         ManagedFile(
             layout.instance_cfg(spec.name),
             render_instance_cfg(spec),
@@ -700,7 +749,7 @@ def wanted_files(spec: InstanceSpec, layout: HostLayout, gid: int) -> list[Manag
 
 
 def config_layer_dirs(layout: HostLayout, name: str) -> list[str]:
-    """The config layer's directories, outermost first (root:left4me 0750)."""
+    """The config layer's directories, outermost first (modes: config_layer_dir_specs)."""
     top = layout.config_layer(name)
     cfg = os.path.dirname(layout.instance_cfg(name))
     dirs = [top]
@@ -711,6 +760,26 @@ def config_layer_dirs(layout: HostLayout, name: str) -> list[str]:
     return dirs
 
 
+# The config layer is the instance's first layer, so its directories are the ones the game
+# sees at left4dead2/ and left4dead2/cfg/ (overlayfs shows the topmost layer's owner and
+# mode, and a copy-up into the upper dir keeps them). srcds writes there: `writeid`/`writeip`
+# create cfg/banned_user.cfg and cfg/banned_ip.cfg, `log on` makes left4dead2/logs/, plugins
+# their own files; root's 0750 refused all of it ("Couldn't open cfg/banned_user.cfg"). So
+# those two are group-writable for the runtime user's group, with the sticky bit: the game
+# may add entries but never rename or remove root's (cfg/left4me/, which stays 0750 with its
+# 0640 files, so the game reads its own password and cannot replace it).
+PRIVATE_LAYER_MODE = 0o750
+GAME_WRITABLE_LAYER_DIRS = ("left4dead2", "left4dead2/cfg")
+
+
+def config_layer_dir_specs(layout: HostLayout, name: str, gid: int) -> list[DirSpec]:
+    """The config layer's directories with their owner (root:``gid``) and mode."""
+    top = layout.config_layer(name)
+    writable = {os.path.join(top, d) for d in GAME_WRITABLE_LAYER_DIRS}
+    return [DirSpec(d, 0, gid, GAME_WRITABLE_LAYER_MODE if d in writable else PRIVATE_LAYER_MODE)
+            for d in config_layer_dirs(layout, name)]
+
+
 def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:
     """What ``absent`` deletes, if present (the overlay must be unmounted first)."""
     paths = instance_paths(name, state_dir)
@@ -719,6 +788,7 @@ def removal_targets(layout: HostLayout, name: str, state_dir: str) -> list[str]:
         layout.manager_file(name),
         layout.dropin_dir(name),
         layout.config_layer(name),
+        paths.image,  # the server's writes filesystem (named: it is what holds its disk)
         paths.root,
     ]
 
@@ -751,11 +821,24 @@ def missing_steam_links(home: str) -> list[str]:
     for path in steam_link_paths(home):
         if os.path.exists(path):  # follows the link: its target must be there too
             continue
-        if os.path.islink(path):
+        if os.path.islink(path) and _is_link_loop(path):
+            problems.append(
+                f"{path} leads to {os.path.realpath(path)}, a link to itself: steamcmd's own"
+                " library was replaced by a link (a ~/.steam/sdkNN that linked into steamcmd's"
+                " directory was written through; srcds_install now replaces such a link)")
+        elif os.path.islink(path):
             problems.append(f"{path} points to {os.readlink(path)}, which does not exist")
         else:
             problems.append(f"{path} is missing")
     return problems
+
+
+def _is_link_loop(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def steam_links_message(problems: Sequence[str], names: Sequence[str]) -> str:

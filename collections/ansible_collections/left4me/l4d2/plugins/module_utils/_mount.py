@@ -6,8 +6,20 @@
 Each left4me instance is a kernel overlayfs mount (here: the instance's *mount*) at
 ``{state_dir}/runtime/{name}/merged`` whose lower layers are the instance's
 overlays (the layer directories under ``overlays/``, first wins) followed by the
-shared game installation, with its own ``upper`` and ``work`` directories next to
-``merged``.
+shared game installation, with its own ``upper`` and ``work`` directories.
+
+Where ``upper`` and ``work`` live (the instance's *writes*):
+
+* capped (every instance made since the cap is a filesystem): on an ext4 filesystem in
+  the sparse image ``runtime/{name}/writes.img`` (root 0600, as large as the cap,
+  ``LEFT4ME_UPPER_DIR_MAX``), loop-mounted at ``runtime/{name}/writes`` before the
+  overlay and unmounted after it (the loop device goes with it, autoclear). A write past
+  the cap fails there and then with ENOSPC; the host's disk never holds more than the
+  image. A changed cap is applied at the next mount: grown with ``resize2fs``, shrunk
+  only while what the server wrote still fits.
+* counted (an instance whose ``runtime/{name}/upper`` is a plain directory, made before):
+  kept as it is, nothing moved or copied; its cap is counted at every mount and by
+  ``left4me-mount check`` (the upper-check timer).
 
 This file is standard library only. The collection's ``instance_mount`` module
 imports it, and the host role copies it verbatim to
@@ -40,6 +52,8 @@ import os
 import re
 import shlex
 import stat
+import struct
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,6 +125,88 @@ class MountError(Left4meError):
     """A mount request or a host state we refuse; the message tells a person what to do."""
 
 
+# --- the writes filesystem (capped instances) ------------------------------
+
+# mkfs.ext4 for a new server's writes, chosen to cost the host almost nothing until the
+# server writes: no reserved blocks (the server's own filesystem, root never needs room on
+# it), the smallest journal (4 MiB, 1024 blocks), 4 KiB blocks and one inode per 16 KiB
+# whatever the cap (mke2fs's "small" type would pick 1 KiB blocks and four times the
+# inodes below 512 MiB, which a later grow keeps), and assume_storage_prezeroed (e2fsprogs
+# 1.47: a new sparse file reads as zeros, so neither mkfs nor the kernel's lazy init writes
+# the inode tables or the journal). A 2 GiB image takes about 1.2 MiB of disk (du), about
+# 2 MiB once its server has run.
+MKFS_EXT4 = ("/usr/sbin/mkfs.ext4", "-q", "-F", "-t", "ext4", "-T", "default", "-b", "4096",
+             "-m", "0", "-J", "size=4", "-E", "assume_storage_prezeroed=1")
+E2FSCK = ("/usr/sbin/e2fsck", "-f", "-p")
+RESIZE2FS = "/usr/sbin/resize2fs"
+MOUNT_CMD = "/usr/bin/mount"
+# nosuid, nodev: nothing the server writes can be a setuid binary or a device node that
+# counts (the overlay on top has them too); loop: mount(8) attaches the image to a free
+# loop device with autoclear, so the unmount releases it; discard: what the server deletes
+# is punched out of the sparse image, so the host gets that disk back at once.
+WRITES_MOUNT_OPTIONS = "loop,nosuid,nodev,noatime,discard"
+WRITES_FSTYPE = "ext4"
+FS_BLOCK = 4096  # the image's size is kept a whole number of ext4 blocks
+# Below this, mkfs.ext4 cannot fit its journal and metadata (srcds_instance's minimum for
+# upper_dir_max is above it).
+MIN_WRITES_SIZE = 16 << 20
+_EXT4_MAGIC = 0xEF53
+
+
+def writes_size(cap: int) -> int:
+    """The image size for a cap in bytes: the cap, rounded down to whole 4 KiB blocks."""
+    return max(cap // FS_BLOCK * FS_BLOCK, MIN_WRITES_SIZE)
+
+
+def ext4_usage(superblock: bytes, source: str = "image") -> tuple[int, int]:
+    """(size, used) in bytes from an ext4 superblock (the 1024 bytes at offset 1024).
+
+    Used is what the filesystem holds, metadata included: blocks minus free blocks, as the
+    superblock says after a clean unmount (``statvfs`` says it while mounted).
+    """
+    if len(superblock) < 0x15C or struct.unpack_from("<H", superblock, 0x38)[0] != _EXT4_MAGIC:
+        raise MountError(f"{source} holds no ext4 filesystem; move it aside (the server's"
+                         " next start makes a new, empty one)")
+    blocks_lo, _reserved_lo, free_lo = struct.unpack_from("<III", superblock, 0x4)
+    log_block_size = struct.unpack_from("<I", superblock, 0x18)[0]
+    incompat = struct.unpack_from("<I", superblock, 0x60)[0]
+    blocks_hi = free_hi = 0
+    if incompat & 0x80:  # INCOMPAT_64BIT: the high halves count
+        blocks_hi, _reserved_hi, free_hi = struct.unpack_from("<III", superblock, 0x150)
+    block_size = 1024 << log_block_size
+    blocks = blocks_lo | blocks_hi << 32
+    free = free_lo | free_hi << 32
+    return blocks * block_size, (blocks - free) * block_size
+
+
+def read_image_usage(image: str) -> tuple[int, int]:
+    """(size, used) of the ext4 filesystem in a root-owned image file (never a link)."""
+    fd = os.open(image, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MountError(f"{image} is not a regular file; move it aside")
+        superblock = os.pread(fd, 1024, 1024)
+    finally:
+        os.close(fd)
+    return ext4_usage(superblock, image)
+
+
+def statvfs_usage(mount_point: str) -> tuple[int, int]:
+    """(size, used) of a mounted filesystem."""
+    vfs = os.statvfs(mount_point)
+    return vfs.f_blocks * vfs.f_frsize, (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
+
+
+def shrink_refusal(used: int, cap: int, where: str) -> str | None:
+    """Why a cap below what the server's writes already take cannot apply, else None."""
+    if used <= writes_size(cap):
+        return None
+    return (f"the server's writes ({where}) take {format_size(used)}, more than the new"
+            f" upper_dir_max {format_size(cap)}: a cap is never shrunk below what is used."
+            f" Keep upper_dir_max at {format_size(used)} or more, or delete files the server"
+            " wrote first")
+
+
 # --- names and paths -------------------------------------------------------
 
 
@@ -125,18 +221,29 @@ class InstancePaths:
     upper: str
     work: str
     merged: str
+    image: str  # the writes filesystem's image file (capped instances)
+    writes: str  # where that image is mounted, holding upper/ and work/
+    capped: bool  # False: a plain upper dir from before, counted rather than capped
 
 
 def instance_paths(name: str, state_dir: str = DEFAULT_STATE_DIR) -> InstancePaths:
+    """The instance's paths; its writes are capped unless ``runtime/NAME/upper`` already
+    exists (a plain upper dir made before the cap was a filesystem, kept as it is)."""
     validate_instance_name(name)
     if not os.path.isabs(state_dir):
         raise MountError(f"state_dir must be an absolute path, got {state_dir!r}")
     root = os.path.join(os.path.normpath(state_dir), "runtime", name)
+    writes = os.path.join(root, "writes")
+    capped = not os.path.lexists(os.path.join(root, "upper"))
+    base = writes if capped else root
     return InstancePaths(
         root=root,
-        upper=os.path.join(root, "upper"),
-        work=os.path.join(root, "work"),
+        upper=os.path.join(base, "upper"),
+        work=os.path.join(base, "work"),
         merged=os.path.join(root, "merged"),
+        image=os.path.join(root, "writes.img"),
+        writes=writes,
+        capped=capped,
     )
 
 
@@ -289,7 +396,7 @@ def check_upper_dir_size(upper: str, cap: int) -> None:
 
 def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAULT_STATE_DIR,
                     ns_pid: int = 1) -> list[tuple[str, str]]:
-    """(name, why) of every mounted instance whose upper dir holds more than its cap.
+    """(name, why) of every mounted counted instance whose upper dir holds more than its cap.
 
     For the periodic check (``left4me-mount check``): a running server that writes past
     its cap is stopped, and its next start is refused until its upper dir is smaller.
@@ -310,8 +417,8 @@ def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAU
         except MountError:
             continue
         paths = instance_paths(name, state_dir)
-        if not read_mount_state(paths.merged, ns_pid).mounted:
-            continue
+        if paths.capped or not read_mount_state(paths.merged, ns_pid).mounted:
+            continue  # a capped server's filesystem refuses the write itself
         try:
             check_upper_dir_size(paths.upper, cap)
         except MountError as exc:
@@ -800,15 +907,21 @@ def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec
     """Upper and merged belong to the runtime user (merged shows upper's root).
 
     The kernel uses work/ with the mounter's (root's) credentials, so it
-    stays root-only.
+    stays root-only. A capped instance's upper and work are made inside its writes
+    filesystem once that is mounted (:func:`writes_dir_specs`); here only its mount point.
     """
-    return [
+    around = [
         DirSpec(os.path.dirname(paths.root), 0, 0, 0o755, create_only=True),
         DirSpec(paths.root, 0, 0, 0o755),
-        DirSpec(paths.upper, uid, gid, 0o755),
-        DirSpec(paths.work, 0, 0, 0o700),
-        DirSpec(paths.merged, uid, gid, 0o755),
     ]
+    if paths.capped:
+        return [*around, DirSpec(paths.writes, 0, 0, 0o755),
+                DirSpec(paths.merged, uid, gid, 0o755)]
+    return [*around, *writes_dir_specs(paths, uid, gid), DirSpec(paths.merged, uid, gid, 0o755)]
+
+
+def writes_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
+    return [DirSpec(paths.upper, uid, gid, 0o755), DirSpec(paths.work, 0, 0, 0o700)]
 
 
 def dir_changes(specs: Sequence[DirSpec], skip: Sequence[str] = ()) -> list[str]:
@@ -867,10 +980,25 @@ class MountPlan:
     dirs: list[DirSpec] = field(default_factory=list)
     dir_changes: list[str] = field(default_factory=list)
     action: str = "none"  # none | mount | remount | unmount
+    # A capped instance's writes filesystem: mounted now?, what to do with it, in order
+    # (create | grow | shrink, then mount; or unmount), and the image's size after.
+    writes_mounted: bool = False
+    writes_steps: list[str] = field(default_factory=list)
+    writes_size: int = 0
+    writes_dirs: list[DirSpec] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return self.action != "none" or bool(self.dir_changes)
+        return self.action != "none" or bool(self.dir_changes) or bool(self.writes_steps)
+
+    def describe_writes(self) -> list[str]:
+        """The writes steps as a person reads them (diffs, check mode)."""
+        shown = {"create": f"create {self.paths.image} ({format_size(self.writes_size)}, sparse)",
+                 "grow": f"grow {self.paths.image} to {format_size(self.writes_size)}",
+                 "shrink": f"shrink {self.paths.image} to {format_size(self.writes_size)}",
+                 "mount": f"mount {self.paths.image} on {self.paths.writes}",
+                 "unmount": f"unmount {self.paths.writes}"}
+        return [shown[step] for step in self.writes_steps]
 
 
 def _same_mount(before: MountState, lowerdirs: Sequence[str], paths: InstancePaths) -> bool:
@@ -920,7 +1048,12 @@ def plan_mount(
                 f" ({':'.join(before.lowerdirs)}); stop the instance first or pass remount"
             )
         plan.action = "remount"
-    if upper_dir_max is not None:
+    if paths.capped:
+        plan.writes_dirs = writes_dir_specs(paths, uid, gid)
+        plan_writes(plan, upper_dir_max, remount, ns_pid)
+        if plan.writes_mounted:
+            plan.dir_changes += dir_changes(plan.writes_dirs)
+    elif upper_dir_max is not None:
         # Also over a mount still in place (a start that finds it mounted goes ahead).
         check_upper_dir_size(paths.upper, upper_dir_max)
     if plan.action != "none":
@@ -937,11 +1070,195 @@ def plan_mount(
     return plan
 
 
+def plan_writes(plan: MountPlan, cap: int | None, remount: bool, ns_pid: int = 1) -> None:
+    """Decide what a capped instance's writes filesystem needs before the overlay mount:
+    made at its cap, resized to a changed cap (only while unmounted, so at a start), a
+    shrink below what it holds refused; then mounted."""
+    paths = plan.paths
+    state = read_mount_state(paths.writes, ns_pid)
+    if state.mounted and state.fstype != WRITES_FSTYPE:
+        raise MountError(f"{paths.writes} has a {state.fstype} mount on it, not the server's"
+                         f" writes filesystem; unmount it first")
+    plan.writes_mounted = state.mounted
+    try:
+        current = os.lstat(paths.image)
+    except FileNotFoundError:
+        plan.writes_size = writes_size(parse_size(DEFAULT_UPPER_DIR_MAX, "default", MountError)
+                                       if cap is None else cap)
+        plan.writes_steps = ["create", "mount"]
+        return
+    if not stat.S_ISREG(current.st_mode):
+        raise MountError(f"{paths.image} is not a regular file; move it aside")
+    plan.writes_size = current.st_size if cap is None else writes_size(cap)
+    if plan.writes_size != current.st_size:
+        where = paths.writes if state.mounted else paths.image
+        _size, used = statvfs_usage(paths.writes) if state.mounted else read_image_usage(
+            paths.image)
+        if plan.writes_size < current.st_size:
+            if not state.mounted:  # resize2fs's own floor: what it holds and its metadata
+                used = max(used, resize2fs_minimum(paths.image))
+            refusal = shrink_refusal(used, plan.writes_size, where)
+            if refusal:
+                raise MountError(refusal)
+        if plan.action == "none":  # the overlay stays mounted over it
+            if not remount:
+                raise MountError(f"upper_dir_max changed while {paths.merged} is mounted;"
+                                 " stop the instance first or pass remount")
+            plan.action = "remount"
+        plan.writes_steps = ["grow" if plan.writes_size > current.st_size else "shrink"]
+    if plan.writes_steps or not state.mounted:
+        plan.writes_steps.append("mount")
+
+
+def cap_refusal(paths: InstancePaths, cap: int, ns_pid: int = 1) -> str | None:
+    """Why ``cap`` cannot be this capped instance's new upper_dir_max (it is below what its
+    writes filesystem holds), else None; for a converge, before anything is written."""
+    if not paths.capped or not os.path.lexists(paths.image):
+        return None
+    if writes_size(cap) >= os.lstat(paths.image).st_size:
+        return None  # the same cap, or a larger one: nothing to refuse
+    if read_mount_state(paths.writes, ns_pid).mounted:
+        _size, used = statvfs_usage(paths.writes)
+        where = paths.writes
+    else:
+        _size, used = read_image_usage(paths.image)
+        where = paths.image
+    return shrink_refusal(used, cap, where)
+
+
 def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> MountPlan:
     paths = instance_paths(name, state_dir)
     before = read_mount_state(paths.merged, ns_pid)
     action = "unmount" if before.mounted else "none"
-    return MountPlan(name, "unmounted", paths, before, action=action)
+    plan = MountPlan(name, "unmounted", paths, before, action=action)
+    plan.writes_mounted = paths.capped and read_mount_state(paths.writes, ns_pid).mounted
+    plan.writes_steps = ["unmount"] if plan.writes_mounted else []
+    return plan
+
+
+def _run(command: Sequence[str], step: str) -> str:
+    """Run an e2fsprogs or util-linux command (LANG=C); its stdout, or MountError saying
+    what failed and what it said."""
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, check=False,
+                              env={"LANG": "C", "LC_ALL": "C",
+                                   "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    except FileNotFoundError:
+        raise MountError(f"{step}: {command[0]} is missing; install e2fsprogs (role game_host"
+                         " does)") from None
+    # e2fsck -p exits 1 when it corrected something: the filesystem is fine then.
+    if done.returncode != 0 and not (command[0] == E2FSCK[0] and done.returncode == 1):
+        said = " ".join((done.stderr.strip() or done.stdout.strip()).split())
+        raise MountError(f"{step} failed (exit {done.returncode}): {said}")
+    return done.stdout
+
+
+def resize2fs_minimum(image: str) -> int:
+    """The least an unmounted image's filesystem can shrink to, in bytes (resize2fs -P)."""
+    said = _run([RESIZE2FS, "-P", image], f"resize2fs -P {image}")
+    match = re.search(r"minimum size of the filesystem: (\d+)", said)
+    if not match:
+        raise MountError(f"resize2fs -P {image} did not say the filesystem's minimum size:"
+                         f" {' '.join(said.split())}")
+    return int(match.group(1)) * FS_BLOCK
+
+
+def create_image(image: str, size: int) -> None:
+    """A new sparse image file, root's 0600 (never over an existing one), with an ext4
+    filesystem filling it; nothing is left behind when mkfs fails."""
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    try:
+        _run([*MKFS_EXT4, image], f"mkfs.ext4 {image}")
+    except MountError:
+        os.unlink(image)
+        raise
+
+
+def resize_image(image: str, size: int) -> None:
+    """Grow or shrink an unmounted image's filesystem and file to ``size`` bytes."""
+    _run([*E2FSCK, image], f"e2fsck {image} before resizing it")
+    growing = size > os.lstat(image).st_size
+    if growing:
+        os.truncate(image, size)
+    _run([RESIZE2FS, image, f"{size // 1024}K"], f"resize2fs {image} to {format_size(size)}")
+    if not growing:
+        os.truncate(image, size)
+
+
+def mount_writes(image: str, writes: str) -> None:
+    try:
+        _run([MOUNT_CMD, "-t", WRITES_FSTYPE, "-o", WRITES_MOUNT_OPTIONS, image, writes],
+             f"mount {image} on {writes}")
+    except MountError as exc:
+        hint = ""
+        if "loop device" in str(exc):
+            hint = (" (no loop device this process may use: the host needs /dev/loop-control"
+                    " and free /dev/loopN, and the unit DeviceAllow=block-loop)")
+        raise MountError(f"{exc}{hint}") from None
+
+
+def apply_writes(plan: MountPlan) -> bool:
+    """Make, resize and mount the writes filesystem as planned; True if mounted here."""
+    paths = plan.paths
+    steps = plan.writes_steps
+    if plan.writes_mounted and ("grow" in steps or "shrink" in steps):
+        unmount_overlayfs(paths.writes)
+    if "create" in steps:
+        create_image(paths.image, plan.writes_size)
+    elif "grow" in steps or "shrink" in steps:
+        resize_image(paths.image, plan.writes_size)
+    if "mount" not in steps:
+        return False
+    mount_writes(paths.image, paths.writes)
+    return True
+
+
+# The config layer's directories the game may write in (srcds_instance gives them this mode;
+# see _instance.GAME_WRITABLE_LAYER_DIRS). An upper dir holds a copy of one once anything was
+# written below it, with the owner and mode it had then, and that copy wins over the layer:
+# a copy made while they were root's 0750 is brought to the new mode at the next mount.
+GAME_WRITABLE_LAYER_MODE = 0o1770
+_COPIED_UP_LAYER_DIRS = (("left4dead2",), ("left4dead2", "cfg"))
+_OLD_LAYER_MODE = 0o750
+
+
+def open_copied_up_layer_dirs(upper: str, layer_uid: int = 0) -> list[str]:
+    """chmod the upper dir's copies of the game-writable layer directories that still have
+    the old root 0750 (owned by ``layer_uid``) to GAME_WRITABLE_LAYER_MODE; return them.
+    Each component is opened O_NOFOLLOW from its parent's fd (the upper dir is the game's:
+    a link there is never followed) and the mode set on the fd. Only while unmounted."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        root_fd = os.open(upper, flags)
+    except FileNotFoundError:
+        return []
+    fixed = []
+    try:
+        for parts in _COPIED_UP_LAYER_DIRS:
+            fds = []
+            try:
+                fd = root_fd
+                for part in parts:
+                    fd = os.open(part, flags, dir_fd=fd)
+                    fds.append(fd)
+                st = os.fstat(fd)
+                if st.st_uid == layer_uid and stat.S_IMODE(st.st_mode) == _OLD_LAYER_MODE:
+                    os.fchmod(fd, GAME_WRITABLE_LAYER_MODE)
+                    fixed.append(os.path.join(upper, *parts))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise
+            finally:
+                for fd in fds:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+    return fixed
 
 
 def apply_mount_plan(plan: MountPlan) -> str:
@@ -954,18 +1271,43 @@ def apply_mount_plan(plan: MountPlan) -> str:
     if plan.action in ("unmount", "remount"):
         unmount_overlayfs(paths.merged)
     if plan.state == "unmounted":
-        return "unmounted" if plan.action == "unmount" else "none"
-    created = ensure_dirs(plan.dirs, [paths.merged] if plan.action == "none" else [])
+        if "unmount" in plan.writes_steps:
+            unmount_overlayfs(paths.writes)  # the loop device goes with it (autoclear)
+        return "unmounted" if plan.action == "unmount" or plan.writes_steps else "none"
+    skip = [paths.merged] if plan.action == "none" else []
+    if plan.writes_mounted:
+        skip.append(paths.writes)
+    created = ensure_dirs(plan.dirs, skip)
+    writes_mounted_here = False
+
+    def undo() -> None:
+        if writes_mounted_here:
+            with contextlib.suppress(OSError):
+                unmount_overlayfs(paths.writes)
+        if "create" in plan.writes_steps:  # an image made by this call, still empty
+            with contextlib.suppress(OSError):
+                os.unlink(paths.image)
+        remove_created_dirs(created)
+
+    try:
+        writes_mounted_here = apply_writes(plan) if paths.capped else False
+        ensure_dirs(plan.writes_dirs)
+    except (OSError, MountError):
+        undo()
+        raise
     if plan.action == "none":
         return "none"
     source = mount_source(plan.name)
+    open_copied_up_layer_dirs(paths.upper)
     try:
         return mount_overlayfs(plan.lowerdirs, paths.upper, paths.work, paths.merged, source=source)
     except (OSError, MountError):
-        remove_created_dirs(created)
         if plan.action == "remount" and plan.before.lowerdirs:
+            # The writes stay mounted: the previous layers go back over the same upper dir.
             with contextlib.suppress(OSError, MountError):
                 mount_overlayfs(
                     plan.before.lowerdirs, paths.upper, paths.work, paths.merged, source=source
                 )
+        else:
+            undo()
         raise

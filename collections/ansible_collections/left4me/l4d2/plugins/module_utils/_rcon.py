@@ -20,6 +20,7 @@ sends; what it refuses and where it connects are decided here (:func:`validate_r
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
@@ -30,6 +31,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     UnsafeFileError,
     read_beneath,
     validate_id,
+    write_atomic,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     INSTANCE_CFG,
@@ -288,9 +290,10 @@ class RconClient:
     def _closed_message(self, detail: str) -> str:
         return (
             f"the server at {self.target[0]}:{self.target[1]} closed the RCON connection"
-            f" ({detail}): this address is banned from RCON after too many wrong passwords"
-            " (sv_rcon_maxfailures; the ban lasts sv_rcon_banpenalty minutes, 0 = until the"
-            " server restarts), or the server is shutting down"
+            f" ({detail}): this address is banned after too many wrong passwords (the 6th"
+            " within sv_rcon_minfailuretime, 30 s, or the 11th in all, sv_rcon_maxfailures;"
+            " the ban lasts sv_rcon_banpenalty minutes, 0 = until the server restarts, and"
+            " mutes its A2S answers too), or the server is shutting down"
         )
 
     def next_packet(self, doing: str) -> Packet:
@@ -422,6 +425,47 @@ def target_of(name: str, env_file: str, env_text: str | None) -> Target:
 
 def not_running_message(name: str, unit_state: UnitState) -> str:
     return f"instance {name!r} is not running ({unit_state.reason}); nothing was sent"
+
+
+# --- one refused login per run of the server, whoever asks ------------------------------
+
+# srcds bans an address at its 6th failed login within 30 s or its 11th in all
+# (sv_rcon_minfailures / sv_rcon_maxfailures), and the ban also mutes A2S for it. The host's
+# own 127.0.0.1 must never get there: the first refusal is remembered here, per instance and
+# per run of its unit (systemd's InvocationID), and every path (the rcon module, so the UI's
+# console; srcds_info, so the UI's poller) asks no more until the unit starts again. Root's
+# own directory under /run: gone at reboot, masked in every game unit.
+REFUSALS_DIR = "/run/left4me/rcon-refused"
+
+
+def refused_in_this_run(name: str, invocation: str, refusals_dir: str | None = None) -> bool:
+    """Whether instance ``name`` refused left4me's password in its unit's current run."""
+    if not invocation:
+        return False
+    try:
+        text = read_beneath(refusals_dir or REFUSALS_DIR, name, limit=256)
+    except UnsafeFileError:
+        return True  # something odd where only root writes: do not risk another login
+    return text is not None and text.strip() == invocation
+
+
+def remember_refusal(name: str, invocation: str, refusals_dir: str | None = None) -> None:
+    """Record that ``name`` refused the password in run ``invocation`` (best effort: a
+    host where /run cannot be written still has the caller's own once-per-call rule)."""
+    if not invocation:
+        return
+    refusals_dir = refusals_dir or REFUSALS_DIR
+    try:
+        os.makedirs(refusals_dir, mode=0o700, exist_ok=True)
+        write_atomic(os.path.join(refusals_dir, name), invocation + "\n", 0o600)
+    except OSError:
+        pass
+
+
+def not_asked_message(name: str) -> str:
+    return (f"instance {name!r}: not sent: it refused left4me's RCON password earlier in this"
+            " run, and srcds bans an address after a few refused logins (RCON and A2S both);"
+            f" {AUTH_FAILED_MESSAGE}")
 
 
 def no_password_message(name: str, instance_cfg: str) -> str:

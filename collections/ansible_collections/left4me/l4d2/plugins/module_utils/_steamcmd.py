@@ -24,6 +24,7 @@ Standard library only (target hosts have no ``vdf`` package). The collection's
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import re
 import selectors
@@ -434,24 +435,93 @@ def plan_steamclient_links(home: str, steamcmd_dir: str) -> list[Link]:
     ]
 
 
+class LinkLayoutError(Exception):
+    """A ``~/.steam`` layout the links cannot be written into without harm."""
+
+
+def sdk_dir_link(link: Link) -> str | None:
+    """Where ``~/.steam/sdkNN`` points when it is itself a link (else None).
+
+    The Steam client's ``steam.sh`` makes ``~/.steam/sdk32`` a link to its own ``linux32``
+    (ValveSoftware/steam-for-linux#2232's trace, #3696's listing), and the classic hand fix
+    for "Failed to load steamclient.so" links it to steamcmd's. Writing ``steamclient.so``
+    through such a link replaces the file in the directory it names: steamcmd's own
+    ``steamclient.so`` becomes a link to itself.
+    """
+    directory = os.path.dirname(link.path)
+    return os.readlink(directory) if os.path.islink(directory) else None
+
+
+def writes_onto_target(link: Link) -> bool:
+    """Whether writing ``link.path`` would replace ``link.target`` itself (a self-link)."""
+    return (os.path.realpath(os.path.dirname(link.path))
+            == os.path.realpath(os.path.dirname(link.target))
+            and os.path.basename(link.path) == os.path.basename(link.target))
+
+
 def link_is_correct(link: Link) -> bool:
+    """The link is ours: in a directory of its own (not through a link) and naming the target."""
+    if sdk_dir_link(link) is not None or writes_onto_target(link):
+        return False
     try:
         return os.readlink(link.path) == link.target
     except OSError:
         return False
 
 
+def target_problem(link: Link) -> str | None:
+    """What is wrong with steamcmd's ``steamclient.so`` itself (None when it is a file)."""
+    if os.path.isfile(link.target):
+        return None
+    try:
+        os.stat(link.target)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"{link.target} is a link to itself, not steamcmd's library (what a run"
+                    " writing through a ~/.steam/sdkNN link to steamcmd's directory leaves);"
+                    f" delete it and {os.path.dirname(os.path.dirname(link.target))}/steamcmd.sh"
+                    " and re-run playbooks/site.yml, whose role game_host unpacks steamcmd again")
+    return f"{link.target} is missing; srcds needs it to init Steam; reinstall steamcmd"
+
+
+def _own_directory(path: str, uid: int, gid: int) -> None:
+    """Make ``path`` a real directory owned by uid:gid, replacing a link found there.
+
+    The link (and what it names) is left alone; only the name ``path`` changes hands.
+    """
+    if os.path.islink(path):
+        os.unlink(path)
+    if not os.path.isdir(path):
+        os.mkdir(path, 0o755)
+        os.chown(path, uid, gid)
+
+
 def apply_steamclient_links(links: list[Link], uid: int, gid: int) -> list[Link]:
-    """Create or repoint the links (and their directories, owned by uid:gid); return changes."""
+    """Create or repoint the links (and their directories, owned by uid:gid); return changes.
+
+    A ``~/.steam/sdkNN`` that is a link is replaced by a directory of its own first, so no
+    file is ever written through it; a link that would name itself is never written.
+    """
     changed = []
     for link in links:
         if link_is_correct(link):
             continue
         directory = os.path.dirname(link.path)
-        for path in (os.path.dirname(directory), directory):
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o755)
-                os.chown(path, uid, gid)
+        parent = os.path.dirname(directory)
+        if os.path.islink(parent):
+            raise LinkLayoutError(
+                f"{parent} is a link to {os.readlink(parent)}; the sdk32/sdk64 links are not"
+                f" written through it (its {os.path.basename(directory)} may be another"
+                f" program's, even steamcmd's own {os.path.dirname(link.target)}). Make"
+                f" {parent} a directory of the runtime user's own and re-run")
+        if not os.path.isdir(parent):
+            os.mkdir(parent, 0o755)
+            os.chown(parent, uid, gid)
+        _own_directory(directory, uid, gid)
+        if writes_onto_target(link):  # never a link that names itself
+            raise LinkLayoutError(
+                f"{link.path} resolves to {link.target} itself; a link there would replace"
+                " steamcmd's library with a link to itself")
         replace_symlink(link.path, link.target, (uid, gid))
         changed.append(link)
     return changed

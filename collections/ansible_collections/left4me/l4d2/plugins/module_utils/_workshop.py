@@ -58,6 +58,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 try:
     from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
@@ -112,6 +113,7 @@ _STEAMCMD_TIMEOUT_RE = re.compile(r"ERROR! Timeout downloading item (\d+)")
 OPENER = urllib.request.build_opener()
 
 _ITEM_ID_RE = re.compile(r"[1-9][0-9]{0,19}")
+T = TypeVar("T")
 
 
 class WorkshopError(Left4meError):
@@ -146,9 +148,12 @@ def chunks(values: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
 class SteamApi:
     """POSTs form-encoded requests to the Steam Web API with a bounded retry.
 
-    Connection errors, timeouts, cut-off bodies, HTTP 429 and 5xx are retried up to
-    ``attempts`` times in total, waiting ``retry_delay`` seconds, doubled each time.
-    Other HTTP errors fail at once. ``calls`` counts requests sent, retries included.
+    Connection errors, timeouts, cut-off bodies, HTTP 429 and 5xx, and HTTP 200 answers
+    that are not the endpoint's JSON (an empty body, ``{"response":{}}``: Steam under load
+    answers so, and so do requests it will not serve) are retried up to ``attempts`` times
+    in total, waiting ``retry_delay`` seconds, doubled each time, and no retry starts after
+    ``deadline`` seconds. Other HTTP errors fail at once. ``calls`` counts requests sent,
+    retries included.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class SteamApi:
         timeout: float = 30.0,
         attempts: int = 3,
         retry_delay: float = 1.0,
+        deadline: float = 120.0,
     ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -167,17 +173,23 @@ class SteamApi:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.retry_delay = retry_delay
+        self.deadline = deadline
         self.calls = 0
 
-    def post(self, path: str, form: dict[str, str]) -> dict[str, object]:
+    def post(self, path: str, form: dict[str, str], key: str) -> list[dict[str, object]]:
+        """The ``key`` list of the endpoint's ``response`` (entries that are objects)."""
         if self.api_key:
             form = {"key": self.api_key, **form}
         body = urllib.parse.urlencode(form).encode()
         url = self.base_url + path
         name = path.strip("/").split("/")[1]
+        started = time.monotonic()
+        tries = 0
 
-        def once() -> bytes:
+        def once() -> list[dict[str, object]]:
+            nonlocal tries
             self.calls += 1
+            tries += 1
             request = urllib.request.Request(
                 url,
                 data=body,
@@ -188,42 +200,75 @@ class SteamApi:
                 },
             )
             with OPENER.open(request, timeout=self.timeout) as response:
-                return response.read()
+                return answer_entries(response.read(), key)
 
-        raw = with_retries(once, f"Steam Web API {name}", self.attempts, self.retry_delay)
         try:
-            payload = json.loads(raw)
-            response = payload["response"]
-            if not isinstance(response, dict):
-                raise TypeError("response is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WorkshopError(f"Steam Web API {name} answered something that is not its"
-                                f" JSON ({exc}); check api_url") from exc
-        return response
+            return with_retries(once, f"Steam Web API {name}", self.attempts, self.retry_delay,
+                                deadline=started + self.deadline)
+        except WorkshopError as exc:
+            if isinstance(exc.__cause__, BadAnswer):
+                raise WorkshopError(bad_answer_message(
+                    name, exc.__cause__, tries, time.monotonic() - started,
+                    bool(self.api_key))) from exc.__cause__
+            raise
 
     def collection_details(self, ids: Sequence[str]) -> list[dict[str, object]]:
         form = {"collectioncount": str(len(ids))}
         form.update({f"publishedfileids[{i}]": value for i, value in enumerate(ids)})
-        return _entries(self.post(COLLECTION_PATH, form), "collectiondetails")
+        return self.post(COLLECTION_PATH, form, "collectiondetails")
 
     def published_file_details(self, ids: Sequence[str]) -> list[dict[str, object]]:
         form = {"itemcount": str(len(ids))}
         form.update({f"publishedfileids[{i}]": value for i, value in enumerate(ids)})
-        return _entries(self.post(DETAILS_PATH, form), "publishedfiledetails")
+        return self.post(DETAILS_PATH, form, "publishedfiledetails")
 
 
-def _entries(response: dict[str, object], key: str) -> list[dict[str, object]]:
-    entries = response.get(key, [])
+class BadAnswer(Exception):
+    """HTTP 200 whose body is not the endpoint's JSON; ``kind`` is empty, no_response,
+    empty_response or not_json."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def answer_entries(raw: bytes, key: str) -> list[dict[str, object]]:
+    """The ``response.<key>`` list of a Web API body; BadAnswer when it has none.
+
+    A ``response`` without the list is not "nothing": Steam lists every id it was asked
+    about (result 9 for an unknown one), so an answer that lists nothing is no answer.
+    """
+    if not raw.strip():
+        raise BadAnswer("empty", "an empty body")
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise BadAnswer("not_json", f"not JSON: {describe_head(raw)} ({exc})") from exc
+    response = payload.get("response") if isinstance(payload, dict) else None
+    if not isinstance(response, dict):
+        raise BadAnswer("no_response", f"JSON without a response object: {raw[:60]!r}")
+    entries = response.get(key)
     if not isinstance(entries, list):
-        raise WorkshopError(f"Steam Web API answer has no {key} list")
+        raise BadAnswer("empty_response", f"a response with no {key} list: {raw[:60]!r}")
     return [entry for entry in entries if isinstance(entry, dict)]
+
+
+def bad_answer_message(name: str, exc: BadAnswer, tries: int, seconds: float,
+                       keyed: bool) -> str:
+    key_hint = ("a rejected api_key (check it, or leave api_key unset: these endpoints work"
+                " without one)" if keyed else "a request Steam would not serve")
+    causes = f"Steam under load (try again later) or {key_hint}"
+    if exc.kind == "not_json":
+        causes += ", or an api_url that is not the Steam Web API"
+    return (f"Steam Web API {name} answered HTTP 200 with {exc} {tries} time(s) in"
+            f" {seconds:.0f} s; likely causes: {causes}. Nothing was changed")
 
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code == 429 or exc.code >= 500
     return isinstance(exc, (urllib.error.URLError, http.client.HTTPException, OSError,
-                            TransientError))
+                            TransientError, BadAnswer))
 
 
 class TransientError(Exception):
@@ -249,7 +294,10 @@ def is_vpk_head(head: bytes) -> bool:
     return head[:4] == VPK_MAGIC
 
 
-def with_retries(action: Callable[[], bytes], what: str, attempts: int, delay: float):
+def with_retries(action: Callable[[], T], what: str, attempts: int, delay: float,
+                 deadline: float | None = None) -> T:
+    """``action()``, retried on transient errors; no retry starts after ``deadline``
+    (a ``time.monotonic()`` value)."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
@@ -258,11 +306,13 @@ def with_retries(action: Callable[[], bytes], what: str, attempts: int, delay: f
                 if isinstance(exc, urllib.error.HTTPError):
                     raise WorkshopError(f"{what} failed: HTTP {exc.code} {exc.reason}") from exc
                 raise
-            if attempt == attempts:
+            pause = delay * 2 ** (attempt - 1)
+            if attempt == attempts or (deadline is not None
+                                       and time.monotonic() + pause > deadline):
                 raise WorkshopError(
-                    f"{what} failed after {attempts} attempts: {describe_error(exc)}"
+                    f"{what} failed after {attempt} attempts: {describe_error(exc)}"
                 ) from exc
-            time.sleep(delay * 2 ** (attempt - 1))
+            time.sleep(pause)
     raise AssertionError("unreachable")
 
 
@@ -294,18 +344,30 @@ class ItemResult:
     error: str = ""
     bytes: int = 0
     seconds: float = 0.0
-    note: str = ""  # why steamcmd was needed
+    note: str = ""  # why steamcmd was needed; that a "collection" is an item
+    # Steam's answer listed nothing for this id (a collection that did not expand, an id
+    # missing from the answer): the links it may have contributed are kept.
+    unlisted: bool = False
 
     def report(self) -> dict[str, object]:
         data = asdict(self)
         data.pop("file_url")
+        data.pop("unlisted")
         return data
+
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
 
 
 def resolve_collections(
     api: SteamApi, collection_ids: Sequence[str]
-) -> tuple[list[str], dict[str, str], list[str]]:
-    """Expand collections into item ids: (items in order, errors by id, collections seen).
+) -> tuple[list[str], dict[str, str], list[str], dict[str, object]]:
+    """Expand collections into item ids.
+
+    Returns the items in order, errors by id (collections Steam's answer did not list),
+    the collections seen, and the ids answered as no collection with children, by the
+    result Steam gave: result 9, or result 1 without children. Steam answers a plain item
+    either way (the caller asks GetPublishedFileDetails which it is).
 
     Each level of nesting is one batch of requests; a collection already seen is not
     fetched again, so a collection that contains itself (directly or not) ends.
@@ -313,6 +375,7 @@ def resolve_collections(
     items: dict[str, None] = {}
     errors: dict[str, str] = {}
     seen: dict[str, None] = {}
+    childless: dict[str, object] = {}
     pending = list(collection_ids)
     while pending:
         level = [cid for cid in dict.fromkeys(pending) if cid not in seen]
@@ -322,13 +385,16 @@ def resolve_collections(
             answers = {str(e.get("publishedfileid")): e for e in api.collection_details(batch)}
             for cid in batch:
                 entry = answers.get(cid)
-                if entry is None or entry.get("result") != RESULT_OK:
-                    result = None if entry is None else entry.get("result")
-                    errors[cid] = (f"collection {cid} was not found or was removed"
-                                   f" (result {result})")
+                if entry is None:
+                    errors[cid] = (f"collection {cid} is missing from the Steam Web API"
+                                   " answer")
                     continue
-                children = entry.get("children") or []
-                ordered = sorted(children, key=lambda child: int(child.get("sortorder", 0)))
+                children = entry.get("children") if entry.get("result") == RESULT_OK else None
+                if not children or not isinstance(children, list):
+                    childless[cid] = entry.get("result")
+                    continue
+                ordered = sorted((c for c in children if isinstance(c, dict)),
+                                 key=lambda child: int(child.get("sortorder", 0)))
                 for child in ordered:
                     child_id = str(child.get("publishedfileid", ""))
                     if not _ITEM_ID_RE.fullmatch(child_id):
@@ -337,7 +403,25 @@ def resolve_collections(
                         pending.append(child_id)
                     else:
                         items.setdefault(child_id, None)
-    return list(items), errors, list(seen)
+    return list(items), errors, list(seen), childless
+
+
+def childless_collection(cid: str, result: object, item: ItemResult | None) -> str | None:
+    """What a collection answered without children is, given its GetPublishedFileDetails.
+
+    None when it is a usable item (the caller uses it as one); otherwise the error.
+    """
+    answered = ("result 1 without children" if result == RESULT_OK
+                else f"result {result}")
+    if item is not None and item.status != "error":
+        return None
+    problem = item.error.split(": ", 1)[-1] if item is not None else ""
+    if "is a collection" in problem:  # creator_app_id 766: a real collection, now empty
+        return (f"collection {cid} lists no items (Steam answered {answered}); its links"
+                " are kept")
+    if item is None or "removed" in problem or "missing" in problem:
+        return f"collection {cid} was not found or was removed (Steam answered {answered})"
+    return f"{cid} is an item, not a collection, and {problem}"
 
 
 def item_problem(entry: dict[str, object] | None, app_id: int = L4D2_APP_ID) -> str | None:
@@ -386,6 +470,7 @@ def describe_items(
                 result.filename = str(entry.get("filename") or "")
             if problem or entry is None:
                 result.status, result.error = "error", f"item {item_id}: {problem}"
+                result.unlisted = entry is None
             else:
                 result.file_size = int(entry["file_size"])  # type: ignore[call-overload]
                 result.time_updated = int(entry.get("time_updated") or 0)  # type: ignore[call-overload]
@@ -821,10 +906,18 @@ class SyncResult:
     msg: str = ""
     bytes_fetched: int = 0
     api_calls: int = 0
+    notices: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
         return [item.error for item in self.items if item.status == "error"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Item errors, notes that change what an id means, and kept links, for a person."""
+        notes = [f"{item.publishedfileid}: {item.note}" for item in self.items
+                 if item.status != "error" and "listed under collections" in item.note]
+        return [*self.errors, *notes, *self.notices]
 
 
 def cache_lock(cache_dir: str, owner: tuple[int, int] | None):
@@ -873,12 +966,31 @@ def _sync_inputs(overlay_id: str, items: Iterable[object], collections: Iterable
 
 def _describe_wanted(api: SteamApi, item_ids: list[str],
                      collection_ids: list[str]) -> tuple[list[ItemResult], list[str]]:
-    """One result per wanted item (collections expanded), plus failed collections."""
-    from_collections, collection_errors, seen = resolve_collections(api, collection_ids)
+    """One result per wanted item (collections expanded), plus failed collections.
+
+    A "collection" Steam answers without children is looked up as an item in the same
+    details request: a plain item is used as an item (with a note saying so), anything
+    else is an error of that collection.
+    """
+    from_collections, collection_errors, seen, childless = resolve_collections(
+        api, collection_ids)
     wanted = list(dict.fromkeys([*item_ids, *from_collections]))
-    results = describe_items(api, wanted) if wanted else []
+    probed = [cid for cid in childless if cid not in wanted]
+    described = describe_items(api, wanted + probed) if wanted or probed else []
+    by_id = {item.publishedfileid: item for item in described}
+    results = [by_id[item_id] for item_id in wanted]
+    for cid, answer in childless.items():
+        item = by_id.get(cid)
+        error = childless_collection(cid, answer, item)
+        if error is None and item is not None:
+            item.add_note(f"listed under collections, but Steam says {cid} is an item, so it"
+                          " is used as one (list it under items)")
+            if cid in probed:
+                results.append(item)
+        elif error is not None:
+            collection_errors[cid] = error
     for cid, error in collection_errors.items():
-        results.append(ItemResult(cid, status="error", error=error))
+        results.append(ItemResult(cid, status="error", error=error, unlisted=True))
     return results, seen
 
 
@@ -1054,6 +1166,17 @@ def sync_overlay(
         return result
     missing = _mark_cached(usable, paths.cache, index)
     result.links = plan_addon_links(paths, [item.publishedfileid for item in usable])
+    unlisted = [item.publishedfileid for item in results if item.unlisted]
+    if (unlisted or not usable) and result.links.remove:
+        # Steam listed nothing for these ids, or nothing usable at all (the user's list is
+        # never empty here): what the overlay holds is not known to be unwanted, so no link
+        # goes; the next run with a full answer removes stale ones.
+        why = (f"Steam's answer listed nothing for {', '.join(unlisted)}" if unlisted
+               else "no id in Steam's answer is usable")
+        result.notices.append(
+            f"overlay {overlay_id}: {len(result.links.remove)} link(s) kept although not"
+            f" in this answer, because {why}")
+        result.links.remove = []
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
     if check_mode or not result.changed:
         return result

@@ -13,21 +13,28 @@ version_added: 0.1.0
 description:
   - Manages the overlay mount at C({state_dir}/runtime/{name}/merged) of one left4me
     game server instance. Its lower layers are the instance's overlays (first wins)
-    followed by the shared game installation; C(upper) and C(work) next to C(merged)
-    hold the instance's own writes.
+    followed by the shared game installation; C(upper) and C(work) hold the instance's
+    own writes, on its writes filesystem (an ext4 image, C(runtime/{name}/writes.img),
+    as large as the env file's C(LEFT4ME_UPPER_DIR_MAX), 2 GiB when unset), which is made,
+    resized to a changed cap and loop-mounted at C(runtime/{name}/writes) first, and
+    unmounted after the overlay. A write past the cap fails with ENOSPC; a smaller cap than
+    the filesystem holds is refused, naming both sizes.
   - Every lower layer must be an existing directory under one of O(allowed_roots) after
     symlinks are resolved; at most 500 layers. The layers are handed to the kernel one by
     one (C(lowerdir+), kernel 6.8 or later), so their number and joined length are not
     limited by a mount option string; older kernels fall back to C(mount(2)), which takes
     at most one page of options.
   - The mount is made in the mount namespace of PID 1, so it is visible to systemd units.
-  - With the layers from the env file, an upper dir holding more than the env file's
-    C(LEFT4ME_UPPER_DIR_MAX) bytes (2 GiB when unset; C(srcds_instance)'s
-    C(upper_dir_max)) is refused, counted without following any link in it.
+  - An instance made before the writes filesystem keeps its plain C(runtime/{name}/upper)
+    dir; with the layers from the env file, such an upper dir holding more than the env
+    file's C(LEFT4ME_UPPER_DIR_MAX) bytes (C(srcds_instance)'s C(upper_dir_max)) is
+    refused, counted without following any link in it.
   - An upper dir that carries C(user.fuseoverlayfs.*) extended attributes (left by
     fuse-overlayfs) is refused, because kernel overlayfs would resurrect files deleted there.
   - Creates C(runtime/{name}/) with C(upper) and C(merged) (mode 0755, owned by O(owner))
     and C(work) (mode 0700, root) when they are missing, and fixes their owner and mode.
+  - Check mode and the result's RV(writes) say what would be done to the writes
+    filesystem.
   - Everything is validated before anything is created; a failed mount removes the
     directories this run created, and a failed remount restores the previous layers.
 author:
@@ -134,6 +141,15 @@ mounted:
   returned: always
   type: bool
   sample: true
+writes:
+  description:
+    - What this run did (or, in check mode, would do) to the instance's writes filesystem,
+      one line a step; empty when nothing, or for an instance with a plain upper dir.
+  returned: always
+  type: list
+  elements: str
+  sample: [create /var/lib/left4me/runtime/coop1/writes.img (2.0 GiB, sparse),
+           mount /var/lib/left4me/runtime/coop1/writes.img on /var/lib/left4me/runtime/coop1/writes]
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -206,6 +222,7 @@ def main():
         merged=plan.paths.merged,
         lowerdirs=after["lowerdirs"],
         mounted=after["mounted"],
+        writes=plan.describe_writes(),
     )
     if module._diff:
         result["diff"] = dict(before=before, after=after)

@@ -18,9 +18,14 @@ description:
     (the C(instance.cfg) M(left4me.l4d2.srcds_instance) writes, which srcds runs again after
     C(server.cfg) at every map load), never from the mounted tree a tenant controls and
     never through a link; it never crosses the network or reaches the controller.
-  - One login per call, never retried (srcds bans an address after repeated failures).
-    When the server refuses it, something in the server changed its password (a plugin,
-    a command); restarting the server restores the one left4me set.
+  - One login per call, never retried (srcds bans an address at its 6th refused login
+    within 30 s or its 11th in all, and the ban mutes its A2S answers too). When the
+    server refuses it, something in the server changed its password (a plugin, a
+    command); restarting the server restores the one left4me set.
+  - A refusal is remembered on the host (C(/run/left4me/rcon-refused/NAME), root 0600,
+    holding the unit's InvocationID), and until the server's unit starts again this module
+    and M(left4me.l4d2.srcds_info) send nothing to it and say why, so repeated console
+    commands or polls never get the host banned from its own server.
   - RCON connects to 127.0.0.1 (or the address the server binds, when it binds one).
   - The whole exchange (connect, login, output) has one deadline, O(timeout).
   - Errors say what happened; the server is not running, nothing listens on its port, the
@@ -116,11 +121,15 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
+    RconAuthError,
     RconError,
     instance_cfg_path,
     instance_password,
     no_password_message,
+    not_asked_message,
     not_running_message,
+    refused_in_this_run,
+    remember_refusal,
     run_command,
     target_of,
     validate_request,
@@ -167,10 +176,14 @@ def main():
     if rc != 0:
         module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}",
                          address=target.where)
-    unit_state = classify(parse_show(out).get(unit_of(name), {}))
+    props = parse_show(out).get(unit_of(name), {})
+    unit_state = classify(props)
     if not unit_state.running:
         module.fail_json(msg=not_running_message(name, unit_state), address=target.where,
                          state=unit_state.state)
+    invocation = props.get("InvocationID", "")
+    if refused_in_this_run(name, invocation):
+        module.fail_json(msg=not_asked_message(name), address=target.where)
     try:
         password = instance_password(name, state_dir)
     except RconError as exc:
@@ -184,6 +197,9 @@ def main():
     try:
         output, seconds = run_command(target.port, password, params["command"],
                                       params["timeout"], target.address)
+    except RconAuthError as exc:
+        remember_refusal(name, invocation)  # no path on this host asks again in this run
+        module.fail_json(msg=f"instance {name!r}: {exc}", address=target.where)
     except RconError as exc:
         module.fail_json(msg=f"instance {name!r}: {exc}", address=target.where)
     module.exit_json(changed=True, output=output, stdout_lines=output.splitlines(),

@@ -63,8 +63,14 @@ options:
     description:
       - Servers that refused RCON before, as instance name -> the C(invocation) they
         refused in (what an earlier call returned). With O(players=true) they are not asked
-        again until their unit starts anew (srcds bans an address after repeated failures);
-        C(rcon_refused) stays true for them.
+        again until their unit starts anew (srcds bans an address at its 6th refused login
+        within 30 s or its 11th in all, RCON and A2S both); C(rcon_refused) stays true for
+        them.
+      - The host remembers a refusal too (C(/run/left4me/rcon-refused/NAME), the unit's
+        InvocationID, written by this module and M(left4me.l4d2.rcon) at the first refused
+        login), so a server that refused one of them is asked by neither until it restarts.
+        That record is the only thing this module writes, and it changes nothing of the
+        server's.
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -242,6 +248,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noq
     RconAuthError,
     RconError,
     instance_password,
+    refused_in_this_run,
+    remember_refusal,
     run_command,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
@@ -309,7 +317,8 @@ def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
     for info, password in infos:
         if not answers_queries(info) or info.players_error:
             continue
-        if refused_before(info, rcon_refused):
+        refused = refused_before(info, rcon_refused)
+        if refused or refused_in_this_run(info.name, info.invocation):
             info.rcon_refused = True
             info.players_error = f"not asked again: {AUTH_FAILED_MESSAGE}"
             continue
@@ -319,6 +328,8 @@ def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
         except RconAuthError as exc:
             info.rcon_refused = bool(password)  # without one, srcds was never going to agree
             info.players_error = str(exc)
+            if password:
+                remember_refusal(info.name, info.invocation)  # the console asks no more either
         except RconError as exc:
             info.players_error = str(exc)
         else:

@@ -23,6 +23,12 @@ description:
   - Keeps C(~/.steam/sdk32/steamclient.so) and C(~/.steam/sdk64/steamclient.so) of the
     O(run_as) user pointing into steamcmd's C(linux32/) and C(linux64/); without them srcds
     cannot initialise Steam and the server is invisible to the master server.
+  - A C(~/.steam/sdk32) or C(sdk64) that is itself a link (the Steam client's C(steam.sh)
+    links them to its own C(linux32/) and C(linux64/), hand fixes to steamcmd's) is replaced
+    by a directory of its own, with a warning; the link is never written through it, which
+    would replace the library there (steamcmd's own with a link to itself). A C(~/.steam)
+    that is a link is refused; a C(steamclient.so) of steamcmd's that is a link to itself
+    (left by such a write) is reported with the way to restore it.
   - Reports C(changed) only when the installed build (C(buildid) and completeness in
     C(steamapps/appmanifest_222860.acf)) or a link changed. Files that O(validate) repairs
     within the same build are not a change.
@@ -257,6 +263,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     PLATFORM_PASS_KINDS,
+    LinkLayoutError,
     SteamcmdError,
     apply_steamclient_links,
     classify_output,
@@ -266,6 +273,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  #
     plan_steamclient_links,
     read_app_state,
     run_streaming,
+    sdk_dir_link,
+    target_problem,
 )
 
 # A cold appinfo cache clears within seconds to minutes: a few spaced attempts, not a loop.
@@ -446,12 +455,13 @@ def install_and_fix(installer, links, run_needed: bool):
     if run_needed and not after.complete:
         installer.fail("unknown", "steamcmd reported success but the app manifest of"
                        f" {installer.install_dir} does not show a complete install")
-    missing = [link.target for link in links if not os.path.exists(link.target)]
-    if missing:
-        installer.fail("unknown", f"steamcmd's {', '.join(missing)} missing after the run;"
-                       " srcds needs them to init Steam; reinstall steamcmd")
+    problems = [problem for problem in map(target_problem, links) if problem]
+    if problems:
+        installer.fail("unknown", "; ".join(problems))
     try:
         apply_steamclient_links(links, installer.account.pw_uid, installer.account.pw_gid)
+    except LinkLayoutError as exc:
+        installer.fail("bad_input", str(exc))
     except OSError as exc:
         installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
     # After steamcmd: an update or validate may have put Valve's bytes back.
@@ -483,6 +493,14 @@ def main():
     before = read_app_state(installer.install_dir)
     links = plan_steamclient_links(installer.account.pw_dir, installer.steamcmd_dir)
     links_to_fix = [link for link in links if not link_is_correct(link)]
+    for link in links:
+        through = sdk_dir_link(link)
+        if through is not None:
+            module.warn(
+                f"{os.path.dirname(link.path)} is a link to {through} (a Steam client's or"
+                " hand-made layout); steamclient.so is never written through it, which would"
+                f" replace the file there ({'would be' if module.check_mode else 'is now'}"
+                " a directory of its own holding the link)")
     run_needed = module.params["update"] or not before.complete
     after = before
     platform_passes = 0

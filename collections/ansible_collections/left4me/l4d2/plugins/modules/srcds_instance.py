@@ -31,8 +31,12 @@ description:
     with C(SocketBindAllow=) for the instance's ports, C(AllowedCPUs=) and the server's
     resource limits (C(MemoryMax=), C(MemorySwapMax=), C(TasksMax=), C(CPUQuota=),
     C(CPUWeight=)); every server has them, from the per-instance options or their defaults.
-  - Creates C({state_dir}/runtime/NAME/{upper,work,merged}); C(upper) and C(merged) belong to
-    O(owner), whose group may read the configuration.
+  - Creates C({state_dir}/runtime/NAME/) with C(merged) (owned by O(owner), whose group may
+    read the configuration) and C(writes), where the game unit's mount helper loop-mounts
+    the server's writes filesystem, C(runtime/NAME/writes.img) (an ext4 image, root's 0600,
+    sparse, so a new running server costs about 2 MiB of disk), which holds its C(upper) and C(work)
+    dirs. An instance made before this, whose C(runtime/NAME/upper) is a plain directory,
+    keeps it as it is.
   - Everything is validated before anything changes; bad arguments fail with a message and
     leave the host as it was. Ports must be unique among the given instances and among the
     other instances configured on the host.
@@ -72,7 +76,10 @@ options:
           - Required when the instance is configured by this call.
         type: int
       client_port: &client_port
-        description: Client port (C(-clientport)), unique on the host. Not passed when unset.
+        description:
+          - Client port srcds binds besides its game port (C(+clientport)), unique on the host.
+          - Every srcds binds one (27005 unless told), and the unit lets it bind only its own
+            ports, so an instance always gets one; C(port) + 1 when unset.
         type: int
       lowerdirs: &lowerdirs
         description:
@@ -177,10 +184,17 @@ options:
       upper_dir_max: &upper_dir_max
         description:
           - The most the server's upper dir (everything it writes, such as logs, downloads,
-            changed files) may hold, a size as for O(instances[].memory_max), at least V(64M). The
-            mount helper counts it (without following links) before every start and
-            refuses to start a server whose upper dir holds more, naming both sizes.
-            Defaults to V(2G).
+            changed files) may hold, a size as for O(instances[].memory_max), at least V(64M).
+            It is the size of the server's writes filesystem (an ext4 image the mount helper
+            makes at the first start); a write past it fails with "No space left on device"
+            as it happens, and the host's disk never holds more. A changed cap applies at
+            the server's next start (a restart when O(restart_on_change)), grown with
+            C(resize2fs); a cap below what the server's writes already take is refused,
+            naming both sizes, and nothing changes. Defaults to V(2G).
+          - An instance made before the cap was a filesystem (a plain C(runtime/NAME/upper)
+            directory) keeps its upper dir, counted instead; its start is refused while it
+            holds more, and C(left4me-upper-check.timer) stops it within
+            C(game_host_upper_check_interval) after it writes past the cap.
         type: str
   port: *port
   client_port: *client_port
@@ -217,8 +231,9 @@ options:
         unit's failed state and start counter (C(systemctl reset-failed)), so requested
         restarts never count toward the crash-loop cap (5 starts in 60 s) that stops a
         crashing server.
-      - V(absent) disables and stops the unit, unmounts the overlay and removes the env
-        file, drop-in, config layer and runtime directories. A missing instance is fine.
+      - V(absent) disables and stops the unit, unmounts the overlay and the writes
+        filesystem and removes the env file, drop-in, config layer, the writes image
+        C(runtime/NAME/writes.img) and the runtime directories. A missing instance is fine.
     type: str
     choices: [present, started, stopped, restarted, absent]
     default: started
@@ -379,11 +394,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     cfg_secrets,
     check_ports_against_host,
     check_unique,
-    config_layer_dirs,
+    config_layer_dir_specs,
     configured_instances,
     failure_reason,
     file_change,
     has_process_output,
+    host_cpu_mhz,
     missing_steam_links,
     parse_journal_json,
     ports_from_env,
@@ -419,6 +435,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
     DirSpec,
     MountError,
     apply_mount_plan,
+    cap_refusal,
     dir_changes,
     ensure_dirs,
     enter_mount_namespace,
@@ -563,13 +580,17 @@ def has_config(raw: dict) -> bool:
     return any(raw.get(key) is not None for key in CONFIG_KEYS)
 
 
-def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int) -> None:
+def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int,
+               cpu_mhz: int | None = None) -> None:
     """What one configured instance's files and directories need."""
     name = plan.name
-    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid)]
+    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid, cpu_mhz)]
     plan.config_changed = any(f.content_changed for f in plan.files)
-    layer_dirs = [DirSpec(d, 0, gid, 0o750) for d in config_layer_dirs(layout, name)]
+    layer_dirs = config_layer_dir_specs(layout, name, gid)
     paths = instance_paths(name, layout.state_dir)
+    refusal = cap_refusal(paths, plan.spec.limits.upper_dir_max)
+    if refusal:
+        raise InstanceError(f"instance {name!r}: {refusal}")
     runtime = instance_dir_specs(paths, uid, gid)
     mounted = read_mount_state(paths.merged).mounted
     dropin = DirSpec(layout.dropin_dir(name), 0, 0, 0o755)
@@ -613,9 +634,10 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     check_ports_against_host(specs, others)
     # Only valid arguments get this far: the runtime user is looked up after them.
     uid, gid = resolve_owner(params["owner"])
+    cpu_mhz = host_cpu_mhz()  # the server cannot read it (ProcSubset=pid): its env file says
     for plan in plans:
         if plan.spec is not None:
-            plan_files(plan, layout, uid, gid)
+            plan_files(plan, layout, uid, gid, cpu_mhz)
     for plan in plans:
         plan_address(plan, on_host.get(plan.name, {}), state)
     return plans

@@ -38,6 +38,16 @@ description:
   - Removed (Steam result 9), banned, non-Left 4 Dead 2 (app 550) ids, and SteamPipe items when
     steamcmd is missing, are per-item errors; O(fail_on_item_error) decides whether they fail the
     whole overlay.
+  - An id in O(collections) that Steam answers as no collection with children (result 9, or
+    result 1 without children, as Steam answers a plain item either way) is looked up as an item
+    in the same details request; a plain item is used as an item, with a warning to list it
+    under O(items); a collection that lists no items is a per-item error.
+  - An answer that lists nothing never removes what the overlay holds. When a collection did
+    not expand, an id is missing from the answer, or no id is usable, the overlay's existing
+    links stay (with a warning) even with O(fail_on_item_error=false).
+  - An HTTP 200 that is not the endpoint's JSON (an empty body, or C({"response":{}}), which
+    Steam under load or a rejected O(api_key) cause) is retried like a 5xx; if it persists the
+    run fails naming those causes, before anything is downloaded or linked.
   - Progress lines (one per download with bytes and seconds) are appended to
     C(workshop_cache/fetch.log), because a module cannot stream its output; RV(items) carries the
     same timings.
@@ -100,7 +110,8 @@ options:
   attempts:
     description:
       - Tries per request before giving up, for connection errors, cut-off downloads, HTTP 429
-        and 5xx. Waits O(retry_delay) seconds, doubled after each try.
+        and 5xx, and Web API answers that are not its JSON. Waits O(retry_delay) seconds,
+        doubled after each try; no Web API retry starts two minutes after its first try.
     type: int
     default: 3
   retry_delay:
@@ -352,8 +363,8 @@ def main():
     if synced.failed:
         result["changed"] = synced.bytes_fetched > 0  # the cache may have gained files
         module.fail_json(msg=synced.msg, **result)
-    for error in synced.errors:
-        module.warn(error)
+    for warning in synced.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

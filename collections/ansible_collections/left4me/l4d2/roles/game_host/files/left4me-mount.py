@@ -13,15 +13,20 @@ any sudoers rule), so neither PATH nor a shebang decides what runs as root, and
 -I keeps PYTHON* variables and the user site out.
 
 ``mount`` reads LEFT4ME_LOWERDIRS from {config_dir}/instances/NAME.env, accepts
-only layers under {state_dir}/installation, overlays and workshop_cache, refuses an
-upper dir holding more than LEFT4ME_UPPER_DIR_MAX bytes (2 GiB when unset), and
-mounts {state_dir}/runtime/NAME/merged in PID 1's mount namespace. A mount with
-other layers is replaced (the game unit calls this in ExecStartPre, when its
-server is not running). ``umount`` unmounts it. Both exit 0 when there is
-nothing to do, otherwise print one line on stderr and exit 1. ``check`` (run by
-left4me-upper-check.timer) kills every running server whose upper dir holds more
-than its cap, printing why: the unit fails, and its restart is refused by ``mount``
-with the same reason until the upper dir is smaller.
+only layers under {state_dir}/installation, overlays and workshop_cache, and mounts
+{state_dir}/runtime/NAME/merged in PID 1's mount namespace. The server's upper and work
+dirs live on its writes filesystem: an ext4 image, runtime/NAME/writes.img, as large as
+LEFT4ME_UPPER_DIR_MAX (2 GiB when unset), made at the first mount, grown or shrunk to a
+changed cap (a shrink below what it holds is refused), and loop-mounted at
+runtime/NAME/writes first, so a write past the cap fails with ENOSPC as it happens. An
+instance whose runtime/NAME/upper is a plain directory (made before) keeps it, and its
+start is refused while it holds more than the cap. A mount with other layers is replaced
+(the game unit calls this in ExecStartPre, when its server is not running). ``umount``
+unmounts the overlay, then the writes filesystem (its loop device goes with it). Both
+exit 0 when there is nothing to do, otherwise print one line on stderr and exit 1.
+``check`` (run by left4me-upper-check.timer) kills every running server with a plain
+upper dir that holds more than its cap, printing why: the unit fails, and its restart is
+refused by ``mount`` with the same reason until the upper dir is smaller.
 
 The logic lives in left4me_mount.py (and left4me_common.py) next to this file. Through sudo
 (SUDO_UID set) the path and owner options are refused, so a sudoers rule can
@@ -55,7 +60,8 @@ def parse_args(argv):
 
 
 def check(state_dir, config_dir):
-    """Kill each running server whose upper dir is over its cap (systemd then fails it)."""
+    """Kill each running server whose plain upper dir is over its cap (systemd then fails
+    it); a capped server's filesystem refuses its writes itself."""
     for name, why in mount_lib.uppers_over_cap(config_dir, state_dir):
         sys.stderr.write(f"{PROG}: check {name}: {' '.join(why.split())}; killing the server\n")
         # Only the main process: systemd then stops the rest and runs ExecStopPost (the

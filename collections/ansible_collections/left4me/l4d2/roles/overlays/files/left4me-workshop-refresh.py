@@ -99,7 +99,7 @@ def refresh(definition, state_dir, api_key, steamcmd):
         echo=say,
         steamcmd=steamcmd,
     )
-    for error in result.errors:
+    for error in result.warnings:
         say(f"warning: {error}")
     if result.failed:
         say(f"FAILED {result.msg}")

@@ -108,7 +108,7 @@ def test_env_file_round_trips_through_the_mount_helpers_parser(layout):
     env = mount_lib.parse_env(text)
     assert mount_lib.lowerdirs_from_env(env) == inst.lowerdirs_of(result, layout)
     assert env["LEFT4ME_PORT"] == "27015" and env["LEFT4ME_CLIENT_PORT"] == "27005"
-    assert shlex.split(env["LEFT4ME_ARGS"]) == ["-clientport", "27005", "+sv_lan", "1"]
+    assert shlex.split(env["LEFT4ME_ARGS"]) == ["+clientport", "27005", "-nohltv", "+sv_lan", "1"]
     assert env["SRCDS_SIM_CRASH_AT_START"] == "1"
     assert "s3cret" not in text
     assert inst.ports_from_env(env) == [27015, 27005]
@@ -196,7 +196,7 @@ def test_bad_limits_are_refused_by_name(layout, raw, message):
 
 
 def test_ports_are_unique_among_the_given_instances(layout):
-    one = spec(layout)
+    one = spec(layout, client_port=27005)
     two = inst.validate_spec({"name": "versus1", "port": 27016, "client_port": 27015}, layout)
     with pytest.raises(inst.InstanceError, match="port 27015 is used by both instance 'coop1'"
                        " and 'versus1'"):
@@ -246,8 +246,22 @@ def test_config_layer_dirs_and_removal_targets(layout):
         f"{layout.config_dir}/instances/coop1.manager",
         f"{layout.systemd_dir}/left4me-server@coop1.service.d",
         f"{layout.state_dir}/overlays/.instance-coop1",
+        f"{layout.state_dir}/runtime/coop1/writes.img",
         f"{layout.state_dir}/runtime/coop1",
     ]
+
+
+def test_the_game_may_write_in_left4dead2_and_cfg_but_not_in_left4me(layout):
+    """srcds creates cfg/banned_user.cfg (writeid), cfg/banned_ip.cfg (writeip) and
+    left4dead2/logs/; the directory with the RCON password stays root's."""
+    specs = {os.path.relpath(s.path, layout.config_layer("coop1")): s
+             for s in inst.config_layer_dir_specs(layout, "coop1", 1234)}
+    assert {path: (s.uid, s.gid, oct(s.mode)) for path, s in specs.items()} == {
+        ".": (0, 1234, "0o750"),
+        "left4dead2": (0, 1234, "0o1770"),
+        "left4dead2/cfg": (0, 1234, "0o1770"),
+        "left4dead2/cfg/left4me": (0, 1234, "0o750"),
+    }
 
 
 # --- the Steam client links ------------------------------------------------------------
@@ -284,6 +298,17 @@ def test_missing_steam_links_names_each_link_that_does_not_resolve(
     assert len(found) == len(problems)
     for text, pattern in zip(found, problems, strict=True):
         assert re.search(pattern, text), text
+
+
+def test_missing_steam_links_names_steamcmds_library_turned_into_a_self_link(tmp_path):
+    # What writing steamclient.so through ~/.steam/sdk32 -> steamcmd's linux32 left behind.
+    home = steam_home(tmp_path, sdk32=None)
+    library = tmp_path / "steam" / "linux32" / "steamclient.so"
+    library.parent.mkdir(parents=True)
+    library.symlink_to(library)
+    (home / ".steam" / "sdk32").symlink_to(library.parent)
+    [problem] = inst.missing_steam_links(str(home))
+    assert "a link to itself" in problem and str(library) in problem
 
 
 def test_steam_links_message_says_what_breaks_and_how_to_fix_it():
@@ -378,3 +403,63 @@ def test_cfg_secrets_are_read_from_the_instance_cfg(layout):
     cfg = inst.render_instance_cfg(spec(layout, rcon_password="pa ss", hostname="h"))
     assert inst.cfg_secrets(cfg) == ["pa ss"]
     assert inst.cfg_secrets(None) == []
+
+
+# --- every port srcds binds, and its CPU speed (issue 18 items 5 and 6) --------------------
+
+
+def test_client_port_defaults_to_the_next_port(layout):
+    """srcds binds a client UDP port at every start (27005 when not told): an instance
+    without one would bind a port its unit refuses and quit."""
+    result = spec(layout)
+    assert result.client_port == 27016
+    assert result.ports == (27015, 27016)
+    dropin = inst.render_dropin(result)
+    assert "SocketBindAllow=udp:27016\n" in dropin
+    with pytest.raises(inst.InstanceError, match="client_port"):
+        spec(layout, port=65535)
+
+
+def test_srcds_is_told_its_client_port_and_no_sourcetv(layout):
+    """+clientport is the cvar srcds reads (LinuxGSM passes it); -clientport is not srcds
+    syntax. -nohltv: no SourceTV socket on 27020, which the unit would refuse."""
+    env = mount_lib.parse_env(inst.render_env(spec(layout, client_port=27105), layout))
+    args = shlex.split(env["LEFT4ME_ARGS"])
+    assert args[:3] == ["+clientport", "27105", "-nohltv"]
+    assert "-clientport" not in args
+
+
+def test_client_port_of_another_instance_is_a_conflict(layout):
+    one = spec(layout, name="one", port=27015)
+    two = spec(layout, name="two", port=27016)
+    with pytest.raises(inst.InstanceError, match="port 27016"):
+        inst.check_unique([one, two])
+
+
+@pytest.mark.parametrize(
+    ("max_freq", "cpuinfo", "expected"),
+    [
+        ("3500000\n", "cpu MHz\t\t: 1200.000\n", 3500),   # scaling driver: its maximum
+        (None, "processor\t: 0\ncpu MHz\t\t: 2995.210\n", 2995),  # a VM: the TSC's rate
+        ("0\n", "cpu MHz : 2400.5\n", 2400),
+        (None, "processor : 0\n", None),
+        (None, None, None),
+    ],
+)
+def test_cpu_mhz_read_as_tier0_reads_it(tmp_path, max_freq, cpuinfo, expected):
+    sysfs, proc = tmp_path / "max_freq", tmp_path / "cpuinfo"
+    if max_freq is not None:
+        sysfs.write_text(max_freq)
+    if cpuinfo is not None:
+        proc.write_text(cpuinfo)
+    assert inst.host_cpu_mhz(str(sysfs), str(proc)) == expected
+
+
+def test_env_file_gives_srcds_its_cpu_speed(layout):
+    """ProcSubset=pid hides /proc/cpuinfo from the server: tier0 takes CPU_MHZ first."""
+    env = mount_lib.parse_env(inst.render_env(spec(layout), layout, cpu_mhz=2995))
+    assert env["CPU_MHZ"] == "2995"
+    assert "CPU_MHZ" not in mount_lib.parse_env(inst.render_env(spec(layout), layout))
+    own = spec(layout, environment={"CPU_MHZ": "2000"})
+    text = inst.render_env(own, layout, cpu_mhz=2995)
+    assert mount_lib.parse_env(text)["CPU_MHZ"] == "2000" and text.count("CPU_MHZ=") == 1

@@ -14,10 +14,12 @@ import contextlib
 import errno
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -114,13 +116,23 @@ def test_invalid_instance_names(name):
 
 
 def test_instance_paths_default_state_dir():
-    paths = mount_lib.instance_paths("coop1")
-    assert paths.root == "/var/lib/left4me/runtime/coop1"
-    assert (paths.upper, paths.work, paths.merged) == (
-        "/var/lib/left4me/runtime/coop1/upper",
-        "/var/lib/left4me/runtime/coop1/work",
-        "/var/lib/left4me/runtime/coop1/merged",
+    paths = mount_lib.instance_paths("coop1-never-made")
+    root = "/var/lib/left4me/runtime/coop1-never-made"
+    assert paths.root == root
+    assert paths.capped
+    assert (paths.upper, paths.work, paths.merged, paths.image, paths.writes) == (
+        f"{root}/writes/upper", f"{root}/writes/work", f"{root}/merged",
+        f"{root}/writes.img", f"{root}/writes",
     )
+
+
+def test_an_instance_with_a_plain_upper_dir_keeps_it(tmp_path):
+    """An instance made before the cap was a filesystem keeps its upper dir where it is."""
+    (tmp_path / "runtime" / "old1" / "upper").mkdir(parents=True)
+    paths = mount_lib.instance_paths("old1", str(tmp_path))
+    assert not paths.capped
+    assert (paths.upper, paths.work) == (f"{tmp_path}/runtime/old1/upper",
+                                         f"{tmp_path}/runtime/old1/work")
 
 
 def test_instance_paths_custom_state_dir_and_errors():
@@ -517,7 +529,21 @@ def test_fuse_taint_check_never_follows_a_link_swapped_in_for_a_directory(state_
 # --- directories -----------------------------------------------------------------------
 
 
+def test_capped_instance_dir_specs_leave_upper_and_work_to_its_filesystem(state_dir):
+    paths = mount_lib.instance_paths("t1", str(state_dir))
+    specs = mount_lib.instance_dir_specs(paths, 65534, 65534)
+    assert [(s.path, s.uid, s.mode) for s in specs] == [
+        (str(state_dir / "runtime"), 0, 0o755),
+        (paths.root, 0, 0o755),
+        (paths.writes, 0, 0o755),
+        (paths.merged, 65534, 0o755),
+    ]
+    assert [(s.path, s.uid, s.mode) for s in mount_lib.writes_dir_specs(paths, 65534, 65534)] == [
+        (paths.upper, 65534, 0o755), (paths.work, 0, 0o700)]
+
+
 def test_instance_dir_specs_and_changes(state_dir):
+    os.makedirs(state_dir / "runtime" / "t1" / "upper")  # an instance from before the cap
     paths = mount_lib.instance_paths("t1", str(state_dir))
     specs = mount_lib.instance_dir_specs(paths, 65534, 65534)
     assert [(s.path, s.uid, s.mode, s.create_only) for s in specs] == [
@@ -527,9 +553,10 @@ def test_instance_dir_specs_and_changes(state_dir):
         (paths.work, 0, 0o700, False),
         (paths.merged, 65534, 0o755, False),
     ]
-    assert mount_lib.dir_changes(specs) == [f"create {s.path}" for s in specs]
+    assert mount_lib.dir_changes(specs) == [
+        f"chown 65534:65534 {paths.upper}", f"create {paths.work}", f"create {paths.merged}"]
     created = mount_lib.ensure_dirs(specs)
-    assert created == [s.path for s in specs]
+    assert created == [paths.work, paths.merged]
     assert mount_lib.dir_changes(specs) == []
     os.chmod(paths.work, 0o755)
     os.chown(paths.upper, 0, 0)
@@ -540,13 +567,13 @@ def test_instance_dir_specs_and_changes(state_dir):
     mount_lib.ensure_dirs(specs)
     assert mount_lib.dir_changes(specs) == []
     mount_lib.remove_created_dirs(created)
-    assert not (state_dir / "runtime").exists()
+    assert [p.name for p in (state_dir / "runtime" / "t1").iterdir()] == ["upper"]
 
 
 def test_dir_in_the_way_is_refused(state_dir):
+    os.makedirs(state_dir / "runtime" / "t1")
+    (state_dir / "runtime" / "t1" / "upper").write_text("not a dir")
     paths = mount_lib.instance_paths("t1", str(state_dir))
-    os.makedirs(paths.root)
-    pathlib.Path(paths.upper).write_text("not a dir")
     with pytest.raises(MountError, match="exists but is not a directory"):
         mount_lib.dir_changes(mount_lib.instance_dir_specs(paths, 0, 0))
 
@@ -619,6 +646,7 @@ def test_many_long_layers_use_lowerdir_plus(state_dir, count):
 
 @needs_mount
 def test_legacy_mount_is_understood_and_its_page_limit_enforced(state_dir):
+    os.makedirs(state_dir / "runtime" / "old" / "upper")
     paths = mount_lib.instance_paths("old", str(state_dir))
     uid, gid = mount_lib.resolve_owner(RUNTIME_USER)
     mount_lib.ensure_dirs(mount_lib.instance_dir_specs(paths, uid, gid))
@@ -942,3 +970,218 @@ def test_helper_refuses_path_overrides_under_sudo(state_dir, helper):
     result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir), env=env)
     assert result.returncode == 1
     assert "refused under sudo" in result.stderr
+
+
+# --- the writes filesystem: a server's cap, refused as it writes ---------------------------
+
+
+def loop_mounts_work() -> str | None:
+    missing = overlay_works()
+    if missing:
+        return missing
+    if not os.path.exists("/dev/loop-control"):
+        return "no /dev/loop-control: loop devices are not available here"
+    for tool in (mount_lib.MKFS_EXT4[0], mount_lib.RESIZE2FS, mount_lib.E2FSCK[0]):
+        if not os.access(tool, os.X_OK):
+            return f"{tool} missing (e2fsprogs)"
+    return None
+
+
+needs_loop = pytest.mark.skipif(loop_mounts_work() is not None, reason=str(loop_mounts_work()))
+
+
+def loops_backed_by(image: str) -> list[str]:
+    """The loop devices whose backing file is ``image`` (sysfs; no losetup needed)."""
+    found = []
+    for backing in pathlib.Path("/sys/block").glob("loop*/loop/backing_file"):
+        if backing.read_text().strip() == image:
+            found.append(backing.parent.parent.name)
+    return found
+
+
+def env_with_cap(config: pathlib.Path, name: str, lowerdirs: list[str], cap: str) -> None:
+    write_env(config, name, lowerdirs)
+    env_file = config / "instances" / f"{name}.env"
+    env_file.write_text(env_file.read_text() + f"LEFT4ME_UPPER_DIR_MAX={cap}\n")
+
+
+def fill(path: pathlib.Path, most: int) -> tuple[int, str | None]:
+    """Write up to ``most`` bytes to ``path``; (bytes written, the error that stopped it)."""
+    written, chunk = 0, b"\xa5" * (1 << 20)
+    try:
+        with open(path, "wb") as out:
+            while written < most:
+                written += out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+    except OSError as exc:
+        return written, exc.strerror
+    return written, None
+
+
+def test_ext4_superblock_usage_and_refusals():
+    superblock = bytearray(1024)
+    struct_pack = __import__("struct").pack_into
+    struct_pack("<III", superblock, 0x4, 1000, 0, 250)  # blocks, reserved, free
+    struct_pack("<I", superblock, 0x18, 2)  # 1024 << 2: 4 KiB blocks
+    struct_pack("<H", superblock, 0x38, 0xEF53)
+    assert mount_lib.ext4_usage(bytes(superblock)) == (1000 * 4096, 750 * 4096)
+    with pytest.raises(MountError, match="holds no ext4 filesystem; move it aside"):
+        mount_lib.ext4_usage(bytes(1024), "/x/writes.img")
+    assert mount_lib.writes_size((64 << 20) + 123) == 64 << 20
+    assert mount_lib.shrink_refusal(10 << 20, 64 << 20, "img") is None
+    assert mount_lib.shrink_refusal(100 << 20, 64 << 20, "img") == (
+        "the server's writes (img) take 100.0 MiB, more than the new upper_dir_max 64.0 MiB: a"
+        " cap is never shrunk below what is used. Keep upper_dir_max at 100.0 MiB or more, or"
+        " delete files the server wrote first")
+
+
+@needs_mount
+def test_check_mode_plan_of_a_new_server_changes_nothing(state_dir):
+    plan = mount_lib.plan_mount("t1", layers(state_dir, "a"), state_dir=str(state_dir),
+                                owner=RUNTIME_USER, ns_pid=os.getpid(), upper_dir_max=64 << 20)
+    assert plan.changed
+    assert plan.describe_writes() == [
+        f"create {plan.paths.image} (64.0 MiB, sparse)",
+        f"mount {plan.paths.image} on {plan.paths.writes}"]
+    assert not (state_dir / "runtime").exists()
+
+
+@needs_loop
+def test_a_server_writing_past_its_cap_gets_enospc_and_the_host_keeps_its_disk(state_dir, helper):
+    config = state_dir.parent / "etc"
+    env_with_cap(config, "coop1", layers(state_dir, "a"), "64M")
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
+    result = run_helper(helper, "mount", "coop1", *opts)
+    assert (result.returncode, result.stderr) == (0, "")
+    paths = mount_lib.instance_paths("coop1", str(state_dir))
+    image = os.stat(paths.image)
+    assert (image.st_uid, image.st_mode & 0o7777, image.st_size) == (0, 0o600, 64 << 20)
+    assert image.st_blocks * 512 < 2 << 20, "a new server's image is not sparse"
+    upper = os.stat(paths.upper)
+    assert (upper.st_uid, upper.st_mode & 0o777) == (mount_lib.resolve_owner(RUNTIME_USER)[0],
+                                                     0o755)
+
+    written, stopped_by = fill(pathlib.Path(paths.merged) / "fill.bin", 256 << 20)
+    assert stopped_by == "No space left on device"
+    assert written <= 64 << 20
+    assert os.stat(paths.image).st_blocks * 512 <= (64 << 20) + (1 << 20)
+    (pathlib.Path(paths.merged) / "fill.bin").unlink()  # mounted with discard: given back
+    for _attempt in range(60):  # ext4 discards after its journal commits (sync forces it),
+        os.sync()  # and the loop device punches the blocks out of the image soon after
+        if os.stat(paths.image).st_blocks * 512 < 4 << 20:
+            break
+        time.sleep(0.5)
+    assert os.stat(paths.image).st_blocks * 512 < 4 << 20
+    # the cap is the filesystem's: the periodic count leaves this server to it
+    assert mount_lib.uppers_over_cap(str(config), str(state_dir), ns_pid=os.getpid()) == []
+
+    for _attempt in range(2):
+        result = run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir))
+        assert (result.returncode, result.stderr) == (0, "")
+    assert not current(state_dir, "coop1").mounted
+    assert not mount_lib.read_mount_state(paths.writes, os.getpid()).mounted
+    assert loops_backed_by(paths.image) == [], "the loop device was not released"
+
+
+@needs_loop
+def test_a_cap_grows_keeps_the_files_and_never_shrinks_below_use(state_dir, helper):
+    config = state_dir.parent / "etc"
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
+    paths = mount_lib.instance_paths("coop1", str(state_dir))
+
+    def start(cap):
+        env_with_cap(config, "coop1", layers(state_dir, "a"), cap)
+        return run_helper(helper, "mount", "coop1", *opts)
+
+    def stop():
+        assert run_helper(helper, "umount", "coop1", "--state-dir", str(state_dir)).returncode == 0
+
+    assert start("64M").returncode == 0
+    kept = pathlib.Path(paths.merged) / "kept.bin"
+    assert fill(kept, 40 << 20) == (40 << 20, None)
+    stop()
+
+    assert (start("128M").returncode, os.stat(paths.image).st_size) == (0, 128 << 20)
+    assert kept.stat().st_size == 40 << 20
+    assert mount_lib.statvfs_usage(paths.writes)[0] > 100 << 20
+    same = mount_lib.plan_mount("coop1", layers(state_dir, "a"), state_dir=str(state_dir),
+                                owner=RUNTIME_USER, ns_pid=os.getpid(), upper_dir_max=128 << 20)
+    assert (same.changed, same.writes_steps) == (False, [])
+    stop()
+
+    refused = start("32M")
+    assert refused.returncode == 1
+    # what it holds counts the filesystem's own metadata too, so a little over 40 MiB
+    assert re.search(r"writes \(\S+writes.img\) take [45]\d\.\d MiB, more than the new"
+                     r" upper_dir_max 32.0 MiB", refused.stderr), refused.stderr
+    assert os.stat(paths.image).st_size == 128 << 20
+    assert not mount_lib.read_mount_state(paths.writes, os.getpid()).mounted
+
+    assert start("80M").returncode == 0  # a shrink that fits
+    assert (os.stat(paths.image).st_size, kept.stat().st_size) == (80 << 20, 40 << 20)
+    stop()
+
+
+@needs_loop
+def test_a_server_with_a_plain_upper_dir_keeps_its_files_and_its_counted_cap(state_dir, helper):
+    config = state_dir.parent / "etc"
+    env_with_cap(config, "old1", layers(state_dir, "a"), "64M")
+    upper = state_dir / "runtime" / "old1" / "upper"
+    upper.mkdir(parents=True)
+    (upper / "server.log").write_text("from before")
+    opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
+    assert run_helper(helper, "mount", "old1", *opts).returncode == 0
+    merged = state_dir / "runtime" / "old1" / "merged"
+    assert (merged / "server.log").read_text() == "from before"
+    assert not (state_dir / "runtime" / "old1" / "writes.img").exists()
+    assert current(state_dir, "old1").upperdir == str(upper)
+
+
+@needs_loop
+def test_a_converge_is_refused_a_cap_below_what_the_image_holds(state_dir):
+    """srcds_instance asks this before writing a smaller cap, the server running or not."""
+    paths = mount_lib.instance_paths("t1", str(state_dir))
+    assert mount_lib.cap_refusal(paths, 64 << 20) is None  # no image yet: nothing to shrink
+    os.makedirs(paths.writes)
+    mount_lib.create_image(paths.image, 128 << 20)
+    mount_lib.mount_writes(paths.image, paths.writes)
+    try:
+        assert fill(pathlib.Path(paths.writes) / "kept.bin", 40 << 20) == (40 << 20, None)
+        running = mount_lib.cap_refusal(paths, 32 << 20)
+        assert running and f"writes ({paths.writes}) take" in running
+    finally:
+        mount_lib.unmount_overlayfs(paths.writes)
+    size, used = mount_lib.read_image_usage(paths.image)
+    assert size == 128 << 20 and 40 << 20 < used < 56 << 20
+    assert mount_lib.cap_refusal(paths, 256 << 20) is None
+    assert mount_lib.cap_refusal(paths, 64 << 20) is None  # still fits
+    stopped = mount_lib.cap_refusal(paths, 32 << 20)
+    assert stopped and f"writes ({paths.image}) take" in stopped
+    assert "more than the new upper_dir_max 32.0 MiB" in stopped
+
+
+def test_copies_of_the_layer_dirs_in_an_upper_dir_get_the_game_writable_mode(tmp_path):
+    """A copy-up made while the config layer's dirs were root 0750 keeps that mode in the
+    upper dir, where it wins: the next mount brings it to 1770. Links are never followed,
+    and a directory the game made itself (its own owner) is left alone."""
+    upper = tmp_path / "upper"
+    cfg = upper / "left4dead2" / "cfg"
+    cfg.mkdir(parents=True)
+    os.chmod(upper / "left4dead2", 0o750)
+    os.chmod(cfg, 0o750)
+    uid = os.getuid()
+    fixed = mount_lib.open_copied_up_layer_dirs(str(upper), layer_uid=uid)
+    assert fixed == [str(upper / "left4dead2"), str(cfg)]
+    assert oct((upper / "left4dead2").stat().st_mode & 0o7777) == "0o1770"
+    assert oct(cfg.stat().st_mode & 0o7777) == "0o1770"
+    assert mount_lib.open_copied_up_layer_dirs(str(upper), layer_uid=uid) == []  # idempotent
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o750)
+    os.chmod(elsewhere, 0o750)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "left4dead2").symlink_to(elsewhere)
+    assert mount_lib.open_copied_up_layer_dirs(str(linked), layer_uid=uid) == []
+    assert oct(elsewhere.stat().st_mode & 0o7777) == "0o750"
+    assert mount_lib.open_copied_up_layer_dirs(str(tmp_path / "missing")) == []

@@ -16,10 +16,20 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _a2s,
+        _rcon,
+        _srcds_info,
+        _srcds_status,
+    )
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _srcds_info
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _a2s,
+        _rcon,
+        _srcds_info,
+        _srcds_status,
+    )
 
 
 def free_port() -> int:
@@ -181,11 +191,18 @@ def test_a_wrong_password_is_said_so(server):
 
 
 def test_an_address_banned_after_too_many_wrong_passwords_is_said_so(server):
-    for _attempt in range(3):  # sv_rcon_maxfailures 3: the third failure bans the address
+    # sv_rcon_maxfailures 3 is below sv_rcon_minfailures (5): srcds swaps them, so more than
+    # 3 failures within 30 s ban; the banning (4th) login gets no answer, the socket closes.
+    for _attempt in range(3):
         with pytest.raises(_rcon.RconAuthError):
             _rcon.run_command(server.port, "wrong", "status", timeout=10)
-    with pytest.raises(_rcon.RconBanned, match="banned from RCON"):
+    with pytest.raises(_rcon.RconBanned, match="banned after too many wrong passwords"):
+        _rcon.run_command(server.port, "wrong", "status", timeout=10)
+    with pytest.raises(_rcon.RconBanned, match="banned after too many wrong passwords"):
         _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+    # The ban is srcds's IP filter: A2S from this address is answered "Banned by server".
+    with pytest.raises(_a2s.A2SError, match="'Banned by server': this address is in its IP ban"):
+        _a2s.query_info("127.0.0.1", server.port, timeout=2)
 
 
 def test_no_password_is_refused_before_connecting():
@@ -314,3 +331,13 @@ def test_an_instance_without_a_password_says_where_to_set_it():
         "instance 'coop1' has no RCON password (no rcon_password in /var/lib/left4me/overlays/"
         ".instance-coop1/left4dead2/cfg/left4me/instance.cfg): set rcon_password with"
         " left4me.l4d2.srcds_instance (left4me never uses one an overlay's cfg sets)")
+
+
+def test_players_steam_has_not_validated_yet_are_read_apart(server):
+    """The stand-in's `status` lists them as real srcds does (STEAM_ID_PENDING, own userid)."""
+    for name in ("Joiner", "Joiner"):
+        _rcon.run_command(server.port, PASSWORD, f"sim_addplayer {name} 80 5 pending", timeout=10)
+    output, _seconds = _rcon.run_command(server.port, PASSWORD, "status", timeout=10)
+    humans = [p for p in _srcds_status.parse_status(output).players if not p.bot]
+    assert [p.steam_id for p in humans] == ["STEAM_ID_PENDING"] * 2
+    assert len({p.userid for p in humans}) == 2

@@ -331,6 +331,68 @@ def test_apply_links_creates_repairs_and_then_leaves_alone(tmp_path):
     assert all(steamcmd.link_is_correct(link) for link in links)
 
 
+def _steamcmd_home(root):
+    """steamcmd's own libraries, as its tarball lays them out."""
+    for arch in ("linux32", "linux64"):
+        (root / "steam" / arch).mkdir(parents=True)
+        (root / "steam" / arch / "steamclient.so").write_bytes(b"\x7fELF steamcmd's own")
+    return str(root / "steam")
+
+
+@pytest.mark.parametrize("sdk_points_to", ["steamcmd", "steam_client"])
+def test_apply_links_replaces_an_sdk_dir_link_and_never_writes_through_it(tmp_path,
+                                                                          sdk_points_to):
+    # steam.sh links ~/.steam/sdk32 to the client's linux32 (steam-for-linux#2232, #3696);
+    # hand fixes and LinuxGSM-era homes link it to steamcmd's own linux32.
+    steam = _steamcmd_home(tmp_path)
+    home = tmp_path / "home"
+    (home / ".steam").mkdir(parents=True)
+    client = tmp_path / "client-linux32"
+    client.mkdir()
+    (client / "steamclient.so").write_bytes(b"\x7fELF the client's")
+    linked = f"{steam}/linux32" if sdk_points_to == "steamcmd" else str(client)
+    os.symlink(linked, home / ".steam/sdk32")
+    links = steamcmd.plan_steamclient_links(str(home), steam)
+    assert steamcmd.sdk_dir_link(links[0]) == linked
+    assert not steamcmd.link_is_correct(links[0])
+    uid, gid = os.getuid(), os.getgid()
+    assert steamcmd.apply_steamclient_links(links, uid, gid) == links
+    assert (tmp_path / "steam/linux32/steamclient.so").read_bytes() == b"\x7fELF steamcmd's own"
+    assert (client / "steamclient.so").read_bytes() == b"\x7fELF the client's"
+    assert not os.path.islink(home / ".steam/sdk32")
+    assert os.readlink(home / ".steam/sdk32/steamclient.so") == f"{steam}/linux32/steamclient.so"
+    assert all(steamcmd.link_is_correct(link) for link in links)
+    assert steamcmd.apply_steamclient_links(links, uid, gid) == []
+
+
+def test_apply_links_refuses_a_steam_dir_link_and_changes_nothing(tmp_path):
+    steam = _steamcmd_home(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(f"{steam}/linux32", elsewhere / "sdk32")
+    os.symlink(elsewhere, home / ".steam")
+    links = steamcmd.plan_steamclient_links(str(home), steam)
+    with pytest.raises(steamcmd.LinkLayoutError, match=r"\.steam is a link to .*re-run"):
+        steamcmd.apply_steamclient_links(links, os.getuid(), os.getgid())
+    assert os.readlink(elsewhere / "sdk32") == f"{steam}/linux32"
+    assert (tmp_path / "steam/linux32/steamclient.so").read_bytes() == b"\x7fELF steamcmd's own"
+
+
+def test_target_problem_names_a_self_link_left_by_an_earlier_run(tmp_path):
+    steam = _steamcmd_home(tmp_path)
+    links = steamcmd.plan_steamclient_links(str(tmp_path / "home"), steam)
+    assert steamcmd.target_problem(links[0]) is None
+    damaged = tmp_path / "steam/linux32/steamclient.so"
+    damaged.unlink()
+    os.symlink(damaged, damaged)
+    problem = steamcmd.target_problem(links[0])
+    assert "link to itself" in problem and "steamcmd.sh" in problem and "site.yml" in problem
+    (tmp_path / "steam/linux64/steamclient.so").unlink()
+    assert "missing" in steamcmd.target_problem(links[1])
+
+
 # --- running -------------------------------------------------------------------
 
 

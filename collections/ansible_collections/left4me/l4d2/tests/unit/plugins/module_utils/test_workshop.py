@@ -282,6 +282,107 @@ def test_unknown_collection_is_an_item_error(steam, state):
     assert result.failed and "collection 3000000099 was not found" in result.msg
 
 
+def linked(state: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in addons(state).iterdir())
+
+
+@pytest.mark.parametrize("answer", [9, 1])
+def test_a_plain_item_listed_as_a_collection_is_used_as_an_item(steam, state, answer):
+    # Steam answers GetCollectionDetails on a plain item with result 9 on some days, with
+    # result 1 and no children on others; the second once emptied the overlay silently.
+    sync(steam, state, items=ids(5))
+    steam.post("plain_item", result=answer)
+    result = sync(steam, state, collections=ids(7))
+    assert not result.failed and result.changed
+    assert linked(state) == [f"{GEN + 7}.vpk"]
+    assert [item.publishedfileid for item in result.items] == ids(7)
+    assert any(f"{GEN + 7}: listed under collections, but Steam says" in warning
+               and "list it under items" in warning for warning in result.warnings)
+
+
+@pytest.fixture
+def shrinking_collection(steam, state):
+    """A collection whose items are linked, then emptied by its author (result 1, no items)."""
+    steam.post("collection", publishedfileid=3000000050, children=[GEN + 1, GEN + 2])
+    assert not sync(steam, state, collections=["3000000050"]).failed
+    steam.post("collection", publishedfileid=3000000050, children=[])
+    return [f"{GEN + 1}.vpk", f"{GEN + 2}.vpk"]
+
+
+@pytest.mark.parametrize("fail_on_item_error", [True, False])
+def test_a_collection_that_lists_nothing_never_empties_the_overlay(steam, state,
+                                                                   shrinking_collection,
+                                                                   fail_on_item_error):
+    result = sync(steam, state, collections=["3000000050"],
+                  fail_on_item_error=fail_on_item_error)
+    error = "collection 3000000050 lists no items (Steam answered result 1 without children)"
+    if fail_on_item_error:
+        assert result.failed and error in result.msg
+    else:
+        assert not result.failed and not result.changed and result.links.remove == []
+        assert any(error in warning for warning in result.warnings)
+        assert any("2 link(s) kept" in warning for warning in result.warnings)
+    assert linked(state) == shrinking_collection
+
+
+def test_no_usable_id_at_all_keeps_the_links_when_errors_are_allowed(steam, state):
+    sync(steam, state, items=ids(1, 2))
+    bad_items(steam)
+    result = sync(steam, state, items=ids(2, 3), fail_on_item_error=False)
+    assert not result.failed and not result.changed
+    assert linked(state) == [f"{GEN + 1}.vpk", f"{GEN + 2}.vpk"]
+    assert any("no id in Steam's answer is usable" in warning for warning in result.warnings)
+
+
+def test_a_collection_that_lists_nothing_keeps_its_links_beside_usable_items(
+        steam, state, shrinking_collection):
+    result = sync(steam, state, items=ids(3), collections=["3000000050"],
+                  fail_on_item_error=False)
+    assert not result.failed and result.changed
+    assert result.links.remove == []
+    assert linked(state) == sorted([*shrinking_collection, f"{GEN + 3}.vpk"])
+    assert any("2 link(s) kept" in warning and "3000000050" in warning
+               for warning in result.warnings)
+
+
+MALFORMED = {"empty": "an empty body", "empty_response": "a response with no",
+             "empty_object": "JSON without a response object"}
+
+
+@pytest.mark.parametrize("body", sorted(MALFORMED))
+def test_a_200_that_is_not_the_answer_is_retried(steam, state, body):
+    steam.post("malformed", count=2, body=body)
+    result = sync(steam, state, items=ids(1), attempts=3)
+    assert not result.failed and linked(state) == [f"{GEN + 1}.vpk"]
+    assert steam.stats()["GetPublishedFileDetails"] == 3
+
+
+@pytest.mark.parametrize("fail_on_item_error", [True, False])
+@pytest.mark.parametrize("body", sorted(MALFORMED))
+def test_a_200_that_stays_no_answer_names_its_causes_and_changes_nothing(
+        steam, state, body, fail_on_item_error):
+    sync(steam, state, items=ids(1, 2))
+    steam.post("reset")
+    steam.post("malformed", count=10, body=body)
+    api = workshop.SteamApi(steam.base_url, api_key="0" * 32, retry_delay=0.01)
+    with pytest.raises(workshop.WorkshopError) as raised:
+        sync(steam, state, items=ids(1, 2), api=api, fail_on_item_error=fail_on_item_error)
+    message = str(raised.value)
+    assert MALFORMED[body] in message and "3 time(s)" in message
+    assert "Steam under load" in message and "rejected api_key" in message
+    assert "Nothing was changed" in message and "api_url" not in message
+    assert linked(state) == [f"{GEN + 1}.vpk", f"{GEN + 2}.vpk"]
+    assert steam.stats() == {"GetPublishedFileDetails": 3}
+
+
+def test_no_retry_starts_after_the_deadline(steam, state):
+    steam.post("malformed", count=10, body="empty")
+    api = workshop.SteamApi(steam.base_url, retry_delay=0.01, deadline=0)
+    with pytest.raises(workshop.WorkshopError, match="1 time"):
+        sync(steam, state, items=ids(1), api=api)
+    assert steam.stats()["GetPublishedFileDetails"] == 1
+
+
 def test_stale_links_go_foreign_files_stay(steam, state):
     sync(steam, state, items=ids(1, 2, 3))
     foreign_file = addons(state) / "my_map.vpk"

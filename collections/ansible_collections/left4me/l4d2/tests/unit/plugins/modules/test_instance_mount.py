@@ -114,12 +114,15 @@ def test_check_mode_predicts_and_changes_nothing(host, capsys):
         "before": {"mounted": False, "lowerdirs": []},
         "after": {"mounted": True, "lowerdirs": layers(state, "a")},
     }
+    image = f"{state}/runtime/coop1/writes.img"
+    assert result["writes"] == [f"create {image} (2.0 GiB, sparse)",
+                                f"mount {image} on {state}/runtime/coop1/writes"]
     assert tree(state) == before
     assert not mounted_layers(state).mounted
 
     run_module(capsys, **args)
     check_again = run_module(capsys, _ansible_check_mode=True, **args)
-    assert check_again["changed"] is False
+    assert (check_again["changed"], check_again["writes"]) == (False, [])
 
     other = {**args, "lowerdirs": layers(state, "b", "a"), "remount": True}
     predicted = run_module(capsys, _ansible_check_mode=True, _ansible_diff=True, **other)
@@ -132,6 +135,7 @@ def test_check_mode_predicts_and_changes_nothing(host, capsys):
         capsys, _ansible_check_mode=True, **args_for(state, config, state="unmounted")
     )
     assert (unmount_check["changed"], unmount_check["mounted"]) == (True, False)
+    assert unmount_check["writes"] == [f"unmount {state}/runtime/coop1/writes"]
     assert mounted_layers(state).mounted
 
 

@@ -81,6 +81,7 @@ def host(tmp_path, monkeypatch):
         return fake["rcon"]()  # the server's answer, or the RconError it ends in
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(_rcon, "REFUSALS_DIR", str(tmp_path / "run" / "rcon-refused"))
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setattr(srcds_info, "mountinfo_path", lambda _pid: str(mountinfo))
     monkeypatch.setattr(srcds_info, "query_many", query_many)
@@ -234,3 +235,45 @@ def test_rcon_refuses_and_sends_nothing(capsys, host, args, message, asked):
     result, _out = run(rcon, capsys, host, **args)
     assert result["failed"] and result["msg"].startswith(message), result["msg"]
     assert host["calls"] == asked
+
+
+def test_a_refusal_seen_by_one_path_stops_every_path_until_the_server_restarts(capsys, host):
+    """The poller's refused login stops the console too (the host remembers it per run of the
+    unit); a restart (a new InvocationID) lets both ask again."""
+    def refuse():
+        raise _rcon.RconAuthError(_rcon.AUTH_FAILED_MESSAGE)
+
+    host["rcon"] = refuse
+    run(srcds_info, capsys, host, names=["coop1"], players=True)
+    result, _out = run(rcon, capsys, host, name="coop1", command="status")
+    assert result["failed"] and "not sent: it refused left4me's RCON password" in result["msg"]
+    result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)  # no memory
+    assert result["instances"][0]["rcon_refused"]
+    assert len([c for c in host["calls"] if c[0] == "rcon"]) == 1
+    host["show"] = show("coop1", InvocationID="run-of-coop1-2")
+    host["rcon"] = lambda: ("ok", 0.1)
+    result, _out = run(rcon, capsys, host, name="coop1", command="status")
+    assert result["output"] == "ok"
+
+
+def test_a_stale_password_costs_the_real_server_one_failed_login_whatever_asks(
+        capsys, host, monkeypatch, start_srcds, standin_harness, tmp_path):
+    """Against the stand-in (real srcds's ban rules: the 6th refused login within 30 s bans
+    127.0.0.1 from RCON and A2S): console commands and polls, again and again, after the
+    server's password changed. The stand-in sees exactly one bad login and bans nobody."""
+    monkeypatch.setattr(srcds_info, "run_command", _rcon.run_command)
+    monkeypatch.setattr(rcon, "run_command", _rcon.run_command)
+    root = standin_harness.make_game_root(tmp_path / "game",
+                                          'rcon_password "changed-by-a-plugin"\n')
+    server = start_srcds(root)
+    etc = pathlib.Path(host["args"]["config_dir"])
+    (etc / "instances" / "coop1.env").write_text(
+        f"LEFT4ME_PORT={server.port}\nLEFT4ME_IP=127.0.0.1\n")
+    for _round in range(4):
+        result, _out = run(rcon, capsys, host, name="coop1", command="status")
+        assert result["failed"]
+        result, _out = run(srcds_info, capsys, host, names=["coop1"], players=True)
+        assert result["instances"][0]["rcon_refused"]
+    bad = [line for line in server.process.lines if line.endswith(": Bad Password")]
+    assert len(bad) == 1
+    assert not any("Banning" in line for line in server.process.lines)

@@ -30,6 +30,7 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _steamcmd as steamcmd
 
+from ansible.module_utils import _internal as module_internal
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.left4me.l4d2.plugins.modules import srcds_install
 from elftools.elf.elffile import ELFFile
@@ -45,6 +46,13 @@ def _skip_reason() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+@pytest.fixture(autouse=True)
+def as_on_a_target(monkeypatch):
+    """A module runs on a target: once other tests in this process imported Ansible's
+    controller code, module warnings would go to the controller's display, not the result."""
+    monkeypatch.setattr(module_internal, "is_controller", False)
 
 
 class Host:
@@ -290,6 +298,35 @@ def test_check_mode_sees_a_broken_link(host, capsys):
     repaired = run_module(capsys, **host.args())
     assert repaired["changed"] is True
     assert os.readlink(link) == str(host.steam / "linux64" / "steamclient.so")
+
+
+def test_an_sdk_dir_linked_into_steamcmd_is_replaced_and_steamcmds_library_kept(host, capsys):
+    # The hand fix for "Failed to load steamclient.so": ~/.steam/sdk32 -> steamcmd's linux32.
+    run_module(capsys, **host.args())
+    sdk32 = host.home / ".steam" / "sdk32"
+    shutil.rmtree(sdk32)
+    sdk32.symlink_to(host.steam / "linux32")
+    library = host.steam / "linux32" / "steamclient.so"
+    original = library.read_bytes()
+    checked = run_module(capsys, _ansible_check_mode=True, **host.args())
+    assert checked["changed"] is True and sdk32.is_symlink()
+    assert f"{sdk32} is a link to {host.steam}/linux32" in json.dumps(checked["warnings"])
+    repaired = run_module(capsys, **host.args())
+    assert repaired["changed"] is True and not repaired.get("failed")
+    assert not library.is_symlink() and library.read_bytes() == original
+    assert sdk32.is_dir() and not sdk32.is_symlink()
+    assert os.readlink(sdk32 / "steamclient.so") == str(library)
+    assert run_module(capsys, **host.args())["changed"] is False
+
+
+def test_a_self_linked_steamcmd_library_is_named_with_the_way_back(host, capsys):
+    run_module(capsys, **host.args())
+    library = host.steam / "linux32" / "steamclient.so"
+    library.unlink()
+    library.symlink_to(library)
+    result = run_module(capsys, **host.args())
+    assert result["failed"] and result["error_kind"] == "unknown"
+    assert "is a link to itself" in result["msg"] and "site.yml" in result["msg"]
 
 
 def test_log_path_collects_the_output(host, capsys):

@@ -74,6 +74,28 @@ def test_unusable_item_is_a_warning_when_allowed(capsys, setup):
     assert "item 1000000099: removed" in json.dumps(result["warnings"])
 
 
+def admin(setup, action: str, **payload) -> None:
+    request = urllib.request.Request(f"{setup['api_url']}/_standin/{action}",
+                                     data=json.dumps(payload).encode())
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_a_plain_item_listed_as_a_collection_is_built_with_a_warning(capsys, setup):
+    admin(setup, "plain_item", result=1)
+    result = run(capsys, **{**setup, "collections": ["1000000002"]})
+    assert result["changed"] and not result.get("failed")
+    assert result["links_set"] == ["1000000002.vpk"]
+    assert "Steam says 1000000002 is an item" in json.dumps(result["warnings"])
+
+
+def test_an_empty_answer_fails_naming_its_causes_and_changes_nothing(capsys, setup, tmp_path):
+    admin(setup, "malformed", count=10, body="empty_response")
+    result = run(capsys, **{**setup, "fail_on_item_error": False})
+    assert result["failed"] and not result.get("changed")
+    assert "Steam under load" in result["msg"] and "Nothing was changed" in result["msg"]
+    assert not (tmp_path / "overlays" / "maps").exists()
+
+
 def test_steampipe_item_is_fetched_with_steamcmd_from_state_dir_steam(capsys, setup, tmp_path,
                                                                       bootstrap_steamcmd):
     steampipe = json.dumps({"publishedfileid": 1000000003, "hosting": "steampipe"}).encode()
