@@ -93,7 +93,7 @@ def test_an_admin_sees_the_inventorys_servers_read_only(core, admin, alice, depl
     app = admin.app("servers")
     assert not app.exception
     declared = app.dataframe[1].value.to_dict("records")
-    assert declared == [{"host": "alpha", "name": "coop1", "ports": "27015",
+    assert declared == [{"host": "alpha", "name": "coop1", "ports": "27015, 27016",
                          "connect": "connect 192.0.2.10:27015",
                          "managed by": "inventory (site.yml)"}]
     assert "read-only" in app.expander[0].label

@@ -54,8 +54,8 @@ def test_the_ui_refuses_every_action_on_an_inventory_server(core, admin, action)
 
 def test_admins_see_the_inventorys_servers_read_only_users_do_not(core, admin, alice):
     shown = servers.declared_for(core, admin)
-    assert [(d.host, d.name, d.ports) for d in shown] == [
-        ("alpha", "coop1", (27015,)), ("alpha", "versus1", (27025, 27026))]
+    assert [(d.host, d.name, d.ports) for d in shown] == [  # coop1's client port: port + 1
+        ("alpha", "coop1", (27015, 27016)), ("alpha", "versus1", (27025, 27026))]
     assert shown[0].connect_line == "connect 192.0.2.10:27015"
     assert servers.declared_for(core, alice) == []
 
