@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import replace
 
 from left4me_ui import blueprints, overlays
 
@@ -183,3 +184,20 @@ def test_the_blueprints_page_offers_my_overlays_not_other_users(core, alice, bob
     (made,) = blueprints.list_for(core, alice.actor)
     assert made.overlays == ("my-cfg", "demo-config")
     assert bob.app("blueprints").multiselect[0].options == ["bob-cfg", "demo-config"]
+
+
+def test_the_disk_share_is_shown_and_a_create_past_it_is_refused_in_words(core, alice):
+    core.settings = replace(core.settings, user_disk_max=10 << 30)
+    app = alice.app("overlays")
+    assert "Disk: the caps of what you own add up to 0 bytes of your 10.0 GiB share" \
+        " (10.0 GiB left)" in [c.value for c in app.caption]
+    overlays.create(core, alice.actor, "maps", kind="workshop")  # 10 GiB: all of it
+    app = alice.app("overlays")
+    assert "Disk: the caps of what you own add up to 10.0 GiB of your 10.0 GiB share" \
+        " (0 bytes left)" in [c.value for c in app.caption]
+    app.text_input(key="new_overlay_id").input("my-cfg")
+    app.button[0].click().run()
+    assert not app.exception
+    assert "files overlay 'my-cfg' may take 512.0 MiB of disk" in shown(app)
+    assert "past your 10.0 GiB share (you use 10.0 GiB: Workshop overlay 'maps'" in shown(app)
+    assert [o.id for o in overlays.list_for(core, alice.actor)] == ["maps"]

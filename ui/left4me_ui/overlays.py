@@ -52,7 +52,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import
     validate_dest,
 )
 
-from left4me_ui import audit, authz, jobs
+from left4me_ui import audit, authz, disk_share, jobs
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.blueprints import InUse
 from left4me_ui.core import Core
@@ -487,6 +487,9 @@ def create(core: Core, actor: Actor, overlay_id: str, kind: str = "files") -> Ov
             raise OverlayError(f"overlay id {overlay_id!r} belonged to an overlay that was"
                                " deleted; an id never comes back (its build logs and host"
                                " files were another overlay's), so pick another")
+        disk_share.require_room(conn, core.settings, inventory, me, disk_share.Holding(
+            f"{disk_share.KIND_WORDS[kind]} {overlay_id!r}", disk_share.overlay_cap(
+                core.settings, kind)))
         try:
             conn.execute("INSERT INTO overlays (id, owner_id, kind, incarnation, created_at,"
                          " updated_at) VALUES (?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from left4me_ui import audit, authz, blueprints, jobs, overlays
+from left4me_ui import audit, authz, blueprints, disk_share, jobs, overlays
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.settings import Settings
@@ -226,6 +226,8 @@ def create(core: Core, actor: Actor, name: str, host: str, blueprint_id: int) ->
         me = authz.current(conn, actor)
         authz.require_host(conn, me, host, inventory.hosts)
         authz.require_server_quota(conn, me)
+        disk_share.require_room(conn, core.settings, inventory, me, disk_share.Holding(
+            f"server {host}/{name}", disk_share.server_cap(inventory, host)))
         blueprint = blueprints.load(conn, me, blueprint_id)
         if blueprint.owner_id != me.user_id:
             raise Forbidden("a server uses one of its owner's own blueprints")

@@ -17,6 +17,10 @@ COLLECTIONS_DIR = PROJECT_DIR / "collections"
 if str(COLLECTIONS_DIR) not in sys.path:
     sys.path.append(str(COLLECTIONS_DIR))
 
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    parse_size,
+)
+
 MIN_SECRET_BYTES = 32
 
 
@@ -46,6 +50,20 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _size_env(name: str, default: str) -> int:
+    """Bytes from a size such as 40G (K, M, G, T: powers of 1024), as srcds_instance reads
+    its limits."""
+    raw = os.environ.get(name) or default
+    try:
+        value = parse_size(raw, name, ValueError)
+    except ValueError:
+        raise ValueError(f"{name} must be a size such as {default} (a whole number with an"
+                         f" optional K, M, G or T suffix), got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
     return value
 
 
@@ -88,6 +106,10 @@ class Settings:
     server_memory_max: str = "2G"
     server_tasks_max: int = 256
     server_cpu_quota: int = 100
+    # Each user's share of a host's disk: the most the caps of everything they own may add
+    # up to (each server's writes cap, each overlay's cap; left4me_ui.disk_share). Admins
+    # are not bound.
+    user_disk_max: int = 40 << 30
     # Steam profile names and avatars (GetPlayerSummaries) for the players the poller sees:
     # off without a key. The key is a secret: a 0600 file (read at each lookup) or the
     # variable; never logged, never in argv (left4me_ui.profiles).
@@ -177,6 +199,7 @@ def from_environment() -> Settings:
         server_memory_max=os.environ.get("LEFT4ME_UI_SERVER_MEMORY_MAX") or "2G",
         server_tasks_max=_int_env("LEFT4ME_UI_SERVER_TASKS_MAX", 256),
         server_cpu_quota=_int_env("LEFT4ME_UI_SERVER_CPU_QUOTA", 100),
+        user_disk_max=_size_env("LEFT4ME_UI_USER_DISK_MAX", "40G"),
         **_steam_api_settings(),
     )
 

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from left4me_ui import audit, authz, jobs, overlays
+from left4me_ui import audit, authz, disk_share, jobs, overlays
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
 from left4me_ui.overlays import Overlay, OverlayError
 from left4me_ui.runner import run_module
+from left4me_ui.validation import size_text
 
 KIND = "workshop"
 BUILD_PLAYBOOK = "workshop_overlay.yml"
@@ -270,6 +271,10 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
     if wanted.empty:
         raise OverlayError(f"Workshop overlay {overlay.id!r} lists no item or collection;"
                            " add some before building it")
+    # The host refuses, before downloading, items past what the owner's share leaves.
+    max_size = disk_share.workshop_max_size(conn, core.settings, core.inventory(),
+                                            authz.owner_actor(conn, overlay.owner_id),
+                                            overlay.id)
     return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
                         playbook=BUILD_PLAYBOOK, extravars={
@@ -277,4 +282,5 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
                             "left4me_overlay_incarnation": overlay.incarnation,
                             "left4me_overlay_revision": overlay.revision,
                             "left4me_overlay_items": list(wanted.items),
-                            "left4me_overlay_collections": list(wanted.collections)})
+                            "left4me_overlay_collections": list(wanted.collections),
+                            "left4me_overlay_max_size": size_text(max_size)})

@@ -17,7 +17,7 @@ import script_editor
 import streamlit as st
 import workshop_editor
 
-from left4me_ui import overlays, servers
+from left4me_ui import disk_share, overlays, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -51,6 +51,8 @@ if mine:
     )
 else:
     st.text("You have no overlays yet. Create one, then add files to it.")
+# Each overlay counts at its cap against the user's disk share, servers at their writes cap.
+st.caption(frame.load(lambda: disk_share.for_actor(core, actor)).text)
 
 with (st.expander("Create an overlay", icon=":material/add:", expanded=not mine),
       st.form("create_overlay", clear_on_submit=True)):

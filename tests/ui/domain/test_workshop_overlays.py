@@ -135,7 +135,9 @@ def test_a_build_is_a_workshop_playbook_job_with_the_ids(core, alice, maps):
                              "left4me_overlay_incarnation":
                                  overlays.get(core, alice, maps).incarnation,
                              "left4me_overlay_items": ["1000000001"],
-                             "left4me_overlay_collections": ["3000000001"]}
+                             "left4me_overlay_collections": ["3000000001"],
+                             # the per-overlay cap: her disk share has room for all of it
+                             "left4me_overlay_max_size": "10G"}
 
 
 def test_a_server_stacking_it_builds_it_first(core, alice, admin, maps):
@@ -235,6 +237,20 @@ def test_the_build_shows_each_download_as_it_finishes_and_links_the_items(local_
         ("host-a", 2)]
 
 
+def test_the_host_refuses_items_past_what_the_owner_s_share_leaves_before_downloading(
+        local_core, alice, tmp_path):
+    overlays.create(local_core, alice, "maps", kind="workshop")
+    workshop.set_ids(local_core, alice, "maps", "1000000001", "")
+    with_settings(local_core, user_disk_max=1024)  # an admin lowered her share to 1 KiB
+    job_id = overlays.build(local_core, alice, "maps", "host-a")
+    assert jobs.get(local_core, alice, job_id).extravars["left4me_overlay_max_size"] == "1K"
+    failed = jobs.run_next(local_core)
+    assert (failed.id, failed.state) == (job_id, jobs.FAILED)
+    assert "above the cap of 1.0 KiB for one Workshop overlay (max_size)" in failed.error
+    assert not any((tmp_path / "host" / "workshop_cache").glob("*.vpk"))
+    assert overlays.builds(local_core, alice, "maps") == []
+
+
 def test_a_host_directory_of_another_workshop_overlay_of_the_same_id_is_never_built_into(
         local_core, alice, tmp_path):
     overlays.create(local_core, alice, "maps", kind="workshop")
@@ -269,12 +285,14 @@ def test_the_playbook_refuses_bad_input_before_touching_the_host(local_core, ali
                            target="bad", playbook="workshop_overlay.yml", extravars={
                                "left4me_overlay_id": "../etc", "left4me_overlay_revision": 9,
                                "left4me_overlay_items": ["1; rm -rf /"],
-                               "left4me_overlay_collections": "3000000001"})
+                               "left4me_overlay_collections": "3000000001",
+                               "left4me_overlay_max_size": "10 GB"})
     failed = jobs.run_next(local_core)
     assert (failed.id, failed.state) == (bad, jobs.FAILED)
     assert "left4me_overlay_id must be 1 to 64 of a-z" in failed.error
     assert 'left4me_overlay_items[0]: "1; rm -rf /" is not a Workshop id' in failed.error
     assert "left4me_overlay_collections must be a list of Workshop ids" in failed.error
+    assert 'left4me_overlay_max_size must be a size such as 6G' in failed.error
     assert "nothing was changed" in failed.error
     assert list((tmp_path / "host" / "overlays").iterdir()) == []
     assert list((tmp_path / "host" / "workshop_cache").iterdir()) == []

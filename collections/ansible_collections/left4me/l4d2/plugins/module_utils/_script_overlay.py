@@ -29,6 +29,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import descr
 # Results of systemd's $SERVICE_RESULT that mean the script succeeded ("" when the
 # unit reported none but systemd-run itself exited 0).
 SUCCESS_RESULTS = ("success", "")
+# The most one build may leave in its output tree (the module's max_size); the UI counts
+# a script overlay at this in each user's disk share.
+DEFAULT_MAX_SIZE = "2G"
 
 
 def leftovers_to_remove(

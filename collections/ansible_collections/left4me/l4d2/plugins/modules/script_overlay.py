@@ -310,6 +310,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     write_all,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._script_overlay import (  # noqa: E402
+    DEFAULT_MAX_SIZE,
     build_failure,
     build_failure_message,
     built_result,
@@ -339,7 +340,7 @@ ARGUMENT_SPEC = dict(
     memory_max=dict(type="str", default="2G"),
     tasks_max=dict(type="int", default=256),
     cpu_quota=dict(type="str", default="100%"),
-    max_size=dict(type="str", default="2G"),
+    max_size=dict(type="str", default=DEFAULT_MAX_SIZE),
     runtime_max_sec=dict(type="int", default=3600),
     output_lines=dict(type="int", default=50),
     slice=dict(type="str", default="l4d2-build.slice"),

@@ -255,6 +255,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  #
     run_streaming,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._workshop import (  # noqa: E402
+    DEFAULT_MAX_SIZE,
     LOG_NAME,
     SteamApi,
     Steamcmd,
@@ -285,7 +286,7 @@ ARGUMENT_SPEC = dict(
     items=dict(type="list", elements="str", default=[]),
     collections=dict(type="list", elements="str", default=[]),
     fail_on_item_error=dict(type="bool", default=True),
-    max_size=dict(type="str", default="10G"),
+    max_size=dict(type="str", default=DEFAULT_MAX_SIZE),
     state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
     owner=dict(type="str", default=DEFAULT_RUNTIME_USER),
     group=dict(type="str"),
