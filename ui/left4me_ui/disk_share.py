@@ -133,17 +133,21 @@ def require_room(conn: sqlite3.Connection, settings: Settings, inventory: Invent
 
 
 def workshop_max_size(conn: sqlite3.Connection, settings: Settings, inventory: Inventory,
-                      owner: Actor, overlay_id: str) -> int:
+                      owner: Actor, overlay_id: str, *, refuse: bool = True) -> int:
     """The max_size a build of the owner's Workshop overlay `overlay_id` passes the host:
     the per-overlay cap, or what the owner's share leaves beside everything else they own
-    when that is less (the share was lowered, a host's upper_dir_max raised). OverShare
-    when nothing is left, so no build is queued."""
+    when that is less (the share was lowered, a host's upper_dir_max raised). When nothing
+    is left: OverShare, so no build is queued; or, without `refuse` (an admin's reconcile
+    or build, which must not stop at one user's overlay), 1 byte, which the host refuses
+    for that overlay alone before downloading."""
     cap = overlay_cap(settings, "workshop")
     share = of_owner(conn, settings, inventory, owner)
     if not share.bound:
         return cap
     others = sum(h.cap for h in share.holdings if h.overlay_id != overlay_id)
     room = settings.user_disk_max - others
+    if room <= 0 and not refuse:
+        return 1
     if room <= 0:
         raise OverShare(
             f"Workshop overlay {overlay_id!r} has no room left to build: the caps of the rest"

@@ -274,7 +274,7 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
     # The host refuses, before downloading, items past what the owner's share leaves.
     max_size = disk_share.workshop_max_size(conn, core.settings, core.inventory(),
                                             authz.owner_actor(conn, overlay.owner_id),
-                                            overlay.id)
+                                            overlay.id, refuse=not me.is_admin)
     return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
                         playbook=BUILD_PLAYBOOK, extravars={

@@ -15,6 +15,7 @@ from left4me_ui import (
     jobs,
     overlay_script,
     overlays,
+    reconcile,
     servers,
     workshop,
 )
@@ -167,6 +168,26 @@ def test_a_workshop_build_asks_the_host_for_no_more_than_the_share_leaves(core, 
     with pytest.raises(disk_share.OverShare, match="'alice-maps' has no room left to build"):
         overlays.build(core, alice, "alice-maps", "beta")
     assert job_count(core) == queued
+
+
+def test_an_admin_s_reconcile_is_not_stopped_by_one_user_s_full_share(core, alice, admin):
+    overlays.create(core, alice, "alice-maps", kind="workshop")
+    workshop.set_ids(core, alice, "alice-maps", "1000000001", "")
+    blueprint = blueprints.create(core, alice, "maps", ["alice-maps"],
+                                  blueprints.BlueprintSettings())
+    server_id, _job = servers.create(core, alice, "a1", "beta", blueprint.id)
+    with core.db.connect() as conn:
+        conn.execute("UPDATE jobs SET state = ?", (jobs.SUCCEEDED,))
+    with_settings(core, user_disk_max=4 * GIB)  # less than her server and overlay hold
+    with pytest.raises(disk_share.OverShare):
+        servers.restart(core, alice, server_id)  # she is told, nothing queued
+    queued = job_count(core)
+    reconcile.reconcile_host(core, admin, "beta")  # the host's other servers come back
+    builds = [j for j in jobs.history(core, admin) if j.kind == "overlay build"
+              and j.state == jobs.QUEUED]
+    assert [j.extravars["left4me_overlay_max_size"] for j in builds] == ["1"]
+    assert job_count(core) == queued + 2  # her overlay's build (the host refuses it) and
+    # the reconcile
 
 
 def test_the_share_is_read_from_the_environment(monkeypatch):
