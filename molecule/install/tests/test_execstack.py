@@ -10,13 +10,10 @@ import base64
 import hashlib
 import io
 import json
-import os
-import pathlib
-import subprocess
-import tempfile
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from srcds_install_run import run_srcds_install
 
 STATE = "/var/lib/left4me"
 INSTALL = f"{STATE}/installation"
@@ -29,20 +26,9 @@ DLOPEN = '"import ctypes, sys; ctypes.CDLL(sys.argv[1])"'  # an OSError exits 1 
 
 def run_module(host, *flags, **args):
     """srcds_install on the host through `ansible` (become), its result as a dict."""
-    name = host.backend.get_hostname()
     module_args = {"install_dir": INSTALL, "steamcmd_dir": f"{STATE}/steam",
                    "run_as": "left4me", **args}
-    with tempfile.TemporaryDirectory() as tree:
-        run = subprocess.run(
-            ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "--become",
-             "-m", "left4me.l4d2.srcds_install", "-a", json.dumps(module_args), "-t", tree,
-             *flags],
-            cwd=os.environ["MOLECULE_PROJECT_DIRECTORY"], capture_output=True, text=True,
-            check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
-        )
-        result = json.loads(pathlib.Path(tree, name).read_text())
-    assert not result.get("failed"), run.stdout[-3000:] + run.stderr[-3000:]
-    return result
+    return run_srcds_install(host, module_args, *flags)
 
 
 def stack_flags(host, relative):

@@ -8,13 +8,9 @@ success, and the next start was refused. srcds_install runs as the role runs it,
 against the converged host.
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import tempfile
 
 import pytest
+from srcds_install_run import run_srcds_install
 
 STATE = "/var/lib/left4me"
 HOME = "/home/left4me"
@@ -23,22 +19,9 @@ STEAMCMD = f"{STATE}/steam"
 
 def run_module(host, *flags):
     """srcds_install on the host through `ansible` (become), its result as a dict."""
-    name = host.backend.get_hostname()
     module_args = {"install_dir": f"{STATE}/installation", "steamcmd_dir": STEAMCMD,
                    "run_as": "left4me"}
-    with tempfile.TemporaryDirectory() as tree:
-        run = subprocess.run(
-            ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "--become",
-             "-m", "left4me.l4d2.srcds_install", "-a", json.dumps(module_args), "-t", tree,
-             *flags],
-            cwd=os.environ["MOLECULE_PROJECT_DIRECTORY"], capture_output=True, text=True,
-            check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
-        )
-        result = json.loads(pathlib.Path(tree, name).read_text())
-    assert not result.get("failed"), run.stdout[-3000:] + run.stderr[-3000:]
-    # Warnings: in the result, or shown by the controller as [WARNING] lines.
-    result["_shown"] = json.dumps(result.get("warnings", [])) + run.stdout + run.stderr
-    return result
+    return run_srcds_install(host, module_args, *flags)
 
 
 def library_head(host, arch):
