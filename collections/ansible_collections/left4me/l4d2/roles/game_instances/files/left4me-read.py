@@ -1,0 +1,39 @@
+#!/usr/bin/python3 -I
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""left4me-read: answer one read request (info, rcon, logs) as JSON, as root.
+
+    echo '{"verb": "info"}' | sudo -n /usr/local/sbin/left4me-read
+
+The request is one JSON object on stdin (see _read_request.py for its form); the answer is
+the srcds_info, rcon or server_logs module's result on stdout. It takes no arguments: the
+sudoers rule the role installs allows it with none, so a caller picks only a verb, an
+instance and that verb's arguments. The interpreter is named in the shebang with -I
+(no PYTHON* variables, no user site, not the caller's directory on sys.path).
+
+The code is the collection's module_utils, copied verbatim by the role into the tree
+PREFIX/lib/left4me/ansible_collections/... beside PREFIX/sbin/left4me-read, so it imports
+as the modules import it.
+"""
+
+import os
+import sys
+
+LIBRARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "lib", "left4me")
+
+
+def main() -> int:
+    if sys.argv[1:]:
+        sys.stderr.write("left4me-read takes no arguments: the request comes on stdin\n")
+        return 2
+    sys.path.insert(0, LIBRARY)
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _read_request, _reads
+
+    os.chdir("/")
+    return _read_request.respond(sys.stdin.buffer, sys.stdout, _reads.run_argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
