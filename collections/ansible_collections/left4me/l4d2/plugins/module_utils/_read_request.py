@@ -3,8 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One read request as the host's ``left4me-read`` entry point takes it, stdlib only.
 
-The entry point (role game_instances: ``/usr/local/sbin/left4me-read``, run as root through
-a sudoers rule that allows it with no arguments) reads one JSON object on stdin::
+The entry point (role game_instances: ``/usr/local/libexec/left4me/left4me-read``, run as
+root through a sudoers rule that allows exactly ``/usr/bin/python3 -I`` and it) reads one
+JSON object on stdin::
 
     {"verb": "info", "instance": "coop1", "args": {"players": true}}
     {"verb": "rcon", "instance": "coop1", "args": {"command": "status"}}

@@ -1,7 +1,6 @@
 """The host's read entry point (left4me-read): the request it takes, what it refuses before
 reading anything, and the entry point itself run standalone from the files the
-game_instances role ships (its shebang's /usr/bin/python3 -I, a temp dir, no collection on
-the path)."""
+game_instances role ships (python3 -I, a temp dir, no collection on the path)."""
 
 from __future__ import annotations
 
@@ -113,21 +112,20 @@ def test_rcon_answers_without_the_password(tmp_path, monkeypatch):
 def shipped(tmp_path: pathlib.Path) -> pathlib.Path:
     """A copy of what the role installs, laid out as on the host; the entry point's path."""
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    library = tmp_path / "lib" / "left4me" / "ansible_collections" / "left4me" / "l4d2"
+    library = tmp_path / "read-library" / "ansible_collections" / "left4me" / "l4d2"
     library = library / "plugins" / "module_utils"
     library.mkdir(parents=True)
     for name in role_vars["__game_instances_read_modules"]:
         shutil.copy(COLLECTION / "plugins" / "module_utils" / name, library / name)
-    (tmp_path / "sbin").mkdir()
-    entry = tmp_path / "sbin" / "left4me-read"
+    entry = tmp_path / "left4me-read"
     shutil.copy(ROLE / "files" / "left4me-read.py", entry)
     return entry
 
 
 def run_entry(entry: pathlib.Path, stdin: bytes, *args: str) -> subprocess.CompletedProcess:
-    """Run as sudo runs it: the file itself, its shebang naming /usr/bin/python3 -I."""
-    return subprocess.run([str(entry), *args], input=stdin,
-                          capture_output=True, cwd=entry.parent, timeout=60, check=False)
+    """Run as the sudoers rule names it (python3 -I FILE), from another directory."""
+    return subprocess.run(["python3", "-I", str(entry), *args], input=stdin,
+                          capture_output=True, cwd=entry.parent.parent, timeout=60, check=False)
 
 
 @pytest.mark.parametrize("stdin,message", [
