@@ -8,7 +8,12 @@ copy is found here and compared with the source, so changing one without the oth
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,6 +62,7 @@ def test_every_copy_of_the_id_rule_is_the_one_in_common(path, copy):
 
 
 def module_docs() -> dict[str, dict]:
+    """Each module's DOCUMENTATION as written, its doc fragments not merged in."""
     docs = {}
     for path in sorted(MODULES.glob("*.py")):
         source = path.read_text()
@@ -65,11 +71,22 @@ def module_docs() -> dict[str, dict]:
     return docs
 
 
+def module_docs_as_read() -> dict[str, dict]:
+    """Each module's documentation as ansible-doc shows it, its doc fragments merged in."""
+    names = [f"left4me.l4d2.{path.stem}" for path in sorted(MODULES.glob("*.py"))]
+    ansible_doc = shutil.which("ansible-doc", path=str(Path(sys.executable).parent)) \
+        or shutil.which("ansible-doc")
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTION.parents[2])}
+    run = subprocess.run([ansible_doc, "--json", "-t", "module", *names], env=env,
+                         capture_output=True, text=True, check=True, timeout=120)
+    return {name.rsplit(".", 1)[1]: entry["doc"] for name, entry in json.loads(run.stdout).items()}
+
+
 def test_module_docs_state_the_id_rule_in_one_sentence():
     described = {
         module: " ".join(" ".join(option["description"]) if isinstance(option["description"], list)
                          else option["description"] for option in [doc["options"][key]])
-        for module, doc in module_docs().items()
+        for module, doc in module_docs_as_read().items()
         for key in ("id", "name") if key in doc["options"]
     }
     assert set(described) == {"files_overlay", "instance_mount", "script_overlay",
