@@ -8,6 +8,7 @@ copy is found here and compared with the source, so changing one without the oth
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ COLLECTION = PROJECT / "collections" / "ansible_collections" / "left4me" / "l4d2
 ROLES = COLLECTION / "roles"
 MODULES = COLLECTION / "plugins" / "modules"
 MODULE_UTILS = COLLECTION / "plugins" / "module_utils"
+DOC_FRAGMENTS = "ansible_collections.left4me.l4d2.plugins.doc_fragments"
 
 # Anything shaped like the id rule: a first-character class, a class, a repeat count.
 ID_LIKE = re.compile(r"\[a-z0-9\]\[[^\]\n]*\]\{[^}\n]*\}")
@@ -122,6 +124,18 @@ def test_no_module_documents_the_shared_options_itself():
         extends = doc.get("extends_documentation_fragment", [])
         if module != "srcds_install":
             assert fragment + "state_dir" in extends, module
+
+
+def test_no_module_documents_what_its_fragments_document():
+    """ansible-doc would let the module's own text win, silently; the fragment's is the one."""
+    for module, doc in module_docs().items():
+        for name in doc.get("extends_documentation_fragment", []):
+            file, fragment = name.removeprefix("left4me.l4d2.").split(".")
+            source = importlib.import_module(f"{DOC_FRAGMENTS}.{file}").ModuleDocFragment
+            documented = yaml.safe_load(getattr(source, fragment.upper()))
+            for key in ("options", "attributes"):
+                both = set(documented.get(key) or {}) & set(doc.get(key) or {})
+                assert not both, f"{module} documents {sorted(both)} itself and extends {name}"
 
 
 def role_yaml(role: str, path: str) -> dict:
