@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """One read request as the host's ``left4me-read`` entry point takes it, stdlib only.
 
 The entry point (role game_instances: ``/usr/local/libexec/left4me/left4me-read``, run as

@@ -28,10 +28,11 @@ def main() -> int:
         sys.stderr.write("left4me-read takes no arguments: the request comes on stdin\n")
         return 2
     sys.path.insert(0, LIBRARY)
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _read_request, _reads
+    from ansible_collections.left4me.l4d2.plugins.module_utils._read_request import respond
+    from ansible_collections.left4me.l4d2.plugins.module_utils._reads import run_argv
 
     os.chdir("/")
-    return _read_request.respond(sys.stdin.buffer, sys.stdout, _reads.run_argv)
+    return respond(sys.stdin.buffer, sys.stdout, run_argv)
 
 
 if __name__ == "__main__":

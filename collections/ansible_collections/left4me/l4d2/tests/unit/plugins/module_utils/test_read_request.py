@@ -115,8 +115,8 @@ def shipped(tmp_path: pathlib.Path) -> pathlib.Path:
     library = tmp_path / "read-library" / "ansible_collections" / "left4me" / "l4d2"
     library = library / "plugins" / "module_utils"
     library.mkdir(parents=True)
-    for name in role_vars["__game_instances_read_modules"]:
-        shutil.copy(COLLECTION / "plugins" / "module_utils" / name, library / name)
+    for path in role_vars["__game_instances_read_modules"]:
+        shutil.copy(COLLECTION / path, library / pathlib.Path(path).name)
     entry = tmp_path / "left4me-read"
     shutil.copy(ROLE / "files" / "left4me-read.py", entry)
     return entry
