@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from left4me_ui.core import Core
-from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome, _Run
+from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome
+from left4me_ui.runner import EventSink
 from left4me_ui.settings import Settings
 
 API = "/api/v2/"
@@ -178,7 +179,7 @@ class AwxBackend:
 
     # --- one job ---------------------------------------------------------------------------
 
-    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome:
+    def execute(self, core: Core, job: Job, secrets: dict, sink: EventSink) -> Outcome:
         template = self.template(job.playbook)
         in_clear = sorted(set(secrets) - template.survey_passwords)
         if in_clear:
@@ -208,7 +209,7 @@ class AwxBackend:
                        f"AWX job {awx_job} ended {status['status']}"
                        + (f": {explanation}" if explanation else "; see the log"))
 
-    def _follow(self, awx_job: int, sink: _Run) -> dict:
+    def _follow(self, awx_job: int, sink: EventSink) -> dict:
         """Poll the job and its new events until it is final and its events are stored."""
         last_counter, errors, cancel_sent, final_since = 0, 0, False, None
         while True:
@@ -236,7 +237,7 @@ class AwxBackend:
                     return status
             self.sleep(self.poll_seconds)
 
-    def _events(self, awx_job: int, after: int, sink: _Run, final: bool = False) -> int:
+    def _events(self, awx_job: int, after: int, sink: EventSink, final: bool = False) -> int:
         """Feed events with counter > after to the sink, page by page; the last counter fed.
 
         AWX stores events as its callback receiver gets to them, not strictly in order: while
@@ -259,7 +260,7 @@ class AwxBackend:
             path = page.get("next")
         return after
 
-    def _cancel(self, awx_job: int, sink: _Run) -> None:
+    def _cancel(self, awx_job: int, sink: EventSink) -> None:
         try:
             self.client.request("POST", f"{API}jobs/{awx_job}/cancel/", {})
         except AwxError as exc:
