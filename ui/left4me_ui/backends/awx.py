@@ -23,7 +23,6 @@ header; redirects are not followed (urllib would carry that header to wherever t
 from __future__ import annotations
 
 import json
-import stat
 import time
 import urllib.error
 import urllib.parse
@@ -35,7 +34,7 @@ from pathlib import Path
 from left4me_ui.core import Core
 from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome
 from left4me_ui.runner import EventSink
-from left4me_ui.settings import Settings
+from left4me_ui.settings import Settings, read_private_file
 
 API = "/api/v2/"
 PAGE_SIZE = 200  # AWX's MAX_PAGE_SIZE
@@ -57,16 +56,7 @@ class AwxError(RuntimeError):
 
 def read_token(path: Path) -> str:
     """The API token from a file only its owner can read (like the UI secret)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise AwxError(f"the AWX token file {path} does not exist") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise AwxError(f"the AWX token file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise AwxError(f"the AWX token file {path} is mode {stat.S_IMODE(info.st_mode):04o};"
-                       f" other users could read it: chmod 0600 {path}")
-    token = path.read_text().strip()
+    token = read_private_file(path, "the AWX token file", AwxError).decode().strip()
     if not token or any(c.isspace() for c in token):
         raise AwxError(f"the AWX token file {path} must hold one token on one line")
     return token
