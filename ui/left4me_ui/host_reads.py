@@ -36,6 +36,7 @@ ENTRY_POINT = ("sudo", "-n", "/usr/bin/python3", "-I", "/usr/local/libexec/left4
 MODULES = {"info": "left4me.l4d2.srcds_info", "rcon": "left4me.l4d2.rcon",
            "logs": "left4me.l4d2.server_logs"}
 ANSIBLE_SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s"  # ansible's default
+AUTHENTICATIONS = "gssapi-with-mic,gssapi-keyex,hostbased,publickey"  # ansible's, no password
 CONNECT_TIMEOUT = 10  # ansible's default `timeout`
 FALLBACK_SECONDS = 600.0  # how long a host without the entry point is read the slow way
 SSH_FAILED = 255
@@ -100,7 +101,8 @@ def ssh_argv(target: SshTarget, control_dir: Path, remote: tuple[str, ...] = ENT
         argv += ["-o", f"Port={target.port}"]
     if target.key_file:
         argv += ["-o", f"IdentityFile={target.key_file}"]
-    argv += ["-o", "KbdInteractiveAuthentication=no", "-o", "PasswordAuthentication=no"]
+    argv += ["-o", "KbdInteractiveAuthentication=no", "-o", "PasswordAuthentication=no",
+             "-o", f"PreferredAuthentications={AUTHENTICATIONS}"]
     if target.user:
         argv += ["-o", f"User={target.user}"]
     argv += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
