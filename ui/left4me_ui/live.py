@@ -93,12 +93,12 @@ def run_console(core: Core, actor: Actor, server_id: int, command: str,
         me = authz.current(conn, actor)
     command = check_command(command)
     name = check_name(row["name"])
-    fast = host_reads.fast(core, row["host"])
     # The read itself gets room beyond the RCON exchange's own deadline to report it.
     asked = time.monotonic()
     run = host_reads.read(core, row["host"], "rcon", name,
                           {"command": command, "timeout": deadline}, deadline + 30)
     round_trip = time.monotonic() - asked
+    fast = host_reads.fast(core, row["host"])  # after: a host found without it is remembered
     outcome = "ok" if run.ok else f"failed: {run.message}"
     with core.db.connect() as conn:
         now = time.time()
