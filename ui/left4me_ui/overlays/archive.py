@@ -42,6 +42,7 @@ from left4me_ui.overlays.fd_tree import (
 )
 from left4me_ui.overlays.kinds.files import changing, reading
 from left4me_ui.overlays.rows import tree_dir
+from left4me_ui.settings import Settings
 
 # A zip entry that declares more than this many times its compressed size is refused as a
 # bomb (real game files compress a few-fold; deflate's own ceiling is about 1032:1). Small
@@ -245,6 +246,8 @@ def _import(core: Core, actor: Actor, overlay_id: str, source: BinaryIO, replace
 
 def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, root_fd: int,
              replace: bool, base: int, core: Core, words: _Source) -> int:
+    """Extract the planned entries into staging (over a link copy of the tree unless
+    replacing); returns the number of files written."""
     limits = core.settings
     written_files, total = 0, base
     with opened_dir(staging) as stage_fd:
@@ -257,36 +260,11 @@ def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, 
             except OverlayError as exc:
                 raise OverlayError(f"{shown}: {exc}") from None
             try:
-                info = lstat(parent, entry.parts[-1])
                 if entry.is_dir:
-                    if info is None:
-                        os.mkdir(entry.parts[-1], 0o700, dir_fd=parent)
-                    elif not stat.S_ISDIR(info.st_mode):
-                        raise OverlayError(f"{shown} is a folder but the overlay has a file"
-                                           " there")
-                    continue
-                if info is not None and not stat.S_ISREG(info.st_mode):
-                    raise OverlayError(f"{shown} is a file but the overlay has a folder there")
-                total -= info.st_size if info is not None else 0
-                # Never more than the entry declared, the file limit or what the overlay has
-                # left: counted as written, since a header can lie.
-                room = limits.overlay_max_total_bytes - total
-                cap = min(entry.info.file_size, limits.overlay_max_file_bytes, room)
-                if cap == room and room < entry.info.file_size:
-                    most = size_text(limits.overlay_max_total_bytes)
-                    too_big = (f"{shown} would make the overlay more than {most}, the most it"
-                               " may hold")
+                    _extract_folder(parent, entry, shown)
                 else:
-                    too_big = (f"{shown} holds more than its header declares; refused as a"
-                               " zip bomb")
-                try:
-                    with archive.open(entry.info) as stream:
-                        total += write_file(parent, entry.parts[-1], _chunks(stream), cap,
-                                             too_big)
-                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-                    raise OverlayError(f"{shown} is damaged or lies about its size ({exc});"
-                                       " nothing was changed") from None
-                written_files += 1
+                    total = _extract_file(archive, parent, entry, shown, total, limits)
+                    written_files += 1
             finally:
                 os.close(parent)
         final = usage_of(list(scan(stage_fd)))
@@ -298,3 +276,34 @@ def _extract(archive: zipfile.ZipFile, planned: list[_ZipEntry], staging: Path, 
                            f" hold is {size_text(limits.overlay_max_total_bytes)}")
     return written_files
 
+
+def _extract_folder(parent: int, entry: _ZipEntry, shown: str) -> None:
+    info = lstat(parent, entry.parts[-1])
+    if info is None:
+        os.mkdir(entry.parts[-1], 0o700, dir_fd=parent)
+    elif not stat.S_ISDIR(info.st_mode):
+        raise OverlayError(f"{shown} is a folder but the overlay has a file there")
+
+
+def _extract_file(archive: zipfile.ZipFile, parent: int, entry: _ZipEntry, shown: str,
+                  total: int, limits: Settings) -> int:
+    """Write one file of the zip in the staging tree; returns the tree's bytes after it."""
+    info = lstat(parent, entry.parts[-1])
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise OverlayError(f"{shown} is a file but the overlay has a folder there")
+    total -= info.st_size if info is not None else 0
+    # Never more than the entry declared, the file limit or what the overlay has left:
+    # counted as written, since a header can lie.
+    room = limits.overlay_max_total_bytes - total
+    cap = min(entry.info.file_size, limits.overlay_max_file_bytes, room)
+    if cap == room and room < entry.info.file_size:
+        most = size_text(limits.overlay_max_total_bytes)
+        too_big = f"{shown} would make the overlay more than {most}, the most it may hold"
+    else:
+        too_big = f"{shown} holds more than its header declares; refused as a zip bomb"
+    try:
+        with archive.open(entry.info) as stream:
+            return total + write_file(parent, entry.parts[-1], _chunks(stream), cap, too_big)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise OverlayError(f"{shown} is damaged or lies about its size ({exc}); nothing was"
+                           " changed") from None

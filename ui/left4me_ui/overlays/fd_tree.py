@@ -41,7 +41,6 @@ class OverlayError(Refusal):
     """Bad input or a refused change; nothing was changed and the message is safe to show."""
 
 
-
 @dataclass(frozen=True)
 class Entry:
     """One thing in the tree; `is_symlink` marks one planted from outside (delete it), and
@@ -63,7 +62,6 @@ class Entry:
 class Usage:
     total_bytes: int
     entries: int
-
 
 
 def check_path(path: object, what: str = "path", shown: str | None = None
@@ -150,6 +148,23 @@ def missing_dirs(root_fd: int, parts: tuple[str, ...]) -> int:
         return 0
     finally:
         os.close(fd)
+
+
+def existing(dir_fd: int, name: str, shown: str) -> os.stat_result:
+    """What `name` in the folder is (never followed); refused when there is nothing."""
+    info = lstat(dir_fd, name)
+    if info is None:
+        raise OverlayError(f"{shown} does not exist")
+    return info
+
+
+def stat_at(root_fd: int, parts: tuple[str, ...]) -> os.stat_result | None:
+    """What the path is (never followed), or None; the folders on its way exist."""
+    parent = open_parent(root_fd, parts)
+    try:
+        return lstat(parent, parts[-1])
+    finally:
+        os.close(parent)
 
 
 def open_file(root_fd: int, path: str):
@@ -284,7 +299,7 @@ def refuse_links(entries: list[Entry], doing: str) -> None:
 
 
 def write_file(parent_fd: int, name: str, data: bytes | Iterator[bytes], cap: int,
-                too_big: str) -> int:
+               too_big: str) -> int:
     """Write data to a new temp file and rename it onto name; more than cap bytes: refused."""
     tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -33,14 +33,12 @@ class Build:
     current: bool  # the host has the overlay's latest revision
 
 
-
 def _enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
                    host: str) -> int:
     """Queue one build of the overlay as it is now (read under the caller's transaction,
     which every change also takes, so the files and the revision agree), by the builder
     boot.py declares for its kind."""
     return core.wiring.builders[overlay.kind](conn, core, me, overlay, host)
-
 
 
 def build(core: Core, actor: Actor, overlay_id: str, host: str) -> int:
@@ -117,7 +115,6 @@ def builds(core: Core, actor: Actor, overlay_id: str) -> list[Build]:
                             " overlay_id = ? ORDER BY host", (overlay_id,)).fetchall()
         return [Build(r["host"], r["revision"], r["built_at"], r["revision"] >= overlay.revision)
                 for r in rows]
-
 
 
 def _stacked_by(job: jobs.Job) -> set[str]:

@@ -67,7 +67,6 @@ class Overlay:
         return named
 
 
-
 def _used_by(conn: sqlite3.Connection, overlay_id: str) -> list[tuple[int, str]]:
     """(owner_id, name) of every blueprint stacking the overlay, whoever owns it."""
     rows = conn.execute("SELECT owner_id, name, overlays FROM blueprints ORDER BY name")
@@ -98,7 +97,7 @@ def of_this_incarnation(overlay_id: str, incarnation: str, created_at: float,
 
 
 SELECT = ("SELECT overlays.*, users.name AS owner_name FROM overlays"
-           " JOIN users ON users.id = overlays.owner_id")
+          " JOIN users ON users.id = overlays.owner_id")
 
 
 def load(conn: sqlite3.Connection, actor: Actor, overlay_id: str) -> Overlay:
@@ -114,13 +113,11 @@ def tree_dir(core: Core, overlay_id: str) -> Path:
     return core.settings.overlays_dir / validate_id(overlay_id, "overlay id", OverlayError)
 
 
-
 def require_kind(overlay: Overlay, kind: str, shown: str | None = None) -> None:
     """Refuse an overlay of another kind than `kind` (named `shown` in the message)."""
     if overlay.kind != kind:
         raise OverlayError(f"overlay {overlay.id!r} is a {overlay.kind} overlay, not a"
                            f" {shown or kind} overlay")
-
 
 
 def create(core: Core, actor: Actor, overlay_id: str, kind: str = "files") -> Overlay:
@@ -209,7 +206,6 @@ def delete(core: Core, actor: Actor, overlay_id: str) -> None:
     if trash is not None:
         with contextlib.suppress(OSError), opened_dir(trash.parent) as staging_fd:
             remove_tree(staging_fd, trash.name)
-
 
 
 def builds_this(overlay: Overlay, extravars: dict, queued_at: float) -> bool:

@@ -25,7 +25,7 @@ from left4me_ui.overlays.fd_tree import (
     OverlayError,
     Usage,
     check_path,
-    lstat,
+    existing,
     missing_dirs,
     open_dir,
     open_file,
@@ -35,6 +35,7 @@ from left4me_ui.overlays.fd_tree import (
     remove_tree,
     scan,
     size_text,
+    stat_at,
     usage_of,
     write_file,
 )
@@ -47,6 +48,7 @@ from left4me_ui.overlays.rows import (
     require_kind,
     tree_dir,
 )
+from left4me_ui.settings import Settings
 
 FILE_MODE = "0644"  # what the files_overlay module writes on the host (the game only reads)
 # A build's files travel as the job's extravars (stored in the job row, handed to ansible
@@ -57,7 +59,7 @@ MAX_BUILD_BYTES = 16 * 1024 * 1024
 
 @contextlib.contextmanager
 def changing(core: Core, actor: Actor, overlay_id: str, action: str, target: str
-            ) -> Iterator[tuple[Actor, Overlay, int]]:
+             ) -> Iterator[tuple[Actor, Overlay, int]]:
     """Load and authorise the overlay, yield its tree's fd; on success bump and audit."""
     now = core.clock()
     with core.db.connect() as conn:
@@ -86,7 +88,6 @@ def reading(core: Core, actor: Actor, overlay_id: str) -> Iterator[int]:
             yield root_fd
 
 
-
 def tree(core: Core, actor: Actor, overlay_id: str) -> list[Entry]:
     """Every folder and file, sorted by path (a planted link shows with is_symlink)."""
     with reading(core, actor, overlay_id) as root_fd:
@@ -102,9 +103,7 @@ def read_bytes(core: Core, actor: Actor, overlay_id: str, path: str) -> bytes:
     with reading(core, actor, overlay_id) as root_fd:
         parent = open_parent(root_fd, parts)
         try:
-            info = lstat(parent, parts[-1])
-            if info is None:
-                raise OverlayError(f"{path} does not exist")
+            info = existing(parent, parts[-1], path)
             if stat.S_ISLNK(info.st_mode):
                 raise OverlayError(f"{path} is a symbolic link; left4me never follows one"
                                    " (delete it)")
@@ -150,33 +149,32 @@ def _put(core: Core, actor: Actor, overlay_id: str, path: str, data: bytes,
         current = usage_of(list(scan(root_fd)))
         new_dirs = missing_dirs(root_fd, parts)
         old_size, exists = 0, False
-        if not new_dirs:
-            parent = open_parent(root_fd, parts)
-            try:
-                info = lstat(parent, parts[-1])
-            finally:
-                os.close(parent)
-            if info is not None:
-                if stat.S_ISLNK(info.st_mode):
-                    raise OverlayError(f"{path} is a symbolic link; left4me never writes"
-                                       " through one (delete it)")
-                if not stat.S_ISREG(info.st_mode):
-                    raise OverlayError(f"{path} is a folder; pick a file name")
-                old_size, exists = info.st_size, True
+        info = None if new_dirs else stat_at(root_fd, parts)
+        if info is not None:
+            if stat.S_ISLNK(info.st_mode):
+                raise OverlayError(f"{path} is a symbolic link; left4me never writes"
+                                   " through one (delete it)")
+            if not stat.S_ISREG(info.st_mode):
+                raise OverlayError(f"{path} is a folder; pick a file name")
+            old_size, exists = info.st_size, True
         total = current.total_bytes - old_size + len(data)
         if total > limits.overlay_max_total_bytes:
             raise OverlayError(f"{path} would make the overlay {size_text(total)}; the most it may"
                                f" hold is {size_text(limits.overlay_max_total_bytes)}")
-        entries = current.entries + new_dirs + (0 if exists else 1)
-        if entries > limits.overlay_max_entries:
-            raise OverlayError(f"{path} would make the overlay {entries} files and folders;"
-                               f" the most it may hold is {limits.overlay_max_entries}")
+        _refuse_entries(current.entries + new_dirs + (0 if exists else 1), limits, path)
         parent = open_parent(root_fd, parts, create=True)
         try:
             write_file(parent, parts[-1], data, limits.overlay_max_file_bytes,
-                        f"{path} is over the file size limit")
+                       f"{path} is over the file size limit")
         finally:
             os.close(parent)
+
+
+def _refuse_entries(entries: int, limits: Settings, subject: str) -> None:
+    """Refuse a change after which the overlay would hold more than its entry limit."""
+    if entries > limits.overlay_max_entries:
+        raise OverlayError(f"{subject} would make the overlay {entries} files and folders;"
+                           f" the most it may hold is {limits.overlay_max_entries}")
 
 
 def make_folder(core: Core, actor: Actor, overlay_id: str, path: str) -> None:
@@ -184,17 +182,9 @@ def make_folder(core: Core, actor: Actor, overlay_id: str, path: str) -> None:
     with changing(core, actor, overlay_id, "make overlay folder", path) as (_me, _o, root_fd):
         current = usage_of(list(scan(root_fd)))
         parent_missing = missing_dirs(root_fd, parts)
-        if not parent_missing:
-            parent = open_parent(root_fd, parts)
-            try:
-                if lstat(parent, parts[-1]) is not None:
-                    raise OverlayError(f"{path} exists already")
-            finally:
-                os.close(parent)
-        entries = current.entries + parent_missing + 1
-        if entries > core.settings.overlay_max_entries:
-            raise OverlayError(f"{path} would make the overlay {entries} files and folders;"
-                               f" the most it may hold is {core.settings.overlay_max_entries}")
+        if not parent_missing and stat_at(root_fd, parts) is not None:
+            raise OverlayError(f"{path} exists already")
+        _refuse_entries(current.entries + parent_missing + 1, core.settings, path)
         parent = open_parent(root_fd, parts, create=True)
         try:
             os.mkdir(parts[-1], 0o700, dir_fd=parent)
@@ -208,12 +198,10 @@ def move(core: Core, actor: Actor, overlay_id: str, source: str, destination: st
     if dst[:len(src)] == src:
         raise OverlayError(f"cannot move {source} into itself ({destination})")
     with changing(core, actor, overlay_id, "move overlay path",
-                 f"{source} -> {destination}") as (_me, _o, root_fd):
+                  f"{source} -> {destination}") as (_me, _o, root_fd):
         src_parent = open_parent(root_fd, src)
         try:
-            info = lstat(src_parent, src[-1])
-            if info is None:
-                raise OverlayError(f"{source} does not exist")
+            info = existing(src_parent, src[-1], source)
             if stat.S_ISLNK(info.st_mode):
                 raise OverlayError(f"{source} is a symbolic link; delete it instead")
             if stat.S_ISDIR(info.st_mode):  # what it holds lands deeper: within the limits too
@@ -226,19 +214,10 @@ def move(core: Core, actor: Actor, overlay_id: str, source: str, destination: st
                 finally:
                     os.close(moved)
             new_dirs = missing_dirs(root_fd, dst)
-            entries = usage_of(list(scan(root_fd))).entries + new_dirs
-            if entries > core.settings.overlay_max_entries:
-                raise OverlayError(f"moving would make the overlay {entries} files and folders;"
-                                   " the most it may hold is"
-                                   f" {core.settings.overlay_max_entries}")
-            if not new_dirs:
-                dst_parent = open_parent(root_fd, dst)
-                try:
-                    if lstat(dst_parent, dst[-1]) is not None:
-                        raise OverlayError(f"{destination} exists already; delete or rename it"
-                                           " first")
-                finally:
-                    os.close(dst_parent)
+            _refuse_entries(usage_of(list(scan(root_fd))).entries + new_dirs, core.settings,
+                            "moving")
+            if not new_dirs and stat_at(root_fd, dst) is not None:
+                raise OverlayError(f"{destination} exists already; delete or rename it first")
             dst_parent = open_parent(root_fd, dst, create=True)
             try:
                 os.rename(src[-1], dst[-1], src_dir_fd=src_parent, dst_dir_fd=dst_parent)
@@ -254,16 +233,13 @@ def remove(core: Core, actor: Actor, overlay_id: str, path: str) -> None:
     with changing(core, actor, overlay_id, "delete overlay path", path) as (_me, _o, root_fd):
         parent = open_parent(root_fd, parts)
         try:
-            info = lstat(parent, parts[-1])
-            if info is None:
-                raise OverlayError(f"{path} does not exist")
+            info = existing(parent, parts[-1], path)
             if stat.S_ISDIR(info.st_mode):
                 remove_tree(parent, parts[-1])  # fd based: never follows a link
             else:
                 os.unlink(parts[-1], dir_fd=parent)
         finally:
             os.close(parent)
-
 
 
 # --- what a build hands the collection ---------------------------------------------------------
@@ -274,10 +250,10 @@ def files_spec(core: Core, actor: Actor, overlay_id: str) -> list[dict[str, str]
     role's `kind: files` entry): `[{dest, content, mode}]`, every file, sorted by dest. The
     module writes text only, so a file that is not UTF-8 is refused by name."""
     with reading(core, actor, overlay_id) as root_fd:
-        return spec_of(root_fd)
+        return _spec(root_fd)
 
 
-def spec_of(root_fd: int) -> list[dict[str, str]]:
+def _spec(root_fd: int) -> list[dict[str, str]]:
     spec = []
     entries = list(scan(root_fd))
     refuse_links(entries, "build the overlay")
@@ -295,7 +271,6 @@ def spec_of(root_fd: int) -> list[dict[str, str]]:
     return spec
 
 
-
 def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict:
     """playbooks/overlay.yml's variables for one build, refused above `limit` bytes."""
     extravars = {"left4me_overlay_id": overlay.id, "left4me_overlay_state": "present",
@@ -309,13 +284,12 @@ def build_vars(overlay: Overlay, spec: list[dict[str, str]], limit: int) -> dict
     return extravars
 
 
-
 def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
-                        host: str) -> int:
+                  host: str) -> int:
     """The files kind's builder: the overlay's files as the job's variables."""
     require_kind(overlay, "files")
     with opened_dir(tree_dir(core, overlay.id)) as root_fd:
-        spec = spec_of(root_fd)
+        spec = _spec(root_fd)
     limit = min(MAX_BUILD_BYTES, core.settings.overlay_max_total_bytes)
     return jobs.enqueue(conn, core, me, kind=KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",

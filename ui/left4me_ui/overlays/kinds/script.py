@@ -142,7 +142,6 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
                         alike=BUILD_ALIKE, first_tasks=SCRIPT_BUILD_TASKS)
 
 
-
 # --- the last build, as the page shows it ---------------------------------------------------
 
 
@@ -174,7 +173,7 @@ def _shown_to(conn: sqlite3.Connection, me: Actor, overlay: Overlay, row: sqlite
               ) -> bool:
     """A build job of this overlay's incarnation that the actor may see (jobs' own rule)."""
     if not of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at,
-                                        json.loads(row["extravars"]), row["created_at"]):
+                               json.loads(row["extravars"]), row["created_at"]):
         return False
     try:
         jobs._visible(conn, me, row)
