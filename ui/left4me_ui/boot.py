@@ -16,7 +16,8 @@ from pathlib import Path
 
 from left4me_ui import accounts, jobs, observe, overlays, reconcile, servers
 from left4me_ui import settings as settings_module
-from left4me_ui.awx import AwxBackend
+from left4me_ui.backends.awx import AwxBackend
+from left4me_ui.backends.local import LocalRunner
 from left4me_ui.core import Core, JobKind, Wiring
 from left4me_ui.inventory import Inventory
 from left4me_ui.overlays.kinds import files, script, workshop
@@ -41,7 +42,7 @@ JOB_KINDS: tuple[JobKind, ...] = (
 
 # LEFT4ME_UI_JOB_BACKEND -> the backend that runs a claimed job.
 BACKENDS: dict[str, Callable[[settings_module.Settings], jobs.JobBackend]] = {
-    "local": lambda _settings: jobs.LocalRunner(),
+    "local": lambda _settings: LocalRunner(),
     "awx": AwxBackend,
 }
 
