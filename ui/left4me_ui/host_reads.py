@@ -95,18 +95,19 @@ def ssh_argv(target: SshTarget, control_dir: Path, remote: tuple[str, ...] = ENT
              options: tuple[str, ...] = ()) -> list[str]:
     """ssh as ansible's ssh plugin runs it for the host (BatchMode: a host key is checked,
     never asked), running `remote` on it over the kept connection (`options`: ssh's own,
-    e.g. `-O check` asks the master)."""
+    e.g. `-O check` asks the master). Paths are quoted as ansible quotes them (ssh splits
+    an option's value at spaces otherwise)."""
     argv = ["ssh", "-o", "BatchMode=yes", *target.ssh_args]
     if target.port is not None:
         argv += ["-o", f"Port={target.port}"]
     if target.key_file:
-        argv += ["-o", f"IdentityFile={target.key_file}"]
+        argv += ["-o", f'IdentityFile="{target.key_file}"']
     argv += ["-o", "KbdInteractiveAuthentication=no", "-o", "PasswordAuthentication=no",
              "-o", f"PreferredAuthentications={AUTHENTICATIONS}"]
     if target.user:
-        argv += ["-o", f"User={target.user}"]
+        argv += ["-o", f'User="{target.user}"']
     argv += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
-             "-o", f"ControlPath={control_path(target, control_dir)}",
+             "-o", f'ControlPath="{control_path(target, control_dir)}"',
              *options, "--", target.address, *remote]
     return argv
 

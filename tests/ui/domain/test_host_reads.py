@@ -22,14 +22,14 @@ def test_the_connection_is_the_one_ansible_uses_with_host_keys_checked(tmp_path)
     target = host_reads.ssh_target("alpha", HOSTVARS)
     argv = host_reads.ssh_argv(target, tmp_path)
     assert argv[:3] == ["ssh", "-o", "BatchMode=yes"]  # a host key is checked, never asked
-    for option in ("IdentityFile=/keys/id_ed25519", "User=ansible",
+    for option in ('IdentityFile="/keys/id_ed25519"', 'User="ansible"',
                    "UserKnownHostsFile=/keys/known_hosts", "StrictHostKeyChecking=yes",
                    "ControlMaster=auto", "ControlPersist=60s"):
         assert argv[argv.index(option) - 1] == "-o", option
     assert argv[-7:] == ["--", "192.0.2.10", *host_reads.ENTRY_POINT]
     # ansible's ssh plugin: sha1("host-port-user")[:10] in the control dir, shared with it.
     digest = hashlib.sha1(b"192.0.2.10-None-ansible").hexdigest()[:10]
-    assert f"ControlPath={tmp_path / digest}" in argv
+    assert f'ControlPath="{tmp_path / digest}"' in argv
     assert "Port=2222" in host_reads.ssh_argv(
         host_reads.ssh_target("alpha", {**HOSTVARS, "ansible_port": 2222}), tmp_path)
 

@@ -5,6 +5,7 @@ answers, and its faults (a killed master, a changed host key, a passed deadline)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -161,3 +162,40 @@ def test_the_inventory_gives_the_connection_ansible_uses(world):
     target = host_reads.target_of(core, booted.name)
     assert target.address == booted.address and target.user == booted.user
     assert load_inventory(core.settings.inventory).hostvars[booted.name]
+
+
+def test_the_fast_path_keeps_the_rcon_password_out_of_every_trace(world):
+    """The password stays on the host: not in any process's argv or environment on either
+    side (the controller's /proc shows the host's processes too), not in an answer, the
+    database or the host's journal (sudo logs the command line it allowed)."""
+    core, carol, server_id, booted = world
+    secret = servers.rcon_password(core, carol, server_id).encode()
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                for part in ("cmdline", "environ"):
+                    with contextlib.suppress(OSError):  # gone meanwhile
+                        seen.append(Path(f"/proc/{pid}/{part}").read_bytes())
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        answers = [live.run_console(core, carol, server_id, command).output
+                   for command in ("status", "hostname")]
+        answers.append("\n".join(live.read_log(core, carol, server_id).lines))
+        observe.poll_host(core, booted.name)
+    finally:
+        done.set()
+        watcher.join()
+    fast_path = [p for p in seen if b"left4me-read" in p or p.startswith(b"ssh\0")]
+    assert fast_path, "the watcher saw no read"
+    assert not [p for p in fast_path if secret in p], "password in a process list entry"
+    assert secret.decode() not in "\n".join(answers)
+    with core.db.connect() as conn:
+        assert secret.decode() not in "\n".join(conn.iterdump())
+    assert secret.decode() not in booted.nsenter("journalctl", "--no-pager", "-q",
+                                                 "_COMM=sudo", "--since", "-10min")
