@@ -14,9 +14,8 @@ alike:
   (sudo, Python, its imports: a refused request, minus SSH) and RCON on the host (the
   answer's own `seconds`);
 - a log read after a cursor over the fast path (the log panel's refresh, every second);
-- Ansible's floor: the runner path running `ansible.builtin.ping`;
-- a direct RCON exchange from this machine (the rcon library; what a client on the same
-  network costs; the UI never does this: it would send the password over the network).
+- Ansible's floor: the runner path running `ansible.builtin.ping`.
+(RCON answers only on the host itself now, so there is no direct exchange to time.)
 Medians and p90 of `--runs` rounds. Goal (issue 19): fast median <= 0.3 s, p90 <= 0.5 s.
 A figure, not a timed test.
 """
@@ -38,7 +37,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "ui")]
 
 from fleet import ansible_env, say, write_inventory  # noqa: E402
-from rcon.source import Client  # noqa: E402
 
 from left4me_ui import (  # noqa: E402
     accounts,
@@ -103,11 +101,8 @@ def console(core: Core, actor, server_id: int, fast: bool) -> tuple[float, objec
 
 
 def rounds(core: Core, actor, server_id: int, host_name: str, runs: int) -> dict[str, list]:
-    server = servers.get(core, actor, server_id)
-    address, _, port = server.connect_line.removeprefix("connect ").rpartition(":")
-    rcon_password = servers.rcon_password(core, actor, server_id)
     timings: dict[str, list[float]] = {key: [] for key in (
-        "fast", "runner", "on_host", "ssh", "entry", "log", "ping", "direct")}
+        "fast", "runner", "on_host", "ssh", "entry", "log", "ping")}
     for fast in (True, False):  # warm: the kept connection opens
         console(core, actor, server_id, fast)
     cursor = live.read_log(core, actor, server_id).cursor
@@ -127,11 +122,6 @@ def rounds(core: Core, actor, server_id: int, host_name: str, runs: int) -> dict
                                                 {"data": "pong"}, timeout=60))
         timings["ping"].append(took)
         assert pinged.ok, pinged.message
-        started = time.perf_counter()
-        with Client(address, int(port), passwd=rcon_password, timeout=10,
-                    frag_threshold=1) as client:
-            assert "hostname:" in client.run("status")
-        timings["direct"].append(time.perf_counter() - started)
     return timings
 
 
@@ -147,8 +137,7 @@ def report(timings: dict[str, list[float]], runs: int) -> str:
             f" {median['entry'] * 1000:.0f} ms, RCON on the host"
             f" {median['on_host'] * 1000:.0f} ms. Log read after a cursor (fast path)"
             f" {median['log'] * 1000:.0f} ms, p90 {p90(timings['log']) * 1000:.0f} ms; an"
-            f" ad-hoc ansible.builtin.ping {median['ping']:.2f} s; direct RCON over the"
-            f" network {median['direct'] * 1000:.0f} ms")
+            f" ad-hoc ansible.builtin.ping {median['ping']:.2f} s")
 
 
 def measure(runs: int) -> str:
