@@ -93,3 +93,36 @@ def test_an_answer_is_shown_as_text_with_where_its_time_went(core, alice, host_r
     said = [t.value for t in app.text if t.value.startswith("] status")]
     assert len(said) == 1 and re.fullmatch(
         r"\] status   \(answered in \d+\.\d\d s, 0\.03 s of it on the host\)", said[0]), said
+
+
+def captions(app) -> str:
+    return "\n".join(c.value for c in app.caption)
+
+
+def test_the_page_says_the_console_is_slower_on_the_ansible_path(core, alice,
+                                                                 host_reads_asked):
+    deployed_server(core, alice)
+    app = alice.app("console")
+    assert "This console is slower here" in captions(app)
+    assert "refresh every 3 s" in "\n".join(t.label for t in app.toggle)
+
+
+def test_over_the_fast_path_the_page_does_not_say_slower(core, alice, host_reads_asked,
+                                                         monkeypatch):
+    core.settings = replace(core.settings, fast_reads=True)
+    asked = []
+
+    def fast(target, _control_dir, verb, instance, args, _deadline):
+        asked.append((target.host, verb, instance))
+        if verb == "rcon":
+            return ModuleRun(True, "", {"output": STATUS, "seconds": 0.03})
+        return ModuleRun(True, "", {"lines": LOG_LINES, "cursor": "s=1"})
+    monkeypatch.setattr(host_reads, "ask", fast)
+    server_id = deployed_server(core, alice)
+    app = alice.app("console")
+    assert "slower" not in captions(app)
+    assert "refresh every 1 s" in "\n".join(t.label for t in app.toggle)
+    app.text_input(key=f"command_{server_id}").input("status")
+    app.button[0].click().run()
+    assert STATUS.rstrip("\n") in [c.value for c in app.code]
+    assert ("alpha", "rcon", "mine1") in asked and host_reads_asked == []
