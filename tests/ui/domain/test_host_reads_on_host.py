@@ -5,7 +5,6 @@ answers, and its faults (a killed master, a changed host key, a passed deadline)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -16,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from domain_helpers import processes_seen
 
 from left4me_ui import accounts, blueprints, boot, host_reads, jobs, live, observe, servers
 from left4me_ui import settings as settings_module
@@ -170,27 +170,11 @@ def test_the_fast_path_keeps_the_rcon_password_out_of_every_trace(world):
     database or the host's journal (sudo logs the command line it allowed)."""
     core, carol, server_id, booted = world
     secret = servers.rcon_password(core, carol, server_id).encode()
-    seen: list[bytes] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                for part in ("cmdline", "environ"):
-                    with contextlib.suppress(OSError):  # gone meanwhile
-                        seen.append(Path(f"/proc/{pid}/{part}").read_bytes())
-            done.wait(0.01)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with processes_seen(0.01) as seen:
         answers = [live.run_console(core, carol, server_id, command).output
                    for command in ("status", "hostname")]
         answers.append("\n".join(live.read_log(core, carol, server_id).lines))
         observe.poll_host(core, booted.name)
-    finally:
-        done.set()
-        watcher.join()
     fast_path = [p for p in seen if b"left4me-read" in p or p.startswith(b"ssh\0")]
     assert fast_path, "the watcher saw no read"
     assert not [p for p in fast_path if secret in p], "password in a process list entry"
