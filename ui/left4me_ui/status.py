@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import ansible_runner
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError, query_info
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
 
 from left4me_ui import authz
 from left4me_ui.authz import Actor, NotFound
@@ -25,6 +27,10 @@ class A2SAnswer:
     map_name: str
     players: int
     max_players: int
+
+
+# What the UI reads of each server's unit (systemctl show, one call per host).
+SHOW_PROPERTIES = ("Id", "ActiveState", "SubState", "Result")
 
 
 @dataclass(frozen=True)
@@ -66,14 +72,9 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
 
 def parse_systemctl_show(text: str) -> dict[str, SystemdState]:
     """`systemctl show -p Id,ActiveState,SubState,Result UNIT...` -> unit id -> state."""
-    states: dict[str, SystemdState] = {}
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if fields.get("Id"):
-            states[fields["Id"]] = SystemdState(fields.get("ActiveState", "unknown"),
-                                                fields.get("SubState", "unknown"),
-                                                fields.get("Result", ""))
-    return states
+    return {unit: SystemdState(props.get("ActiveState", "unknown"),
+                               props.get("SubState", "unknown"), props.get("Result", ""))
+            for unit, props in parse_show(text).items()}
 
 
 def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
@@ -85,7 +86,7 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
                                         (host,)) if authz.may_view(me, r["owner_id"])]
     if not rows:
         return {}
-    units = {f"left4me-server@{check_name(r['name'])}.service": r["id"] for r in rows}
+    units = {server_unit_name(check_name(r["name"])): r["id"] for r in rows}
     outputs: list[str] = []
     failures: list[str] = []
 
@@ -102,8 +103,7 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
         ansible_runner.run(
             private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
             host_pattern=host, module="ansible.builtin.command",
-            module_args="systemctl show --property=Id,ActiveState,SubState,Result "
-                        + " ".join(sorted(units)),
+            module_args=" ".join(show_argv(sorted(units), SHOW_PROPERTIES)),
             cmdline=f"--become --timeout {timeout}", envvars=runner_envvars(), quiet=True,
             event_handler=collect, cancel_callback=lambda: False,
             status_handler=lambda _status, runner_config=None: None,

@@ -117,8 +117,11 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
     read_text,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    env_file_path,
+    server_unit_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconAuthError,
@@ -135,10 +138,13 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noq
     validate_request,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
+    SHOW_PROPERTIES,
     classify,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
     parse_show,
+    run_in_c,
     show_argv,
-    unit_of,
 )
 
 NEEDS_ROOT = (
@@ -166,17 +172,18 @@ def main():
         module.fail_json(msg=str(exc))
     if os.geteuid() != 0:
         module.fail_json(msg=NEEDS_ROOT)
-    env_file = os.path.join(params["config_dir"], "instances", f"{name}.env")
+    env_file = env_file_path(name, params["config_dir"])
     try:
         target = target_of(name, env_file, read_text(env_file))
     except RconError as exc:
         module.fail_json(msg=str(exc))
 
-    rc, out, err = module.run_command(show_argv([unit_of(name)]), environ_update=LANG_C)
+    unit = server_unit_name(name)
+    rc, out, err = run_in_c(module, show_argv([unit], SHOW_PROPERTIES))
     if rc != 0:
         module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}",
                          address=target.where)
-    props = parse_show(out).get(unit_of(name), {})
+    props = parse_show(out).get(unit, {})
     unit_state = classify(props)
     if not unit_state.running:
         module.fail_json(msg=not_running_message(name, unit_state), address=target.where,

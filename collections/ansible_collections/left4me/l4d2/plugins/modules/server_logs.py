@@ -135,7 +135,6 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     JournalError,
@@ -143,16 +142,16 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # 
     page,
     parse_json_lines,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    MountError,
-    validate_instance_name,
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    env_file_path,
+    server_unit_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
     RconError,
     instance_password,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    unit_of,
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    run_in_c,
 )
 
 NEEDS_ROOT = (
@@ -176,16 +175,16 @@ def main():
     params = module.params
     name = params["name"]
     try:
-        validate_instance_name(name)
-        argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
-    except (MountError, JournalError) as exc:
+        unit = server_unit_name(name, JournalError)
+        argv = journalctl_argv(unit, params["lines"], params["cursor"])
+    except JournalError as exc:
         module.fail_json(msg=str(exc))
     if params["max_bytes"] < 1024:
         module.fail_json(msg="max_bytes must be at least 1024")
     if os.geteuid() != 0:
         module.fail_json(msg=NEEDS_ROOT)
-    configured = os.path.exists(os.path.join(params["config_dir"], "instances", f"{name}.env"))
-    rc, out, err = module.run_command(argv, environ_update=LANG_C)
+    configured = os.path.exists(env_file_path(name, params["config_dir"]))
+    rc, out, err = run_in_c(module, argv)
     if rc != 0:
         hint = ""
         if params["cursor"] and "cursor" in err.lower():
@@ -194,13 +193,13 @@ def main():
     entries = parse_json_lines(out)
     if not entries and not configured and not params["cursor"]:
         module.fail_json(msg=f"instance {name!r} is not configured on this host and its unit"
-                         f" {unit_of(name)} has no journal entries")
+                         f" {unit} has no journal entries")
     try:
         secrets = [s for s in (instance_password(name, params["state_dir"]),) if s]
     except RconError:
         secrets = []  # password cvars in messages are still masked by their name
     result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
-    module.exit_json(changed=False, unit=unit_of(name), entries=result.entries,
+    module.exit_json(changed=False, unit=unit, entries=result.entries,
                      lines=result.lines, cursor=result.cursor, more=result.more,
                      truncated_lines=result.truncated_lines)
 

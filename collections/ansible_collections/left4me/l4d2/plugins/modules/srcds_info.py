@@ -233,12 +233,15 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
     read_text,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    env_file_path,
+    instance_paths,
+    server_unit_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
-    instance_paths,
     mount_state,
     mountinfo_path,
     parse_env,
@@ -253,6 +256,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noq
     run_command,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
+    SHOW_PROPERTIES,
     InfoError,
     InstanceInfo,
     a2s_targets,
@@ -263,14 +267,16 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import ( 
     journal_messages,
     needs_journal,
     param_problem,
-    parse_show,
     probe_address,
     record_a2s,
     record_status,
     refused_before,
     select_names,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    parse_show,
+    run_in_c,
     show_argv,
-    unit_of,
 )
 
 NEEDS_ROOT = (
@@ -292,7 +298,7 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
     """One instance as systemd, its env file, the mount table and (for a server that is not
     running) its journal say; and its RCON password, read on the host."""
     params = module.params
-    env = read_env(os.path.join(params["config_dir"], "instances", f"{name}.env"))
+    env = read_env(env_file_path(name, params["config_dir"]))
     paths = instance_paths(name, params["state_dir"])
     unreadable = None
     try:
@@ -301,8 +307,7 @@ def gather(module: AnsibleModule, name: str, props: dict[str, str],
         password, unreadable = None, str(exc)  # said instead of asking; the rest is reported
     messages = []
     if needs_journal(props):
-        _rc, out, _err = module.run_command(journal_argv(name, params["journal_lines"]),
-                                            environ_update=LANG_C)
+        _rc, out, _err = run_in_c(module, journal_argv(name, params["journal_lines"]))
         messages = journal_messages(out, password)
     info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
                          paths.merged, messages, params["journal_lines"])
@@ -365,14 +370,14 @@ def main():
     if not names:
         module.exit_json(changed=False, instances=[])
 
-    rc, out, err = module.run_command(show_argv([unit_of(n) for n in names]),
-                                      environ_update=LANG_C)
+    rc, out, err = run_in_c(module, show_argv([server_unit_name(n) for n in names],
+                                              SHOW_PROPERTIES))
     if rc != 0:
         module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}")
     shown = parse_show(out)
     with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
         mountinfo = handle.read()
-    infos = [gather(module, name, shown.get(unit_of(name), {"LoadState": "not-found"}),
+    infos = [gather(module, name, shown.get(server_unit_name(name), {"LoadState": "not-found"}),
                     mountinfo) for name in names]
 
     targets = a2s_targets([info for info, _password in infos])
