@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """The host's vocabulary: where left4me keeps things, what its units are called, and which
 names it takes. Each path, unit name and name rule is defined here once.
 
@@ -31,7 +32,7 @@ import os
 from dataclasses import dataclass
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _common
+    import ansible_collections.left4me.l4d2.plugins.module_utils._common as _common
 except ImportError:  # the host's copy, beside left4me_common.py (roles game_host, overlays)
     import left4me_common as _common  # type: ignore[no-redef]
 

@@ -58,7 +58,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _common, _layout
+    import ansible_collections.left4me.l4d2.plugins.module_utils._common as _common
+    import ansible_collections.left4me.l4d2.plugins.module_utils._layout as _layout
 except ImportError:  # the host's copies, beside left4me_mount.py (role game_host)
     import left4me_common as _common  # type: ignore[no-redef]
     import left4me_layout as _layout  # type: ignore[no-redef]
@@ -307,7 +308,7 @@ def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[st
 def upper_dir_max_from_env(env: dict[str, str], source: str = "env file") -> int:
     """The upper dir's cap in bytes (the default when the env file predates the key)."""
     return _common.parse_size(env.get(UPPER_DIR_MAX_KEY) or DEFAULT_UPPER_DIR_MAX,
-                      f"{source}: {UPPER_DIR_MAX_KEY}", MountError)
+                              f"{source}: {UPPER_DIR_MAX_KEY}", MountError)
 
 
 # --- the upper dir's size ---------------------------------------------------

@@ -6,7 +6,6 @@ of (env file, instance cfg, unit drop-in) and port conflicts, without a host."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re

@@ -219,9 +219,10 @@ def test_items_above_max_size_are_refused_at_resolve_time_and_nothing_changes(st
     for check_mode in (True, False):  # the UI's Resolve, then a build
         result = sync(steam, state, items=wanted, check_mode=check_mode, max_total_bytes=cap)
         assert result.failed and not result.changed
+        size = workshop._common.format_size
         assert result.msg.startswith(
-            f"overlay maps: its 4 item(s) hold {workshop._common.format_size(total)} in all, above the"
-            f" cap of {workshop._common.format_size(cap)} for one Workshop overlay (max_size); nothing"
+            f"overlay maps: its 4 item(s) hold {size(total)} in all, above the"
+            f" cap of {size(cap)} for one Workshop overlay (max_size); nothing"
             " was downloaded or removed. The largest: ")
     assert steam.stats().get("download", 0) == 0
     assert (cache_files(state), sorted(p.name for p in addons(state).iterdir())) == before
