@@ -25,7 +25,8 @@ from left4me_ui import (
     workshop,
 )
 from left4me_ui import settings as settings_module
-from left4me_ui.awx import AwxBackend
+from left4me_ui.backends.awx import AwxBackend
+from left4me_ui.backends.local import LocalRunner
 from left4me_ui.core import Core, JobKind, Wiring
 from left4me_ui.inventory import Inventory
 from left4me_ui.runner import load_inventory
@@ -49,7 +50,7 @@ JOB_KINDS: tuple[JobKind, ...] = (
 
 # LEFT4ME_UI_JOB_BACKEND -> the backend that runs a claimed job.
 BACKENDS: dict[str, Callable[[settings_module.Settings], jobs.JobBackend]] = {
-    "local": lambda _settings: jobs.LocalRunner(),
+    "local": lambda _settings: LocalRunner(),
     "awx": AwxBackend,
 }
 

@@ -1,13 +1,14 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """systemd as left4me asks it: commands run in the C locale, ``systemctl show`` and its
 parse. Standard library only.
 
 After community.general's ``_systemd.py`` and ``_cmd_runner.py``: the argv a module runs
 is built here, the module runs it with :func:`run_in_c` (its own ``run_command``), and
-the answer is parsed here, so every caller (srcds_instance, srcds_info, rcon and the
-UI's status read, which runs the same argv over SSH) reads systemd the same way. Unit
+the answer is parsed here, so every caller (srcds_instance, the reads in ``_reads`` and
+the UI's status read, which runs the same argv over SSH) reads systemd the same way. Unit
 names come from ``_layout`` (:func:`server_unit_name`).
 """
 

@@ -24,12 +24,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  name:
-    description:
-      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
-        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
-    type: str
-    required: true
   lines:
     description: How many entries at most, 1 to 5000.
     type: int
@@ -46,13 +40,8 @@ options:
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
+  - left4me.l4d2.common.instance_name
+  - left4me.l4d2.attributes.read_only
 notes:
   - Needs root (ad hoc, C(ansible -b)) to read the system journal.
   - An instance that is no longer configured can still be read while its journal is kept.
@@ -129,26 +118,17 @@ unit:
   sample: left4me-server@coop1.service
 """
 
-import os  # noqa: E402
+from functools import partial  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
-    JournalError,
-    journalctl_argv,
-    page,
-    parse_json_lines,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
-    env_file_path,
-    server_unit_name,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
-    RconError,
-    instance_password,
+from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
+    ARGUMENTS,
+    ReadError,
+    read_logs,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
     run_in_c,
@@ -164,44 +144,20 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            lines=dict(type="int", default=100),
-            cursor=dict(type="str"),
-            max_bytes=dict(type="int", default=262144),
+            **ARGUMENTS["logs"],
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    name = params["name"]
     try:
-        unit = server_unit_name(name, JournalError)
-        argv = journalctl_argv(unit, params["lines"], params["cursor"])
-    except JournalError as exc:
-        module.fail_json(msg=str(exc))
-    if params["max_bytes"] < 1024:
-        module.fail_json(msg="max_bytes must be at least 1024")
-    if os.geteuid() != 0:
-        module.fail_json(msg=NEEDS_ROOT)
-    configured = os.path.exists(env_file_path(name, params["config_dir"]))
-    rc, out, err = run_in_c(module, argv)
-    if rc != 0:
-        hint = ""
-        if params["cursor"] and "cursor" in err.lower():
-            hint = " (the cursor is not one of this host's journal: start again without cursor)"
-        module.fail_json(msg=f"journalctl failed (rc {rc}): {err.strip()}{hint}")
-    entries = parse_json_lines(out)
-    if not entries and not configured and not params["cursor"]:
-        module.fail_json(msg=f"instance {name!r} is not configured on this host and its unit"
-                         f" {unit} has no journal entries")
-    try:
-        secrets = [s for s in (instance_password(name, params["state_dir"]),) if s]
-    except RconError:
-        secrets = []  # password cvars in messages are still masked by their name
-    result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
-    module.exit_json(changed=False, unit=unit, entries=result.entries,
-                     lines=result.lines, cursor=result.cursor, more=result.more,
-                     truncated_lines=result.truncated_lines)
+        result = read_logs(partial(run_in_c, module),
+                           params["name"], params, params["state_dir"], params["config_dir"],
+                           NEEDS_ROOT)
+    except ReadError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
