@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 
 try:
-    import ansible_collections.left4me.l4d2.plugins.module_utils._common as _common
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common
 except ImportError:  # the host's copy, beside left4me_common.py (roles game_host, overlays)
     import left4me_common as _common  # type: ignore[no-redef]
 

@@ -59,8 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 try:
-    import ansible_collections.left4me.l4d2.plugins.module_utils._common as _common
-    import ansible_collections.left4me.l4d2.plugins.module_utils._layout as _layout
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common, _layout
 except ImportError:  # the host's copies, beside left4me_mount.py (role game_host)
     import left4me_common as _common  # type: ignore[no-redef]
     import left4me_layout as _layout  # type: ignore[no-redef]
@@ -338,7 +337,7 @@ def uppers_over_cap(config_dir: str = _common.DEFAULT_CONFIG_DIR,
     Instances whose env file cannot be read are skipped (their start says why).
     """
     found = []
-    instances_dir = os.path.join(config_dir, "instances")
+    instances_dir = os.path.join(config_dir, _layout.INSTANCES_DIR)
     try:
         entries = sorted(os.listdir(instances_dir))
     except FileNotFoundError:

@@ -29,6 +29,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
     parse_json_lines,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    INSTANCES_DIR,
     env_file_path,
     instance_paths,
     server_unit_name,
@@ -199,7 +200,7 @@ def read_info(run: Runner, names: Sequence[str] | None, params: dict, state_dir:
     if problem:
         raise ReadError(problem)
     require_root(needs_root)
-    instances_dir = os.path.join(config_dir, "instances")
+    instances_dir = os.path.join(config_dir, INSTANCES_DIR)
     try:
         names = select_names(configured_names(instances_dir), names, instances_dir)
     except InfoError as exc:

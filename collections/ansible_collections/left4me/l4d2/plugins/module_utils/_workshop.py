@@ -62,8 +62,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 try:
-    import ansible_collections.left4me.l4d2.plugins.module_utils._common as _common
-    import ansible_collections.left4me.l4d2.plugins.module_utils._layout as _layout
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common, _layout
 except ImportError:  # the host's copies, beside left4me_workshop.py (role overlays)
     import left4me_common as _common  # type: ignore[no-redef]
     import left4me_layout as _layout  # type: ignore[no-redef]
