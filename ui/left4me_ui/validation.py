@@ -15,15 +15,14 @@ import tempfile
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import parse_size
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     DEFAULTS,
-    HostLayout,
     InstanceError,
     InstanceSpec,
     layer_paths,
     size_text,
     validate_spec,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
-    MountError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    HostLayout,
     validate_instance_name,
 )
 
@@ -36,10 +35,7 @@ PLACEHOLDER_NAME = "blueprint"
 
 def check_name(name: object) -> str:
     """A server name as srcds_instance takes it, or InstanceError."""
-    try:
-        return validate_instance_name(name)
-    except MountError as exc:
-        raise InstanceError(str(exc)) from None
+    return validate_instance_name(name, InstanceError)
 
 
 def cvar_args(cvars: dict[str, str]) -> list[str]:

@@ -384,11 +384,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_CONFIG_DIR,
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
-    LANG_C,
     read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
-    HostLayout,
     InstanceError,
     InstancePlan,
     cfg_secrets,
@@ -401,11 +399,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  #
     has_process_output,
     host_cpu_mhz,
     missing_steam_links,
-    parse_journal_json,
     ports_from_env,
     removal_targets,
     remove_paths,
-    server_unit_name,
     steam_links_message,
     validate_spec,
     wanted_files,
@@ -427,6 +423,15 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     starting,
     unit_actions,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    HostLayout,
+    instance_paths,
+    server_unit_name,
+    validate_instance_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._manager import (  # noqa: E402
     DEFAULT_MANAGER,
     note_managers,
@@ -440,11 +445,15 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # no
     ensure_dirs,
     enter_mount_namespace,
     instance_dir_specs,
-    instance_paths,
     plan_unmount,
     read_mount_state,
     resolve_owner,
-    validate_instance_name,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    parse_show,
+    run_in_c,
+    show_argv,
+    systemctl_argv,
 )
 
 INSTANCE_OPTIONS = dict(
@@ -511,7 +520,7 @@ class Systemd:
         self.module = module
 
     def run(self, argv: list[str], check: bool = True) -> tuple[int, str, str]:
-        rc, out, err = self.module.run_command(argv, environ_update=LANG_C)
+        rc, out, err = run_in_c(self.module, argv)
         if check and rc != 0:
             self.module.fail_json(
                 msg=f"{' '.join(argv)} failed (rc {rc}): {err.strip() or out.strip()}",
@@ -521,19 +530,13 @@ class Systemd:
 
     def systemctl(self, verb: str, units: list[str], *extra: str) -> None:
         if units:
-            self.run(["systemctl", verb, *extra, *units])
+            self.run(systemctl_argv(verb, units, *extra))
 
     def unit_states(self, units: list[str]) -> dict[str, dict[str, str]]:
         if not units:
             return {}
-        _rc, out, _err = self.run(
-            ["systemctl", "show", "--property=" + ",".join(UNIT_PROPERTIES), *units]
-        )
-        states: dict[str, dict[str, str]] = {}
-        for block in out.strip().split("\n\n"):
-            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if props.get("Id"):
-                states[props["Id"]] = props
+        _rc, out, _err = self.run(show_argv(units, UNIT_PROPERTIES))
+        states = parse_show(out)
         return {unit: states.get(unit, {}) for unit in units}
 
     def failure_reason(self, plan: InstancePlan, since: float) -> str:
@@ -548,7 +551,7 @@ class Systemd:
                  "--no-pager", "-o", "json"],
                 check=False,
             )
-            entries = parse_journal_json(out) if rc == 0 else []
+            entries = parse_json_lines(out) if rc == 0 else []
             if has_process_output(entries, plan.invocation_before) or attempt + 1 == JOURNAL_READS:
                 break
             time.sleep(0.5)
@@ -603,10 +606,7 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     state = params["state"]
     raws = raw_instances(params)
     for raw in raws:
-        try:
-            validate_instance_name(raw.get("name"))
-        except MountError as exc:
-            raise InstanceError(str(exc)) from None
+        validate_instance_name(raw.get("name"), InstanceError)
     names = [raw["name"] for raw in raws]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
