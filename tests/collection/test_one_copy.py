@@ -8,7 +8,13 @@ copy is found here and compared with the source, so changing one without the oth
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +27,7 @@ COLLECTION = PROJECT / "collections" / "ansible_collections" / "left4me" / "l4d2
 ROLES = COLLECTION / "roles"
 MODULES = COLLECTION / "plugins" / "modules"
 MODULE_UTILS = COLLECTION / "plugins" / "module_utils"
+DOC_FRAGMENTS = "ansible_collections.left4me.l4d2.plugins.doc_fragments"
 
 # Anything shaped like the id rule: a first-character class, a class, a repeat count.
 ID_LIKE = re.compile(r"\[a-z0-9\]\[[^\]\n]*\]\{[^}\n]*\}")
@@ -57,6 +64,7 @@ def test_every_copy_of_the_id_rule_is_the_one_in_common(path, copy):
 
 
 def module_docs() -> dict[str, dict]:
+    """Each module's DOCUMENTATION as written, its doc fragments not merged in."""
     docs = {}
     for path in sorted(MODULES.glob("*.py")):
         source = path.read_text()
@@ -65,11 +73,22 @@ def module_docs() -> dict[str, dict]:
     return docs
 
 
+def module_docs_as_read() -> dict[str, dict]:
+    """Each module's documentation as ansible-doc shows it, its doc fragments merged in."""
+    names = [f"left4me.l4d2.{path.stem}" for path in sorted(MODULES.glob("*.py"))]
+    ansible_doc = shutil.which("ansible-doc", path=str(Path(sys.executable).parent)) \
+        or shutil.which("ansible-doc")
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTION.parents[2])}
+    run = subprocess.run([ansible_doc, "--json", "-t", "module", *names], env=env,
+                         capture_output=True, text=True, check=True, timeout=120)
+    return {name.rsplit(".", 1)[1]: entry["doc"] for name, entry in json.loads(run.stdout).items()}
+
+
 def test_module_docs_state_the_id_rule_in_one_sentence():
     described = {
         module: " ".join(" ".join(option["description"]) if isinstance(option["description"], list)
                          else option["description"] for option in [doc["options"][key]])
-        for module, doc in module_docs().items()
+        for module, doc in module_docs_as_read().items()
         for key in ("id", "name") if key in doc["options"]
     }
     assert set(described) == {"files_overlay", "instance_mount", "script_overlay",
@@ -105,6 +124,18 @@ def test_no_module_documents_the_shared_options_itself():
         extends = doc.get("extends_documentation_fragment", [])
         if module != "srcds_install":
             assert fragment + "state_dir" in extends, module
+
+
+def test_no_module_documents_what_its_fragments_document():
+    """ansible-doc would let the module's own text win, silently; the fragment's is the one."""
+    for module, doc in module_docs().items():
+        for name in doc.get("extends_documentation_fragment", []):
+            file, fragment = name.removeprefix("left4me.l4d2.").split(".")
+            source = importlib.import_module(f"{DOC_FRAGMENTS}.{file}").ModuleDocFragment
+            documented = yaml.safe_load(getattr(source, fragment.upper()))
+            for key in ("options", "attributes"):
+                both = set(documented.get(key) or {}) & set(doc.get(key) or {})
+                assert not both, f"{module} documents {sorted(both)} itself and extends {name}"
 
 
 def role_yaml(role: str, path: str) -> dict:

@@ -3,8 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Options several left4me modules share, documented once.
 
-The defaults are the ones in ``plugins/module_utils/_common.py``, which the modules'
-argument specs use; ``tests/collection/test_one_copy.py`` checks they agree.
+The defaults and the id rule are the ones in ``plugins/module_utils/_common.py``, which the
+modules' argument specs use; ``tests/collection/test_one_copy.py`` checks they agree.
 """
 
 from __future__ import annotations
@@ -43,4 +43,26 @@ options:
         creates it). It owns what this module makes for the game to read or write.
     type: str
     default: left4me
+"""
+
+    # left4me.l4d2.common.instance_name
+    INSTANCE_NAME = r"""
+options:
+  name:
+    description:
+      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
+        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
+    type: str
+    required: true
+"""
+
+    # left4me.l4d2.common.overlay_id
+    OVERLAY_ID = r"""
+options:
+  id:
+    description:
+      - Overlay id, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting with a letter
+        or digit. It becomes the directory C({state_dir}/overlays/{id}).
+    type: str
+    required: true
 """

@@ -23,12 +23,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  id:
-    description:
-      - Overlay id, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting with a letter
-        or digit. It becomes the directory C({state_dir}/overlays/{id}).
-    type: str
-    required: true
   files:
     description: The complete set of files the overlay holds.
     type: list
@@ -60,6 +54,7 @@ options:
     default: "0755"
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
+  - left4me.l4d2.common.overlay_id
 attributes:
   check_mode:
     description: Reports what would be written and deleted without touching anything.

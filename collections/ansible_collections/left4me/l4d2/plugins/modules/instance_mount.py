@@ -40,12 +40,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  name:
-    description:
-      - Instance name, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting
-        with a letter or digit.
-    type: str
-    required: true
   state:
     description:
       - V(mounted) mounts the overlay (a no-op when it is mounted with the same layers).
@@ -80,6 +74,7 @@ extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
   - left4me.l4d2.common.owner
+  - left4me.l4d2.common.instance_name
 attributes:
   check_mode:
     description: Predicts changes without mounting or creating anything.

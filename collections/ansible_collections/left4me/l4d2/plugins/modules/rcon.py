@@ -39,12 +39,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  name:
-    description:
-      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
-        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
-    type: str
-    required: true
   command:
     description:
       - One console command, for example V(status) or V(changelevel c2m1_highway).
@@ -58,6 +52,7 @@ options:
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
+  - left4me.l4d2.common.instance_name
 attributes:
   check_mode:
     description:

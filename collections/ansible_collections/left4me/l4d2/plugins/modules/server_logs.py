@@ -24,12 +24,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  name:
-    description:
-      - Instance name (as configured by M(left4me.l4d2.srcds_instance)), 1 to 64 characters
-        from C(a-z), C(0-9), C(_) and C(-), starting with a letter or digit.
-    type: str
-    required: true
   lines:
     description: How many entries at most, 1 to 5000.
     type: int
@@ -46,13 +40,8 @@ options:
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
+  - left4me.l4d2.common.instance_name
+  - left4me.l4d2.attributes.read_only
 notes:
   - Needs root (ad hoc, C(ansible -b)) to read the system journal.
   - An instance that is no longer configured can still be read while its journal is kept.

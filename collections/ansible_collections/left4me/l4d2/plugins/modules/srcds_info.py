@@ -76,13 +76,7 @@ options:
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.config_dir
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
+  - left4me.l4d2.attributes.read_only
 notes:
   - Needs root (ad hoc, C(ansible -b)) to read the journal, the mount table of PID 1 and
     the RCON password.

@@ -56,12 +56,6 @@ description:
 author:
   - left4me developers (@left4me)
 options:
-  id:
-    description:
-      - Overlay id, 1 to 64 characters from C(a-z), C(0-9), C(_) and C(-), starting with a letter
-        or digit. It becomes the directory C({state_dir}/overlays/{id}).
-    type: str
-    required: true
   items:
     description: Workshop item ids (app 550).
     type: list
@@ -134,6 +128,7 @@ options:
 extends_documentation_fragment:
   - left4me.l4d2.common.state_dir
   - left4me.l4d2.common.owner
+  - left4me.l4d2.common.overlay_id
 attributes:
   check_mode:
     description:
