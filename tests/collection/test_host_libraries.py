@@ -9,6 +9,9 @@ A shipped file may import, besides the standard library, another file its role s
 `left4me_X` (the host's name), or as the collection's module_utils when an
 `except ImportError` falls back to the host's name (the pattern of _mount.py and
 _common.py: the first import works on the controller and in modules, the second on hosts).
+A role that ships the files in the collection's package tree (game_instances, for
+left4me-read: TREE below on the host) lets them import each other as the collection's
+module_utils with no fallback.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ MODULE_UTILS = COLLECTION / "plugins" / "module_utils"
 PACKAGE = "ansible_collections.left4me.l4d2.plugins.module_utils."
 HEADER = "# Shipped to hosts verbatim: standard library only"
 SHIPPED = re.compile(r"plugins/module_utils/(_\w+)\.py")
+TREE = "/ansible_collections/left4me/l4d2/plugins/module_utils"
+
+
+def ships_tree(role: str) -> bool:
+    """Whether the role installs its module_utils in the package tree (TREE) on hosts."""
+    return any(TREE in path.read_text() for path in sorted((ROLES / role).glob("**/*.yml")))
 
 
 def shipped_by_role() -> dict[str, set[str]]:
@@ -85,19 +94,19 @@ def import_problems(role: str, path: Path) -> list[str]:
     problems = []
     for node in ast.walk(tree):
         for name in imported(node):
-            if not allowed(name, siblings, guarded.get(id(node), set())):
+            if not allowed(name, siblings, guarded.get(id(node), set()), ships_tree(role)):
                 problems.append(f"line {node.lineno}: import {name}")
     return problems
 
 
-def allowed(name: str, siblings: set[str], fallbacks: set[str]) -> bool:
+def allowed(name: str, siblings: set[str], fallbacks: set[str], tree: bool = False) -> bool:
     if name == "__future__" or name.split(".")[0] in sys.stdlib_module_names:
         return True
     if name.startswith("left4me_"):
         return name.removeprefix("left4me") in siblings
     if name.startswith(PACKAGE):
         stem = name.removeprefix(PACKAGE)
-        return stem in siblings and f"left4me{stem}" in fallbacks
+        return stem in siblings and (tree or f"left4me{stem}" in fallbacks)
     return False
 
 
@@ -106,6 +115,8 @@ def test_the_roles_ship_the_libraries_the_layout_names():
     shipped = shipped_by_role()
     assert {"_common", "_mount"} <= shipped.get("game_host", set()), shipped
     assert {"_common", "_workshop", "_steamcmd"} <= shipped.get("overlays", set()), shipped
+    assert {"_read_request", "_reads"} <= shipped.get("game_instances", set()), shipped
+    assert ships_tree("game_instances") and not ships_tree("game_host")
 
 
 @pytest.mark.parametrize("role,path", host_files(),
@@ -146,3 +157,5 @@ def test_a_third_party_import_is_refused():
     assert allowed(PACKAGE + "_common", siblings, {"left4me_common"})
     assert allowed("left4me_common", siblings, set())
     assert allowed("collections.abc", siblings, set())
+    assert allowed(PACKAGE + "_common", siblings, set(), tree=True)  # the package tree
+    assert not allowed(PACKAGE + "_instance", siblings, set(), tree=True)  # not shipped

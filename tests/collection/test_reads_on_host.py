@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from testhosts import host
+from testhosts import host, image
 
 pytestmark = pytest.mark.testhost
 
@@ -327,3 +327,124 @@ def test_server_logs_bad_inputs_are_answered_clearly(demo, args, message):
     result, _ = adhoc(demo, "server_logs", args)
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+# --- the fast read path: left4me-read over SSH, through its sudoers rule -------------------
+
+READ_COMMAND = ["sudo", "-n", "/usr/bin/python3", "-I", "/usr/local/libexec/left4me/left4me-read"]
+READER = "l4d2reader"  # a user with the role's rule and no other sudo
+
+
+def fast_read(demo, request: dict | bytes, *command: str) -> tuple[int, dict | None, str]:
+    """One request over SSH as the inventory's user (the UI's path): status, answer, stderr."""
+    booted, _inventory = demo
+    stdin = request if isinstance(request, bytes) else json.dumps(request).encode()
+    run = subprocess.run(["ssh", "-F", booted.ssh_config, booted.name,
+                          " ".join(command or READ_COMMAND)],
+                         input=stdin, capture_output=True, timeout=60, check=False)
+    answer = json.loads(run.stdout) if run.stdout.strip() else None
+    return run.returncode, answer, run.stderr.decode()
+
+
+def test_left4me_read_answers_info_for_every_instance_in_one_request(demo):
+    status, answer, stderr = fast_read(demo, {"verb": "info"})
+    assert status == 0, stderr
+    assert {i["name"]: i["state"] for i in answer["instances"]} == {
+        "coop1": "running", "versus1": "running"}
+    status, answer, _ = fast_read(demo, {"verb": "info", "instance": "coop1",
+                                         "args": {"players": True}})
+    assert [i["name"] for i in answer["instances"]] == ["coop1"]
+    assert answer["instances"][0]["players_error"] is None
+
+
+def test_left4me_read_runs_rcon_status_and_never_shows_the_password(demo):
+    status, answer, stderr = fast_read(demo, {"verb": "rcon", "instance": "coop1",
+                                              "args": {"command": "status"}})
+    assert status == 0, stderr
+    assert answer["output"].startswith("hostname: left4me demo coop")
+    assert answer["address"] == "127.0.0.1:27015"
+    assert COOP_PASSWORD not in json.dumps(answer) + stderr
+
+
+def test_left4me_read_follows_the_journal_after_a_cursor(demo):
+    _status, tail, _ = fast_read(demo, {"verb": "logs", "instance": "coop1",
+                                        "args": {"lines": 3}})
+    assert tail["cursor"]
+    fast_read(demo, {"verb": "rcon", "instance": "coop1",
+                     "args": {"command": "say hello-over-the-fast-path"}})
+
+    def newer():
+        _status, page, _ = fast_read(demo, {"verb": "logs", "instance": "coop1",
+                                            "args": {"cursor": tail["cursor"]}})
+        return page if any("hello-over-the-fast-path" in m for m in page["lines"]) else None
+
+    assert wait_for(newer, timeout=20, step=1)
+
+
+@pytest.mark.parametrize("request_bytes, status, message", [
+    (b"{", 2, "request is not JSON"),
+    (b'{"verb": "restart", "instance": "coop1"}', 2, "unknown verb 'restart'"),
+    (b'{"verb": "info", "args": {"state_dir": "/tmp"}}', 2, "unsupported arguments: state_dir"),
+    (b" " * (64 * 1024 + 1), 2, "larger than 65536 bytes"),
+    (b'{"verb": "rcon", "instance": "nosuch", "args": {"command": "status"}}', 1,
+     "instance 'nosuch' is not configured on this host"),
+    (b'{"verb": "rcon", "instance": "coop1", "args": {"command": "status; quit"}}', 1,
+     "is refused"),
+])
+def test_left4me_read_refuses_what_its_module_refuses(demo, request_bytes, status, message):
+    got, answer, stderr = fast_read(demo, request_bytes)
+    assert got == status, stderr
+    assert answer["failed"] and message in answer["msg"]
+
+
+def in_host(booted: host.TestHost, *command: str, user: str = "root",
+            stdin: str = "") -> subprocess.CompletedProcess:
+    """A command inside the host as ``user`` (outside SSH), fed ``stdin``."""
+    return subprocess.run(["nsenter", "-t", str(booted.init_pid()), "-m", "-u", "-i", "-n", "-p",
+                           "runuser", "-u", user, "--", *command],
+                          input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def reader(demo):
+    """A user whose only sudo is the role's rule, as installed (the user name swapped)."""
+    booted, _inventory = demo
+    rule = booted.nsenter("cat", "/etc/sudoers.d/left4me-read")
+    assert f"\n{image.ADMIN_USER} ALL=(root) NOPASSWD: " in rule
+    booted.nsenter("useradd", "--create-home", READER)
+    swapped = rule.replace(f"\n{image.ADMIN_USER} ALL=", f"\n{READER} ALL=")
+    installed = in_host(booted, "sh", "-c", "cat > /etc/sudoers.d/left4me-read-test && chmod 0440"
+                        " /etc/sudoers.d/left4me-read-test && visudo -c", stdin=swapped)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    yield booted
+    booted.nsenter("rm", "-f", "/etc/sudoers.d/left4me-read-test")
+    booted.nsenter("userdel", "--remove", READER, check=False)
+
+
+def test_sudo_lists_only_the_read_command_for_its_user(reader):
+    listed = reader.nsenter("sudo", "-l", "-U", READER)
+    allowed = [line.strip() for line in listed.splitlines() if "NOPASSWD" in line]
+    assert allowed == ["(root) NOPASSWD: /usr/bin/python3 -I"
+                       " /usr/local/libexec/left4me/left4me-read"], listed
+
+
+def test_the_read_user_answers_through_sudo(reader):
+    done = in_host(reader, *READ_COMMAND, user=READER,
+                     stdin='{"verb": "rcon", "instance": "coop1", "args": {"command": "status"}}')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"].startswith("hostname: left4me demo coop")
+
+
+@pytest.mark.parametrize("command", [
+    [*READ_COMMAND, "--foo"],                                       # an argument
+    ["sudo", "-n", "/usr/bin/python3", "/usr/local/libexec/left4me/left4me-read"],  # no -I
+    ["sudo", "-n", "/usr/bin/python3", "-I", "-c", "import os; os.system('id')"],
+    ["sudo", "-n", "PYTHONINSPECT=1", *READ_COMMAND[2:]],           # environment
+    ["sudo", "-n", "-E", *READ_COMMAND[2:]],                        # the caller's environment
+    ["sudo", "-n", "-u", "left4me", *READ_COMMAND[2:]],             # another target user
+    ["sudo", "-n", "/bin/sh"],
+])
+def test_the_read_user_can_run_nothing_else_through_sudo(reader, command):
+    done = in_host(reader, *command, user=READER, stdin='{"verb": "info"}')
+    assert done.returncode != 0 and done.stdout == "", (done.stdout, done.stderr)
+    assert "sudo" in done.stderr

@@ -24,9 +24,10 @@ from hostile_world import (
     make_blueprint,
 )
 
-from left4me_ui import accounts, boot, overlay_script, overlays, settings
+from left4me_ui import accounts, boot, overlays, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.overlays.kinds import script as overlay_script
 from left4me_ui.runner import load_inventory
 from testhosts import host
 from testhosts.pytest_report import report_on

@@ -13,9 +13,10 @@ import re
 import pytest
 from hostile_world import ALICE_BUILD_SECRET, STATE, World, make_blueprint
 
-from left4me_ui import accounts, blueprints, boot, jobs, overlay_script, overlays, servers, settings
+from left4me_ui import accounts, blueprints, boot, jobs, overlays, servers, settings
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.overlays.kinds import script as overlay_script
 from left4me_ui.runner import load_inventory
 
 pytestmark = pytest.mark.testhost

@@ -15,7 +15,8 @@ import time
 import pytest
 from hostile_world import MAILBOX, STATE, Timed, World, alice_instance_cfg, link_script, within
 
-from left4me_ui import live, observe, overlay_script, servers
+from left4me_ui import live, observe, servers
+from left4me_ui.overlays.kinds import script as overlay_script
 
 pytestmark = pytest.mark.testhost
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ def test_reachability_tells_the_booted_host_from_a_closed_port(booted_host, inve
     assert "refused" in by_host["closed-port"].detail.lower()
 
 
-def test_hosts_page_shows_an_admin_each_host_and_its_state(booted_host, inventory, admin,
-                                                          monkeypatch):
-    monkeypatch.setenv("LEFT4ME_INVENTORY", str(inventory))
+def test_hosts_page_shows_an_admin_each_host_and_its_state(booted_host, inventory, core,
+                                                          admin):
+    core.settings = replace(core.settings, inventory=inventory)  # LEFT4ME_INVENTORY's
     page = admin.app("hosts")
     assert not page.exception
     assert page.title[0].value == "Hosts"

@@ -4,7 +4,8 @@ and output (a failed one says the previous build is still in use)."""
 
 from __future__ import annotations
 
-from left4me_ui import jobs, overlay_script, overlays
+from left4me_ui import jobs, overlays
+from left4me_ui.overlays.kinds import script as overlay_script
 
 
 def shown(app) -> str:

@@ -5,7 +5,8 @@ through a host against the stand-in Web API, is tests/ui/domain/test_workshop_ov
 
 from __future__ import annotations
 
-from left4me_ui import jobs, overlays, workshop
+from left4me_ui import jobs, overlays
+from left4me_ui.overlays.kinds import workshop
 from left4me_ui.runner import ModuleRun
 
 LINK = "https://steamcommunity.com/sharedfiles/filedetails/?id=1000000002"

@@ -14,20 +14,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from left4me_ui import (
-    accounts,
-    jobs,
-    observe,
-    overlay_script,
-    overlays,
-    reconcile,
-    servers,
-    workshop,
-)
+from left4me_ui import accounts, jobs, observe, overlays, reconcile, servers
 from left4me_ui import settings as settings_module
-from left4me_ui.awx import AwxBackend
+from left4me_ui.backends.awx import AwxBackend
+from left4me_ui.backends.local import LocalRunner
 from left4me_ui.core import Core, JobKind, Wiring
 from left4me_ui.inventory import Inventory
+from left4me_ui.overlays.kinds import files, script, workshop
 from left4me_ui.runner import load_inventory
 
 JOB_KINDS: tuple[JobKind, ...] = (
@@ -38,9 +31,9 @@ JOB_KINDS: tuple[JobKind, ...] = (
     # workshop_overlay.yml), or removed from it.
     JobKind(overlays.KIND_BUILD, (overlays.BUILD_PLAYBOOK, workshop.BUILD_PLAYBOOK),
             finish=overlays.build_finished,
-            builders={"files": overlays.enqueue_files_build,
+            builders={"files": files.enqueue_build,
                       "workshop": workshop.enqueue_build,
-                      "script": overlay_script.enqueue_build}),
+                      "script": script.enqueue_build}),
     JobKind(overlays.KIND_REMOVE, (overlays.BUILD_PLAYBOOK,)),
     # playbooks/reconcile.yml: every UI server on a rebuilt host, again.
     JobKind(reconcile.KIND_RECONCILE, (reconcile.PLAYBOOK,), finish=reconcile.finished,
@@ -49,7 +42,7 @@ JOB_KINDS: tuple[JobKind, ...] = (
 
 # LEFT4ME_UI_JOB_BACKEND -> the backend that runs a claimed job.
 BACKENDS: dict[str, Callable[[settings_module.Settings], jobs.JobBackend]] = {
-    "local": lambda _settings: jobs.LocalRunner(),
+    "local": lambda _settings: LocalRunner(),
     "awx": AwxBackend,
 }
 

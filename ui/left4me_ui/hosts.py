@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from left4me_ui import authz, runner, settings
+from left4me_ui import authz, runner
 from left4me_ui.authz import Actor, Forbidden
 from left4me_ui.core import Core
+from left4me_ui.runner import Reachability
+from left4me_ui.settings import PROJECT_DIR
 
 
 def _require_admin(core: Core, actor: Actor) -> None:
@@ -14,15 +16,15 @@ def _require_admin(core: Core, actor: Actor) -> None:
 
 
 def inventory_shown(core: Core, actor: Actor) -> str:
-    """The inventory as LEFT4ME_INVENTORY names it, relative to the project when inside it."""
+    """The settings' inventory (LEFT4ME_INVENTORY), relative to the project when inside it."""
     _require_admin(core, actor)
-    inventory = settings.inventory_path()
-    if inventory.is_relative_to(settings.PROJECT_DIR):
-        return str(inventory.relative_to(settings.PROJECT_DIR))
+    inventory = core.settings.inventory
+    if inventory.is_relative_to(PROJECT_DIR):
+        return str(inventory.relative_to(PROJECT_DIR))
     return str(inventory)
 
 
-def reachability(core: Core, actor: Actor) -> list[runner.Reachability]:
+def reachability(core: Core, actor: Actor) -> list[Reachability]:
     """Each host of that inventory and whether an ansible.builtin.ping reached it."""
     _require_admin(core, actor)
-    return runner.check_reachability(settings.inventory_path())
+    return runner.check_reachability(core.settings.inventory)

@@ -1,22 +1,19 @@
-"""Jobs: every change on a host is an ansible-runner run, queued in the database.
+"""Jobs: every change on a host is a playbook run, queued in the database.
 
-Shaped after AWX's RunnerCallback:
+The queue and its worker: enqueue, claim, run, cancel, prune, and the callbacks a run
+feeds (shaped after AWX's RunnerCallback):
 * the event handler stores a compact row per event and returns False (runner writes no
   per-event files); the status handler stores nothing (its first call carries the env);
-* a cancel callback is always passed (runner's signal fallback only works on the main
-  thread) and reads `cancel_requested`;
-* secrets reach the run as a 0600 extravars file in a 0700 per-job directory, never as
-  env, argv or an `extravars=` dict (runner puts that on the command line); the finished
-  callback removes the directory;
-* ANSIBLE_HOST_KEY_CHECKING=True, or runner switches host key checking off.
+* the cancel callback reads `cancel_requested` (at most every 0.5 s).
 
 Worker threads live in the UI process, not in a page script: closing a browser stops
 nothing. Jobs on one host run one after another; a UI restart marks jobs it finds
 running as interrupted and removes the private directories a killed process left.
 
-The run itself is a JobBackend's: LocalRunner (ansible-runner here, the default) or
-awx.AwxBackend, which launches an AWX / Automation Platform job template and follows its
-job events; both feed the same callbacks, so pages see the same progress, log and outcome.
+The run itself is a JobBackend's: backends.local.LocalRunner (ansible-runner in this
+process, the default) or backends.awx.AwxBackend, which launches an AWX / Automation
+Platform job template and follows its job events; both feed the same callbacks, so pages
+see the same progress, log and outcome.
 
 Job kinds, their finish hooks and secret providers, and the backends are what the
 composition root (boot.py) declares; the engine finds them on the core (`core.wiring`).
@@ -32,18 +29,16 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import ansible_runner
 import yaml
 
 from left4me_ui import audit, authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import UnsafeVarsDumper, runner_envvars
+from left4me_ui.runner import EventSink
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -310,23 +305,6 @@ def _finish(conn: sqlite3.Connection, core: Core, job: Job, state: str, rc: int 
                  f"job {job.id}" + (f": {error}" if error else ""))
 
 
-def _private_dir(core: Core, job: Job) -> Path:
-    jobs_dir = core.settings.jobs_dir
-    jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(jobs_dir, 0o700)
-    path = jobs_dir / str(job.id)
-    shutil.rmtree(path, ignore_errors=True)
-    (path / "env").mkdir(parents=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
-
-
-def _write_extravars(path: Path, values: dict) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.dump(values, handle, Dumper=UnsafeVarsDumper, allow_unicode=True)
-
-
 def _waiting_output(name: str, res: dict) -> str:
     """What a task that waits by retrying (`until`) printed at this check, e.g. the lines a
     build script wrote since the last one (playbooks/tasks/overlay-script.yml), so the log
@@ -342,7 +320,7 @@ def _waiting_output(name: str, res: dict) -> str:
 
 
 class _Run:
-    """Callbacks of one ansible-runner run, writing to the job's rows."""
+    """The EventSink of one job's run (either backend's), writing to the job's rows."""
 
     def __init__(self, core: Core, job: Job) -> None:
         self.core, self.job = core, job
@@ -409,16 +387,6 @@ class _Run:
         return self._cancelled
 
 
-# Test hook: called with the private directory just before it is removed.
-inspect_private_dir: Callable[[Path], None] | None = None
-
-
-def _remove_private_dir(path: Path) -> None:
-    if inspect_private_dir is not None and path.exists():
-        inspect_private_dir(path)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @dataclass(frozen=True)
 class Outcome:
     """How a backend's run ended: a job state, ansible's rc if known, and a one-line reason
@@ -435,36 +403,7 @@ class JobBackend(Protocol):
     `event_data` with `host`, `task`, `res`, and `stdout`), to `sink.event`; asks
     `sink.cancel()` between steps and stops the run when it says so."""
 
-    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome: ...
-
-
-class LocalRunner:
-    """The default backend: ansible-runner in this process, secrets in a 0600 file."""
-
-    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome:
-        private_dir = _private_dir(core, job)
-        try:
-            _write_extravars(private_dir / "env" / "extravars", {**job.extravars, **secrets})
-            result = ansible_runner.run(
-                private_data_dir=str(private_dir),
-                project_dir=str(core.settings.playbooks_dir),
-                playbook=str(core.settings.playbooks_dir / job.playbook),
-                inventory=str(core.settings.inventory),
-                limit=job.host,
-                envvars=runner_envvars(),
-                suppress_env_files=True,
-                quiet=True,
-                ident="run",
-                event_handler=sink.event,
-                status_handler=sink.status,
-                cancel_callback=sink.cancel,
-                finished_callback=lambda _runner: _remove_private_dir(private_dir),
-            )
-        finally:
-            _remove_private_dir(private_dir)
-        state = {"successful": SUCCEEDED, "canceled": CANCELLED}.get(result.status, FAILED)
-        return Outcome(state, result.rc,
-                       f"ansible-playbook ended with {result.status} (rc {result.rc}); see the log")
+    def execute(self, core: Core, job: Job, secrets: dict, sink: EventSink) -> Outcome: ...
 
 
 def backend_for(core: Core) -> JobBackend:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,7 +26,7 @@ from pathlib import Path
 from left4me_ui import authz
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
-from left4me_ui.settings import Settings
+from left4me_ui.settings import Settings, read_private_file
 
 SUMMARIES_PATH = "/ISteamUser/GetPlayerSummaries/v2/"
 MAX_IDS_PER_CALL = 100  # GetPlayerSummaries answers at most 100 steamids per call
@@ -100,17 +99,7 @@ def read_key(config: Settings) -> str:
         if not config.steam_api_key:
             raise ProfileError("no Steam Web API key is configured")
         return config.steam_api_key
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ProfileError(f"the Steam Web API key file {path} does not exist") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ProfileError(f"the Steam Web API key file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise ProfileError(f"the Steam Web API key file {path} is mode"
-                           f" {stat.S_IMODE(info.st_mode):04o}; other users could read it:"
-                           f" chmod 0600 {path}")
-    key = path.read_text().strip()
+    key = read_private_file(path, "the Steam Web API key file", ProfileError).decode().strip()
     if not key or any(c.isspace() for c in key):
         raise ProfileError(f"the Steam Web API key file {path} must hold one key on one line")
     return key

@@ -1,4 +1,12 @@
-"""ansible-runner adapter: inventory reads and ad-hoc runs, with no Streamlit in sight."""
+"""The Ansible port: every ansible-runner call of the UI goes through here.
+
+Playbook jobs (run_playbook, for backends.local), module runs (run_module: console, logs,
+status, Workshop reads), reachability (check_reachability) and the inventory
+(load_inventory). One environment (runner_envvars), one way variables reach a run
+(write_vars: a 0600 file, tagged !unsafe) and one event collector for ad-hoc runs
+(HostResults). This is the only module that imports ansible_runner: tests fake Ansible
+here, and backends.awx is the one place where a job runs elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import ansible_runner
 import yaml
@@ -44,13 +54,6 @@ def _plain_keys(dumper: yaml.SafeDumper, value: dict) -> yaml.MappingNode:
 
 UnsafeVarsDumper.add_representer(str, _unsafe_text)
 UnsafeVarsDumper.add_representer(dict, _plain_keys)
-
-
-@dataclass(frozen=True)
-class Reachability:
-    host: str
-    reachable: bool
-    detail: str
 
 
 def runner_envvars() -> dict[str, str]:
@@ -88,6 +91,14 @@ def ssh_control_dir(state_dir: Path) -> Path:
     return directory
 
 
+def write_vars(path: Path, values: dict) -> None:
+    """A run's variables as a new 0600 YAML file (never an existing one), every value that
+    could hold a template tagged !unsafe."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.dump(values, handle, Dumper=UnsafeVarsDumper, allow_unicode=True)
+
+
 @dataclass(frozen=True)
 class ModuleRun:
     ok: bool
@@ -95,7 +106,71 @@ class ModuleRun:
     result: dict = field(default_factory=dict)  # the module's return values
 
 
+FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
+
+
+class HostResults:
+    """The event collector of ad-hoc runs: each host's task result, as a ModuleRun.
+
+    Keeps nothing else: its handler returns False, so runner writes no per-event files."""
+
+    def __init__(self) -> None:
+        self.by_host: dict[str, ModuleRun] = {}
+        self.last: ModuleRun | None = None
+
+    def event(self, event: dict) -> bool:
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        kind = event.get("event")
+        if kind == "runner_on_ok":
+            found = ModuleRun(True, "", res)
+        elif kind in FAILED_EVENTS:
+            found = ModuleRun(False, str(res.get("msg") or res.get("stderr") or "failed").strip(),
+                              res)
+        else:
+            return False
+        self.last = found
+        if data.get("host") is not None:
+            self.by_host[data["host"]] = found
+        return False
+
+
+def _ignore_status(_status: dict, runner_config: object = None) -> None:
+    """Stores nothing: the 'starting' status carries the whole environment."""
+
+
+def _never_cancel() -> bool:
+    # Always passed: without one, runner installs signal handlers (main thread only).
+    return False
+
+
+def _run_adhoc(inventory: Path, pattern: str, module: str, module_args: str | None, *,
+               cmdline: str, envvars: dict[str, str], variables: dict | None = None,
+               timeout: int | None = None) -> tuple[HostResults, str]:
+    """One `ansible PATTERN -m MODULE` run in a private (0700) temp directory: each host's
+    result and runner's status (successful, failed, timeout...)."""
+    results = HostResults()
+    with tempfile.TemporaryDirectory(prefix="left4me-ui-module-") as private_data_dir:
+        if variables is not None:
+            (Path(private_data_dir) / "env").mkdir()
+            write_vars(Path(private_data_dir) / "env" / "extravars", variables)
+        runner = ansible_runner.run(
+            private_data_dir=private_data_dir, inventory=str(inventory), host_pattern=pattern,
+            module=module, module_args=module_args, cmdline=cmdline, envvars=envvars,
+            quiet=True, timeout=timeout, event_handler=results.event,
+            status_handler=_ignore_status, cancel_callback=_never_cancel)
+    return results, runner.status
+
+
 MODULE_ARGS_VAR = "left4me_module_args"
+
+
+def _named_args(args: dict, host_args: dict[str, str] | None) -> str:
+    """The module's arguments as JSON (which -a accepts, so no quoting can split them) that
+    only name variables: the values themselves, and the hosts' own expressions."""
+    return json.dumps({
+        **{key: f"{{{{ {MODULE_ARGS_VAR}[{key!r}] }}}}" for key in args},
+        **{key: f"{{{{ {expression} }}}}" for key, expression in (host_args or {}).items()}})
 
 
 def run_module(core, host: str, module: str, args: dict, timeout: int, *,
@@ -103,90 +178,52 @@ def run_module(core, host: str, module: str, args: dict, timeout: int, *,
     """One ad-hoc module run on one inventory host (become), as `ansible HOST -b -m ...`.
 
     The values go to ansible as variables in the run's private (0700) directory, tagged
-    !unsafe so nothing in them is rendered; the arguments (JSON, which -a accepts, so no
-    quoting can split them) only name those variables. `timeout` bounds the whole run, SSH
-    included. `host_args` maps further arguments to expressions of the host's own variables
-    (written here, never by a person: e.g. "overlays_workshop_api_url | default('...')"),
-    which ansible renders, a vaulted one too. `check`: the module's check mode (a read).
+    !unsafe so nothing in them is rendered (ansible renders templates in ad-hoc module
+    arguments, and a value may be a console command someone typed); the arguments only
+    name those variables. `timeout` bounds the whole run, SSH included. `host_args` maps
+    further arguments to expressions of the host's own variables (written here, never by
+    a person: e.g. "overlays_workshop_api_url | default('...')"), which ansible renders, a
+    vaulted one too. `check`: the module's check mode (a read).
     """
-    found: dict[str, ModuleRun] = {}
     # ansible-runner points SSH's control sockets into each run's temporary directory, so
     # every read would pay a new SSH login; a directory of the UI's own (0700) lets reads
     # that follow each other (a console session, a followed log) reuse one connection.
     control_dir = ssh_control_dir(core.settings.state_dir)
-    envvars = {**runner_envvars(), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}
-
-    def collect(event: dict) -> bool:
-        data = event.get("event_data") or {}
-        res = data.get("res") or {}
-        kind = event.get("event")
-        if kind == "runner_on_ok":
-            found["run"] = ModuleRun(True, "", res)
-        elif kind in ("runner_on_failed", "runner_on_unreachable"):
-            message = str(res.get("msg") or res.get("stderr") or "failed").strip()
-            found["run"] = ModuleRun(False, message, res)
-        return False  # nothing of the events is kept on disk beyond the run
-
-    with tempfile.TemporaryDirectory(prefix="left4me-ui-module-") as private_data_dir:
-        # ansible renders templates in ad-hoc module arguments: the values (a console command
-        # someone typed) go in as variables tagged !unsafe, and the arguments only name them.
-        (Path(private_data_dir) / "env").mkdir()
-        with open(Path(private_data_dir) / "env" / "extravars", "w") as handle:
-            yaml.dump({MODULE_ARGS_VAR: args}, handle, Dumper=UnsafeVarsDumper,
-                      allow_unicode=True)
-        runner = ansible_runner.run(
-            private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
-            host_pattern=host, module=module,
-            module_args=json.dumps({
-                **{key: f"{{{{ {MODULE_ARGS_VAR}[{key!r}] }}}}" for key in args},
-                **{key: f"{{{{ {expression} }}}}" for key, expression in
-                   (host_args or {}).items()}}),
-            cmdline="--become --check" if check else "--become", envvars=envvars,
-            quiet=True, timeout=timeout,
-            event_handler=collect,
-            status_handler=lambda _status, runner_config=None: None,
-        )
-    if "run" in found:
-        return found["run"]
-    if runner.status == "timeout":
+    results, status = _run_adhoc(
+        core.settings.inventory, host, module, _named_args(args, host_args),
+        cmdline="--become --check" if check else "--become",
+        envvars={**runner_envvars(), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)},
+        variables={MODULE_ARGS_VAR: args}, timeout=timeout)
+    if results.last is not None:
+        return results.last
+    if status == "timeout":
         return ModuleRun(False, f"no answer from {host} within {timeout} s")
-    if runner.status == "successful":  # ansible matched no host: nothing ran
+    if status == "successful":  # ansible matched no host: nothing ran
         return ModuleRun(False, f"{host} is not a host of the inventory")
-    return ModuleRun(False, f"{module} did not run on {host} (runner {runner.status})")
+    return ModuleRun(False, f"{module} did not run on {host} (runner {status})")
+
+
+@dataclass(frozen=True)
+class Reachability:
+    host: str
+    reachable: bool
+    detail: str
+
+
+def check_reachability(inventory: Path, timeout: int = 10) -> list[Reachability]:
+    """Log in to every host (SSH, become) with ansible.builtin.ping and report who answered."""
+    results, _status = _run_adhoc(inventory, "all", "ansible.builtin.ping", None,
+                                  cmdline=f"--become --timeout {timeout}",
+                                  envvars=runner_envvars())
+    answers = {host: Reachability(host, run.ok, "answered" if run.ok else run.message)
+               for host, run in results.by_host.items()}
+    return [answers.get(h, Reachability(h, False, "no answer"))
+            for h in inventory_hosts(inventory)]
 
 
 def inventory_hosts(inventory: Path) -> list[str]:
     """Every host the inventory names, sorted."""
     return load_inventory(inventory).hosts
-
-
-def check_reachability(inventory: Path, timeout: int = 10) -> list[Reachability]:
-    """Log in to every host (SSH, become) with ansible.builtin.ping and report who answered."""
-    results: dict[str, Reachability] = {}
-    with tempfile.TemporaryDirectory(prefix="left4me-ui-") as private_data_dir:
-        ansible_runner.run(
-            private_data_dir=private_data_dir, inventory=str(inventory), host_pattern="all",
-            module="ansible.builtin.ping", cmdline=f"--become --timeout {timeout}",
-            envvars=runner_envvars(), quiet=True,
-            event_handler=lambda event: _record(event, results) or True,
-        )
-    hosts = inventory_hosts(inventory)
-    return [results.get(h, Reachability(h, False, "no answer")) for h in hosts]
-
-
-def _record(event: dict, results: dict[str, Reachability]) -> None:
-    data = event.get("event_data", {})
-    host = data.get("host")
-    outcome = {
-        "runner_on_ok": True,
-        "runner_on_unreachable": False,
-        "runner_on_failed": False,
-    }.get(event.get("event", ""))
-    if host is None or outcome is None:
-        return
-    result = data.get("res", {})
-    detail = "answered" if outcome else str(result.get("msg", "failed")).strip()
-    results[host] = Reachability(host, outcome, detail)
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -199,3 +236,42 @@ def load_inventory(path: Path) -> Inventory:
     if not listing:
         raise RuntimeError(f"could not read inventory {path}: {err}")
     return Inventory(dict(listing.get("_meta", {}).get("hostvars", {})))
+
+
+class EventSink(Protocol):
+    """Where a playbook run's events go (jobs' callbacks): ansible-runner's event shape."""
+
+    def event(self, data: dict) -> bool: ...
+
+    def status(self, data: dict, runner_config: object = None) -> None: ...
+
+    def cancel(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    status: str  # runner's: successful, failed, canceled, timeout...
+    rc: int | None
+
+
+def run_playbook(private_dir: Path, playbooks_dir: Path, playbook: str, inventory: Path,
+                 host: str, sink: EventSink, finished: Callable[[], None]) -> PlaybookRun:
+    """`ansible-playbook PLAYBOOK --limit HOST` with private_dir as runner's private data
+    directory (its env/extravars written by the caller, with write_vars); every event to
+    `sink`, which may cancel between steps; `finished` runs as soon as ansible ends."""
+    result = ansible_runner.run(
+        private_data_dir=str(private_dir),
+        project_dir=str(playbooks_dir),
+        playbook=str(playbooks_dir / playbook),
+        inventory=str(inventory),
+        limit=host,
+        envvars=runner_envvars(),
+        suppress_env_files=True,
+        quiet=True,
+        ident="run",
+        event_handler=sink.event,
+        status_handler=sink.status,
+        cancel_callback=sink.cancel,
+        finished_callback=lambda _runner: finished(),
+    )
+    return PlaybookRun(result.status, result.rc)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from left4me_ui import audit, authz, blueprints, disk_share, jobs, overlays
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.refusal import Refusal
 from left4me_ui.settings import Settings
 from left4me_ui.validation import InstanceError, check_instance, check_name
 
@@ -26,8 +27,8 @@ KINDS = (KIND_CREATE, KIND_START, KIND_STOP, KIND_RESTART, KIND_DELETE)
 RCON_SECRET = "server_rcon"
 
 
-class NoFreePort(Exception):
-    pass
+class NoFreePort(Refusal):
+    """The host has no two free ports left in LEFT4ME_UI_PORT_RANGE."""
 
 
 class InventoryManaged(Forbidden):

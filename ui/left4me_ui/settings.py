@@ -217,29 +217,35 @@ def _steam_api_settings() -> dict:
                 "LEFT4ME_UI_STEAM_PROFILE_MAX_AGE_SECONDS", 24 * 3600)}
 
 
+def read_private_file(path: Path, what: str, error: type[Exception], *, own: bool = False,
+                      missing: str = "") -> bytes:
+    """The bytes of a file only its owner may read (a secret, a token, a key), or `error`
+    saying what to fix: it must exist (`missing` adds how to make one), be a regular file,
+    belong to the user running the UI when `own`, and be mode 0600 or stricter."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist{missing}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {path} is not a regular file")
+    if own and info.st_uid != os.geteuid():
+        raise error(f"{what} {path} must belong to the user running the UI")
+    if info.st_mode & 0o077:
+        raise error(f"{what} {path} is mode {stat.S_IMODE(info.st_mode):04o}; other users"
+                    f" could read it: chmod 0600 {path}")
+    return path.read_bytes()
+
+
 def load_secret(path: Path) -> bytes:
     """The UI's secret key material, or SecretError: no secret, no UI (fail closed).
 
     The file must exist, belong to the user running the UI, be readable by nobody else
     and hold at least MIN_SECRET_BYTES bytes. `python -m left4me_ui init-secret` writes one.
     """
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise SecretError(
-            f"the UI secret {path} does not exist; create it once with"
-            f" `python -m left4me_ui init-secret {path}` (or set LEFT4ME_UI_SECRET_FILE)"
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise SecretError(f"the UI secret {path} is not a regular file")
-    if info.st_uid != os.geteuid():
-        raise SecretError(f"the UI secret {path} must belong to the user running the UI")
-    if info.st_mode & 0o077:
-        raise SecretError(
-            f"the UI secret {path} is mode {stat.S_IMODE(info.st_mode):04o}; other users could"
-            f" read it: chmod 0600 {path}"
-        )
-    material = path.read_bytes().strip()
+    material = read_private_file(
+        path, "the UI secret", SecretError, own=True,
+        missing=f"; create it once with `python -m left4me_ui init-secret {path}` (or set"
+                " LEFT4ME_UI_SECRET_FILE)").strip()
     if len(material) < MIN_SECRET_BYTES:
         raise SecretError(
             f"the UI secret {path} holds {len(material)} bytes; it needs at least"

@@ -1,4 +1,4 @@
-"""Live status of servers: systemd's view (one ansible-runner read per host) and A2S.
+"""Live status of servers: systemd's view (one module run per host) and A2S.
 
 Reads change nothing, so they are not jobs; a page should cache them for a few seconds
 (one `systemctl show` for all of a host's servers costs an SSH round trip).
@@ -6,16 +6,14 @@ Reads change nothing, so they are not jobs; a page should cache them for a few s
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 
-import ansible_runner
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError, query_info
 
 from left4me_ui import authz
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import runner_envvars
+from left4me_ui.runner import run_module
 from left4me_ui.validation import check_name
 
 
@@ -76,9 +74,12 @@ def parse_systemctl_show(text: str) -> dict[str, SystemdState]:
     return states
 
 
-def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
+def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 30
                    ) -> dict[int, SystemdState]:
-    """systemd's state of every server on `host` the actor may see: server id -> state."""
+    """systemd's state of every server on `host` the actor may see: server id -> state.
+
+    One `systemctl show` (runner.run_module: the UI's SSH connection is reused); `timeout`
+    bounds the whole read, SSH included."""
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         rows = [r for r in conn.execute("SELECT id, owner_id, name FROM servers WHERE host = ?",
@@ -86,32 +87,12 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 20
     if not rows:
         return {}
     units = {f"left4me-server@{check_name(r['name'])}.service": r["id"] for r in rows}
-    outputs: list[str] = []
-    failures: list[str] = []
-
-    def collect(event: dict) -> bool:
-        data = event.get("event_data") or {}
-        res = data.get("res") or {}
-        if event.get("event") == "runner_on_ok":
-            outputs.append(str(res.get("stdout", "")))
-        elif event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
-            failures.append(str(res.get("msg") or res.get("stderr") or "failed"))
-        return False
-
-    with tempfile.TemporaryDirectory(prefix="left4me-ui-status-") as private_data_dir:
-        ansible_runner.run(
-            private_data_dir=private_data_dir, inventory=str(core.settings.inventory),
-            host_pattern=host, module="ansible.builtin.command",
-            module_args="systemctl show --property=Id,ActiveState,SubState,Result "
-                        + " ".join(sorted(units)),
-            cmdline=f"--become --timeout {timeout}", envvars=runner_envvars(), quiet=True,
-            event_handler=collect, cancel_callback=lambda: False,
-            status_handler=lambda _status, runner_config=None: None,
-        )
-    if failures or not outputs:
-        raise RuntimeError(f"could not read systemd state on {host}: "
-                           + ("; ".join(failures) or "no answer"))
-    found = parse_systemctl_show(outputs[0])
+    run = run_module(core, host, "ansible.builtin.command", {
+        "cmd": "systemctl show --property=Id,ActiveState,SubState,Result "
+               + " ".join(sorted(units))}, timeout=timeout)
+    if not run.ok:
+        raise RuntimeError(f"could not read systemd state on {host}: {run.message}")
+    found = parse_systemctl_show(str(run.result.get("stdout", "")))
     return {server_id: found.get(unit, SystemdState("unknown", "unknown", ""))
             for unit, server_id in units.items()}
 

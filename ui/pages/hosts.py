@@ -4,12 +4,12 @@ reconcile a host (re-create the UI's servers on a host that was wiped and conver
 import frame
 import streamlit as st
 
-from left4me_ui import hosts, reconcile, runner
+from left4me_ui import hosts, reconcile
 from left4me_ui.authz import Actor
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def reachability(inventory: str, _actor: Actor) -> list[runner.Reachability]:
+def reachability(inventory: str, _actor: Actor) -> list[hosts.Reachability]:
     """Per inventory, for 30 s (a ping of every host is slow); the page asked the domain
     whether this admin may see the hosts before it gets here."""
     return hosts.reachability(frame.domain(), _actor)

@@ -8,21 +8,13 @@ from __future__ import annotations
 import pytest
 from domain_helpers import FAKE_INVENTORY, finish_job, with_settings
 
-from left4me_ui import (
-    authz,
-    blueprints,
-    disk_share,
-    jobs,
-    overlay_script,
-    overlays,
-    reconcile,
-    servers,
-    workshop,
-)
+from left4me_ui import authz, blueprints, disk_share, jobs, overlays, reconcile, servers
 from left4me_ui import settings as settings_module
 from left4me_ui.authz import NotFound
 from left4me_ui.core import Core
 from left4me_ui.inventory import Inventory
+from left4me_ui.overlays.kinds import script as overlay_script
+from left4me_ui.overlays.kinds import workshop
 
 GIB = 1 << 30
 

@@ -10,8 +10,9 @@ import pytest
 from domain_helpers import with_settings
 
 from left4me_ui import boot, jobs
+from left4me_ui.backends import local
 from left4me_ui.core import Core
-from left4me_ui.runner import load_inventory
+from left4me_ui.runner import load_inventory, write_vars
 
 SLEEP_PLAYBOOK = """---
 - name: Sleep a little on the target
@@ -147,8 +148,8 @@ def test_a_restart_removes_the_private_dirs_a_killed_process_left(local_core, al
                                                                    clock):
     job_id = _enqueue(local_core, alice, "host-a")
     job = jobs.claim(local_core)  # running when the process is killed: no finished callback
-    private = jobs._private_dir(local_core, job)
-    jobs._write_extravars(private / "env" / "extravars", {"rcon_password": "hunter2"})
+    private = local.private_dir(local_core, job)
+    write_vars(private / "env" / "extravars", {"rcon_password": "hunter2"})
     (private / "artifacts" / "run").mkdir(parents=True)
     (private / "artifacts" / "run" / "command").write_text("LEFT4ME_UI_STEAM_API_KEY=k")
     stray = local_core.settings.jobs_dir / "7"  # an older crash's, its job long finished

@@ -19,7 +19,8 @@ from domain_helpers import with_settings
 from fake_awx import TOKEN, FakeAwx, Scenario, playbook_events
 
 from left4me_ui import blueprints, jobs, servers, settings
-from left4me_ui.awx import AwxBackend, AwxClient, AwxError
+from left4me_ui.backends.awx import AwxBackend, AwxClient, AwxError
+from left4me_ui.backends.local import LocalRunner
 from left4me_ui.core import Core
 
 CONFIGURE = Path(__file__).resolve().parents[3] / "awx/configure.yml"
@@ -278,7 +279,7 @@ def test_settings_choose_the_backend(core, monkeypatch, tmp_path):
         if name.startswith("LEFT4ME_UI_"):
             monkeypatch.delenv(name)
     assert settings.from_environment().job_backend == "local"
-    assert isinstance(jobs.backend_for(core), jobs.LocalRunner)  # the default Settings
+    assert isinstance(jobs.backend_for(core), LocalRunner)  # the default Settings
     monkeypatch.setenv("LEFT4ME_UI_JOB_BACKEND", "awx")
     with pytest.raises(ValueError, match="LEFT4ME_UI_AWX_URL"):
         settings.from_environment()

@@ -13,6 +13,7 @@ import pytest
 from domain_helpers import with_settings
 
 from left4me_ui import blueprints, jobs, servers
+from left4me_ui.backends import local
 from left4me_ui.core import Core
 from left4me_ui.runner import load_inventory
 
@@ -74,7 +75,7 @@ def test_a_server_job_keeps_the_rcon_password_out_of_every_trace(host_core, boot
     password = servers.rcon_password(host_core, alice, server_id)
 
     copies = tmp_path / "private-dir-copies"
-    monkeypatch.setattr(jobs, "inspect_private_dir",
+    monkeypatch.setattr(local, "inspect_private_dir",
                         lambda path: shutil.copytree(path, copies / str(len(list(
                             copies.glob("*")) if copies.exists() else []))))
     seen_processes: list[bytes] = []

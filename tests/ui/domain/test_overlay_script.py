@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from domain_helpers import finish_job, with_settings
 
-from left4me_ui import audit, blueprints, jobs, overlay_script, overlays, servers
+from left4me_ui import audit, blueprints, jobs, overlays, servers
 from left4me_ui.authz import NotFound
 from left4me_ui.core import Core
 from left4me_ui.overlays import OverlayError
+from left4me_ui.overlays.kinds import script as overlay_script
 from left4me_ui.runner import load_inventory
 
 SHIPPED = (Path(__file__).resolve().parents[3] / "collections/ansible_collections/left4me/l4d2"

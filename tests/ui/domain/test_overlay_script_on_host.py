@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from domain_helpers import with_settings
 
-from left4me_ui import jobs, overlay_script, overlays
+from left4me_ui import jobs, overlays
 from left4me_ui.core import Core
+from left4me_ui.overlays.kinds import script as overlay_script
 from left4me_ui.runner import load_inventory
 from testhosts import host
 

@@ -365,7 +365,7 @@ def test_a_full_disk_is_said_and_leaves_the_file_as_it_was(core, alice, cfg, mon
         raise OSError(28, "No space left on device")
 
     rev, before = revision(core, alice, cfg), snapshot(root(core, cfg))
-    monkeypatch.setattr(overlays.os, "rename", no_space)
+    monkeypatch.setattr(os, "rename", no_space)
     with pytest.raises(OverlayError, match="could not be changed: No space left on device"
                                            " .left4dead2/cfg/server.cfg."):
         overlays.write_text(core, alice, cfg, "left4dead2/cfg/server.cfg", "new\n")

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from left4me_ui import accounts, authz, blueprints, hosts, live, overlays, refusal, runner
+from left4me_ui import (
+    accounts,
+    authz,
+    blueprints,
+    hosts,
+    live,
+    overlays,
+    refusal,
+    runner,
+    servers,
+)
 from left4me_ui.validation import InstanceError
 
 
 @pytest.mark.parametrize("refused", [
     authz.Forbidden, authz.NotFound, accounts.LoginFailed, accounts.Throttled, blueprints.InUse,
-    live.ConsoleError, overlays.OverlayError])
+    live.ConsoleError, overlays.OverlayError, servers.NoFreePort])
 def test_each_refusal_of_the_domain_is_a_refusal(refused):
     assert issubclass(refused, refusal.Refusal)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from domain_helpers import with_settings
 
-from left4me_ui import jobs, overlays, workshop
+from left4me_ui import jobs, overlays
 from left4me_ui.core import Core
+from left4me_ui.overlays.kinds import workshop
 from left4me_ui.runner import load_inventory
 from testhosts import host
 from tests.ui import steam_standin

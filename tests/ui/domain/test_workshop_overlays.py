@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from domain_helpers import finish_job, with_settings
 
-from left4me_ui import blueprints, jobs, overlays, servers, workshop
+from left4me_ui import blueprints, jobs, overlays, servers
 from left4me_ui.authz import Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.overlays import OverlayError
+from left4me_ui.overlays.kinds import workshop
 from left4me_ui.runner import load_inventory
 from tests.ui import steam_standin
 

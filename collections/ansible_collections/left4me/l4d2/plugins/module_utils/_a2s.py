@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """A2S_INFO over UDP (Valve's Server Queries), standard library only.
 
 Since 2020 srcds answers a bare A2S_INFO with S2C_CHALLENGE (``0x41`` and a

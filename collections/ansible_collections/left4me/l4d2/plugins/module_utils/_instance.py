@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """Game server instances: their settings, the files that describe them, and the plan.
 
 An instance ``NAME`` on a host is described by files the ``srcds_instance``

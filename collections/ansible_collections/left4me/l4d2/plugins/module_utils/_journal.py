@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """An instance unit's journal, read in bounded pages with cursors, standard library only.
 
 ``journalctl -o json`` prints one object a line; each carries ``__CURSOR``, an opaque

@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """Source RCON over TCP (Valve's protocol, as srcds speaks it), standard library only.
 
 A packet is ``<int32 size><int32 id><int32 type><body>\\0\\0``, little endian, where

@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """Where each game server instance stands, from systemd's own properties, stdlib only.
 
 ``systemctl show`` gives a unit's state, the result of its last run, how often it was

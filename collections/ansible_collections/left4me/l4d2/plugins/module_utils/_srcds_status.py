@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, left4me developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
 """srcds's RCON ``status`` output, parsed into players, standard library only.
 
 The layouts seen in real captures (Source engine branches differ in the slot column

@@ -106,34 +106,17 @@ address:
   sample: 127.0.0.1:27015
 """
 
-import os  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     LANG_C,
-    read_text,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
-    RconAuthError,
-    RconError,
-    instance_cfg_path,
-    instance_password,
-    no_password_message,
-    not_asked_message,
-    not_running_message,
-    refused_in_this_run,
-    remember_refusal,
-    run_command,
-    target_of,
-    validate_request,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    classify,
-    parse_show,
-    show_argv,
-    unit_of,
+from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
+    ARGUMENTS,
+    ReadError,
+    plan_rcon,
+    send_rcon,
 )
 
 NEEDS_ROOT = (
@@ -146,59 +129,28 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            command=dict(type="str", required=True),
-            timeout=dict(type="float", default=30.0),
+            **ARGUMENTS["rcon"],
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    name, state_dir = params["name"], params["state_dir"]
     try:
-        validate_request(name, params["command"], params["timeout"])
-    except RconError as exc:
-        module.fail_json(msg=str(exc))
-    if os.geteuid() != 0:
-        module.fail_json(msg=NEEDS_ROOT)
-    env_file = os.path.join(params["config_dir"], "instances", f"{name}.env")
-    try:
-        target = target_of(name, env_file, read_text(env_file))
-    except RconError as exc:
-        module.fail_json(msg=str(exc))
-
-    rc, out, err = module.run_command(show_argv([unit_of(name)]), environ_update=LANG_C)
-    if rc != 0:
-        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}",
-                         address=target.where)
-    props = parse_show(out).get(unit_of(name), {})
-    unit_state = classify(props)
-    if not unit_state.running:
-        module.fail_json(msg=not_running_message(name, unit_state), address=target.where,
-                         state=unit_state.state)
-    invocation = props.get("InvocationID", "")
-    if refused_in_this_run(name, invocation):
-        module.fail_json(msg=not_asked_message(name), address=target.where)
-    try:
-        password = instance_password(name, state_dir)
-    except RconError as exc:
-        module.fail_json(msg=str(exc), address=target.where)
-    if not password:
-        module.fail_json(msg=no_password_message(name, instance_cfg_path(name, state_dir)),
-                         address=target.where)
-    module.no_log_values.add(password)
+        plan = plan_rcon(lambda argv: module.run_command(argv, environ_update=LANG_C),
+                         params["name"], params["command"], params["timeout"],
+                         params["state_dir"], params["config_dir"], NEEDS_ROOT)
+    except ReadError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.no_log_values.add(plan.password)
     if module.check_mode:
-        module.exit_json(changed=True, address=target.where, msg="check mode: command not sent")
+        module.exit_json(changed=True, address=plan.target.where,
+                         msg="check mode: command not sent")
     try:
-        output, seconds = run_command(target.port, password, params["command"],
-                                      params["timeout"], target.address)
-    except RconAuthError as exc:
-        remember_refusal(name, invocation)  # no path on this host asks again in this run
-        module.fail_json(msg=f"instance {name!r}: {exc}", address=target.where)
-    except RconError as exc:
-        module.fail_json(msg=f"instance {name!r}: {exc}", address=target.where)
-    module.exit_json(changed=True, output=output, stdout_lines=output.splitlines(),
-                     seconds=seconds, address=target.where)
+        result = send_rcon(plan, params["command"], params["timeout"])
+    except ReadError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

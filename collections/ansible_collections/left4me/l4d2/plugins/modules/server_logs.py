@@ -118,30 +118,16 @@ unit:
   sample: left4me-server@coop1.service
 """
 
-import os  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     LANG_C,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
-    JournalError,
-    journalctl_argv,
-    page,
-    parse_json_lines,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    MountError,
-    validate_instance_name,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
-    RconError,
-    instance_password,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    unit_of,
+from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
+    ARGUMENTS,
+    ReadError,
+    read_logs,
 )
 
 NEEDS_ROOT = (
@@ -154,44 +140,20 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            lines=dict(type="int", default=100),
-            cursor=dict(type="str"),
-            max_bytes=dict(type="int", default=262144),
+            **ARGUMENTS["logs"],
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    name = params["name"]
     try:
-        validate_instance_name(name)
-        argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
-    except (MountError, JournalError) as exc:
-        module.fail_json(msg=str(exc))
-    if params["max_bytes"] < 1024:
-        module.fail_json(msg="max_bytes must be at least 1024")
-    if os.geteuid() != 0:
-        module.fail_json(msg=NEEDS_ROOT)
-    configured = os.path.exists(os.path.join(params["config_dir"], "instances", f"{name}.env"))
-    rc, out, err = module.run_command(argv, environ_update=LANG_C)
-    if rc != 0:
-        hint = ""
-        if params["cursor"] and "cursor" in err.lower():
-            hint = " (the cursor is not one of this host's journal: start again without cursor)"
-        module.fail_json(msg=f"journalctl failed (rc {rc}): {err.strip()}{hint}")
-    entries = parse_json_lines(out)
-    if not entries and not configured and not params["cursor"]:
-        module.fail_json(msg=f"instance {name!r} is not configured on this host and its unit"
-                         f" {unit_of(name)} has no journal entries")
-    try:
-        secrets = [s for s in (instance_password(name, params["state_dir"]),) if s]
-    except RconError:
-        secrets = []  # password cvars in messages are still masked by their name
-    result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
-    module.exit_json(changed=False, unit=unit_of(name), entries=result.entries,
-                     lines=result.lines, cursor=result.cursor, more=result.more,
-                     truncated_lines=result.truncated_lines)
+        result = read_logs(lambda argv: module.run_command(argv, environ_update=LANG_C),
+                           params["name"], params, params["state_dir"], params["config_dir"],
+                           NEEDS_ROOT)
+    except ReadError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

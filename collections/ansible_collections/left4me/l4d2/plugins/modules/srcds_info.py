@@ -218,53 +218,16 @@ instances:
       elements: str
 """
 
-import os  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import (  # noqa: E402
-    query_many,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     LANG_C,
-    read_text,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    MountError,
-    instance_paths,
-    mount_state,
-    mountinfo_path,
-    parse_env,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (  # noqa: E402
-    AUTH_FAILED_MESSAGE,
-    RconAuthError,
-    RconError,
-    instance_password,
-    refused_in_this_run,
-    remember_refusal,
-    run_command,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (  # noqa: E402
-    InfoError,
-    InstanceInfo,
-    a2s_targets,
-    answers_queries,
-    configured_names,
-    instance_info,
-    journal_argv,
-    journal_messages,
-    needs_journal,
-    param_problem,
-    parse_show,
-    probe_address,
-    record_a2s,
-    record_status,
-    refused_before,
-    select_names,
-    show_argv,
-    unit_of,
+from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
+    ARGUMENTS,
+    ReadError,
+    read_info,
 )
 
 NEEDS_ROOT = (
@@ -273,110 +236,24 @@ NEEDS_ROOT = (
 )
 
 
-def read_env(path: str) -> dict[str, str]:
-    """The instance's env file; empty when it is missing or does not parse."""
-    try:
-        return parse_env(read_text(path) or "")
-    except MountError:
-        return {}
-
-
-def gather(module: AnsibleModule, name: str, props: dict[str, str],
-           mountinfo: str) -> tuple[InstanceInfo, str | None]:
-    """One instance as systemd, its env file, the mount table and (for a server that is not
-    running) its journal say; and its RCON password, read on the host."""
-    params = module.params
-    env = read_env(os.path.join(params["config_dir"], "instances", f"{name}.env"))
-    paths = instance_paths(name, params["state_dir"])
-    unreadable = None
-    try:
-        password = instance_password(name, params["state_dir"])
-    except RconError as exc:
-        password, unreadable = None, str(exc)  # said instead of asking; the rest is reported
-    messages = []
-    if needs_journal(props):
-        _rc, out, _err = module.run_command(journal_argv(name, params["journal_lines"]),
-                                            environ_update=LANG_C)
-        messages = journal_messages(out, password)
-    info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
-                         paths.merged, messages, params["journal_lines"])
-    info.players_error = unreadable
-    return info, password
-
-
-def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
-                rcon_refused: dict[str, str]) -> None:
-    """RCON ``status`` of each running server, one after the other; one login each, and
-    none for a server that refused it earlier in the same run."""
-    for info, password in infos:
-        if not answers_queries(info) or info.players_error:
-            continue
-        refused = refused_before(info, rcon_refused)
-        if refused or refused_in_this_run(info.name, info.invocation):
-            info.rcon_refused = True
-            info.players_error = f"not asked again: {AUTH_FAILED_MESSAGE}"
-            continue
-        try:
-            output, _seconds = run_command(info.port, password or "", "status", timeout,
-                                           probe_address(info.ip))
-        except RconAuthError as exc:
-            info.rcon_refused = bool(password)  # without one, srcds was never going to agree
-            info.players_error = str(exc)
-            if password:
-                remember_refusal(info.name, info.invocation)  # the console asks no more either
-        except RconError as exc:
-            info.players_error = str(exc)
-        else:
-            record_status(info, output)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             names=dict(type="list", elements="str"),
-            players=dict(type="bool", default=False),
-            journal_lines=dict(type="int", default=10),
-            a2s_timeout=dict(type="float", default=1.0),
-            rcon_timeout=dict(type="float", default=5.0),
-            rcon_refused=dict(type="dict", default={}),
+            **ARGUMENTS["info"],
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    problem = param_problem(params["journal_lines"], params["a2s_timeout"],
-                            params["rcon_timeout"])
-    if problem:
-        module.fail_json(msg=problem)
-    if os.geteuid() != 0:
-        module.fail_json(msg=NEEDS_ROOT)
-    instances_dir = os.path.join(params["config_dir"], "instances")
     try:
-        names = select_names(configured_names(instances_dir), params["names"], instances_dir)
-    except InfoError as exc:
-        module.fail_json(msg=str(exc))
-    if not names:
-        module.exit_json(changed=False, instances=[])
-
-    rc, out, err = module.run_command(show_argv([unit_of(n) for n in names]),
-                                      environ_update=LANG_C)
-    if rc != 0:
-        module.fail_json(msg=f"systemctl show failed (rc {rc}): {err.strip()}")
-    shown = parse_show(out)
-    with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
-        mountinfo = handle.read()
-    infos = [gather(module, name, shown.get(unit_of(name), {"LoadState": "not-found"}),
-                    mountinfo) for name in names]
-
-    targets = a2s_targets([info for info, _password in infos])
-    answers = query_many(targets, params["a2s_timeout"]) if targets else {}
-    for info, _password in infos:
-        record_a2s(info, answers.get(info.name))
-    if params["players"]:
-        ask_players(infos, params["rcon_timeout"],
-                    {str(k): str(v) for k, v in params["rcon_refused"].items()})
-    module.exit_json(changed=False, instances=[info.as_dict() for info, _password in infos])
+        instances = read_info(lambda argv: module.run_command(argv, environ_update=LANG_C),
+                              params["names"], params, params["state_dir"],
+                              params["config_dir"], NEEDS_ROOT)
+    except ReadError as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
+    module.exit_json(changed=False, instances=instances)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,20 @@ from dataclasses import dataclass
 
 import yaml
 
-from left4me_ui import audit, authz, jobs, overlays
+from left4me_ui import audit, authz, jobs
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
-from left4me_ui.overlays import Overlay, OverlayError
+from left4me_ui.overlays import rows
+from left4me_ui.overlays.fd_tree import OverlayError
+from left4me_ui.overlays.rows import (
+    BUILD_ALIKE,
+    BUILD_PLAYBOOK,
+    KIND_BUILD,
+    Overlay,
+    load,
+    of_this_incarnation,
+    require_kind,
+)
 from left4me_ui.settings import COLLECTIONS_DIR
 
 EXAMPLES_DIR = COLLECTIONS_DIR / "ansible_collections/left4me/l4d2/roles/overlays/files/scripts"
@@ -35,7 +45,7 @@ MAX_SCRIPT_BYTES = 64 * 1024
 LOG_TASK = "Show the build script's output"
 # Task results a successful script build reports (playbooks/overlay.yml with
 # tasks/overlay-script.yml), until one has succeeded: counting the playbook's tasks would
-# miss the included ones. After that, the last script build's count (overlays.BUILD_ALIKE).
+# miss the included ones. After that, the last script build's count (BUILD_ALIKE).
 SCRIPT_BUILD_TASKS = 17
 
 
@@ -70,12 +80,6 @@ def check_script(text: object) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _require_script(overlay: Overlay) -> None:
-    if overlay.kind != "script":
-        raise OverlayError(f"overlay {overlay.id!r} is a {overlay.kind} overlay, not a script"
-                           " overlay")
-
-
 def _stored(conn: sqlite3.Connection, overlay_id: str) -> str:
     row = conn.execute("SELECT definition FROM overlays WHERE id = ?", (overlay_id,)).fetchone()
     return str(json.loads(row["definition"] or "{}").get("script", ""))
@@ -85,7 +89,7 @@ def create(core: Core, actor: Actor, overlay_id: str, example: str | None = None
     """A new script overlay owned by the actor, holding the example script `example`
     (a name from `examples()`) or, with None, an empty script."""
     text = "" if example is None else check_script(example_text(example))
-    overlay = overlays.create(core, actor, overlay_id, kind="script")
+    overlay = rows.create(core, actor, overlay_id, kind="script")
     with core.db.connect() as conn:
         conn.execute("UPDATE overlays SET definition = ? WHERE id = ?",
                      (json.dumps({"script": text}), overlay.id))
@@ -94,8 +98,8 @@ def create(core: Core, actor: Actor, overlay_id: str, example: str | None = None
 
 def script(core: Core, actor: Actor, overlay_id: str) -> str:
     with core.db.connect() as conn:
-        overlay = overlays.load(conn, authz.current(conn, actor), overlay_id)
-        _require_script(overlay)
+        overlay = load(conn, authz.current(conn, actor), overlay_id)
+        require_kind(overlay, "script")
         return _stored(conn, overlay_id)
 
 
@@ -105,15 +109,15 @@ def save(core: Core, actor: Actor, overlay_id: str, text: str) -> Overlay:
     now = core.clock()
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
-        overlay = overlays.load(conn, me, overlay_id)
-        _require_script(overlay)
+        overlay = load(conn, me, overlay_id)
+        require_kind(overlay, "script")
         if _stored(conn, overlay_id) != text:
             conn.execute("UPDATE overlays SET definition = ?, revision = revision + 1,"
                          " updated_at = ? WHERE id = ?",
                          (json.dumps({"script": text}), now, overlay_id))
             audit.record(conn, now, me.name, "save overlay script", f"overlay {overlay_id}",
                          "ok")
-        return overlays.load(conn, me, overlay_id)
+        return load(conn, me, overlay_id)
 
 
 def build_vars(overlay: Overlay, text: str) -> dict:
@@ -130,13 +134,12 @@ def build_vars(overlay: Overlay, text: str) -> dict:
 def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Overlay,
                   host: str) -> int:
     """The script kind's builder: one sandboxed build of the script as stored now."""
-    _require_script(overlay)
+    require_kind(overlay, "script")
     extravars = build_vars(overlay, _stored(conn, overlay.id))
-    return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
+    return jobs.enqueue(conn, core, me, kind=KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
-                        playbook=overlays.BUILD_PLAYBOOK, extravars=extravars,
-                        alike=overlays.BUILD_ALIKE, first_tasks=SCRIPT_BUILD_TASKS)
-
+                        playbook=BUILD_PLAYBOOK, extravars=extravars,
+                        alike=BUILD_ALIKE, first_tasks=SCRIPT_BUILD_TASKS)
 
 
 # --- the last build, as the page shows it ---------------------------------------------------
@@ -169,8 +172,8 @@ class LastBuild:
 def _shown_to(conn: sqlite3.Connection, me: Actor, overlay: Overlay, row: sqlite3.Row
               ) -> bool:
     """A build job of this overlay's incarnation that the actor may see (jobs' own rule)."""
-    if not overlays.of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at,
-                                        json.loads(row["extravars"]), row["created_at"]):
+    if not of_this_incarnation(overlay.id, overlay.incarnation, overlay.created_at,
+                               json.loads(row["extravars"]), row["created_at"]):
         return False
     try:
         jobs._visible(conn, me, row)
@@ -199,12 +202,12 @@ def last_build(core: Core, actor: Actor, overlay_id: str) -> LastBuild | None:
     script's output; never one of an earlier overlay of the same id."""
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
-        overlay = overlays.load(conn, me, overlay_id)
+        overlay = load(conn, me, overlay_id)
         candidates = conn.execute(
             "SELECT * FROM jobs WHERE kind = ? AND"
             " json_extract(extravars, '$.left4me_overlay_id') = ? AND"
             " json_extract(extravars, '$.left4me_overlay_state') = 'present'"
-            " ORDER BY id DESC", (overlays.KIND_BUILD, overlay_id)).fetchall()
+            " ORDER BY id DESC", (KIND_BUILD, overlay_id)).fetchall()
         row = next((c for c in candidates if _shown_to(conn, me, overlay, c)), None)
         if row is None:
             return None

@@ -1,17 +1,19 @@
 """The Overlays page's editor of a Workshop overlay (pages/overlays.py draws it for one):
 its items and collections as ids or links, Resolve (each item's title, size and last update,
 asked of the Steam Web API through a host), Build on host with the job's live log (one line
-per download as it finishes), and delete. Every rule is the domain's (left4me_ui.workshop)."""
+per download as it finishes), and delete. Every rule is the domain's
+(left4me_ui.overlays.kinds.workshop)."""
 
 from __future__ import annotations
 
 import frame
-import overlay_parts
 import streamlit as st
 
-from left4me_ui import overlays, servers, workshop
+from left4me_ui import overlays, servers
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
+from left4me_ui.overlays.kinds import workshop
+from overlay_editors import parts
 
 _STATUS = {"cached": "in the host's cache", "would_download": "to download",
            "downloaded": "downloaded"}
@@ -27,6 +29,30 @@ def _rows(found: workshop.Resolved) -> list[dict]:
 
 def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
     ids = frame.load(lambda: workshop.definition(core, actor, chosen.id))
+    _ids_form(core, actor, chosen, ids)
+    st.caption("Servers stacking this overlay find each item as"
+               " left4dead2/addons/<id>.vpk. Resolve asks the Steam Web API through the host"
+               " chosen below; nothing is downloaded until you build.")
+    choices = frame.attempt(lambda: servers.hosts_for(core, actor))
+    if choices is frame.REFUSED or not choices:
+        st.text("No host you may use: an admin decides which hosts users may use.")
+        return
+    host = st.selectbox("Host", choices, key="workshop_host")
+    resolve_col, build_col = st.columns(2)
+    if resolve_col.button("Resolve", icon=":material/travel_explore:", key="workshop_resolve",
+                          disabled=ids.empty):
+        with st.spinner(f"Asking the Steam Web API through {host}..."):
+            frame.attempt(lambda: workshop.resolve(core, actor, chosen.id, host))
+    parts.build_button(core, actor, chosen, host, key="workshop_build", place=build_col,
+                       disabled=ids.empty)
+    _resolved(core, actor, chosen, ids)
+    parts.build_panel(chosen, key="overlay_build")
+    parts.builds_table(core, actor, chosen)
+    parts.delete_button(core, actor, chosen)
+
+
+def _ids_form(core: Core, actor: Actor, chosen: overlays.Overlay,
+              ids: workshop.Definition) -> None:
     with st.form(f"workshop_ids_{chosen.id}"):
         items = st.text_area(
             "Items", value="\n".join(ids.items), height=150,
@@ -41,26 +67,11 @@ def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
         if st.form_submit_button("Save items", type="primary"):
             frame.act(lambda: workshop.set_ids(core, actor, chosen.id, items, collections),
                       "Saved the Workshop items.")
-    st.caption("Servers stacking this overlay find each item as"
-               " left4dead2/addons/<id>.vpk. Resolve asks the Steam Web API through the host"
-               " chosen below; nothing is downloaded until you build.")
 
-    choices = frame.attempt(lambda: servers.hosts_for(core, actor))
-    if choices is frame.REFUSED or not choices:
-        st.text("No host you may use: an admin decides which hosts users may use.")
-        return
-    host = st.selectbox("Host", choices, key="workshop_host")
-    resolve_col, build_col = st.columns(2)
-    if resolve_col.button("Resolve", icon=":material/travel_explore:", key="workshop_resolve",
-                          disabled=ids.empty):
-        with st.spinner(f"Asking the Steam Web API through {host}..."):
-            frame.attempt(lambda: workshop.resolve(core, actor, chosen.id, host))
-    if build_col.button("Build on host", icon=":material/build:", key="workshop_build",
-                        disabled=ids.empty):
-        queued = frame.attempt(lambda: overlays.build(core, actor, chosen.id, host))
-        if queued is not frame.REFUSED:
-            st.session_state[f"overlay_build_job_{chosen.id}"] = queued
 
+def _resolved(core: Core, actor: Actor, chosen: overlays.Overlay,
+              ids: workshop.Definition) -> None:
+    """The last resolve's items, or what to do to see them."""
     found = frame.attempt(lambda: workshop.last_resolved(core, actor, chosen.id))
     if found not in (None, frame.REFUSED):
         st.dataframe(_rows(found), hide_index=True, width="stretch", key="workshop_items_table")
@@ -71,9 +82,3 @@ def draw(core: Core, actor: Actor, chosen: overlays.Overlay) -> None:
                       else ""))
     elif found is None and not ids.empty:
         st.text("Resolve to see each item's title, size and last update.")
-    if st.session_state.get(f"overlay_build_job_{chosen.id}"):
-        frame.job_panel(st.session_state[f"overlay_build_job_{chosen.id}"], key="overlay_build")
-
-    overlay_parts.builds_table(core, actor, chosen)
-
-    overlay_parts.delete_button(core, actor, chosen)

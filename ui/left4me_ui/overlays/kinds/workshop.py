@@ -1,10 +1,10 @@
 """Workshop overlays: a user's list of Steam Workshop items and collections, resolved and
 built on a host by the collection's `left4me.l4d2.workshop_overlay` module.
 
-The overlay row is `overlays.py`'s (owner, revision, builds, delete); this module keeps its
-definition (`overlays.definition`, JSON: `items`, `collections`, and the last `resolved`
-answer) and turns what people paste (ids, steamcommunity.com links, steam:// links) into
-Workshop ids, refusing anything else by line before anything is stored.
+The overlay row is `rows.py`'s (owner, revision, delete; builds: `on_hosts.py`); this
+module keeps its definition (the `overlays.definition` column, JSON: `items`, `collections`,
+and the last `resolved` answer) and turns what people paste (ids, steamcommunity.com links,
+steam:// links) into Workshop ids, refusing anything else by line before anything is stored.
 
 The UI machine never talks to Steam: a resolve is the module in check mode on a host the
 actor may use (the host's own `overlays_workshop_api_url` and key, as its builds use), and
@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from left4me_ui import audit, authz, disk_share, jobs, overlays
+from left4me_ui import audit, authz, disk_share, jobs
 from left4me_ui.authz import Actor
 from left4me_ui.core import Core
-from left4me_ui.overlays import Overlay, OverlayError
+from left4me_ui.overlays.fd_tree import OverlayError
+from left4me_ui.overlays.rows import KIND_BUILD, Overlay, load, require_kind
 from left4me_ui.runner import run_module
 from left4me_ui.validation import size_text
 
@@ -137,12 +138,6 @@ def parse_ids(text: str | Sequence[str], what: str) -> list[str]:
 # --- the definition --------------------------------------------------------------------------
 
 
-def _require_workshop(overlay: Overlay) -> None:
-    if overlay.kind != KIND:
-        raise OverlayError(f"overlay {overlay.id!r} is a {overlay.kind} overlay, not a Workshop"
-                           " overlay")
-
-
 def _stored(conn: sqlite3.Connection, overlay_id: str) -> dict:
     row = conn.execute("SELECT definition FROM overlays WHERE id = ?", (overlay_id,)).fetchone()
     try:
@@ -157,10 +152,10 @@ def _definition(stored: dict) -> Definition:
 
 
 def _load(conn: sqlite3.Connection, actor: Actor, overlay_id: str) -> tuple[Actor, Overlay]:
-    """The actor as the database knows them and their Workshop overlay (authz: overlays.load)."""
+    """The actor as the database knows them and their Workshop overlay (authz: rows.load)."""
     me = authz.current(conn, actor)
-    overlay = overlays.load(conn, me, overlay_id)
-    _require_workshop(overlay)
+    overlay = load(conn, me, overlay_id)
+    require_kind(overlay, KIND, "Workshop")
     return me, overlay
 
 
@@ -266,7 +261,7 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
     """Queue one build of the overlay as it is now (overlays.build and ensure_built call
     this for a Workshop overlay, in their transaction). Its job is an "overlay build" like
     a files overlay's, so the revision it puts on the host is recorded the same way."""
-    _require_workshop(overlay)
+    require_kind(overlay, KIND, "Workshop")
     wanted = _definition(_stored(conn, overlay.id))
     if wanted.empty:
         raise OverlayError(f"Workshop overlay {overlay.id!r} lists no item or collection;"
@@ -275,7 +270,7 @@ def enqueue_build(conn: sqlite3.Connection, core: Core, me: Actor, overlay: Over
     max_size = disk_share.workshop_max_size(conn, core.settings, core.inventory(),
                                             authz.owner_actor(conn, overlay.owner_id),
                                             overlay.id, refuse=not me.is_admin)
-    return jobs.enqueue(conn, core, me, kind=overlays.KIND_BUILD, host=host,
+    return jobs.enqueue(conn, core, me, kind=KIND_BUILD, host=host,
                         target=f"{host}/overlay {overlay.id} r{overlay.revision}",
                         playbook=BUILD_PLAYBOOK, extravars={
                             "left4me_overlay_id": overlay.id,

@@ -23,7 +23,6 @@ header; redirects are not followed (urllib would carry that header to wherever t
 from __future__ import annotations
 
 import json
-import stat
 import time
 import urllib.error
 import urllib.parse
@@ -33,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from left4me_ui.core import Core
-from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome, _Run
-from left4me_ui.settings import Settings
+from left4me_ui.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Outcome
+from left4me_ui.runner import EventSink
+from left4me_ui.settings import Settings, read_private_file
 
 API = "/api/v2/"
 PAGE_SIZE = 200  # AWX's MAX_PAGE_SIZE
@@ -56,16 +56,7 @@ class AwxError(RuntimeError):
 
 def read_token(path: Path) -> str:
     """The API token from a file only its owner can read (like the UI secret)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise AwxError(f"the AWX token file {path} does not exist") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise AwxError(f"the AWX token file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise AwxError(f"the AWX token file {path} is mode {stat.S_IMODE(info.st_mode):04o};"
-                       f" other users could read it: chmod 0600 {path}")
-    token = path.read_text().strip()
+    token = read_private_file(path, "the AWX token file", AwxError).decode().strip()
     if not token or any(c.isspace() for c in token):
         raise AwxError(f"the AWX token file {path} must hold one token on one line")
     return token
@@ -178,7 +169,7 @@ class AwxBackend:
 
     # --- one job ---------------------------------------------------------------------------
 
-    def execute(self, core: Core, job: Job, secrets: dict, sink: _Run) -> Outcome:
+    def execute(self, core: Core, job: Job, secrets: dict, sink: EventSink) -> Outcome:
         template = self.template(job.playbook)
         in_clear = sorted(set(secrets) - template.survey_passwords)
         if in_clear:
@@ -208,7 +199,7 @@ class AwxBackend:
                        f"AWX job {awx_job} ended {status['status']}"
                        + (f": {explanation}" if explanation else "; see the log"))
 
-    def _follow(self, awx_job: int, sink: _Run) -> dict:
+    def _follow(self, awx_job: int, sink: EventSink) -> dict:
         """Poll the job and its new events until it is final and its events are stored."""
         last_counter, errors, cancel_sent, final_since = 0, 0, False, None
         while True:
@@ -236,7 +227,7 @@ class AwxBackend:
                     return status
             self.sleep(self.poll_seconds)
 
-    def _events(self, awx_job: int, after: int, sink: _Run, final: bool = False) -> int:
+    def _events(self, awx_job: int, after: int, sink: EventSink, final: bool = False) -> int:
         """Feed events with counter > after to the sink, page by page; the last counter fed.
 
         AWX stores events as its callback receiver gets to them, not strictly in order: while
@@ -259,7 +250,7 @@ class AwxBackend:
             path = page.get("next")
         return after
 
-    def _cancel(self, awx_job: int, sink: _Run) -> None:
+    def _cancel(self, awx_job: int, sink: EventSink) -> None:
         try:
             self.client.request("POST", f"{API}jobs/{awx_job}/cancel/", {})
         except AwxError as exc:

@@ -1,0 +1,148 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
+"""One read request as the host's ``left4me-read`` entry point takes it, stdlib only.
+
+The entry point (role game_instances: ``/usr/local/libexec/left4me/left4me-read``, run as
+root through a sudoers rule that allows exactly ``/usr/bin/python3 -I`` and it) reads one
+JSON object on stdin::
+
+    {"verb": "info", "instance": "coop1", "args": {"players": true}}
+    {"verb": "rcon", "instance": "coop1", "args": {"command": "status"}}
+    {"verb": "logs", "instance": "coop1", "args": {"cursor": "s=...", "lines": 100}}
+
+``info`` without an instance reports every instance on the host. The arguments are those of
+the srcds_info, rcon and server_logs modules (``_reads.ARGUMENTS``), type checked strictly;
+the paths are the defaults, never the caller's. The answer is the module's result as JSON
+(``failed`` and ``msg`` when refused or failed), and the RCON password never in it. Exit
+status 0 answered, 1 the read was refused or failed as the module's would, 2 the request
+itself was refused (nothing was read or changed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import IO
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (
+    ARGUMENTS,
+    ReadError,
+    Runner,
+    plan_rcon,
+    read_info,
+    read_logs,
+    send_rcon,
+)
+
+MAX_REQUEST_BYTES = 64 * 1024
+PROG = "left4me-read"
+NEEDS_ROOT = f"{PROG} needs root to read the journal, mounts and RCON passwords: run it with sudo"
+KEYS = ("verb", "instance", "args")
+MASK = "********"  # what Ansible shows for a no_log value
+
+# The JSON types each argument type takes (bool is an int to Python: never taken for one).
+_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "dict": (dict,)}
+
+
+class RequestError(ValueError):
+    """A request refused before anything is read or changed."""
+
+
+@dataclass(frozen=True)
+class Request:
+    verb: str
+    instance: str | None
+    args: dict
+
+
+def _argument(verb: str, key: str, value: object, spec: dict) -> object:
+    kind = spec["type"]
+    wrong_bool = isinstance(value, bool) and kind != "bool"
+    if wrong_bool or not isinstance(value, _TYPES[kind]):
+        raise RequestError(f"{verb}: argument {key} must be of type {kind}")
+    if kind == "dict" and not all(isinstance(k, str) and isinstance(v, str)
+                                  for k, v in value.items()):
+        raise RequestError(f"{verb}: argument {key} must map names to strings")
+    return float(value) if kind == "float" else value
+
+
+def arguments(verb: str, given: object) -> dict:
+    """``given`` checked against the verb's argument spec, defaults filled in."""
+    if not isinstance(given, dict):
+        raise RequestError("args must be a JSON object")
+    specs = ARGUMENTS[verb]
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        raise RequestError(f"{verb}: unsupported arguments: {', '.join(unknown)};"
+                           f" supported: {', '.join(specs)}")
+    checked = {}
+    for key, spec in specs.items():
+        if key in given and given[key] is not None:
+            checked[key] = _argument(verb, key, given[key], spec)
+        elif spec.get("required"):
+            raise RequestError(f"{verb}: missing required argument: {key}")
+        else:
+            checked[key] = spec.get("default")
+    return checked
+
+
+def parse_request(raw: bytes) -> Request:
+    """One request from stdin's bytes; RequestError for anything else."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise RequestError(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"request is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise RequestError("request must be a JSON object with verb, instance and args")
+    unknown = sorted(set(document) - set(KEYS))
+    if unknown:
+        raise RequestError(f"unsupported request keys: {', '.join(unknown)}")
+    verb, instance = document.get("verb"), document.get("instance")
+    if verb not in ARGUMENTS:
+        raise RequestError(f"unknown verb {verb!r}: one of {', '.join(ARGUMENTS)}")
+    if instance is None and verb != "info":
+        raise RequestError(f"{verb} needs an instance")
+    if instance is not None and not isinstance(instance, str):
+        raise RequestError("instance must be a string")
+    return Request(verb, instance, arguments(verb, document.get("args", {})))
+
+
+def answer(request: Request, run: Runner, state_dir: str = DEFAULT_STATE_DIR,
+           config_dir: str = DEFAULT_CONFIG_DIR) -> dict:
+    """What the verb's module would return; ReadError with its message when it fails."""
+    args = request.args
+    if request.verb == "info":
+        names = None if request.instance is None else [request.instance]
+        return dict(changed=False, instances=read_info(run, names, args, state_dir,
+                                                       config_dir, NEEDS_ROOT))
+    if request.verb == "logs":
+        return read_logs(run, request.instance, args, state_dir, config_dir, NEEDS_ROOT)
+    plan = plan_rcon(run, request.instance, args["command"], args["timeout"], state_dir,
+                     config_dir, NEEDS_ROOT)
+    result = send_rcon(plan, args["command"], args["timeout"])
+    result["output"] = result["output"].replace(plan.password, MASK)
+    result["stdout_lines"] = result["output"].splitlines()
+    return result
+
+
+def respond(stdin: IO[bytes], stdout: IO[str], run: Runner) -> int:
+    """Read one request, write one JSON answer; the exit status (1 when refused or failed)."""
+    try:
+        result = answer(parse_request(stdin.read(MAX_REQUEST_BYTES + 1)), run)
+        status = 0
+    except RequestError as exc:
+        result, status = dict(failed=True, msg=f"{PROG}: {exc}"), 2
+    except ReadError as exc:
+        result, status = dict(failed=True, msg=str(exc), **exc.fields), 1
+    except OSError as exc:  # a command or file the host lacks: said, not a traceback
+        result, status = dict(failed=True, msg=f"{PROG}: {exc}"), 1
+    stdout.write(json.dumps(result) + "\n")
+    return status

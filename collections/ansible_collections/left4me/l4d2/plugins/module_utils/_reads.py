@@ -1,0 +1,319 @@
+# Copyright: (c) 2026, left4me developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Shipped to hosts verbatim: standard library only (tests/collection/test_host_libraries.py).
+"""The three reads, whole: what the srcds_info, rcon and server_logs modules do, stdlib only.
+
+Each module parses its arguments, checks it runs as root and calls one function here
+(:func:`read_info`, :func:`plan_rcon` then :func:`send_rcon`, :func:`read_logs`); the host's
+``left4me-read`` entry point (role game_instances, see ``_read_request``) calls the same
+functions, so both paths refuse the same requests with the same messages and answer with the
+same result. Commands (``systemctl``, ``journalctl``) run through a ``Runner``: the module's
+``run_command``, or :func:`run_argv` on the host. ``ARGUMENTS`` is each read's argument
+spec (besides the instance and the paths), which the modules and the entry point share.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import query_many
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import LANG_C, read_text
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
+    JournalError,
+    journalctl_argv,
+    page,
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
+    MountError,
+    instance_paths,
+    mount_state,
+    mountinfo_path,
+    parse_env,
+    validate_instance_name,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+    AUTH_FAILED_MESSAGE,
+    RconAuthError,
+    RconError,
+    Target,
+    instance_cfg_path,
+    instance_password,
+    no_password_message,
+    not_asked_message,
+    not_running_message,
+    refused_in_this_run,
+    remember_refusal,
+    run_command,
+    target_of,
+    validate_request,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+    InfoError,
+    InstanceInfo,
+    a2s_targets,
+    answers_queries,
+    classify,
+    configured_names,
+    instance_info,
+    journal_argv,
+    journal_messages,
+    needs_journal,
+    param_problem,
+    parse_show,
+    probe_address,
+    record_a2s,
+    record_status,
+    refused_before,
+    select_names,
+    show_argv,
+    unit_of,
+)
+
+# argv -> (rc, stdout, stderr), run with LANG=C.
+Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
+
+# Each read's arguments besides the instance name(s), state_dir and config_dir: the
+# modules' argument specs are built from these, and the entry point checks requests by them.
+ARGUMENTS = {
+    "info": dict(
+        players=dict(type="bool", default=False),
+        journal_lines=dict(type="int", default=10),
+        a2s_timeout=dict(type="float", default=1.0),
+        rcon_timeout=dict(type="float", default=5.0),
+        rcon_refused=dict(type="dict", default={}),
+    ),
+    "rcon": dict(
+        command=dict(type="str", required=True),
+        timeout=dict(type="float", default=30.0),
+    ),
+    "logs": dict(
+        lines=dict(type="int", default=100),
+        cursor=dict(type="str"),
+        max_bytes=dict(type="int", default=262144),
+    ),
+}
+
+
+class ReadError(Exception):
+    """A refused or failed read: ``msg`` for a person, ``fields`` added to the result
+    (``address``, ``state``) as the modules' ``fail_json`` adds them."""
+
+    def __init__(self, msg: str, **fields: object) -> None:
+        super().__init__(msg)
+        self.fields = fields
+
+
+def run_argv(argv: Sequence[str]) -> tuple[int, str, str]:
+    """Run a command with LANG=C (the entry point's runner; modules pass run_command)."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False,
+                          env={**os.environ, **LANG_C}, errors="surrogateescape")
+    return done.returncode, done.stdout, done.stderr
+
+
+def require_root(needs_root: str) -> None:
+    """ReadError ``needs_root`` (the caller's sentence: how to run it as root) unless root;
+    checked after the request's own checks, so a bad request is named as such first."""
+    if os.geteuid() != 0:
+        raise ReadError(needs_root)
+
+
+def env_file_of(name: str, config_dir: str) -> str:
+    return os.path.join(config_dir, "instances", f"{name}.env")
+
+
+def _systemctl_show(run: Runner, names: Sequence[str], **fields: object) -> dict:
+    rc, out, err = run(show_argv([unit_of(n) for n in names]))
+    if rc != 0:
+        raise ReadError(f"systemctl show failed (rc {rc}): {err.strip()}", **fields)
+    return parse_show(out)
+
+
+# --- info: every instance on the host (srcds_info) --------------------------------------
+
+
+def read_env(path: str) -> dict[str, str]:
+    """The instance's env file; empty when it is missing or does not parse."""
+    try:
+        return parse_env(read_text(path) or "")
+    except MountError:
+        return {}
+
+
+def gather(run: Runner, name: str, props: dict[str, str], mountinfo: str,
+           journal_lines: int, state_dir: str, config_dir: str,
+           ) -> tuple[InstanceInfo, str | None]:
+    """One instance as systemd, its env file, the mount table and (for a server that is not
+    running) its journal say; and its RCON password, read on the host."""
+    env = read_env(env_file_of(name, config_dir))
+    paths = instance_paths(name, state_dir)
+    unreadable = None
+    try:
+        password = instance_password(name, state_dir)
+    except RconError as exc:
+        password, unreadable = None, str(exc)  # said instead of asking; the rest is reported
+    messages = []
+    if needs_journal(props):
+        _rc, out, _err = run(journal_argv(name, journal_lines))
+        messages = journal_messages(out, password)
+    info = instance_info(name, env, props, mount_state(paths.merged, mountinfo).mounted,
+                         paths.merged, messages, journal_lines)
+    info.players_error = unreadable
+    return info, password
+
+
+def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
+                rcon_refused: dict[str, str]) -> None:
+    """RCON ``status`` of each running server, one after the other; one login each, and
+    none for a server that refused it earlier in the same run."""
+    for info, password in infos:
+        if not answers_queries(info) or info.players_error:
+            continue
+        refused = refused_before(info, rcon_refused)
+        if refused or refused_in_this_run(info.name, info.invocation):
+            info.rcon_refused = True
+            info.players_error = f"not asked again: {AUTH_FAILED_MESSAGE}"
+            continue
+        try:
+            output, _seconds = run_command(info.port, password or "", "status", timeout,
+                                           probe_address(info.ip))
+        except RconAuthError as exc:
+            info.rcon_refused = bool(password)  # without one, srcds was never going to agree
+            info.players_error = str(exc)
+            if password:
+                remember_refusal(info.name, info.invocation)  # the console asks no more either
+        except RconError as exc:
+            info.players_error = str(exc)
+        else:
+            record_status(info, output)
+
+
+def read_info(run: Runner, names: Sequence[str] | None, params: dict, state_dir: str,
+              config_dir: str, needs_root: str) -> list[dict]:
+    """srcds_info's report: the instances ``names`` (None: every configured one), with the
+    bounds and options of ``params`` (``ARGUMENTS["info"]``)."""
+    problem = param_problem(params["journal_lines"], params["a2s_timeout"],
+                            params["rcon_timeout"])
+    if problem:
+        raise ReadError(problem)
+    require_root(needs_root)
+    instances_dir = os.path.join(config_dir, "instances")
+    try:
+        names = select_names(configured_names(instances_dir), names, instances_dir)
+    except InfoError as exc:
+        raise ReadError(str(exc)) from None
+    if not names:
+        return []
+    shown = _systemctl_show(run, names)
+    with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
+        mountinfo = handle.read()
+    infos = [gather(run, name, shown.get(unit_of(name), {"LoadState": "not-found"}),
+                    mountinfo, params["journal_lines"], state_dir, config_dir)
+             for name in names]
+    targets = a2s_targets([info for info, _password in infos])
+    answers = query_many(targets, params["a2s_timeout"]) if targets else {}
+    for info, _password in infos:
+        record_a2s(info, answers.get(info.name))
+    if params["players"]:
+        ask_players(infos, params["rcon_timeout"],
+                    {str(k): str(v) for k, v in params["rcon_refused"].items()})
+    return [info.as_dict() for info, _password in infos]
+
+
+# --- rcon: one console command (rcon) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RconPlan:
+    """What is sent where: checked, with the password read on the host (never shown)."""
+
+    name: str
+    target: Target
+    invocation: str
+    password: str
+
+
+def plan_rcon(run: Runner, name: str, command: str, timeout: float, state_dir: str,
+              config_dir: str, needs_root: str) -> RconPlan:
+    """Everything the rcon module checks before sending: the request, the instance, that
+    its unit runs and has not refused the password in this run, and its password."""
+    try:
+        validate_request(name, command, timeout)
+    except RconError as exc:
+        raise ReadError(str(exc)) from None
+    require_root(needs_root)
+    try:
+        env_file = env_file_of(name, config_dir)
+        target = target_of(name, env_file, read_text(env_file))
+    except RconError as exc:
+        raise ReadError(str(exc)) from None
+    props = _systemctl_show(run, [name], address=target.where).get(unit_of(name), {})
+    unit_state = classify(props)
+    if not unit_state.running:
+        raise ReadError(not_running_message(name, unit_state), address=target.where,
+                        state=unit_state.state)
+    invocation = props.get("InvocationID", "")
+    if refused_in_this_run(name, invocation):
+        raise ReadError(not_asked_message(name), address=target.where)
+    try:
+        password = instance_password(name, state_dir)
+    except RconError as exc:
+        raise ReadError(str(exc), address=target.where) from None
+    if not password:
+        raise ReadError(no_password_message(name, instance_cfg_path(name, state_dir)),
+                        address=target.where)
+    return RconPlan(name, target, invocation, password)
+
+
+def send_rcon(plan: RconPlan, command: str, timeout: float) -> dict:
+    """Send the command once; a refused login is remembered so no path asks again in this
+    run of the server."""
+    try:
+        output, seconds = run_command(plan.target.port, plan.password, command, timeout,
+                                      plan.target.address)
+    except RconAuthError as exc:
+        remember_refusal(plan.name, plan.invocation)  # no path on this host asks again
+        raise ReadError(f"instance {plan.name!r}: {exc}", address=plan.target.where) from None
+    except RconError as exc:
+        raise ReadError(f"instance {plan.name!r}: {exc}", address=plan.target.where) from None
+    return dict(changed=True, output=output, stdout_lines=output.splitlines(),
+                seconds=seconds, address=plan.target.where)
+
+
+# --- logs: a unit's journal (server_logs) -----------------------------------------------
+
+
+def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: str,
+              needs_root: str) -> dict:
+    """server_logs' page: the last ``lines`` entries, or those after ``cursor``."""
+    try:
+        validate_instance_name(name)
+        argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
+    except (MountError, JournalError) as exc:
+        raise ReadError(str(exc)) from None
+    if params["max_bytes"] < 1024:
+        raise ReadError("max_bytes must be at least 1024")
+    require_root(needs_root)
+    configured = os.path.exists(env_file_of(name, config_dir))
+    rc, out, err = run(argv)
+    if rc != 0:
+        hint = ""
+        if params["cursor"] and "cursor" in err.lower():
+            hint = " (the cursor is not one of this host's journal: start again without cursor)"
+        raise ReadError(f"journalctl failed (rc {rc}): {err.strip()}{hint}")
+    entries = parse_json_lines(out)
+    if not entries and not configured and not params["cursor"]:
+        raise ReadError(f"instance {name!r} is not configured on this host and its unit"
+                        f" {unit_of(name)} has no journal entries")
+    try:
+        secrets = [s for s in (instance_password(name, state_dir),) if s]
+    except RconError:
+        secrets = []  # password cvars in messages are still masked by their name
+    result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
+    return dict(changed=False, unit=unit_of(name), entries=result.entries,
+                lines=result.lines, cursor=result.cursor, more=result.more,
+                truncated_lines=result.truncated_lines)

@@ -1,0 +1,1 @@
+"""One module per overlay kind: files, workshop, script (each with its builder)."""
