@@ -87,8 +87,22 @@ def _apply_dash_options(options: LaunchOptions, tokens: list[str]) -> None:
         index += 2 if has_value else 1
 
 
+# Options that only switch something on: on the launch options, and the stand-in's faults.
+_SWITCHES = {"-insecure": "insecure", "-nohltv": "nohltv", "-strictportbind": "strict_port_bind"}
+_FAULT_SWITCHES = {"-sim_crash_at_start": "crash_at_start", "-sim_bind_fail": "bind_fail",
+                   "-sim_hang": "hang_at_start", "-sim_tsc_unstable": "tsc_unstable"}
+
+
 def _apply_dash_option(options: LaunchOptions, name: str, value: str) -> None:
-    faults = options.faults
+    if name in _SWITCHES:
+        setattr(options, _SWITCHES[name], True)
+    elif name in _FAULT_SWITCHES:
+        setattr(options.faults, _FAULT_SWITCHES[name], True)
+    else:
+        _apply_valued_option(options, name, value)
+
+
+def _apply_valued_option(options: LaunchOptions, name: str, value: str) -> None:
     match name:
         case "-game":
             options.game = value
@@ -100,26 +114,12 @@ def _apply_dash_option(options: LaunchOptions, name: str, value: str) -> None:
             options.maxplayers = int(value)
         case "-ip" | "--bind":
             options.bind_ip = value
-        case "-insecure":
-            options.insecure = True
-        case "-nohltv":
-            options.nohltv = True
-        case "-strictportbind":
-            options.strict_port_bind = True
         case "-sim_seed" | "--seed":
             options.seed = int(value)
         case "-sim_players" | "--player-schedule":
             options.player_schedule = value
         case "-sim_crash_after":
-            faults.crash_after = float(value)
-        case "-sim_crash_at_start":
-            faults.crash_at_start = True
-        case "-sim_bind_fail":
-            faults.bind_fail = True
-        case "-sim_hang":
-            faults.hang_at_start = True
-        case "-sim_tsc_unstable":
-            faults.tsc_unstable = True
+            options.faults.crash_after = float(value)
         case _:
             pass  # -usercon, -console, -nomaster, -norestart, -clientport, unknown: like srcds
 

@@ -59,26 +59,22 @@ class Faults:
     latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take_failure(self) -> int | None:
+    def _take(self, counter: str) -> bool:
+        """One of the faults still to come, used up: is it this request's turn?"""
         with self.lock:
-            if self.failures_left <= 0:
-                return None
-            self.failures_left -= 1
-            return self.failure_status
+            if getattr(self, counter) <= 0:
+                return False
+            setattr(self, counter, getattr(self, counter) - 1)
+            return True
+
+    def take_failure(self) -> int | None:
+        return self.failure_status if self._take("failures_left") else None
 
     def take_malformed(self) -> bytes | None:
-        with self.lock:
-            if self.malformed_left <= 0:
-                return None
-            self.malformed_left -= 1
-            return self.malformed_body
+        return self.malformed_body if self._take("malformed_left") else None
 
     def take_truncation(self) -> bool:
-        with self.lock:
-            if self.truncations_left <= 0:
-                return False
-            self.truncations_left -= 1
-            return True
+        return self._take("truncations_left")
 
 
 @dataclass

@@ -85,9 +85,16 @@ def require_owned(conn: sqlite3.Connection, actor: Actor | None, owner_id: int,
     return checked
 
 
-def visible_owner_clause(actor: Actor) -> tuple[str, tuple]:
+def visible_owner_clause(actor: Actor, owner_column: str = "owner_id") -> tuple[str, tuple]:
     """SQL filter for lists: everything for an admin, own rows for a user."""
-    return ("1=1", ()) if actor.is_admin else ("owner_id = ?", (actor.user_id,))
+    return ("1=1", ()) if actor.is_admin else (f"{owner_column} = ?", (actor.user_id,))
+
+
+def visible_rows(conn: sqlite3.Connection, actor: Actor, select: str, order_by: str,
+                 owner_column: str = "owner_id") -> list[sqlite3.Row]:
+    """The rows of `select` the actor may list (an admin: all), in `order_by` order."""
+    where, params = visible_owner_clause(actor, owner_column)
+    return conn.execute(f"{select} WHERE {where} ORDER BY {order_by}", params).fetchall()
 
 
 # --- hosts and quotas (admin policy) ------------------------------------------------------

@@ -252,7 +252,6 @@ def get(core: Core, actor: Actor, blueprint_id: int) -> Blueprint:
 def list_for(core: Core, actor: Actor) -> list[Blueprint]:
     """The actor's blueprints (an admin sees everyone's)."""
     with core.db.connect() as conn:
-        me = authz.current(conn, actor)
-        where, params = authz.visible_owner_clause(me)
-        rows = conn.execute(f"SELECT * FROM blueprints WHERE {where} ORDER BY name", params)
-        return [_from_row(conn, r) for r in rows.fetchall()]
+        rows = authz.visible_rows(conn, authz.current(conn, actor), "SELECT * FROM blueprints",
+                                  "name")
+        return [_from_row(conn, r) for r in rows]

@@ -177,10 +177,8 @@ def get(core: Core, actor: Actor, server_id: int) -> Server:
 def list_for(core: Core, actor: Actor) -> list[Server]:
     """The actor's servers (an admin sees everyone's)."""
     with core.db.connect() as conn:
-        me = authz.current(conn, actor)
-        where, params = authz.visible_owner_clause(me)
-        rows = conn.execute(f"SELECT * FROM servers WHERE {where} ORDER BY host, name",
-                            params).fetchall()
+        rows = authz.visible_rows(conn, authz.current(conn, actor), "SELECT * FROM servers",
+                                  "host, name")
         return [_view(conn, core, r) for r in rows]
 
 

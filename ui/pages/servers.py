@@ -4,6 +4,7 @@ start / stop / restart / delete, its jobs. Admins also see the inventory's own s
 read-only: site.yml manages them."""
 
 import time
+from functools import partial
 
 import frame
 import streamlit as st
@@ -146,7 +147,7 @@ if middle.button("Stop", icon=":material/stop:", disabled=busy):
 if right.button("Restart", icon=":material/restart_alt:", disabled=busy):
     action = servers.restart
 if action is not None:
-    frame.act(lambda: action(core, actor, server.id))
+    frame.act(partial(action, core, actor, server.id))
 
 with st.expander("Delete this server", icon=":material/delete:"):
     st.text(f"This removes {server.name} from {server.host}. Type its name to confirm.")

@@ -168,9 +168,7 @@ def list_for(core: Core, actor: Actor) -> list[Overlay]:
     """The actor's overlays (an admin sees everyone's)."""
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
-        where, params = authz.visible_owner_clause(me)
-        rows = conn.execute(f"{SELECT} WHERE {where.replace('owner_id', 'overlays.owner_id')}"
-                            " ORDER BY overlays.id", params).fetchall()
+        rows = authz.visible_rows(conn, me, SELECT, "overlays.id", "overlays.owner_id")
         return [from_row(conn, r, me) for r in rows]
 
 

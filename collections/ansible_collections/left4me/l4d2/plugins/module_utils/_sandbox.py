@@ -296,11 +296,7 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
         ("Slice", slice_name),
         ("User", user),
         ("Group", group),
-        # Identity and privileges
-        ("NoNewPrivileges", "yes"),
-        ("CapabilityBoundingSet", ""),
-        ("PrivateUsers", "yes"),
-        ("RestrictSUIDSGID", "yes"),
+        *IDENTITY_PROPERTIES,
         # File system: everything read-only, only the staging dir writable at /overlay
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),
@@ -314,25 +310,7 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
         ("BindReadOnlyPaths", f"{paths.script}:{SCRIPT_MOUNT}"),
         ("BindReadOnlyPaths", f"{paths.resolv_conf}:/etc/resolv.conf"),
         ("UMask", "0022"),
-        # Kernel, processes and IPC
-        ("ProtectKernelTunables", "yes"),
-        ("ProtectKernelModules", "yes"),
-        ("ProtectKernelLogs", "yes"),
-        ("ProtectControlGroups", "yes"),
-        ("ProtectClock", "yes"),
-        ("ProtectHostname", "yes"),
-        ("ProtectProc", "invisible"),
-        ("ProcSubset", "pid"),
-        ("PrivateIPC", "yes"),
-        ("RemoveIPC", "yes"),
-        ("RestrictNamespaces", "yes"),
-        ("RestrictRealtime", "yes"),
-        ("LockPersonality", "yes"),
-        ("MemoryDenyWriteExecute", "yes"),
-        ("SystemCallArchitectures", "native"),
-        ("SystemCallFilter", "@system-service"),
-        ("SystemCallFilter", "~@privileged @resources"),
-        ("SystemCallErrorNumber", "EPERM"),
+        *KERNEL_PROPERTIES,
         # Network: public internet only
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
         ("IPAddressDeny", "any"),
@@ -350,6 +328,37 @@ def sandbox_properties(paths: BuildPaths, user: str, group: str, limits: Limits,
     if with_environment:
         props.append(("EnvironmentFile", paths.environment))
     return props
+
+
+# Identity and privileges: no capabilities, no way to gain any, no uid of the host's.
+IDENTITY_PROPERTIES = (
+    ("NoNewPrivileges", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("PrivateUsers", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+)
+
+# Kernel, processes and IPC: nothing of the host's to see, tune or share.
+KERNEL_PROPERTIES = (
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("ProcSubset", "pid"),
+    ("PrivateIPC", "yes"),
+    ("RemoveIPC", "yes"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("LockPersonality", "yes"),
+    ("MemoryDenyWriteExecute", "yes"),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallErrorNumber", "EPERM"),
+)
 
 
 # An empty, private /dev/shm (POSIX shared memory still works), gone with the unit.

@@ -1125,6 +1125,27 @@ def _fetch_missing(missing: list[ItemResult], wanted: int, cache: str, index: di
         write_json_atomic(os.path.join(cache, INDEX_NAME), {"version": 1, "items": index}, owner)
 
 
+def _failed(result: SyncResult, msg: str) -> SyncResult:
+    result.failed = True
+    result.msg = msg
+    return result
+
+
+def _keep_unanswered_links(result: SyncResult, usable: list[ItemResult]) -> None:
+    """Steam listed nothing for some ids, or nothing usable at all (the user's list is never
+    empty here): what the overlay holds is not known to be unwanted, so no link goes; the
+    next run with a full answer removes stale ones."""
+    unlisted = [item.publishedfileid for item in result.items if item.unlisted]
+    if not (unlisted or not usable) or not result.links.remove:
+        return
+    why = (f"Steam's answer listed nothing for {', '.join(unlisted)}" if unlisted
+           else "no id in Steam's answer is usable")
+    result.notices.append(
+        f"overlay {result.overlay_id}: {len(result.links.remove)} link(s) kept although not"
+        f" in this answer, because {why}")
+    result.links.remove = []
+
+
 def sync_overlay(
     overlay_id: str,
     items: Iterable[object] = (),
@@ -1155,29 +1176,15 @@ def sync_overlay(
     index = read_index(paths.cache)
     _refuse_steampipe_without_steamcmd(results, paths.cache, index, steamcmd)
     if result.errors and fail_on_item_error:
-        result.failed = True
-        result.msg = unusable_message(overlay_id, result.errors)
-        return result
+        return _failed(result, unusable_message(overlay_id, result.errors))
 
     usable = [item for item in results if item.status != "error"]
     too_big = oversize_message(overlay_id, usable, max_total_bytes)
     if too_big:
-        result.failed = True
-        result.msg = too_big
-        return result
+        return _failed(result, too_big)
     missing = _mark_cached(usable, paths.cache, index)
     result.links = plan_addon_links(paths, [item.publishedfileid for item in usable])
-    unlisted = [item.publishedfileid for item in results if item.unlisted]
-    if (unlisted or not usable) and result.links.remove:
-        # Steam listed nothing for these ids, or nothing usable at all (the user's list is
-        # never empty here): what the overlay holds is not known to be unwanted, so no link
-        # goes; the next run with a full answer removes stale ones.
-        why = (f"Steam's answer listed nothing for {', '.join(unlisted)}" if unlisted
-               else "no id in Steam's answer is usable")
-        result.notices.append(
-            f"overlay {overlay_id}: {len(result.links.remove)} link(s) kept although not"
-            f" in this answer, because {why}")
-        result.links.remove = []
+    _keep_unanswered_links(result, usable)
     result.changed = bool(missing) or result.links.changed or not os.path.isdir(paths.addons)
     if check_mode or not result.changed:
         return result
@@ -1191,8 +1198,7 @@ def sync_overlay(
         result.api_calls = api.calls
         failed_downloads = [item.error for item in missing if item.status == "error"]
         if failed_downloads:
-            result.failed = True
-            result.msg = failed_downloads_message(overlay_id, failed_downloads)
+            _failed(result, failed_downloads_message(overlay_id, failed_downloads))
             log(f"overlay={overlay_id} not updated: {len(failed_downloads)} download(s) failed")
             return result
         apply_addon_links(result.links, paths, owner)
