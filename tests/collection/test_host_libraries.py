@@ -82,7 +82,10 @@ def imported(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom):
-        return ["." * node.level + (node.module or "")]
+        module = "." * node.level + (node.module or "")
+        if module == PACKAGE.rstrip("."):  # from ...module_utils import _common, _layout
+            return [PACKAGE + alias.name for alias in node.names]
+        return [module]
     return []
 
 
@@ -155,6 +158,8 @@ def test_a_third_party_import_is_refused():
     assert not allowed("left4me_instance", siblings, set())
     assert not allowed("._common", siblings, set())
     assert allowed(PACKAGE + "_common", siblings, {"left4me_common"})
+    package_import = ast.parse(f"from {PACKAGE.rstrip('.')} import _common").body[0]
+    assert imported(package_import) == [PACKAGE + "_common"]
     assert allowed("left4me_common", siblings, set())
     assert allowed("collections.abc", siblings, set())
     assert allowed(PACKAGE + "_common", siblings, set(), tree=True)  # the package tree

@@ -222,13 +222,13 @@ def installed_libraries() -> list[tuple[str, str, str]]:
     return found
 
 
-def test_every_host_library_has_the_common_library_beside_it():
+def test_every_host_library_has_the_libraries_it_imports_beside_it():
     libraries = installed_libraries()
     assert libraries, "no role installs a module_utils file; the pattern above is stale"
     for role, src, _dest in libraries:
         source = (MODULE_UTILS / src).read_text()
-        if "from left4me_common import" in source:
-            assert (role, "_common.py", "left4me_common.py") in libraries, (role, src)
+        for name in re.findall(r"^\s*(?:from|import) left4me_(\w+)", source, re.M):
+            assert (role, f"_{name}.py", f"left4me_{name}.py") in libraries, (role, src, name)
     for role, src, dest in libraries:
         assert dest == "left4me" + src, f"{role} installs {src} as {dest}"
 

@@ -112,7 +112,8 @@ def module_files() -> dict[str, bytes]:
         files[f"lib/ansible/{source.relative_to(ansible_dir)}"] = source.read_bytes()
     for relative in ("plugins/modules/script_overlay.py", "plugins/module_utils/_sandbox.py",
                      "plugins/module_utils/_script_overlay.py",
-                     "plugins/module_utils/_mount.py", "plugins/module_utils/_common.py"):
+                     "plugins/module_utils/_mount.py", "plugins/module_utils/_common.py",
+                     "plugins/module_utils/_layout.py"):
         files[f"lib/ansible_collections/left4me/l4d2/{relative}"] = (
             COLLECTION / relative).read_bytes()
     return files

@@ -23,14 +23,14 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from ansible_collections.left4me.l4d2.plugins.module_utils import _instance
+from ansible_collections.left4me.l4d2.plugins.module_utils import _instance, _layout
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "collections/ansible_collections/left4me/l4d2"
 ROLE = COLLECTION / "roles/game_instances"
 HELPER_DIR = "/usr/local/libexec/left4me"
 UNIT_DIR = "/usr/local/lib/systemd/system"
-LAYOUT = _instance.HostLayout()
+LAYOUT = _layout.HostLayout()
 
 # What the tenant model needs of every game unit (issue 17), with the value probed when the
 # rendered template sets none. IPAddressDeny: loopback, link-local (cloud metadata),
@@ -246,7 +246,7 @@ install -d -o left4me -g left4me -m 0755 /var/lib/left4me /var/lib/left4me/overl
   /var/lib/left4me/installation
 install -d -m 0755 /etc/left4me/instances {HELPER_DIR} {UNIT_DIR}
 install -m 0755 $g/left4me-mount {HELPER_DIR}/left4me-mount
-install -m 0644 $g/left4me_mount.py $g/left4me_common.py {HELPER_DIR}/
+install -m 0644 $g/left4me_mount.py $g/left4me_common.py $g/left4me_layout.py {HELPER_DIR}/
 install -m 0644 $g/left4me-server@.service {UNIT_DIR}/
 install -D -m 0644 $g/60-vm-probe.conf \
   /etc/systemd/system/left4me-server@.service.d/60-vm-probe.conf
@@ -257,7 +257,7 @@ for dir in $g/instances/*/; do
     /var/lib/left4me/overlays/.instance-$name/left4dead2/cfg/left4me/instance.cfg
   install -m 0644 "$dir/env" /etc/left4me/instances/$name.env
   install -D -m 0644 "$dir/dropin.conf" \
-    /etc/systemd/system/left4me-server@$name.service.d/{_instance.DROPIN_NAME}
+    /etc/systemd/system/left4me-server@$name.service.d/{_layout.DROPIN_NAME}
 done
 systemctl daemon-reload
 for dir in $g/instances/*/; do
@@ -325,7 +325,7 @@ for dir in $g/srcds/*/; do
     /var/lib/left4me/overlays/.instance-$name/left4dead2/cfg/left4me/instance.cfg
   install -m 0644 "$dir/env" /etc/left4me/instances/$name.env
   install -D -m 0644 "$dir/dropin.conf" \\
-    /etc/systemd/system/left4me-server@$name.service.d/{_instance.DROPIN_NAME}
+    /etc/systemd/system/left4me-server@$name.service.d/{_layout.DROPIN_NAME}
   r=/var/lib/left4me/runtime/$name
   install -d -m 0755 "$r"
   install -d -m 0700 "$r/work"
@@ -394,6 +394,7 @@ def vm_files() -> tuple[dict[str, str | bytes], dict[str, str]]:
         "game/left4me-mount": (COLLECTION / "roles/game_host/files/left4me-mount.py").read_bytes(),
         "game/left4me_mount.py": (COLLECTION / "plugins/module_utils/_mount.py").read_bytes(),
         "game/left4me_common.py": (COLLECTION / "plugins/module_utils/_common.py").read_bytes(),
+        "game/left4me_layout.py": (COLLECTION / "plugins/module_utils/_layout.py").read_bytes(),
     }
     files.update(srcds_files())
     files["game/srcds.sh"] = SRCDS_RUN_SH

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError, query_info
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
 
 from left4me_ui import authz
 from left4me_ui.authz import Actor, NotFound
@@ -23,6 +25,10 @@ class A2SAnswer:
     map_name: str
     players: int
     max_players: int
+
+
+# What the UI reads of each server's unit (systemctl show, one call per host).
+SHOW_PROPERTIES = ("Id", "ActiveState", "SubState", "Result")
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,9 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
 
 def parse_systemctl_show(text: str) -> dict[str, SystemdState]:
     """`systemctl show -p Id,ActiveState,SubState,Result UNIT...` -> unit id -> state."""
-    states: dict[str, SystemdState] = {}
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if fields.get("Id"):
-            states[fields["Id"]] = SystemdState(fields.get("ActiveState", "unknown"),
-                                                fields.get("SubState", "unknown"),
-                                                fields.get("Result", ""))
-    return states
+    return {unit: SystemdState(props.get("ActiveState", "unknown"),
+                               props.get("SubState", "unknown"), props.get("Result", ""))
+            for unit, props in parse_show(text).items()}
 
 
 def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 30
@@ -86,10 +87,9 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 30
                                         (host,)) if authz.may_view(me, r["owner_id"])]
     if not rows:
         return {}
-    units = {f"left4me-server@{check_name(r['name'])}.service": r["id"] for r in rows}
+    units = {server_unit_name(check_name(r["name"])): r["id"] for r in rows}
     run = run_module(core, host, "ansible.builtin.command", {
-        "cmd": "systemctl show --property=Id,ActiveState,SubState,Result "
-               + " ".join(sorted(units))}, timeout=timeout)
+        "cmd": " ".join(show_argv(sorted(units), SHOW_PROPERTIES))}, timeout=timeout)
     if not run.ok:
         raise RuntimeError(f"could not read systemd state on {host}: {run.message}")
     found = parse_systemctl_show(str(run.result.get("stdout", "")))

@@ -19,8 +19,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     parse_spec,
     size_text,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
-    MountError,
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
     validate_instance_name,
 )
 
@@ -33,10 +32,7 @@ PLACEHOLDER_NAME = "blueprint"
 
 def check_name(name: object) -> str:
     """A server name as srcds_instance takes it, or InstanceError."""
-    try:
-        return validate_instance_name(name)
-    except MountError as exc:
-        raise InstanceError(str(exc)) from None
+    return validate_instance_name(name, InstanceError)
 
 
 def cvar_args(cvars: dict[str, str]) -> list[str]:

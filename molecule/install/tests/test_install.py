@@ -121,7 +121,8 @@ def test_build_slice_weights_bite(host):
 @pytest.mark.parametrize(
     ("path", "mode"),
     [(LIBEXEC, 0o755), (f"{LIBEXEC}/left4me-mount", 0o755),
-     (f"{LIBEXEC}/left4me_mount.py", 0o644), (f"{LIBEXEC}/left4me_common.py", 0o644)],
+     (f"{LIBEXEC}/left4me_mount.py", 0o644), (f"{LIBEXEC}/left4me_common.py", 0o644),
+     (f"{LIBEXEC}/left4me_layout.py", 0o644)],
 )
 def test_helpers_are_root_owned_and_not_writable_by_others(host, path, mode):
     target = host.file(path)

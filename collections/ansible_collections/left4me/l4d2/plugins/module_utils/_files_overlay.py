@@ -30,9 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
-    DEFAULT_STATE_DIR,
     Left4meError,
-    validate_id,
     write_atomic,
 )
 
@@ -43,10 +41,6 @@ _MODE_RE = re.compile(r"0?[0-7]{3,4}")
 
 class FilesOverlayError(Left4meError):
     """Bad input or a host state we refuse; the message says what to do."""
-
-
-def validate_overlay_id(overlay_id: object) -> str:
-    return validate_id(overlay_id, "overlay id", FilesOverlayError)
 
 
 def validate_dest(dest: object) -> str:
@@ -102,13 +96,6 @@ def wanted_files(files: Iterable[dict[str, object]]) -> list[WantedFile]:
             raise FilesOverlayError(f"dest {dest!r} is a file but {clash!r} needs it as a"
                                     " directory")
     return list(result.values())
-
-
-def overlay_root(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR) -> str:
-    validate_overlay_id(overlay_id)
-    if not os.path.isabs(state_dir):
-        raise FilesOverlayError(f"state_dir must be an absolute path, got {state_dir!r}")
-    return os.path.join(os.path.normpath(state_dir), "overlays", overlay_id)
 
 
 def _lstat(path: str) -> os.stat_result | None:

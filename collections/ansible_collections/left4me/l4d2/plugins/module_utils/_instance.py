@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import json
 import os
 import re
 import shutil
@@ -51,16 +50,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
-    DEFAULT_CONFIG_DIR,
-    DEFAULT_STATE_DIR,
     SIZE_UNITS,
     Left4meError,
     parse_size,
     read_text,
     write_atomic,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
+    entry_message,
+    mask_secrets,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    INSTANCE_CFG,
+    MAPLOAD_CFG,
+    UNIT_TEMPLATE,
+    HostLayout,
+    instance_paths,
+    validate_instance_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
-    ALLOWED_ROOT_NAMES,
     DEFAULT_UPPER_DIR_MAX,
     GAME_WRITABLE_LAYER_MODE,
     LOWERDIRS_KEY,
@@ -69,19 +77,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     DirSpec,
     MountError,
     check_lowerdir_paths,
-    env_file_path,
-    instance_paths,
     parse_env,
-    validate_instance_name,
     validate_lowerdirs,
 )
 
-UNIT_TEMPLATE = "left4me-server@.service"
-DROPIN_NAME = "50-left4me-instance.conf"
-CONFIG_LAYER_PREFIX = ".instance-"
-INSTANCE_CFG = "left4me/instance.cfg"  # relative to left4dead2/cfg, as +exec takes it
-# The cfg srcds runs at every map load (servercfgfile, set by INSTANCE_CFG) instead of server.cfg.
-MAPLOAD_CFG = "left4me/mapload.cfg"
 MANAGED_HEADER = "Managed by left4me.l4d2.srcds_instance; local edits are overwritten."
 
 PORT_KEY = "LEFT4ME_PORT"
@@ -126,54 +125,6 @@ _PLAIN_ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+,=%-]*")
 
 class InstanceError(Left4meError):
     """Bad instance settings or a host state we refuse; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class HostLayout:
-    state_dir: str = DEFAULT_STATE_DIR
-    config_dir: str = DEFAULT_CONFIG_DIR
-    systemd_dir: str = "/etc/systemd/system"
-
-    @property
-    def installation(self) -> str:
-        return os.path.join(self.state_dir, "installation")
-
-    @property
-    def overlays_dir(self) -> str:
-        return os.path.join(self.state_dir, "overlays")
-
-    @property
-    def instances_dir(self) -> str:
-        return os.path.join(self.config_dir, "instances")
-
-    def env_file(self, name: str) -> str:
-        return env_file_path(name, self.config_dir)
-
-    def manager_file(self, name: str) -> str:
-        """Who manages the instance (see _manager): beside its env file."""
-        return os.path.join(self.instances_dir, validate_instance_name(name) + ".manager")
-
-    def config_layer(self, name: str) -> str:
-        return os.path.join(self.overlays_dir, CONFIG_LAYER_PREFIX + validate_instance_name(name))
-
-    def instance_cfg(self, name: str) -> str:
-        return os.path.join(self.config_layer(name), "left4dead2", "cfg", INSTANCE_CFG)
-
-    def mapload_cfg(self, name: str) -> str:
-        return os.path.join(self.config_layer(name), "left4dead2", "cfg", MAPLOAD_CFG)
-
-    def dropin_dir(self, name: str) -> str:
-        return os.path.join(self.systemd_dir, server_unit_name(name) + ".d")
-
-    def dropin_file(self, name: str) -> str:
-        return os.path.join(self.dropin_dir(name), DROPIN_NAME)
-
-    def allowed_roots(self) -> list[str]:
-        return [os.path.join(self.state_dir, sub) for sub in ALLOWED_ROOT_NAMES]
-
-
-def server_unit_name(name: str) -> str:
-    return f"left4me-server@{validate_instance_name(name)}.service"
 
 
 # --- settings ----------------------------------------------------------------
@@ -404,14 +355,12 @@ def check_layers(spec: InstanceSpec, layout: HostLayout) -> InstanceSpec:
     return replace(spec, layers=tuple(resolved[:-1]))
 
 
-def parse_spec(raw: dict, layout: HostLayout = HostLayout()) -> InstanceSpec:
+def parse_spec(raw: dict, layout: HostLayout | None = None) -> InstanceSpec:
     """Check one instance's settings by the rules alone, reading nothing on the host; the
-    spec's layers are paths as given (overlay ids under ``layout``), not yet resolved."""
+    spec's layers are paths as given (overlay ids under ``layout``, by default the default
+    one), not yet resolved."""
     name = raw.get("name")
-    try:
-        validate_instance_name(name)
-    except MountError as exc:
-        raise InstanceError(str(exc)) from None
+    validate_instance_name(name, InstanceError)
     where = _where(name)
     if raw.get("port") is None:
         raise InstanceError(f"{where}: port is required")
@@ -426,7 +375,7 @@ def parse_spec(raw: dict, layout: HostLayout = HostLayout()) -> InstanceSpec:
     client_port = validate_port(client_port, f"{where}: client_port")
     if client_port == port:
         raise InstanceError(f"{where}: client_port must differ from port {port}")
-    layers = _parsed_layers(raw, layout, where)
+    layers = _parsed_layers(raw, layout or HostLayout(), where)
     map_name = str(_given(raw, "map"))
     if not _MAP_RE.fullmatch(map_name):
         raise InstanceError(f"{where}: map {map_name!r} is not a map name")
@@ -662,8 +611,8 @@ def configured_instances(layout: HostLayout) -> dict[str, dict[str, str]]:
             continue
         name = entry[: -len(".env")]
         try:
-            validate_instance_name(name)
-        except MountError:
+            validate_instance_name(name, InstanceError)
+        except InstanceError:
             continue
         path = os.path.join(layout.instances_dir, entry)
         text = read_text(path)
@@ -884,8 +833,6 @@ MOUNT_HELPER_PREFIX = "left4me-mount:"
 REASON_MAX_LINES = 8
 REASON_LINE_CHARS = 300
 REASON_MAX_CHARS = 1500
-SECRET_MASK = "********"
-_SECRET_CVAR_RE = re.compile(r"\b((?:rcon_password|sv_password)\b[\s\"=]*)([^\s\";]+)", re.I)
 _CFG_SECRET_RE = re.compile(
     r"^\s*(?:rcon_password|sv_password)\s+\"?([^\"\r\n;]*)\"?", re.I | re.M
 )
@@ -901,34 +848,6 @@ def cfg_secrets(cfg_text: str | None) -> list[str]:
     if not cfg_text:
         return []
     return [value for value in _CFG_SECRET_RE.findall(cfg_text) if value]
-
-
-def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every known secret and every password cvar's value masked."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, SECRET_MASK)
-    return _SECRET_CVAR_RE.sub(lambda m: m.group(1) + SECRET_MASK, text)
-
-
-def parse_journal_json(text: str) -> list[dict]:
-    """Entries of ``journalctl -o json`` (one object a line); unreadable lines skipped."""
-    entries = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            if isinstance(entry, dict):
-                entries.append(entry)
-    return entries
-
-
-def entry_message(entry: dict) -> str:
-    """MESSAGE as text: journald stores non-UTF-8 messages as a list of byte values."""
-    message = entry.get("MESSAGE")
-    if isinstance(message, list):
-        with contextlib.suppress(TypeError, ValueError):
-            return bytes(message).decode("utf-8", "replace")
-        return ""
-    return message if isinstance(message, str) else ""
 
 
 def entry_invocation(entry: dict) -> str:

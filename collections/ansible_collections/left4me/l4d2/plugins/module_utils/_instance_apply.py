@@ -16,11 +16,9 @@ from __future__ import annotations
 import time
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
-    HostLayout,
     InstancePlan,
     removal_targets,
     remove_paths,
-    server_unit_name,
     write_managed_file,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units import (
@@ -35,11 +33,15 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     start_failed,
     starting,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    HostLayout,
+    instance_paths,
+    server_unit_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     MountError,
     apply_mount_plan,
     ensure_dirs,
-    instance_paths,
     plan_unmount,
 )
 

@@ -19,7 +19,6 @@ import pwd
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import read_text
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
-    HostLayout,
     InstanceError,
     InstancePlan,
     cfg_secrets,
@@ -32,7 +31,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     missing_steam_links,
     ports_from_env,
     removal_targets,
-    server_unit_name,
     steam_links_message,
     validate_spec,
     wanted_files,
@@ -42,6 +40,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     starting,
     unit_actions,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    HostLayout,
+    instance_paths,
+    server_unit_name,
+    validate_instance_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._manager import note_managers
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     DirSpec,
@@ -50,11 +54,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     dir_changes,
     enter_mount_namespace,
     instance_dir_specs,
-    instance_paths,
     plan_unmount,
     read_mount_state,
     resolve_owner,
-    validate_instance_name,
 )
 
 INSTANCE_OPTIONS = dict(
@@ -139,10 +141,7 @@ def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
     state = params["state"]
     raws = raw_instances(params)
     for raw in raws:
-        try:
-            validate_instance_name(raw.get("name"))
-        except MountError as exc:
-            raise InstanceError(str(exc)) from None
+        validate_instance_name(raw.get("name"), InstanceError)
     names = [raw["name"] for raw in raws]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})

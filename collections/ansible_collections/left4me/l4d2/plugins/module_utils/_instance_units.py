@@ -22,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import wait_for_info
-from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
-    InstancePlan,
-    server_unit_name,
-)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance import InstancePlan
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
 
 UNIT_FAILED = "the unit failed"
 SECRET_BEFORE = "(previous content not shown: it holds a secret)\n"

@@ -36,12 +36,12 @@ from collections.abc import Mapping, Sequence
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import read_text
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
-    HostLayout,
     InstanceError,
     InstancePlan,
     ManagedFile,
     file_change,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import HostLayout
 
 DEFAULT_MANAGER = "inventory"
 _MANAGER_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")

@@ -24,8 +24,8 @@ Where ``upper`` and ``work`` live (the instance's *writes*):
 
 This file is standard library only. The collection's ``instance_mount`` module
 imports it, and the host role copies it verbatim to
-``/usr/local/libexec/left4me/left4me_mount.py`` (with ``_common.py`` as
-``left4me_common.py`` beside it) for the privileged
+``/usr/local/libexec/left4me/left4me_mount.py`` (with ``_common.py`` and ``_layout.py``
+as ``left4me_common.py`` and ``left4me_layout.py`` beside it) for the privileged
 ``left4me-mount`` helper that the game unit runs in ``ExecStartPre=+`` and
 ``ExecStopPost=+``.
 
@@ -59,36 +59,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
-        DEFAULT_CONFIG_DIR,
-        DEFAULT_RUNTIME_USER,
-        DEFAULT_STATE_DIR,
-        Left4meError,
-        format_size,
-        owner_ids,
-        parse_size,
-        tree_usage,
-        validate_id,
-    )
-except ImportError:  # the host's copy, beside left4me_common.py (role game_host)
-    from left4me_common import (  # type: ignore[no-redef]
-        DEFAULT_CONFIG_DIR,
-        DEFAULT_RUNTIME_USER,
-        DEFAULT_STATE_DIR,
-        Left4meError,
-        format_size,
-        owner_ids,
-        parse_size,
-        tree_usage,
-        validate_id,
-    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common, _layout
+except ImportError:  # the host's copies, beside left4me_mount.py (role game_host)
+    import left4me_common as _common  # type: ignore[no-redef]
+    import left4me_layout as _layout  # type: ignore[no-redef]
 
 LOWERDIRS_KEY = "LEFT4ME_LOWERDIRS"
 # The most an instance's upper dir may hold (bytes, in its env file; srcds_instance's
 # upper_dir_max): a server whose upper dir holds more is not mounted, so it does not start.
 UPPER_DIR_MAX_KEY = "LEFT4ME_UPPER_DIR_MAX"
 DEFAULT_UPPER_DIR_MAX = "2G"  # an env file from before the cap existed gets this one
-ALLOWED_ROOT_NAMES = ("installation", "overlays", "workshop_cache")
 
 # The kernel's OVL_MAX_STACK: more lower layers fail with "too many lower directories".
 MAX_LAYERS = 500
@@ -122,7 +102,7 @@ MS_NODEV = 0x4
 CLONE_NEWNS = 0x00020000
 
 
-class MountError(Left4meError):
+class MountError(_common.Left4meError):
     """A mount request or a host state we refuse; the message tells a person what to do."""
 
 
@@ -202,59 +182,11 @@ def shrink_refusal(used: int, cap: int, where: str) -> str | None:
     """Why a cap below what the server's writes already take cannot apply, else None."""
     if used <= writes_size(cap):
         return None
-    return (f"the server's writes ({where}) take {format_size(used)}, more than the new"
-            f" upper_dir_max {format_size(cap)}: a cap is never shrunk below what is used."
-            f" Keep upper_dir_max at {format_size(used)} or more, or delete files the server"
+    used_text, cap_text = _common.format_size(used), _common.format_size(cap)
+    return (f"the server's writes ({where}) take {used_text}, more than the new"
+            f" upper_dir_max {cap_text}: a cap is never shrunk below what is used."
+            f" Keep upper_dir_max at {used_text} or more, or delete files the server"
             " wrote first")
-
-
-# --- names and paths -------------------------------------------------------
-
-
-def validate_instance_name(name: object) -> str:
-    """Return ``name`` if it is a valid instance name, else raise MountError."""
-    return validate_id(name, "instance name", MountError)
-
-
-@dataclass(frozen=True)
-class InstancePaths:
-    root: str
-    upper: str
-    work: str
-    merged: str
-    image: str  # the writes filesystem's image file (capped instances)
-    writes: str  # where that image is mounted, holding upper/ and work/
-    capped: bool  # False: a plain upper dir from before, counted rather than capped
-
-
-def instance_paths(name: str, state_dir: str = DEFAULT_STATE_DIR) -> InstancePaths:
-    """The instance's paths; its writes are capped unless ``runtime/NAME/upper`` already
-    exists (a plain upper dir made before the cap was a filesystem, kept as it is)."""
-    validate_instance_name(name)
-    if not os.path.isabs(state_dir):
-        raise MountError(f"state_dir must be an absolute path, got {state_dir!r}")
-    root = os.path.join(os.path.normpath(state_dir), "runtime", name)
-    writes = os.path.join(root, "writes")
-    capped = not os.path.lexists(os.path.join(root, "upper"))
-    base = writes if capped else root
-    return InstancePaths(
-        root=root,
-        upper=os.path.join(base, "upper"),
-        work=os.path.join(base, "work"),
-        merged=os.path.join(root, "merged"),
-        image=os.path.join(root, "writes.img"),
-        writes=writes,
-        capped=capped,
-    )
-
-
-def default_allowed_roots(state_dir: str = DEFAULT_STATE_DIR) -> list[str]:
-    return [os.path.join(os.path.normpath(state_dir), sub) for sub in ALLOWED_ROOT_NAMES]
-
-
-def env_file_path(name: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str:
-    validate_instance_name(name)
-    return os.path.join(config_dir, "instances", f"{name}.env")
 
 
 # --- lowerdir validation ---------------------------------------------------
@@ -389,8 +321,8 @@ def lowerdirs_from_env(env: dict[str, str], source: str = "env file") -> list[st
 
 def upper_dir_max_from_env(env: dict[str, str], source: str = "env file") -> int:
     """The upper dir's cap in bytes (the default when the env file predates the key)."""
-    return parse_size(env.get(UPPER_DIR_MAX_KEY) or DEFAULT_UPPER_DIR_MAX,
-                      f"{source}: {UPPER_DIR_MAX_KEY}", MountError)
+    return _common.parse_size(env.get(UPPER_DIR_MAX_KEY) or DEFAULT_UPPER_DIR_MAX,
+                              f"{source}: {UPPER_DIR_MAX_KEY}", MountError)
 
 
 # --- the upper dir's size ---------------------------------------------------
@@ -399,17 +331,18 @@ def upper_dir_max_from_env(env: dict[str, str], source: str = "env file") -> int
 def check_upper_dir_size(upper: str, cap: int) -> None:
     """Refuse an upper dir that holds more than ``cap`` bytes (counted with lstat only,
     never through a link the server made; the walk stops once past the cap)."""
-    used = tree_usage(upper, stop_above=cap)
+    used = _common.tree_usage(upper, stop_above=cap)
     if used > cap:
         raise MountError(
-            f"upper dir {upper} holds more than {format_size(cap)} (at least"
-            f" {format_size(used)}), the cap for this server (upper_dir_max): it is full of"
+            f"upper dir {upper} holds more than {_common.format_size(cap)} (at least"
+            f" {_common.format_size(used)}), the cap for this server (upper_dir_max): it is full of"
             " what the server wrote (logs, downloads, changed files). Delete files in it, or"
             " raise upper_dir_max, then start the server again"
         )
 
 
-def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAULT_STATE_DIR,
+def uppers_over_cap(config_dir: str = _common.DEFAULT_CONFIG_DIR,
+                    state_dir: str = _common.DEFAULT_STATE_DIR,
                     ns_pid: int = 1) -> list[tuple[str, str]]:
     """(name, why) of every mounted counted instance whose upper dir holds more than its cap.
 
@@ -418,7 +351,7 @@ def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAU
     Instances whose env file cannot be read are skipped (their start says why).
     """
     found = []
-    instances_dir = os.path.join(config_dir, "instances")
+    instances_dir = os.path.join(config_dir, _layout.INSTANCES_DIR)
     try:
         entries = sorted(os.listdir(instances_dir))
     except FileNotFoundError:
@@ -426,12 +359,12 @@ def uppers_over_cap(config_dir: str = DEFAULT_CONFIG_DIR, state_dir: str = DEFAU
     for entry in entries:
         name = entry[: -len(".env")] if entry.endswith(".env") else ""
         try:
-            validate_instance_name(name)
+            _layout.validate_instance_name(name, MountError)
             env_path = os.path.join(instances_dir, entry)
             cap = upper_dir_max_from_env(read_env_file(env_path), env_path)
         except MountError:
             continue
-        paths = instance_paths(name, state_dir)
+        paths = _layout.instance_paths(name, state_dir, MountError)
         if paths.capped or not read_mount_state(paths.merged, ns_pid).mounted:
             continue  # a capped server's filesystem refuses the write itself
         try:
@@ -912,13 +845,13 @@ class DirSpec:
 
 
 def resolve_owner(owner: str) -> tuple[int, int]:
-    return owner_ids(
+    return _common.owner_ids(
         owner, None, MountError,
         "runtime user {name!r} does not exist; create it first or set owner",
     )
 
 
-def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
+def instance_dir_specs(paths: _layout.InstancePaths, uid: int, gid: int) -> list[DirSpec]:
     """Upper and merged belong to the runtime user (merged shows upper's root).
 
     The kernel uses work/ with the mounter's (root's) credentials, so it
@@ -935,7 +868,7 @@ def instance_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec
     return [*around, *writes_dir_specs(paths, uid, gid), DirSpec(paths.merged, uid, gid, 0o755)]
 
 
-def writes_dir_specs(paths: InstancePaths, uid: int, gid: int) -> list[DirSpec]:
+def writes_dir_specs(paths: _layout.InstancePaths, uid: int, gid: int) -> list[DirSpec]:
     return [DirSpec(paths.upper, uid, gid, 0o755), DirSpec(paths.work, 0, 0, 0o700)]
 
 
@@ -989,7 +922,7 @@ class MountPlan:
 
     name: str
     state: str
-    paths: InstancePaths
+    paths: _layout.InstancePaths
     before: MountState
     lowerdirs: list[str] = field(default_factory=list)
     dirs: list[DirSpec] = field(default_factory=list)
@@ -1008,15 +941,16 @@ class MountPlan:
 
     def describe_writes(self) -> list[str]:
         """The writes steps as a person reads them (diffs, check mode)."""
-        shown = {"create": f"create {self.paths.image} ({format_size(self.writes_size)}, sparse)",
-                 "grow": f"grow {self.paths.image} to {format_size(self.writes_size)}",
-                 "shrink": f"shrink {self.paths.image} to {format_size(self.writes_size)}",
+        size = _common.format_size(self.writes_size)
+        shown = {"create": f"create {self.paths.image} ({size}, sparse)",
+                 "grow": f"grow {self.paths.image} to {size}",
+                 "shrink": f"shrink {self.paths.image} to {size}",
                  "mount": f"mount {self.paths.image} on {self.paths.writes}",
                  "unmount": f"unmount {self.paths.writes}"}
         return [shown[step] for step in self.writes_steps]
 
 
-def _same_mount(before: MountState, lowerdirs: Sequence[str], paths: InstancePaths) -> bool:
+def _same_mount(before: MountState, lowerdirs: Sequence[str], paths: _layout.InstancePaths) -> bool:
     return (
         before.fstype == "overlay"
         and before.lowerdirs == list(lowerdirs)
@@ -1029,9 +963,9 @@ def plan_mount(
     name: str,
     lowerdirs: Sequence[str],
     *,
-    state_dir: str = DEFAULT_STATE_DIR,
+    state_dir: str = _common.DEFAULT_STATE_DIR,
     allowed_roots: Sequence[str] | None = None,
-    owner: str = DEFAULT_RUNTIME_USER,
+    owner: str = _common.DEFAULT_RUNTIME_USER,
     remount: bool = False,
     ns_pid: int = 1,
     upper_dir_max: int | None = None,
@@ -1040,8 +974,8 @@ def plan_mount(
 
     With ``upper_dir_max`` (bytes), a mount over an upper dir holding more is refused.
     """
-    paths = instance_paths(name, state_dir)
-    roots = default_allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
+    paths = _layout.instance_paths(name, state_dir, MountError)
+    roots = _layout.allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
     resolved = validate_lowerdirs(lowerdirs, roots)
     uid, gid = resolve_owner(owner)
     if not os.path.isdir(state_dir):
@@ -1098,8 +1032,8 @@ def plan_writes(plan: MountPlan, cap: int | None, remount: bool, ns_pid: int = 1
     try:
         current = os.lstat(paths.image)
     except FileNotFoundError:
-        plan.writes_size = writes_size(parse_size(DEFAULT_UPPER_DIR_MAX, "default", MountError)
-                                       if cap is None else cap)
+        default = _common.parse_size(DEFAULT_UPPER_DIR_MAX, "default", MountError)
+        plan.writes_size = writes_size(default if cap is None else cap)
         plan.writes_steps = ["create", "mount"]
         return
     if not stat.S_ISREG(current.st_mode):
@@ -1125,7 +1059,7 @@ def plan_writes(plan: MountPlan, cap: int | None, remount: bool, ns_pid: int = 1
         plan.writes_steps.append("mount")
 
 
-def cap_refusal(paths: InstancePaths, cap: int, ns_pid: int = 1) -> str | None:
+def cap_refusal(paths: _layout.InstancePaths, cap: int, ns_pid: int = 1) -> str | None:
     """Why ``cap`` cannot be this capped instance's new upper_dir_max (it is below what its
     writes filesystem holds), else None; for a converge, before anything is written."""
     if not paths.capped or not os.path.lexists(paths.image):
@@ -1141,8 +1075,9 @@ def cap_refusal(paths: InstancePaths, cap: int, ns_pid: int = 1) -> str | None:
     return shrink_refusal(used, cap, where)
 
 
-def plan_unmount(name: str, *, state_dir: str = DEFAULT_STATE_DIR, ns_pid: int = 1) -> MountPlan:
-    paths = instance_paths(name, state_dir)
+def plan_unmount(name: str, *, state_dir: str = _common.DEFAULT_STATE_DIR,
+                 ns_pid: int = 1) -> MountPlan:
+    paths = _layout.instance_paths(name, state_dir, MountError)
     before = read_mount_state(paths.merged, ns_pid)
     action = "unmount" if before.mounted else "none"
     plan = MountPlan(name, "unmounted", paths, before, action=action)
@@ -1200,7 +1135,8 @@ def resize_image(image: str, size: int) -> None:
     growing = size > os.lstat(image).st_size
     if growing:
         os.truncate(image, size)
-    _run([RESIZE2FS, image, f"{size // 1024}K"], f"resize2fs {image} to {format_size(size)}")
+    _run([RESIZE2FS, image, f"{size // 1024}K"],
+         f"resize2fs {image} to {_common.format_size(size)}")
     if not growing:
         os.truncate(image, size)
 

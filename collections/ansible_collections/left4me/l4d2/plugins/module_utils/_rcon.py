@@ -34,8 +34,8 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     validate_id,
     write_atomic,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
-    INSTANCE_CFG,
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    INSTANCE_CFG_IN_LAYER,
     HostLayout,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import MountError, parse_env
@@ -361,10 +361,6 @@ def run_command(port: int, password: str, command: str, timeout: float = DEFAULT
 
 
 # --- where the password is -------------------------------------------------------------
-
-# Where srcds_instance writes it (_instance), relative to the instance's config layer.
-INSTANCE_CFG_IN_LAYER = f"left4dead2/cfg/{INSTANCE_CFG}"
-
 
 def instance_cfg_path(name: str, state_dir: str) -> str:
     """srcds_instance's per-instance cfg (root:left4me 0640), which holds rcon_password."""

@@ -28,13 +28,17 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
     page,
     parse_json_lines,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    INSTANCES_DIR,
+    env_file_path,
+    instance_paths,
+    server_unit_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     MountError,
-    instance_paths,
     mount_state,
     mountinfo_path,
     parse_env,
-    validate_instance_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
     AUTH_FAILED_MESSAGE,
@@ -53,6 +57,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
     validate_request,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+    SHOW_PROPERTIES,
     InfoError,
     InstanceInfo,
     a2s_targets,
@@ -64,15 +69,13 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
     journal_messages,
     needs_journal,
     param_problem,
-    parse_show,
     probe_address,
     record_a2s,
     record_status,
     refused_before,
     select_names,
-    show_argv,
-    unit_of,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
 
 # argv -> (rc, stdout, stderr), run with LANG=C.
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
@@ -122,12 +125,8 @@ def require_root(needs_root: str) -> None:
         raise ReadError(needs_root)
 
 
-def env_file_of(name: str, config_dir: str) -> str:
-    return os.path.join(config_dir, "instances", f"{name}.env")
-
-
 def _systemctl_show(run: Runner, names: Sequence[str], **fields: object) -> dict:
-    rc, out, err = run(show_argv([unit_of(n) for n in names]))
+    rc, out, err = run(show_argv([server_unit_name(n) for n in names], SHOW_PROPERTIES))
     if rc != 0:
         raise ReadError(f"systemctl show failed (rc {rc}): {err.strip()}", **fields)
     return parse_show(out)
@@ -149,7 +148,7 @@ def gather(run: Runner, name: str, props: dict[str, str], mountinfo: str,
            ) -> tuple[InstanceInfo, str | None]:
     """One instance as systemd, its env file, the mount table and (for a server that is not
     running) its journal say; and its RCON password, read on the host."""
-    env = read_env(env_file_of(name, config_dir))
+    env = read_env(env_file_path(name, config_dir))
     paths = instance_paths(name, state_dir)
     unreadable = None
     try:
@@ -201,7 +200,7 @@ def read_info(run: Runner, names: Sequence[str] | None, params: dict, state_dir:
     if problem:
         raise ReadError(problem)
     require_root(needs_root)
-    instances_dir = os.path.join(config_dir, "instances")
+    instances_dir = os.path.join(config_dir, INSTANCES_DIR)
     try:
         names = select_names(configured_names(instances_dir), names, instances_dir)
     except InfoError as exc:
@@ -211,7 +210,7 @@ def read_info(run: Runner, names: Sequence[str] | None, params: dict, state_dir:
     shown = _systemctl_show(run, names)
     with open(mountinfo_path(1), encoding="utf-8", errors="surrogateescape") as handle:
         mountinfo = handle.read()
-    infos = [gather(run, name, shown.get(unit_of(name), {"LoadState": "not-found"}),
+    infos = [gather(run, name, shown.get(server_unit_name(name), {"LoadState": "not-found"}),
                     mountinfo, params["journal_lines"], state_dir, config_dir)
              for name in names]
     targets = a2s_targets([info for info, _password in infos])
@@ -247,11 +246,11 @@ def plan_rcon(run: Runner, name: str, command: str, timeout: float, state_dir: s
         raise ReadError(str(exc)) from None
     require_root(needs_root)
     try:
-        env_file = env_file_of(name, config_dir)
+        env_file = env_file_path(name, config_dir)
         target = target_of(name, env_file, read_text(env_file))
     except RconError as exc:
         raise ReadError(str(exc)) from None
-    props = _systemctl_show(run, [name], address=target.where).get(unit_of(name), {})
+    props = _systemctl_show(run, [name], address=target.where).get(server_unit_name(name), {})
     unit_state = classify(props)
     if not unit_state.running:
         raise ReadError(not_running_message(name, unit_state), address=target.where,
@@ -291,14 +290,14 @@ def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: 
               needs_root: str) -> dict:
     """server_logs' page: the last ``lines`` entries, or those after ``cursor``."""
     try:
-        validate_instance_name(name)
-        argv = journalctl_argv(unit_of(name), params["lines"], params["cursor"])
-    except (MountError, JournalError) as exc:
+        unit = server_unit_name(name, JournalError)
+        argv = journalctl_argv(unit, params["lines"], params["cursor"])
+    except JournalError as exc:
         raise ReadError(str(exc)) from None
     if params["max_bytes"] < 1024:
         raise ReadError("max_bytes must be at least 1024")
     require_root(needs_root)
-    configured = os.path.exists(env_file_of(name, config_dir))
+    configured = os.path.exists(env_file_path(name, config_dir))
     rc, out, err = run(argv)
     if rc != 0:
         hint = ""
@@ -308,12 +307,12 @@ def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: 
     entries = parse_json_lines(out)
     if not entries and not configured and not params["cursor"]:
         raise ReadError(f"instance {name!r} is not configured on this host and its unit"
-                        f" {unit_of(name)} has no journal entries")
+                        f" {unit} has no journal entries")
     try:
         secrets = [s for s in (instance_password(name, state_dir),) if s]
     except RconError:
         secrets = []  # password cvars in messages are still masked by their name
     result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
-    return dict(changed=False, unit=unit_of(name), entries=result.entries,
+    return dict(changed=False, unit=unit, entries=result.entries,
                 lines=result.lines, cursor=result.cursor, more=result.more,
                 truncated_lines=result.truncated_lines)

@@ -50,7 +50,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_STATE_DIR,
     Left4meError,
     exclusive_lock,
-    validate_id,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+    overlays_path,
+    validate_overlay_id,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     MountError,
@@ -111,10 +114,6 @@ class SandboxError(Left4meError):
 
 
 # --- input validation --------------------------------------------------------
-
-
-def validate_overlay_id(overlay_id: object) -> str:
-    return validate_id(overlay_id, "overlay id", SandboxError)
 
 
 def validate_user(name: object, what: str = "user") -> str:
@@ -246,12 +245,10 @@ class BuildPaths:
 
 def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
                 token: str = "0") -> BuildPaths:
-    validate_overlay_id(overlay_id)
-    if not os.path.isabs(state_dir):
-        raise SandboxError(f"state_dir must be an absolute path, got {state_dir!r}")
+    validate_overlay_id(overlay_id, SandboxError)
+    overlays = overlays_path(state_dir, SandboxError)
     if not re.fullmatch(r"[A-Za-z0-9]{1,32}", token):
         raise SandboxError(f"invalid build token {token!r}")
-    overlays = os.path.join(os.path.normpath(state_dir), "overlays")
     build_dir = os.path.join(overlays, f".{overlay_id}.build-{token}")
     return BuildPaths(
         overlays=overlays,
@@ -269,7 +266,7 @@ def build_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR,
 
 def build_unit_name(overlay_id: str) -> str:
     """One unit name per overlay: systemd refuses a second concurrent build of it."""
-    return f"left4me-build-{validate_overlay_id(overlay_id)}.service"
+    return f"left4me-build-{validate_overlay_id(overlay_id, SandboxError)}.service"
 
 
 # --- the sandbox --------------------------------------------------------------
@@ -824,7 +821,7 @@ def overlay_lock(lock_path: str):
 
 def stale_build_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
     """Build dirs of this overlay left by an interrupted run (call with the lock held)."""
-    prefix = f".{validate_overlay_id(overlay_id)}.build-"
+    prefix = f".{validate_overlay_id(overlay_id, SandboxError)}.build-"
     try:
         names = os.listdir(overlays_dir)
     except FileNotFoundError:
@@ -834,7 +831,7 @@ def stale_build_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
 
 def retired_dirs(overlays_dir: str, overlay_id: str) -> list[str]:
     """Previous trees kept because a mounted instance still used them."""
-    prefix = f".{validate_overlay_id(overlay_id)}.retired-"
+    prefix = f".{validate_overlay_id(overlay_id, SandboxError)}.retired-"
     try:
         names = os.listdir(overlays_dir)
     except FileNotFoundError:

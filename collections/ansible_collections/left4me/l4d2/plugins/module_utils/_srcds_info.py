@@ -38,9 +38,10 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
     mask_secrets,
     parse_json_lines,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
 from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import parse_status
 
-UNIT_PREFIX = "left4me-server@"
+# What systemctl show must read for classify and instance_info (srcds_info and rcon ask these).
 SHOW_PROPERTIES = (
     "Id", "LoadState", "ActiveState", "SubState", "Result", "UnitFileState", "NRestarts",
     "MemoryCurrent", "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "StartLimitBurst",
@@ -88,25 +89,6 @@ STATES = (RUNNING, STARTING, RESTARTING, STOPPING, STOPPED, STOPPED_OUTSIDE, OOM
 
 class InfoError(Left4meError):
     """A request srcds_info refuses; the message says what is wrong."""
-
-
-def unit_of(name: str) -> str:
-    return f"{UNIT_PREFIX}{name}.service"
-
-
-def show_argv(units: Sequence[str]) -> list[str]:
-    """``systemctl show`` of the properties :func:`classify` and :func:`instance_info` read."""
-    return ["systemctl", "show", "--property=" + ",".join(SHOW_PROPERTIES), *units]
-
-
-def parse_show(text: str) -> dict[str, dict[str, str]]:
-    """``systemctl show`` of several units (blocks split by a blank line), by Id."""
-    units: dict[str, dict[str, str]] = {}
-    for block in text.strip().split("\n\n"):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if props.get("Id"):
-            units[props["Id"]] = props
-    return units
 
 
 def accounted(value: str | None) -> int | None:
@@ -244,7 +226,7 @@ def instance_info(name: str, env: dict[str, str], props: dict[str, str], mounted
     port = env.get("LEFT4ME_PORT", "")
     return InstanceInfo(
         name=name,
-        unit=unit_of(name),
+        unit=server_unit_name(name, InfoError),
         port=int(port) if port.isdigit() else None,
         ip=env.get("LEFT4ME_IP"),
         state=unit_state.state,
@@ -327,7 +309,7 @@ def needs_journal(props: dict[str, str]) -> bool:
 def journal_argv(name: str, journal_lines: int) -> list[str]:
     """The journalctl call for a server that is not running: the lines :func:`classify`
     reads (CLASSIFY_LINES) or the ``journal_lines`` returned, whichever are more."""
-    return journalctl_argv(unit_of(name), max(journal_lines, CLASSIFY_LINES))
+    return journalctl_argv(server_unit_name(name, InfoError), max(journal_lines, CLASSIFY_LINES))
 
 
 def journal_messages(journalctl_output: str, password: str | None) -> list[str]:

@@ -62,27 +62,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
-        DEFAULT_STATE_DIR,
-        Left4meError,
-        exclusive_lock,
-        format_size,
-        parse_size,
-        replace_symlink,
-        validate_id,
-        write_atomic,
-    )
-except ImportError:  # the host's copy, beside left4me_common.py (role overlays)
-    from left4me_common import (  # type: ignore[no-redef]
-        DEFAULT_STATE_DIR,
-        Left4meError,
-        exclusive_lock,
-        format_size,
-        parse_size,
-        replace_symlink,
-        validate_id,
-        write_atomic,
-    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _common, _layout
+except ImportError:  # the host's copies, beside left4me_workshop.py (role overlays)
+    import left4me_common as _common  # type: ignore[no-redef]
+    import left4me_layout as _layout  # type: ignore[no-redef]
 
 DEFAULT_API_URL = "https://api.steampowered.com"
 L4D2_APP_ID = 550
@@ -117,15 +100,11 @@ _ITEM_ID_RE = re.compile(r"[1-9][0-9]{0,19}")
 T = TypeVar("T")
 
 
-class WorkshopError(Left4meError):
+class WorkshopError(_common.Left4meError):
     """Bad input, an API failure or a host state we refuse; the message says what to do."""
 
 
 # --- validation -----------------------------------------------------------------------
-
-
-def validate_overlay_id(overlay_id: object) -> str:
-    return validate_id(overlay_id, "overlay id", WorkshopError)
 
 
 def validate_item_ids(ids: Iterable[object], what: str) -> list[str]:
@@ -520,7 +499,7 @@ def is_cached(cache_dir: str, index: dict[str, dict[str, object]], item: ItemRes
 
 
 def write_json_atomic(path: str, data: object, owner: tuple[int, int] | None) -> None:
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644, owner)
+    _common.write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644, owner)
 
 
 def _store_download(item: ItemResult, response, block: bytes, fd: int, temp: str, final: str,
@@ -806,19 +785,15 @@ class OverlayPaths:
     cache: str
 
 
-def overlay_paths(overlay_id: str, state_dir: str = DEFAULT_STATE_DIR) -> OverlayPaths:
-    validate_overlay_id(overlay_id)
-    if not os.path.isabs(state_dir):
-        raise WorkshopError(f"state_dir must be an absolute path, got {state_dir!r}")
-    state = os.path.normpath(state_dir)
-    root = os.path.join(state, "overlays", overlay_id)
+def overlay_paths(overlay_id: str, state_dir: str = _common.DEFAULT_STATE_DIR) -> OverlayPaths:
+    root = _layout.overlay_root(overlay_id, state_dir, WorkshopError)
     game = os.path.join(root, "left4dead2")
     return OverlayPaths(
-        overlays=os.path.join(state, "overlays"),
+        overlays=os.path.dirname(root),
         root=root,
         game=game,
         addons=os.path.join(game, "addons"),
-        cache=os.path.join(state, "workshop_cache"),
+        cache=os.path.join(os.path.normpath(state_dir), _layout.WORKSHOP_CACHE_DIR),
     )
 
 
@@ -886,7 +861,7 @@ def apply_addon_links(plan: LinkPlan, paths: OverlayPaths, owner: tuple[int, int
             if owner:
                 os.chown(directory, *owner)
     for name, target in plan.create.items():
-        replace_symlink(os.path.join(paths.addons, name), target, owner)
+        _common.replace_symlink(os.path.join(paths.addons, name), target, owner)
     for name in plan.remove:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(paths.addons, name))
@@ -923,7 +898,7 @@ class SyncResult:
 
 def cache_lock(cache_dir: str, owner: tuple[int, int] | None):
     """Serialise runs (Ansible and the refresh timer) that share the cache."""
-    return exclusive_lock(os.path.join(cache_dir, LOCK_NAME), 0o644, owner)
+    return _common.exclusive_lock(os.path.join(cache_dir, LOCK_NAME), 0o644, owner)
 
 
 class ProgressLog:
@@ -1090,10 +1065,11 @@ def oversize_message(overlay_id: str, usable: Sequence[ItemResult], cap: int) ->
     if total <= cap:
         return None
     largest = sorted(usable, key=lambda item: item.file_size, reverse=True)[:3]
-    named = ", ".join(f"{item.publishedfileid} ({format_size(item.file_size)})"
+    named = ", ".join(f"{item.publishedfileid} ({_common.format_size(item.file_size)})"
                       for item in largest)
-    return (f"overlay {overlay_id}: its {len(usable)} item(s) hold {format_size(total)} in all,"
-            f" above the cap of {format_size(cap)} for one Workshop overlay (max_size);"
+    total_text, cap_text = _common.format_size(total), _common.format_size(cap)
+    return (f"overlay {overlay_id}: its {len(usable)} item(s) hold {total_text} in all,"
+            f" above the cap of {cap_text} for one Workshop overlay (max_size);"
             f" nothing was downloaded or removed. The largest: {named}. Remove items, or"
             " split them over several overlays")
 
@@ -1152,7 +1128,7 @@ def sync_overlay(
     collections: Iterable[object] = (),
     *,
     api: SteamApi,
-    state_dir: str = DEFAULT_STATE_DIR,
+    state_dir: str = _common.DEFAULT_STATE_DIR,
     owner: tuple[int, int] | None = None,
     fail_on_item_error: bool = True,
     workers: int = 4,
@@ -1162,7 +1138,7 @@ def sync_overlay(
     timeout: float = 60.0,
     echo: Callable[[str], None] | None = None,
     steamcmd: Steamcmd | None = None,
-    max_total_bytes: int = parse_size(DEFAULT_MAX_SIZE, "max_size"),
+    max_total_bytes: int = _common.parse_size(DEFAULT_MAX_SIZE, "max_size"),
 ) -> SyncResult:
     """Bring one workshop overlay to the wanted items; see the module docstring.
 

@@ -113,10 +113,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
 from ansible_collections.left4me.l4d2.plugins.module_utils._files_overlay import (  # noqa: E402
     FilesOverlayError,
     apply_files_plan,
-    overlay_root,
     parse_mode,
     plan_diff,
     plan_files,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    overlay_root,
 )
 
 
@@ -143,7 +145,7 @@ def main():
     )
     params = module.params
     try:
-        root = overlay_root(params["id"], params["state_dir"])
+        root = overlay_root(params["id"], params["state_dir"], FilesOverlayError)
         owner = owner_ids(params["owner"], params["group"], FilesOverlayError)
         plan = plan_files(root, params["files"], owner, parse_mode(params["directory_mode"]))
     except (FilesOverlayError, OSError) as exc:

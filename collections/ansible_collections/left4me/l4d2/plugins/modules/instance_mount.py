@@ -153,11 +153,13 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    env_file_path,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
     apply_mount_plan,
     enter_mount_namespace,
-    env_file_path,
     lowerdirs_from_env,
     plan_mount,
     plan_unmount,
@@ -171,7 +173,7 @@ def make_plan(params):
         return plan_unmount(params["name"], state_dir=params["state_dir"])
     lowerdirs, upper_dir_max = params["lowerdirs"], None
     if lowerdirs is None:
-        path = env_file_path(params["name"], params["config_dir"])
+        path = env_file_path(params["name"], params["config_dir"], MountError)
         env = read_env_file(path)
         lowerdirs = lowerdirs_from_env(env, path)
         upper_dir_max = upper_dir_max_from_env(env, path)

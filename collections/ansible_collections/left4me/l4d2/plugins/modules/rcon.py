@@ -106,17 +106,21 @@ address:
   sample: 127.0.0.1:27015
 """
 
+from functools import partial  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
     ARGUMENTS,
     ReadError,
     plan_rcon,
     send_rcon,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    run_in_c,
 )
 
 NEEDS_ROOT = (
@@ -137,7 +141,7 @@ def main():
     )
     params = module.params
     try:
-        plan = plan_rcon(lambda argv: module.run_command(argv, environ_update=LANG_C),
+        plan = plan_rcon(partial(run_in_c, module),
                          params["name"], params["command"], params["timeout"],
                          params["state_dir"], params["config_dir"], NEEDS_ROOT)
     except ReadError as exc:

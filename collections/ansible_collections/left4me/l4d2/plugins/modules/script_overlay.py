@@ -275,6 +275,9 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     tree_usage,
     user_account,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    validate_overlay_id,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # noqa: E402
     Limits,
     LiveLog,
@@ -304,7 +307,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._sandbox import (  # 
     tree_manifest,
     validate_environment,
     validate_output_lines,
-    validate_overlay_id,
     validate_resolvers,
     validate_user,
     write_all,
@@ -351,7 +353,7 @@ class Build:
     """One build's validated inputs: what :func:`build` needs besides the module."""
 
     def __init__(self, params) -> None:
-        validate_overlay_id(params["name"])
+        validate_overlay_id(params["name"], SandboxError)
         if not params["slice"].endswith(".slice") or "/" in params["slice"]:
             raise SandboxError(f"slice {params['slice']!r} must be a unit name ending in .slice")
         self.limits = Limits(params["memory_max"], params["tasks_max"], params["cpu_quota"],

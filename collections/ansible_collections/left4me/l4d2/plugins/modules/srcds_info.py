@@ -218,16 +218,20 @@ instances:
       elements: str
 """
 
+from functools import partial  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
     ARGUMENTS,
     ReadError,
     read_info,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    run_in_c,
 )
 
 NEEDS_ROOT = (
@@ -248,7 +252,7 @@ def main():
     )
     params = module.params
     try:
-        instances = read_info(lambda argv: module.run_command(argv, environ_update=LANG_C),
+        instances = read_info(partial(run_in_c, module),
                               params["names"], params, params["state_dir"],
                               params["config_dir"], NEEDS_ROOT)
     except ReadError as exc:

@@ -382,15 +382,11 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_CONFIG_DIR,
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
-    LANG_C,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
-    HostLayout,
     InstancePlan,
     failure_reason,
     has_process_output,
-    parse_journal_json,
-    server_unit_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance_apply import (  # noqa: E402
     apply_plan,
@@ -405,8 +401,21 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units impor
     instance_diffs,
     instance_results,
 )
+from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
+    parse_json_lines,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    HostLayout,
+    server_unit_name,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._manager import (  # noqa: E402
     DEFAULT_MANAGER,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
+    parse_show,
+    run_in_c,
+    show_argv,
+    systemctl_argv,
 )
 
 ARGUMENT_SPEC = dict(
@@ -445,7 +454,7 @@ class Systemd:
         self.module = module
 
     def run(self, argv: list[str], check: bool = True) -> tuple[int, str, str]:
-        rc, out, err = self.module.run_command(argv, environ_update=LANG_C)
+        rc, out, err = run_in_c(self.module, argv)
         if check and rc != 0:
             self.module.fail_json(
                 msg=f"{' '.join(argv)} failed (rc {rc}): {err.strip() or out.strip()}",
@@ -455,19 +464,13 @@ class Systemd:
 
     def systemctl(self, verb: str, units: list[str], *extra: str) -> None:
         if units:
-            self.run(["systemctl", verb, *extra, *units])
+            self.run(systemctl_argv(verb, units, *extra))
 
     def unit_states(self, units: list[str]) -> dict[str, dict[str, str]]:
         if not units:
             return {}
-        _rc, out, _err = self.run(
-            ["systemctl", "show", "--property=" + ",".join(UNIT_PROPERTIES), *units]
-        )
-        states: dict[str, dict[str, str]] = {}
-        for block in out.strip().split("\n\n"):
-            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if props.get("Id"):
-                states[props["Id"]] = props
+        _rc, out, _err = self.run(show_argv(units, UNIT_PROPERTIES))
+        states = parse_show(out)
         return {unit: states.get(unit, {}) for unit in units}
 
     def failure_reason(self, plan: InstancePlan, since: float) -> str:
@@ -482,7 +485,7 @@ class Systemd:
                  "--no-pager", "-o", "json"],
                 check=False,
             )
-            entries = parse_journal_json(out) if rc == 0 else []
+            entries = parse_json_lines(out) if rc == 0 else []
             if has_process_output(entries, plan.invocation_before) or attempt + 1 == JOURNAL_READS:
                 break
             time.sleep(0.5)

@@ -28,9 +28,9 @@ exit 0 when there is nothing to do, otherwise print one line on stderr and exit 
 upper dir that holds more than its cap, printing why: the unit fails, and its restart is
 refused by ``mount`` with the same reason until the upper dir is smaller.
 
-The logic lives in left4me_mount.py (and left4me_common.py) next to this file. Through sudo
-(SUDO_UID set) the path and owner options are refused, so a sudoers rule can
-only ever pick a verb and an instance name.
+The logic lives in left4me_mount.py (and left4me_layout.py, left4me_common.py) next to
+this file. Through sudo (SUDO_UID set) the path and owner options are refused, so a
+sudoers rule can only ever pick a verb and an instance name.
 """
 
 import argparse
@@ -39,6 +39,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import left4me_common as common  # noqa: E402
+import left4me_layout as layout  # noqa: E402
 import left4me_mount as mount_lib  # noqa: E402
 
 PROG = "left4me-mount"
@@ -67,31 +69,31 @@ def check(state_dir, config_dir):
         # Only the main process: systemd then stops the rest and runs ExecStopPost (the
         # unmount), which a kill of the whole unit would catch starting and kill as well.
         subprocess.run(["/usr/bin/systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL",
-                        f"left4me-server@{name}.service"], check=False)
+                        layout.server_unit_name(name, mount_lib.MountError)], check=False)
 
 
 def run(args):
     overrides = [o for o in ("state_dir", "config_dir", "owner") if getattr(args, o) is not None]
     if overrides and "SUDO_UID" in os.environ:
         raise mount_lib.MountError("--state-dir, --config-dir and --owner are refused under sudo")
-    state_dir = args.state_dir or mount_lib.DEFAULT_STATE_DIR
+    state_dir = args.state_dir or common.DEFAULT_STATE_DIR
     if args.verb == "check":
         if args.name or "SUDO_UID" in os.environ:
             raise mount_lib.MountError("check takes no instance name and is root's alone")
-        check(state_dir, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        check(state_dir, args.config_dir or common.DEFAULT_CONFIG_DIR)
         return
-    name = mount_lib.validate_instance_name(args.name)
+    name = layout.validate_instance_name(args.name, mount_lib.MountError)
     mount_lib.enter_mount_namespace()
     if args.verb == "umount":
         plan = mount_lib.plan_unmount(name, state_dir=state_dir)
     else:
-        env_path = mount_lib.env_file_path(name, args.config_dir or mount_lib.DEFAULT_CONFIG_DIR)
+        env_path = layout.env_file_path(name, args.config_dir or common.DEFAULT_CONFIG_DIR)
         env = mount_lib.read_env_file(env_path)
         plan = mount_lib.plan_mount(
             name,
             mount_lib.lowerdirs_from_env(env, env_path),
             state_dir=state_dir,
-            owner=args.owner or mount_lib.DEFAULT_RUNTIME_USER,
+            owner=args.owner or common.DEFAULT_RUNTIME_USER,
             remount=True,
             upper_dir_max=mount_lib.upper_dir_max_from_env(env, env_path),
         )

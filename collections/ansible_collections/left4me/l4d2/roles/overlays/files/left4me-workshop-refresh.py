@@ -31,6 +31,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import left4me_common  # noqa: E402
 import left4me_steamcmd  # noqa: E402
 import left4me_workshop as workshop  # noqa: E402
 
@@ -116,7 +117,7 @@ def refresh(definition, state_dir, api_key, steamcmd):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG, description="Refresh left4me Workshop overlays.")
     parser.add_argument("--config-dir", default="/etc/left4me")
-    parser.add_argument("--state-dir", default=workshop.DEFAULT_STATE_DIR)
+    parser.add_argument("--state-dir", default=left4me_common.DEFAULT_STATE_DIR)
     parser.add_argument("--steamcmd-dir", help="directory of steamcmd.sh (default STATE/steam)")
     parser.add_argument("--overlay", action="append", default=[], help="only this overlay id")
     args = parser.parse_args(argv)

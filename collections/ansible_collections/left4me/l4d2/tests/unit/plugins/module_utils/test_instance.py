@@ -6,7 +6,6 @@ of (env file, instance cfg, unit drop-in) and port conflicts, without a host."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -22,6 +21,7 @@ except ImportError:  # plain pytest from the repo root: make the collection impo
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _instance as inst
     from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
+from ansible_collections.left4me.l4d2.plugins.module_utils import _journal as journal
 
 
 @pytest.fixture
@@ -409,7 +409,7 @@ def test_the_reason_never_shows_a_password():
     ]
     reason = inst.failure_reason(entries, secrets=["hunter2-secret"])
     assert "hunter2-secret" not in reason and "other-secret" not in reason
-    assert reason.count(inst.SECRET_MASK) == 3
+    assert reason.count(journal.SECRET_MASK) == 3
     assert reason.endswith("Couldn't allocate any server IP port")
 
 
@@ -419,13 +419,6 @@ def test_the_reason_is_bounded():
     assert len(reason) <= inst.REASON_MAX_CHARS
     assert reason.count(" | ") < inst.REASON_MAX_LINES
     assert "line 99 " in reason and "line 91 " not in reason
-
-
-def test_journal_json_with_binary_messages_and_junk():
-    text = "\n".join([json.dumps({"MESSAGE": list(b"caf\xc3\xa9 \xff"), "_PID": "9"}),
-                      "not json", json.dumps({"MESSAGE": "plain", "_PID": "9"})])
-    entries = inst.parse_journal_json(text)
-    assert [inst.entry_message(e) for e in entries] == ["café \ufffd", "plain"]
 
 
 def test_cfg_secrets_are_read_from_the_instance_cfg(layout):

@@ -129,3 +129,10 @@ def test_each_line_has_its_time_and_who_logged_it():
 
 def test_lines_that_are_not_json_objects_are_skipped():
     assert _journal.parse_json_lines('{"MESSAGE": "a"}\nnot json\n[1]\n\n') == [{"MESSAGE": "a"}]
+
+
+def test_journal_json_with_binary_messages_and_junk():
+    text = "\n".join([json.dumps({"MESSAGE": list(b"caf\xc3\xa9 \xff"), "_PID": "9"}),
+                      "not json", json.dumps({"MESSAGE": "plain", "_PID": "9"})])
+    entries = _journal.parse_json_lines(text)
+    assert [_journal.entry_message(e) for e in entries] == ["café \ufffd", "plain"]

@@ -28,6 +28,7 @@ try:
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _mount as mount_lib
+from ansible_collections.left4me.l4d2.plugins.module_utils import _layout as layout_lib
 
 MountError = mount_lib.MountError
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
@@ -98,66 +99,11 @@ def current(root: pathlib.Path, name: str) -> mount_lib.MountState:
     return mount_lib.read_mount_state(str(root / "runtime" / name / "merged"), os.getpid())
 
 
-# --- instance names and paths ------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["a", "0", "coop1", "a-b_c", "9lives", "a" * 64, "x-" * 32])
-def test_valid_instance_names(name):
-    assert mount_lib.validate_instance_name(name) == name
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["", "-a", "_a", "A", "coOp", "a" * 65, "a/b", "a.b", "..", "a b", "a\n", "é", None, 5],
-)
-def test_invalid_instance_names(name):
-    with pytest.raises(MountError, match="invalid instance name"):
-        mount_lib.validate_instance_name(name)
-
-
-def test_instance_paths_default_state_dir():
-    paths = mount_lib.instance_paths("coop1-never-made")
-    root = "/var/lib/left4me/runtime/coop1-never-made"
-    assert paths.root == root
-    assert paths.capped
-    assert (paths.upper, paths.work, paths.merged, paths.image, paths.writes) == (
-        f"{root}/writes/upper", f"{root}/writes/work", f"{root}/merged",
-        f"{root}/writes.img", f"{root}/writes",
-    )
-
-
-def test_an_instance_with_a_plain_upper_dir_keeps_it(tmp_path):
-    """An instance made before the cap was a filesystem keeps its upper dir where it is."""
-    (tmp_path / "runtime" / "old1" / "upper").mkdir(parents=True)
-    paths = mount_lib.instance_paths("old1", str(tmp_path))
-    assert not paths.capped
-    assert (paths.upper, paths.work) == (f"{tmp_path}/runtime/old1/upper",
-                                         f"{tmp_path}/runtime/old1/work")
-
-
-def test_instance_paths_custom_state_dir_and_errors():
-    assert mount_lib.instance_paths("x", "/srv/l4d//").merged == "/srv/l4d/runtime/x/merged"
-    with pytest.raises(MountError, match="absolute"):
-        mount_lib.instance_paths("x", "srv")
-    with pytest.raises(MountError, match="invalid instance name"):
-        mount_lib.instance_paths("../x")
-
-
-def test_default_allowed_roots_and_env_path():
-    assert mount_lib.default_allowed_roots("/s") == [
-        "/s/installation",
-        "/s/overlays",
-        "/s/workshop_cache",
-    ]
-    assert mount_lib.env_file_path("coop1") == "/etc/left4me/instances/coop1.env"
-    assert mount_lib.env_file_path("x", "/cfg") == "/cfg/instances/x.env"
-
-
 # --- lowerdir validation -------------------------------------------------------
 
 
 def roots_of(root: pathlib.Path) -> list[str]:
-    return mount_lib.default_allowed_roots(str(root))
+    return layout_lib.allowed_roots(str(root))
 
 
 def test_lowerdirs_keep_order_and_resolve_symlinks_inside_roots(state_dir):
@@ -530,7 +476,7 @@ def test_fuse_taint_check_never_follows_a_link_swapped_in_for_a_directory(state_
 
 
 def test_capped_instance_dir_specs_leave_upper_and_work_to_its_filesystem(state_dir):
-    paths = mount_lib.instance_paths("t1", str(state_dir))
+    paths = layout_lib.instance_paths("t1", str(state_dir))
     specs = mount_lib.instance_dir_specs(paths, 65534, 65534)
     assert [(s.path, s.uid, s.mode) for s in specs] == [
         (str(state_dir / "runtime"), 0, 0o755),
@@ -544,7 +490,7 @@ def test_capped_instance_dir_specs_leave_upper_and_work_to_its_filesystem(state_
 
 def test_instance_dir_specs_and_changes(state_dir):
     os.makedirs(state_dir / "runtime" / "t1" / "upper")  # an instance from before the cap
-    paths = mount_lib.instance_paths("t1", str(state_dir))
+    paths = layout_lib.instance_paths("t1", str(state_dir))
     specs = mount_lib.instance_dir_specs(paths, 65534, 65534)
     assert [(s.path, s.uid, s.mode, s.create_only) for s in specs] == [
         (str(state_dir / "runtime"), 0, 0o755, True),
@@ -573,7 +519,7 @@ def test_instance_dir_specs_and_changes(state_dir):
 def test_dir_in_the_way_is_refused(state_dir):
     os.makedirs(state_dir / "runtime" / "t1")
     (state_dir / "runtime" / "t1" / "upper").write_text("not a dir")
-    paths = mount_lib.instance_paths("t1", str(state_dir))
+    paths = layout_lib.instance_paths("t1", str(state_dir))
     with pytest.raises(MountError, match="exists but is not a directory"):
         mount_lib.dir_changes(mount_lib.instance_dir_specs(paths, 0, 0))
 
@@ -647,7 +593,7 @@ def test_many_long_layers_use_lowerdir_plus(state_dir, count):
 @needs_mount
 def test_legacy_mount_is_understood_and_its_page_limit_enforced(state_dir):
     os.makedirs(state_dir / "runtime" / "old" / "upper")
-    paths = mount_lib.instance_paths("old", str(state_dir))
+    paths = layout_lib.instance_paths("old", str(state_dir))
     uid, gid = mount_lib.resolve_owner(RUNTIME_USER)
     mount_lib.ensure_dirs(mount_lib.instance_dir_specs(paths, uid, gid))
     lowerdirs = layers(state_dir, "a", "b")
@@ -838,8 +784,9 @@ def helper(tmp_path):
     libexec.mkdir()
     shutil.copy2(HELPER, libexec / "left4me-mount")
     shutil.copy2(mount_lib.__file__, libexec / "left4me_mount.py")
-    shutil.copy2(pathlib.Path(mount_lib.__file__).with_name("_common.py"),
-                 libexec / "left4me_common.py")
+    for library in ("_common.py", "_layout.py"):
+        shutil.copy2(pathlib.Path(mount_lib.__file__).with_name(library),
+                     libexec / f"left4me{library[:-3]}.py")
     return libexec / "left4me-mount"
 
 
@@ -1054,7 +1001,7 @@ def test_a_server_writing_past_its_cap_gets_enospc_and_the_host_keeps_its_disk(s
     opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
     result = run_helper(helper, "mount", "coop1", *opts)
     assert (result.returncode, result.stderr) == (0, "")
-    paths = mount_lib.instance_paths("coop1", str(state_dir))
+    paths = layout_lib.instance_paths("coop1", str(state_dir))
     image = os.stat(paths.image)
     assert (image.st_uid, image.st_mode & 0o7777, image.st_size) == (0, 0o600, 64 << 20)
     assert image.st_blocks * 512 < 2 << 20, "a new server's image is not sparse"
@@ -1088,7 +1035,7 @@ def test_a_server_writing_past_its_cap_gets_enospc_and_the_host_keeps_its_disk(s
 def test_a_cap_grows_keeps_the_files_and_never_shrinks_below_use(state_dir, helper):
     config = state_dir.parent / "etc"
     opts = ["--state-dir", str(state_dir), "--config-dir", str(config), "--owner", RUNTIME_USER]
-    paths = mount_lib.instance_paths("coop1", str(state_dir))
+    paths = layout_lib.instance_paths("coop1", str(state_dir))
 
     def start(cap):
         env_with_cap(config, "coop1", layers(state_dir, "a"), cap)
@@ -1141,7 +1088,7 @@ def test_a_server_with_a_plain_upper_dir_keeps_its_files_and_its_counted_cap(sta
 @needs_loop
 def test_a_converge_is_refused_a_cap_below_what_the_image_holds(state_dir):
     """srcds_instance asks this before writing a smaller cap, the server running or not."""
-    paths = mount_lib.instance_paths("t1", str(state_dir))
+    paths = layout_lib.instance_paths("t1", str(state_dir))
     assert mount_lib.cap_refusal(paths, 64 << 20) is None  # no image yet: nothing to shrink
     os.makedirs(paths.writes)
     mount_lib.create_image(paths.image, 128 << 20)

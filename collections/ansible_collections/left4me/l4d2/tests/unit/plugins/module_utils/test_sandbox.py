@@ -41,14 +41,14 @@ def values(props: list[tuple[str, str]], name: str) -> list[str]:
 
 @pytest.mark.parametrize("good", ["maps", "0", "l4d2center-maps", "a_b", "x" * 64])
 def test_valid_overlay_ids(good):
-    assert sandbox.validate_overlay_id(good) == good
+    assert sandbox.build_unit_name(good) == f"left4me-build-{good}.service"
 
 
 @pytest.mark.parametrize("bad", ["", "Maps", "-x", "_x", "a/b", "..", ".hidden", "x" * 65,
                                  "a b", "a\n", None, 7])
 def test_invalid_overlay_ids_are_refused(bad):
     with pytest.raises(SandboxError, match="invalid overlay id"):
-        sandbox.validate_overlay_id(bad)
+        sandbox.build_unit_name(bad)
 
 
 @pytest.mark.parametrize(("field", "bad"), [

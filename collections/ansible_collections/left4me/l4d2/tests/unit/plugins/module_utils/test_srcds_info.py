@@ -16,6 +16,7 @@ try:
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
     from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _srcds_info
+from ansible_collections.left4me.l4d2.plugins.module_utils import _systemd
 
 BASE = {
     "Id": "left4me-server@coop1.service", "LoadState": "loaded", "UnitFileState": "enabled",
@@ -137,7 +138,7 @@ def test_the_journal_is_kept_only_for_a_server_that_is_not_running():
 def test_systemctl_show_of_several_units():
     text = ("Id=left4me-server@a.service\nActiveState=active\n\n"
             "Id=left4me-server@b.service\nActiveState=failed\nResult=start-limit-hit\n")
-    shown = _srcds_info.parse_show(text)
+    shown = _systemd.parse_show(text)
     assert shown["left4me-server@b.service"]["Result"] == "start-limit-hit"
     assert shown["left4me-server@a.service"]["ActiveState"] == "active"
 
@@ -226,7 +227,8 @@ def test_the_journal_read_covers_what_classify_needs_and_what_is_returned(journa
 
 
 def test_systemctl_show_asks_for_the_properties_classify_reads():
-    argv = _srcds_info.show_argv(["left4me-server@a.service", "left4me-server@b.service"])
+    argv = _systemd.show_argv(["left4me-server@a.service", "left4me-server@b.service"],
+                              _srcds_info.SHOW_PROPERTIES)
     assert argv[:2] == ["systemctl", "show"]
     assert argv[2].startswith("--property=Id,LoadState,ActiveState,SubState,Result,")
     assert argv[3:] == ["left4me-server@a.service", "left4me-server@b.service"]

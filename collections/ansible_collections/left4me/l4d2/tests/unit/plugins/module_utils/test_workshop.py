@@ -96,7 +96,7 @@ def cache_files(state: pathlib.Path) -> list[str]:
 @pytest.mark.parametrize("bad", ["", "Maps", "-maps", "a/b", "..", "x" * 65, "a b", None])
 def test_overlay_id_is_validated(bad):
     with pytest.raises(workshop.WorkshopError, match="invalid overlay id"):
-        workshop.validate_overlay_id(bad)
+        workshop.overlay_paths(bad)
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "12a", "1.5", "", "../1"])
@@ -219,9 +219,10 @@ def test_items_above_max_size_are_refused_at_resolve_time_and_nothing_changes(st
     for check_mode in (True, False):  # the UI's Resolve, then a build
         result = sync(steam, state, items=wanted, check_mode=check_mode, max_total_bytes=cap)
         assert result.failed and not result.changed
+        size = workshop._common.format_size
         assert result.msg.startswith(
-            f"overlay maps: its 4 item(s) hold {workshop.format_size(total)} in all, above the"
-            f" cap of {workshop.format_size(cap)} for one Workshop overlay (max_size); nothing"
+            f"overlay maps: its 4 item(s) hold {size(total)} in all, above the"
+            f" cap of {size(cap)} for one Workshop overlay (max_size); nothing"
             " was downloaded or removed. The largest: ")
     assert steam.stats().get("download", 0) == 0
     assert (cache_files(state), sorted(p.name for p in addons(state).iterdir())) == before

@@ -22,8 +22,9 @@ def host(tmp_path, start_webapi):
     """libexec/ with the command and its library, a config dir and a state dir."""
     libexec = tmp_path / "libexec"
     libexec.mkdir()
-    shutil.copy(COLLECTION / "plugins" / "module_utils" / "_common.py",
-                libexec / "left4me_common.py")
+    for library in ("_common", "_layout"):
+        shutil.copy(COLLECTION / "plugins" / "module_utils" / f"{library}.py",
+                    libexec / f"left4me{library}.py")
     shutil.copy(COLLECTION / "plugins" / "module_utils" / "_workshop.py",
                 libexec / "left4me_workshop.py")
     shutil.copy(COLLECTION / "plugins" / "module_utils" / "_steamcmd.py",
