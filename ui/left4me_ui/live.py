@@ -1,12 +1,13 @@
 """Live operations on one server: its RCON console and its journal, read on its host.
 
-Both are ad-hoc runs of this collection's modules on the server's host
-(`left4me.l4d2.rcon`, `left4me.l4d2.server_logs`), the same calls an operator makes with
-`ansible HOST -b -m left4me.l4d2.rcon -a '{"name": ..., "command": "status"}'`. The rcon
-module reads the password on the host and talks to 127.0.0.1, so neither the password nor
-RCON traffic crosses the network; the SSH connection carries only the command and its
-output. Console commands are kept per server (who, what, when, how it ended); their
-output is shown, never stored: it can hold players' addresses.
+Both are reads on the server's host (host_reads): a request to its `left4me-read` over the
+UI's kept SSH connection, or where that path is not used, an ad-hoc run of the same code's
+module (`left4me.l4d2.rcon`, `left4me.l4d2.server_logs`), the call an operator makes with
+`ansible HOST -b -m left4me.l4d2.rcon -a '{"name": ..., "command": "status"}'`. Either
+reads the password on the host and talks to 127.0.0.1, so neither the password nor RCON
+traffic crosses the network; the SSH connection carries only the command and its output.
+Console commands are kept per server (who, what, when, how it ended); their output is
+shown, never stored: it can hold players' addresses.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from dataclasses import dataclass
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import refusal
 
-from left4me_ui import audit, authz
+from left4me_ui import audit, authz, host_reads
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
 from left4me_ui.refusal import Refusal
-from left4me_ui.runner import run_module
 from left4me_ui.validation import check_name
 
 COMMAND_MAX_BYTES = 4000  # the rcon module's own limit
@@ -38,7 +38,8 @@ class ConsoleAnswer:
     command: str
     output: str
     seconds: float  # the RCON exchange on the host
-    round_trip: float  # from asking to the answer: the Ansible run to the host included
+    round_trip: float  # from asking to the answer: the way to the host included
+    fast: bool = True  # over the kept SSH connection (else an Ansible run: slower)
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,13 @@ def run_console(core: Core, actor: Actor, server_id: int, command: str,
         row = _server(conn, actor, server_id, manage=True)
         me = authz.current(conn, actor)
     command = check_command(command)
-    args = {"name": check_name(row["name"]), "command": command, "timeout": deadline}
-    # The SSH run itself gets room beyond the module's own deadline to report it.
+    name = check_name(row["name"])
+    # The read itself gets room beyond the RCON exchange's own deadline to report it.
     asked = time.monotonic()
-    run = run_module(core, row["host"], "left4me.l4d2.rcon", args,
-                     timeout=int(deadline) + 30)
+    run = host_reads.read(core, row["host"], "rcon", name,
+                          {"command": command, "timeout": deadline}, deadline + 30)
     round_trip = time.monotonic() - asked
+    fast = host_reads.fast(core, row["host"])  # after: a host found without it is remembered
     outcome = "ok" if run.ok else f"failed: {run.message}"
     with core.db.connect() as conn:
         now = time.time()
@@ -107,7 +109,7 @@ def run_console(core: Core, actor: Actor, server_id: int, command: str,
     if not run.ok:
         raise ConsoleError(run.message)
     return ConsoleAnswer(command, str(run.result.get("output", "")),
-                         float(run.result.get("seconds", 0.0)), round_trip)
+                         float(run.result.get("seconds", 0.0)), round_trip, fast)
 
 
 def console_history(core: Core, actor: Actor, server_id: int, limit: int = 50
@@ -128,10 +130,10 @@ def read_log(core: Core, actor: Actor, server_id: int, cursor: str | None = None
     """The server's journal: the last `lines` entries, or those after `cursor`."""
     with core.db.connect() as conn:
         row = _server(conn, actor, server_id, manage=False)
-    args: dict[str, object] = {"name": check_name(row["name"]), "lines": lines}
+    args: dict[str, object] = {"lines": lines}
     if cursor:
         args["cursor"] = cursor
-    run = run_module(core, row["host"], "left4me.l4d2.server_logs", args, timeout=30)
+    run = host_reads.read(core, row["host"], "logs", check_name(row["name"]), args, 30)
     if not run.ok:
         raise ConsoleError(f"could not read the log on {row['host']}: {run.message}")
     return LogPage([str(line) for line in run.result.get("lines") or []],

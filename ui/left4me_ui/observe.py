@@ -1,4 +1,4 @@
-"""What the servers are really doing: a poll of `left4me.l4d2.srcds_info`, one call per host.
+"""What the servers are really doing: one `info` read per host (host_reads: srcds_info's report).
 
 The UI's own poller (a thread beside the job worker, every `poll_seconds`) asks each host
 with UI servers for every instance's systemd state, A2S answer, players (RCON `status`,
@@ -19,10 +19,9 @@ import threading
 from dataclasses import dataclass
 from itertools import pairwise
 
-from left4me_ui import authz, profiles
+from left4me_ui import authz, host_reads, profiles
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import run_module
 
 KEEP_SECONDS = 2 * 24 * 3600  # the charts show the last day; keep two
 STALE_POLLS = 3  # an observation older than this many intervals is no longer "now"
@@ -97,8 +96,8 @@ def poll_host(core: Core, host: str, rcon_refused: dict[str, str] | None = None
     bans 127.0.0.1 after repeated failures). It is updated from the answer.
     """
     refused = {} if rcon_refused is None else rcon_refused
-    run = run_module(core, host, "left4me.l4d2.srcds_info",
-                     {"players": True, "rcon_refused": dict(refused)}, timeout=120)
+    run = host_reads.read(core, host, "info", None,
+                          {"players": True, "rcon_refused": dict(refused)}, 120)
     if not run.ok:
         raise RuntimeError(f"srcds_info on {host}: {run.message}")
     instances = run.result.get("instances") or []

@@ -53,6 +53,15 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
+def _switch_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
 def _size_env(name: str, default: str) -> int:
     """Bytes from a size such as 40G (K, M, G, T: powers of 1024), as srcds_instance reads
     its limits."""
@@ -95,6 +104,9 @@ class Settings:
     awx_poll_seconds: float = 2.0
     # How often the poller asks every host what its servers do (0: no poller).
     poll_seconds: int = 60
+    # Reads (console, log, poller) over one kept SSH connection to each host's left4me-read
+    # (left4me_ui.host_reads); off: an Ansible run per read, as with the awx backend.
+    fast_reads: bool = True
     # Files overlays: the most one file, one overlay (all its files) and its entries (files
     # and folders) may be; uploads and zip imports over a limit are refused, changing nothing.
     overlay_max_file_bytes: int = 64 * 1024 * 1024
@@ -192,6 +204,7 @@ def from_environment() -> Settings:
         port_range=(int(low), int(high or low)),
         **_job_backend_settings(),
         poll_seconds=_int_env("LEFT4ME_UI_POLL_SECONDS", 60),
+        fast_reads=_switch_env("LEFT4ME_UI_FAST_READS", True),
         overlay_max_file_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_FILE_BYTES", 64 * 1024 * 1024),
         overlay_max_total_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES",
                                          512 * 1024 * 1024),

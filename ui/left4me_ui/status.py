@@ -1,7 +1,7 @@
-"""Live status of servers: systemd's view (one module run per host) and A2S.
+"""Live status of servers: systemd's view (one `info` read per host) and A2S.
 
 Reads change nothing, so they are not jobs; a page should cache them for a few seconds
-(one `systemctl show` for all of a host's servers costs an SSH round trip).
+(one read for all of a host's servers costs an SSH round trip).
 """
 
 from __future__ import annotations
@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError, query_info
-from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
-from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
 
-from left4me_ui import authz
+from left4me_ui import authz, host_reads
 from left4me_ui.authz import Actor, NotFound
 from left4me_ui.core import Core
-from left4me_ui.runner import run_module
 from left4me_ui.validation import check_name
 
 
@@ -25,10 +22,6 @@ class A2SAnswer:
     map_name: str
     players: int
     max_players: int
-
-
-# What the UI reads of each server's unit (systemctl show, one call per host).
-SHOW_PROPERTIES = ("Id", "ActiveState", "SubState", "Result")
 
 
 @dataclass(frozen=True)
@@ -68,33 +61,27 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
     return A2SAnswer(info["name"], info["map"], info["players"], info["max_players"])
 
 
-def parse_systemctl_show(text: str) -> dict[str, SystemdState]:
-    """`systemctl show -p Id,ActiveState,SubState,Result UNIT...` -> unit id -> state."""
-    return {unit: SystemdState(props.get("ActiveState", "unknown"),
-                               props.get("SubState", "unknown"), props.get("Result", ""))
-            for unit, props in parse_show(text).items()}
-
-
 def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 30
                    ) -> dict[int, SystemdState]:
     """systemd's state of every server on `host` the actor may see: server id -> state.
 
-    One `systemctl show` (runner.run_module: the UI's SSH connection is reused); `timeout`
-    bounds the whole read, SSH included."""
+    One `info` read of the host (host_reads: its left4me-read over the kept SSH connection,
+    or srcds_info through Ansible where that is the way); `timeout` bounds the whole read."""
     with core.db.connect() as conn:
         me = authz.current(conn, actor)
         rows = [r for r in conn.execute("SELECT id, owner_id, name FROM servers WHERE host = ?",
                                         (host,)) if authz.may_view(me, r["owner_id"])]
     if not rows:
         return {}
-    units = {server_unit_name(check_name(r["name"])): r["id"] for r in rows}
-    run = run_module(core, host, "ansible.builtin.command", {
-        "cmd": " ".join(show_argv(sorted(units), SHOW_PROPERTIES))}, timeout=timeout)
+    run = host_reads.read(core, host, "info", None, {"journal_lines": 0}, timeout)
     if not run.ok:
         raise RuntimeError(f"could not read systemd state on {host}: {run.message}")
-    found = parse_systemctl_show(str(run.result.get("stdout", "")))
-    return {server_id: found.get(unit, SystemdState("unknown", "unknown", ""))
-            for unit, server_id in units.items()}
+    found = {str(i.get("name")): SystemdState(i.get("active_state") or "unknown",
+                                              i.get("sub_state") or "unknown",
+                                              i.get("result") or "")
+             for i in run.result.get("instances") or []}
+    return {r["id"]: found.get(check_name(r["name"]), SystemdState("unknown", "unknown", ""))
+            for r in rows}
 
 
 # --- what the server page shows ---------------------------------------------------------------

@@ -4,7 +4,7 @@ journal followed while the page is open. Output is shown as plain monospace text
 import frame
 import streamlit as st
 
-from left4me_ui import authz, live, servers
+from left4me_ui import authz, host_reads, live, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -25,6 +25,11 @@ server = frame.pick("Server", {s.id: s for s in mine}, "server",
 st.subheader("Console")
 st.caption("One command per line, e.g. status, or changelevel c2m1_highway. Runs on the "
            f"server's host over RCON on 127.0.0.1; at most {live.CONSOLE_DEADLINE:.0f} s.")
+fast = host_reads.fast(core, server.host)
+if not fast:
+    st.caption(":material/hourglass: This console is slower here (about 2 s a command): each"
+               " command is an Ansible run to the host, as the UI has no direct SSH to it (the"
+               " awx job backend, LEFT4ME_UI_FAST_READS=off, or a host without left4me-read).")
 history = frame.attempt(lambda: live.console_history(core, actor, server.id))
 recent = [] if history is frame.REFUSED else history
 recalled = st.selectbox("Recall an earlier command", [""] + list(
@@ -49,12 +54,13 @@ if recent:
                      hide_index=True, width="stretch")
 
 st.subheader("Log")
-follow = st.toggle("Follow (refresh every 3 s while this page is open)", value=True,
-                   key=f"follow_{server.id}")
+LOG_REFRESH = 1 if fast else 3  # seconds; each refresh is one read after the cursor
+follow = st.toggle(f"Follow (refresh every {LOG_REFRESH} s while this page is open)",
+                   value=True, key=f"follow_{server.id}")
 LINES_KEPT = 1000
 
 
-@st.fragment(run_every=3 if follow else None)
+@st.fragment(run_every=LOG_REFRESH if follow else None)
 def log_panel(server_id: int) -> None:
     frame.require_actor()
     seen = st.session_state.setdefault(f"_log_{server_id}", {"cursor": None, "lines": []})

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 from argon2 import PasswordHasher
 
@@ -78,3 +83,27 @@ def ui_id(core: Core) -> str:
     """This UI's own id, the first half of the claims it records on hosts."""
     with core.db.connect() as conn:
         return servers.ui_instance_id(conn)
+
+
+@contextlib.contextmanager
+def processes_seen(interval: float = 0.05) -> Iterator[list[bytes]]:
+    """Every process's argv and environment (/proc: the test hosts' processes too), read
+    every `interval` seconds while the block runs: for a search for a secret."""
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                for part in ("cmdline", "environ"):
+                    with contextlib.suppress(OSError):  # gone meanwhile
+                        seen.append(Path(f"/proc/{pid}/{part}").read_bytes())
+            done.wait(interval)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()

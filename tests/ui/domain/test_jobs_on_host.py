@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from domain_helpers import with_settings
+from domain_helpers import processes_seen, with_settings
 
 from left4me_ui import blueprints, jobs, servers
 from left4me_ui.backends import local
@@ -78,25 +75,8 @@ def test_a_server_job_keeps_the_rcon_password_out_of_every_trace(host_core, boot
     monkeypatch.setattr(local, "inspect_private_dir",
                         lambda path: shutil.copytree(path, copies / str(len(list(
                             copies.glob("*")) if copies.exists() else []))))
-    seen_processes: list[bytes] = []
-    done = threading.Event()
-
-    def watch_processes() -> None:
-        while not done.is_set():
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    for part in ("cmdline", "environ"):
-                        with contextlib.suppress(OSError):  # gone meanwhile
-                            seen_processes.append(Path(f"/proc/{pid}/{part}").read_bytes())
-            done.wait(0.05)
-
-    watcher = threading.Thread(target=watch_processes)
-    watcher.start()
-    try:
+    with processes_seen() as seen_processes:
         job = jobs.run_next(host_core)
-    finally:
-        done.set()
-        watcher.join()
 
     assert job.id == job_id
     log = jobs.events(host_core, alice, job_id)

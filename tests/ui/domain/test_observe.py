@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from left4me_ui import blueprints, observe, runner, servers
+from left4me_ui import blueprints, host_reads, observe, runner, servers
 from left4me_ui.authz import NotFound
 
 
@@ -149,7 +149,7 @@ def test_a_server_that_refused_rcon_is_not_asked_again_until_it_restarts(core, a
         asked.append(args)
         return runner.ModuleRun(True, "", {"instances": [answers[len(asked) - 1]]})
 
-    monkeypatch.setattr(observe, "run_module", run_module)
+    monkeypatch.setattr(host_reads, "run_module", run_module)
     refused: dict[str, str] = {}
     observe.poll_host(core, "alpha", refused)
     assert asked[0]["rcon_refused"] == {}

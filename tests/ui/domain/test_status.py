@@ -13,26 +13,34 @@ from collections.abc import Iterator
 
 import pytest
 
-from left4me_ui import blueprints, servers, status
+from left4me_ui import blueprints, host_reads, servers, status
 from left4me_ui.authz import NotFound
 from left4me_ui.inventory import Inventory
-
-SHOWN = """Id=left4me-server@a1.service
-ActiveState=active
-SubState=running
-Result=success
-
-Id=left4me-server@b2.service
-ActiveState=failed
-SubState=failed
-Result=oom-kill
-"""
+from left4me_ui.runner import ModuleRun
 
 
-def test_systemctl_show_blocks_become_states():
-    states = status.parse_systemctl_show(SHOWN)
-    assert states["left4me-server@a1.service"].text == "active (running)"
-    assert states["left4me-server@b2.service"].text == "failed (failed), last result oom-kill"
+def test_one_info_read_of_the_host_gives_each_servers_unit_state(core, alice, monkeypatch):
+    blueprint = blueprints.create(core, alice, "coop", [], blueprints.BlueprintSettings())
+    ids = [servers.create(core, alice, name, "alpha", blueprint.id)[0]
+           for name in ("a1", "b2", "c3")]
+    reads = []
+
+    def read(_core, host, verb, instance, args, deadline):
+        reads.append((host, verb, instance))
+        return ModuleRun(True, "", {"instances": [
+            {"name": "a1", "active_state": "active", "sub_state": "running",
+             "result": "success"},
+            {"name": "b2", "active_state": "failed", "sub_state": "failed",
+             "result": "oom-kill"},
+            {"name": "other", "active_state": "active", "sub_state": "running"}]})
+
+    monkeypatch.setattr(host_reads, "read", read)
+    states = status.systemd_states(core, alice, "alpha")
+    assert reads == [("alpha", "info", None)]  # one request for all of the host's servers
+    assert states[ids[0]].text == "active (running)"
+    assert states[ids[1]].text == "failed (failed), last result oom-kill"
+    assert states[ids[2]].text == "unknown (unknown)"  # not in the host's answer
+    assert set(states) == set(ids)  # "other" on the host is no server of this UI
 
 
 def test_other_users_cannot_probe_a_server(core, alice, bob):
