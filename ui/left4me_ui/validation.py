@@ -1,28 +1,25 @@
 """Server settings checked by the collection's own rules (module_utils/_instance.py).
 
-srcds_instance validates against directories on the host (overlay ids must be
-directories there). The UI runs the very same `validate_spec` against a throw-away layout
-holding one empty directory per overlay id, so every rule (names, ports, map, tick rate,
-players, hostname, args, layer count) has one copy, the module's.
+srcds_instance checks an instance in two halves: `parse_spec`, the rules alone (names,
+ports, map, tick rate, players, hostname, args, layer count and paths), and
+`check_layers`, its layers against the host's directories. The UI runs the first half,
+the very function the module runs, so every rule has one copy, the module's; the host
+check waits for the host.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import parse_size
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (
     DEFAULTS,
     InstanceError,
     InstanceSpec,
-    layer_paths,
+    parse_spec,
     size_text,
-    validate_spec,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
-    HostLayout,
     validate_instance_name,
 )
 
@@ -50,19 +47,7 @@ def cvar_args(cvars: dict[str, str]) -> list[str]:
 
 def check_instance(raw: dict) -> InstanceSpec:
     """Validate one instance's settings exactly as srcds_instance would (but for the host)."""
-    where_name = raw.get("name")
-    with tempfile.TemporaryDirectory(prefix="left4me-ui-validate-") as scratch:
-        layout = HostLayout(state_dir=os.path.join(scratch, "state"),
-                            config_dir=os.path.join(scratch, "etc"),
-                            systemd_dir=os.path.join(scratch, "systemd"))
-        os.makedirs(layout.installation)
-        try:
-            check_name(where_name)
-            for path in layer_paths(raw, layout, f"instance {where_name!r}"):
-                # Ids are checked by layer_paths; paths outside the layout are refused later.
-                if os.path.dirname(path) == layout.overlays_dir:
-                    os.makedirs(path, exist_ok=True)
-            return validate_spec(raw, layout)
-        except InstanceError as exc:
-            message = str(exc).replace(scratch, "")
-            raise InstanceError(message.replace(f"instance {PLACEHOLDER_NAME!r}: ", "")) from None
+    try:
+        return parse_spec(raw)
+    except InstanceError as exc:
+        raise InstanceError(str(exc).replace(f"instance {PLACEHOLDER_NAME!r}: ", "")) from None

@@ -46,8 +46,8 @@ import ipaddress
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     SIZE_UNITS,
@@ -76,6 +76,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
     UPPER_DIR_MAX_KEY,
     DirSpec,
     MountError,
+    check_lowerdir_paths,
     parse_env,
     validate_lowerdirs,
 )
@@ -181,9 +182,9 @@ class InstanceSpec:
 
     name: str
     port: int
-    layers: tuple[str, ...]  # above the installation, first wins, resolved
+    layers: tuple[str, ...]  # above the installation, first wins; check_layers resolves
     ip: str = DEFAULTS["ip"]
-    client_port: int | None = None  # validate_spec always sets one (port + 1 by default)
+    client_port: int | None = None  # parse_spec always sets one (port + 1 by default)
     hostname: str | None = None
     maxplayers: int = DEFAULTS["maxplayers"]
     map: str = DEFAULTS["map"]
@@ -309,16 +310,11 @@ def layer_paths(raw: dict, layout: HostLayout, where: str) -> list[str]:
     return list(lowerdirs)
 
 
-def _validated_layers(raw: dict, layout: HostLayout, name: str, where: str) -> list[str]:
-    """The instance's layers resolved, the installation last; the layer count within
-    the kernel's limit, and neither the installation nor the own config layer listed."""
+def _parsed_layers(raw: dict, layout: HostLayout, where: str) -> list[str]:
+    """The instance's layers as given, the installation not among them; the layer count
+    within the kernel's limit and every path one an overlayfs option can carry."""
     layers = layer_paths(raw, layout, where)
-    installation = os.path.realpath(layout.installation)
-    if any(isinstance(p, str) and os.path.realpath(p) == installation for p in layers):
-        raise InstanceError(
-            f"{where}: lowerdirs must not list the installation {layout.installation};"
-            " it is always the last layer"
-        )
+    _refuse_installation(layers, layout, where, os.path.normpath)
     total = len(layers) + 2  # the instance's config layer on top, the installation last
     if total > MAX_LAYERS:
         raise InstanceError(
@@ -326,17 +322,43 @@ def _validated_layers(raw: dict, layout: HostLayout, name: str, where: str) -> l
             f" make {total}; the kernel allows at most {MAX_LAYERS} lower layers per overlay"
         )
     try:
-        resolved = validate_lowerdirs([*layers, layout.installation], layout.allowed_roots())
+        check_lowerdir_paths([*layers, layout.installation])
     except MountError as exc:
         raise InstanceError(f"{where}: {exc}") from None
-    own_layer = os.path.realpath(layout.config_layer(name))
+    return layers
+
+
+def _refuse_installation(layers: Sequence[object], layout: HostLayout, where: str,
+                         resolve: Callable[[str], str]) -> None:
+    installation = resolve(layout.installation)
+    if any(isinstance(p, str) and resolve(p) == installation for p in layers):
+        raise InstanceError(
+            f"{where}: lowerdirs must not list the installation {layout.installation};"
+            " it is always the last layer"
+        )
+
+
+def check_layers(spec: InstanceSpec, layout: HostLayout) -> InstanceSpec:
+    """The host's half of :func:`validate_spec`: every layer an existing directory under
+    the allowed roots, neither the installation nor the instance's own config layer;
+    returns the spec with its layers resolved."""
+    where = _where(spec.name)
+    _refuse_installation(spec.layers, layout, where, os.path.realpath)
+    try:
+        resolved = validate_lowerdirs([*spec.layers, layout.installation],
+                                      layout.allowed_roots())
+    except MountError as exc:
+        raise InstanceError(f"{where}: {exc}") from None
+    own_layer = os.path.realpath(layout.config_layer(spec.name))
     if own_layer in resolved:
         raise InstanceError(f"{where}: {own_layer} is the instance's own config layer")
-    return resolved
+    return replace(spec, layers=tuple(resolved[:-1]))
 
 
-def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
-    """Check one instance's settings (as the module receives them) and return a spec."""
+def parse_spec(raw: dict, layout: HostLayout | None = None) -> InstanceSpec:
+    """Check one instance's settings by the rules alone, reading nothing on the host; the
+    spec's layers are paths as given (overlay ids under ``layout``, by default the default
+    one), not yet resolved."""
     name = raw.get("name")
     validate_instance_name(name, InstanceError)
     where = _where(name)
@@ -353,7 +375,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
     client_port = validate_port(client_port, f"{where}: client_port")
     if client_port == port:
         raise InstanceError(f"{where}: client_port must differ from port {port}")
-    resolved = _validated_layers(raw, layout, name, where)
+    layers = _parsed_layers(raw, layout or HostLayout(), where)
     map_name = str(_given(raw, "map"))
     if not _MAP_RE.fullmatch(map_name):
         raise InstanceError(f"{where}: map {map_name!r} is not a map name")
@@ -371,7 +393,7 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
         name=name,
         port=port,
         client_port=client_port,
-        layers=tuple(resolved[:-1]),
+        layers=tuple(layers),
         ip=_validate_ip(_given(raw, "ip"), where),
         hostname=None if hostname is None else _cfg_text(hostname, f"{where}: hostname"),
         maxplayers=_int_in(_given(raw, "maxplayers"), 1, 64, f"{where}: maxplayers"),
@@ -385,6 +407,12 @@ def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
         environment=_validate_environment(raw.get("environment"), where),
         limits=validate_limits(raw, where),
     )
+
+
+def validate_spec(raw: dict, layout: HostLayout) -> InstanceSpec:
+    """Check one instance's settings (as the module receives them) against the rules and
+    the host's layers: :func:`parse_spec`, then :func:`check_layers`."""
+    return check_layers(parse_spec(raw, layout), layout)
 
 
 def check_unique(specs: Sequence[InstanceSpec]) -> None:

@@ -212,13 +212,9 @@ def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -> list[str]:
-    """Check the lower layers and return them resolved (realpath), in order.
-
-    Each layer must be an absolute path to an existing directory that lies,
-    after resolving symlinks, under one of ``allowed_roots``; at most
-    MAX_LAYERS layers, no duplicates.
-    """
+def check_lowerdir_paths(lowerdirs: Sequence[str]) -> None:
+    """The half of :func:`validate_lowerdirs` that reads no filesystem: 1 to MAX_LAYERS
+    absolute paths an overlayfs option string can carry, none listed twice as written."""
     if isinstance(lowerdirs, str) or not isinstance(lowerdirs, Sequence):
         raise MountError("lowerdirs must be a list of paths")
     if not lowerdirs:
@@ -228,14 +224,36 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
             f"{len(lowerdirs)} lower layers given; the kernel allows at most {MAX_LAYERS}"
             " lowerdirs per overlay mount"
         )
+    for index, given in enumerate(lowerdirs, start=1):
+        _check_path_text(given, f"lowerdir #{index}")
+    _check_listed_once(lowerdirs, [os.path.normpath(given) for given in lowerdirs])
+
+
+def _check_listed_once(lowerdirs: Sequence[str], paths: Sequence[str]) -> None:
+    seen: dict[str, int] = {}
+    for index, path in enumerate(paths, start=1):
+        if path in seen:
+            raise MountError(
+                f"lowerdir #{index} {lowerdirs[index - 1]} duplicates lowerdir #{seen[path]}"
+                f" ({path}); list each layer once"
+            )
+        seen[path] = index
+
+
+def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -> list[str]:
+    """Check the lower layers and return them resolved (realpath), in order.
+
+    Each layer must be an absolute path to an existing directory that lies,
+    after resolving symlinks, under one of ``allowed_roots``; at most
+    MAX_LAYERS layers, no duplicates.
+    """
+    check_lowerdir_paths(lowerdirs)
     roots = [os.path.realpath(_check_path_text(r, "allowed root")) for r in allowed_roots]
     if not roots:
         raise MountError("allowed_roots is empty: no lowerdir can be accepted")
     resolved: list[str] = []
-    seen: dict[str, int] = {}
     for index, given in enumerate(lowerdirs, start=1):
         what = f"lowerdir #{index}"
-        _check_path_text(given, what)
         real = os.path.realpath(given)
         if not any(_is_within(real, root) for root in roots):
             shown = given if real == os.path.normpath(given) else f"{given} (-> {real})"
@@ -248,12 +266,8 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
                 f"{what} {real} is {len(real.encode())} bytes long;"
                 f" the kernel takes at most {MAX_FSCONFIG_STRING} per layer"
             )
-        if real in seen:
-            raise MountError(
-                f"{what} {given} duplicates lowerdir #{seen[real]} ({real}); list each layer once"
-            )
-        seen[real] = index
         resolved.append(real)
+    _check_listed_once(lowerdirs, resolved)
     return resolved
 
 

@@ -375,8 +375,6 @@ instances:
       sample: {name: "Coop #1", map: c1m1_hotel, players: 0, max_players: 8, seconds: 1.4}
 """
 
-import os  # noqa: E402
-import pwd  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -384,70 +382,34 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # n
     DEFAULT_CONFIG_DIR,
     DEFAULT_RUNTIME_USER,
     DEFAULT_STATE_DIR,
-    read_text,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance import (  # noqa: E402
-    InstanceError,
     InstancePlan,
-    cfg_secrets,
-    check_ports_against_host,
-    check_unique,
-    config_layer_dir_specs,
-    configured_instances,
     failure_reason,
-    file_change,
     has_process_output,
-    host_cpu_mhz,
-    missing_steam_links,
-    ports_from_env,
-    removal_targets,
-    remove_paths,
-    steam_links_message,
-    validate_spec,
-    wanted_files,
-    write_managed_file,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance_apply import (  # noqa: E402
+    apply_plan,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._instance_plan import (  # noqa: E402
+    INSTANCE_OPTIONS,
+    decide,
+    refuse_bad_call,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._instance_units import (  # noqa: E402
     UNIT_PROPERTIES,
-    await_answers,
-    having,
     instance_diffs,
     instance_results,
-    is_failed,
-    is_serving,
-    needs_daemon_reload,
-    needs_reset,
-    no_answer_message,
-    probe_targets,
-    start_failed,
-    starting,
-    unit_actions,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (  # noqa: E402
     parse_json_lines,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
     HostLayout,
-    instance_paths,
     server_unit_name,
-    validate_instance_name,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._manager import (  # noqa: E402
     DEFAULT_MANAGER,
-    note_managers,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
-    DirSpec,
-    MountError,
-    apply_mount_plan,
-    cap_refusal,
-    dir_changes,
-    ensure_dirs,
-    enter_mount_namespace,
-    instance_dir_specs,
-    plan_unmount,
-    read_mount_state,
-    resolve_owner,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # noqa: E402
     parse_show,
@@ -456,29 +418,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import (  # 
     systemctl_argv,
 )
 
-INSTANCE_OPTIONS = dict(
-    port=dict(type="int"),
-    client_port=dict(type="int"),
-    lowerdirs=dict(type="list", elements="path"),
-    overlays=dict(type="list", elements="str"),
-    ip=dict(type="str"),
-    hostname=dict(type="str"),
-    maxplayers=dict(type="int"),
-    map=dict(type="str"),
-    tickrate=dict(type="int"),
-    args=dict(type="list", elements="str"),
-    rcon_password=dict(type="str", no_log=True),
-    allowed_cpus=dict(type="str"),
-    environment=dict(type="dict"),
-    claim=dict(type="str"),
-    adopt=dict(type="bool"),
-    memory_max=dict(type="str"),
-    memory_swap_max=dict(type="str"),
-    tasks_max=dict(type="int"),
-    cpu_quota=dict(type="int"),
-    cpu_weight=dict(type="int"),
-    upper_dir_max=dict(type="str"),
-)
 ARGUMENT_SPEC = dict(
     name=dict(type="str"),
     instances=dict(
@@ -503,14 +442,9 @@ ARGUMENT_SPEC = dict(
     manager=dict(type="str", default=DEFAULT_MANAGER),
     **INSTANCE_OPTIONS,
 )
-CONFIG_KEYS = ("port", "lowerdirs", "overlays")
 # Journal entries read to explain a failed start (the reason itself is bounded further).
 JOURNAL_ENTRIES = 300
 JOURNAL_READS = 3
-NEEDS_ROOT = (
-    "srcds_instance needs root: run with become (-b on the ansible command line,"
-    " become: true in a play)"
-)
 
 
 class Systemd:
@@ -568,281 +502,6 @@ class Systemd:
         return "127.0.0.1"
 
 
-# --- facts and the plan ----------------------------------------------------------------
-
-
-def raw_instances(params: dict) -> list[dict]:
-    if params["instances"] is not None:
-        return [dict(item) for item in params["instances"]]
-    raw = {key: params[key] for key in INSTANCE_OPTIONS}
-    raw["name"] = params["name"]
-    return [raw]
-
-
-def has_config(raw: dict) -> bool:
-    return any(raw.get(key) is not None for key in CONFIG_KEYS)
-
-
-def plan_files(plan: InstancePlan, layout: HostLayout, uid: int, gid: int,
-               cpu_mhz: int | None = None) -> None:
-    """What one configured instance's files and directories need."""
-    name = plan.name
-    plan.files = [file_change(f) for f in wanted_files(plan.spec, layout, gid, cpu_mhz)]
-    plan.config_changed = any(f.content_changed for f in plan.files)
-    layer_dirs = config_layer_dir_specs(layout, name, gid)
-    paths = instance_paths(name, layout.state_dir)
-    refusal = cap_refusal(paths, plan.spec.limits.upper_dir_max)
-    if refusal:
-        raise InstanceError(f"instance {name!r}: {refusal}")
-    runtime = instance_dir_specs(paths, uid, gid)
-    mounted = read_mount_state(paths.merged).mounted
-    dropin = DirSpec(layout.dropin_dir(name), 0, 0, 0o755)
-    plan.dirs = [*layer_dirs, dropin, *runtime]
-    plan.dir_changes = dir_changes(plan.dirs, [paths.merged] if mounted else [])
-
-
-def plan_all(params: dict, layout: HostLayout) -> list[InstancePlan]:
-    """Validate every instance and decide what to write; nothing changes on the host."""
-    state = params["state"]
-    raws = raw_instances(params)
-    for raw in raws:
-        validate_instance_name(raw.get("name"), InstanceError)
-    names = [raw["name"] for raw in raws]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise InstanceError(f"instance {dupes[0]!r} is listed twice")
-    on_host = configured_instances(layout)
-    plans = []
-    specs = []
-    for raw in raws:
-        name = raw["name"]
-        if state == "absent" or not has_config(raw):
-            if state == "absent" and has_config(raw):
-                raise InstanceError(f"instance {name!r}: state=absent takes only the name")
-            if state != "absent" and name not in on_host:
-                raise InstanceError(
-                    f"instance {name!r} is not configured on this host"
-                    f" ({layout.env_file(name)} is missing): give port and lowerdirs or overlays"
-                )
-            plans.append(InstancePlan(name, None, layout))
-            continue
-        spec = validate_spec(raw, layout)
-        specs.append(spec)
-        plans.append(InstancePlan(name, spec, layout))
-    check_unique(specs)
-    others = {n: env for n, env in on_host.items() if n not in names}
-    check_ports_against_host(specs, others)
-    # Only valid arguments get this far: the runtime user is looked up after them.
-    uid, gid = resolve_owner(params["owner"])
-    cpu_mhz = host_cpu_mhz()  # the server cannot read it (ProcSubset=pid): its env file says
-    for plan in plans:
-        if plan.spec is not None:
-            plan_files(plan, layout, uid, gid, cpu_mhz)
-    for plan in plans:
-        plan_address(plan, on_host.get(plan.name, {}), state)
-    return plans
-
-
-def plan_address(plan: InstancePlan, env: dict[str, str], state: str) -> None:
-    """Port, address and secrets of one instance: from its arguments, else from the host."""
-    spec = plan.spec
-    plan.port = spec.port if spec else next(iter(ports_from_env(env)), None)
-    plan.ip = spec.ip if spec else env.get("LEFT4ME_IP")
-    if spec is not None and spec.rcon_password:
-        plan.secrets = [spec.rcon_password]
-    elif state != "absent":
-        plan.secrets = cfg_secrets(read_text(plan.layout.instance_cfg(plan.name)))
-
-
-def existing_removal_targets(plan: InstancePlan) -> list[str]:
-    layout = plan.layout
-    return [p for p in removal_targets(layout, plan.name, layout.state_dir) if os.path.lexists(p)]
-
-
-def decide_unit_actions(plans, states, state, restart_on_change) -> dict[str, list[str]]:
-    """Gather each unit's facts, let :func:`unit_actions` decide; returns, per instance,
-    the existing paths ``absent`` removes (what the diff shows)."""
-    removed = {}
-    for plan in plans:
-        props = states[server_unit_name(plan.name)]
-        plan.failed_before = is_failed(props)
-        plan.invocation_before = props.get("InvocationID", "")
-        mounted = state in ("stopped", "absent") and (
-            plan_unmount(plan.name, state_dir=plan.layout.state_dir).action == "unmount"
-        )
-        removed[plan.name] = existing_removal_targets(plan) if state == "absent" else []
-        plan.actions = unit_actions(
-            state,
-            props,
-            config_changed=plan.config_changed,
-            restart_on_change=restart_on_change,
-            mounted=mounted,
-            leftovers=bool(removed[plan.name]),
-        )
-    return removed
-
-
-def check_steam_links(plans: list[InstancePlan], owner: str) -> str | None:
-    """Why the servers about to start would run LAN-only, or None when they can start."""
-    names = [p.name for p in starting(plans)]
-    if not names:
-        return None
-    problems = missing_steam_links(pwd.getpwnam(owner).pw_dir)
-    return steam_links_message(problems, names) if problems else None
-
-
-# --- acting on the plan -------------------------------------------------------------------
-
-
-def apply_files(plan: InstancePlan) -> None:
-    ensure_dirs(plan.dirs, [instance_paths(plan.name, plan.layout.state_dir).merged])
-    for change in plan.files:
-        if change.changed:
-            write_managed_file(change.file)
-
-
-def start_units(module, systemd, plans, verb: str, since: float, started_us: int) -> None:
-    """systemctl start|restart; when it fails, say why each unit failed, from its journal.
-
-    ``since`` (wall clock) bounds the journal read; ``started_us`` (CLOCK_MONOTONIC, as
-    systemd stamps a server process's start) tells a server that ran from one that did not.
-    """
-    chosen = [p for p in plans if verb in p.actions]
-    if not chosen:
-        return
-    units = [server_unit_name(p.name) for p in chosen]
-    rc, out, err = systemd.run(["systemctl", verb, *units], check=False)
-    if rc == 0:
-        return
-    states = systemd.unit_states(units)
-    said = (err.strip() or out.strip()).splitlines()
-    failed = [p for p in chosen
-              if start_failed(states[server_unit_name(p.name)], started_us)]
-    if not failed and any(not is_serving(states[u]) for u in units):
-        # systemd is bringing them up again itself; the A2S wait has the last word.
-        module.warn(f"systemctl {verb} reported {said[0] if said else 'a failure'}; systemd"
-                    " is starting the unit again (Restart=on-failure)")
-        return
-    failed = failed or chosen
-    reasons = "; ".join(
-        f"{server_unit_name(p.name)} did not start: {systemd.failure_reason(p, since)}"
-        for p in failed
-    )
-    module.fail_json(
-        msg=f"{reasons} (systemctl {verb} rc {rc}: {said[0] if said else 'no output'})",
-        rc=rc,
-        changed=True,
-        instances=instance_results(plans),
-    )
-
-
-def wait_for_answers(module, systemd, plans, params, since: float) -> None:
-    """Wait until every started server answers A2S_INFO; fail naming each that did not."""
-    targets = probe_targets(plans, params["probe_address"], systemd.first_global_ipv4)
-    by_name = {plan.name: plan for plan in plans}
-
-    def unit_states(names: list[str]) -> dict[str, dict[str, str]]:
-        states = systemd.unit_states([server_unit_name(n) for n in names])
-        return {n: states[server_unit_name(n)] for n in names}
-
-    answers, failures = await_answers(
-        targets, params["wait_retries"], params["wait_timeout"], unit_states
-    )
-    for name, info in answers.items():
-        by_name[name].a2s = info
-    if failures:
-        reasons = {n: systemd.failure_reason(by_name[n], since) for n in sorted(failures)}
-        module.fail_json(
-            msg=no_answer_message(failures, targets, reasons),
-            changed=True,
-            instances=instance_results(plans),
-        )
-
-
-def write_configuration(module, systemd, plans, states, result) -> None:
-    """Files first, then make systemd see them and forget failures of units about to start."""
-    try:
-        for plan in plans:
-            if plan.spec is not None:
-                apply_files(plan)
-    except (MountError, OSError) as exc:
-        module.fail_json(msg=f"writing the instance configuration failed: {exc}", **result)
-    if needs_daemon_reload(plans, states):
-        systemd.run(["systemctl", "daemon-reload"])
-    systemd.systemctl(
-        "reset-failed",
-        [server_unit_name(p.name) for p in plans
-         if needs_reset(states[server_unit_name(p.name)], p.actions)],
-    )
-
-
-def start_and_wait(module, systemd, plans, params) -> None:
-    since = time.time()  # the journal from here on explains a failed start
-    started_us = time.monotonic_ns() // 1000  # a server process stamped after this ran
-    systemd.systemctl("enable", having(plans, "enable"))
-    start_units(module, systemd, plans, "start", since, started_us)
-    start_units(module, systemd, plans, "restart", since, started_us)
-    waiting = starting(plans)
-    if params["wait"] and waiting:
-        wait_for_answers(module, systemd, waiting, params, since)
-
-
-def stop_and_remove(module, systemd, plans, layout, state, result) -> None:
-    systemd.systemctl("disable", sorted(set(having(plans, "disable") + having(plans, "stop"))),
-                      "--now")
-    try:
-        for plan in plans:
-            mount = plan_unmount(plan.name, state_dir=layout.state_dir)
-            if mount.action == "unmount":
-                apply_mount_plan(mount)
-            if "remove" in plan.actions:
-                remove_paths(removal_targets(layout, plan.name, layout.state_dir))
-    except (MountError, OSError) as exc:
-        module.fail_json(msg=str(exc), **result)
-    if state == "absent" and having(plans, "remove"):
-        systemd.run(["systemctl", "daemon-reload"])
-
-
-# --- the module ---------------------------------------------------------------------------
-
-
-def refuse_bad_call(module, params) -> None:
-    """What fails before anything on the host is read."""
-    if os.geteuid() != 0:
-        # The env files, the unit drop-ins and the mounts are root's; without this the
-        # first of them read fails with a bare "[Errno 13] Permission denied".
-        module.fail_json(msg=NEEDS_ROOT)
-    if params["instances"] is not None:
-        given = [k for k in INSTANCE_OPTIONS if params[k] is not None]
-        if given:
-            module.fail_json(
-                msg=f"{', '.join(given)} apply to a single instance (name=...); with instances,"
-                " set them inside each instance"
-            )
-    if params["wait_retries"] < 1 or params["wait_timeout"] <= 0:
-        module.fail_json(msg="wait_retries must be at least 1 and wait_timeout above 0")
-
-
-def decide(module, systemd, params, layout):
-    """Every plan with its unit actions, the unit states and the paths ``absent`` removes."""
-    try:
-        # Mount state and unmounts belong to the host's (PID 1's) mount namespace.
-        enter_mount_namespace()
-        plans = plan_all(params, layout)
-        claims = {raw["name"]: (raw.get("claim"), bool(raw.get("adopt")))
-                  for raw in raw_instances(params)}
-        # Another manager's or owner's instance: refuse.
-        note_managers(plans, layout, params["manager"], claims)
-        states = systemd.unit_states([server_unit_name(p.name) for p in plans])
-        removed = decide_unit_actions(plans, states, params["state"], params["restart_on_change"])
-        lan_only = check_steam_links(plans, params["owner"])
-    except (InstanceError, MountError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    if lan_only:
-        module.fail_json(msg=lan_only)
-    return plans, states, removed
-
-
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -862,11 +521,7 @@ def main():
     if module.check_mode:
         module.exit_json(**result)
 
-    write_configuration(module, systemd, plans, states, result)
-    if params["state"] in ("started", "restarted"):
-        start_and_wait(module, systemd, plans, params)
-    elif params["state"] in ("stopped", "absent"):
-        stop_and_remove(module, systemd, plans, layout, params["state"], result)
+    apply_plan(module, systemd, plans, states, params, layout, result)
     result["instances"] = instance_results(plans)
     module.exit_json(**result)
 

@@ -48,48 +48,77 @@ def test_defaults_and_layers_in_order(layout):
         layout.config_layer("coop1"), *result.layers, f"{layout.state_dir}/installation"]
 
 
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        ({"name": "Coop"}, "invalid instance name 'Coop'"),
-        ({"name": "a" * 65}, "invalid instance name"),
-        ({"name": "x/../y"}, "invalid instance name"),
-        ({"port": None}, "port is required"),
-        ({"port": 1023}, "between 1024 and 65535, got 1023"),
-        ({"port": 65536}, "between 1024 and 65535, got 65536"),
-        ({"port": "abc"}, "must be a whole number"),
-        ({"client_port": 27015}, "client_port must differ from port 27015"),
-        ({"lowerdirs": ["/etc"]}, "outside the allowed roots"),
-        ({"lowerdirs": ["/nonexistent/../etc"]}, "'..' component"),
-        ({"lowerdirs": ["relative/dir"]}, "not an absolute path"),
-        ({"overlays": ["../installation"]}, "is not a directory name"),
-        ({"overlays": [".instance-x"]}, "is not a directory name"),
-        ({"overlays": ["missing"]}, "does not exist"),
-        ({"overlays": ["maps"], "lowerdirs": []}, "lowerdirs or overlays, not both"),
-        ({"overlays": ["maps", "maps"]}, "duplicates lowerdir #1"),
-        ({"lowerdirs": ["{state}/installation"]}, "must not list the installation"),
-        ({"lowerdirs": ["{state}/overlays/maps"] * 499}, "make 501"),
-        ({"map": "c1m1;quit"}, "is not a map name"),
-        ({"hostname": 'a"b'}, "double quotes"),
-        ({"rcon_password": "a;b"}, "semicolons"),
-        ({"rcon_password": "a\nrcon_password x"}, "line breaks"),
-        ({"args": ["+sv_lan 1"]}, "one word"),
-        ({"args": ["+rcon_password", "x"]}, "never on the command line"),
-        ({"args": ["$(id)"]}, "one word"),
-        ({"environment": {"LEFT4ME_PORT": "1"}}, "reserved for left4me"),
-        ({"environment": {"lower": "1"}}, "must match"),
-        ({"environment": {"X": "a$b"}}, "contains '$'"),
-        ({"allowed_cpus": "all"}, "CPU list"),
-        ({"ip": "999.1.1.1"}, "not an IP address"),
-        ({"maxplayers": 0}, "between 1 and 64"),
-        ({"tickrate": 1000}, "between 10 and 128"),
-    ],
-)
+BAD_SETTINGS = [
+    ({"name": "Coop"}, "invalid instance name 'Coop'"),
+    ({"name": "a" * 65}, "invalid instance name"),
+    ({"name": "x/../y"}, "invalid instance name"),
+    ({"port": None}, "port is required"),
+    ({"port": 1023}, "between 1024 and 65535, got 1023"),
+    ({"port": 65536}, "between 1024 and 65535, got 65536"),
+    ({"port": "abc"}, "must be a whole number"),
+    ({"client_port": 27015}, "client_port must differ from port 27015"),
+    ({"lowerdirs": ["/etc"]}, "outside the allowed roots"),
+    ({"lowerdirs": ["/nonexistent/../etc"]}, "'..' component"),
+    ({"lowerdirs": ["relative/dir"]}, "not an absolute path"),
+    ({"overlays": ["../installation"]}, "is not a directory name"),
+    ({"overlays": [".instance-x"]}, "is not a directory name"),
+    ({"overlays": ["missing"]}, "does not exist"),
+    ({"overlays": ["maps"], "lowerdirs": []}, "lowerdirs or overlays, not both"),
+    ({"overlays": ["maps", "maps"]}, "duplicates lowerdir #1"),
+    ({"lowerdirs": ["{state}/installation"]}, "must not list the installation"),
+    ({"lowerdirs": ["{state}/overlays/maps"] * 499}, "make 501"),
+    ({"map": "c1m1;quit"}, "is not a map name"),
+    ({"hostname": 'a"b'}, "double quotes"),
+    ({"rcon_password": "a;b"}, "semicolons"),
+    ({"rcon_password": "a\nrcon_password x"}, "line breaks"),
+    ({"args": ["+sv_lan 1"]}, "one word"),
+    ({"args": ["+rcon_password", "x"]}, "never on the command line"),
+    ({"args": ["$(id)"]}, "one word"),
+    ({"environment": {"LEFT4ME_PORT": "1"}}, "reserved for left4me"),
+    ({"environment": {"lower": "1"}}, "must match"),
+    ({"environment": {"X": "a$b"}}, "contains '$'"),
+    ({"allowed_cpus": "all"}, "CPU list"),
+    ({"ip": "999.1.1.1"}, "not an IP address"),
+    ({"maxplayers": 0}, "between 1 and 64"),
+    ({"tickrate": 1000}, "between 10 and 128"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BAD_SETTINGS)
 def test_bad_settings_are_refused_with_a_clear_message(layout, raw, message):
     raw = {k: [p.format(state=layout.state_dir) for p in v] if k == "lowerdirs" else v
            for k, v in raw.items()}
     with pytest.raises(inst.InstanceError, match=re.escape(message)):
         spec(layout, **raw)
+
+
+# The rules read nothing on the host: what the rules alone refuse, the parser refuses,
+# with the same message, against a layout that does not exist.
+PURE = [(raw, message) for raw, message in BAD_SETTINGS
+        if message not in ("outside the allowed roots", "does not exist")]
+
+
+@pytest.mark.parametrize(("raw", "message"), PURE)
+def test_the_parser_alone_refuses_what_the_rules_refuse(tmp_path, raw, message):
+    nowhere = inst.HostLayout(str(tmp_path / "nowhere"), str(tmp_path / "etc"))
+    raw = {k: [p.format(state=nowhere.state_dir) for p in v] if k == "lowerdirs" else v
+           for k, v in raw.items()}
+    with pytest.raises(inst.InstanceError, match=re.escape(message)):
+        inst.parse_spec({"name": "coop1", "port": 27015, **raw}, nowhere)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_parser_keeps_layers_as_given_and_the_host_check_resolves_them(layout, tmp_path):
+    raw = {"name": "coop1", "port": 27015, "overlays": ["maps", "missing"]}
+    parsed = inst.parse_spec(raw, layout)
+    assert parsed.layers == (f"{layout.state_dir}/overlays/maps",
+                             f"{layout.state_dir}/overlays/missing")
+    with pytest.raises(inst.InstanceError, match="lowerdir #2 .*/missing does not exist"):
+        inst.check_layers(parsed, layout)
+    link = pathlib.Path(layout.state_dir, "overlays", "alias")
+    link.symlink_to(pathlib.Path(layout.state_dir, "overlays", "maps"))
+    aliased = inst.parse_spec({**raw, "overlays": ["alias"]}, layout)
+    assert inst.check_layers(aliased, layout).layers == (f"{layout.state_dir}/overlays/maps",)
 
 
 def test_symlinked_layer_is_resolved_and_checked(layout, tmp_path):

@@ -13,11 +13,19 @@ import sys
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _instance_apply,
+        _instance_plan,
+        _instance_units,
+    )
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _instance_units
+    from ansible_collections.left4me.l4d2.plugins.module_utils import (
+        _instance_apply,
+        _instance_plan,
+        _instance_units,
+    )
     from ansible_collections.left4me.l4d2.plugins.modules import srcds_instance
 
 from ansible.module_utils.testing import patch_module_args
@@ -97,7 +105,7 @@ def test_running_means_serving_or_about_to(props, running):
 
 def test_without_root_the_module_says_to_use_become(capsys, dirs, monkeypatch):
     """`ansible HOST -m left4me.l4d2.srcds_instance -a 'name=x state=restarted'` without -b."""
-    monkeypatch.setattr(srcds_instance.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_instance_plan.os, "geteuid", lambda: 1000)
     result = run(capsys, name="x", state="restarted", **dirs)
     assert result["failed"]
     assert result["msg"].startswith("srcds_instance needs root: run with become (-b")
@@ -161,8 +169,8 @@ def test_a_refused_mount_puts_the_helpers_reason_in_the_message():
     })
     plans = [plan()]
     with pytest.raises(Failed) as failed:
-        srcds_instance.start_units(module, srcds_instance.Systemd(module), plans, "restart", 5.5,
-                                   STARTED_US)
+        _instance_apply.start_units(module, srcds_instance.Systemd(module), plans, "restart",
+                                    5.5, STARTED_US)
     msg = failed.value.args[0]["msg"]
     assert msg.startswith(f"left4me-server@coop1.service did not start: {TAINTED}")
     assert msg.endswith("(systemctl restart rc 1: Job for left4me-server@coop1.service failed"
@@ -181,8 +189,8 @@ def test_a_restart_systemd_retries_after_a_spawn_failure_goes_on_to_the_wait():
         "systemctl show": (0, "Id=left4me-server@coop1.service\nActiveState=activating\n"
                               "SubState=auto-restart\nResult=resources\n", ""),
     })
-    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan()], "restart", 5.5,
-                               STARTED_US)
+    _instance_apply.start_units(module, srcds_instance.Systemd(module), [plan()], "restart",
+                                5.5, STARTED_US)
     assert module.warnings == [
         "systemctl restart reported Job for left4me-server@coop1.service failed because of"
         " unavailable resources or another system error.; systemd is starting the unit again"
@@ -204,8 +212,8 @@ def test_a_start_whose_retry_reached_the_server_goes_on_to_the_wait():
                               "SubState=auto-restart\nResult=exit-code\n"
                               f"ExecMainStartTimestampMonotonic={STARTED_US + 2_000_000}\n", ""),
     })
-    srcds_instance.start_units(module, srcds_instance.Systemd(module), [plan(actions=["start"])],
-                               "start", 5.5, STARTED_US)
+    _instance_apply.start_units(module, srcds_instance.Systemd(module),
+                                [plan(actions=["start"])], "start", 5.5, STARTED_US)
     assert len(module.warnings) == 1 and "systemd is starting the unit again" in module.warnings[0]
     show = next(c for c in module.calls if c[:2] == ["systemctl", "show"])
     assert "ExecMainStartTimestampMonotonic" in show[2]
@@ -225,7 +233,8 @@ def test_a_server_that_exits_at_start_shows_the_journals_reason(silent_udp_port)
     plans[0].port = silent_udp_port
     params = {"probe_address": None, "wait_retries": 3, "wait_timeout": 0.2}
     with pytest.raises(Failed) as failed:
-        srcds_instance.wait_for_answers(module, srcds_instance.Systemd(module), plans, params, 1.0)
+        _instance_apply.wait_for_answers(module, srcds_instance.Systemd(module), plans, params,
+                                         1.0)
     msg = failed.value.args[0]["msg"]
     assert f"did not answer A2S_INFO on 127.0.0.1:{silent_udp_port} (the unit failed)" in msg
     assert "Couldn't allocate any server IP port" in msg and "status=1/FAILURE" in msg
@@ -239,19 +248,6 @@ def silent_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
-
-
-def test_missing_sdk32_link_refuses_the_start(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".steam" / "sdk64").mkdir(parents=True)
-    (tmp_path / "linux64.so").write_bytes(b"\x7fELF")
-    (home / ".steam" / "sdk64" / "steamclient.so").symlink_to(tmp_path / "linux64.so")
-    monkeypatch.setattr(srcds_instance.pwd, "getpwnam",
-                        lambda _user: type("Entry", (), {"pw_dir": str(home)}))
-    message = srcds_instance.check_steam_links([plan(), plan("idle", actions=())], "left4me")
-    assert message.startswith(f"not starting coop1: {home}/.steam/sdk32/steamclient.so is"
-                              " missing.")
-    assert srcds_instance.check_steam_links([plan("idle", actions=())], "left4me") is None
 
 
 class SequencedModule(FakeModule):
@@ -281,7 +277,8 @@ def test_out_of_retries_the_message_says_where_the_unit_stands(silent_udp_port, 
     plans[0].port = silent_udp_port
     params = {"probe_address": None, "wait_retries": 2, "wait_timeout": 0.1}
     with pytest.raises(Failed) as failed:
-        srcds_instance.wait_for_answers(module, srcds_instance.Systemd(module), plans, params, 1.0)
+        _instance_apply.wait_for_answers(module, srcds_instance.Systemd(module), plans, params,
+                                         1.0)
     assert said.replace(":0:", f":{silent_udp_port}") in failed.value.args[0]["msg"]
 
 
@@ -307,8 +304,8 @@ def fake_systemctl(monkeypatch):
         return 0, "", ""
 
     monkeypatch.setattr(srcds_instance.AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(srcds_instance, "enter_mount_namespace", lambda: False)
-    monkeypatch.setattr(srcds_instance, "missing_steam_links", lambda _home: [])
+    monkeypatch.setattr(_instance_plan, "enter_mount_namespace", lambda: False)
+    monkeypatch.setattr(_instance_plan, "missing_steam_links", lambda _home: [])
     return calls, unit
 
 
