@@ -1,11 +1,11 @@
 """The UI's composition root: builds the core and declares every job kind once.
 
 After Flask's `create_app()`: nothing registers itself by being imported. A job row names
-its kind, and the kind below says which playbooks it runs, which secret providers its jobs
-may name, what runs when one finishes and, for overlay builds, which builder queues one of
-each overlay kind. A new job kind is one more `JobKind` here; a new overlay kind one more
-builder; a new job backend one more entry in BACKENDS. Modules below this one (the domain,
-the core, the job engine) never import it.
+its kind, and the kind below says which playbooks it runs with which variables, which
+secret providers its jobs may name, what runs when one finishes and, for overlay builds,
+which builder queues one of each overlay kind. A new job kind is one more `JobKind` here;
+a new overlay kind one more builder; a new job backend one more entry in BACKENDS. Modules
+below this one (the domain, the core, the job engine) never import it.
 """
 
 from __future__ import annotations
@@ -25,18 +25,20 @@ from left4me_ui.runner import load_inventory
 
 JOB_KINDS: tuple[JobKind, ...] = (
     # playbooks/server.yml on one server: create, start, stop, restart, delete.
-    *(JobKind(kind, (servers.PLAYBOOK,), finish=servers.finished,
+    *(JobKind(kind, (servers.PLAYBOOK,), servers.VARIABLES, finish=servers.finished,
               secrets={servers.RCON_SECRET: servers.rcon_secret}) for kind in servers.KINDS),
     # One user overlay built on a host (files and script: overlay.yml; Workshop:
     # workshop_overlay.yml), or removed from it.
     JobKind(overlays.KIND_BUILD, (overlays.BUILD_PLAYBOOK, workshop.BUILD_PLAYBOOK),
+            files.BUILD_VARIABLES | script.BUILD_VARIABLES | workshop.BUILD_VARIABLES,
             finish=overlays.build_finished,
             builders={"files": files.enqueue_build,
                       "workshop": workshop.enqueue_build,
                       "script": script.enqueue_build}),
-    JobKind(overlays.KIND_REMOVE, (overlays.BUILD_PLAYBOOK,)),
+    JobKind(overlays.KIND_REMOVE, (overlays.BUILD_PLAYBOOK,), overlays.REMOVE_VARIABLES),
     # playbooks/reconcile.yml: every UI server on a rebuilt host, again.
-    JobKind(reconcile.KIND_RECONCILE, (reconcile.PLAYBOOK,), finish=reconcile.finished,
+    JobKind(reconcile.KIND_RECONCILE, (reconcile.PLAYBOOK,), reconcile.VARIABLES,
+            finish=reconcile.finished,
             secrets={reconcile.RCON_SECRETS: reconcile.rcon_secrets}),
 )
 

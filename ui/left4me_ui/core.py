@@ -62,12 +62,14 @@ BackendFactory = Callable[[settings_module.Settings], Any]
 
 @dataclass(frozen=True)
 class JobKind:
-    """One kind of job: the playbooks its jobs run, the hook run when one finishes, the
-    secret providers its jobs may name (`secrets_from`), and for a build, the builder that
+    """One kind of job: the playbooks its jobs run, the variables they take (the playbooks'
+    inputs: a job carrying another is refused when queued), the hook run when one finishes,
+    the secret providers its jobs may name (`secrets_from`), and for a build, the builder that
     queues one per overlay kind."""
 
     name: str
     playbooks: tuple[str, ...]
+    variables: frozenset[str] = frozenset()
     finish: FinishHook | None = None
     secrets: dict[str, SecretProvider] = field(default_factory=dict)
     builders: dict[str, Builder] = field(default_factory=dict)

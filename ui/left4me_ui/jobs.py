@@ -152,11 +152,15 @@ def enqueue(conn: sqlite3.Connection, core: Core, actor: Actor, *, kind: str, ho
     playbook alike at the extravars keys `alike`; with none yet, `first_tasks` or counted.
 
     extravars are stored and shown: never put a secret in them (use secrets_from).
-    A kind boot.py declares runs only its own playbooks.
+    A kind boot.py declares runs only its own playbooks, with only its own variables.
     """
     declared = core.wiring.kinds.get(kind)
     if declared is not None and playbook not in declared.playbooks:
         raise ValueError(f"a {kind!r} job runs {' or '.join(declared.playbooks)}, not {playbook}")
+    undeclared = sorted(set(extravars) - declared.variables) if declared is not None else []
+    if undeclared:
+        raise ValueError(f"a {kind!r} job takes {', '.join(sorted(declared.variables))};"
+                         f" not {', '.join(undeclared)}")
     now = core.clock()
     cursor = conn.execute(
         "INSERT INTO jobs (kind, actor_id, actor_name, host, server_id, target, playbook,"

@@ -27,6 +27,9 @@ RCON_SECRETS = "host_rcon"
 # UI bookkeeping beside the playbook's variables (the playbook ignores it): which blueprint
 # revision each server gets, so "restart to apply" clears once the job succeeded.
 REVISIONS_VAR = "left4me_ui_revisions"
+# What a reconcile job carries (reconcile_vars builds them): playbooks/reconcile.yml's inputs,
+# and the blueprint revisions its finish hook records.
+VARIABLES = frozenset({"left4me_servers", "left4me_servers_stopped", REVISIONS_VAR})
 
 
 def reconcile_vars(rows: list[sqlite3.Row], linked: dict[int, blueprints.Blueprint],

@@ -25,6 +25,9 @@ KIND_CREATE, KIND_START, KIND_STOP = "server create", "server start", "server st
 KIND_RESTART, KIND_DELETE = "server restart", "server delete"
 KINDS = (KIND_CREATE, KIND_START, KIND_STOP, KIND_RESTART, KIND_DELETE)
 RCON_SECRET = "server_rcon"
+# What playbooks/server.yml reads (server_vars builds them).
+VARIABLES = frozenset({"left4me_server_name", "left4me_server_state", "left4me_server_settings",
+                       "left4me_server_claim", "left4me_server_adopt"})
 
 
 class NoFreePort(Refusal):

@@ -58,3 +58,11 @@ def test_a_declared_kind_runs_only_its_own_playbooks(core, alice):
     with core.db.connect() as conn, pytest.raises(ValueError, match="runs server.yml"):
         jobs.enqueue(conn, core, alice, kind=servers.KIND_START, host="alpha",
                      target="alpha/x", playbook="reconcile.yml", extravars={})
+
+
+def test_a_declared_kind_refuses_a_variable_its_playbook_does_not_take(core, alice):
+    with core.db.connect() as conn, pytest.raises(ValueError, match="not left4me_typo"):
+        jobs.enqueue(conn, core, alice, kind=servers.KIND_START, host="alpha", target="x",
+                     playbook=servers.PLAYBOOK,
+                     extravars={"left4me_server_name": "x", "left4me_typo": 1})
+    assert jobs.history(core, alice) == []  # nothing queued

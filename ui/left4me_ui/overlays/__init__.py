@@ -47,6 +47,7 @@ from left4me_ui.overlays.rows import (
     KIND_BUILD,
     KIND_REMOVE,
     KINDS,
+    REMOVE_VARIABLES,
     Overlay,
     create,
     delete,
@@ -57,6 +58,7 @@ from left4me_ui.overlays.rows import (
 
 __all__ = [
     "BUILD_PLAYBOOK", "ID_RULE", "KINDS", "KIND_BUILD", "KIND_REMOVE", "MAX_PATH_PARTS",
+    "REMOVE_VARIABLES",
     "Build", "Entry", "Overlay", "OverlayError", "Usage", "build", "build_finished",
     "builds", "built_revisions", "create", "delete", "ensure_built", "export_zip",
     "files_spec", "get", "import_zip", "list_for", "load", "make_folder", "move",

@@ -35,6 +35,9 @@ BUILDABLE_KINDS = ("files", "workshop", "script")
 # each kind's module builds its own; delete below queues the removes).
 BUILD_PLAYBOOK = "overlay.yml"
 KIND_BUILD, KIND_REMOVE = "overlay build", "overlay remove"
+# What playbooks/overlay.yml reads to remove an overlay (delete queues it).
+REMOVE_VARIABLES = frozenset({"left4me_overlay_id", "left4me_overlay_incarnation",
+                              "left4me_overlay_state"})
 # The build's extravars that tell its task count: BUILD_PLAYBOOK builds files and scripts
 # (absent: files), which report different counts (jobs.expected_tasks).
 BUILD_ALIKE = ("left4me_overlay_kind",)

@@ -50,6 +50,10 @@ from left4me_ui.overlays.rows import (
 )
 from left4me_ui.settings import Settings
 
+# What playbooks/overlay.yml reads to build a files overlay (build_vars makes them).
+BUILD_VARIABLES = frozenset({"left4me_overlay_id", "left4me_overlay_state",
+                             "left4me_overlay_incarnation", "left4me_overlay_revision",
+                             "left4me_overlay_files"})
 FILE_MODE = "0644"  # what the files_overlay module writes on the host (the game only reads)
 # A build's files travel as the job's extravars (stored in the job row, handed to ansible
 # as one JSON file, and to AWX in one request), so they are bounded: the smaller of this

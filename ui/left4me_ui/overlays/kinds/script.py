@@ -40,6 +40,10 @@ from left4me_ui.overlays.rows import (
 from left4me_ui.settings import COLLECTIONS_DIR
 
 EXAMPLES_DIR = COLLECTIONS_DIR / "ansible_collections/left4me/l4d2/roles/overlays/files/scripts"
+# What playbooks/overlay.yml reads to build a script overlay (build_vars makes them).
+BUILD_VARIABLES = frozenset({"left4me_overlay_id", "left4me_overlay_state",
+                             "left4me_overlay_incarnation", "left4me_overlay_revision",
+                             "left4me_overlay_kind", "left4me_overlay_script"})
 MAX_SCRIPT_BYTES = 64 * 1024
 # playbooks/overlay.yml's task whose output is the script's log (the module's tail).
 LOG_TASK = "Show the build script's output"

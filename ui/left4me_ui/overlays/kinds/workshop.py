@@ -30,6 +30,10 @@ from left4me_ui.validation import size_text
 
 KIND = "workshop"
 BUILD_PLAYBOOK = "workshop_overlay.yml"
+# What playbooks/workshop_overlay.yml reads (enqueue_build sends them).
+BUILD_VARIABLES = frozenset({"left4me_overlay_id", "left4me_overlay_incarnation",
+                             "left4me_overlay_revision", "left4me_overlay_items",
+                             "left4me_overlay_collections", "left4me_overlay_max_size"})
 MODULE = "left4me.l4d2.workshop_overlay"
 MAX_IDS = 1000  # items and collections together; a collection may hold many more items
 RESOLVE_TIMEOUT = 180  # seconds for one resolve (SSH, the module, Steam's answers)
