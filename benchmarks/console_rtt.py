@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,17 +35,16 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "ui")]
 
-from fleet import ansible_env, say, write_inventory  # noqa: E402
+from fleet import say  # noqa: E402
+from ui_jobs import converged_core  # noqa: E402
 
 from left4me_ui import (  # noqa: E402
     accounts,
     blueprints,
-    boot,  # noqa: E402
     host_reads,
     jobs,
     live,
     servers,
-    settings,
 )
 from left4me_ui.core import Core  # noqa: E402
 from left4me_ui.runner import run_module, ssh_control_dir  # noqa: E402
@@ -141,28 +139,11 @@ def report(timings: dict[str, list[float]], runs: int) -> str:
 
 
 def measure(runs: int) -> str:
-    name = host.unique_name("cr")
-    target = host.create(name)
-    try:
-        with tempfile.TemporaryDirectory(prefix="left4me-bench-") as scratch_dir:
-            scratch = Path(scratch_dir)
-            (scratch / "inventory").mkdir()
-            inventory = write_inventory(scratch / "inventory", target)
-            say("console_rtt: converging site.yml on the booted host (the demo world's settings)")
-            subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/site.yml"],
-                           cwd=PROJECT, env=ansible_env(), check=True, capture_output=True)
-            # The UI process's environment, as the served UI has it: its venv's ansible first.
-            os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
-            settings.write_new_secret(scratch / "secret")
-            core = boot.open_core(settings.Settings(state_dir=scratch / "state",
-                                                    secret_file=scratch / "secret",
-                                                    inventory=inventory))
-            say("console_rtt: starting one server through the UI's job engine")
-            actor, server_id = _started_server(core, target)
-            say(f"console_rtt: {runs} rounds of status (fast path, runner path, ping, RCON)")
-            timings = rounds(core, actor, server_id, target.name, runs)
-    finally:
-        host.destroy(name)
+    with converged_core("console_rtt", "cr") as (core, target, _inventory, _scratch):
+        say("console_rtt: starting one server through the UI's job engine")
+        actor, server_id = _started_server(core, target)
+        say(f"console_rtt: {runs} rounds of status (fast path, runner path, ping, RCON)")
+        timings = rounds(core, actor, server_id, target.name, runs)
     return report(timings, runs)
 
 

@@ -14,6 +14,7 @@ Goal: UI <= 1.15 x CLI (the median of each). A figure, not a timed test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -80,16 +82,19 @@ def ui_start(core: Core, actor, target: host.TestHost, blueprint_id: int, number
     return seconds
 
 
-def measure(rounds: int) -> str:
-    """One line: median UI and CLI server start and their ratio, with the goal."""
-    name = host.unique_name("ub")
+@contextlib.contextmanager
+def converged_core(label: str, prefix: str) -> Iterator[tuple[Core, host.TestHost, Path, Path]]:
+    """A booted test host converged by site.yml (the demo world's settings) and a UI Core on
+    a scratch state dir whose inventory is that host: (core, host, inventory, scratch).
+    The host is destroyed afterwards."""
+    name = host.unique_name(prefix)
     target = host.create(name)
     try:
         with tempfile.TemporaryDirectory(prefix="left4me-bench-") as scratch_dir:
             scratch = Path(scratch_dir)
             (scratch / "inventory").mkdir()
             inventory = write_inventory(scratch / "inventory", target)
-            say("ui_jobs: converging site.yml on the booted host (the demo world's settings)")
+            say(f"{label}: converging site.yml on the booted host (the demo world's settings)")
             subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/site.yml"],
                            cwd=PROJECT, env=ansible_env(), check=True, capture_output=True)
             # The UI process's environment, as the served UI has it: its venv's ansible first.
@@ -98,31 +103,37 @@ def measure(rounds: int) -> str:
             core = boot.open_core(settings.Settings(state_dir=scratch / "state",
                                                     secret_file=scratch / "secret",
                                                     inventory=inventory))
-            with core.db.connect() as conn:
-                accounts._insert_user(conn, core.clock(), "bench",
-                                      accounts.hash_password("benchmark password"), "admin")
-            actor = accounts.login(core, "bench", "benchmark password", client="bench").actor
-            accounts.set_max_servers(core, actor, actor.user_id, rounds)
-            recipe = blueprints.create(core, actor, "bench", [],
-                                       blueprints.BlueprintSettings(hostname=HOSTNAME))
-            core.worker = jobs.Worker(core)
-            core.worker.start()
-            cli, ui = [], []
-            try:
-                for number in range(rounds):
-                    # Alternate who goes first: a warm SSH connection or page cache helps
-                    # whoever runs second.
-                    order = (("cli", "ui") if number % 2 == 0 else ("ui", "cli"))
-                    for who in order:
-                        say(f"ui_jobs: round {number + 1}/{rounds}, {who}")
-                        if who == "cli":
-                            cli.append(cli_start(inventory, target, scratch, number))
-                        else:
-                            ui.append(ui_start(core, actor, target, recipe.id, number))
-            finally:
-                core.worker.stop()
+            yield core, target, inventory, scratch
     finally:
         host.destroy(name)
+
+
+def measure(rounds: int) -> str:
+    """One line: median UI and CLI server start and their ratio, with the goal."""
+    with converged_core("ui_jobs", "ub") as (core, target, inventory, scratch):
+        with core.db.connect() as conn:
+            accounts._insert_user(conn, core.clock(), "bench",
+                                  accounts.hash_password("benchmark password"), "admin")
+        actor = accounts.login(core, "bench", "benchmark password", client="bench").actor
+        accounts.set_max_servers(core, actor, actor.user_id, rounds)
+        recipe = blueprints.create(core, actor, "bench", [],
+                                   blueprints.BlueprintSettings(hostname=HOSTNAME))
+        core.worker = jobs.Worker(core)
+        core.worker.start()
+        cli, ui = [], []
+        try:
+            for number in range(rounds):
+                # Alternate who goes first: a warm SSH connection or page cache helps
+                # whoever runs second.
+                order = (("cli", "ui") if number % 2 == 0 else ("ui", "cli"))
+                for who in order:
+                    say(f"ui_jobs: round {number + 1}/{rounds}, {who}")
+                    if who == "cli":
+                        cli.append(cli_start(inventory, target, scratch, number))
+                    else:
+                        ui.append(ui_start(core, actor, target, recipe.id, number))
+        finally:
+            core.worker.stop()
     ui_median, cli_median = statistics.median(ui), statistics.median(cli)
     ratio = ui_median / cli_median
     runs = ", ".join(f"{u:.1f}/{c:.1f}" for u, c in zip(ui, cli, strict=True))
