@@ -21,7 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import query_many
-from ansible_collections.left4me.l4d2.plugins.module_utils._common import LANG_C, read_text
+from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_STATE_DIR,
+    LANG_C,
+    read_text,
+)
 from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
     JournalError,
     journalctl_argv,
@@ -100,6 +105,16 @@ ARGUMENTS = {
         max_bytes=dict(type="int", default=262144),
     ),
 }
+
+
+def argument_spec(verb: str) -> dict:
+    """The read module's argument spec for ``verb``: the instance (``names`` for info, which
+    reads several), the verb's ``ARGUMENTS`` and the host's directories."""
+    instance = (dict(names=dict(type="list", elements="str")) if verb == "info"
+                else dict(name=dict(type="str", required=True)))
+    return dict(**instance, **ARGUMENTS[verb],
+                state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+                config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR))
 
 
 class ReadError(Exception):

@@ -109,13 +109,9 @@ address:
 from functools import partial  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
-    DEFAULT_CONFIG_DIR,
-    DEFAULT_STATE_DIR,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (  # noqa: E402
-    ARGUMENTS,
     ReadError,
+    argument_spec,
     plan_rcon,
     send_rcon,
 )
@@ -131,12 +127,7 @@ NEEDS_ROOT = (
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            **ARGUMENTS["rcon"],
-            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
-            config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
-        ),
+        argument_spec=argument_spec("rcon"),
         supports_check_mode=True,
     )
     params = module.params
