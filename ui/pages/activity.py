@@ -13,10 +13,7 @@ actor = frame.require_actor()
 core = frame.domain()
 st.title("Activity")
 
-listed = frame.attempt(lambda: servers.list_for(core, actor))
-if listed is frame.REFUSED:
-    st.stop()
-mine = [s for s in listed if s.deployed]
+mine = [s for s in frame.load(lambda: servers.list_for(core, actor)) if s.deployed]
 if not mine:
     st.text("No server of yours has run yet.")
     st.stop()

@@ -10,11 +10,9 @@ actor = frame.require_actor()
 core = frame.domain()
 st.title("Console and log")
 
-listed = frame.attempt(lambda: servers.list_for(core, actor))
-if listed is frame.REFUSED:
-    st.stop()
 # The console is for the servers this person may manage; the domain checks it again.
-mine = [s for s in listed if authz.may_manage(actor, s.owner_id) and s.deployed]
+mine = [s for s in frame.load(lambda: servers.list_for(core, actor))
+        if authz.may_manage(actor, s.owner_id) and s.deployed]
 if not mine:
     st.text("You have no running servers to open a console on yet.")
     st.stop()
