@@ -16,7 +16,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import refusal
+from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+    RconError,
+    validate_command,
+)
 
 from left4me_ui import audit, authz, host_reads
 from left4me_ui.authz import Actor, Forbidden, NotFound
@@ -24,7 +27,6 @@ from left4me_ui.core import Core
 from left4me_ui.refusal import Refusal
 from left4me_ui.validation import check_name
 
-COMMAND_MAX_BYTES = 4000  # the rcon module's own limit
 CONSOLE_DEADLINE = 30.0  # seconds the whole RCON exchange may take on the host
 LOG_PAGE_LINES = 200
 
@@ -57,20 +59,14 @@ class LogPage:
 
 
 def check_command(command: str) -> str:
-    """One console line, or ConsoleError saying what is wrong with it."""
-    if "\n" in command or "\r" in command or "\0" in command:
-        raise ConsoleError("one command per line: it may not contain a line break or NUL")
-    command = command.strip()
-    if not command:
+    """One console line, or ConsoleError saying what is wrong with it: the rcon module's own
+    rule and words (the collection's validate_command), which the host applies again."""
+    if not command.strip():
         raise ConsoleError("type a command, e.g. status")
-    if len(command.encode("utf-8")) > COMMAND_MAX_BYTES:
-        raise ConsoleError(f"a command is at most {COMMAND_MAX_BYTES} bytes")
-    # The collection's rule, the one the rcon module applies on the host: every
-    # `;`-separated part is checked, as srcds runs them all.
-    refused = refusal(command)
-    if refused:
-        raise ConsoleError(refused)
-    return command
+    try:
+        return validate_command(command.strip())
+    except RconError as exc:
+        raise ConsoleError(str(exc)) from None
 
 
 def _server(conn: sqlite3.Connection, actor: Actor, server_id: int, manage: bool

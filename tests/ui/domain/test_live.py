@@ -9,11 +9,11 @@ from left4me_ui.authz import NotFound
 
 
 @pytest.mark.parametrize(("command", "says"), [
-    ("status\nquit", "line break"),
-    ("status\rquit", "line break"),
+    ("status\nquit", "line feed: send one command per call"),
+    ("status\rquit", "carriage return"),
     ("say a\0b", "NUL"),
     ("   ", "type a command"),
-    ("say " + "x" * 4000, "at most 4000 bytes"),
+    ("say " + "x" * 4000, "longer than 4000 bytes"),
     ("rcon_password hunter2", "rcon_password is refused"),
     ("RCON_PASSWORD", "rcon_password is refused"),
     # srcds runs every `;`-separated part and strips quotes from the command word
