@@ -128,6 +128,8 @@ def serve_queries(responder: QueryResponder, stop: threading.Event) -> None:
     """Answer datagrams until asked to stop; the short timeout bounds shutdown latency."""
     responder.sock.settimeout(0.2)
     while not stop.is_set():
+        if not responder.server.frames_running.wait(0.2):
+            continue  # loading a map, or hung: the queries wait in the socket's buffer
         try:
             packet, address = responder.sock.recvfrom(2048)
         except TimeoutError:

@@ -124,7 +124,10 @@ class RconSession:
                 return
 
     def handle(self, request_id: int, kind: int, body: bytes) -> bool:
-        """Answer one packet; False closes the connection."""
+        """Answer one packet; False closes the connection. srcds reads RCON between frames:
+        while it loads a map or hangs, the packet waits (and with a hang, for ever)."""
+        if not self._wait_for_frame():
+            return False
         if kind == SERVERDATA_AUTH:
             return self._authenticate(request_id, body.decode("utf-8", "replace"))
         if kind == SERVERDATA_RESPONSE_VALUE:
@@ -138,6 +141,13 @@ class RconSession:
         if kind == SERVERDATA_EXECCOMMAND:
             self._execute(request_id, body.decode("utf-8", "replace"))
         return True
+
+    def _wait_for_frame(self) -> bool:
+        """Until the main loop runs frames again; False when the server stops first."""
+        while not self.server.frames_running.wait(0.2):
+            if self.server.stop_requested.is_set():
+                return False
+        return not self.server.stop_requested.is_set()
 
     def _authenticate(self, request_id: int, password: str) -> bool:
         expected = self.server.cvar("rcon_password")
@@ -166,6 +176,9 @@ class RconSession:
             return
         say(f'rcon from "{self.ip}": command "{command}"')
         lines = self.server.execute_text(command)
+        if self.server.hung:  # `sim_hang`: the frame that ran it never ends, nor replies
+            self._wait_for_frame()
+            return
         chunks = redirect_chunks(print_calls(lines))
         self.conn.sendall(
             b"".join(encode_packet(request_id, SERVERDATA_RESPONSE_VALUE, c) for c in chunks)
