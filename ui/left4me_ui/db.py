@@ -258,6 +258,7 @@ MIGRATIONS: list[str] = [
         silent_since REAL,
         map_change_at REAL,
         state TEXT NOT NULL,
+        text TEXT NOT NULL,
         checked_at REAL NOT NULL
     );
     CREATE TABLE health_decisions (

@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
@@ -128,9 +130,12 @@ def restart_allowed(action: str, restarts_in_last_hour: int, policy: Policy
     return True, ""
 
 
-def describe(verdict: Verdict, watch: Watch, clock_text=None) -> str:
-    """The health as a person reads it (times through `clock_text`, e.g. HH:MM)."""
-    show = clock_text or (lambda at: f"{at:.0f}")
+def utc_time(at: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(at))
+
+
+def describe(verdict: Verdict, watch: Watch, show: Callable[[float], str] = utc_time) -> str:
+    """The health as a person reads it (times through `show`)."""
     silent = f"A2S silent for {verdict.silent_for:.0f} s" if verdict.silent_for else ""
     if verdict.state == HEALTHY:
         return "healthy: answers A2S"
@@ -247,14 +252,15 @@ def record(core: Core, host: str, instances: list[dict]) -> list[Decision]:
             previous = row["state"] if row["seen"] is not None else None
             conn.execute(
                 "INSERT INTO health_watch (server_id, invocation, started_at, last_answer_at,"
-                " last_map, silent_since, map_change_at, state, checked_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (server_id) DO UPDATE SET"
+                " last_map, silent_since, map_change_at, state, text, checked_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (server_id) DO UPDATE SET"
                 " invocation = excluded.invocation, started_at = excluded.started_at,"
                 " last_answer_at = excluded.last_answer_at, last_map = excluded.last_map,"
                 " silent_since = excluded.silent_since, map_change_at = excluded.map_change_at,"
-                " state = excluded.state, checked_at = excluded.checked_at",
+                " state = excluded.state, text = excluded.text, checked_at = excluded.checked_at",
                 (row["id"], watch.invocation, watch.started_at, watch.last_answer_at,
-                 watch.last_map, watch.silent_since, watch.map_change_at, verdict.state, now))
+                 watch.last_map, watch.silent_since, watch.map_change_at, verdict.state,
+                 describe(verdict, watch), now))
             found.append(_Found(row["id"], row["owner_id"], f"{row['host']}/{row['name']}",
                                 row["health_action"], watch, verdict, previous))
     return [_decide(core, policy, item, now) for item in found
@@ -374,7 +380,19 @@ class Health:
     text: str
     action: str  # the server's setting: none | restart
     restarts_this_hour: int
+    restarts_per_hour: int
     latest: Decision | None  # the newest decision (its action: what was done)
+
+    @property
+    def line(self) -> str:
+        """The health, and what was done about it ("...; restarted 1 of 3 this hour")."""
+        if self.state == DOWN and self.latest is not None and self.latest.state == DOWN \
+                and self.latest.action:
+            return f"{self.text}; {self.latest.action}"
+        if self.restarts_this_hour:
+            return (f"{self.text}; restarted {self.restarts_this_hour} of"
+                    f" {self.restarts_per_hour} this hour")
+        return self.text
 
 
 def for_server(core: Core, actor: Actor, server_id: int) -> Health:
@@ -394,11 +412,9 @@ def for_server(core: Core, actor: Actor, server_id: int) -> Health:
     decision = _decision(latest) if latest is not None else None
     if watch is None:
         return Health("unknown", None, "not checked yet", row["health_action"], restarts,
-                      decision)
-    text = decision.text if decision is not None and decision.state == watch["state"] else (
-        watch["state"])
-    return Health(watch["state"], watch["checked_at"], text, row["health_action"], restarts,
-                  decision)
+                      policy_of(core).restarts_per_hour, decision)
+    return Health(watch["state"], watch["checked_at"], watch["text"], row["health_action"],
+                  restarts, policy_of(core).restarts_per_hour, decision)
 
 
 def decisions(core: Core, actor: Actor, server_id: int, limit: int = 20) -> list[Decision]:

@@ -113,7 +113,7 @@ def test_describe_says_since_when_for_how_long_and_the_last_answer():
     watch, _ = probes(Watch(), (0, True), (130, True))
     watch, verdict = assess(watch, Probe(145, True, "run1", False), POLICY)
     watch, verdict = assess(watch, Probe(220, True, "run1", False), POLICY)
-    text = health.describe(verdict, watch)
+    text = health.describe(verdict, watch, lambda at: f"{at:.0f}")
     assert text == ("down since 145: A2S silent for 75 s while the unit is active;"
                     " last answer 130")
 
