@@ -152,7 +152,7 @@ def describe(verdict: Verdict, watch: Watch, show: Callable[[float], str] = utc_
     if verdict.state == DOWN:
         return (f"down since {show(verdict.since)}: {silent} while the unit is active;"
                 f" {last}")
-    return f"not answering: {silent} ({last})"
+    return f"not answering A2S since {show(verdict.since)} ({last})"
 
 
 # --- the check against the hosts ---------------------------------------------------------------

@@ -110,12 +110,15 @@ def test_restart_at_most_k_times_an_hour_then_left_down():
 
 
 def test_describe_says_since_when_for_how_long_and_the_last_answer():
+    show = lambda at: f"{at:.0f}"  # noqa: E731
     watch, _ = probes(Watch(), (0, True), (130, True))
     watch, verdict = assess(watch, Probe(145, True, "run1", False), POLICY)
+    assert verdict.state == UNANSWERED
+    assert health.describe(verdict, watch, show) == (
+        "not answering A2S since 145 (last answer 130)")
     watch, verdict = assess(watch, Probe(220, True, "run1", False), POLICY)
-    text = health.describe(verdict, watch, lambda at: f"{at:.0f}")
-    assert text == ("down since 145: A2S silent for 75 s while the unit is active;"
-                    " last answer 130")
+    assert health.describe(verdict, watch, show) == (
+        "down since 145: A2S silent for 75 s while the unit is active; last answer 130")
 
 
 # --- the record, the action and the reads ------------------------------------------------------
