@@ -136,4 +136,10 @@ def serve_queries(responder: QueryResponder, stop: threading.Event) -> None:
             continue
         except OSError:
             return
-        responder.handle(packet, address)
+        try:
+            responder.handle(packet, address)
+        except OSError:
+            # A reply the host refuses (EPERM: the firewall drops a late answer to a query
+            # that waited out a map load, its conntrack entry gone) is lost, as srcds's
+            # NET_SendPacket loses it; the next query is answered.
+            continue
