@@ -15,6 +15,7 @@ closed, the SSH connection lost), when journalctl ends (said as a failed line), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -84,10 +85,8 @@ def stream(unit: str, cursor: str | None, secrets: Sequence[str], seconds: float
     """Follow ``unit`` after ``cursor`` onto ``out`` until stdin closes, ``out`` is gone,
     journalctl ends or ``seconds`` passed; the exit status (1: journalctl failed)."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread (tests): not caught
             signal.signal(signum, _ended)
-        except ValueError:  # not the main thread (tests): nothing to catch there
-            pass
     process = popen(follow_argv(unit, cursor), stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env={**os.environ, **LANG_C})
