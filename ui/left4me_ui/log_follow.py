@@ -25,11 +25,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from left4me_ui.host_reads import SshTarget, ssh_argv, ssh_failure
 
 KEEP_LINES = 1000  # lines a buffer keeps (the panel shows them all)
+PANEL_SECONDS = 0.25  # how often an open log panel redraws from the buffer
 IDLE_SECONDS = 15.0  # nobody looked this long: the page is closed, the follower stops
 POLL_SECONDS = 0.2  # how often a follower checks whether it is still watched
 STOP_SECONDS = 3.0  # how long a stopped stream may take to end before it is killed
@@ -47,6 +49,14 @@ class LogView:
     version: int  # grows with each change: a page redraws only when it moved
     error: str | None  # the last failure, until lines come again (safe to show)
     connected: bool  # a stream is open now
+
+
+def line_time(line: str) -> float | None:
+    """When journald got a shown line (its leading ISO time), as a Unix time; None if none."""
+    try:
+        return datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class LogBuffer:

@@ -4,7 +4,7 @@ journal followed while the page is open. Output is shown as plain monospace text
 import frame
 import streamlit as st
 
-from left4me_ui import authz, host_reads, live, servers
+from left4me_ui import authz, host_reads, live, log_follow, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -56,7 +56,7 @@ st.subheader("Log")
 # from it, asking the host nothing; elsewhere each refresh is one read after the cursor.
 streamed = fast and frame.attempt(lambda: live.follow_log(core, actor, server.id)) not in (
     None, frame.REFUSED)
-LOG_REFRESH = 0.25 if streamed else 3  # seconds between redraws
+LOG_REFRESH = log_follow.PANEL_SECONDS if streamed else 3  # seconds between redraws
 follow = st.toggle("Follow (new lines show within a second while this page is open)" if streamed
                    else f"Follow (refresh every {LOG_REFRESH} s while this page is open)",
                    value=True, key=f"follow_{server.id}")

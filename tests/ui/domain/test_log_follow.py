@@ -224,6 +224,11 @@ def test_the_buffer_keeps_the_newest_lines_and_wakes_waiters():
     assert buffer.wait(view.version, 0.1) == view and time.monotonic() - started >= 0.1
 
 
+def test_a_lines_time_is_journalds():
+    assert log_follow.line_time("2026-12-08T00:21:07.591731Z sh: Console: hi") == 1796689267.591731
+    assert log_follow.line_time("no time here") is None
+
+
 def test_the_request_follows_after_the_cursor_over_the_kept_connection(tmp_path):
     target = host_reads.ssh_target("alpha", {"ansible_host": "192.0.2.10"})
     follower = log_follow.ssh_follower(target, tmp_path, "coop1", 200)

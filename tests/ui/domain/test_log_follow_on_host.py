@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -86,9 +85,7 @@ def said_at(core, dana, server_id, marker: str, timeout: float = 10) -> tuple[fl
         view = live.follow_log(core, dana, server_id)
         found = [line for line in view.lines if f"Console: {marker}" in line]
         if found:
-            seen = time.time()
-            stamp = datetime.fromisoformat(found[0].split(" ", 1)[0].replace("Z", "+00:00"))
-            return stamp.timestamp(), seen
+            return log_follow.line_time(found[0]), time.time()
         time.sleep(0.01)
     raise AssertionError(f"{marker} never showed: {view}")
 
