@@ -33,7 +33,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
     validate_cursor,
 )
 
-FOLLOW_SECONDS_MAX = 86400  # a day: the longest one stream may live; the reader resumes
 READ_CHUNK = 64 * 1024  # journalctl's output read at most this much at a time
 STOP_GRACE = 2.0  # seconds journalctl gets to end after SIGTERM before SIGKILL
 

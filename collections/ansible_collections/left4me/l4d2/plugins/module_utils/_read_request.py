@@ -36,10 +36,6 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal_follow import (
-    FOLLOW_SECONDS_MAX,
-    stream,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (
     ARGUMENTS,
     ReadError,
@@ -57,6 +53,7 @@ NEEDS_ROOT = f"{PROG} needs root to read the journal, mounts and RCON passwords:
 KEYS = ("verb", "instance", "args")
 MASK = "********"  # what Ansible shows for a no_log value
 # The entry point's own arguments, beside the module's: the logs verb's follow stream.
+FOLLOW_SECONDS_MAX = 86400  # a day: the longest one stream may live; the reader resumes
 STREAMS = {"logs": dict(follow=dict(type="bool", default=False),
                         follow_seconds=dict(type="int", default=3600))}
 
@@ -167,6 +164,11 @@ def respond(stdin: IO[bytes], stdout: IO[str], run: Runner,
         result, status = dict(failed=True, msg=f"{PROG}: {exc}"), 1
     stdout.write(json.dumps(result) + "\n")
     if status == 0 and request.args.get("follow"):
+        # Imported only for a stream: the other requests start without it.
+        from ansible_collections.left4me.l4d2.plugins.module_utils._journal_follow import (
+            stream,
+        )
+
         stdout.flush()
         return stream(result["unit"], result["cursor"], log_secrets(request.instance, state_dir),
                       request.args["follow_seconds"], stdin.fileno(), stdout)
