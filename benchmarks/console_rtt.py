@@ -129,6 +129,7 @@ def rounds(core: Core, actor, server_id: int, host_name: str, runs: int) -> dict
         "fast", "runner", "on_host", "ssh", "entry", "log", "follow", "ping")}
     for fast in (True, False):  # warm: the kept connection opens
         console(core, actor, server_id, fast)
+    core.settings = replace(core.settings, fast_reads=True)
     cursor = live.read_log(core, actor, server_id).cursor
     deadline = time.monotonic() + 30
     while not (view := live.follow_log(core, actor, server_id)).connected:  # the stream opens

@@ -36,6 +36,7 @@ IDLE_SECONDS = 15.0  # nobody looked this long: the page is closed, the follower
 POLL_SECONDS = 0.2  # how often a follower checks whether it is still watched
 STOP_SECONDS = 3.0  # how long a stopped stream may take to end before it is killed
 RETRY_SECONDS = (0.0, 0.5, 1.0, 2.0, 5.0)  # waits before the 1st, 2nd... try after failures
+MIN_STREAM_SECONDS = 1.0  # a stream that ended sooner is tried again as after a failure
 UNAVAILABLE_SECONDS = 600.0  # a host that cannot follow is read by cursor this long
 SSH_FAILED = 255
 
@@ -158,10 +159,12 @@ class Follower:
         failures = 0
         try:
             while self._watched():
+                began = self.clock()
                 outcome, answered = self._follow_once()
                 if outcome in ("stopped", "unavailable"):
                     return
-                if outcome in ("ended", "restarted"):
+                if outcome == "restarted" or (outcome == "ended"
+                                              and self.clock() - began >= MIN_STREAM_SECONDS):
                     failures = 0
                     continue
                 failures = 1 if answered else failures + 1  # a stream that ran: start over
