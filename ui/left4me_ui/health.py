@@ -354,7 +354,11 @@ class HealthCheck:
             return failed
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        # Rounds start every `interval` (a round's own time is not added to the spacing):
+        # a hang is decided at most one interval plus down_after after it, plus one read.
+        next_round = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_round - time.monotonic())):
+            next_round = max(next_round + self.interval, time.monotonic())
             try:
                 self.check_all()
                 self.last_errors.pop("", None)

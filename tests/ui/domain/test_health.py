@@ -7,6 +7,9 @@ host with a hung and a slowly loading stand-in is in test_health_on_host.py.
 
 from __future__ import annotations
 
+import time
+from itertools import pairwise
+
 import pytest
 from domain_helpers import finish_job, with_settings
 from test_observe import deployed, running
@@ -294,3 +297,24 @@ def test_the_check_reads_every_host_once_and_a_host_that_fails_is_named(
     assert sorted(host for host, _verb, _args in reads) == ["alpha", "beta"]
     assert all(verb == "info" and not args.get("players") for _h, verb, args in reads)
     assert check.last_errors == {"beta": "srcds_info on beta: ssh: connection refused"}
+
+
+def test_the_check_runs_rounds_on_a_fixed_cadence(hc, monkeypatch):
+    """A round's own time is not added to the spacing (a hang is decided within one
+    interval plus down_after, plus one read)."""
+    started = []
+
+    def slow_round(self):
+        started.append(time.monotonic())
+        time.sleep(0.1)
+        if len(started) == 4:
+            self._stop.set()
+        return []
+
+    monkeypatch.setattr(health.HealthCheck, "check_all", slow_round)
+    check = health.HealthCheck(hc, 0.2)
+    check.start()
+    check._thread.join(5)
+    spacing = [b - a for a, b in pairwise(started)]
+    # 0.2 s apart; were the round's 0.1 s added, 0.3 s.
+    assert len(started) == 4 and all(0.17 < gap < 0.27 for gap in spacing), spacing
