@@ -372,9 +372,11 @@ class Installer:
         self.tail: list[str] = []
         self.account = self._account(self.params["run_as"])
         self.remaining = float(self.params["timeout"])
+        self.note = ""  # added to every failure message (side_by_side: what it left)
 
     def fail(self, kind: str, msg: str, **extra) -> None:
-        self.module.fail_json(msg=msg, error_kind=kind, output_tail=self.tail, **extra)
+        self.module.fail_json(msg=msg + self.note, error_kind=kind, output_tail=self.tail,
+                              **extra)
 
     def _account(self, name: str | None) -> pwd.struct_passwd:
         if not name:
@@ -670,6 +672,9 @@ class SideBySide:
         if refusal:
             self.installer.fail("disk_full", refusal, disk=self.disk)
         account = self.installer.account
+        kept = (f"the current build {source} stays current and unchanged" if source
+                else "no build is current yet")
+        self.installer.note = f" (side by side: the new build {target} is removed; {kept})"
         os.mkdir(target, 0o755)
         try:
             os.chown(target, account.pw_uid, account.pw_gid)

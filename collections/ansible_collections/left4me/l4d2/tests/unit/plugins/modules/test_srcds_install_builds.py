@@ -124,6 +124,9 @@ def test_a_failed_update_keeps_the_current_build_current_and_untouched(
     fresh.control(buildid=FIRST_BUILD + 1, fault=fault)
     result = run_module(capsys, **args(fresh))
     assert result["failed"] is True and result["error_kind"] == kind, result
+    assert result["msg"].endswith(
+        f"(side by side: the new build {builds(fresh) / '2'} is removed; the current build"
+        f" {builds(fresh) / '1'} stays current and unchanged)")
     assert os.readlink(builds(fresh) / "current") == "1"
     assert signature(builds(fresh) / "1") == before
     assert sorted(p for p in os.listdir(builds(fresh)) if not p.startswith(".")) == [
