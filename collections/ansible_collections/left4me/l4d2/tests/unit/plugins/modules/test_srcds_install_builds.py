@@ -19,13 +19,14 @@ import pytest
 from ansible_collections.left4me.l4d2.plugins.module_utils import _builds as builds_lib
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import format_size
 from ansible_collections.left4me.l4d2.plugins.modules import srcds_install
-from test_srcds_install import (  # noqa: F401 (fixtures)
+from test_srcds_install import (  # noqa: F401 pylint: disable=unused-import
     FIRST_BUILD,
     as_on_a_target,
     host,
     run_module,
 )
 
+# The fixtures above (host, as_on_a_target) are imported for pytest to find them.
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="steamcmd runs as another user")
 
 
