@@ -367,12 +367,12 @@ class Installer:
     def __init__(self, module: AnsibleModule):
         self.module = module
         self.params = module.params
+        self.note = ""  # added to every failure message (side_by_side: what it left)
         self.install_dir = os.path.normpath(self.params["install_dir"])
         self.steamcmd_dir = os.path.normpath(self.params["steamcmd_dir"])
         self.tail: list[str] = []
         self.account = self._account(self.params["run_as"])
         self.remaining = float(self.params["timeout"])
-        self.note = ""  # added to every failure message (side_by_side: what it left)
 
     def fail(self, kind: str, msg: str, **extra) -> None:
         self.module.fail_json(msg=msg + self.note, error_kind=kind, output_tail=self.tail,
