@@ -205,3 +205,11 @@ def test_check_mode_predicts_the_removal_of_an_unused_build(fresh, mounts, capsy
     assert check["changed"] is True
     assert check["builds_removed"] == [str(builds(fresh) / "1")]
     assert (builds(fresh) / "1").is_dir()
+
+
+def test_validate_of_an_intact_build_is_not_changed_and_leaves_no_copy(fresh, mounts, capsys):
+    run_module(capsys, **args(fresh))
+    result = run_module(capsys, **args(fresh, validate=True))
+    assert result["changed"] is False, result
+    assert sorted(p for p in os.listdir(builds(fresh)) if not p.startswith(".")) == [
+        "1", "current"]
