@@ -265,6 +265,22 @@ def update_lock(builds: Builds):
         yield
 
 
+def update_running(builds: Builds) -> bool:
+    """Whether another call holds the update lock now (read-only: makes no lock file)."""
+    try:
+        fd = os.open(os.path.join(builds.builds_dir, UPDATE_LOCK),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def ensure_builds_dir(builds: Builds) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(builds.builds_dir, 0o755)

@@ -621,6 +621,12 @@ class SideBySide:
         layout, used, flat_used = self.read()
         source = self.current_dir(layout)
         before = read_app_state(source) if source else AppState()
+        if builds_lib.update_running(self.builds):
+            # Its unfinished build is no leftover: the builds are the running update's.
+            self.module.warn(f"an update is running in {self.builds.builds_dir}; the builds"
+                             " are left to it (a real run now would be refused as busy)")
+            layout = builds_lib.Layout(names=[], current=layout.current, flat=layout.flat,
+                                       installation_linked=True)
         removed = [self.builds.build_dir(n) for n in builds_lib.removals(layout, used)]
         if builds_lib.removes_flat(layout, flat_used):
             removed.append(self.builds.installation)

@@ -154,12 +154,17 @@ def test_a_second_update_while_one_runs_is_refused(fresh, mounts, capsys):
         fcntl.flock(fd, fcntl.LOCK_EX)
         fresh.control(buildid=FIRST_BUILD + 1)
         result = run_module(capsys, **args(fresh))
+        (builds(fresh) / "2").mkdir()  # what the running update is building
+        check = run_module(capsys, _ansible_check_mode=True, **args(fresh, update=False))
     finally:
         os.close(fd)
     assert result["failed"] is True and result["error_kind"] == "busy", result
     assert "another srcds_install is installing or updating" in result["msg"]
+    # A converge's check step leaves the builds to the running update (no removal predicted).
+    assert check["changed"] is False and check["builds_removed"] == [], check
+    assert "an update is running" in str(check.get("warnings"))
     assert os.readlink(builds(fresh) / "current") == "1"
-    assert not (builds(fresh) / "2").exists()
+    assert (builds(fresh) / "2").is_dir(), "check mode removed nothing"
 
 
 def test_a_plain_install_no_server_uses_becomes_build_1_without_a_download(
