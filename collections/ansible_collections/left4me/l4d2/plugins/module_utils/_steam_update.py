@@ -200,7 +200,7 @@ def ask_until_agreed(ask: Callable[[], Offer], attempts: int = WEBAPI_ATTEMPTS) 
     """Ask until two answers agree on the verdict; the last problem if none was usable."""
     seen: list[Offer] = []
     last = Offer(problem="not asked")
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         last = ask()
         if last.problem:
             continue
