@@ -34,6 +34,7 @@ Standard library only: modules import it on the target, and the roles copy it as
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 try:
@@ -133,6 +134,35 @@ def env_file_path(name: str, config_dir: str = _common.DEFAULT_CONFIG_DIR,
     """``{config_dir}/instances/NAME.env``, the instance's settings the unit reads."""
     validate_instance_name(name, error)
     return os.path.join(config_dir, INSTANCES_DIR, f"{name}.env")
+
+
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_env(text: str, source: str = "env file",
+              error: type[Exception] = _common.Left4meError) -> dict[str, str]:
+    """Parse an env file's shell-style ``KEY=value`` lines (quotes allowed, ``#``
+    comments); ``error`` names the line that does not parse."""
+    import shlex  # here: only a console command's and the mount's reads of an env file need it
+
+    env: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or not _ENV_KEY_RE.fullmatch(key):
+            raise error(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
+        try:
+            words = shlex.split(value, comments=True)
+        except ValueError as exc:
+            raise error(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
+        if len(words) > 1:
+            raise error(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
+        env[key] = words[0] if words else ""
+    return env
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ import errno
 import fcntl
 import os
 import re
-import shlex
 import stat
 import struct
 import subprocess
@@ -81,7 +80,6 @@ MAX_FSCONFIG_STRING = 255
 FORBIDDEN_PATH_CHARS = (":", ",", "\\", "\n")
 FUSE_OVERLAYFS_XATTR_PREFIX = "user.fuseoverlayfs."
 
-_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OCTAL_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 
 # Syscall numbers as on x86_64; syscalls added since 5.1 share one number on
@@ -276,25 +274,8 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
 
 
 def parse_env(text: str, source: str = "env file") -> dict[str, str]:
-    """Parse shell-style ``KEY=value`` lines (quotes allowed, ``#`` comments)."""
-    env: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep or not _ENV_KEY_RE.fullmatch(key):
-            raise MountError(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
-        try:
-            words = shlex.split(value, comments=True)
-        except ValueError as exc:
-            raise MountError(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
-        if len(words) > 1:
-            raise MountError(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
-        env[key] = words[0] if words else ""
-    return env
+    """Parse shell-style ``KEY=value`` lines (:func:`_layout.parse_env`); MountError."""
+    return _layout.parse_env(text, source, MountError)
 
 
 def read_env_file(path: str) -> dict[str, str]:
