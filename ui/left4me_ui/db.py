@@ -300,8 +300,13 @@ class Database:
         self.migrate()
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction: committed on success, rolled back on error."""
+    def connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction: committed on success, rolled back on error.
+
+        ``write=False`` is for reads only: a deferred transaction, which under WAL waits for
+        no writer and holds no lock a writer waits for (every page rerun checks its session;
+        as writers, ten open pages queued behind each other and a running job's writes).
+        """
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -312,7 +317,7 @@ class Database:
         try:
             # IMMEDIATE: take the write lock up front, so read-then-write steps (port
             # allocation, job claiming) never interleave with another writer.
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield conn
             conn.execute("COMMIT")
         except BaseException:

@@ -345,3 +345,30 @@ def test_a_password_typed_as_the_name_is_not_kept_in_clear(core, alice):
     with core.db.connect() as conn:
         dump = "\n".join(conn.iterdump())
     assert "my secret passphrase" not in dump
+
+
+def test_a_page_checks_its_session_while_a_job_holds_the_write_lock(core, clock, alice):
+    # Every rerun of every open page checks its session: as a writer it queued behind the
+    # job worker's writes (and the other pages'), "database is locked" under load.
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+    core.db.busy_timeout_ms = 200
+    with core.db.connect() as writer:  # BEGIN IMMEDIATE: what a job's bookkeeping holds
+        writer.execute("UPDATE users SET role = role WHERE name = 'alice'")
+        clock.advance(accounts.SESSION_TOUCH_SECONDS - 1)
+        assert accounts.validate_session(core, token) == alice
+
+
+def test_use_refreshes_a_session_once_a_minute_not_at_every_look(core, clock, alice):
+    token = accounts.login(core, "alice", PASSWORD, "c").token
+
+    def last_seen() -> int:
+        with core.db.connect(write=False) as conn:
+            return conn.execute("SELECT last_seen_at FROM sessions").fetchone()[0]
+
+    first = last_seen()
+    clock.advance(accounts.SESSION_TOUCH_SECONDS - 1)
+    assert accounts.validate_session(core, token) == alice
+    assert last_seen() == first
+    clock.advance(1)
+    assert accounts.validate_session(core, token) == alice
+    assert last_seen() == clock.now
