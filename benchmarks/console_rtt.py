@@ -13,10 +13,15 @@ alike:
 - the fast path's split: SSH (`true` over the kept connection), the entry point's start
   (sudo, Python, its imports: a refused request, minus SSH) and RCON on the host (the
   answer's own `seconds`);
-- a log read after a cursor over the fast path (the log panel's refresh, every second);
+- a log read after a cursor over the fast path (the log panel's refresh before it followed,
+  and still its refresh where the log is read by cursor);
+- P9, the followed log: a line said in the console (`say`), from journald's time of it to
+  its arrival in the follower's buffer (left4me_ui.log_follow: left4me-read's follow stream
+  over the kept connection), which the log panel redraws from every 0.25 s;
 - Ansible's floor: the runner path running `ansible.builtin.ping`.
 (RCON answers only on the host itself now, so there is no direct exchange to time.)
-Medians and p90 of `--runs` rounds. Goal (issue 19): fast median <= 0.3 s, p90 <= 0.5 s.
+Medians and p90 of `--runs` rounds. Goals (issue 19): fast median <= 0.3 s, p90 <= 0.5 s;
+P9: a new journal line in the open log panel within 1 s.
 A figure, not a timed test.
 """
 
@@ -44,6 +49,7 @@ from left4me_ui import (  # noqa: E402
     host_reads,
     jobs,
     live,
+    log_follow,
     servers,
 )
 from left4me_ui.core import Core  # noqa: E402
@@ -51,6 +57,7 @@ from left4me_ui.runner import run_module, ssh_control_dir  # noqa: E402
 from testhosts import host  # noqa: E402
 
 GOAL_MEDIAN, GOAL_P90 = 0.3, 0.5
+GOAL_FOLLOW = 1.0  # P9: journal line -> open log panel
 
 
 def p90(values: list[float]) -> float:
@@ -98,12 +105,37 @@ def console(core: Core, actor, server_id: int, fast: bool) -> tuple[float, objec
     return took, answer
 
 
+def followed(core: Core, actor, server_id: int, host_name: str, marker: str,
+             timeout: float = 10) -> float:
+    """Say `marker`; seconds from journald's time of the line to its arrival in the
+    follower's buffer (woken by the buffer itself, so no polling step is added)."""
+    view = live.follow_log(core, actor, server_id)
+    follower = log_follow.FOLLOWERS.get((host_reads.target_of(core, host_name),
+                                         ssh_control_dir(core.settings.state_dir), "console1"))
+    live.run_console(core, actor, server_id, f"say {marker}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = follower.buffer.wait(view.version, 0.5)
+        arrived = time.time()
+        follower.look()
+        found = [line for line in view.lines if line.endswith(f"Console: {marker}")]
+        if found:
+            return arrived - log_follow.line_time(found[0])
+    raise RuntimeError(f"{marker} never reached the follower's buffer")
+
+
 def rounds(core: Core, actor, server_id: int, host_name: str, runs: int) -> dict[str, list]:
     timings: dict[str, list[float]] = {key: [] for key in (
-        "fast", "runner", "on_host", "ssh", "entry", "log", "ping")}
+        "fast", "runner", "on_host", "ssh", "entry", "log", "follow", "ping")}
     for fast in (True, False):  # warm: the kept connection opens
         console(core, actor, server_id, fast)
+    core.settings = replace(core.settings, fast_reads=True)
     cursor = live.read_log(core, actor, server_id).cursor
+    deadline = time.monotonic() + 30
+    while not (view := live.follow_log(core, actor, server_id)).connected:  # the stream opens
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the log follower did not connect: {view.error}")
+        time.sleep(0.05)
     for _ in range(runs):
         took, answer = console(core, actor, server_id, True)
         timings["fast"].append(took)
@@ -116,6 +148,8 @@ def rounds(core: Core, actor, server_id: int, host_name: str, runs: int) -> dict
         took, page = timed(lambda at=cursor: live.read_log(core, actor, server_id, at))
         cursor = page.cursor
         timings["log"].append(took)
+        timings["follow"].append(followed(core, actor, server_id, host_name,
+                                          f"bench-{os.getpid()}-{len(timings['log'])}"))
         took, pinged = timed(lambda: run_module(core, host_name, "ansible.builtin.ping",
                                                 {"data": "pong"}, timeout=60))
         timings["ping"].append(took)
@@ -135,7 +169,17 @@ def report(timings: dict[str, list[float]], runs: int) -> str:
             f" {median['entry'] * 1000:.0f} ms, RCON on the host"
             f" {median['on_host'] * 1000:.0f} ms. Log read after a cursor (fast path)"
             f" {median['log'] * 1000:.0f} ms, p90 {p90(timings['log']) * 1000:.0f} ms; an"
-            f" ad-hoc ansible.builtin.ping {median['ping']:.2f} s")
+            f" ad-hoc ansible.builtin.ping {median['ping']:.2f} s.\n" + follow_report(timings))
+
+
+def follow_report(timings: dict[str, list[float]]) -> str:
+    follow = timings["follow"]
+    worst = max(follow) + log_follow.PANEL_SECONDS
+    return (f"P9, followed log (n={len(follow)}): journal line -> follower's buffer median"
+            f" {statistics.median(follow) * 1000:.0f} ms, max {max(follow) * 1000:.0f} ms;"
+            f" in the open panel (redrawn every {log_follow.PANEL_SECONDS} s) at most"
+            f" {worst:.2f} s. Goal <= {GOAL_FOLLOW} s:"
+            f" {'met' if worst <= GOAL_FOLLOW else 'NOT met'}.")
 
 
 def measure(runs: int) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -381,6 +383,33 @@ def test_left4me_read_follows_the_journal_after_a_cursor(demo):
         return page if any("hello-over-the-fast-path" in m for m in page["lines"]) else None
 
     assert wait_for(newer, timeout=20, step=1)
+
+
+def test_left4me_read_follow_streams_a_said_line_and_ends_when_stdin_closes(demo):
+    booted, _inventory = demo
+    unit = "journalctl --unit=left4me-server@coop1.service"
+    stream = subprocess.Popen(["ssh", "-F", booted.ssh_config, booted.name, " ".join(READ_COMMAND)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    said: queue.Queue[dict] = queue.Queue()
+    threading.Thread(target=lambda: [said.put(json.loads(line)) for line in stream.stdout],
+                     daemon=True).start()
+    stream.stdin.write(json.dumps({"verb": "logs", "instance": "coop1",
+                                   "args": {"lines": 1, "follow": True}}).encode() + b"\n")
+    stream.stdin.flush()
+    page = said.get(timeout=30)
+    assert len(page["lines"]) == 1 and page["cursor"], page
+    marker = f"followed-{os.getpid()}"
+    fast_read(demo, {"verb": "rcon", "instance": "coop1", "args": {"command": f"say {marker}"}})
+    seen: list[dict] = []
+    while not any(f"Console: {marker}" in line for m in seen for line in m["lines"]):
+        seen.append(said.get(timeout=10))  # each batch as it comes, after the page's cursor
+    assert [m for m in seen if m.get("failed")] == [] and seen[0]["cursor"] != page["cursor"]
+    assert COOP_PASSWORD not in json.dumps(seen)
+    assert len(booted.nsenter("pgrep", "-af", unit, check=False).splitlines()) == 1
+    stream.stdin.close()  # the reader is gone: the stream ends, journalctl with it
+    assert stream.wait(timeout=10) == 0, stream.stderr.read()
+    assert wait_for(lambda: booted.nsenter("pgrep", "-af", unit, check=False) == "", 10, 0.2)
 
 
 @pytest.mark.parametrize("request_bytes, status, message", [

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from left4me_ui import blueprints, host_reads, servers
+from left4me_ui import blueprints, host_reads, live, servers
+from left4me_ui.log_follow import LogView
 from left4me_ui.runner import ModuleRun
 from tests.ui.conftest import Person
 
@@ -70,6 +71,26 @@ def test_the_log_is_shown_as_plain_text_and_followed_from_its_cursor(core, alice
     assert server_id
 
 
+def test_on_the_fast_path_the_log_is_drawn_from_the_followed_buffer_without_a_read(
+        core, alice, host_reads_asked, monkeypatch):
+    """The follower itself (its stream and buffer): tests/ui/domain/test_log_follow.py."""
+    server_id = deployed_server(core, alice)
+    core.settings = replace(core.settings, fast_reads=True)
+    looked = []
+
+    def follow_log(_core, actor, sid):
+        looked.append((actor.name, sid))
+        return LogView(tuple(LOG_LINES), "s=9", len(looked), None, True)
+    monkeypatch.setattr(live, "follow_log", follow_log)
+    app = alice.app("console")
+    assert not app.exception
+    assert LOG_LINES[0] in [c.value for c in app.code]
+    assert "new lines show within a second" in app.toggle[0].label
+    app.run()
+    assert looked[-1] == ("alice", server_id) and len(looked) >= 2
+    assert not [m for m, _args in host_reads_asked if m == "left4me.l4d2.server_logs"]
+
+
 def test_a_refused_command_is_explained_and_kept_nowhere(core, alice, host_reads_asked):
     server_id = deployed_server(core, alice)
     app = alice.app("console")
@@ -118,10 +139,12 @@ def test_over_the_fast_path_the_page_does_not_say_slower(core, alice, host_reads
             return ModuleRun(True, "", {"output": STATUS, "seconds": 0.03})
         return ModuleRun(True, "", {"lines": LOG_LINES, "cursor": "s=1"})
     monkeypatch.setattr(host_reads, "ask", fast)
+    monkeypatch.setattr(live, "follow_log",  # the log's follower: the test below
+                        lambda *_args: LogView(tuple(LOG_LINES), "s=1", 1, None, True))
     server_id = deployed_server(core, alice)
     app = alice.app("console")
     assert "slower" not in captions(app)
-    assert "refresh every 1 s" in "\n".join(t.label for t in app.toggle)
+    assert "new lines show within a second" in "\n".join(t.label for t in app.toggle)
     app.text_input(key=f"command_{server_id}").input("status")
     app.button[0].click().run()
     assert STATUS.rstrip("\n") in [c.value for c in app.code]

@@ -6,7 +6,9 @@ module (`left4me.l4d2.rcon`, `left4me.l4d2.server_logs`), the call an operator m
 `ansible HOST -b -m left4me.l4d2.rcon -a '{"name": ..., "command": "status"}'`. Either
 reads the password on the host and talks to 127.0.0.1, so neither the password nor RCON
 traffic crosses the network; the SSH connection carries only the command and its output.
-Console commands are kept per server (who, what, when, how it ended); their output is
+The journal is followed: on the fast path one stream per server (log_follow) feeds a buffer
+the log panel redraws from, without a request of its own; elsewhere it is read after a
+cursor. Console commands are kept per server (who, what, when, how it ended); their output is
 shown, never stored: it can hold players' addresses.
 """
 
@@ -21,10 +23,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
     validate_command,
 )
 
-from left4me_ui import audit, authz, host_reads
+from left4me_ui import audit, authz, host_reads, log_follow
 from left4me_ui.authz import Actor, Forbidden, NotFound
 from left4me_ui.core import Core
+from left4me_ui.log_follow import LogView
 from left4me_ui.refusal import Refusal
+from left4me_ui.runner import ssh_control_dir
 from left4me_ui.validation import check_name
 
 CONSOLE_DEADLINE = 30.0  # seconds the whole RCON exchange may take on the host
@@ -136,3 +140,21 @@ def read_log(core: Core, actor: Actor, server_id: int, cursor: str | None = None
                    run.result.get("cursor") or cursor)
 
 
+
+
+def follow_log(core: Core, actor: Actor, server_id: int) -> LogView | None:
+    """The server's journal as its follower holds it (started by the first look over the
+    host's kept SSH connection, stopped when no page looked for a while), checked for this
+    person at every look; None where it is read by cursor instead (read_log): the fast path
+    is not used for its host, or the host's left4me-read cannot follow."""
+    with core.db.connect() as conn:
+        row = _server(conn, actor, server_id, manage=False)
+    target = host_reads.target_of(core, row["host"])
+    if target is None:
+        return None
+    name = check_name(row["name"])
+    control = ssh_control_dir(core.settings.state_dir)
+    follower = log_follow.FOLLOWERS.look(
+        (target, control, name),
+        lambda: log_follow.ssh_follower(target, control, name, LOG_PAGE_LINES))
+    return None if follower.unavailable else follower.look()

@@ -4,7 +4,7 @@ journal followed while the page is open. Output is shown as plain monospace text
 import frame
 import streamlit as st
 
-from left4me_ui import authz, host_reads, live, servers
+from left4me_ui import authz, host_reads, live, log_follow, servers
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -52,8 +52,13 @@ if recent:
                      hide_index=True, width="stretch")
 
 st.subheader("Log")
-LOG_REFRESH = 1 if fast else 3  # seconds; each refresh is one read after the cursor
-follow = st.toggle(f"Follow (refresh every {LOG_REFRESH} s while this page is open)",
+# On the fast path one stream per server feeds a buffer (log_follow) and the panel redraws
+# from it, asking the host nothing; elsewhere each refresh is one read after the cursor.
+streamed = fast and frame.attempt(lambda: live.follow_log(core, actor, server.id)) not in (
+    None, frame.REFUSED)
+LOG_REFRESH = log_follow.PANEL_SECONDS if streamed else 3  # seconds between redraws
+follow = st.toggle("Follow (new lines show within a second while this page is open)" if streamed
+                   else f"Follow (refresh every {LOG_REFRESH} s while this page is open)",
                    value=True, key=f"follow_{server.id}")
 LINES_KEPT = 1000
 
@@ -62,10 +67,18 @@ LINES_KEPT = 1000
 def log_panel(server_id: int) -> None:
     frame.require_actor()
     seen = st.session_state.setdefault(f"_log_{server_id}", {"cursor": None, "lines": []})
-    page = frame.attempt(lambda: live.read_log(core, actor, server_id, seen["cursor"]))
-    if page is not frame.REFUSED:
-        seen["cursor"] = page.cursor
-        seen["lines"] = (seen["lines"] + page.lines)[-LINES_KEPT:]
+    view = frame.attempt(lambda: live.follow_log(core, actor, server_id)) if follow else None
+    if view is frame.REFUSED:
+        return
+    if view is not None:  # the followed buffer; its cursor carries on if following stops
+        seen["cursor"], seen["lines"] = view.cursor, list(view.lines)[-LINES_KEPT:]
+        if view.error:
+            st.caption(f":material/sync_problem: {view.error}")
+    else:
+        page = frame.attempt(lambda: live.read_log(core, actor, server_id, seen["cursor"]))
+        if page is not frame.REFUSED:
+            seen["cursor"] = page.cursor
+            seen["lines"] = (seen["lines"] + page.lines)[-LINES_KEPT:]
     st.code("\n".join(seen["lines"]) or "(nothing logged yet)", language=None, height=400)
 
 

@@ -11,6 +11,12 @@ JSON object on stdin::
     {"verb": "info", "instance": "coop1", "args": {"players": true}}
     {"verb": "rcon", "instance": "coop1", "args": {"command": "status"}}
     {"verb": "logs", "instance": "coop1", "args": {"cursor": "s=...", "lines": 100}}
+    {"verb": "logs", "instance": "coop1", "args": {"follow": true}}
+
+The request is the first line of stdin (JSON has no raw newline in it). ``follow`` (the
+entry point's own, as ``follow_seconds``: no module has them) makes the logs verb a stream:
+its page, then a line per batch of new entries as they arrive, until the caller closes
+stdin or stdout, or ``follow_seconds`` pass (``_journal_follow``).
 
 ``info`` without an instance reports every instance on the host. The arguments are those of
 the srcds_info, rcon and server_logs modules (``_reads.ARGUMENTS``), type checked strictly;
@@ -34,6 +40,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._reads import (
     ARGUMENTS,
     ReadError,
     Runner,
+    log_secrets,
     plan_rcon,
     read_info,
     read_logs,
@@ -45,6 +52,10 @@ PROG = "left4me-read"
 NEEDS_ROOT = f"{PROG} needs root to read the journal, mounts and RCON passwords: run it with sudo"
 KEYS = ("verb", "instance", "args")
 MASK = "********"  # what Ansible shows for a no_log value
+# The entry point's own arguments, beside the module's: the logs verb's follow stream.
+FOLLOW_SECONDS_MAX = 86400  # a day: the longest one stream may live; the reader resumes
+STREAMS = {"logs": dict(follow=dict(type="bool", default=False),
+                        follow_seconds=dict(type="int", default=3600))}
 
 # The JSON types each argument type takes (bool is an int to Python: never taken for one).
 _TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "dict": (dict,)}
@@ -76,7 +87,7 @@ def arguments(verb: str, given: object) -> dict:
     """``given`` checked against the verb's argument spec, defaults filled in."""
     if not isinstance(given, dict):
         raise RequestError("args must be a JSON object")
-    specs = ARGUMENTS[verb]
+    specs = {**ARGUMENTS[verb], **STREAMS.get(verb, {})}
     unknown = sorted(set(given) - set(specs))
     if unknown:
         raise RequestError(f"{verb}: unsupported arguments: {', '.join(unknown)};"
@@ -89,6 +100,8 @@ def arguments(verb: str, given: object) -> dict:
             raise RequestError(f"{verb}: missing required argument: {key}")
         else:
             checked[key] = spec.get("default")
+    if not 1 <= checked.get("follow_seconds", 1) <= FOLLOW_SECONDS_MAX:
+        raise RequestError(f"{verb}: follow_seconds must be between 1 and {FOLLOW_SECONDS_MAX}")
     return checked
 
 
@@ -124,7 +137,8 @@ def answer(request: Request, run: Runner, state_dir: str = DEFAULT_STATE_DIR,
         return dict(changed=False, instances=read_info(run, names, args, state_dir,
                                                        config_dir, NEEDS_ROOT))
     if request.verb == "logs":
-        return read_logs(run, request.instance, args, state_dir, config_dir, NEEDS_ROOT)
+        page_args = {key: value for key, value in args.items() if key not in STREAMS["logs"]}
+        return read_logs(run, request.instance, page_args, state_dir, config_dir, NEEDS_ROOT)
     plan = plan_rcon(run, request.instance, args["command"], args["timeout"], state_dir,
                      config_dir, NEEDS_ROOT)
     result = send_rcon(plan, args["command"], args["timeout"])
@@ -133,10 +147,14 @@ def answer(request: Request, run: Runner, state_dir: str = DEFAULT_STATE_DIR,
     return result
 
 
-def respond(stdin: IO[bytes], stdout: IO[str], run: Runner) -> int:
-    """Read one request, write one JSON answer; the exit status (1 when refused or failed)."""
+def respond(stdin: IO[bytes], stdout: IO[str], run: Runner,
+            state_dir: str = DEFAULT_STATE_DIR) -> int:
+    """Read one request, write one JSON answer (a followed log: then its new entries as
+    they come); the exit status (1 when refused or failed)."""
+    request = None
     try:
-        result = answer(parse_request(stdin.read(MAX_REQUEST_BYTES + 1)), run)
+        request = parse_request(stdin.readline(MAX_REQUEST_BYTES + 1))
+        result = answer(request, run, state_dir)
         status = 0
     except RequestError as exc:
         result, status = dict(failed=True, msg=f"{PROG}: {exc}"), 2
@@ -145,4 +163,13 @@ def respond(stdin: IO[bytes], stdout: IO[str], run: Runner) -> int:
     except OSError as exc:  # a command or file the host lacks: said, not a traceback
         result, status = dict(failed=True, msg=f"{PROG}: {exc}"), 1
     stdout.write(json.dumps(result) + "\n")
+    if status == 0 and request.args.get("follow"):
+        # Imported only for a stream: the other requests start without it.
+        from ansible_collections.left4me.l4d2.plugins.module_utils._journal_follow import (
+            stream,
+        )
+
+        stdout.flush()
+        return stream(result["unit"], result["cursor"], log_secrets(request.instance, state_dir),
+                      request.args["follow_seconds"], stdin.fileno(), stdout)
     return status

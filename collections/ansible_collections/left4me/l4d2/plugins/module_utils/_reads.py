@@ -301,6 +301,14 @@ def send_rcon(plan: RconPlan, command: str, timeout: float) -> dict:
 # --- logs: a unit's journal (server_logs) -----------------------------------------------
 
 
+def log_secrets(name: str, state_dir: str) -> list[str]:
+    """What a log page masks besides password cvars: the instance's RCON password."""
+    try:
+        return [s for s in (instance_password(name, state_dir),) if s]
+    except RconError:
+        return []  # password cvars in messages are still masked by their name
+
+
 def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: str,
               needs_root: str) -> dict:
     """server_logs' page: the last ``lines`` entries, or those after ``cursor``."""
@@ -323,11 +331,8 @@ def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: 
     if not entries and not configured and not params["cursor"]:
         raise ReadError(f"instance {name!r} is not configured on this host and its unit"
                         f" {unit} has no journal entries")
-    try:
-        secrets = [s for s in (instance_password(name, state_dir),) if s]
-    except RconError:
-        secrets = []  # password cvars in messages are still masked by their name
-    result = page(entries, params["lines"], params["cursor"], params["max_bytes"], secrets)
+    result = page(entries, params["lines"], params["cursor"], params["max_bytes"],
+                  log_secrets(name, state_dir))
     return dict(changed=False, unit=unit, entries=result.entries,
                 lines=result.lines, cursor=result.cursor, more=result.more,
                 truncated_lines=result.truncated_lines)

@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = _Parser(prog=PROG, description="Mount or unmount a left4me instance mount_lib.")
+    parser = _Parser(prog=PROG, description="Mount or unmount a left4me instance overlay.")
     parser.add_argument("verb", choices=["mount", "umount", "check"])
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--state-dir", default=None)

@@ -5,10 +5,11 @@
 
     echo '{"verb": "info"}' | sudo -n /usr/bin/python3 -I /usr/local/libexec/left4me/left4me-read
 
-The request is one JSON object on stdin (see _read_request.py for its form); the answer is
-the srcds_info, rcon or server_logs module's result on stdout. It takes no arguments: the
-sudoers rule the role installs names exactly that command line, so a caller picks only a
-verb, an instance and that verb's arguments. Callers name the interpreter (as for
+The request is one JSON object on stdin's first line (see _read_request.py for its form);
+the answer is the srcds_info, rcon or server_logs module's result on stdout (a followed log,
+`"follow": true`: then a line per batch of new entries, until stdin closes). It takes no
+arguments: the sudoers rule the role installs names exactly that command line, so a caller
+picks only a verb, an instance and that verb's arguments. Callers name the interpreter (as for
 left4me-mount), so neither PATH nor a shebang decides what runs as root, and -I keeps
 PYTHON* variables, the user site and the caller's directory out.
 

@@ -31,7 +31,8 @@ def parse(document) -> _read_request.Request:
 def test_a_request_gets_the_modules_defaults():
     request = parse({"verb": "logs", "instance": "coop1", "args": {"lines": 5}})
     assert request == _read_request.Request(
-        "logs", "coop1", {"lines": 5, "cursor": None, "max_bytes": 262144})
+        "logs", "coop1", {"lines": 5, "cursor": None, "max_bytes": 262144,
+                          "follow": False, "follow_seconds": 3600})
     assert parse({"verb": "info"}).args == {
         "players": False, "journal_lines": 10, "a2s_timeout": 1.0, "rcon_timeout": 5.0,
         "rcon_refused": {}}
@@ -57,6 +58,12 @@ def test_a_request_gets_the_modules_defaults():
     (b'{"verb": "info", "args": {"rcon_refused": {"coop1": 1}}}', "map names to strings"),
     (b'{"verb": "info", "args": []}', "args must be a JSON object"),
     (b" " * (64 * 1024 + 1), "larger than 65536 bytes"),
+    (b'{"verb": "logs", "instance": "coop1", "args": {"follow": 1}}',
+     "follow must be of type bool"),
+    (b'{"verb": "logs", "instance": "coop1", "args": {"follow_seconds": 0}}',
+     "follow_seconds must be between 1 and 86400"),
+    (b'{"verb": "rcon", "instance": "coop1", "args": {"command": "status", "follow": true}}',
+     "unsupported arguments: follow"),
 ])
 def test_a_bad_request_is_refused_by_what_is_wrong(raw, message):
     with pytest.raises(_read_request.RequestError, match=message):
