@@ -139,7 +139,7 @@ def workshop_figures() -> list[Figure]:
 # --- Instances on a booted host (P1, P2) --------------------------------------------------
 
 STATE_DIR = "/var/lib/left4me"
-INSTALL = f"{STATE_DIR}/installation"
+INSTALL = f"{STATE_DIR}/installation/"  # a link to the current build: the slash follows it
 STEAMCMD = f"{STATE_DIR}/steam/steamcmd.sh"  # the stand-in, where game_host bootstraps it
 # What a server instance owns on its host: its runtime dir (upper/work; merged is a mount,
 # so du -x skips it), its env file and config layer, its unit drop-in.

@@ -128,10 +128,18 @@ def serve_queries(responder: QueryResponder, stop: threading.Event) -> None:
     """Answer datagrams until asked to stop; the short timeout bounds shutdown latency."""
     responder.sock.settimeout(0.2)
     while not stop.is_set():
+        if not responder.server.frames_running.wait(0.2):
+            continue  # loading a map, or hung: the queries wait in the socket's buffer
         try:
             packet, address = responder.sock.recvfrom(2048)
         except TimeoutError:
             continue
         except OSError:
             return
-        responder.handle(packet, address)
+        try:
+            responder.handle(packet, address)
+        except OSError:
+            # A reply the host refuses (EPERM: the firewall drops a late answer to a query
+            # that waited out a map load, its conntrack entry gone) is lost, as srcds's
+            # NET_SendPacket loses it; the next query is answered.
+            continue

@@ -15,6 +15,8 @@ _VALUED_OPTIONS = {
     "-sim_seed",
     "-sim_players",
     "-sim_crash_after",
+    "-sim_hang_after",
+    "-sim_map_load_seconds",
     "--seed",
     "--player-schedule",
     "--bind",
@@ -28,6 +30,7 @@ class FaultSwitches:
     """Failure modes for tests; each has an env var and a -sim_* argument (README)."""
 
     crash_after: float | None = None
+    hang_after: float | None = None  # seconds after start; then neither A2S nor RCON answers
     crash_at_start: bool = False
     bind_fail: bool = False
     hang_at_start: bool = False
@@ -49,6 +52,8 @@ class LaunchOptions:
     console_commands: list[list[str]] = field(default_factory=list)
     seed: int = 0
     player_schedule: str = "off"
+    # Seconds every map load keeps the main loop busy (the first, and each changelevel/map).
+    map_load_seconds: float = 0.0
     faults: FaultSwitches = field(default_factory=FaultSwitches)
 
 
@@ -120,6 +125,10 @@ def _apply_valued_option(options: LaunchOptions, name: str, value: str) -> None:
             options.player_schedule = value
         case "-sim_crash_after":
             options.faults.crash_after = float(value)
+        case "-sim_hang_after":
+            options.faults.hang_after = float(value)
+        case "-sim_map_load_seconds":
+            options.map_load_seconds = float(value)
         case _:
             pass  # -usercon, -console, -nomaster, -norestart, -clientport, unknown: like srcds
 
@@ -156,6 +165,10 @@ def _apply_environment(options: LaunchOptions) -> None:
         options.player_schedule = env["SRCDS_SIM_PLAYERS"]
     if env.get("SRCDS_SIM_CRASH_AFTER"):
         faults.crash_after = float(env["SRCDS_SIM_CRASH_AFTER"])
+    if env.get("SRCDS_SIM_HANG_AFTER"):
+        faults.hang_after = float(env["SRCDS_SIM_HANG_AFTER"])
+    if env.get("SRCDS_SIM_MAP_LOAD_SECONDS"):
+        options.map_load_seconds = float(env["SRCDS_SIM_MAP_LOAD_SECONDS"])
     faults.crash_at_start = faults.crash_at_start or _env_flag("SRCDS_SIM_CRASH_AT_START")
     faults.bind_fail = faults.bind_fail or _env_flag("SRCDS_SIM_BIND_FAIL")
     faults.hang_at_start = faults.hang_at_start or _env_flag("SRCDS_SIM_HANG_AT_START")

@@ -73,6 +73,13 @@ class GameServer:
         self._kicked_survivors: set[str] = set()  # kicked bots stay gone for the map
         self._next_userid = 2
         self.version = gamedata.read_version(self.game_dir)
+        # The engine's main loop answers A2S and RCON between frames: while it loads a map
+        # (map_load_seconds) or is stuck (hang: a plugin's endless loop) nothing is answered;
+        # queries and commands wait in the sockets' buffers, as they do for srcds.
+        self.frames_running = threading.Event()
+        self.frames_running.set()
+        self.hung = False
+        self.map_load_seconds = options.map_load_seconds
         self._commands: dict[str, Callable[[list[str]], list[str]]] = {
             "status": self._cmd_status,
             "users": self._cmd_users,
@@ -90,6 +97,8 @@ class GameServer:
             "sim_removeplayer": self._cmd_sim_removeplayer,
             "sim_addons": self._cmd_sim_addons,
             "sim_burst": self._cmd_sim_burst,
+            "sim_hang": self._cmd_sim_hang,
+            "sim_map_load_seconds": self._cmd_sim_map_load_seconds,
             "addip": self._cmd_addip,
             "removeip": self._cmd_removeip,
             "listip": self._cmd_listip,
@@ -162,12 +171,44 @@ class GameServer:
             say(line)
 
     # ----- maps --------------------------------------------------------------------------
-    def load_map(self, name: str) -> bool:
+    def load_map(self, name: str, *, in_background: bool = False) -> bool:
+        """Load a map: at once, or (map_load_seconds) with the main loop busy that long, in
+        the caller's thread (at start, before the query thread runs) or `in_background`
+        (changelevel/map: the command's reply goes out first, then the server falls silent)."""
         with self.lock:
             if not gamedata.map_exists(self.game_dir, name):
                 say(f"map load failed: {name} not found or invalid")
                 return False
             say("---- Host_NewGame ----")
+            seconds = self.map_load_seconds
+            if seconds <= 0:
+                self._finish_load(name)
+                return True
+            self.frames_running.clear()
+        if in_background:
+            threading.Thread(target=self._slow_load, args=(name, seconds), daemon=True).start()
+        else:
+            self._slow_load(name, seconds)
+        return True
+
+    def _slow_load(self, name: str, seconds: float) -> None:
+        if self.stop_requested.wait(seconds):
+            return
+        with self.lock:
+            self._finish_load(name)
+            if not self.hung:
+                self.frames_running.set()
+
+    def hang(self) -> None:
+        """Stop running frames for good (a plugin's endless loop): the process lives, its
+        sockets stay bound, and nothing answers A2S or RCON until it is killed."""
+        with self.lock:
+            self.hung = True
+            self.frames_running.clear()
+
+    def _finish_load(self, name: str) -> None:
+        """The load's second half (at its end): the new map, its team, server.cfg, add-ons."""
+        with self.lock:
             self.map_name = name
             # A new map brings a fresh survivor team (and its cast); humans pick characters again.
             self.bots.clear()
@@ -178,7 +219,6 @@ class GameServer:
             self.exec_server_cfg()
             self._announce_addons()
             say(f"Map {name} loaded ({self.player_count()} players stay connected)")
-            return True
 
     def _announce_addons(self) -> None:
         scan = gamedata.scan_addons(self.game_dir)
@@ -194,7 +234,7 @@ class GameServer:
             return ["changelevel <mapname>: changes the current map"]
         if not gamedata.map_exists(self.game_dir, args[0]):
             return [f"changelevel failed: {args[0]} not found"]
-        self.load_map(args[0])
+        self.load_map(args[0], in_background=True)
         return []
 
     def _cmd_map(self, args: list[str]) -> list[str]:
@@ -202,7 +242,23 @@ class GameServer:
             return [f"Current map: {self.map_name or ''}"]
         if not gamedata.map_exists(self.game_dir, args[0]):
             return [f"map load failed: {args[0]} not found or invalid"]
-        self.load_map(args[0])
+        self.load_map(args[0], in_background=True)
+        return []
+
+    def _cmd_sim_map_load_seconds(self, args: list[str]) -> list[str]:
+        """`sim_map_load_seconds [S]`: how long each later map load keeps the server silent."""
+        if args:
+            try:
+                seconds = float(args[0])
+            except ValueError:
+                seconds = -1.0
+            if seconds < 0:
+                return ["sim_map_load_seconds <seconds>: 0 or more  (stand-in only)"]
+            self.map_load_seconds = seconds
+        return [f'"sim_map_load_seconds" = "{self.map_load_seconds:g}"']
+
+    def _cmd_sim_hang(self, args: list[str]) -> list[str]:
+        self.hang()
         return []
 
     # ----- players -----------------------------------------------------------------------

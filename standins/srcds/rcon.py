@@ -27,6 +27,10 @@ MAX_REQUEST_SIZE = 4096 + 10
 AUTH_RESPONSE_DELAY = 0.03
 # The body of the packet srcds sends after mirroring an empty RESPONSE_VALUE (0x00000100 LE).
 JUNK_BODY = b"\x00\x01\x00\x00"
+# srcds reads every packet waiting on an RCON socket in the frame it runs a command in, so
+# packets sent right behind a `changelevel` (a client's end-of-answer marker) are answered
+# before the load begins. The stand-in's "frame" is at least this long (loaded test hosts).
+SAME_FRAME_SECONDS = 0.1
 
 
 def redirect_chunks(prints: Iterable[str]) -> list[bytes]:
@@ -114,6 +118,7 @@ class RconSession:
         self.conn = conn
         self.ip = ip
         self.authenticated = False
+        self.frame_until = 0.0  # packets read before this belong to the last command's frame
 
     def run(self) -> None:
         while not self.server.stop_requested.is_set():
@@ -124,7 +129,10 @@ class RconSession:
                 return
 
     def handle(self, request_id: int, kind: int, body: bytes) -> bool:
-        """Answer one packet; False closes the connection."""
+        """Answer one packet; False closes the connection. srcds reads RCON between frames:
+        while it loads a map or hangs, the packet waits (and with a hang, for ever)."""
+        if time.monotonic() >= self.frame_until and not self._wait_for_frame():
+            return False
         if kind == SERVERDATA_AUTH:
             return self._authenticate(request_id, body.decode("utf-8", "replace"))
         if kind == SERVERDATA_RESPONSE_VALUE:
@@ -138,6 +146,13 @@ class RconSession:
         if kind == SERVERDATA_EXECCOMMAND:
             self._execute(request_id, body.decode("utf-8", "replace"))
         return True
+
+    def _wait_for_frame(self) -> bool:
+        """Until the main loop runs frames again; False when the server stops first."""
+        while not self.server.frames_running.wait(0.2):
+            if self.server.stop_requested.is_set():
+                return False
+        return not self.server.stop_requested.is_set()
 
     def _authenticate(self, request_id: int, password: str) -> bool:
         expected = self.server.cvar("rcon_password")
@@ -166,6 +181,11 @@ class RconSession:
             return
         say(f'rcon from "{self.ip}": command "{command}"')
         lines = self.server.execute_text(command)
+        if self.server.hung:  # `sim_hang`: the frame that ran it never ends, nor replies
+            self._wait_for_frame()
+            return
+        self.frame_until = time.monotonic() + max(SAME_FRAME_SECONDS,
+                                                  1 / max(self.server.options.tickrate, 1))
         chunks = redirect_chunks(print_calls(lines))
         self.conn.sendall(
             b"".join(encode_packet(request_id, SERVERDATA_RESPONSE_VALUE, c) for c in chunks)

@@ -8,6 +8,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from standins.srcds.a2s import QueryResponder, anonymous_server_steamid, serve_queries
@@ -82,6 +83,8 @@ def _simulate_players(server: GameServer) -> None:
     next_join = rng.expovariate(1 / schedule.mean_join_interval)
     while not server.stop_requested.wait(min(1.0, max(0.05, next_join - clock))):
         clock += min(1.0, max(0.05, next_join - clock))
+        if not server.frames_running.is_set():
+            continue  # nobody joins or leaves a server that is loading or hung
         for name, leave_at in list(departures.items()):
             player = server.find_player(name, bots=False)
             if clock >= leave_at:
@@ -111,9 +114,16 @@ def _install_signal_handlers(server: GameServer) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
-def _wait_for_stop(server: GameServer, crash_after: float | None) -> None:
-    if crash_after is not None and not server.stop_requested.wait(crash_after):
-        _crash()
+def _wait_for_stop(server: GameServer, crash_after: float | None,
+                   hang_after: float | None) -> None:
+    """Until asked to stop; on the way, hang and crash at their seconds after this call."""
+    started = time.monotonic()
+    faults = [(after, action) for after, action in ((hang_after, server.hang),
+                                                    (crash_after, _crash)) if after is not None]
+    for after, action in sorted(faults, key=lambda fault: fault[0]):
+        if server.stop_requested.wait(max(0.0, started + after - time.monotonic())):
+            return
+        action()  # a hang leaves the process alive and bound, silent on A2S and RCON
     server.stop_requested.wait()
 
 
@@ -144,7 +154,7 @@ def run(options: LaunchOptions) -> int:
     _start_thread(serve_queries, QueryResponder(server, udp), server.stop_requested)
     _start_thread(serve_rcon, server, tcp)
     _start_thread(_simulate_players, server)
-    _wait_for_stop(server, options.faults.crash_after)
+    _wait_for_stop(server, options.faults.crash_after, options.faults.hang_after)
     server.stop_requested.wait(SHUTDOWN_GRACE)
     say("Server shutting down.")
     sockets.close()

@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from standins.steamcmd import install, workshop
+from standins.steamcmd import appinfo, install, workshop
 from standins.steamcmd.bootstrap import bootstrap
 from standins.steamcmd.settings import SimSettings, load_settings
 
@@ -51,6 +51,7 @@ class Session:
         self.install_dir: Path | None = None
         self.user: str | None = None
         self.platform = "linux"
+        self.appinfo_asked: set[str] = set()  # apps app_info_print asked Steam for this run
 
     @property
     def root(self) -> Path:
@@ -64,6 +65,8 @@ class Session:
             "force_install_dir": self._force_install_dir,
             "login": self._login,
             "app_update": self._app_update,
+            "app_info_update": self._app_info_update,
+            "app_info_print": self._app_info_print,
             "workshop_download_item": self._workshop_download_item,
             "runscript": self._runscript,
         }
@@ -121,7 +124,36 @@ class Session:
             raise CommandFailed(EXIT_TIMED_OUT)
         self._refuse_while_cache_cold(app_id)
         self._check_entitlement(app_id)
+        appinfo.refresh(self.settings)  # app_update fetches the app's info first
         self._install(validate, beta)
+
+    def _app_info_update(self, args: list[str]) -> None:
+        """`app_info_update 1`: refresh the appinfo cache (needs a login)."""
+        if self.user is None:
+            out("ERROR! Failed to request AppInfo update, not online or not logged in to Steam.")
+            return
+        appinfo.refresh(self.settings)
+
+    def _app_info_print(self, args: list[str]) -> None:
+        """Print the cached info of an app; an app not cached is requested and printed by a
+        later call (fault `appinfo_requesting`: the first call of each run says so even for a
+        cached app, as steamcmd did from late 2024)."""
+        app_id = args[0] if args else ""
+        home = self.settings.steam_home
+        if "appinfo_empty" in self.settings.faults and app_id == str(install.APP_ID):
+            for line in appinfo.render(app_id, None):
+                out(line)
+            return
+        cached = appinfo.read_cache(home) if app_id == str(install.APP_ID) else None
+        first_ask = app_id not in self.appinfo_asked
+        if cached is None or ("appinfo_requesting" in self.settings.faults and first_ask):
+            out(f"No app info for AppID {app_id} found, requesting...")
+            self.appinfo_asked.add(app_id)
+            if self.user is not None and app_id == str(install.APP_ID) and cached is None:
+                appinfo.refresh(self.settings)  # the answer lands in the cache afterwards
+            return
+        for line in appinfo.render(app_id, cached):
+            out(line)
 
     def _refuse_while_cache_cold(self, app_id: str) -> None:
         """A new steamcmd home's appinfo cache is empty: the first requests lack the app's

@@ -11,7 +11,8 @@ DEFAULT_BUILDID = 16140412
 _SIZE_SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 KNOWN_FAULTS = frozenset(
     {"disk_full", "timeout", "workshop_timeout", "invalid_password", "two_factor",
-     "appinfo_timeout", "self_update_offline"}
+     "appinfo_timeout", "self_update_offline", "appinfo_requesting", "appinfo_stale",
+     "appinfo_empty"}
 )
 # How the anonymous licence refuses a first Linux-only install of 222860 (both seen).
 PLATFORM_REFUSALS = ("Invalid platform", "Missing configuration")

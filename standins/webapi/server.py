@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from standins import vpk
+from standins.steamcmd.install import patch_version
+from standins.steamcmd.settings import DEFAULT_BUILDID
 from standins.webapi import avatars
 from standins.webapi.catalogue import (
     JPEG_HEADER,
@@ -28,6 +30,11 @@ from standins.webapi.catalogue import (
 DETAILS_PATH = "/ISteamRemoteStorage/GetPublishedFileDetails/v1/"
 COLLECTION_PATH = "/ISteamRemoteStorage/GetCollectionDetails/v1/"
 PLAYERS_PATH = "/ISteamUser/GetPlayerSummaries/v2/"
+# Steam routes with or without the trailing slash, and the old v0001 spelling too.
+UP_TO_DATE_PATHS = {"/ISteamApps/UpToDateCheck/v1/", "/ISteamApps/UpToDateCheck/v1",
+                    "/ISteamApps/UpToDateCheck/v0001/", "/ISteamApps/UpToDateCheck/v0001"}
+UNKNOWN_APP_ERROR = "Couldn't get app info for the app specified."
+OUT_OF_DATE_MESSAGE = "Your server is out of date, please upgrade"
 _UGC_PATH = re.compile(r"^/ugc/(\d+)/(\d+)/[^/]+$")
 _PREVIEW_PATH = re.compile(r"^/preview/(\d+)\.jpg$")
 # Where GetPlayerSummaries points `avatar`, `avatarmedium` and `avatarfull` (Steam: its CDN).
@@ -41,7 +48,8 @@ _API_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
 # under load, and {"response":{}} for a request it would not serve (a rejected key among the
 # reported causes); see standins/README.md.
 MALFORMED_BODIES = {"empty": b"", "empty_response": b'{"response":{}}', "empty_object": b"{}"}
-JSON_ENDPOINTS = {"GetPublishedFileDetails", "GetCollectionDetails", "GetPlayerSummaries"}
+JSON_ENDPOINTS = {"GetPublishedFileDetails", "GetCollectionDetails", "GetPlayerSummaries",
+                  "UpToDateCheck"}
 _CONTENT_PATH = re.compile(r"^/_standin/content/(\d+)$")
 PREVIEW_SIZE = 24 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -56,6 +64,7 @@ class Faults:
     truncations_left: int = 0
     malformed_left: int = 0
     malformed_body: bytes = b""
+    wrong_out_of_date_left: int = 0
     latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -75,6 +84,9 @@ class Faults:
 
     def take_truncation(self) -> bool:
         return self._take("truncations_left")
+
+    def take_wrong_out_of_date(self) -> bool:
+        return self._take("wrong_out_of_date_left")
 
 
 @dataclass
@@ -107,6 +119,8 @@ class StandinServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], catalogue: Catalogue, public_url: str | None):
         super().__init__(address, Handler)
         self.catalogue = catalogue
+        # The version UpToDateCheck holds current, per app (the server's PatchVersion).
+        self.app_versions = {550: patch_version(DEFAULT_BUILDID)}
         self.faults = Faults()
         self.stats = Stats()
         host, port = self.server_address[:2]
@@ -219,6 +233,9 @@ class Handler(BaseHTTPRequestHandler):
         elif _AVATAR_PATH.match(url.path):
             if self._admit("avatar"):
                 self._avatar(*_AVATAR_PATH.match(url.path).groups())  # type: ignore[union-attr]
+        elif url.path in UP_TO_DATE_PATHS:
+            if self._admit("UpToDateCheck"):
+                self._up_to_date_check({k: v[0] for k, v in parse_qs(url.query).items()})
         elif url.path == PLAYERS_PATH:
             if self._admit("GetPlayerSummaries"):
                 self._player_summaries({k: v[0] for k, v in parse_qs(url.query).items()})
@@ -267,6 +284,30 @@ class Handler(BaseHTTPRequestHandler):
         steamids = [s for s in query.get("steamids", "").split(",") if s.isdigit()][:100]
         players = [self._player(steamid) for steamid in steamids]
         self._json({"response": {"players": players}})
+
+    def _up_to_date_check(self, query: dict[str, str]) -> None:
+        """Is `version` (a server's PatchVersion, dotted) the app's current one? Steam
+        compares the digits without the dots and answers `required_version` that way."""
+        missing = [name for name in ("appid", "version") if name not in query]
+        if missing or not query["appid"].isdigit():
+            self._error(400, "Bad Request")
+            return
+        current = self.server.app_versions.get(int(query["appid"]))
+        if current is None:
+            self._json({"response": {"success": False, "error": UNKNOWN_APP_ERROR}})
+            return
+        required = int(current.replace(".", ""))
+        digits = query["version"].replace(".", "")
+        given = int(digits) if digits.isdigit() else 0
+        current_enough = given >= required
+        if current_enough and self.server.faults.take_wrong_out_of_date():
+            current_enough = False  # "can sometimes return out of date incorrectly"
+        if current_enough:
+            answer = {"success": True, "up_to_date": True, "version_is_listable": True}
+        else:
+            answer = {"success": True, "up_to_date": False, "version_is_listable": False,
+                      "required_version": required, "message": OUT_OF_DATE_MESSAGE}
+        self._json({"response": answer})
 
     def _player(self, steamid: str) -> dict[str, object]:
         name = self.server.catalogue.player_names.get(steamid, f"Player{steamid[-4:]}")
@@ -360,6 +401,8 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 faults.malformed_left = int(payload.get("count", 1))
                 faults.malformed_body = MALFORMED_BODIES[body]
+            elif action == "wrong_out_of_date":
+                faults.wrong_out_of_date_left = int(payload.get("count", 1))
             elif action == "plain_item":
                 result = int(payload.get("result", 9))
                 if result not in (1, 9):
@@ -378,12 +421,33 @@ class Handler(BaseHTTPRequestHandler):
         elif action == "update":
             bumped = server.catalogue.bump(int(payload["publishedfileid"]))
             result = {"ok": bumped is not None}
+        elif action == "app":
+            try:
+                version = _app_version(payload)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._json({"ok": False, "error": f"give appid and buildid or patch_version"
+                            f" (N.N.N.N): {exc}"}, status=400)
+                return
+            server.app_versions[int(payload["appid"])] = version
+            result = {"ok": True, "appid": int(payload["appid"]), "patch_version": version}
         elif action == "reset":
             server.stats.reset()
-        elif action not in {"fail", "truncate", "latency", "malformed", "plain_item"}:
+        elif action not in {"fail", "truncate", "latency", "malformed", "plain_item",
+                            "wrong_out_of_date"}:
             self._error(404, "Not Found")
             return
         self._json(result)
+
+
+def _app_version(payload: dict) -> str:
+    """The PatchVersion an app's servers must run: given, or the one a build carries."""
+    int(payload["appid"])
+    if "patch_version" in payload:
+        version = str(payload["patch_version"])
+        if not re.fullmatch(r"\d+(\.\d+){3}", version):
+            raise ValueError(f"patch_version {version!r}")
+        return version
+    return patch_version(int(payload["buildid"]))
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -394,6 +458,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--generate", type=int, default=0, help="generate N items")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--public-url", help="base of file_url (default http://BIND:PORT)")
+    parser.add_argument("--offered-buildid", type=int, default=DEFAULT_BUILDID,
+                        help="build whose PatchVersion UpToDateCheck holds current for app 550")
     return parser.parse_args(argv)
 
 
@@ -412,6 +478,7 @@ def main(argv: list[str]) -> int:
         (options.bind, options.port), build_catalogue(options), options.public_url
     )
     server.faults.latency = options.latency
+    server.app_versions[550] = patch_version(options.offered_buildid)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -443,7 +443,9 @@ def reader(demo):
     rule = booted.nsenter("cat", "/etc/sudoers.d/left4me-read")
     assert f"\n{image.ADMIN_USER} ALL=(root) NOPASSWD: " in rule
     booted.nsenter("useradd", "--create-home", READER)
-    swapped = rule.replace(f"\n{image.ADMIN_USER} ALL=", f"\n{READER} ALL=")
+    # the rule's own line, for READER (the alias and its Defaults stay in the role's file)
+    swapped = "".join(line.replace(image.ADMIN_USER, READER, 1) + "\n"
+                      for line in rule.splitlines() if line.startswith(f"{image.ADMIN_USER} ALL="))
     installed = in_host(booted, "sh", "-c", "cat > /etc/sudoers.d/left4me-read-test && chmod 0440"
                         " /etc/sudoers.d/left4me-read-test && visudo -c", stdin=swapped)
     assert installed.returncode == 0, installed.stdout + installed.stderr
@@ -464,6 +466,22 @@ def test_the_read_user_answers_through_sudo(reader):
                      stdin='{"verb": "rcon", "instance": "coop1", "args": {"command": "status"}}')
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["output"].startswith("hostname: left4me demo coop")
+
+
+def test_sudo_logs_each_read_and_opens_no_session_for_it(reader):
+    """The rule drops the PAM session (its cost, on every read) and keeps sudo's own log
+    line: who ran the read command as root, when."""
+    done = in_host(reader, *READ_COMMAND, user=READER, stdin='{"verb": "info"}')
+    assert done.returncode == 0, done.stderr
+
+    def logged():
+        lines = reader.nsenter("journalctl", "-t", "sudo", "-n", "200", "-o", "cat").splitlines()
+        return [line for line in lines if READER in line] or None
+
+    lines = wait_for(logged, timeout=20, step=0.5)
+    assert any(f"{READER} : " in line and f"COMMAND={' '.join(READ_COMMAND[2:])}" in line
+               for line in lines), lines
+    assert not [line for line in lines if "session opened" in line], lines
 
 
 @pytest.mark.parametrize("command", [

@@ -519,6 +519,69 @@ def test_hang_at_start_never_answers_but_stops(start_srcds, game_root):
     assert server.process.stop() == 0
 
 
+def _silent_on_a2s(server, timeout: float = 0.5) -> bool:
+    try:
+        a2s.info(server.address, timeout=timeout)
+    except TimeoutError:
+        return True
+    return False
+
+
+def test_rcon_sim_hang_leaves_the_process_alive_and_silent(start_srcds, game_root):
+    """A plugin's endless loop: the process lives and holds its ports, but neither A2S
+    nor RCON answers again (the command that hung it gets no reply); SIGTERM ends it."""
+    server = start_srcds(game_root)
+    with Client(LOOPBACK, server.port, passwd="s3cret", timeout=1) as client, \
+            pytest.raises(TimeoutError):
+        client.run("sim_hang")
+    assert _silent_on_a2s(server)
+    with pytest.raises(TimeoutError), Client(LOOPBACK, server.port, passwd="s3cret",
+                                             timeout=1) as client:
+        client.run("status")
+    assert server.process.popen.poll() is None
+    time.sleep(1)
+    assert _silent_on_a2s(server)  # for good, not for a while
+    assert server.process.stop() == 0
+
+
+def test_hang_after_seconds(start_srcds, game_root):
+    server = start_srcds(game_root, env={"SRCDS_SIM_HANG_AFTER": "1"})
+    assert a2s.info(server.address, timeout=2).map_name == "c1m1_hotel"
+    time.sleep(1.2)
+    assert _silent_on_a2s(server)
+    assert server.process.popen.poll() is None
+
+
+def test_slow_map_load_is_silent_then_answers_with_the_new_map(start_srcds, game_root):
+    """changelevel replies at once; then A2S and RCON are silent for the load's seconds,
+    and the queries asked meanwhile are answered after it, with the new map."""
+    server = start_srcds(game_root)
+    assert "= \"2\"" in rcon(server, "sim_map_load_seconds", "2")
+    # The end-of-answer marker sent right behind it is read in the same frame: mirrored.
+    assert _response_bodies(server, "changelevel c2m1_highway") == [b""]
+    started = time.monotonic()
+    assert _silent_on_a2s(server)
+    with Client(LOOPBACK, server.port, passwd="s3cret", timeout=5) as client:
+        assert "c2m1_highway" in client.run("status")  # waits out the load
+    assert 1.5 < time.monotonic() - started < 4
+    assert a2s.info(server.address, timeout=1).map_name == "c2m1_highway"
+    server.process.wait_for_line("Map c2m1_highway loaded")
+
+
+def test_slow_map_load_at_start(start_srcds, game_root):
+    server = start_srcds(game_root, "-sim_map_load_seconds", "1.5", ready=False)
+    server.process.wait_for_line("---- Host_NewGame ----")
+    assert "Map c1m1_hotel loaded" not in server.process.output
+    server.process.wait_for_line("Map c1m1_hotel loaded")
+    assert a2s.info(server.address, timeout=2).map_name == "c1m1_hotel"
+
+
+def test_sim_map_load_seconds_refuses_a_negative_value(start_srcds, game_root):
+    server = start_srcds(game_root)
+    assert "0 or more" in rcon(server, "sim_map_load_seconds", "-1")
+    assert "= \"0\"" in rcon(server, "sim_map_load_seconds")
+
+
 def test_seeded_player_schedule(start_srcds, game_root):
     schedule = "join=0.1,stay=0.3-0.6,max=3"
     server = start_srcds(game_root, "--seed", "7", "--player-schedule", schedule)

@@ -340,3 +340,73 @@ def test_execstack_knob_plants_libraries_that_request_an_executable_stack(steamc
     assert "already up to date" in plain.stdout and stack_flags(engine_path)[1] == 6
     assert full_install(steamcmd_home, target).returncode == 0  # validate
     assert engine_path.read_bytes() == shipped
+
+
+# --- app_info_update / app_info_print: what Steam offers, without downloading ---------------
+
+
+def offered_build(output: str) -> str | None:
+    """The public branch's buildid in app_info_print's output, read the way LinuxGSM does."""
+    if '"branches"' not in output:
+        return None
+    branches = output[output.index('"branches"'):]
+    public = branches[branches.index('"public"'):]
+    return public.split('"buildid"', 1)[1].split('"')[1]
+
+
+def info_print(home, *before, env=None):
+    return steamcmd(home, "+login", "anonymous", *before, "+app_info_print", APP, "+quit",
+                    env=env)
+
+
+def test_app_info_print_shows_the_offered_build_and_installs_nothing(steamcmd_home, tmp_path):
+    control(steamcmd_home, buildid=16140500)
+    result = info_print(steamcmd_home, "+app_info_update", "1")
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("AppID : 222860"))
+    assert "change number :" in header and "last change :" in header
+    body = result.stdout[result.stdout.index(f'"{APP}"\n{{'):].split("Unloading")[0]
+    public = vdf.loads(body)[APP]["depots"]["branches"]["public"]
+    assert public["buildid"] == "16140500" and int(public["timeupdated"]) > 0
+    assert offered_build(result.stdout) == "16140500"
+    assert not (steamcmd_home / "steamapps").exists(), "nothing downloaded or installed"
+
+
+def test_app_info_print_without_a_cache_asks_first_and_prints_on_the_second_call(steamcmd_home):
+    first = info_print(steamcmd_home)
+    assert "No app info for AppID 222860 found, requesting..." in first.stdout
+    assert offered_build(first.stdout) is None and first.returncode == 0
+    second = info_print(steamcmd_home)
+    assert offered_build(second.stdout) == "16140412"
+
+
+def test_app_info_print_shows_the_cached_build_until_app_info_update(steamcmd_home):
+    info_print(steamcmd_home, "+app_info_update", "1")
+    control(steamcmd_home, buildid=16140413)  # Steam now offers a newer build
+    assert offered_build(info_print(steamcmd_home).stdout) == "16140412", "stale: no update"
+    updated = info_print(steamcmd_home, "+app_info_update", "1")
+    assert offered_build(updated.stdout) == "16140413"
+
+
+def test_appinfo_faults(steamcmd_home):
+    info_print(steamcmd_home, "+app_info_update", "1")
+    control(steamcmd_home, buildid=16140413, fault="appinfo_stale")
+    stale = info_print(steamcmd_home, "+app_info_update", "1")
+    assert offered_build(stale.stdout) == "16140412", "app_info_update 1 kept the old info"
+    (steamcmd_home / "appcache" / "appinfo.vdf").unlink()  # LinuxGSM's fix
+    assert offered_build(info_print(steamcmd_home, "+app_info_update", "1").stdout) == "16140413"
+    control(steamcmd_home, fault="appinfo_requesting")
+    once = info_print(steamcmd_home, "+app_info_update", "1")
+    assert "found, requesting..." in once.stdout and offered_build(once.stdout) is None
+    twice = steamcmd(steamcmd_home, "+login", "anonymous", "+app_info_update", "1",
+                     "+app_info_print", APP, "+app_info_print", APP, "+quit")
+    assert offered_build(twice.stdout) == "16140412"
+    control(steamcmd_home, fault="appinfo_empty")
+    empty = info_print(steamcmd_home, "+app_info_update", "1")
+    assert "change number : 0/0" in empty.stdout and f'"{APP}"\n{{\n}}' in empty.stdout
+
+
+def test_app_update_refreshes_the_appinfo_cache(steamcmd_home, tmp_path):
+    assert full_install(steamcmd_home, tmp_path / "srv").returncode == 0
+    assert offered_build(info_print(steamcmd_home).stdout) == "16140412"

@@ -328,3 +328,50 @@ def test_the_overlays_scenario_copies_every_module_of_the_stand_in():
               for item in task.get("loop", [])}
     package = {str(p.relative_to(REPO)) for p in (REPO / "standins/webapi").glob("*.py")}
     assert package - copied == set()
+
+
+# --- ISteamApps/UpToDateCheck: is a server's PatchVersion the current one? ---------------
+
+UP_TO_DATE = "/ISteamApps/UpToDateCheck/v1/"
+
+
+def up_to_date(api, query: str) -> tuple[int, dict | bytes]:
+    status, body = curl_status(f"{api.base_url}{UP_TO_DATE}?{query}")
+    return status, (json.loads(body)["response"] if status == 200 else body)
+
+
+def test_up_to_date_check_answers_as_steam_for_the_offered_build(api):
+    # The default offered build is the fake steamcmd's default, 16140412: PatchVersion 2.2.4.412.
+    assert up_to_date(api, "appid=550&version=2.2.4.412") == (
+        200, {"success": True, "up_to_date": True, "version_is_listable": True})
+    admin(api, "app", {"appid": 550, "buildid": 16140413})
+    assert up_to_date(api, "appid=550&version=2.2.4.412") == (200, {
+        "success": True, "up_to_date": False, "version_is_listable": False,
+        "required_version": 224413, "message": "Your server is out of date, please upgrade"})
+    assert up_to_date(api, "appid=550&version=2.2.4.413")[1]["up_to_date"] is True
+
+
+def test_up_to_date_check_refuses_an_unknown_app_in_the_body_and_a_missing_field_by_status(api):
+    assert up_to_date(api, "appid=1&version=1") == (
+        200, {"success": False, "error": "Couldn't get app info for the app specified."})
+    assert up_to_date(api, "appid=550")[0] == 400
+    assert up_to_date(api, "version=2.2.4.412")[0] == 400
+    status, body = curl_status("--data", '{"appid": 550}', f"{api.base_url}/_standin/app")
+    assert status == 400 and b"give appid" in body
+
+
+def test_up_to_date_check_faults(api):
+    admin(api, "wrong_out_of_date", {"count": 1})
+    wrong = up_to_date(api, "appid=550&version=2.2.4.412")[1]
+    assert wrong["up_to_date"] is False and wrong["required_version"] == 224412
+    assert up_to_date(api, "appid=550&version=2.2.4.412")[1]["up_to_date"] is True
+    admin(api, "fail", {"count": 1, "status": 503})
+    assert up_to_date(api, "appid=550&version=2.2.4.412")[0] == 503
+    admin(api, "malformed", {"count": 1, "body": "empty_response"})
+    assert up_to_date(api, "appid=550&version=2.2.4.412") == (200, {})
+    assert stats(api)["UpToDateCheck"] == 4
+
+
+def test_offered_build_on_the_command_line(start_webapi):
+    api = start_webapi("--offered-buildid", "16140499")
+    assert up_to_date(api, "appid=550&version=2.2.4.412")[1]["required_version"] == 224499

@@ -3,9 +3,11 @@ read-only, and the Hosts page's reconcile action, driven with AppTest."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from left4me_ui import blueprints, jobs, observe, reconcile, runner, servers, status
+from left4me_ui import blueprints, health, jobs, observe, reconcile, runner, servers, status
 from left4me_ui.inventory import Inventory
 from left4me_ui.status import A2SAnswer, SystemdState
 from tests.ui.conftest import PAGE_INVENTORY
@@ -114,3 +116,34 @@ def test_an_admin_reconciles_a_host_from_the_hosts_page(core, admin, deployed, m
     assert (job.kind, job.host) == (reconcile.KIND_RECONCILE, "alpha")
     assert [s["name"] for s in job.extravars["left4me_servers"]] == ["coop2"]
     assert any(f"Job {job.id} (host reconcile): queued" in p.text for p in app.get("progress"))
+
+
+def test_a_hung_server_shows_its_health_and_the_owner_chooses_restart(
+        core, alice, deployed, monkeypatch):
+    """Active in systemd, dead to players: the page says down since when, for how long,
+    and what was done; the owner's choice of action is saved."""
+    _live(monkeypatch, SystemdState("active", "running", "success"), None)
+    for job in jobs.history(core, alice.actor):  # its create job ran
+        with core.db.connect() as conn:
+            conn.execute("UPDATE jobs SET state = 'succeeded' WHERE id = ?", (job.id,))
+    seen = {"name": "coop2", "state": "running", "running": True, "invocation": "run1",
+            "a2s": {"name": "My coop", "map": "c1m1_hotel", "players": 0, "max_players": 8}}
+    moments = iter(time.time() - 205 + at for at in (0, 130, 145, 160, 175, 190, 205))
+    monkeypatch.setattr(core, "clock", lambda: next(moments))
+    health.record(core, "alpha", [seen])
+    health.record(core, "alpha", [seen])
+    for _ in range(5):
+        health.record(core, "alpha", [{**seen, "a2s": None}])
+    monkeypatch.setattr(core, "clock", time.time)
+    app = alice.app("servers")
+    assert not app.exception
+    [line] = [t for t in texts(app).splitlines() if t.startswith("Health: ")]
+    assert line.startswith("Health: down since ")
+    assert "A2S silent for 60 s while the unit is active" in line
+    assert "no action (the server's health action is none)" in line
+    app.radio(key=f"health_action_{deployed}").set_value("restart")
+    app.button(key="health_action_save").click().run()
+    assert not app.exception
+    with core.db.connect() as conn:
+        assert conn.execute("SELECT health_action FROM servers WHERE id = ?",
+                            (deployed,)).fetchone()[0] == "restart"

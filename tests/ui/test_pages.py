@@ -7,11 +7,15 @@ tests/ui/domain/; here the pages must show them faithfully.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import frame
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from left4me_ui import accounts, blueprints, jobs, servers
+from left4me_ui import accounts, blueprints, host_reads, jobs, servers, status
+from left4me_ui.inventory import Inventory
+from left4me_ui.runner import ModuleRun
 from tests.ui.conftest import UI, Person
 
 
@@ -310,3 +314,35 @@ def test_audit_page_lists_logins_newest_first(core, admin, alice):
 
 def test_user_text_is_never_rendered_as_markdown(core, alice):
     assert frame.plain("**x** [a](b) <i>") == r"\*\*x\*\* \[a\]\(b\) \<i\>"
+
+
+FIVE_HOSTS = Inventory({f"host{n}": {"ansible_host": f"192.0.2.{20 + n}", "overlays_list": [
+    {"id": "demo-config", "kind": "files", "users_may_stack": True}]} for n in range(5)})
+
+
+@pytest.mark.parametrize("core_inventory", [FIVE_HOSTS])
+def test_the_servers_page_with_50_servers_on_5_hosts_asks_each_host_at_most_once(
+        core, admin, monkeypatch):
+    """Issue 19: opening the page costs at most one request per host, however many servers
+    it lists (the list's states come from the poller; the shown server's status is one
+    `info` read of its host for all of that host's servers)."""
+    accounts.set_max_servers(core, admin.actor, admin.actor.user_id, 50)
+    blueprint = make_blueprint(core, admin)
+    for number in range(50):
+        servers.create(core, admin.actor, f"s{number}", f"host{number % 5}", blueprint.id)
+    with core.db.connect() as conn:  # as if their create jobs had run
+        conn.execute("UPDATE servers SET applied_revision = 1")
+    asked = []
+
+    def read(_core, host, verb, instance, _args, _deadline):
+        asked.append((host, verb, instance))
+        return ModuleRun(True, "", {"instances": [
+            {"name": f"s{n}", "active_state": "active", "sub_state": "running",
+             "result": "success"} for n in range(50)]})
+
+    monkeypatch.setattr(host_reads, "read", read)
+    monkeypatch.setattr(status, "a2s_info", lambda *_args, **_kwargs: None)  # no host asked
+    app = admin.app("servers")
+    assert not app.exception
+    assert len(table(app)) == 50 and "Status: started, not answering A2S" in texts(app)
+    assert asked and max(Counter(host for host, _verb, _name in asked).values()) == 1, asked

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from left4me_ui import accounts, jobs, observe, overlays, reconcile, servers
+from left4me_ui import accounts, health, jobs, observe, overlays, reconcile, servers
 from left4me_ui import settings as settings_module
 from left4me_ui.backends.awx import AwxBackend
 from left4me_ui.backends.local import LocalRunner
@@ -80,4 +80,7 @@ def boot(config: settings_module.Settings | None = None, *, start_worker: bool =
         if core.settings.poll_seconds > 0:
             core.poller = observe.Poller(core, core.settings.poll_seconds)
             core.poller.start()
+        if core.settings.health_seconds > 0:
+            core.health_check = health.HealthCheck(core, core.settings.health_seconds)
+            core.health_check.start()
     return core

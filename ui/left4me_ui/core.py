@@ -102,6 +102,7 @@ class Core:
     _inventory: tuple[float, Inventory] | None = field(default=None, repr=False)
     worker: object | None = field(default=None, repr=False)  # jobs.Worker once started
     poller: object | None = field(default=None, repr=False)  # observe.Poller once started
+    health_check: object | None = field(default=None, repr=False)  # health.HealthCheck
 
     @classmethod
     def open(cls, config: settings_module.Settings, *, wiring: Wiring,

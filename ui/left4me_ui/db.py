@@ -242,6 +242,40 @@ MIGRATIONS: list[str] = [
             AND substr(target, 9) NOT IN (SELECT id FROM overlays)
         GROUP BY 1;
     """,
+    # 8: health by A2S (left4me_ui.health): each server's action for when it is down (its
+    # owner's choice), what the check carries from one probe to the next, and every change
+    # of a server's health with its evidence and what was done (append-only; `notify` marks
+    # the decisions the alert work hands to the owner).
+    """
+    ALTER TABLE servers ADD COLUMN health_action TEXT NOT NULL DEFAULT 'none'
+        CHECK (health_action IN ('none', 'restart'));
+    CREATE TABLE health_watch (
+        server_id INTEGER PRIMARY KEY REFERENCES servers(id) ON DELETE CASCADE,
+        invocation TEXT NOT NULL,
+        started_at REAL,
+        last_answer_at REAL,
+        last_map TEXT NOT NULL,
+        silent_since REAL,
+        map_change_at REAL,
+        state TEXT NOT NULL,
+        text TEXT NOT NULL,
+        checked_at REAL NOT NULL
+    );
+    CREATE TABLE health_decisions (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        state TEXT NOT NULL,
+        since REAL,
+        text TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        action TEXT NOT NULL,
+        job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+        notify INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX health_decisions_server ON health_decisions(server_id, id);
+    CREATE INDEX health_decisions_notify ON health_decisions(notify, id);
+    """,
 ]
 
 

@@ -104,6 +104,16 @@ class Settings:
     awx_poll_seconds: float = 2.0
     # How often the poller asks every host what its servers do (0: no poller).
     poll_seconds: int = 60
+    # Health by A2S (left4me_ui.health): how often every host is probed (0: no check), how
+    # long A2S may be silent while the unit is active before the server is down, the grace
+    # after a start and after a map change (srcds is silent while it loads a map), and how
+    # often an hour a down server whose owner chose "restart" is restarted before it is
+    # left down. Probing every 15 s with 60 s of silence decides a hang within 75 s.
+    health_seconds: int = 15
+    health_down_after: int = 60
+    health_start_grace: int = 120
+    health_map_grace: int = 120
+    health_restarts_per_hour: int = 3
     # Reads (console, log, poller) over one kept SSH connection to each host's left4me-read
     # (left4me_ui.host_reads); off: an Ansible run per read, as with the awx backend.
     fast_reads: bool = True
@@ -205,6 +215,11 @@ def from_environment() -> Settings:
         **_job_backend_settings(),
         poll_seconds=_int_env("LEFT4ME_UI_POLL_SECONDS", 60),
         fast_reads=_switch_env("LEFT4ME_UI_FAST_READS", True),
+        health_seconds=_int_env("LEFT4ME_UI_HEALTH_SECONDS", 15),
+        health_down_after=_int_env("LEFT4ME_UI_HEALTH_DOWN_AFTER", 60),
+        health_start_grace=_int_env("LEFT4ME_UI_HEALTH_START_GRACE", 120),
+        health_map_grace=_int_env("LEFT4ME_UI_HEALTH_MAP_GRACE", 120),
+        health_restarts_per_hour=_int_env("LEFT4ME_UI_HEALTH_RESTARTS_PER_HOUR", 3),
         overlay_max_file_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_FILE_BYTES", 64 * 1024 * 1024),
         overlay_max_total_bytes=_int_env("LEFT4ME_UI_OVERLAY_MAX_TOTAL_BYTES",
                                          512 * 1024 * 1024),

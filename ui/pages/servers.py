@@ -9,7 +9,7 @@ from functools import partial
 import frame
 import streamlit as st
 
-from left4me_ui import blueprints, jobs, observe, servers, status
+from left4me_ui import blueprints, health, jobs, observe, servers, status
 
 actor = frame.require_actor()
 core = frame.domain()
@@ -133,9 +133,35 @@ def status_panel(server: servers.Server) -> None:
                 f"players {live.a2s.players}/{live.a2s.max_players}")
     else:
         st.text(f"A2S: no answer on {server.host}:{server.port}")
+    seen_health = frame.attempt(lambda: health.for_server(core, actor, server.id))
+    if seen_health is not frame.REFUSED:
+        checked = (f" (checked {frame.when(seen_health.checked_at)} UTC)"
+                   if seen_health.checked_at else "")
+        st.text(f"Health: {seen_health.line}{checked}")
 
 
 status_panel(server)
+
+with st.expander("Health check", icon=":material/monitor_heart:"):
+    st.text("Down means: A2S silent for"
+            f" {core.settings.health_down_after} s while the unit is active, after"
+            f" {core.settings.health_start_grace} s of grace from a start and"
+            f" {core.settings.health_map_grace} s from a map change run in the console"
+            " (srcds does not answer while it loads a map).")
+    current = frame.attempt(lambda: health.for_server(core, actor, server.id))
+    if current is not frame.REFUSED:
+        chosen = st.radio("When it is down", health.ACTIONS, horizontal=True,
+                          index=health.ACTIONS.index(current.action),
+                          format_func=lambda a: "leave it" if a == "none" else (
+                              "restart it (at most"
+                              f" {core.settings.health_restarts_per_hour} times an hour)"),
+                          key=f"health_action_{server.id}")
+        if st.button("Save", key="health_action_save"):
+            frame.act(lambda: health.set_action(core, actor, server.id, chosen))
+    decided = frame.attempt(lambda: health.decisions(core, actor, server.id))
+    if decided not in (frame.REFUSED, []):
+        st.dataframe([{"at (UTC)": frame.when(d.at), "health": d.state, "evidence": d.text,
+                       "done": d.action} for d in decided], hide_index=True, width="stretch")
 
 left, middle, right, _ = st.columns([1, 1, 1, 3])
 busy = server.deleting

@@ -8,7 +8,7 @@ CONFIG = "/etc/left4me"
 TREE = [
     # path, owner, group, mode
     (STATE, "root", "left4me", 0o750),
-    (f"{STATE}/installation", "left4me", "left4me", 0o755),
+    (f"{STATE}/builds", "root", "root", 0o755),
     (f"{STATE}/overlays", "left4me", "left4me", 0o755),
     (f"{STATE}/workshop_cache", "left4me", "left4me", 0o755),
     (f"{STATE}/runtime", "root", "root", 0o755),

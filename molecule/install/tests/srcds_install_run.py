@@ -7,13 +7,13 @@ import subprocess
 import tempfile
 
 
-def run_srcds_install(host, module_args, *flags):
+def run_srcds_install(host, module_args, *flags, module="left4me.l4d2.srcds_install"):
     """The module's result as a dict; "_shown" adds the warnings the controller printed."""
     name = host.backend.get_hostname()
     with tempfile.TemporaryDirectory() as tree:
         run = subprocess.run(
             ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "--become",
-             "-m", "left4me.l4d2.srcds_install", "-a", json.dumps(module_args), "-t", tree,
+             "-m", module, "-a", json.dumps(module_args), "-t", tree,
              *flags],
             cwd=os.environ["MOLECULE_PROJECT_DIRECTORY"], capture_output=True, text=True,
             check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"},

@@ -157,7 +157,14 @@ def test_steamcmd_home_belongs_to_the_runtime_user(host):
 
 
 def test_install_tree_is_owned_by_the_runtime_user_and_has_a_build(host):
-    root = host.file(f"{STATE}/installation")
+    # installation is root's link to builds/current, root's link to the build (side by side)
+    assert host.check_output(f"readlink {STATE}/installation") == "builds/current"
+    current = host.file(f"{STATE}/builds/current")
+    # stat without -L: the link's own owner (testinfra's File.user follows the link)
+    assert current.is_symlink
+    assert host.check_output(f"stat -c %U {STATE}/builds/current {STATE}/installation") \
+        == "root\nroot"
+    root = host.file(current.linked_to)  # resolved: builds/N
     assert (root.user, root.mode) == ("left4me", 0o755)
     for name in ("srcds_run", "srcds_linux", "left4dead2/steam.inf", "left4dead2/pak01_dir.vpk"):
         assert host.file(f"{STATE}/installation/{name}").user == "left4me", name

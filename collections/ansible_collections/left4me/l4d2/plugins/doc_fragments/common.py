@@ -16,10 +16,10 @@ class ModuleDocFragment:
 options:
   state_dir:
     description:
-      - Runtime state root. Below it live C(installation/) (the shared game install),
-        C(overlays/) (one directory per overlay), C(workshop_cache/) (Workshop downloads
-        all overlays share), C(runtime/) (each instance's overlayfs mount) and C(steam/)
-        (steamcmd).
+      - Runtime state root. Below it live C(installation) (the shared game install, a link
+        to the current one of the game builds in C(builds/)), C(overlays/) (one directory
+        per overlay), C(workshop_cache/) (Workshop downloads all overlays share),
+        C(runtime/) (each instance's overlayfs mount) and C(steam/) (steamcmd).
     type: path
     default: /var/lib/left4me
 """

@@ -26,7 +26,6 @@ import os
 import pwd
 import re
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 
 DEFAULT_STATE_DIR = "/var/lib/left4me"
@@ -104,6 +103,8 @@ def write_atomic(
     before the rename, so the new file never shows with the temp file's 0600. Text is
     written as UTF-8.
     """
+    import tempfile  # here: left4me-read imports this module per request and writes rarely
+
     data = content.encode("utf-8") if isinstance(content, str) else content
     fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:

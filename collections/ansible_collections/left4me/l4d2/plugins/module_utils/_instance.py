@@ -470,7 +470,9 @@ def _env_value(value: str) -> str:
 
 
 def lowerdirs_of(spec: InstanceSpec, layout: HostLayout) -> list[str]:
-    return [layout.config_layer(spec.name), *spec.layers, os.path.realpath(layout.installation)]
+    """The env file's layers: the installation by its name, never the build it resolves to
+    now (the mount resolves it at each start; a new build changes no env file)."""
+    return [layout.config_layer(spec.name), *spec.layers, layout.installation]
 
 
 def mhz_from_cpuinfo(text: str) -> int | None:

@@ -7,7 +7,12 @@ names it takes. Each path, unit name and name rule is defined here once.
 
 Below ``state_dir`` (default ``/var/lib/left4me``):
 
-* ``installation/``: the shared game install, every instance's last layer;
+* ``installation``: the shared game install, every instance's last layer as its env file
+  names it. The game itself lives in ``builds/N/`` (side by side, one per update) and
+  ``installation`` is a root-owned link to ``builds/current``, itself a root-owned link to
+  the current build; a host from before builds keeps a plain ``installation/`` until no
+  mount uses it. Each mount resolves the layer once, at mount time
+  (:func:`game_layer_source`), so a running server keeps the build it was mounted with;
 * ``overlays/ID/``: one directory per overlay (Workshop, files, script), and
   ``overlays/.instance-NAME/``, an instance's own config layer, first of its layers,
   holding ``left4dead2/cfg/left4me/instance.cfg`` (its RCON password);
@@ -29,6 +34,7 @@ Standard library only: modules import it on the target, and the roles copy it as
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 try:
@@ -37,11 +43,13 @@ except ImportError:  # the host's copy, beside left4me_common.py (roles game_hos
     import left4me_common as _common  # type: ignore[no-redef]
 
 INSTALLATION_DIR = "installation"
+BUILDS_DIR = "builds"
+CURRENT_BUILD = "current"  # the link in builds/ naming the current build
 OVERLAYS_DIR = "overlays"
 WORKSHOP_CACHE_DIR = "workshop_cache"
 RUNTIME_DIR = "runtime"
 # The roots below state_dir an instance's layers may come from.
-ALLOWED_ROOT_NAMES = (INSTALLATION_DIR, OVERLAYS_DIR, WORKSHOP_CACHE_DIR)
+ALLOWED_ROOT_NAMES = (INSTALLATION_DIR, BUILDS_DIR, OVERLAYS_DIR, WORKSHOP_CACHE_DIR)
 INSTANCES_DIR = "instances"  # below config_dir
 SYSTEMD_DIR = "/etc/systemd/system"
 
@@ -99,6 +107,23 @@ def overlay_root(overlay_id: str, state_dir: str = _common.DEFAULT_STATE_DIR,
     return os.path.join(overlays_path(state_dir, error), overlay_id)
 
 
+def builds_path(state_dir: str = _common.DEFAULT_STATE_DIR,
+                error: type[Exception] = _common.Left4meError) -> str:
+    """``{state_dir}/builds``, the game builds side by side (root's)."""
+    return os.path.join(state_path(state_dir, error), BUILDS_DIR)
+
+
+def game_layer_source(layer: str, state_dir: str = _common.DEFAULT_STATE_DIR) -> str:
+    """The path a mount takes ``layer`` from: ``builds/current`` for the installation once
+    builds exist (a plain ``installation/`` still in use by a running server is then an old
+    build), any other layer as given."""
+    installation = os.path.join(os.path.normpath(state_dir), INSTALLATION_DIR)
+    current = os.path.join(os.path.normpath(state_dir), BUILDS_DIR, CURRENT_BUILD)
+    if os.path.normpath(layer) == installation and os.path.lexists(current):
+        return current
+    return layer
+
+
 def allowed_roots(state_dir: str = _common.DEFAULT_STATE_DIR) -> list[str]:
     """The directories an instance's layers may lie in (:data:`ALLOWED_ROOT_NAMES`)."""
     return [os.path.join(os.path.normpath(state_dir), sub) for sub in ALLOWED_ROOT_NAMES]
@@ -109,6 +134,35 @@ def env_file_path(name: str, config_dir: str = _common.DEFAULT_CONFIG_DIR,
     """``{config_dir}/instances/NAME.env``, the instance's settings the unit reads."""
     validate_instance_name(name, error)
     return os.path.join(config_dir, INSTANCES_DIR, f"{name}.env")
+
+
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_env(text: str, source: str = "env file",
+              error: type[Exception] = _common.Left4meError) -> dict[str, str]:
+    """Parse an env file's shell-style ``KEY=value`` lines (quotes allowed, ``#``
+    comments); ``error`` names the line that does not parse."""
+    import shlex  # here: only a console command's and the mount's reads of an env file need it
+
+    env: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or not _ENV_KEY_RE.fullmatch(key):
+            raise error(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
+        try:
+            words = shlex.split(value, comments=True)
+        except ValueError as exc:
+            raise error(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
+        if len(words) > 1:
+            raise error(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
+        env[key] = words[0] if words else ""
+    return env
 
 
 @dataclass(frozen=True)
@@ -153,6 +207,10 @@ class HostLayout:
     @property
     def installation(self) -> str:
         return os.path.join(self.state_dir, INSTALLATION_DIR)
+
+    @property
+    def builds_dir(self) -> str:
+        return os.path.join(self.state_dir, BUILDS_DIR)
 
     @property
     def overlays_dir(self) -> str:

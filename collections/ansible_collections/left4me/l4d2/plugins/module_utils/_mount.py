@@ -49,13 +49,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import re
-import shlex
 import stat
 import struct
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 try:
@@ -80,7 +80,6 @@ MAX_FSCONFIG_STRING = 255
 FORBIDDEN_PATH_CHARS = (":", ",", "\\", "\n")
 FUSE_OVERLAYFS_XATTR_PREFIX = "user.fuseoverlayfs."
 
-_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OCTAL_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 
 # Syscall numbers as on x86_64; syscalls added since 5.1 share one number on
@@ -275,25 +274,8 @@ def validate_lowerdirs(lowerdirs: Sequence[str], allowed_roots: Sequence[str]) -
 
 
 def parse_env(text: str, source: str = "env file") -> dict[str, str]:
-    """Parse shell-style ``KEY=value`` lines (quotes allowed, ``#`` comments)."""
-    env: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep or not _ENV_KEY_RE.fullmatch(key):
-            raise MountError(f"{source}:{lineno}: expected KEY=value, got {raw!r}")
-        try:
-            words = shlex.split(value, comments=True)
-        except ValueError as exc:
-            raise MountError(f"{source}:{lineno}: cannot parse value of {key}: {exc}") from None
-        if len(words) > 1:
-            raise MountError(f"{source}:{lineno}: value of {key} has unquoted spaces; quote it")
-        env[key] = words[0] if words else ""
-    return env
+    """Parse shell-style ``KEY=value`` lines (:func:`_layout.parse_env`); MountError."""
+    return _layout.parse_env(text, source, MountError)
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -976,6 +958,8 @@ def plan_mount(
     """
     paths = _layout.instance_paths(name, state_dir, MountError)
     roots = _layout.allowed_roots(state_dir) if allowed_roots is None else list(allowed_roots)
+    if isinstance(lowerdirs, (list, tuple)):
+        lowerdirs = [_layout.game_layer_source(layer, state_dir) for layer in lowerdirs]
     resolved = validate_lowerdirs(lowerdirs, roots)
     uid, gid = resolve_owner(owner)
     if not os.path.isdir(state_dir):
@@ -1017,6 +1001,32 @@ def plan_mount(
                 " overlayfs needs them on the same one"
             )
     return plan
+
+
+BUILDS_LOCK = ".lock"  # in builds/, root's
+
+
+@contextlib.contextmanager
+def builds_lock(state_dir: str = _common.DEFAULT_STATE_DIR, shared: bool = True
+                ) -> Iterator[None]:
+    """Hold flock on ``builds/.lock`` for the block: shared while a mount resolves the game
+    layer and mounts it, exclusive while srcds_install makes another build current or
+    removes builds no mount uses. So no build is removed between a mount's choosing it and
+    the mount. Without ``builds/`` (a host before its first build; the role makes it before
+    it installs this helper) there is no build to guard and no lock."""
+    builds = _layout.builds_path(state_dir, MountError)
+    try:
+        fd = os.open(os.path.join(builds, BUILDS_LOCK),
+                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def plan_writes(plan: MountPlan, cap: int | None, remount: bool, ns_pid: int = 1) -> None:

@@ -37,12 +37,12 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
 from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
     INSTANCE_CFG_IN_LAYER,
     HostLayout,
+    parse_env,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import MountError, parse_env
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
-    UnitState,
-    probe_address,
-)
+
+TYPE_CHECKING = False  # typing's own TYPE_CHECKING would cost typing's import
+if TYPE_CHECKING:  # for annotations only
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import UnitState
 
 SERVERDATA_AUTH = 3
 SERVERDATA_AUTH_RESPONSE = 2
@@ -406,13 +406,13 @@ class Target:
 def target_of(name: str, env_file: str, env_text: str | None) -> Target:
     """The instance's RCON address from its env file's text (None: the file is missing);
     RconError when it is not configured or names no port."""
+    # Imported here: the log panel imports this module on every request (left4me-read).
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import probe_address
+
     if env_text is None:
         raise RconError(f"instance {name!r} is not configured on this host ({env_file} is"
                         " missing)")
-    try:
-        env = parse_env(env_text, env_file)
-    except MountError as exc:
-        raise RconError(str(exc)) from None
+    env = parse_env(env_text, env_file, RconError)
     port = env.get("LEFT4ME_PORT", "")
     if not port.isdigit():
         raise RconError(f"{env_file} has no LEFT4ME_PORT")

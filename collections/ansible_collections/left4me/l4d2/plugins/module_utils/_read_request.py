@@ -28,9 +28,9 @@ itself was refused (nothing was read or changed).
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
-from typing import IO
 
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
@@ -147,7 +147,7 @@ def answer(request: Request, run: Runner, state_dir: str = DEFAULT_STATE_DIR,
     return result
 
 
-def respond(stdin: IO[bytes], stdout: IO[str], run: Runner,
+def respond(stdin: io.BufferedIOBase, stdout: io.TextIOBase, run: Runner,
             state_dir: str = DEFAULT_STATE_DIR) -> int:
     """Read one request, write one JSON answer (a followed log: then its new entries as
     they come); the exit status (1 when refused or failed)."""

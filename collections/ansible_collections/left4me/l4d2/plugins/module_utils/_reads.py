@@ -16,71 +16,23 @@ spec (besides the instance and the paths), which the modules and the entry point
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import query_many
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    LANG_C,
-    read_text,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
-    JournalError,
-    journalctl_argv,
-    page,
-    parse_json_lines,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
-    INSTANCES_DIR,
-    env_file_path,
-    instance_paths,
-    server_unit_name,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (
-    MountError,
-    mount_state,
-    mountinfo_path,
-    parse_env,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
-    AUTH_FAILED_MESSAGE,
-    RconAuthError,
-    RconError,
-    Target,
-    instance_cfg_path,
-    instance_password,
-    no_password_message,
-    not_asked_message,
-    not_running_message,
-    refused_in_this_run,
-    remember_refusal,
-    run_command,
-    target_of,
-    validate_request,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
-    SHOW_PROPERTIES,
-    InfoError,
-    InstanceInfo,
-    a2s_targets,
-    answers_queries,
-    classify,
-    configured_names,
-    instance_info,
-    journal_argv,
-    journal_messages,
-    needs_journal,
-    param_problem,
-    probe_address,
-    record_a2s,
-    record_status,
-    refused_before,
-    select_names,
-)
-from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
+
+TYPE_CHECKING = False  # typing's own TYPE_CHECKING would cost typing's import
+if TYPE_CHECKING:  # names for annotations only
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import Target
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import InstanceInfo
+
+# The entry point starts once per request (the console's round trip, P8), so each read
+# imports what it needs when it runs, here in its functions: a console command never loads
+# the mount table's, the journal's or A2S's code. Modules (Ansible bundles function-level
+# imports too) and the entry point still run these same functions.
 
 # argv -> (rc, stdout, stderr), run with LANG=C.
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
@@ -128,6 +80,10 @@ class ReadError(Exception):
 
 def run_argv(argv: Sequence[str]) -> tuple[int, str, str]:
     """Run a command with LANG=C (the entry point's runner; modules pass run_command)."""
+    import subprocess
+
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import LANG_C
+
     done = subprocess.run(list(argv), capture_output=True, text=True, check=False,
                           env={**os.environ, **LANG_C}, errors="surrogateescape")
     return done.returncode, done.stdout, done.stderr
@@ -141,6 +97,10 @@ def require_root(needs_root: str) -> None:
 
 
 def _systemctl_show(run: Runner, names: Sequence[str], **fields: object) -> dict:
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import SHOW_PROPERTIES
+    from ansible_collections.left4me.l4d2.plugins.module_utils._systemd import parse_show, show_argv
+
     rc, out, err = run(show_argv([server_unit_name(n) for n in names], SHOW_PROPERTIES))
     if rc != 0:
         raise ReadError(f"systemctl show failed (rc {rc}): {err.strip()}", **fields)
@@ -152,9 +112,12 @@ def _systemctl_show(run: Runner, names: Sequence[str], **fields: object) -> dict
 
 def read_env(path: str) -> dict[str, str]:
     """The instance's env file; empty when it is missing or does not parse."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import read_text
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import parse_env
+
     try:
-        return parse_env(read_text(path) or "")
-    except MountError:
+        return parse_env(read_text(path) or "", path, ReadError)
+    except ReadError:
         return {}
 
 
@@ -163,6 +126,22 @@ def gather(run: Runner, name: str, props: dict[str, str], mountinfo: str,
            ) -> tuple[InstanceInfo, str | None]:
     """One instance as systemd, its env file, the mount table and (for a server that is not
     running) its journal say; and its RCON password, read on the host."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+        env_file_path,
+        instance_paths,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._mount import mount_state
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+        RconError,
+        instance_password,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+        instance_info,
+        journal_argv,
+        journal_messages,
+        needs_journal,
+    )
+
     env = read_env(env_file_path(name, config_dir))
     paths = instance_paths(name, state_dir)
     unreadable = None
@@ -184,6 +163,21 @@ def ask_players(infos: list[tuple[InstanceInfo, str | None]], timeout: float,
                 rcon_refused: dict[str, str]) -> None:
     """RCON ``status`` of each running server, one after the other; one login each, and
     none for a server that refused it earlier in the same run."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+        AUTH_FAILED_MESSAGE,
+        RconAuthError,
+        RconError,
+        refused_in_this_run,
+        remember_refusal,
+        run_command,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+        answers_queries,
+        probe_address,
+        record_status,
+        refused_before,
+    )
+
     for info, password in infos:
         if not answers_queries(info) or info.players_error:
             continue
@@ -210,6 +204,21 @@ def read_info(run: Runner, names: Sequence[str] | None, params: dict, state_dir:
               config_dir: str, needs_root: str) -> list[dict]:
     """srcds_info's report: the instances ``names`` (None: every configured one), with the
     bounds and options of ``params`` (``ARGUMENTS["info"]``)."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import query_many
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+        INSTANCES_DIR,
+        server_unit_name,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._mount import mountinfo_path
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import (
+        InfoError,
+        a2s_targets,
+        configured_names,
+        param_problem,
+        record_a2s,
+        select_names,
+    )
+
     problem = param_problem(params["journal_lines"], params["a2s_timeout"],
                             params["rcon_timeout"])
     if problem:
@@ -255,6 +264,24 @@ def plan_rcon(run: Runner, name: str, command: str, timeout: float, state_dir: s
               config_dir: str, needs_root: str) -> RconPlan:
     """Everything the rcon module checks before sending: the request, the instance, that
     its unit runs and has not refused the password in this run, and its password."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._common import read_text
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+        env_file_path,
+        server_unit_name,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+        RconError,
+        instance_cfg_path,
+        instance_password,
+        no_password_message,
+        not_asked_message,
+        not_running_message,
+        refused_in_this_run,
+        target_of,
+        validate_request,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_info import classify
+
     try:
         validate_request(name, command, timeout)
     except RconError as exc:
@@ -286,6 +313,13 @@ def plan_rcon(run: Runner, name: str, command: str, timeout: float, state_dir: s
 def send_rcon(plan: RconPlan, command: str, timeout: float) -> dict:
     """Send the command once; a refused login is remembered so no path asks again in this
     run of the server."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+        RconAuthError,
+        RconError,
+        remember_refusal,
+        run_command,
+    )
+
     try:
         output, seconds = run_command(plan.target.port, plan.password, command, timeout,
                                       plan.target.address)
@@ -303,6 +337,11 @@ def send_rcon(plan: RconPlan, command: str, timeout: float) -> dict:
 
 def log_secrets(name: str, state_dir: str) -> list[str]:
     """What a log page masks besides password cvars: the instance's RCON password."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
+        RconError,
+        instance_password,
+    )
+
     try:
         return [s for s in (instance_password(name, state_dir),) if s]
     except RconError:
@@ -312,6 +351,17 @@ def log_secrets(name: str, state_dir: str) -> list[str]:
 def read_logs(run: Runner, name: str, params: dict, state_dir: str, config_dir: str,
               needs_root: str) -> dict:
     """server_logs' page: the last ``lines`` entries, or those after ``cursor``."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
+        JournalError,
+        journalctl_argv,
+        page,
+        parse_json_lines,
+    )
+    from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (
+        env_file_path,
+        server_unit_name,
+    )
+
     try:
         unit = server_unit_name(name, JournalError)
         argv = journalctl_argv(unit, params["lines"], params["cursor"])

@@ -27,19 +27,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (
     Left4meError,
     validate_id,
 )
-from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
-    entry_message,
-    journalctl_argv,
-    mask_secrets,
-    parse_json_lines,
-)
 from ansible_collections.left4me.l4d2.plugins.module_utils._layout import server_unit_name
-from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import parse_status
+
+TYPE_CHECKING = False  # typing's own TYPE_CHECKING would cost typing's import
+if TYPE_CHECKING:  # for annotations only
+    from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError
+
+# The journal's, A2S's and status's code is imported where it is used: the console imports
+# this module (classify) on every request to left4me-read and needs none of them.
 
 # What systemctl show must read for classify and instance_info (srcds_info and rcon ask these).
 SHOW_PROPERTIES = (
@@ -309,12 +308,20 @@ def needs_journal(props: dict[str, str]) -> bool:
 def journal_argv(name: str, journal_lines: int) -> list[str]:
     """The journalctl call for a server that is not running: the lines :func:`classify`
     reads (CLASSIFY_LINES) or the ``journal_lines`` returned, whichever are more."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._journal import journalctl_argv
+
     return journalctl_argv(server_unit_name(name, InfoError), max(journal_lines, CLASSIFY_LINES))
 
 
 def journal_messages(journalctl_output: str, password: str | None) -> list[str]:
     """The messages of ``journalctl -o json`` output, the RCON password and any password
     cvar masked (a cfg echoed into the log)."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._journal import (
+        entry_message,
+        mask_secrets,
+        parse_json_lines,
+    )
+
     return [mask_secrets(entry_message(entry).strip(), [password or ""])
             for entry in parse_json_lines(journalctl_output)]
 
@@ -341,6 +348,8 @@ def record_a2s(info: InstanceInfo, answer: dict | A2SError | None) -> None:
     entry (``None``: the server was not asked) leaves both unset."""
     if answer is None:
         return
+    from ansible_collections.left4me.l4d2.plugins.module_utils._a2s import A2SError
+
     if isinstance(answer, A2SError):
         info.a2s_error = str(answer)
     else:
@@ -349,6 +358,8 @@ def record_a2s(info: InstanceInfo, answer: dict | A2SError | None) -> None:
 
 def record_status(info: InstanceInfo, output: str) -> None:
     """The players of an RCON ``status`` answer, and the rows that did not parse."""
+    from ansible_collections.left4me.l4d2.plugins.module_utils._srcds_status import parse_status
+
     report = parse_status(output)
     info.players = [player.__dict__ for player in report.players]
     info.status_problems = report.problems

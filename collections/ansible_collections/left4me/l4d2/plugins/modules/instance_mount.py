@@ -159,6 +159,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # n
 from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
     MountError,
     apply_mount_plan,
+    builds_lock,
     enter_mount_namespace,
     lowerdirs_from_env,
     plan_mount,
@@ -203,12 +204,20 @@ def main():
         supports_check_mode=True,
     )
     try:
-        # Plan and act where the mount must land: the host's (PID 1's) namespace.
+        # Plan and act where the mount must land: the host's (PID 1's) namespace; the game
+        # layer is resolved and mounted under the builds lock (an update waits meanwhile).
         enter_mount_namespace()
-        plan = make_plan(module.params)
+        with builds_lock(module.params["state_dir"]):
+            plan = make_plan(module.params)
+            result = describe(plan, module._diff)
+            if plan.changed and not module.check_mode:
+                apply_mount_plan(plan)
     except (MountError, OSError) as exc:
         module.fail_json(msg=str(exc))
+    module.exit_json(**result)
 
+
+def describe(plan, diff: bool) -> dict:
     before = {"mounted": plan.before.mounted, "lowerdirs": plan.before.lowerdirs}
     if plan.state == "mounted":
         after = {"mounted": True, "lowerdirs": plan.lowerdirs}
@@ -221,15 +230,9 @@ def main():
         mounted=after["mounted"],
         writes=plan.describe_writes(),
     )
-    if module._diff:
+    if diff:
         result["diff"] = dict(before=before, after=after)
-
-    if plan.changed and not module.check_mode:
-        try:
-            apply_mount_plan(plan)
-        except (MountError, OSError) as exc:
-            module.fail_json(msg=str(exc), merged=plan.paths.merged)
-    module.exit_json(**result)
+    return result
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ description:
     (C(PT_GNU_STACK) with C(PF_X)) get that flag cleared, see O(clear_execstack).
   - The login is written to a steamcmd script file (mode 0600, removed afterwards) run with
     C(+runscript); the password never appears in a command line.
+  - With O(side_by_side), steamcmd never writes the build running servers use; see that option.
 author:
   - left4me developers (@left4me)
 options:
@@ -124,6 +125,42 @@ options:
         path and sha256 after clearing). Defaults to C(<install_dir>.execstack.json),
         beside the install and outside what steamcmd manages.
     type: path
+  side_by_side:
+    description:
+      - Install and update in builds beside each other, so a running server's files never
+        change under it (overlayfs leaves a lower layer changed under a mount undefined).
+      - Builds are C(STATE_DIR/builds/N/) (owned by O(run_as)); the root-owned link
+        C(builds/current) names the current one and O(install_dir), which must be
+        C(STATE_DIR/installation), becomes a root-owned link to C(builds/current). A server's
+        mount resolves it once, at its start, and keeps that build until its next start.
+      - An install or update copies the current build to the next N (C(cp -a --reflink=auto)
+        as O(run_as); shared blocks on a filesystem with reflinks, a full copy elsewhere;
+        never hard links, through which a chmod or an in-place write by steamcmd would reach
+        the running build), runs steamcmd there, checks the manifest complete and clears
+        its libraries (O(clear_execstack)), and only then renames a new C(current) link into
+        place. An update that brought nothing new (same C(buildid), same files outside
+        C(steamapps/)) is discarded. A failed one is removed; the current build stays
+        current and untouched.
+      - Before copying, the disk it needs is computed (the current build's size when the
+        filesystem has no reflinks, plus O(update_headroom)) and the update is refused,
+        changing nothing, when C(builds/) has less free (RV(disk)).
+      - Every call (check mode predicts it) removes builds that are not current and that no
+        overlay mount in PID 1's mount namespace has among its lower layers.
+      - A plain O(install_dir) directory from before builds becomes C(builds/1) by a rename
+        (no download) while no mount uses it; while one does, it stays, an update copies it
+        into a new build, and it is removed once no server uses it any more.
+      - One call at a time - a second one while another holds C(builds/.update.lock) fails
+        at once (RV(error_kind) V(busy)) and changes nothing.
+    type: bool
+    default: false
+  update_headroom:
+    description:
+      - With O(side_by_side), the free disk an update needs in C(builds/) beyond the copy of
+        the current build, for what steamcmd downloads and writes (an L4D2 update is usually
+        well under this; a first install needs about 10 GB and is not bounded by it).
+      - A size such as V(2G), V(500M) or a number of bytes.
+    type: str
+    default: 2G
 attributes:
   check_mode:
     description:
@@ -236,33 +273,77 @@ platform_pass_attempts:
   returned: always
   type: int
   sample: 1
+build:
+  description: With O(side_by_side), the current build's directory after this run.
+  returned: when O(side_by_side)
+  type: str
+  sample: /var/lib/left4me/builds/2
+build_before:
+  description: With O(side_by_side), the current build's directory before this run (null when none).
+  returned: when O(side_by_side)
+  type: str
+  sample: /var/lib/left4me/builds/1
+builds_removed:
+  description:
+    - With O(side_by_side), builds removed (in check mode, that would be) because they are
+      not current and no mount uses them.
+  returned: when O(side_by_side)
+  type: list
+  elements: str
+  sample: [/var/lib/left4me/builds/1]
+disk:
+  description:
+    - With O(side_by_side), when an update was prepared - bytes C(needed) (C(copy) plus
+      O(update_headroom)), C(free) in C(builds/), C(copy) (0 with reflinks) and whether the
+      filesystem shares blocks (C(reflink)).
+  returned: when O(side_by_side) and steamcmd was about to run
+  type: dict
+  sample: {"needed": 2147483648, "free": 53687091200, "copy": 0, "reflink": true}
 error_kind:
   description:
     - On failure, what went wrong - V(disk_full), V(disk_write), V(content), V(network),
       V(appinfo_timeout), V(self_update), V(steamcmd_dir_owner), V(no_subscription),
       V(login_failed), V(steam_guard), V(invalid_platform), V(missing_configuration),
       V(run_timeout) (O(timeout) passed), V(offline), V(execstack), V(unknown), or
-      V(bad_input).
+      V(bad_input); with O(side_by_side) also V(busy) (another call is updating), V(copy)
+      (copying the current build failed) and V(builds) (the builds directory is not as
+      left4me leaves it).
   returned: failure
   type: str
   sample: disk_full
 """
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.left4me.l4d2.plugins.module_utils import (  # noqa: E402
+    _builds as builds_lib,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils import (  # noqa: E402
     _execstack as execstack,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._common import (  # noqa: E402
+    Left4meError,
+    parse_size,
+    tree_usage,
     user_account,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._layout import (  # noqa: E402
+    INSTALLATION_DIR,
+)
+from ansible_collections.left4me.l4d2.plugins.module_utils._mount import (  # noqa: E402
+    builds_lock,
+    mountinfo_path,
 )
 from ansible_collections.left4me.l4d2.plugins.module_utils._steamcmd import (  # noqa: E402
     PLATFORM_PASS_KINDS,
+    AppState,
     LinkLayoutError,
     SteamcmdError,
     apply_steamclient_links,
@@ -286,6 +367,7 @@ class Installer:
     def __init__(self, module: AnsibleModule):
         self.module = module
         self.params = module.params
+        self.note = ""  # added to every failure message (side_by_side: what it left)
         self.install_dir = os.path.normpath(self.params["install_dir"])
         self.steamcmd_dir = os.path.normpath(self.params["steamcmd_dir"])
         self.tail: list[str] = []
@@ -293,7 +375,8 @@ class Installer:
         self.remaining = float(self.params["timeout"])
 
     def fail(self, kind: str, msg: str, **extra) -> None:
-        self.module.fail_json(msg=msg, error_kind=kind, output_tail=self.tail, **extra)
+        self.module.fail_json(msg=msg + self.note, error_kind=kind, output_tail=self.tail,
+                              **extra)
 
     def _account(self, name: str | None) -> pwd.struct_passwd:
         if not name:
@@ -396,15 +479,18 @@ class Installer:
                       " writable by the user running the module (root)")
         return False
 
+    def user_switch(self) -> dict:
+        """subprocess arguments that run a command as the run_as user."""
+        if self.account.pw_uid == os.geteuid():
+            return {}
+        return dict(user=self.account.pw_uid, group=self.account.pw_gid,
+                    extra_groups=os.getgrouplist(self.account.pw_name, self.account.pw_gid))
+
     def _run(self, argv: list[str]):
         env = dict(os.environ)
         env.update(HOME=self.account.pw_dir, USER=self.account.pw_name,
                    LOGNAME=self.account.pw_name, LANG="C", LC_ALL="C")
-        switch = {}
-        if self.account.pw_uid != os.geteuid():
-            switch = dict(user=self.account.pw_uid, group=self.account.pw_gid,
-                          extra_groups=os.getgrouplist(self.account.pw_name,
-                                                       self.account.pw_gid))
+        switch = self.user_switch()
         log_path = self.params["log_path"]
         if log_path and not os.path.exists(log_path):
             with open(os.open(log_path, os.O_WRONLY | os.O_CREAT, 0o640), "w"):
@@ -432,7 +518,21 @@ ARGUMENT_SPEC = dict(
     log_path=dict(type="path"),
     clear_execstack=dict(type="bool", default=True),
     execstack_record=dict(type="path"),
+    side_by_side=dict(type="bool", default=False),
+    update_headroom=dict(type="str", default="2G"),
 )
+
+
+def apply_links(installer, links) -> None:
+    problems = [problem for problem in map(target_problem, links) if problem]
+    if problems:
+        installer.fail("unknown", "; ".join(problems))
+    try:
+        apply_steamclient_links(links, installer.account.pw_uid, installer.account.pw_gid)
+    except LinkLayoutError as exc:
+        installer.fail("bad_input", str(exc))
+    except OSError as exc:
+        installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
 
 
 def install_and_fix(installer, links, run_needed: bool):
@@ -455,20 +555,241 @@ def install_and_fix(installer, links, run_needed: bool):
     if run_needed and not after.complete:
         installer.fail("unknown", "steamcmd reported success but the app manifest of"
                        f" {installer.install_dir} does not show a complete install")
-    problems = [problem for problem in map(target_problem, links) if problem]
-    if problems:
-        installer.fail("unknown", "; ".join(problems))
-    try:
-        apply_steamclient_links(links, installer.account.pw_uid, installer.account.pw_gid)
-    except LinkLayoutError as exc:
-        installer.fail("bad_input", str(exc))
-    except OSError as exc:
-        installer.fail("unknown", f"could not create the ~/.steam sdk links: {exc}")
+    apply_links(installer, links)
     # After steamcmd: an update or validate may have put Valve's bytes back.
     execstack_plan = installer.plan_execstack()
     if execstack_plan is not None:
         record_changed = installer.apply_execstack(execstack_plan)
     return after, platform_passes, execstack_plan, record_changed
+
+
+class SideBySide:
+    """O(side_by_side): an install or update goes into a new build beside the current one,
+    which changes only by a rename of builds/current once the new one is complete."""
+
+    def __init__(self, module: AnsibleModule, installer: Installer):
+        self.module = module
+        self.installer = installer
+        self.params = module.params
+        self.builds = builds_lib.Builds(os.path.dirname(installer.install_dir))
+        if os.path.basename(installer.install_dir) != INSTALLATION_DIR:
+            installer.fail("bad_input", "side_by_side needs install_dir to be"
+                           f" STATE_DIR/{INSTALLATION_DIR}, the layer every instance's env file"
+                           f" names (got {installer.install_dir})")
+        if self.params["execstack_record"]:
+            installer.fail("bad_input", "execstack_record cannot be set with side_by_side:"
+                           " each build keeps its own, builds/N.execstack.json")
+        try:
+            self.headroom = parse_size(self.params["update_headroom"], "update_headroom",
+                                       Left4meError)
+        except Left4meError as exc:
+            installer.fail("bad_input", str(exc))
+        self.platform_passes = 0
+        self.disk: dict | None = None
+        self.execstack_plan = None
+        self.record_changed = False
+        self.removed: list[str] = []
+
+    def read(self):
+        layout = builds_lib.read_layout(self.builds)
+        with open(mountinfo_path(), encoding="utf-8", errors="surrogateescape") as handle:
+            used, flat_used = builds_lib.builds_in_use(handle.read(), self.builds)
+        return layout, used, flat_used
+
+    def current_dir(self, layout) -> str | None:
+        if layout.current is not None:
+            return self.builds.build_dir(layout.current)
+        return self.builds.installation if layout.flat else None
+
+    def main(self) -> None:
+        try:
+            if self.module.check_mode:
+                self.exit(self.predict())
+            builds_lib.ensure_builds_dir(self.builds)
+            with builds_lib.update_lock(self.builds):
+                self.exit(self.apply())
+        except builds_lib.BuildsBusy as exc:
+            self.installer.fail("busy", str(exc))
+        except builds_lib.BuildsError as exc:
+            self.installer.fail("builds", str(exc))
+        except OSError as exc:
+            kind = "disk_full" if exc.errno == 28 else "builds"
+            self.installer.fail(kind, f"changing the builds in {self.builds.builds_dir}"
+                                f" failed: {exc}; the current build was not changed")
+
+    def predict(self) -> dict:
+        layout, used, flat_used = self.read()
+        source = self.current_dir(layout)
+        before = read_app_state(source) if source else AppState()
+        if builds_lib.update_running(self.builds):
+            # Its unfinished build is no leftover: the builds are the running update's.
+            self.module.warn(f"an update is running in {self.builds.builds_dir}; the builds"
+                             " are left to it (a real run now would be refused as busy)")
+            layout = builds_lib.Layout(names=[], current=layout.current, flat=layout.flat,
+                                       installation_linked=True)
+        removed = [self.builds.build_dir(n) for n in builds_lib.removals(layout, used)]
+        if builds_lib.removes_flat(layout, flat_used):
+            removed.append(self.builds.installation)
+        self.removed = removed + [self.builds.build_dir(n) for n in layout.leftovers
+                                  if n.startswith(builds_lib.REMOVING_PREFIX)]
+        relink = (builds_lib.migrates_flat(layout, flat_used)
+                  or builds_lib.links_installation(layout))
+        if before.complete:
+            self.installer.install_dir = source
+            self.execstack_plan = self.installer.plan_execstack()
+        return dict(before=before, after=before if before.complete else None, source=source,
+                    build=source if before.complete else None,
+                    changed_layout=bool(self.removed or relink or layout.leftovers))
+
+    def apply(self) -> dict:
+        layout, _used, flat_used = self.read()
+        changed_layout = False
+        if builds_lib.migrates_flat(layout, flat_used):
+            with builds_lock(self.builds.state_dir, shared=False):
+                builds_lib.migrate_flat(self.builds, builds_lib.next_build_name(layout.names))
+            layout, _used, flat_used = self.read()
+            changed_layout = True
+        source = self.current_dir(layout)
+        before = read_app_state(source) if source else AppState()
+        if self.params["update"] or not before.complete:
+            changed_layout |= self.update(layout, source, before)
+        layout, _used, flat_used = self.read()
+        current = self.current_dir(layout)
+        self.installer.install_dir = current
+        if self.execstack_plan is None:  # the current build as it is (no new build made)
+            self.execstack_plan = self.installer.plan_execstack()
+            if self.execstack_plan is not None:
+                self.record_changed = self.installer.apply_execstack(self.execstack_plan)
+        changed_layout |= self.collect_garbage()
+        return dict(before=before, after=read_app_state(current), source=source,
+                    build=current, changed_layout=changed_layout)
+
+    def update(self, layout, source: str | None, before) -> bool:
+        """steamcmd into a new build (a copy of ``source``); True when it became current."""
+        name = builds_lib.next_build_name(layout.names)
+        target = self.builds.build_dir(name)
+        reflink = source is not None and builds_lib.reflinks_work(source, self.builds.builds_dir)
+        copy_bytes = tree_usage(source) if source is not None and not reflink else 0
+        free = builds_lib.free_bytes(self.builds.builds_dir)
+        self.disk = dict(needed=copy_bytes + self.headroom, free=free, copy=copy_bytes,
+                         reflink=reflink)
+        refusal = builds_lib.disk_refusal(free, copy_bytes, self.headroom,
+                                          self.builds.builds_dir, reflink)
+        if refusal:
+            self.installer.fail("disk_full", refusal, disk=self.disk)
+        account = self.installer.account
+        kept = (f"the current build {source} stays current and unchanged" if source
+                else "no build is current yet")
+        self.installer.note = f" (side by side: the new build {target} is removed; {kept})"
+        os.mkdir(target, 0o755)
+        try:
+            os.chown(target, account.pw_uid, account.pw_gid)
+            if source is not None:
+                self.copy(source, target)
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copy2(source + builds_lib.RECORD_SUFFIX, self.builds.record(name))
+            self.installer.install_dir = target
+            self.platform_passes = self.installer.install()
+            after = read_app_state(target)
+            if not after.complete:
+                self.installer.fail("unknown", "steamcmd reported success but the app manifest"
+                                    f" of {target} does not show a complete install; the"
+                                    " current build was not changed")
+            self.execstack_plan = self.installer.plan_execstack()
+            if self.execstack_plan is not None:
+                self.record_changed = self.installer.apply_execstack(self.execstack_plan)
+            if (source is not None and after.buildid == before.buildid
+                    and builds_lib.tree_signature(source) == builds_lib.tree_signature(target)):
+                raise _NothingNew()
+            with builds_lock(self.builds.state_dir, shared=False):
+                builds_lib.make_current(self.builds, name)
+            return True
+        except BaseException as exc:
+            # A failed or empty update leaves no half build: the current one is untouched.
+            with contextlib.suppress(OSError):
+                builds_lib.delete_retired([builds_lib.retire_build(self.builds, name)])
+            if isinstance(exc, _NothingNew):
+                self.execstack_plan = None  # the current build's own, read again
+                self.record_changed = False
+                return False
+            raise
+
+    def copy(self, source: str, target: str) -> None:
+        """cp -a --reflink=auto as the run_as user, who owns both trees."""
+        done = subprocess.run(
+            ["/usr/bin/cp", "-a", "--reflink=auto", "--", source + "/.", target],
+            capture_output=True, text=True, check=False, env={"LANG": "C", "LC_ALL": "C"},
+            **self.installer.user_switch())
+        if done.returncode != 0:
+            said = " ".join(done.stderr.split())[-600:]
+            kind = "disk_full" if "No space left" in said else "copy"
+            self.installer.fail(kind, f"copying the current build {source} to {target}"
+                                f" failed: {said}; the current build was not changed",
+                                disk=self.disk)
+
+    def collect_garbage(self) -> bool:
+        """Remove what no mount uses and is not current; True when anything changed."""
+        with builds_lock(self.builds.state_dir, shared=False):
+            layout, used, flat_used = self.read()
+            doomed = builds_lib.retire_leftovers(self.builds, layout.leftovers)
+            changed = bool(layout.leftovers)
+            for name in builds_lib.removals(layout, used):
+                doomed.append(builds_lib.retire_build(self.builds, name))
+                self.removed.append(self.builds.build_dir(name))
+            if builds_lib.removes_flat(layout, flat_used):
+                doomed.append(builds_lib.retire_flat(self.builds))
+                self.removed.append(self.builds.installation)
+            elif builds_lib.links_installation(layout):
+                builds_lib.link_installation(self.builds)
+                changed = True
+        builds_lib.delete_retired(doomed)
+        return changed or bool(self.removed)
+
+    def exit(self, outcome: dict) -> None:
+        module, installer = self.module, self.installer
+        links = plan_steamclient_links(installer.account.pw_dir, installer.steamcmd_dir)
+        links_to_fix = [link for link in links if not link_is_correct(link)]
+        if not module.check_mode:
+            apply_links(installer, links)
+        before, after = outcome["before"], outcome["after"]
+        plan = self.execstack_plan
+        cleared = plan.to_clear if plan is not None else []
+        recorded = sorted({*plan.record, *cleared}) if plan is not None else []
+        if module.check_mode and plan is not None:
+            self.record_changed = recorded != sorted(
+                execstack.read_record(installer.record_path()))
+        installed = after.complete if after is not None else True
+        build_changed = after is None or outcome["build"] != outcome["source"] or (
+            before.buildid, before.complete) != (after.buildid, after.complete)
+        result = dict(
+            changed=bool(build_changed or outcome["changed_layout"] or links_to_fix or cleared
+                         or self.record_changed),
+            buildid=after.buildid if after is not None else None,
+            buildid_before=before.buildid,
+            build=outcome["build"],
+            build_before=outcome["source"],
+            builds_removed=self.removed,
+            disk=self.disk,
+            installed=installed,
+            update_checked=(self.params["update"] or not before.complete)
+            and not module.check_mode,
+            platform_pass=self.platform_passes > 0,
+            platform_pass_attempts=self.platform_passes,
+            execstack_cleared=cleared,
+            execstack_recorded=recorded,
+            links={link.path: link.target for link in links},
+            output_tail=installer.tail,
+        )
+        if module._diff:
+            result["diff"] = install_diff(before, links, links_to_fix, cleared,
+                                          result["buildid"], installed)
+            result["diff"]["before"]["build"] = outcome["source"]
+            result["diff"]["after"]["build"] = outcome["build"]
+        module.exit_json(**result)
+
+
+class _NothingNew(Exception):
+    """The update found nothing new: its copy is discarded."""
 
 
 def install_diff(before, links, links_to_fix, cleared, buildid, installed) -> dict:
@@ -489,6 +810,8 @@ def main():
     installer.check_inputs()
     if module.params["timeout"] < 1:
         installer.fail("bad_input", "timeout must be at least 1 second")
+    if module.params["side_by_side"]:
+        SideBySide(module, installer).main()
 
     before = read_app_state(installer.install_dir)
     links = plan_steamclient_links(installer.account.pw_dir, installer.steamcmd_dir)

@@ -84,9 +84,10 @@ options:
       lowerdirs: &lowerdirs
         description:
           - Layers above the shared installation, first wins. Each must lie under
-            C(installation/), C(overlays/) or C(workshop_cache/) below O(state_dir)
-            (after symlinks), at most 498 (the instance config layer and the installation
-            make 500). The installation is added as the last layer; do not list it.
+            C(installation/), C(builds/), C(overlays/) or C(workshop_cache/) below
+            O(state_dir) (after symlinks), at most 498 (the instance config layer and the
+            installation make 500). The installation is added as the last layer (each start
+            mounts the build current then); do not list it.
           - Mutually exclusive with O(instances[].overlays).
         type: list
         elements: path

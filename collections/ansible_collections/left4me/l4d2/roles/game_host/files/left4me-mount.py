@@ -12,8 +12,10 @@ Callers name the interpreter (the unit's ExecStartPre=+/ExecStopPost=+ lines and
 any sudoers rule), so neither PATH nor a shebang decides what runs as root, and
 -I keeps PYTHON* variables and the user site out.
 
-``mount`` reads LEFT4ME_LOWERDIRS from {config_dir}/instances/NAME.env, accepts
-only layers under {state_dir}/installation, overlays and workshop_cache, and mounts
+``mount`` reads LEFT4ME_LOWERDIRS from {config_dir}/instances/NAME.env, takes the
+installation layer from {state_dir}/builds/current (the build current at this start; a
+running server keeps the one it was mounted with), accepts only layers under
+{state_dir}/installation, builds, overlays and workshop_cache, and mounts
 {state_dir}/runtime/NAME/merged in PID 1's mount namespace. The server's upper and work
 dirs live on its writes filesystem: an ext4 image, runtime/NAME/writes.img, as large as
 LEFT4ME_UPPER_DIR_MAX (2 GiB when unset), made at the first mount, grown or shrunk to a
@@ -86,9 +88,14 @@ def run(args):
     mount_lib.enter_mount_namespace()
     if args.verb == "umount":
         plan = mount_lib.plan_unmount(name, state_dir=state_dir)
-    else:
-        env_path = layout.env_file_path(name, args.config_dir or common.DEFAULT_CONFIG_DIR)
-        env = mount_lib.read_env_file(env_path)
+        if plan.changed:
+            mount_lib.apply_mount_plan(plan)
+        return
+    env_path = layout.env_file_path(name, args.config_dir or common.DEFAULT_CONFIG_DIR)
+    env = mount_lib.read_env_file(env_path)
+    # The game layer is resolved (builds/current) and mounted under the builds lock, so
+    # an update cannot remove the build between the two.
+    with mount_lib.builds_lock(state_dir):
         plan = mount_lib.plan_mount(
             name,
             mount_lib.lowerdirs_from_env(env, env_path),
@@ -97,8 +104,8 @@ def run(args):
             remount=True,
             upper_dir_max=mount_lib.upper_dir_max_from_env(env, env_path),
         )
-    if plan.changed:
-        mount_lib.apply_mount_plan(plan)
+        if plan.changed:
+            mount_lib.apply_mount_plan(plan)
 
 
 def main(argv=None):

@@ -62,6 +62,7 @@ def test_instance_paths_custom_state_dir_and_errors():
 def test_default_allowed_roots_and_env_path():
     assert layout_lib.allowed_roots("/s") == [
         "/s/installation",
+        "/s/builds",
         "/s/overlays",
         "/s/workshop_cache",
     ]
@@ -90,3 +91,16 @@ def test_overlay_root_and_the_instance_files():
     assert layout_lib.server_unit_name("coop1") == "left4me-server@coop1.service"
     with pytest.raises(MountError, match="invalid instance name"):
         layout_lib.server_unit_name("Coop", MountError)
+
+
+def test_the_installation_layer_is_taken_from_the_current_build_once_builds_exist(tmp_path):
+    state = tmp_path / "state"
+    (state / "installation").mkdir(parents=True)  # a plain install from before builds
+    installation = str(state / "installation")
+    assert layout_lib.game_layer_source(installation, str(state)) == installation
+    (state / "builds" / "2").mkdir(parents=True)
+    (state / "builds" / "current").symlink_to("2")
+    current = str(state / "builds" / "current")
+    assert layout_lib.game_layer_source(installation + "/", str(state)) == current
+    other = str(state / "overlays" / "maps")
+    assert layout_lib.game_layer_source(other, str(state)) == other

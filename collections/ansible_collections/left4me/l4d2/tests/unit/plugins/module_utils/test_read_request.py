@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _read_request, _reads
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _read_request, _reads
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _read_request, _reads
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _rcon, _read_request, _reads
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
 ROLE = COLLECTION / "roles" / "game_instances"
@@ -102,10 +102,10 @@ def test_an_unknown_instance_is_named(tmp_path, monkeypatch):
 
 
 def test_rcon_answers_without_the_password(tmp_path, monkeypatch):
-    plan = _reads.RconPlan("coop1", _reads.Target(27015, "127.0.0.1", "127.0.0.1:27015"),
+    plan = _reads.RconPlan("coop1", _rcon.Target(27015, "127.0.0.1", "127.0.0.1:27015"),
                            "run-1", "sekrit")
     monkeypatch.setattr(_read_request, "plan_rcon", lambda *_args: plan)
-    monkeypatch.setattr(_reads, "run_command",
+    monkeypatch.setattr(_rcon, "run_command",
                         lambda *_args: ('"rcon_password" = "sekrit"\nok', 0.01))
     answer = _read_request.answer(parse({"verb": "rcon", "instance": "coop1",
                                          "args": {"command": "rcon_password"}}), never_run)

@@ -16,16 +16,17 @@ import time
 import pytest
 
 try:
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _reads
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _mount, _rcon
     from ansible_collections.left4me.l4d2.plugins.modules import rcon, server_logs, srcds_info
 except ImportError:  # plain pytest from the repo root: make the collection importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[7]))
-    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _rcon, _reads
+    from ansible_collections.left4me.l4d2.plugins.module_utils import _a2s, _mount, _rcon
     from ansible_collections.left4me.l4d2.plugins.modules import rcon, server_logs, srcds_info
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+REAL_RUN_COMMAND = _rcon.run_command  # the fixture fakes it; one test talks to the stand-in
 COOP_PASSWORD = "sekrit-coop"
 STATUS = ('# userid name uniqueid connected ping loss state rate adr\n'
           '#  2 1 "Veteran" STEAM_1:1:41813649 2:05:07 64 0 active 30000 127.0.0.4:27005\n'
@@ -83,9 +84,9 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(_rcon, "REFUSALS_DIR", str(tmp_path / "run" / "rcon-refused"))
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr(_reads, "mountinfo_path", lambda _pid: str(mountinfo))
-    monkeypatch.setattr(_reads, "query_many", query_many)
-    monkeypatch.setattr(_reads, "run_command", send)
+    monkeypatch.setattr(_mount, "mountinfo_path", lambda _pid: str(mountinfo))
+    monkeypatch.setattr(_a2s, "query_many", query_many)
+    monkeypatch.setattr(_rcon, "run_command", send)
     return fake
 
 
@@ -260,7 +261,7 @@ def test_a_stale_password_costs_the_real_server_one_failed_login_whatever_asks(
     """Against the stand-in (real srcds's ban rules: the 6th refused login within 30 s bans
     127.0.0.1 from RCON and A2S): console commands and polls, again and again, after the
     server's password changed. The stand-in sees exactly one bad login and bans nobody."""
-    monkeypatch.setattr(_reads, "run_command", _rcon.run_command)
+    monkeypatch.setattr(_rcon, "run_command", REAL_RUN_COMMAND)
     root = standin_harness.make_game_root(tmp_path / "game",
                                           'rcon_password "changed-by-a-plugin"\n')
     server = start_srcds(root)
