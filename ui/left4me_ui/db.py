@@ -314,6 +314,8 @@ class Database:
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         # WAL's recommended level: no fsync per commit, still never a corrupt database.
         conn.execute("PRAGMA synchronous=NORMAL")
+        if not write:
+            conn.execute("PRAGMA query_only=ON")  # a write slipped into a read fails loudly
         try:
             # IMMEDIATE: take the write lock up front, so read-then-write steps (port
             # allocation, job claiming) never interleave with another writer.

@@ -400,7 +400,7 @@ class Health:
 
 
 def for_server(core: Core, actor: Actor, server_id: int) -> Health:
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         me = authz.current(conn, actor)
         row = conn.execute("SELECT owner_id, health_action FROM servers WHERE id = ?",
                            (server_id,)).fetchone()
@@ -422,7 +422,7 @@ def for_server(core: Core, actor: Actor, server_id: int) -> Health:
 
 
 def decisions(core: Core, actor: Actor, server_id: int, limit: int = 20) -> list[Decision]:
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         me = authz.current(conn, actor)
         row = conn.execute("SELECT owner_id FROM servers WHERE id = ?", (server_id,)).fetchone()
         if row is None or not authz.may_view(me, row["owner_id"]):

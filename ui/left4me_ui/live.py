@@ -115,7 +115,7 @@ def run_console(core: Core, actor: Actor, server_id: int, command: str,
 def console_history(core: Core, actor: Actor, server_id: int, limit: int = 50
                     ) -> list[ConsoleEntry]:
     """The server's console commands, newest first (owner and admins)."""
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         _server(conn, actor, server_id, manage=True)
         rows = conn.execute(
             "SELECT h.at, COALESCE(u.name, '(deleted user)') AS user_name, h.command, h.outcome"
@@ -128,7 +128,7 @@ def console_history(core: Core, actor: Actor, server_id: int, limit: int = 50
 def read_log(core: Core, actor: Actor, server_id: int, cursor: str | None = None,
              lines: int = LOG_PAGE_LINES) -> LogPage:
     """The server's journal: the last `lines` entries, or those after `cursor`."""
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         row = _server(conn, actor, server_id, manage=False)
     args: dict[str, object] = {"lines": lines}
     if cursor:
@@ -147,7 +147,7 @@ def follow_log(core: Core, actor: Actor, server_id: int) -> LogView | None:
     host's kept SSH connection, stopped when no page looked for a while), checked for this
     person at every look; None where it is read by cursor instead (read_log): the fast path
     is not used for its host, or the host's left4me-read cannot follow."""
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         row = _server(conn, actor, server_id, manage=False)
     target = host_reads.target_of(core, row["host"])
     if target is None:

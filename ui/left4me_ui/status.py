@@ -48,7 +48,7 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
     The server runs its owner's code, so its answer is hostile input: the collection's client
     refuses compressed answers (a bz2 bomb of a few hundred bytes inflates to gigabytes) and
     reads from a connected socket (no other address can answer for the server)."""
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         me = authz.current(conn, actor)
         row = conn.execute("SELECT owner_id, host, port FROM servers WHERE id = ?",
                            (server_id,)).fetchone()
@@ -67,7 +67,7 @@ def systemd_states(core: Core, actor: Actor, host: str, timeout: int = 30
 
     One `info` read of the host (host_reads: its left4me-read over the kept SSH connection,
     or srcds_info through Ansible where that is the way); `timeout` bounds the whole read."""
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         me = authz.current(conn, actor)
         rows = [r for r in conn.execute("SELECT id, owner_id, name FROM servers WHERE host = ?",
                                         (host,)) if authz.may_view(me, r["owner_id"])]
@@ -123,7 +123,7 @@ def summarize(unit: SystemdState | None, answer: A2SAnswer | None) -> str:
 def live(core: Core, actor: Actor, server_id: int, a2s_timeout: float = 1.0) -> LiveStatus:
     """The server's systemd state and A2S answer (authorized like servers.get)."""
     answer = a2s_info(core, actor, server_id, timeout=a2s_timeout)  # NotFound for others
-    with core.db.connect() as conn:
+    with core.db.connect(write=False) as conn:
         host = conn.execute("SELECT host FROM servers WHERE id = ?", (server_id,)).fetchone()
     if host is None:
         raise NotFound("no such server")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -372,3 +373,11 @@ def test_use_refreshes_a_session_once_a_minute_not_at_every_look(core, clock, al
     clock.advance(1)
     assert accounts.validate_session(core, token) == alice
     assert last_seen() == clock.now
+
+
+def test_a_read_transaction_refuses_a_write(core, alice):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"), \
+            core.db.connect(write=False) as conn:
+        conn.execute("DELETE FROM users")
+    with core.db.connect(write=False) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] > 0
