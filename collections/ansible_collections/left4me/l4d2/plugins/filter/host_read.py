@@ -31,7 +31,7 @@ def host_read(stdout):
     found = {"paths": {}, "users": {}, "groups": {}, "packages": {}, "sysctl": {},
              "units": {}}
     for line in lines:
-        kind, _, rest = line.partition("|")
+        kind, _sep, rest = line.partition("|")
         fields = rest.split("|")
         if kind == "path" and len(fields) >= 5:
             # stat --format='path|%F|%U|%G|%04a|%n': the name last, so it may hold a '|'.
@@ -39,17 +39,17 @@ def host_read(stdout):
             found["paths"]["|".join(fields[4:])] = {
                 "type": kind_of_file, "owner": owner, "group": group, "mode": mode}
         elif kind == "sha1" and "  " in rest:
-            digest, _, path = rest.partition("  ")  # sha1sum's "DIGEST  PATH"
+            digest, _sep, path = rest.partition("  ")  # sha1sum's "DIGEST  PATH"
             found["paths"].setdefault(path, {})["sha1"] = digest
         elif kind == "passwd" and rest.count(":") == 6:
-            name, _, uid, gid, _, home, shell = rest.split(":")  # getent passwd's line
+            name, _password, uid, gid, _gecos, home, shell = rest.split(":")  # getent passwd's line
             found["users"].setdefault(name, {}).update(
                 {"uid": uid, "gid": gid, "home": home, "shell": shell})
         elif kind == "locked" and len(fields) == 2:
             # Whether the shadow password is exactly "!" (the read prints no hash).
             found["users"].setdefault(fields[0], {})["locked"] = fields[1] == "yes"
         elif kind == "group" and rest.count(":") == 3:
-            name, _, gid, _ = rest.split(":")  # getent group's line
+            name, _password, gid, _members = rest.split(":")  # getent group's line
             found["groups"][name] = {"gid": gid}
         elif kind == "package" and len(fields) == 2:
             found["packages"][fields[0].split(":")[0]] = fields[1].strip()

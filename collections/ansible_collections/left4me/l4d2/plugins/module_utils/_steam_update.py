@@ -213,10 +213,14 @@ def ask_until_agreed(ask: Callable[[], Offer], attempts: int = WEBAPI_ATTEMPTS) 
     return last
 
 
+# The default opener, as the Workshop's: honours https_proxy, verifies TLS.
+OPENER = urllib.request.build_opener()
+
+
 def fetch(url: str, timeout: float) -> tuple[int | None, bytes]:
     """GET ``url``: (status, body); (None, reason) when nothing answered."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - http(s) only
+        with OPENER.open(url, timeout=timeout) as answer:  # http(s) only: the URL is ours
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

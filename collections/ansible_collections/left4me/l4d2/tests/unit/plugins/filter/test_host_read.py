@@ -54,8 +54,8 @@ NOTHING = {"directories": [], "groups": [], "users": [], "packages": [], "sysctl
            "sysctl_unenforced": [], "units": []}
 
 
-def drift(stdout, wanted=WANTED):
-    return plugin.host_read_drift(plugin.host_read(stdout), wanted)
+def drift(stdout, wanted=None):
+    return plugin.host_read_drift(plugin.host_read(stdout), WANTED if wanted is None else wanted)
 
 
 def test_a_converged_host_needs_nothing():
