@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from standins import vdftext
+from standins.gamebuild import DEFAULT_BUILDID
 from standins.steamcmd import install
-from standins.steamcmd.settings import DEFAULT_BUILDID, SimSettings
+from standins.steamcmd.settings import SimSettings
 
 # When the default build was offered; a later build is offered a day per build later.
 _DEFAULT_TIMEUPDATED = 1729000000

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from standins import vdftext
+from standins.gamebuild import patch_version
 from standins.steamcmd.elf import shared_object
 from standins.steamcmd.settings import SimSettings
 
@@ -39,10 +40,6 @@ class FilePlan:
     head: bytes
     size: int
     mode: int = 0o644
-
-
-def patch_version(buildid: int) -> str:
-    return f"2.2.4.{buildid % 1000}"
 
 
 def _placeholder(relative: str, header: bytes, buildid: int) -> FilePlan:

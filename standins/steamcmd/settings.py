@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_BUILDID = 16140412
+from standins.gamebuild import DEFAULT_BUILDID
+
 _SIZE_SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 KNOWN_FAULTS = frozenset(
     {"disk_full", "timeout", "workshop_timeout", "invalid_password", "two_factor",

@@ -17,8 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from standins import vpk
-from standins.steamcmd.install import patch_version
-from standins.steamcmd.settings import DEFAULT_BUILDID
+from standins.gamebuild import DEFAULT_BUILDID, patch_version
 from standins.webapi import avatars
 from standins.webapi.catalogue import (
     JPEG_HEADER,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 
 import pytest
+import yaml
 from standin_harness import REPO_ROOT as REPO
 from standin_harness import run_standin
 
@@ -375,3 +377,22 @@ def test_up_to_date_check_faults(api):
 def test_offered_build_on_the_command_line(start_webapi):
     api = start_webapi("--offered-buildid", "16140499")
     assert up_to_date(api, "appid=550&version=2.2.4.412")[1]["required_version"] == 224499
+
+
+def test_the_files_molecule_copies_to_a_host_are_all_the_web_api_imports(tmp_path):
+    # molecule/overlays runs the stand-in on its test host from a copy of a listed set of
+    # files; an import outside that list (the Web API took steamcmd's build id once) broke
+    # the scenario after minutes, as a timeout waiting for the port.
+    project = REPO
+    prepare = yaml.safe_load((project / "molecule/overlays/prepare.yml").read_text())
+    copies = [task for play in prepare for task in play.get("tasks", [])
+              if str(task.get("name", "")).startswith("Copy the fake Web API")]
+    assert len(copies) == 1, "molecule/overlays/prepare.yml: the copy task was renamed"
+    for relative in copies[0]["loop"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes((project / relative).read_bytes())
+    run = subprocess.run([sys.executable, "-I", "-c",
+                          f"import sys; sys.path.insert(0, {str(tmp_path)!r});"
+                          " import standins.webapi.server"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr

@@ -32,7 +32,7 @@ def check(host, *flags, **args):
 
 def install_snapshot(host):
     """Every file of the install with its mtime and size, the log's size, the manifest."""
-    listing = host.check_output(f"find {INSTALL} -printf '%p %T@ %s\\n' | sort | sha256sum")
+    listing = host.check_output(f"find {INSTALL}/ -printf '%p %T@ %s\\n' | sort | sha256sum")
     return listing, host.file(LOG).size, host.file(MANIFEST).sha256sum
 
 

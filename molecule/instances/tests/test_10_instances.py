@@ -55,8 +55,12 @@ def test_overlay_stacks_config_layer_then_overlay_then_installation(srv, name):
     options = srv.check_output(f"findmnt -n -o OPTIONS {STATE}/runtime/{name}/merged")
     lowers = re.findall(r"lowerdir\+?=([^,]+)", options)
     own = "demo-coop" if name == "coop1" else "demo-versus"
+    # The game layer is the build that was current when the server started (installation
+    # -> builds/current -> N, resolved once at mount time: an update never reaches it).
+    build = srv.check_output(f"readlink -f {INSTALL}")
+    assert re.fullmatch(rf"{STATE}/builds/\d+", build), build
     assert lowers == [f"{STATE}/overlays/.instance-{name}", f"{STATE}/overlays/{own}",
-                      f"{STATE}/overlays/demo-config", INSTALL], options
+                      f"{STATE}/overlays/demo-config", build], options
 
 
 @pytest.mark.parametrize("name", sorted(INSTANCES))
@@ -94,7 +98,7 @@ def test_rcon_password_is_in_a_private_cfg_and_never_on_a_command_line(srv, name
 
 
 def test_instance_disk_use_is_tiny_next_to_the_install(srv):
-    install = int(srv.check_output(f"du -s --apparent-size --block-size=1 {INSTALL}").split()[0])
+    install = int(srv.check_output(f"du -s --apparent-size --block-size=1 {INSTALL}/").split()[0])
     for name in sorted(INSTANCES):
         root = f"{STATE}/runtime/{name}"
         # The server's 2 GiB writes image is sparse: what it costs is what du says.
