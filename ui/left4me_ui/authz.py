@@ -85,6 +85,17 @@ def require_owned(conn: sqlite3.Connection, actor: Actor | None, owner_id: int,
     return checked
 
 
+def visible_server(conn: sqlite3.Connection, actor: Actor | None, server_id: int,
+                   columns: str) -> tuple[Actor, sqlite3.Row]:
+    """The actor as stored now and the server's row (``columns`` must include owner_id);
+    NotFound, the same for a missing server as for another user's."""
+    me = current(conn, actor)
+    row = conn.execute(f"SELECT {columns} FROM servers WHERE id = ?", (server_id,)).fetchone()
+    if row is None or not may_view(me, row["owner_id"]):
+        raise NotFound("no such server")
+    return me, row
+
+
 def visible_owner_clause(actor: Actor, owner_column: str = "owner_id") -> tuple[str, tuple]:
     """SQL filter for lists: everything for an admin, own rows for a user."""
     return ("1=1", ()) if actor.is_admin else (f"{owner_column} = ?", (actor.user_id,))

@@ -401,11 +401,7 @@ class Health:
 
 def for_server(core: Core, actor: Actor, server_id: int) -> Health:
     with core.db.connect(write=False) as conn:
-        me = authz.current(conn, actor)
-        row = conn.execute("SELECT owner_id, health_action FROM servers WHERE id = ?",
-                           (server_id,)).fetchone()
-        if row is None or not authz.may_view(me, row["owner_id"]):
-            raise NotFound("no such server")
+        _me, row = authz.visible_server(conn, actor, server_id, "owner_id, health_action")
         watch = conn.execute("SELECT * FROM health_watch WHERE server_id = ?",
                              (server_id,)).fetchone()
         latest = conn.execute("SELECT * FROM health_decisions WHERE server_id = ?"
@@ -423,10 +419,7 @@ def for_server(core: Core, actor: Actor, server_id: int) -> Health:
 
 def decisions(core: Core, actor: Actor, server_id: int, limit: int = 20) -> list[Decision]:
     with core.db.connect(write=False) as conn:
-        me = authz.current(conn, actor)
-        row = conn.execute("SELECT owner_id FROM servers WHERE id = ?", (server_id,)).fetchone()
-        if row is None or not authz.may_view(me, row["owner_id"]):
-            raise NotFound("no such server")
+        authz.visible_server(conn, actor, server_id, "owner_id")
         rows = conn.execute("SELECT * FROM health_decisions WHERE server_id = ?"
                             " ORDER BY id DESC LIMIT ?", (server_id, limit)).fetchall()
     return [_decision(r) for r in rows]

@@ -24,7 +24,7 @@ from ansible_collections.left4me.l4d2.plugins.module_utils._rcon import (
 )
 
 from left4me_ui import audit, authz, host_reads, log_follow
-from left4me_ui.authz import Actor, Forbidden, NotFound
+from left4me_ui.authz import Actor, Forbidden
 from left4me_ui.core import Core
 from left4me_ui.log_follow import LogView
 from left4me_ui.refusal import Refusal
@@ -75,11 +75,7 @@ def check_command(command: str) -> str:
 
 def _server(conn: sqlite3.Connection, actor: Actor, server_id: int, manage: bool
             ) -> sqlite3.Row:
-    me = authz.current(conn, actor)
-    row = conn.execute("SELECT id, owner_id, host, name FROM servers WHERE id = ?",
-                       (server_id,)).fetchone()
-    if row is None or not authz.may_view(me, row["owner_id"]):
-        raise NotFound("no such server")
+    me, row = authz.visible_server(conn, actor, server_id, "id, owner_id, host, name")
     if manage and not authz.may_manage(me, row["owner_id"]):
         raise Forbidden("only the server's owner and admins may use its console")
     return row

@@ -49,11 +49,7 @@ def a2s_info(core: Core, actor: Actor, server_id: int, timeout: float = 1.0
     refuses compressed answers (a bz2 bomb of a few hundred bytes inflates to gigabytes) and
     reads from a connected socket (no other address can answer for the server)."""
     with core.db.connect(write=False) as conn:
-        me = authz.current(conn, actor)
-        row = conn.execute("SELECT owner_id, host, port FROM servers WHERE id = ?",
-                           (server_id,)).fetchone()
-        if row is None or not authz.may_view(me, row["owner_id"]):
-            raise NotFound("no such server")
+        _me, row = authz.visible_server(conn, actor, server_id, "owner_id, host, port")
     try:
         info = query_info(_address(core, row["host"]), row["port"], timeout=timeout)
     except A2SError:
